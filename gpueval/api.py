@@ -1,0 +1,61 @@
+"""Python entry points behind the CLI: score or validate one submission.
+
+>>> from gpueval.api import score                                   # doctest: +SKIP
+>>> result = score("urisc", truth="gt/", submission="result.zip")   # doctest: +SKIP
+>>> result.score, result.status                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gpueval.backend import resolve_device
+from gpueval.challenges import get_challenge
+from gpueval.config import load_config
+from gpueval.errors import Rejected
+from gpueval.result import Result
+
+
+def score(
+    challenge: str,
+    truth: str | Path,
+    submission: str | Path,
+    *,
+    config: str | Path | dict[str, Any] | None = None,
+    overrides: Iterable[str] | dict[str, Any] = (),
+    device: str = "auto",
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> Result:
+    """Score one submission. A rejected submission returns a ``status="rejected"`` result;
+    unusable truth or config raises :class:`~gpueval.errors.TruthError`."""
+    cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
+    dev = resolve_device(device)
+    module = get_challenge(challenge)
+    t0 = time.perf_counter()
+    try:
+        result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
+                              progress=progress)
+    except Rejected as e:
+        result = Result.rejected(challenge, str(cfg["metric_version"]), str(e))
+    result.runtime["seconds"] = time.perf_counter() - t0
+    result.runtime["device"] = dev
+    result.runtime.setdefault("voxels", 0)
+    result.extra.setdefault("config", {k: v for k, v in cfg.items() if k != "variants"})
+    return result
+
+
+def validate(
+    challenge: str,
+    submission: str | Path,
+    *,
+    truth: str | Path | None = None,
+    config: str | Path | dict[str, Any] | None = None,
+    overrides: Iterable[str] | dict[str, Any] = (),
+) -> list[str]:
+    """Format checks only. Returns notes; raises :class:`~gpueval.errors.Rejected`."""
+    cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
+    return get_challenge(challenge).validate(submission, cfg, truth=truth)
