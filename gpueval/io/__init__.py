@@ -1,0 +1,1 @@
+"""Open, validate and align arrays lazily; read untrusted archives and pickles safely."""

@@ -1,0 +1,88 @@
+"""A restricted unpickler: the only way gpueval ever reads a pickle.
+
+Pickles execute code on load. Submissions are never unpickled at all; the only pickles gpueval
+accepts are official ground-truth formats (XPRESS skeleton graphs, MedSegFM text prompts), and
+those go through :func:`restricted_load`, which resolves only the ``(module, name)`` globals on
+an explicit allow-list and refuses everything else (``os.system``, ``builtins.eval``, …).
+
+>>> import pickle
+>>> restricted_load(pickle.dumps({"1": "liver", "instance_label": 0}), allowed=set())
+{'1': 'liver', 'instance_label': 0}
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from gpueval.errors import Rejected
+
+#: Globals a pickle of plain containers of numbers and strings may name (protocol 2+ uses
+#: ``copyreg``/``builtins`` helpers for sets, frozensets and bytearrays).
+PLAIN: frozenset[tuple[str, str]] = frozenset({
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
+    ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "bytearray"),
+    ("builtins", "complex"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("collections", "OrderedDict"),
+})
+
+#: NumPy scalars and arrays (their reconstruction helpers), for pickles holding positions.
+NUMPY: frozenset[tuple[str, str]] = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"), ("numpy", "float64"), ("numpy", "float32"),
+    ("numpy", "int64"), ("numpy", "uint64"), ("numpy", "int32"), ("numpy", "uint32"),
+})
+
+MAX_PICKLE_BYTES = 2**31
+
+
+class _Restricted(pickle.Unpickler):
+    def __init__(self, file: IO[bytes], allowed: frozenset[tuple[str, str]]):
+        super().__init__(file)
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._allowed:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+def restricted_load(
+    source: bytes | str | Path | IO[bytes],
+    allowed: Iterable[tuple[str, str]] = (),
+    *,
+    max_bytes: int = MAX_PICKLE_BYTES,
+) -> Any:
+    """Unpickle ``source`` admitting only :data:`PLAIN` globals plus ``allowed``.
+
+    Parameters
+    ----------
+    source : pickle bytes, a path, or a binary file object.
+    allowed : extra ``(module, name)`` pairs, e.g. ``("networkx.classes.graph", "Graph")``.
+    max_bytes : refuse larger inputs before reading them.
+
+    Raises
+    ------
+    Rejected
+        If the pickle names a global outside the allow-list, is truncated or corrupt.
+    """
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if path.stat().st_size > max_bytes:
+            raise Rejected(f"{path.name}: pickle larger than {max_bytes} bytes")
+        source = path.read_bytes()
+    if isinstance(source, bytes | bytearray):
+        if len(source) > max_bytes:
+            raise Rejected(f"pickle larger than {max_bytes} bytes")
+        source = io.BytesIO(source)
+    try:
+        return _Restricted(source, PLAIN | frozenset(allowed)).load()
+    except pickle.UnpicklingError as e:
+        raise Rejected(f"refused to unpickle: {e}") from e
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, ImportError) as e:
+        raise Rejected(f"corrupt or truncated pickle: {type(e).__name__}: {e}") from e
