@@ -1,0 +1,1 @@
+"""Pure formulas on reduced statistics (counts, contingency tables, distances): no voxels."""
