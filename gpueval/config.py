@@ -70,7 +70,8 @@ def apply_variant(cfg: dict[str, Any], name: Any) -> dict[str, Any]:
     variants = cfg.get("variants") or {}
     name = str(name)
     if name not in variants:
-        raise UsageError(f"unknown variant {name!r}; known: {', '.join(map(str, variants)) or 'none'}")
+        known = ", ".join(map(str, variants)) or "none"
+        raise UsageError(f"unknown variant {name!r}; known: {known}")
     out = copy.deepcopy(cfg)
     for key, value in (variants[name] or {}).items():
         set_dotted(out, key, value)
