@@ -40,6 +40,10 @@ NUMPY: frozenset[tuple[str, str]] = frozenset({
 MAX_PICKLE_BYTES = 2**31
 
 
+class _Forbidden(pickle.UnpicklingError):
+    pass
+
+
 class _Restricted(pickle.Unpickler):
     def __init__(self, file: IO[bytes], allowed: frozenset[tuple[str, str]]):
         super().__init__(file)
@@ -48,7 +52,7 @@ class _Restricted(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._allowed:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        raise _Forbidden(f"global {module}.{name} is not allowed")
 
 
 def restricted_load(
@@ -81,8 +85,8 @@ def restricted_load(
         source = io.BytesIO(source)
     try:
         return _Restricted(source, PLAIN | frozenset(allowed)).load()
-    except pickle.UnpicklingError as e:
+    except _Forbidden as e:
         raise Rejected(f"refused to unpickle: {e}") from e
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError, ImportError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, MemoryError, OverflowError, ImportError) as e:
         raise Rejected(f"corrupt or truncated pickle: {type(e).__name__}: {e}") from e

@@ -1,0 +1,5 @@
+import sys
+
+from gpueval.cli import main
+
+sys.exit(main())

@@ -1,0 +1,267 @@
+"""``gpueval`` command line (the contract is ``shared/specs/cli.md``; keep every name).
+
+Exit status: 0 scored · 2 bad command line · 3 submission rejected · 4 truth or config unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gpueval import __version__
+from gpueval.config import CHALLENGES
+from gpueval.errors import GpuevalError, Rejected, UsageError
+from gpueval.result import Result, format_table, to_jsonable
+
+EPILOG = """\
+examples:
+  gpueval demo                                    score a built-in synthetic pair (CPU, no data)
+  gpueval score urisc --truth gt/ --submission result.zip --json out.json
+  gpueval score urisc --truth gt/ --submission s/ --set variant=bold --set radius=2
+  gpueval score cellmap --truth gt.zarr --submission sub.zip --device gpu
+  gpueval score xpress --truth skel.npz --submission seg.h5 --set roi=none
+  gpueval validate medsegfm --submission preds/
+  gpueval rescore urisc --truth gt/ --submissions all/ --db sqlite:///scores.db
+  gpueval bench contingency confusion --json bench.json
+
+exit status: 0 scored, 2 bad command line, 3 submission rejected, 4 truth or config unusable.
+Each challenge's constants live in configs/<challenge>.yaml; --set KEY=VALUE overrides one
+(dotted keys), --config FILE replaces the file. Results are strict JSON (NaN -> null).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gpueval", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score segmentation-challenge submissions exactly as the official scorers "
+                    "do, out of core, on the GPU or the CPU.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"gpueval {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("score", help="score one submission",
+                       description="Score one submission against the truth; print a table, "
+                                   "write --json.")
+    _challenge(s)
+    s.add_argument("--truth", required=True, help="ground truth (layout per challenge)")
+    s.add_argument("--submission", required=True, help="the submission file, folder or zip")
+    s.add_argument("--json", metavar="OUT", help="write the result JSON here")
+    _common(s)
+    s.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    s.add_argument("--report", metavar="HTML", help="also write an HTML report")
+
+    r = sub.add_parser("rescore", help="score every stored submission (resumable, with a DB)")
+    _challenge(r)
+    r.add_argument("--truth", required=True)
+    r.add_argument("--submissions", required=True, metavar="DIR",
+                   help="folder whose entries (files or folders) are one submission each")
+    r.add_argument("--db", metavar="URL", help="results database (default sqlite next to DIR)")
+    r.add_argument("--export", metavar="CSV_OR_PARQUET", help="write the leaderboard table")
+    r.add_argument("--workers", type=int, default=0,
+                   help="start a LocalCluster with this many workers (0: in-process)")
+    r.add_argument("--force", action="store_true",
+                   help="re-score submissions already in the database (keeps both rows)")
+    r.add_argument("--timeout", type=float, default=None,
+                   help="seconds allowed per submission (exceeded: recorded as failed)")
+    _common(r)
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")
+
+    v = sub.add_parser("validate", help="format checks only, no scoring")
+    _challenge(v)
+    v.add_argument("--submission", required=True)
+    v.add_argument("--truth")
+    v.add_argument("--config", metavar="YAML")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    b = sub.add_parser("bench", help="throughput benchmarks (voxels/s, peak RSS)")
+    b.add_argument("workloads", nargs="*", metavar="WORKLOAD",
+                   help="names to run (default: all; --list shows them)")
+    b.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    b.add_argument("--json", metavar="OUT")
+    b.add_argument("--scale", type=float, default=1.0,
+                   help="problem size factor (1 = the size the issue names)")
+    b.add_argument("--list", action="store_true", help="list workloads and exit")
+
+    d = sub.add_parser("demo", help="score a built-in synthetic instance pair on the CPU")
+    d.add_argument("--json", metavar="OUT")
+    d.add_argument("--size", type=int, default=96, help="edge of the synthetic cube")
+    d.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu"))
+    d.add_argument("--report", metavar="HTML", help="also write an HTML report")
+
+    k = sub.add_parser("skeleton", help="convert an XPRESS skeleton (pickle -> safe .npz)")
+    k.add_argument("source")
+    k.add_argument("dest")
+
+    lb = sub.add_parser("leaderboard", help="print the ranked table from a results database")
+    _challenge(lb)
+    lb.add_argument("--db", required=True, metavar="URL")
+    lb.add_argument("--metric-version", help="default: the newest in the database")
+    lb.add_argument("--compare", metavar="VERSION", help="show rank changes against VERSION")
+    lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard")
+    lb.add_argument("--export", metavar="CSV_OR_PARQUET")
+
+    rep = sub.add_parser("report", help="HTML report of a result JSON")
+    rep.add_argument("result", metavar="RESULT.json")
+    rep.add_argument("--truth")
+    rep.add_argument("--submission")
+    rep.add_argument("-o", "--output", required=True, metavar="HTML")
+    return p
+
+
+def _challenge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("challenge", choices=CHALLENGES, metavar="CHALLENGE",
+                   help="one of: " + ", ".join(CHALLENGES))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="YAML", help="replace configs/<challenge>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (dotted), e.g. --set variant=bold")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="auto: the GPU when CuPy sees one, else the CPU")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the graph on this dask.distributed scheduler")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GpuevalError as e:
+        print(f"gpueval: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_score(args) -> int:
+    from gpueval import api
+
+    result = api.score(args.challenge, args.truth, args.submission, config=args.config,
+                       overrides=args.overrides, device=args.device, scheduler=args.scheduler,
+                       progress=not args.quiet)
+    if args.json:
+        result.write_json(args.json)
+    if args.report:
+        _write_report(result, args.report, truth=args.truth, submission=args.submission)
+    if not args.quiet:
+        print(format_table(result))
+    elif result.error:
+        print(f"gpueval: rejected: {result.error}", file=sys.stderr)
+    return 0 if result.status == "ok" else Rejected.exit_code
+
+
+def cmd_validate(args) -> int:
+    from gpueval import api
+
+    try:
+        notes = api.validate(args.challenge, args.submission, truth=args.truth,
+                             config=args.config, overrides=args.overrides)
+    except Rejected as e:
+        print(f"rejected: {e}")
+        return Rejected.exit_code
+    for n in notes or []:
+        print(n)
+    print("valid")
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    try:
+        from gpueval import rescore
+    except ImportError as e:  # pragma: no cover - present in a complete install
+        raise UsageError(f"rescore is not available: {e}") from e
+    return rescore.run_cli(args)
+
+
+def cmd_leaderboard(args) -> int:
+    from gpueval import rescore
+
+    return rescore.leaderboard_cli(args)
+
+
+def cmd_bench(args) -> int:
+    from gpueval import bench
+    from gpueval.backend import resolve_device
+
+    workloads = bench.load_all()
+    if args.list:
+        for name, wl in sorted(workloads.items()):
+            print(f"{name:<22} {wl.description}")
+        return 0
+    unknown = [w for w in args.workloads if w not in workloads]
+    if unknown:
+        raise UsageError(f"unknown workload(s) {', '.join(unknown)}; see gpueval bench --list")
+    device = resolve_device(args.device)
+    records = []
+    for name in args.workloads or sorted(workloads):
+        rec = bench.run_isolated(name, device, args.scale)
+        records.append(rec)
+        print(_bench_line(rec), flush=True)
+    out = {"machine": bench.machine_info(), "results": records}
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_jsonable(out), indent=2) + "\n")
+    return 0 if all("error" not in r for r in records) else 1
+
+
+def _bench_line(rec: dict) -> str:
+    if "error" in rec:
+        return f"{rec['workload']:<22} FAILED: {rec['error']}"
+    vps = rec.get("voxels_per_s")
+    parts = [f"{rec['workload']:<22}", f"{rec['seconds']:8.3f} s"]
+    if vps:
+        parts.append(f"{vps / 1e6:9.1f} MVx/s")
+    parts.append(f"peak RSS {rec['peak_rss_bytes'] / 2**20:7.0f} MiB")
+    if rec.get("speedup_vs_reference"):
+        parts.append(f"x{rec['speedup_vs_reference']:.1f} vs {rec.get('reference', 'reference')}")
+    if "check" in rec:
+        parts.append("equal" if rec["check"] else "MISMATCH")
+    return "  ".join(parts)
+
+
+def cmd_demo(args) -> int:
+    from gpueval.demo import run_demo
+
+    result = run_demo(size=args.size, device=args.device)
+    if args.json:
+        result.write_json(args.json)
+    if args.report:
+        _write_report(result, args.report)
+    print(format_table(result, max_items=30))
+    return 0
+
+
+def cmd_skeleton(args) -> int:
+    from gpueval.io.skeleton import convert_skeleton
+
+    convert_skeleton(args.source, args.dest)
+    print(f"wrote {args.dest}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    result = Result.from_dict(json.loads(Path(args.result).read_text()))
+    _write_report(result, args.output, truth=args.truth, submission=args.submission)
+    return 0
+
+
+def _write_report(result: Result, out: str, **inputs) -> None:
+    try:
+        from gpueval.report import write_report
+    except ImportError as e:  # pragma: no cover
+        raise UsageError(f"reports are not available: {e}") from e
+    write_report(result, out, **inputs)
+    print(f"report written to {out}", file=sys.stderr)
+
+
+COMMANDS = {
+    "score": cmd_score, "validate": cmd_validate, "rescore": cmd_rescore, "bench": cmd_bench,
+    "demo": cmd_demo, "skeleton": cmd_skeleton, "leaderboard": cmd_leaderboard,
+    "report": cmd_report,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Engine: chunk grids, reductions, and the same counts on a real distributed LocalCluster."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from gpueval.engine import chunk_slices, map_reduce
+from gpueval.kernels.stats import Contingency, contingency
+
+
+def test_chunk_slices_cover_exactly_once():
+    cover = np.zeros((7, 5, 3), int)
+    for s in chunk_slices(cover.shape, (3, 2, 3)):
+        cover[s] += 1
+    assert (cover == 1).all()
+
+
+def test_with_slices_sees_every_block_origin():
+    x = da.zeros((10, 6), chunks=(4, 3))
+    origins = map_reduce(lambda s, b: [(s[0].start, s[1].start)], [x],
+                         lambda parts: sorted(sum(parts, [])), with_slices=True, split_every=2)
+    assert origins == [(0, 0), (0, 3), (4, 0), (4, 3), (8, 0), (8, 3)]
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differ in shape"):
+        map_reduce(contingency, [da.zeros(4, chunks=2), da.zeros(5, chunks=2)],
+                   Contingency.combine)
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_in_process_counts():
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 20, (32, 32, 16)).astype(np.uint64)
+    b = rng.integers(0, 9, (32, 32, 16)).astype(np.int32)
+    A, B = da.from_array(a, (16, 16, 8)), da.from_array(b, (8, 32, 16))
+    here = map_reduce(contingency, [A, B], Contingency.combine)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        there = map_reduce(contingency, [A, B], Contingency.combine,
+                           scheduler=cluster.scheduler_address)
+    for x, y in zip((here.ids_a, here.ids_b, here.counts), (there.ids_a, there.ids_b,
+                                                               there.counts), strict=True):
+        np.testing.assert_array_equal(x, y)
