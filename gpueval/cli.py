@@ -225,11 +225,9 @@ def _bench_line(rec: dict) -> str:
 def cmd_demo(args) -> int:
     from gpueval.demo import run_demo
 
-    result = run_demo(size=args.size, device=args.device)
+    result = run_demo(size=args.size, device=args.device, report=args.report)
     if args.json:
         result.write_json(args.json)
-    if args.report:
-        _write_report(result, args.report)
     print(format_table(result, max_items=30))
     return 0
 

@@ -75,8 +75,10 @@ def _touching_neighbour(truth: np.ndarray, t: int, exclude: set) -> int | None:
     return None
 
 
-def run_demo(size: int = 96, device: str = "cpu", chunk: int = 32) -> Result:
-    """Write the synthetic pair to zarr, score it through the engine, return the result."""
+def run_demo(size: int = 96, device: str = "cpu", chunk: int = 32,
+             report: str | None = None) -> Result:
+    """Write the synthetic pair to zarr, score it through the engine, return the result;
+    with ``report``, also write the HTML report with slices through the planted errors."""
     import zarr
 
     dev = resolve_device(device)
@@ -94,7 +96,36 @@ def run_demo(size: int = 96, device: str = "cpu", chunk: int = 32) -> Result:
     result.runtime.update(seconds=time.perf_counter() - t0, device=dev, voxels=truth.size)
     result.metrics["splits_planted"] = N_SPLITS
     result.metrics["merges_planted"] = N_MERGES
+    if report:
+        from gpueval.report import write_report
+
+        write_report(result, report, images=demo_images(truth, pred))
     return result
+
+
+def demo_images(truth: np.ndarray, pred: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Three slices: truth ids, prediction ids, and where the prediction disagrees with the
+    truth's partition (voxels whose truth/prediction pair is not the object's main pair)."""
+    z = truth.shape[0] // 2
+    t, p = truth[z], pred[z]
+    main = {}
+    for a, b in zip(t.ravel().tolist(), p.ravel().tolist(), strict=True):
+        main.setdefault(a, {}).setdefault(b, 0)
+        main[a][b] += 1
+    best = {a: max(d, key=d.get) for a, d in main.items()}
+    wrong = np.vectorize(lambda a, b: a != 0 and best[a] != b)(t, p)
+    from gpueval.report import error_overlay
+
+    return [(f"truth (slice z={z})", _colour(t)), ("prediction", _colour(p)),
+            ("disagreement: red = voxels not in their object's main prediction label",
+             error_overlay(t * 0, wrong, base=(t > 0)))]
+
+
+def _colour(labels: np.ndarray) -> np.ndarray:
+    ids, inv = np.unique(labels, return_inverse=True)
+    lut = np.random.default_rng(7).integers(40, 255, (len(ids), 3)).astype(np.uint8)
+    lut[ids == 0] = 0
+    return lut[inv.reshape(labels.shape)]
 
 
 def score_instances(table: Contingency) -> Result:

@@ -96,14 +96,14 @@ def format_table(result: Result, max_items: int = 20) -> str:
     ]
     if result.error:
         lines.append(f"error: {result.error}")
-    lines.append(f"score: {_fmt(result.score)}")
+    lines.append(f"score: {format_value(result.score)}")
     if result.metrics:
         width = max(len(k) for k in result.metrics)
         lines.append("")
-        lines += [f"  {k:<{width}}  {_fmt(v)}" for k, v in result.metrics.items()]
+        lines += [f"  {k:<{width}}  {format_value(v)}" for k, v in result.metrics.items()]
     if result.items:
         cols = [k for k in result.items[0] if k != "id"][:8]
-        rows = [[str(it.get("id"))] + [_fmt(it.get(c)) for c in cols]
+        rows = [[str(it.get("id"))] + [format_value(it.get(c)) for c in cols]
                 for it in result.items[:max_items]]
         header = ["id"] + cols
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -120,7 +120,8 @@ def format_table(result: Result, max_items: int = 20) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A number for people: 6 significant digits, ``null`` for missing, ``nan`` kept."""
     if v is None:
         return "null"
     if isinstance(v, float | np.floating):
