@@ -1,0 +1,447 @@
+"""Surface elements (surfels) and the normalised surface Dice (NSD), DeepMind definition.
+
+Implements ``shared/specs/medsegfm.md`` §3 (the algorithm of DeepMind's ``surface-distance``
+and of the CVPR25 MedSegFM ``SurfaceDice.py``) with a cost that follows the *surface size*
+instead of the bounding box of the two masks:
+
+* **Corner grid.** Corner ``p`` (one index per axis, ``0..N``) is shared by the 2×2×2 voxels
+  ``p-1`` and ``p``; voxels outside the volume count as background. Its 8-bit neighbour code is
+  ``Σ w(a,b,c)·M[p-1+(a,b,c)]`` with ``w(0,0,0)=128 … w(1,1,1)=1``. The official code crops to
+  the bounding box of ``G ∨ P`` and appends one zero plane per axis; distances between corners
+  do not depend on that crop, so gpueval works in global corner coordinates and never
+  allocates the crop.
+* **Surface points** are the corners whose code is neither 0 nor 255. They are found chunk by
+  chunk (each chunk reads a one-voxel halo on its low side): first the corners whose eight
+  voxels are *not all equal* (seven comparisons of shifted views, cheap and vectorised), then
+  the codes of every requested label only at those corners. A multi-label volume is therefore
+  read once for all of its classes.
+* **Surfel areas** come from the 256-entry normal table of the ``surface-distance`` package
+  (``surface_distance.lookup_tables``; not retyped here), scaled by the voxel spacing.
+* **Distances** between the two point sets are nearest-neighbour queries on a k-d tree
+  (:class:`scipy.spatial.cKDTree`) of the other set — O(S log S) for S surface points, where
+  the official exact EDT costs O(bounding box) (258 s when a stray voxel makes the box the
+  whole volume). Each distance is then recomputed exactly as scipy's EDT forms it,
+  ``sqrt((Δ₀s₀)² + (Δ₁s₁)² + (Δ₂s₂)²)`` in float64 from integer corner offsets, and points
+  whose distance lies within :data:`TIE_EPS` of the tolerance are resolved against *every*
+  candidate in that radius, so ``d ≤ τ`` falls on the same side as the official comparison.
+
+Why a hand-written kernel: no library computes DeepMind surfels chunk-wise or without an EDT
+over the bounding box (MonAI's ``use_subvoxels`` path also runs an EDT on the whole crop).
+
+CuPy twin: :func:`label_surfaces` and :func:`mask_surface` run the same array code on CuPy
+chunks (shifted views, ``nonzero``, gathers; the binary path uses
+``cupyx.scipy.ndimage.correlate`` for the codes); :func:`nearest_distances` on CuPy point sets
+runs ``cupyx.scipy.ndimage.distance_transform_edt`` (with feature indices, i.e. the official
+exact-EDT method) on the bounding box of the two sets and recomputes the distance with the
+formula above.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpueval.backend import array_module, is_cupy, to_host
+
+#: Default NSD tolerance of MedSegFM (mm).
+DEFAULT_TOLERANCE_MM = 2.0
+
+#: Distances within this many mm of the tolerance are re-resolved against all candidates.
+TIE_EPS = 1e-6
+
+#: (offset, weight) of the eight voxels around a corner, offsets relative to voxel ``p-1``.
+CORNER_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
+    (a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1))
+CORNER_WEIGHTS: tuple[int, ...] = (128, 64, 32, 16, 8, 4, 2, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Surface points
+
+
+@dataclass
+class SurfacePoints:
+    """Surface corners of one mask: global corner indices and their 8-bit neighbour codes."""
+
+    coords: np.ndarray  # (n, 3) int64, global corner indices
+    codes: np.ndarray  # (n,) uint8
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def areas(self, spacing: Sequence[float]) -> np.ndarray:
+        """Surfel area of every point in mm² (``spacing`` in mm, array-axis order)."""
+        return surfel_area_table(spacing)[self.codes]
+
+    @staticmethod
+    def empty() -> SurfacePoints:
+        return SurfacePoints(np.empty((0, 3), np.int64), np.empty(0, np.uint8))
+
+    @staticmethod
+    def combine(parts: Iterable[SurfacePoints]) -> SurfacePoints:
+        """Concatenate the points of disjoint chunks (each corner belongs to one chunk)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return SurfacePoints.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return SurfacePoints(np.concatenate([p.coords for p in parts]),
+                             np.concatenate([p.codes for p in parts]))
+
+
+def surfel_area_table(spacing: Sequence[float]) -> np.ndarray:
+    """Area (mm²) of the surface patch of each of the 256 neighbour codes.
+
+    ``area(code) = Σ_n ‖(n₀·s₁·s₂, n₁·s₀·s₂, n₂·s₀·s₁)‖`` over the code's normals ``n`` from
+    DeepMind's table (``surface_distance.lookup_tables._NEIGHBOUR_CODE_TO_NORMALS``).
+    """
+    s0, s1, s2 = (float(s) for s in spacing)
+    return _area_table(s0, s1, s2).copy()
+
+
+_AREA_CACHE: dict[tuple[float, float, float], np.ndarray] = {}
+
+
+def _area_table(s0: float, s1: float, s2: float) -> np.ndarray:
+    key = (s0, s1, s2)
+    if key not in _AREA_CACHE:
+        from surface_distance.lookup_tables import _NEIGHBOUR_CODE_TO_NORMALS
+
+        scale = np.array([s1 * s2, s0 * s2, s0 * s1])
+        table = np.zeros(256)
+        for code, normals in enumerate(_NEIGHBOUR_CODE_TO_NORMALS):
+            total = 0.0
+            for n in normals:  # summed one normal at a time, in table order
+                total += float(np.linalg.norm(np.asarray(n, float) * scale))
+            table[code] = total
+        _AREA_CACHE[key] = table
+    return _AREA_CACHE[key]
+
+
+def label_surfaces(block, labels: Iterable[int], corner_origin: Sequence[int] = (0, 0, 0),
+                   ) -> dict[int, SurfacePoints]:
+    """Surface corners of ``block == label`` for every label, from one voxel block.
+
+    Parameters
+    ----------
+    block : (n0+1, n1+1, n2+1) NumPy or CuPy label array whose voxel ``[0, 0, 0]`` is global
+        voxel ``corner_origin - 1``; voxels outside the volume must already be filled with a
+        value that is none of ``labels`` (e.g. 0 when background is never scored).
+    labels : labels whose surfaces are wanted.
+    corner_origin : global index of the block's first corner.
+
+    Returns
+    -------
+    ``{label: SurfacePoints}`` (host arrays) for the ``n0·n1·n2`` corners the block covers.
+    """
+    labels = [int(v) for v in labels]
+    coords, vals8 = _mixed_corners(block)
+    out = {}
+    xp = array_module(vals8)
+    weights = xp.asarray(CORNER_WEIGHTS, dtype=xp.int32)
+    origin = np.asarray(corner_origin, np.int64)
+    for lab in labels:
+        if not _fits(lab, block.dtype):
+            out[lab] = SurfacePoints.empty()
+            continue
+        hit = vals8 == lab
+        codes = (hit * weights).sum(axis=1)
+        keep = codes != 0  # code 255 cannot occur at a corner whose voxels differ
+        out[lab] = SurfacePoints(to_host(coords[keep]).astype(np.int64) + origin,
+                                 to_host(codes[keep]).astype(np.uint8))
+    return out
+
+
+def mask_surface(block, corner_origin: Sequence[int] = (0, 0, 0)) -> SurfacePoints:
+    """Surface corners of one boolean block (same block convention as :func:`label_surfaces`).
+
+    The NumPy path uses the mixed-corner search; the CuPy twin computes the neighbour codes of
+    the whole block with ``cupyx.scipy.ndimage.correlate`` (one fused kernel on the GPU).
+    """
+    origin = np.asarray(corner_origin, np.int64)
+    if is_cupy(block):
+        import cupy
+        from cupyx.scipy import ndimage as cnd
+
+        kernel = cupy.asarray(np.array(CORNER_WEIGHTS, np.int32).reshape(2, 2, 2))
+        # correlate at index q (even kernel, origin 0) reads voxels q-1 and q; shifting the
+        # output by one gives the code of corner q from block voxels q and q+1.
+        codes = cnd.correlate(block.astype(cupy.int32), kernel, mode="constant", cval=0)
+        codes = codes[1:, 1:, 1:]
+        surf = (codes != 0) & (codes != 255)
+        idx = cupy.stack(cupy.nonzero(surf), axis=1)
+        return SurfacePoints(to_host(idx).astype(np.int64) + origin,
+                             to_host(codes[surf]).astype(np.uint8))
+    return label_surfaces(np.asarray(block, dtype=bool), [1], corner_origin)[1]
+
+
+def volume_surfaces(labels, classes: Iterable[int], chunks: int | Sequence[int] = 128,
+                    ) -> dict[int, SurfacePoints]:
+    """Surface corners of every class of a whole in-memory label volume, chunk by chunk.
+
+    Voxels outside the volume count as background; ``classes`` must not contain 0 unless the
+    volume is boolean-like and 0 is meant as a class (it is never a MedSegFM class).
+    """
+    classes = [int(c) for c in classes]
+    parts: dict[int, list[SurfacePoints]] = {c: [] for c in classes}
+    for lo, hi in corner_chunks(labels.shape, chunks):
+        block = padded_block(labels, lo, hi)
+        for c, pts in label_surfaces(block, classes, lo).items():
+            parts[c].append(pts)
+    return {c: SurfacePoints.combine(p) for c, p in parts.items()}
+
+
+def corner_chunks(shape: Sequence[int], chunks: int | Sequence[int]
+                  ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``(lo, hi)`` corner ranges tiling the ``(N+1)``-per-axis corner grid of ``shape``."""
+    if isinstance(chunks, int):
+        chunks = (chunks,) * len(shape)
+    axes = [[(a, min(a + c, n + 1)) for a in range(0, n + 1, c)]
+            for n, c in zip(shape, chunks, strict=True)]
+    out = []
+    for r0 in axes[0]:
+        for r1 in axes[1]:
+            for r2 in axes[2]:
+                out.append(((r0[0], r1[0], r2[0]), (r0[1], r1[1], r2[1])))
+    return out
+
+
+def block_request(shape: Sequence[int], lo: Sequence[int], hi: Sequence[int]):
+    """Voxel slices to read for corners ``[lo, hi)`` and the zero padding ``(before, after)``
+    per axis that turns them into the block :func:`label_surfaces` expects."""
+    slices, pads = [], []
+    for n, a, b in zip(shape, lo, hi, strict=True):
+        start, stop = a - 1, b  # voxels p-1 .. p for p in [a, b)
+        slices.append(slice(max(start, 0), min(stop, n)))
+        pads.append((max(0, -start), max(0, stop - n)))
+    return tuple(slices), tuple(pads)
+
+
+def padded_block(volume, lo: Sequence[int], hi: Sequence[int]):
+    """The halo'd voxel block of corners ``[lo, hi)``, zero outside the volume."""
+    slices, pads = block_request(volume.shape, lo, hi)
+    block = volume[slices]
+    if any(p != (0, 0) for p in pads):
+        xp = array_module(block)
+        block = xp.pad(xp.asarray(block), pads, mode="constant", constant_values=0)
+    return block
+
+
+def _fits(label: int, dtype) -> bool:
+    if np.dtype(dtype) == np.bool_:
+        return label in (0, 1)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return info.min <= label <= info.max
+    return True
+
+
+def _mixed_corners(block):
+    """Local corners whose eight voxels are not all equal, and those eight values (K, 8)."""
+    xp = array_module(block)
+    if block.ndim != 3:
+        raise ValueError(f"surfaces need 3-D blocks, got {block.ndim}-D")
+    if block.dtype == bool:
+        block = block.view(xp.uint8)
+    n0, n1, n2 = (max(s - 1, 0) for s in block.shape)
+    views = [block[a:a + n0, b:b + n1, c:c + n2] for a, b, c in CORNER_OFFSETS]
+    mixed = views[1] != views[0]
+    for v in views[2:]:
+        mixed |= v != views[0]
+    q = xp.nonzero(mixed)
+    coords = xp.stack(q, axis=1) if len(q[0]) else xp.empty((0, 3), dtype=xp.int64)
+    vals8 = xp.stack([v[q] for v in views], axis=1) if len(q[0]) else \
+        xp.empty((0, 8), dtype=block.dtype)
+    return coords, vals8
+
+
+# --------------------------------------------------------------------------------------------
+# Distances
+
+
+def corner_distance(delta, spacing: Sequence[float]):
+    """Euclidean length in mm of integer corner offsets ``delta`` (n, 3), formed as scipy's EDT
+    forms it: ``sqrt(((Δ₀s₀)² + (Δ₁s₁)²) + (Δ₂s₂)²)`` in float64."""
+    xp = array_module(delta)
+    d = delta.astype(xp.float64)
+    t0 = d[:, 0] * float(spacing[0])
+    t1 = d[:, 1] * float(spacing[1])
+    t2 = d[:, 2] * float(spacing[2])
+    return xp.sqrt((t0 * t0 + t1 * t1) + t2 * t2)
+
+
+def nearest_distances(query, ref, spacing: Sequence[float], *,
+                      tolerance: float | None = None, workers: int = 1):
+    """Distance (mm) from every corner of ``query`` to the nearest corner of ``ref``.
+
+    Parameters
+    ----------
+    query, ref : (n, 3) / (m, 3) integer corner indices (NumPy, or CuPy for the GPU twin).
+    spacing : voxel spacing in mm, array-axis order (used verbatim).
+    tolerance : when given, distances within :data:`TIE_EPS` of it are re-resolved against
+        all candidates so that ``d <= tolerance`` matches the exact-EDT comparison.
+    workers : threads for the k-d tree queries.
+
+    Returns
+    -------
+    float64 (n,) host array; ``+inf`` everywhere when ``ref`` is empty.
+    """
+    if is_cupy(query) or is_cupy(ref):
+        return _nearest_cupy(query, ref, spacing)
+    query = np.asarray(query, np.int64).reshape(-1, 3)
+    ref = np.asarray(ref, np.int64).reshape(-1, 3)
+    if len(ref) == 0:
+        return np.full(len(query), np.inf)
+    if len(query) == 0:
+        return np.empty(0)
+    from scipy.spatial import cKDTree
+
+    s = np.asarray(spacing, np.float64)
+    tree = cKDTree(ref * s)
+    _, idx = tree.query(query * s, k=1, workers=workers)
+    dist = corner_distance(query - ref[idx], spacing)
+    if tolerance is not None:
+        near = np.flatnonzero(np.abs(dist - tolerance) <= TIE_EPS)
+        if len(near):
+            cands = tree.query_ball_point(query[near] * s, r=tolerance + 2 * TIE_EPS,
+                                          workers=workers)
+            for i, cand in zip(near, cands, strict=True):
+                if cand:
+                    dd = corner_distance(query[i] - ref[np.asarray(cand)], spacing)
+                    dist[i] = min(dist[i], float(dd.min()))
+    return dist
+
+
+def _nearest_cupy(query, ref, spacing):
+    """GPU twin: exact EDT with feature indices on the bounding box of both point sets."""
+    import cupy
+    from cupyx.scipy import ndimage as cnd
+
+    query = cupy.asarray(query, dtype=cupy.int64).reshape(-1, 3)
+    ref = cupy.asarray(ref, dtype=cupy.int64).reshape(-1, 3)
+    if len(ref) == 0:
+        return np.full(len(query), np.inf)
+    if len(query) == 0:
+        return np.empty(0)
+    both = cupy.concatenate([query, ref])
+    lo = both.min(axis=0)
+    shape = tuple(int(v) for v in (both.max(axis=0) - lo + 1).get())
+    grid = cupy.ones(shape, dtype=bool)
+    r = ref - lo
+    grid[r[:, 0], r[:, 1], r[:, 2]] = False
+    _, ind = cnd.distance_transform_edt(grid, sampling=tuple(float(v) for v in spacing),
+                                        return_distances=True, return_indices=True)
+    q = query - lo
+    nearest = cupy.stack([ind[k][q[:, 0], q[:, 1], q[:, 2]] for k in range(3)], axis=1)
+    return to_host(corner_distance(q - nearest.astype(cupy.int64), spacing))
+
+
+# --------------------------------------------------------------------------------------------
+# Scores from two surfaces
+
+
+@dataclass
+class SurfaceStats:
+    """Everything the DeepMind surface metrics need for one class: per-point distances and
+    surfel areas of both surfaces."""
+
+    dist_gt_to_pred: np.ndarray
+    areas_gt: np.ndarray
+    dist_pred_to_gt: np.ndarray
+    areas_pred: np.ndarray
+
+    def overlap(self, tolerance: float) -> tuple[float, float]:
+        """Surfel area (mm²) within ``tolerance`` (inclusive) on the GT and predicted side."""
+        return (float(self.areas_gt[self.dist_gt_to_pred <= tolerance].sum()),
+                float(self.areas_pred[self.dist_pred_to_gt <= tolerance].sum()))
+
+    def nsd(self, tolerance: float = DEFAULT_TOLERANCE_MM) -> float:
+        """Normalised surface Dice at ``tolerance`` mm; NaN when both surfaces are empty."""
+        og, op = self.overlap(tolerance)
+        total = float(self.areas_gt.sum()) + float(self.areas_pred.sum())
+        return (og + op) / total if total > 0 else math.nan
+
+    def hausdorff(self, percent: float = 100.0) -> float:
+        """Area-weighted robust Hausdorff distance: the max over both directions of the first
+        sorted distance whose cumulative area fraction reaches ``percent``/100."""
+        if len(self.areas_gt) == 0 or len(self.areas_pred) == 0:
+            return math.inf
+        return max(_weighted_percentile(self.dist_gt_to_pred, self.areas_gt, percent),
+                   _weighted_percentile(self.dist_pred_to_gt, self.areas_pred, percent))
+
+    def average_distances(self) -> tuple[float, float]:
+        """Area-weighted mean distance GT→prediction and prediction→GT (inf if a side is
+        empty, NaN if a whole surface is empty)."""
+        return (_weighted_mean(self.dist_gt_to_pred, self.areas_gt),
+                _weighted_mean(self.dist_pred_to_gt, self.areas_pred))
+
+    def summary(self, tolerance: float = DEFAULT_TOLERANCE_MM) -> dict[str, float | int]:
+        """The per-class diagnostics recorded in the MedSegFM fixtures."""
+        og, op = self.overlap(tolerance)
+        asd_g, asd_p = self.average_distances()
+        return {"nsd": self.nsd(tolerance),
+                "n_surfels_gt": len(self.areas_gt), "n_surfels_pred": len(self.areas_pred),
+                "surfel_area_gt_mm2": float(self.areas_gt.sum()),
+                "surfel_area_pred_mm2": float(self.areas_pred.sum()),
+                "overlap_gt_mm2": og, "overlap_pred_mm2": op,
+                "hd95_mm": self.hausdorff(95.0), "hd100_mm": self.hausdorff(100.0),
+                "asd_gt_to_pred_mm": asd_g, "asd_pred_to_gt_mm": asd_p}
+
+
+def surface_stats(surf_gt: SurfacePoints, surf_pred: SurfacePoints, spacing: Sequence[float],
+                  *, tolerance: float | None = DEFAULT_TOLERANCE_MM, workers: int = 1,
+                  ) -> SurfaceStats:
+    """Distances each way between two surfaces and their surfel areas."""
+    return SurfaceStats(
+        nearest_distances(surf_gt.coords, surf_pred.coords, spacing, tolerance=tolerance,
+                          workers=workers),
+        surf_gt.areas(spacing),
+        nearest_distances(surf_pred.coords, surf_gt.coords, spacing, tolerance=tolerance,
+                          workers=workers),
+        surf_pred.areas(spacing))
+
+
+def normalized_surface_dice(mask_gt, mask_pred, spacing: Sequence[float],
+                            tolerance: float = DEFAULT_TOLERANCE_MM, *,
+                            chunks: int | Sequence[int] = 128) -> float:
+    """NSD of two boolean 3-D masks at ``tolerance`` mm (DeepMind / MedSegFM definition).
+
+    >>> m = np.zeros((4, 4, 4), bool); m[1:3, 1:3, 1:3] = True
+    >>> normalized_surface_dice(m, m, (1.0, 1.0, 1.0))
+    1.0
+    """
+    return compute_surface_stats(mask_gt, mask_pred, spacing, tolerance=tolerance,
+                                 chunks=chunks).nsd(tolerance)
+
+
+def compute_surface_stats(mask_gt, mask_pred, spacing: Sequence[float], *,
+                          tolerance: float | None = DEFAULT_TOLERANCE_MM,
+                          chunks: int | Sequence[int] = 128) -> SurfaceStats:
+    """:class:`SurfaceStats` of two in-memory boolean masks (chunked surface extraction)."""
+    if mask_gt.shape != mask_pred.shape or mask_gt.ndim != 3:
+        raise ValueError(f"need two 3-D masks of one shape, got {mask_gt.shape} and "
+                         f"{mask_pred.shape}")
+    if len(spacing) != 3:
+        raise ValueError(f"spacing needs 3 values, got {len(spacing)}")
+    sg = volume_surfaces(mask_gt.astype(bool), [1], chunks)[1]
+    sp = volume_surfaces(mask_pred.astype(bool), [1], chunks)[1]
+    return surface_stats(sg, sp, spacing, tolerance=tolerance)
+
+
+def _weighted_percentile(dist: np.ndarray, areas: np.ndarray, percent: float) -> float:
+    order = np.lexsort((areas, dist))  # by distance, then area (the official sort key)
+    d, a = dist[order], areas[order]
+    cum = np.cumsum(a) / np.sum(a)
+    i = int(np.searchsorted(cum, percent / 100.0))
+    return float(d[min(i, len(d) - 1)])
+
+
+def _weighted_mean(dist: np.ndarray, areas: np.ndarray) -> float:
+    total = float(np.sum(areas))
+    if total == 0:
+        return math.nan
+    with np.errstate(invalid="ignore"):
+        return float(np.sum(dist * areas) / total)
