@@ -1,0 +1,700 @@
+"""MedSegFM (CVPR 2025 foundation models for 3D biomedical segmentation): DSC, NSD, instance F1.
+
+Implements ``shared/specs/medsegfm.md`` through the challenge interface; constants live in
+``configs/medsegfm.yaml``. Three tracks (config key ``track``):
+
+``semantic`` (default)
+    One prediction per case; per-class DSC and NSD at 2 mm over the GT classes (sorted unique
+    GT labels minus the first, spec §4), case value = mean over classes. No DSC gate.
+``text``
+    ``CVPR25_text_eval.py``: both volumes cast to uint8 (``compat=official``); the prompts'
+    ``instance_label`` selects semantic (DSC/NSD over prompted ∩ GT classes, ``nanmean``) or
+    instance scoring (binary prediction → 6-connected components, sequential relabelling,
+    IoU ≥ 0.5 one-to-one matching, F1 and DSC_TP).
+``interactive``
+    ``CVPR25_iter_eval.py``: six steps per case; DSC_k, NSD_k with NSD_k := 0 unless
+    DSC_k > 0.2; AUC over steps 2–6 (trapezoid, unit spacing); finals = step 6; time limit
+    90 s × number of classes.
+
+Layouts (``shared/specs/cli.md``): truth folder of ``<case>.npz`` with ``gts`` and ``spacing``
+(text track: ``text_prompts_json``, or the official pickled ``text_prompts`` read only through
+the restricted unpickler); submission folder of ``<case>.npz`` with ``segs``, interactive
+``<case>/step_<k>.npz`` with ``segs`` and optional ``running_time``. NumPy files are always
+read with ``allow_pickle=False``.
+
+Choices where the spec is silent or says "unknown" (documented for the organisers):
+
+* **Across cases** (not in the official repository): every aggregate in ``metrics`` is the
+  mean over cases, skipping NaN case values (pandas' default); ``score`` is the mean case DSC
+  (semantic), the mean case F1 (text track, instance cases) — for a text submission mixing
+  both kinds, the mean over cases of each case's headline (DSC or F1) — and the mean final
+  DSC (interactive).
+* **Missing prediction file**: scored as an all-zero prediction (as the interactive protocol
+  does for a failed step), never skipped, so leaving out a hard case cannot help.
+* **Time limit** (interactive): the script only warns, the README says DSC and NSD are set to
+  0 on the final test set without saying which. ``time_limit_action: flag`` (default, = the
+  code) only sets ``time_limit_exceeded``; ``zero`` sets every DSC/NSD of the case (steps,
+  AUCs, finals) to 0.
+* **Binary text prediction** with values ``{a, b}``: ``cc3d`` labels the non-zero voxels of
+  the prediction itself (6-connectivity), as in the official branch.
+* ``compat=corrected`` keeps labels ≥ 256 apart on the text track (no uint8 cast) and drops
+  only label 0 (not the smallest label) when a GT has no background voxel.
+* The semantic track reports the ungated NSD; ``extra`` also lists the gated value.
+
+Per-class values (DSC, NSD, surfel counts and areas, overlaps, HD95/HD100, ASD) are in
+``result.extra["cases"]``; :func:`write_official_csv` writes the official CSV columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask import delayed
+
+from gpueval.config import get_dotted
+from gpueval.engine import compute, map_reduce, tree_reduce
+from gpueval.errors import Rejected, TruthError
+from gpueval.io.arrays import load_npz_array
+from gpueval.kernels.stats import Contingency, contingency
+from gpueval.kernels.surface import (
+    SurfacePoints,
+    block_request,
+    corner_chunks,
+    label_surfaces,
+    surface_stats,
+)
+from gpueval.metrics.overlap import precision_recall_f
+from gpueval.result import Result
+
+CHALLENGE = "medsegfm"
+TRACKS = ("semantic", "text", "interactive")
+MAX_PROMPT_BYTES = 1 << 20
+STEP_RE = re.compile(r"^step_(\d+)\.npz$")
+
+# --------------------------------------------------------------------------------------------
+# Public interface
+
+
+def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
+          scheduler: Any = None, progress: bool = False) -> Result:
+    """Score a MedSegFM submission folder against a truth folder (see the module docstring).
+
+    Returns
+    -------
+    Result with one item per truth case (``id`` = case name).
+    """
+    settings = _settings(config)
+    cases = truth_cases(truth)
+    sub = _submission_dir(submission)
+    ctx = _Context(settings, device, scheduler, progress)
+    items, extended = [], {}
+    for name, path in cases:
+        case = load_truth_case(path, settings["track"])
+        if settings["track"] == "interactive":
+            item, ext = _score_interactive_case(ctx, name, case, sub / name)
+        else:
+            item, ext = _score_single_case(ctx, name, case, sub / f"{name}.npz")
+        items.append(item)
+        extended[name] = ext
+    result = Result(CHALLENGE, str(config["metric_version"]), items=items)
+    result.metrics = _aggregate(items, settings)
+    result.score = _headline(items, settings)
+    result.runtime["voxels"] = ctx.voxels
+    result.extra["cases"] = extended
+    result.extra["track"] = settings["track"]
+    missing = [it["id"] for it in items if it.get("missing")]
+    if missing:
+        result.extra["missing_cases"] = missing
+    return result
+
+
+def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
+    """Format checks of a submission folder (no scoring). Raises Rejected; returns notes."""
+    settings = _settings(config)
+    sub = _submission_dir(submission)
+    notes: list[str] = []
+    expected = None
+    if truth is not None:
+        expected = {name: path for name, path in truth_cases(truth)}
+    if settings["track"] == "interactive":
+        names = sorted(p.name for p in sub.iterdir() if p.is_dir())
+        for name in names:
+            shape = _truth_shape(expected[name]) if expected and name in expected else None
+            for step_path in sorted((sub / name).iterdir()):
+                m = STEP_RE.match(step_path.name)
+                if not m or not 1 <= int(m.group(1)) <= settings["n_steps"]:
+                    notes.append(f"{name}/{step_path.name}: ignored (expected step_1..step_"
+                                 f"{settings['n_steps']}.npz)")
+                    continue
+                load_prediction(step_path, shape)
+                _running_time(step_path)
+    else:
+        names = sorted(p.name[:-4] for p in sub.glob("*.npz"))
+        for name in names:
+            shape = _truth_shape(expected[name]) if expected and name in expected else None
+            load_prediction(sub / f"{name}.npz", shape)
+    if not names:
+        raise Rejected(f"{sub}: no predictions found (expected "
+                       f"{'<case>/step_<k>.npz folders' if settings['track'] == 'interactive' else '<case>.npz files'})")
+    if expected is not None:
+        absent = sorted(set(expected) - set(names))
+        extra = sorted(set(names) - set(expected))
+        if absent:
+            notes.append(f"{len(absent)} case(s) without a prediction, scored as all-zero: "
+                         + ", ".join(absent[:10]))
+        if extra:
+            notes.append(f"{len(extra)} prediction(s) for unknown cases ignored: "
+                         + ", ".join(extra[:10]))
+    notes.append(f"{len(names)} case(s) checked for track {settings['track']}")
+    return notes
+
+
+def write_official_csv(result: Result, path: str | Path | None = None) -> str:
+    """The official per-case CSV of the result's track (column order of the scripts).
+
+    Text track values are rounded to 4 decimals (as ``CVPR25_text_eval.py`` writes them);
+    interactive values are not rounded. NaN is written as an empty field (pandas' default).
+    Returns the CSV text and writes it to ``path`` when given.
+    """
+    track = result.extra.get("track", "semantic")
+    if track == "interactive":
+        cols = (["CaseName", "TotalRunningTime"] + [f"RunningTime_{k}" for k in range(1, 7)]
+                + ["DSC_AUC", "NSD_AUC", "DSC_Final", "NSD_Final"]
+                + [f"DSC_{k}" for k in range(1, 7)] + [f"NSD_{k}" for k in range(1, 7)]
+                + ["num_class", "runtime_upperbound"])
+        keys = (["id", "total_running_time"] + [f"running_time_{k}" for k in range(1, 7)]
+                + ["dsc_auc", "nsd_auc", "dsc_final", "nsd_final"]
+                + [f"dsc_{k}" for k in range(1, 7)] + [f"nsd_{k}" for k in range(1, 7)]
+                + ["num_class", "runtime_upperbound"])
+        digits = None
+    elif track == "text":
+        cols = ["CaseName", "RunningTime", "DSC", "NSD", "F1", "DSC_TP"]
+        keys = ["id", "running_time", "dsc", "nsd", "f1", "dsc_tp"]
+        digits = 4
+    else:
+        cols = ["CaseName", "DSC", "NSD"]
+        keys = ["id", "dsc", "nsd"]
+        digits = None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for it in result.items:
+        writer.writerow([_csv_value(it.get(k), digits) for k in keys])
+    text = buf.getvalue()
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def truth_cases(truth) -> list[tuple[str, Path]]:
+    """``(case name, path)`` of every ``<case>.npz`` in the truth folder, sorted by name."""
+    root = Path(truth)
+    if not root.is_dir():
+        raise TruthError(f"truth {root} must be a folder of <case>.npz files")
+    cases = sorted((p.name[:-4], p) for p in root.glob("*.npz"))
+    if not cases:
+        raise TruthError(f"truth folder {root} holds no .npz case")
+    return cases
+
+
+def load_truth_case(path: Path, track: str) -> dict[str, Any]:
+    """``gts``, ``spacing`` and (text track) the prompts of one truth case."""
+    try:
+        gts = load_npz_array(path, "gts")
+        spacing = np.asarray(load_npz_array(path, "spacing"), dtype=np.float64).reshape(-1)
+    except Rejected as e:
+        raise TruthError(f"truth case {path.name}: {e}") from e
+    if gts.ndim != 3:
+        raise TruthError(f"truth case {path.name}: gts must be 3-D, got shape {gts.shape}")
+    if not (np.issubdtype(gts.dtype, np.integer) or gts.dtype == bool):
+        raise TruthError(f"truth case {path.name}: gts must hold integer labels, got {gts.dtype}")
+    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise TruthError(f"truth case {path.name}: spacing must be 3 positive numbers, "
+                         f"got {spacing.tolist()}")
+    case = {"gts": gts, "spacing": tuple(float(s) for s in spacing), "prompts": None}
+    if track == "text":
+        case["prompts"] = load_text_prompts(path)
+    return case
+
+
+def load_text_prompts(path: Path) -> dict[str, Any]:
+    """The text prompts of a truth case: ``text_prompts_json`` (preferred) or the official
+    pickled ``text_prompts`` (restricted unpickler: a plain dict of str/int only)."""
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        if "text_prompts_json.npy" in names:
+            if z.getinfo("text_prompts_json.npy").file_size > MAX_PROMPT_BYTES:
+                raise TruthError(f"truth case {path.name}: text_prompts_json is too large")
+            with np.load(path, allow_pickle=False) as npz:
+                raw = npz["text_prompts_json"]
+            try:
+                prompts = json.loads(str(raw.reshape(-1)[0] if raw.ndim else raw.item()))
+            except (json.JSONDecodeError, IndexError) as e:
+                raise TruthError(f"truth case {path.name}: text_prompts_json is not JSON") from e
+        elif "text_prompts.npy" in names:
+            if z.getinfo("text_prompts.npy").file_size > MAX_PROMPT_BYTES:
+                raise TruthError(f"truth case {path.name}: text_prompts is too large")
+            prompts = _pickled_prompts(z.read("text_prompts.npy"), path.name)
+        else:
+            raise TruthError(f"truth case {path.name}: the text track needs text_prompts_json "
+                             "(or the official text_prompts)")
+    if not isinstance(prompts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | int) for k, v in prompts.items()):
+        raise TruthError(f"truth case {path.name}: text prompts must be a dict of str -> "
+                         "str/int")
+    if prompts.get("instance_label", 0) not in (0, 1):
+        raise TruthError(f"truth case {path.name}: instance_label must be 0 or 1")
+    return prompts
+
+
+def _pickled_prompts(npy: bytes, name: str) -> Any:
+    from gpueval.io.safe_pickle import NUMPY, restricted_load
+
+    f = io.BytesIO(npy)
+    try:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+    except ValueError as e:
+        raise TruthError(f"truth case {name}: text_prompts is not a NumPy array ({e})") from e
+    if not dtype.hasobject or shape not in ((), (1,)):
+        raise TruthError(f"truth case {name}: text_prompts must be one pickled dict")
+    try:
+        obj = restricted_load(f.read(), allowed=NUMPY)
+    except Rejected as e:
+        raise TruthError(f"truth case {name}: text_prompts: {e}") from e
+    if isinstance(obj, np.ndarray):
+        obj = obj.reshape(-1)[0]
+    return obj
+
+
+def load_prediction(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
+    """``segs`` of one prediction file, checked (integer labels, 3-D, the truth's shape)."""
+    segs = load_npz_array(path, "segs")
+    where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    if not (np.issubdtype(segs.dtype, np.integer) or segs.dtype == bool):
+        raise Rejected(f"{where}: segs must hold integer labels, got {segs.dtype}")
+    if segs.ndim != 3:
+        raise Rejected(f"{where}: segs must be 3-D (D, H, W), got shape {segs.shape}")
+    if shape is not None and tuple(segs.shape) != tuple(shape):
+        raise Rejected(f"{where}: segs has shape {segs.shape}, the ground truth "
+                       f"{tuple(shape)}")
+    return segs
+
+
+def _running_time(path: Path) -> float:
+    with zipfile.ZipFile(path) as z:
+        if "running_time.npy" not in z.namelist():
+            return 0.0
+    value = load_npz_array(path, "running_time")
+    if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+        raise Rejected(f"{path.name}: running_time must be one number of seconds")
+    t = float(value.reshape(-1)[0])
+    if not math.isfinite(t) or t < 0:
+        raise Rejected(f"{path.name}: running_time must be finite and >= 0, got {t}")
+    return t
+
+
+def _truth_shape(path: Path) -> tuple[int, ...]:
+    with zipfile.ZipFile(path) as z, z.open("gts.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        return tuple(read(f)[0])
+
+
+def _submission_dir(submission) -> Path:
+    sub = Path(submission)
+    if not sub.is_dir():
+        raise Rejected(f"submission {sub} must be a folder of <case>.npz predictions")
+    return sub
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    track = str(config.get("track", "semantic"))
+    if track not in TRACKS:
+        raise TruthError(f"track must be one of {', '.join(TRACKS)}, not {track!r}")
+    compat = str(config.get("compat", "official"))
+    if compat not in ("official", "corrected"):
+        raise TruthError(f"compat must be official or corrected, not {compat!r}")
+    per = get_dotted(config, f"tracks.{track}", {}) or {}
+    s = {
+        "track": track,
+        "compat": compat,
+        "tolerance": float(config.get("nsd_tolerance_mm", 2.0)),
+        "iou_threshold": float(config.get("iou_threshold", 0.5)),
+        "connectivity": int(config.get("instance_connectivity", 6)),
+        "class_set": per.get("class_set", "gt_prompted" if track == "text" else "gt"),
+        "case_mean": per.get("case_mean", "nanmean" if track == "text" else "mean"),
+        "nsd_gate": per.get("nsd_gate"),
+        "uint8_cast": bool(per.get("uint8_cast", track == "text")) and compat == "official",
+        "n_steps": int(get_dotted(config, "interactive.n_steps", 6)),
+        "auc_steps": [int(k) for k in get_dotted(config, "interactive.auc_steps",
+                                                 [2, 3, 4, 5, 6])],
+        "final_step": int(get_dotted(config, "interactive.final_step", 6)),
+        "time_limit": float(get_dotted(config, "interactive.time_limit_per_class_s", 90)),
+        "time_action": str(get_dotted(config, "interactive.time_limit_action", "flag")),
+        "chunk": int(config.get("chunk_size", 128)),
+        "workers": int(config.get("kdtree_workers", 1)),
+    }
+    if s["nsd_gate"] is not None:
+        s["nsd_gate"] = float(s["nsd_gate"])
+    if s["time_action"] not in ("flag", "zero"):
+        raise TruthError("interactive.time_limit_action must be flag or zero")
+    return s
+
+
+class _Context:
+    def __init__(self, settings, device, scheduler, progress):
+        self.settings = settings
+        self.device = device
+        self.scheduler = scheduler
+        self.progress = progress
+        self.voxels = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Chunked statistics
+
+
+def _lazy(x: np.ndarray, chunk: int) -> da.Array:
+    return x if isinstance(x, da.Array) else da.from_array(x, chunks=(chunk,) * x.ndim)
+
+
+def pair_table(ctx: _Context, gts, segs) -> Contingency:
+    """Voxel counts of every (GT label, predicted label) pair, chunk by chunk."""
+    chunk = ctx.settings["chunk"]
+    ctx.voxels += int(np.prod(gts.shape))
+    return map_reduce(contingency, [_lazy(gts, chunk), _lazy(segs, chunk)],
+                      Contingency.combine, device=ctx.device, scheduler=ctx.scheduler,
+                      progress=ctx.progress)
+
+
+def class_surfaces(ctx: _Context, volume, classes: Sequence[int]) -> dict[int, SurfacePoints]:
+    """Surface corners of every class of ``volume``, one task per corner chunk (1-voxel halo);
+    cost follows the number of corners where labels change, not the bounding box."""
+    classes = tuple(int(c) for c in classes)
+    if not classes:
+        return {}
+    if 0 in classes:  # out-of-volume voxels are padded with 0
+        raise ValueError("label 0 cannot be a surface class")
+    vol = _lazy(volume, ctx.settings["chunk"])
+    tasks = []
+    for lo, hi in corner_chunks(vol.shape, ctx.settings["chunk"]):
+        slices, pads = block_request(vol.shape, lo, hi)
+        tasks.append(delayed(_surface_task, pure=True)(vol[slices], pads, lo, classes,
+                                                       ctx.device))
+    total = tree_reduce(tasks, _merge_surfaces)
+    return compute(total, scheduler=ctx.scheduler, progress=ctx.progress)[0]
+
+
+def _surface_task(block, pads, lo, classes, device):
+    from gpueval.backend import to_device
+
+    block = np.asarray(block)
+    if any(p != (0, 0) for p in pads):
+        block = np.pad(block, pads)
+    return label_surfaces(to_device(block, device), classes, lo)
+
+
+def _merge_surfaces(parts: list[dict[int, SurfacePoints]]) -> dict[int, SurfacePoints]:
+    keys = sorted({k for p in parts for k in p})
+    return {k: SurfacePoints.combine([p[k] for p in parts if k in p]) for k in keys}
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic scores (DSC, NSD per class)
+
+
+def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
+              prompts: dict[str, Any] | None = None) -> list[int]:
+    """The scored classes of a case (spec §4), from the sorted unique GT labels."""
+    ids = sorted(int(v) for v in gt_ids)
+    if settings["compat"] == "official":
+        classes = ids[1:]  # drops the first label, background or not (official quirk)
+    else:
+        classes = [v for v in ids if v != 0]
+    if settings["class_set"] == "gt_prompted":
+        prompted = {int(k) for k in (prompts or {}) if k != "instance_label"
+                    and re.fullmatch(r"-?\d+", str(k).strip())}
+        classes = [c for c in classes if c in prompted]
+    return classes
+
+
+def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
+                    table: Contingency, gt_surfaces: dict[int, SurfacePoints] | None = None,
+                    ) -> dict[int, dict[str, Any]]:
+    """Per-class DSC, NSD and surface diagnostics (spec §2–§3)."""
+    gt_ids, gt_sizes = table.sizes_a()
+    pr_ids, pr_sizes = table.sizes_b()
+    gsize = dict(zip(gt_ids.tolist(), gt_sizes.tolist(), strict=True))
+    psize = dict(zip(pr_ids.tolist(), pr_sizes.tolist(), strict=True))
+    same = table.ids_a == table.ids_b
+    inter = dict(zip(table.ids_a[same].tolist(), table.counts[same].tolist(), strict=True))
+    if gt_surfaces is None:
+        gt_surfaces = class_surfaces(ctx, gts, classes)
+    pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
+    out = {}
+    for c in classes:
+        g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
+        dsc = 2 * tp / (g + p) if g + p else math.nan
+        stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
+                              pr_surfaces.get(c, SurfacePoints.empty()), spacing,
+                              tolerance=ctx.settings["tolerance"],
+                              workers=ctx.settings["workers"])
+        summary = stats.summary(ctx.settings["tolerance"])
+        out[c] = {"dsc": dsc, "nsd_2mm": summary.pop("nsd"), "gt_voxels": g,
+                  "pred_voxels": p, **summary}
+    return out
+
+
+def _case_mean(values: list[float], how: str) -> float:
+    if not values:
+        return math.nan
+    arr = np.asarray(values, dtype=np.float64)
+    if how == "nanmean":
+        return float(np.nanmean(arr)) if np.any(~np.isnan(arr)) else math.nan
+    return float(np.mean(arr))
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+
+
+def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path: Path):
+    s = ctx.settings
+    gts = case["gts"]
+    missing = not pred_path.exists()
+    if missing:
+        segs = np.zeros(gts.shape, gts.dtype)
+        running_time = 0.0
+    else:
+        segs = load_prediction(pred_path, gts.shape)
+        running_time = _running_time(pred_path)
+    if s["uint8_cast"]:
+        gts, segs = gts.astype(np.uint8), segs.astype(np.uint8)
+    instance = s["track"] == "text" and int(case["prompts"].get("instance_label", 0)) == 1
+    item: dict[str, Any] = {"id": name}
+    if instance:
+        inst = instance_scores(ctx, gts, segs)
+        item.update({"dsc": math.nan, "nsd": math.nan, "f1": inst["f1"],
+                     "dsc_tp": inst["dsc_tp"]})
+        ext = {"kind": "instance", **inst}
+    else:
+        table = pair_table(ctx, gts, segs)
+        classes = class_set(table.sizes_a()[0], s, case["prompts"])
+        per_class = semantic_scores(ctx, gts, segs, case["spacing"], classes, table)
+        dsc = _case_mean([v["dsc"] for v in per_class.values()], s["case_mean"])
+        nsd = _case_mean([v["nsd_2mm"] for v in per_class.values()], s["case_mean"])
+        gate = s["nsd_gate"]
+        nsd_gated = nsd if gate is None or dsc > gate else 0.0
+        item.update({"dsc": dsc, "nsd": nsd_gated})
+        if s["track"] == "text":
+            item.update({"f1": math.nan, "dsc_tp": math.nan})
+        ext = {"kind": "semantic", "classes": classes, "nsd_ungated": nsd,
+               "nsd_gated_0.2": nsd if dsc > 0.2 else 0.0,
+               "per_class": {str(c): v for c, v in per_class.items()}}
+    item["running_time"] = running_time
+    if missing:
+        item["missing"] = True
+    return item, ext
+
+
+def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], folder: Path):
+    s = ctx.settings
+    gts, spacing = case["gts"], case["spacing"]
+    steps = list(range(1, s["n_steps"] + 1))
+    gt_table = None
+    gt_surfaces = None
+    classes: list[int] = []
+    dsc_k, nsd_k, time_k, per_step = {}, {}, {}, {}
+    for k in steps:
+        path = folder / f"step_{k}.npz"
+        if path.exists():
+            segs = load_prediction(path, gts.shape)
+            time_k[k] = _running_time(path)
+        else:
+            segs = np.zeros(gts.shape, gts.dtype)
+            time_k[k] = 0.0
+        table = pair_table(ctx, gts, segs)
+        if gt_table is None:
+            gt_table = table
+            classes = class_set(table.sizes_a()[0], s)
+            gt_surfaces = class_surfaces(ctx, gts, classes)
+        per_class = semantic_scores(ctx, gts, segs, spacing, classes, table, gt_surfaces)
+        dsc = _case_mean([v["dsc"] for v in per_class.values()], s["case_mean"])
+        nsd = _case_mean([v["nsd_2mm"] for v in per_class.values()], s["case_mean"])
+        gate = s["nsd_gate"]
+        dsc_k[k] = dsc
+        nsd_k[k] = nsd if gate is None or dsc > gate else 0.0
+        per_step[k] = {"dsc": dsc, "nsd": nsd_k[k], "nsd_ungated": nsd,
+                       "present": path.exists(),
+                       "per_class": {str(c): v for c, v in per_class.items()}}
+    total_time = float(sum(time_k.values()))
+    limit = s["time_limit"] * len(classes)
+    exceeded = total_time > limit
+    if exceeded and s["time_action"] == "zero":
+        dsc_k = {k: 0.0 for k in steps}
+        nsd_k = {k: 0.0 for k in steps}
+    item = {"id": name,
+            "dsc": dsc_k[s["final_step"]], "nsd": nsd_k[s["final_step"]],
+            "dsc_auc": trapezoid_auc([dsc_k[k] for k in s["auc_steps"]]),
+            "nsd_auc": trapezoid_auc([nsd_k[k] for k in s["auc_steps"]]),
+            "dsc_final": dsc_k[s["final_step"]], "nsd_final": nsd_k[s["final_step"]]}
+    item.update({f"dsc_{k}": dsc_k[k] for k in steps})
+    item.update({f"nsd_{k}": nsd_k[k] for k in steps})
+    item.update({f"running_time_{k}": time_k[k] for k in steps})
+    item.update({"total_running_time": total_time, "num_class": len(classes),
+                 "runtime_upperbound": limit, "time_limit_exceeded": exceeded})
+    if not folder.is_dir():
+        item["missing"] = True
+    ext = {"kind": "interactive", "classes": classes,
+           "steps": {str(k): v for k, v in per_step.items()}}
+    return item, ext
+
+
+def trapezoid_auc(values: Sequence[float]) -> float:
+    """Trapezoid rule with unit spacing: ``½v₁ + v₂ + … + v_{n-1} + ½vₙ`` (not normalised).
+
+    >>> trapezoid_auc([1, 1, 1, 1, 1])
+    4.0
+    """
+    v = [float(x) for x in values]
+    return sum((a + b) / 2 for a, b in zip(v[:-1], v[1:], strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Instance scores (text track, instance_label = 1)
+
+
+def instance_scores(ctx: _Context, gts: np.ndarray, segs: np.ndarray) -> dict[str, Any]:
+    """TP/FP/FN, F1 and DSC_TP of one instance case (spec §6, steps 1–6)."""
+    s = ctx.settings
+    pred_values = np.unique(segs)
+    if len(pred_values) == 2:
+        segs = _binary_to_instances(segs, s["connectivity"], wrap=s["uint8_cast"])
+    table = pair_table(ctx, gts, segs)
+    gt_ids, gt_sizes = table.sizes_a()
+    pr_ids, pr_sizes = table.sizes_b()
+    gt_keep, pr_keep = gt_ids != 0, pr_ids != 0
+    gt_ids, gt_sizes = gt_ids[gt_keep], gt_sizes[gt_keep]
+    pr_ids, pr_sizes = pr_ids[pr_keep], pr_sizes[pr_keep]
+    n_gt, n_pred = len(gt_ids), len(pr_ids)
+    if n_pred == 0 or n_gt == 0:
+        tp = 0
+        fp = 0 if n_pred == 0 else n_pred
+        fn = 0 if n_pred == 0 else n_gt
+        dsc_tp = 0.0
+    else:
+        pairs = table.drop(a=0, b=0)
+        gi = np.searchsorted(gt_ids, pairs.ids_a)  # sequential relabelling: rank of the id
+        pj = np.searchsorted(pr_ids, pairs.ids_b)
+        ov = pairs.counts.astype(np.float64)
+        union = gt_sizes[gi] + pr_sizes[pj] - ov
+        iou = ov / union
+        mg, mp = _match(gi, pj, iou, n_gt, n_pred, s["iou_threshold"])
+        tp = len(mg)
+        fp, fn = n_pred - tp, n_gt - tp
+        if tp:
+            lookup = {(a, b): o for a, b, o in zip(gi.tolist(), pj.tolist(), ov.tolist(),
+                                                   strict=True)}
+            dices = [2 * lookup[(a, b)] / (gt_sizes[a] + pr_sizes[b])
+                     for a, b in zip(mg.tolist(), mp.tolist(), strict=True)]
+            dsc_tp = float(np.mean(dices))
+        else:
+            dsc_tp = 0.0
+    precision, recall, f1 = precision_recall_f(tp, tp + fp, tp + fn)
+    return {"tp": tp, "fp": fp, "fn": fn, "n_gt": n_gt, "n_pred": n_pred,
+            "precision": precision, "recall": recall, "f1": f1, "dsc_tp": dsc_tp}
+
+
+def _binary_to_instances(segs: np.ndarray, connectivity: int, *, wrap: bool) -> np.ndarray:
+    """Split the non-zero voxels of a two-valued prediction into connected components, ids
+    offset by the prediction's maximum (uint8 wrap-around when ``wrap``, as officially)."""
+    import cc3d
+
+    cc = cc3d.connected_components(segs, connectivity=connectivity).astype(np.int64)
+    out = segs.astype(np.int64)
+    fg = cc > 0
+    out[fg] = cc[fg] + int(segs.max())
+    return out.astype(np.uint8) if wrap else out
+
+
+def _match(gi, pj, iou, n_gt, n_pred, threshold):
+    """Indices (GT, prediction) of the matched pairs with IoU >= threshold."""
+    try:
+        from gpueval.metrics.matching import match_iou_threshold
+    except ImportError:
+        return _match_dense(gi, pj, iou, n_gt, n_pred, threshold)
+    return match_iou_threshold(gi, pj, iou, n_gt, n_pred, threshold=threshold)
+
+
+def _match_dense(gi, pj, iou, n_gt, n_pred, threshold):
+    """Private fallback until ``gpueval.metrics.matching`` lands: the official dense
+    assignment, cost = -[IoU >= t] - IoU / (2·min(N_gt, N_pred))."""
+    from scipy.optimize import linear_sum_assignment
+
+    m = np.zeros((n_gt, n_pred))
+    m[gi, pj] = iou
+    cost = -(m >= threshold).astype(np.float64) - m / (2 * min(n_gt, n_pred))
+    rows, cols = linear_sum_assignment(cost)
+    ok = m[rows, cols] >= threshold
+    return rows[ok], cols[ok]
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def _nanmean(values) -> float:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if len(arr) else math.nan
+
+
+def _aggregate(items: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    if settings["track"] == "interactive":
+        names = ["dsc_auc", "nsd_auc", "dsc_final", "nsd_final", "dsc", "nsd"]
+    elif settings["track"] == "text":
+        names = ["dsc", "nsd", "f1", "dsc_tp"]
+    else:
+        names = ["dsc", "nsd"]
+    metrics = {n: _nanmean(it.get(n, math.nan) for it in items) for n in names}
+    metrics["n_cases"] = len(items)
+    if settings["track"] == "interactive":
+        metrics["n_time_limit_exceeded"] = sum(bool(it["time_limit_exceeded"]) for it in items)
+    return metrics
+
+
+def _headline(items: list[dict[str, Any]], settings: dict[str, Any]) -> float:
+    if settings["track"] != "text":
+        return _nanmean(it["dsc"] for it in items)
+    # each text case's headline: F1 for instance cases, DSC for semantic ones
+    return _nanmean(it["dsc"] if math.isnan(it["f1"]) else it["f1"] for it in items)
+
+
+def _csv_value(v: Any, digits: int | None) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float | np.floating):
+        if math.isnan(v):
+            return ""
+        return repr(round(float(v), digits)) if digits is not None else repr(float(v))
+    return str(v)
