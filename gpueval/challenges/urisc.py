@@ -1,0 +1,659 @@
+"""U-RISC membrane segmentation: per-image membrane F-score, mean over images.
+
+Spec: ``shared/specs/urisc.md``; constants in ``configs/urisc.yaml``. Variants (``--set
+variant=NAME``), each with its own ``metric_version``:
+
+=================  ===========================================================================
+``2019-12-25``     final leaderboard (default): GT membrane ⇔ GT ≤ 122, radius 0
+``bold``           pre-2019-12-25 "bold edges": both maps dilated by ``disk(radius)``
+                   (``--set radius=R``, default 0; the server's radius is unknown); GT binarised
+                   at 122 as well (the old binarisation order is not documented)
+``released-script`` ``eval.py`` verbatim: no GT binarisation (grey GT weights recall, spec §4);
+                   ``radius`` as ``bound_pix``
+=================  ===========================================================================
+
+``radius`` other than 0 is refused for the default variant (it would change the metric under
+the final leaderboard's ``metric_version``).
+
+Inputs
+------
+``truth``: a folder of ``<stem>.png|.tif|.tiff`` (or one image file). ``submission``: a folder
+(searched recursively) or a ``.zip`` of ``<stem>.tiff|.tif`` (or one file). Members of a zip are
+validated by :class:`~gpueval.io.archive.SafeArchive` and copied, one group of images at a time,
+through a size-bounded stream into a private temporary folder (TIFF needs random access); nothing
+is extracted blindly and no temporary file outlives its group.
+
+Decisions where the spec is silent (documented choices)
+-------------------------------------------------------
+* **Missing image** (GT stem without a submission file): ``missing: reject`` (default) rejects
+  the submission naming the stems, as the official folder mode crashes on it; ``missing: zero``
+  scores it as an empty prediction (P = 1, R = 0, F = 0 by §2.6) and counts it in the mean.
+* **Extra files** (stems not in the truth, other suffixes) are ignored and listed in
+  ``extra["notes"]``. Two submission files with one stem are a rejection.
+* **Wrong size**: rejected, naming both shapes (the official code would broadcast or crash).
+* **Format check** (``format_check: reject``, default): the official check of §2.3 runs on
+  every prediction (streamed, histogram per band); its crash cases (no value-0 pixel:
+  ``ZeroDivisionError``) are rejections with a reason. ``format_check: skip`` scores any uint8
+  map with the official weights ``255 - value`` (what the fixtures' grey rows show).
+* **Reading = ``cv2.imread(path, 0)``**: 8-bit grey kept; 16-bit → high byte (``v >> 8``, as
+  OpenCV's 16→8 conversion); 1-bit → 0/255; colour TIFF/BMP → OpenCV's fixed point
+  ``(4899 R + 9617 G + 1868 B + 8192) >> 14``; colour PNG → libpng's ``rgb_to_gray`` used by
+  OpenCV's PNG decoder: equal channels pass unchanged, others ``(9797 R + 19234 G + 3737 B)
+  >> 15`` (libpng truncates). Not replicated: libpng's gamma-corrected path for PNGs carrying a
+  gAMA/sRGB chunk and 16-bit colour (converted to 8 bit first here): may differ by one grey level
+  on pixels with unequal channels — irrelevant for equal-channel GTs (all samples) and binary
+  predictions. Alpha is ignored; float or signed images are rejected; multi-page TIFF: page 0.
+* ``runtime.voxels`` = GT pixels scored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from dask.delayed import delayed
+
+from gpueval.backend import to_device
+from gpueval.engine import compute, tree_reduce
+from gpueval.errors import Rejected, TruthError, UsageError
+from gpueval.kernels.boundary import (
+    BoundaryCounts,
+    band_counts,
+    format_problem,
+    precision_recall_f,
+    tolerance_match_counts,
+    value_histogram,
+)
+from gpueval.result import Result
+
+CHALLENGE = "urisc"
+TRUTH_SUFFIXES = (".png", ".tif", ".tiff")
+SUBMISSION_SUFFIXES = (".tiff", ".tif")
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIXES = (".png",)
+
+
+# ---------------------------------------------------------------------------------------------
+# public interface
+
+
+def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
+          device: str = "cpu", scheduler: Any = None, progress: bool = False) -> Result:
+    """Score one U-RISC submission (pure: same inputs and config → same result).
+
+    Parameters
+    ----------
+    truth : GT folder (``<stem>.png|.tif|.tiff``) or one GT image.
+    submission : folder or ``.zip`` of ``<stem>.tiff`` (or one TIFF).
+    config : resolved ``configs/urisc.yaml`` (:func:`gpueval.config.load_config`).
+    device : ``"cpu"`` or ``"gpu"`` (bands are moved to CuPy).
+    scheduler : ``None`` (threads) or a ``dask.distributed`` address/Client. Zip members are
+        spooled to a local temporary folder, so a remote cluster needs a folder submission.
+
+    Returns
+    -------
+    Result with ``score`` = mean per-image F, ``metrics`` (``f1``, ``mean_precision``,
+    ``mean_recall``, ``n_images``, pooled values) and one item per GT stem (``precision``,
+    ``recall``, ``f1``, ``tp``, ``tp_gt``, ``n_pred``, ``n_gt`` in pixels).
+
+    Raises
+    ------
+    Rejected : bad submission (format, size, missing images, unsafe zip).
+    TruthError : unusable GT folder or configuration.
+    """
+    opts = _Options.from_config(config)
+    gt_files = _truth_files(truth)
+    items: list[dict[str, Any]] = []
+    totals = BoundaryCounts()
+    notes: list[str] = []
+    with _Submission(submission, opts) as sub:
+        notes += sub.notes(gt_files)
+        missing = [s for s in gt_files if s not in sub.stems]
+        if missing and opts.missing == "reject":
+            raise Rejected(f"{len(missing)} of {len(gt_files)} images missing from the "
+                           f"submission: {_listing(missing)} (expected <stem>.tiff per GT image)")
+        for group in _groups([s for s in gt_files if s in sub.stems], gt_files, opts):
+            with sub.spooled(group) as pred_paths:
+                pairs = [(s, _GreyImage(gt_files[s], truth=True),
+                          _GreyImage(pred_paths[s], name=sub.display_name(s))) for s in group]
+                counts = _score_pairs(pairs, opts, device, scheduler, progress)
+                for (stem, gt_img, pred_img), c in zip(pairs, counts, strict=True):
+                    problem = format_problem(c.pred_hist, pred_img.name,
+                                             min_background_ratio=opts.min_background_ratio)
+                    if problem and opts.format_check == "reject":
+                        raise Rejected(problem)
+                    item = _item(stem, c)
+                    if opts.tolerance_px is not None:
+                        item.update(_tolerance_item(gt_img, pred_img, opts))
+                    items.append(item)
+                    totals = BoundaryCounts.combine([totals, c])
+        for stem in missing:  # missing == "zero": scored as an empty prediction
+            gt_img = _GreyImage(gt_files[stem], truth=True)
+            c = _score_pairs([(stem, gt_img, None)], opts, device, scheduler, False)[0]
+            items.append(_item(stem, c))
+            totals = BoundaryCounts.combine([totals, c])
+            notes.append(f"{stem}: missing, scored as an empty prediction (F = 0)")
+    items.sort(key=lambda it: it["id"])
+    metrics = _aggregate(items, totals)
+    result = Result(CHALLENGE, str(config["metric_version"]), score=metrics["f1"],
+                    metrics=metrics, items=items)
+    result.runtime["voxels"] = int(totals.pixels)
+    result.extra["variant"] = opts.variant
+    if notes:
+        result.extra["notes"] = notes
+    return result
+
+
+def validate(submission: str | Path, config: dict[str, Any], *,
+             truth: str | Path | None = None) -> list[str]:
+    """Format checks only (no scoring): readable TIFFs, binary 0/255, membrane ≤ 1/6, and with
+    ``truth`` also stems and sizes. Returns notes; raises :class:`Rejected` on the first problem.
+    """
+    opts = _Options.from_config(config)
+    gt_files = _truth_files(truth) if truth is not None else None
+    notes: list[str] = []
+    with _Submission(submission, opts) as sub:
+        stems = sorted(sub.stems)
+        if not stems:
+            raise Rejected("no .tiff image in the submission")
+        if gt_files is not None:
+            notes += sub.notes(gt_files)
+            missing = [s for s in gt_files if s not in sub.stems]
+            if missing and opts.missing == "reject":
+                raise Rejected(f"{len(missing)} images missing from the submission: "
+                               f"{_listing(missing)}")
+            stems = [s for s in stems if s in gt_files]
+        sizes = {s: 1 for s in stems}
+        for group in _groups(stems, sizes, opts, by_count=True):
+            with sub.spooled(group) as paths:
+                imgs = [_GreyImage(paths[s], name=sub.display_name(s)) for s in group]
+                if gt_files is not None:
+                    for s, img in zip(group, imgs, strict=True):
+                        _check_shapes(_GreyImage(gt_files[s], truth=True), img)
+                hists = _histograms(imgs, opts)
+                for img, h in zip(imgs, hists, strict=True):
+                    problem = format_problem(h, img.name,
+                                             min_background_ratio=opts.min_background_ratio)
+                    if problem and opts.format_check == "reject":
+                        raise Rejected(problem)
+                    if problem:
+                        notes.append(problem)
+    notes.insert(0, f"{len(stems)} prediction images checked: binary 0/255, membrane at most "
+                    f"1/{opts.min_background_ratio + 1} of each image")
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class _Options:
+    variant: str
+    gt_threshold: int | None
+    radius: int
+    format_check: str
+    missing: str
+    min_background_ratio: int
+    band_bytes: int
+    group_pixels: int
+    max_image_pixels: int
+    max_member_bytes: int
+    max_archive_bytes: int
+    tolerance_px: float | None
+    tolerance_max_pixels: int
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> _Options:
+        def num(key, default, kind=int):
+            v = cfg.get(key, default)
+            try:
+                return kind(v) if v is not None else None
+            except (TypeError, ValueError) as e:
+                raise TruthError(f"config {key}={v!r} is not a number") from e
+
+        variant = str(cfg.get("variant", "2019-12-25"))
+        radius = num("radius", 0)
+        if radius < 0 or radius > 64:
+            raise UsageError(f"radius must be between 0 and 64 pixels, got {radius}")
+        if variant == "2019-12-25" and radius != 0:
+            raise UsageError("radius applies to the pre-2019-12-25 metric: add --set "
+                             "variant=bold (or variant=released-script)")
+        thr = num("gt_threshold", 122)
+        if thr is not None and not 0 <= thr <= 255:
+            raise TruthError(f"gt_threshold must be in 0..255 or null, got {thr}")
+        fmt = str(cfg.get("format_check", "reject"))
+        missing = str(cfg.get("missing", "reject"))
+        if fmt not in ("reject", "skip"):
+            raise UsageError(f"format_check must be reject or skip, not {fmt!r}")
+        if missing not in ("reject", "zero"):
+            raise UsageError(f"missing must be reject or zero, not {missing!r}")
+        limits = cfg.get("limits") or {}
+        tol = cfg.get("tolerance_px")
+        return cls(
+            variant=variant, gt_threshold=thr, radius=radius, format_check=fmt,
+            missing=missing, min_background_ratio=num("min_background_ratio", 5),
+            band_bytes=int(float(cfg.get("band_bytes", 8 * 2**20))),
+            group_pixels=int(float(cfg.get("group_pixels", 2e8))),
+            max_image_pixels=int(float(limits.get("max_image_pixels", 1e9))),
+            max_member_bytes=int(float(limits.get("max_member_bytes", 4 * 2**30))),
+            max_archive_bytes=int(float(limits.get("max_archive_bytes", 64 * 2**30))),
+            tolerance_px=None if tol is None else float(tol),
+            tolerance_max_pixels=int(float(cfg.get("tolerance_max_pixels", 4.2e6))),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def _truth_files(truth: str | Path) -> dict[str, Path]:
+    p = Path(truth)
+    if p.is_file():
+        return {p.stem: p}
+    if not p.is_dir():
+        raise TruthError(f"truth {p} is neither a folder of GT images nor an image file")
+    files: dict[str, Path] = {}
+    for f in sorted(p.iterdir()):
+        if f.is_file() and f.suffix.lower() in TRUTH_SUFFIXES:
+            if f.stem in files:
+                raise TruthError(f"truth has two images for stem {f.stem!r}: "
+                                 f"{files[f.stem].name} and {f.name}")
+            files[f.stem] = f
+    if not files:
+        raise TruthError(f"truth folder {p} holds no .png/.tif/.tiff image")
+    return dict(sorted(files.items()))
+
+
+class _Submission:
+    """Stems → files of a submission folder, single TIFF or zip (streamed per group)."""
+
+    def __init__(self, path: str | Path, opts: _Options):
+        self.path = Path(path)
+        self.opts = opts
+        self.archive = None
+        self.ignored: list[str] = []
+        self.files: dict[str, Any] = {}
+        if self.path.is_file() and self.path.suffix.lower() == ".zip":
+            from gpueval.io.archive import SafeArchive
+
+            self.archive = SafeArchive(self.path, max_total_bytes=opts.max_archive_bytes)
+            entries = self.archive.names()
+        elif self.path.is_file():
+            entries = [self.path]
+        elif self.path.is_dir():
+            from gpueval.io.archive import iter_files
+
+            entries = list(iter_files(self.path))
+        else:
+            raise Rejected(f"submission {self.path} not found (expected a folder or result.zip)")
+        for e in entries:
+            name = PurePosixPath(e).name if self.archive else Path(e).name
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() not in SUBMISSION_SUFFIXES:
+                self.ignored.append(str(e))
+                continue
+            if stem in self.files:
+                raise Rejected(f"two submission files for image {stem!r}: {self.files[stem]} "
+                               f"and {e}")
+            self.files[stem] = e
+
+    @property
+    def stems(self) -> set[str]:
+        return set(self.files)
+
+    def display_name(self, stem: str) -> str:
+        e = self.files[stem]
+        return str(e) if self.archive else Path(e).name
+
+    def notes(self, gt_files: dict[str, Path]) -> list[str]:
+        out = []
+        extra = sorted(set(self.files) - set(gt_files))
+        if extra:
+            out.append(f"ignored {len(extra)} images without GT: {_listing(extra)}")
+        if self.ignored:
+            out.append(f"ignored {len(self.ignored)} files that are not .tiff: "
+                       f"{_listing(self.ignored)}")
+        return out
+
+    @contextmanager
+    def spooled(self, stems: list[str]) -> Iterator[dict[str, Path]]:
+        """Local paths for ``stems``; zip members are copied (size-bounded) to a temp folder."""
+        if self.archive is None:
+            yield {s: Path(self.files[s]) for s in stems}
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="gpueval-urisc-"))
+        try:
+            out = {}
+            for i, s in enumerate(stems):
+                name = self.files[s]
+                if self.archive.size(name) > self.opts.max_member_bytes:
+                    raise Rejected(f"{name}: {self.archive.size(name)} bytes uncompressed, over "
+                                   f"the per-image limit {self.opts.max_member_bytes}")
+                dest = tmp / f"{i}.tiff"
+                with self.archive.open(name) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                out[s] = dest
+            yield out
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def __enter__(self) -> _Submission:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.archive is not None:
+            self.archive.close()
+
+
+def _groups(stems: list[str], gt_files: dict[str, Any], opts: _Options, *, by_count=False
+            ) -> Iterator[list[str]]:
+    """Batches of images scored in one task graph (bounded temp disk for zips)."""
+    group: list[str] = []
+    pixels = 0
+    for s in stems:
+        n = 1 if by_count else _GreyImage(gt_files[s], truth=True).size
+        if group and (pixels + n > opts.group_pixels or (by_count and len(group) >= 64)):
+            yield group
+            group, pixels = [], 0
+        group.append(s)
+        pixels += n
+    if group:
+        yield group
+
+
+def _listing(names: list[str], n: int = 5) -> str:
+    shown = ", ".join(map(str, names[:n]))
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# greyscale images read band by band
+
+
+class _GreyImage:
+    """A 2-D image as ``cv2.imread(path, 0)`` would give it, read in row bands.
+
+    TIFF: uncompressed contiguous pages are read with ``os.pread`` per band; other TIFFs go
+    through tifffile's zarr store (only the strips/tiles a band touches are decoded). PNG/BMP
+    are decoded whole (they are small by nature) once per process and kept as uint8 grey.
+    Picklable (reopens lazily), thread-safe.
+    """
+
+    def __init__(self, path: str | Path, *, name: str | None = None, truth: bool = False):
+        self.path = str(path)
+        self.name = name or Path(path).name
+        self.truth = truth
+        self.suffix = Path(path).suffix.lower()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._decoded: np.ndarray | None = None
+        try:
+            self._read_header()
+        except (Rejected, TruthError):
+            raise
+        except Exception as e:
+            self._fail(f"not a readable image ({type(e).__name__}: {e})", e)
+
+    def _fail(self, why: str, cause: Exception | None = None):
+        err = TruthError if self.truth else Rejected
+        raise err(f"{self.name}: {why}") from cause
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        for k in ("_local", "_lock", "_decoded"):
+            d.pop(k, None)
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._decoded = None
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    # -- header --------------------------------------------------------------------------------
+    def _read_header(self) -> None:
+        if self.suffix in TIFF_SUFFIXES or (not self.truth):
+            self.kind = "tiff"
+            import tifffile
+
+            with tifffile.TiffFile(self.path) as tf:
+                page = tf.pages[0]
+                self.byteorder = tf.byteorder
+                axes, shape = page.axes, page.shape
+                self.dtype = np.dtype(page.dtype)
+                self.raw_shape = tuple(shape)
+                self.axes = axes
+                contiguous = (page.is_contiguous and page.compression == 1 and not page.is_tiled
+                              and page.fillorder == 1 and page.bitspersample in (8, 16)
+                              and page.planarconfig == 1)
+                self.offset = int(page.dataoffsets[0]) if contiguous else None
+                self.storage_rows = (1 if contiguous else
+                                     int(page.tilelength if page.is_tiled else
+                                         min(page.rowsperstrip or shape[axes.index("Y")],
+                                             shape[axes.index("Y")])))
+            if "Y" not in axes or "X" not in axes or set(axes) - set("YXS"):
+                self._fail(f"TIFF axes {axes} (shape {shape}): expected a 2-D image, "
+                           "optionally with colour samples")
+            self.shape = (int(shape[axes.index("Y")]), int(shape[axes.index("X")]))
+            self.samples = int(shape[axes.index("S")]) if "S" in axes else 1
+            self.colour = "opencv"
+        else:
+            self.kind = "decoded"
+            from PIL import Image
+
+            with Image.open(self.path) as im:
+                self.shape = (int(im.size[1]), int(im.size[0]))
+                self.mode = im.mode
+            self.storage_rows = self.shape[0]
+            self.dtype = np.dtype(np.uint8)
+            self.colour = "libpng" if self.suffix in PNG_SUFFIXES else "opencv"
+        if self.dtype.kind not in "ub":
+            self._fail(f"sample type {self.dtype} is not supported: store 8-bit (or 16-bit) "
+                       "unsigned grey values")
+        if self.size > 10**10:
+            self._fail(f"image of {self.shape} pixels is over the size limit")
+
+    # -- reading -------------------------------------------------------------------------------
+    def rows(self, a: int, b: int) -> np.ndarray:
+        """Grey uint8 rows ``a:b`` (whole width)."""
+        try:
+            if self.kind == "decoded":
+                return self._decoded_image()[a:b]
+            if self.offset is not None:
+                raw = self._pread_rows(a, b)
+            else:
+                raw = self._zarr()[self._row_key(a, b)]
+            return _to_grey(np.asarray(raw), self.axes, self.colour)
+        except (Rejected, TruthError):
+            raise
+        except Exception as e:
+            self._fail(f"cannot read rows {a}:{b} ({type(e).__name__}: {e})", e)
+
+    def _row_key(self, a, b):
+        return tuple(slice(a, b) if ax == "Y" else slice(None) for ax in self.axes)
+
+    def _pread_rows(self, a: int, b: int) -> np.ndarray:
+        dt = self.dtype.newbyteorder(self.byteorder)
+        row_shape = tuple(s for ax, s in zip(self.axes, self.raw_shape, strict=True) if ax != "Y")
+        row_bytes = int(np.prod(row_shape)) * dt.itemsize
+        buf = np.empty((b - a, *row_shape), dtype=dt)
+        fd = getattr(self._local, "fd", None)
+        if fd is None:
+            fd = self._local.fd = os.open(self.path, os.O_RDONLY)
+        want = (b - a) * row_bytes
+        got = os.preadv(fd, [memoryview(buf).cast("B")], self.offset + a * row_bytes)
+        if got != want:
+            self._fail(f"file is truncated (rows {a}:{b} need {want} bytes, got {got})")
+        return buf.astype(buf.dtype.newbyteorder("="), copy=False)
+
+    def _zarr(self):
+        z = getattr(self._local, "z", None)
+        if z is None:
+            import tifffile
+            import zarr
+
+            self._local.tf = tifffile.TiffFile(self.path)
+            z = self._local.z = zarr.open(self._local.tf.pages[0].aszarr(), mode="r")
+        return z
+
+    def _decoded_image(self) -> np.ndarray:
+        with self._lock:
+            if self._decoded is None:
+                self._decoded = _decode_whole(self.path, self.colour)
+                if self._decoded.shape != self.shape:
+                    self._fail(f"decoded shape {self._decoded.shape} differs from {self.shape}")
+            return self._decoded
+
+    def __del__(self):
+        fd = getattr(getattr(self, "_local", None), "fd", None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _decode_whole(path: str, colour: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode == "P" or im.mode == "PA":
+            im = im.convert("RGBA")
+        if im.mode == "1":
+            return np.asarray(im, dtype=np.uint8) * np.uint8(255)
+        arr = np.asarray(im)
+        axes = "YXS" if arr.ndim == 3 else "YX"
+        if arr.dtype.kind == "i" and arr.min(initial=0) >= 0 and arr.max(initial=0) < 65536:
+            arr = arr.astype(np.uint16)  # Pillow's "I" mode for 16-bit grey PNG
+        return _to_grey(arr, axes, colour)
+
+
+def _to_grey(arr: np.ndarray, axes: str, colour: str) -> np.ndarray:
+    """Stored samples → uint8 grey like ``cv2.imread(path, 0)`` (see module docstring)."""
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8) * np.uint8(255)
+    elif arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise Rejected(f"sample type {arr.dtype} is not supported: store 8-bit grey values")
+    if "S" not in axes:
+        return arr
+    s = axes.index("S")
+    arr = np.moveaxis(arr, s, -1) if s != len(axes) - 1 else arr
+    n = arr.shape[-1]
+    if n < 3:  # grey (+ alpha)
+        return np.ascontiguousarray(arr[..., 0])
+    r, g, b = (arr[..., i].astype(np.uint32) for i in range(3))
+    if colour == "libpng":
+        grey = ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+        equal = (arr[..., 0] == arr[..., 1]) & (arr[..., 0] == arr[..., 2])
+        return np.where(equal, arr[..., 0], grey)
+    return ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14).astype(np.uint8)
+
+
+def _check_shapes(gt: _GreyImage, pred: _GreyImage) -> None:
+    if gt.shape != pred.shape:
+        raise Rejected(f"{pred.name}: {pred.shape[0]}×{pred.shape[1]} pixels (rows×columns), "
+                       f"the GT image {gt.name} is {gt.shape[0]}×{gt.shape[1]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the chunked computation
+
+
+def _band_edges(rows: int, cols: int, storage_rows: int, opts: _Options) -> list[tuple[int, int]]:
+    target = max(1, opts.band_bytes // max(cols, 1))
+    step = max(storage_rows, -(-target // storage_rows) * storage_rows) if storage_rows else target
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
+
+
+def _band_task(gt: _GreyImage, pred: _GreyImage | None, a: int, b: int, radius: int,
+               gt_threshold: int | None, device: str) -> BoundaryCounts:
+    lo, hi = max(0, a - radius), min(gt.shape[0], b + radius)
+    g = gt.rows(lo, hi)
+    p = pred.rows(lo, hi) if pred is not None else np.full_like(g, 255)
+    return band_counts(to_device(g, device), to_device(p, device), radius=radius,
+                       gt_threshold=gt_threshold, top=a - lo, bottom=hi - b)
+
+
+def _hist_task(img: _GreyImage, a: int, b: int) -> np.ndarray:
+    return value_histogram(img.rows(a, b))
+
+
+def _score_pairs(pairs, opts: _Options, device: str, scheduler: Any, progress: bool
+                 ) -> list[BoundaryCounts]:
+    graphs = []
+    task = delayed(_band_task, pure=True)
+    for _stem, gt, pred in pairs:
+        if pred is not None:
+            _check_shapes(gt, pred)
+        if gt.size > opts.max_image_pixels:
+            raise TruthError(f"{gt.name}: {gt.size} pixels, over limits.max_image_pixels")
+        storage = max(gt.storage_rows, pred.storage_rows if pred is not None else 1)
+        parts = [task(gt, pred, a, b, opts.radius, opts.gt_threshold, device)
+                 for a, b in _band_edges(gt.shape[0], gt.shape[1], storage, opts)]
+        graphs.append(tree_reduce(parts, BoundaryCounts.combine))
+    return list(compute(*graphs, scheduler=scheduler, progress=progress))
+
+
+def _histograms(imgs: list[_GreyImage], opts: _Options) -> list[np.ndarray]:
+    task = delayed(_hist_task, pure=True)
+    graphs = [tree_reduce([task(img, a, b) for a, b in
+                           _band_edges(img.shape[0], img.shape[1], img.storage_rows, opts)],
+                          _sum_arrays) for img in imgs]
+    return list(compute(*graphs))
+
+
+def _sum_arrays(parts: list[np.ndarray]) -> np.ndarray:
+    return np.sum(parts, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+def _item(stem: str, c: BoundaryCounts) -> dict[str, Any]:
+    p, r, f = precision_recall_f(c.tp_pred, c.tp_gt, c.n_pred, c.n_gt)
+    px = c.pixel_counts()
+    return {"id": stem, "precision": p, "recall": r, "f1": f, "tp": px["tp_pred"],
+            "tp_gt": px["tp_gt"], "n_pred": px["n_pred"], "n_gt": px["n_gt"]}
+
+
+def _tolerance_item(gt: _GreyImage, pred: _GreyImage, opts: _Options) -> dict[str, Any]:
+    """Extra, non-official BSDS-style one-to-one matching within ``tolerance_px``."""
+    if gt.size > opts.tolerance_max_pixels:
+        return {"tolerance_f1": None}
+    g = gt.rows(0, gt.shape[0])
+    gm = g <= opts.gt_threshold if opts.gt_threshold is not None else g != 255
+    matched, n_pred, n_gt = tolerance_match_counts(gm, pred.rows(0, pred.shape[0]) != 255,
+                                                   opts.tolerance_px)
+    p, r, f = precision_recall_f(matched, matched, n_pred, n_gt)
+    return {"tolerance_precision": p, "tolerance_recall": r, "tolerance_f1": f,
+            "tolerance_matched": matched}
+
+
+def _aggregate(items: list[dict[str, Any]], totals: BoundaryCounts) -> dict[str, Any]:
+    def mean(key):
+        vals = [it[key] for it in items if it.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    p, r, f = precision_recall_f(totals.tp_pred, totals.tp_gt, totals.n_pred, totals.n_gt)
+    metrics = {"f1": mean("f1"), "mean_precision": mean("precision"),
+               "mean_recall": mean("recall"), "n_images": len(items),
+               "pooled_precision": p, "pooled_recall": r, "pooled_f1": f}
+    if items and "tolerance_f1" in items[0]:
+        metrics["tolerance_f1"] = mean("tolerance_f1")
+    return metrics
