@@ -144,8 +144,9 @@ def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
             shape = _truth_shape(expected[name]) if expected and name in expected else None
             load_prediction(sub / f"{name}.npz", shape)
     if not names:
-        raise Rejected(f"{sub}: no predictions found (expected "
-                       f"{'<case>/step_<k>.npz folders' if settings['track'] == 'interactive' else '<case>.npz files'})")
+        layout = ("<case>/step_<k>.npz folders" if settings["track"] == "interactive"
+                  else "<case>.npz files")
+        raise Rejected(f"{sub}: no predictions found (expected {layout})")
     if expected is not None:
         absent = sorted(set(expected) - set(names))
         extra = sorted(set(names) - set(expected))
