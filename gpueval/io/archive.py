@@ -9,28 +9,49 @@ with its reason, never an extraction:
 * duplicate names (after normalisation), encrypted members, unsupported compression;
 * zip bombs: total or per-member declared size over the limit, a compression ratio over the
   limit, or *actual* inflated bytes over the declared size (a lying header);
-* truncated or corrupt archives (bad central directory, CRC errors).
+* truncated or corrupt archives (bad central directory, member data past the end of the file,
+  CRC errors), and overlapping members (the "non-recursive" zip bomb whose entries share
+  compressed data);
+* nested archives: a member named ``*.zip``, ``*.tar``, ``*.gz``, ``*.7z``… is refused unless
+  the caller passes ``allow_nested=True`` (``.npz`` is an array format, not a nested archive);
+* names differing only in case or Unicode normalisation (they collide on macOS/Windows), names
+  longer than 1024 characters;
+* more members than the limit — counted from the end-of-central-directory record *before* the
+  central directory is parsed, so a million-entry archive costs nothing.
 
-Nested archives are not opened: a member named ``*.zip`` is refused unless the caller asks for
-it by name.
+Folder submissions go through :func:`iter_files`, which refuses symlinks leaving the folder,
+hard links (a file with several names may be a link to a file outside the submission), special
+files (a FIFO would hang a reader) and more files than the limit.
+
+Defaults come from :class:`gpueval.limits.Limits` (``max_archive_bytes``, ``max_files``,
+``max_compression_ratio``, ``allow_nested_archives``), i.e. from the ``limits:`` mapping of the
+challenge config when a scoring call made it current.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import stat
+import struct
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from gpueval.errors import Rejected
+from gpueval.limits import Limits, resolve
 
-DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30
-DEFAULT_MAX_MEMBERS = 1_000_000
-DEFAULT_MAX_RATIO = 1_000.0  # uint64 label chunks of zeros compress ~1000x; bombs reach 10^6
+DEFAULT_MAX_TOTAL_BYTES = Limits.max_archive_bytes
+DEFAULT_MAX_MEMBERS = Limits.max_files
+DEFAULT_MAX_RATIO = Limits.max_compression_ratio  # zero label chunks deflate ~1000x; bombs 10^6
 _RATIO_FLOOR = 1 << 20  # small members may have any ratio (a 1 MiB zero chunk is no bomb)
+MAX_NAME_LENGTH = 1024
+NESTED_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".jar",
+                   ".tbz2", ".txz", ".lz4", ".lzma", ".cab", ".iso")
+_LOCAL_HEADER = 30
 
 
 class SafeArchive:
@@ -42,6 +63,9 @@ class SafeArchive:
     max_total_bytes : limit on the sum of uncompressed sizes (declared and actual).
     max_members : limit on the number of entries.
     max_ratio : limit on uncompressed/compressed size for members larger than 1 MiB.
+    allow_nested : accept members that are archives themselves (``.zip``, ``.tar``…).
+    limits : defaults for the three limits above (default: the current
+        :class:`~gpueval.limits.Limits`).
 
     Examples
     --------
@@ -54,33 +78,67 @@ class SafeArchive:
         self,
         path: str | Path,
         *,
-        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
-        max_members: int = DEFAULT_MAX_MEMBERS,
-        max_ratio: float = DEFAULT_MAX_RATIO,
+        max_total_bytes: int | None = None,
+        max_members: int | None = None,
+        max_ratio: float | None = None,
+        allow_nested: bool | None = None,
+        limits: Limits | None = None,
     ):
+        lim = resolve(limits)
         self.path = Path(path)
-        self.max_total_bytes = int(max_total_bytes)
-        self.max_ratio = float(max_ratio)
+        self.max_total_bytes = int(lim.max_archive_bytes if max_total_bytes is None
+                                   else max_total_bytes)
+        self.max_ratio = float(lim.max_compression_ratio if max_ratio is None else max_ratio)
+        max_members = int(lim.max_files if max_members is None else max_members)
+        allow_nested = lim.allow_nested_archives if allow_nested is None else allow_nested
         try:
+            if not stat.S_ISREG(self.path.stat().st_mode):
+                raise Rejected(f"{self.path.name}: not a regular file")
+            file_size = self.path.stat().st_size
+            declared = _declared_entries(self.path)
+            if declared is not None and declared > max_members:
+                raise Rejected(f"{self.path.name}: {declared} entries, more than the limit "
+                               f"{max_members}")
             self._zip = zipfile.ZipFile(self.path)
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        except Rejected:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+                struct.error, NotImplementedError, UnicodeDecodeError) as e:
             raise Rejected(f"{self.path.name}: not a readable zip archive ({e})") from e
+        try:
+            self._infos = self._check_all(infos, max_members, bool(allow_nested), file_size)
+        except Rejected:
+            self._zip.close()
+            raise
+
+    def _check_all(self, infos: list[zipfile.ZipInfo], max_members: int, allow_nested: bool,
+                   file_size: int) -> dict[str, zipfile.ZipInfo]:
         if len(infos) > max_members:
             raise Rejected(f"{self.path.name}: {len(infos)} entries, more than the limit "
                            f"{max_members}")
-        self._infos: dict[str, zipfile.ZipInfo] = {}
+        out: dict[str, zipfile.ZipInfo] = {}
+        folded: dict[str, str] = {}
         total = 0
         for info in infos:
             name = _check_name(info.filename)
             _check_member(info, self.max_ratio)
-            if name in self._infos:
+            if not allow_nested and not info.is_dir() and name.lower().endswith(NESTED_SUFFIXES):
+                raise Rejected(f"archive member {name!r} is itself an archive; nested archives "
+                               "are refused (put the files in the top-level zip)")
+            key = unicodedata.normalize("NFC", name).casefold()
+            if name in out:
                 raise Rejected(f"duplicate archive member {name!r}")
-            self._infos[name] = info
+            if key in folded:
+                raise Rejected(f"archive members {folded[key]!r} and {name!r} differ only in "
+                               "case or Unicode normalisation")
+            out[name], folded[key] = info, name
             total += info.file_size
             if total > self.max_total_bytes:
                 raise Rejected(f"{self.path.name}: declared uncompressed size exceeds "
                                f"{self.max_total_bytes} bytes (zip bomb guard)")
+        _check_layout(infos, file_size, self.path.name)
+        return out
 
     def __enter__(self) -> SafeArchive:
         return self
@@ -179,6 +237,9 @@ class _BoundedReader(io.RawIOBase):
 
 
 def _check_name(name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        raise Rejected(f"archive member name of {len(name)} characters is over the limit "
+                       f"{MAX_NAME_LENGTH}")
     if "\x00" in name or "\\" in name:
         raise Rejected(f"archive member name {name!r} contains a NUL or backslash")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -197,7 +258,7 @@ def _check_member(info: zipfile.ZipInfo, max_ratio: float) -> None:
     if mode and (stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                  or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         raise Rejected(f"archive member {info.filename!r} is a link or special file")
-    if info.flag_bits & 0x1:
+    if info.flag_bits & 0x41:  # bit 0: encrypted, bit 6: strong encryption
         raise Rejected(f"archive member {info.filename!r} is encrypted")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED,
                                   zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
@@ -210,11 +271,73 @@ def _check_member(info: zipfile.ZipInfo, max_ratio: float) -> None:
                        "(zip bomb guard)")
 
 
-def iter_files(root: str | Path, suffix: str | tuple[str, ...] | None = None) -> Iterator[Path]:
-    """Regular files below a submission folder, refusing symlinks that leave it."""
+def iter_files(root: str | Path, suffix: str | tuple[str, ...] | None = None, *,
+               limits: Limits | None = None, allow_hardlinks: bool = False) -> Iterator[Path]:
+    """Regular files below a submission folder, in sorted order.
+
+    Refuses symlinks that leave the folder, hard links (unless ``allow_hardlinks``), special
+    files (FIFOs, sockets, devices) and more than ``limits.max_files`` entries.
+    """
+    lim = resolve(limits)
     root = Path(root).resolve()
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink() and root not in p.resolve().parents:
-            raise Rejected(f"{p.relative_to(root)} is a symbolic link leaving the submission")
-        if p.is_file() and (suffix is None or p.name.lower().endswith(suffix)):
+    if not root.is_dir():
+        raise Rejected(f"{root.name}: not a folder")
+    entries = []
+    for p in root.rglob("*"):
+        entries.append(p)
+        if len(entries) > lim.max_files:
+            raise Rejected(f"{root.name}: more than {lim.max_files} files, over the limit")
+    for p in sorted(entries):
+        rel = p.relative_to(root)
+        if p.is_symlink():
+            target = Path(os.path.realpath(p))
+            if root not in target.parents:
+                raise Rejected(f"{rel} is a symbolic link leaving the submission")
+        try:
+            st = p.stat()
+        except OSError as e:  # dangling link, permission
+            raise Rejected(f"{rel}: cannot be read ({e.strerror})") from e
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise Rejected(f"{rel} is not a regular file (FIFO, socket or device)")
+        if st.st_nlink > 1 and not allow_hardlinks and not p.is_symlink():
+            raise Rejected(f"{rel} is a hard link ({st.st_nlink} names); submit plain files")
+        if suffix is None or p.name.lower().endswith(suffix):
             yield p
+
+
+def _declared_entries(path: Path) -> int | None:
+    """Entry count from the end-of-central-directory record (None if not found here)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - (1 << 16) - 22))
+        tail = f.read()
+    i = tail.rfind(b"PK\x05\x06")
+    if i < 0 or len(tail) - i < 22:
+        return None
+    total = struct.unpack("<H", tail[i + 10:i + 12])[0]
+    if total == 0xFFFF and i >= 20 and tail[i - 20:i - 16] == b"PK\x06\x07":
+        z64_off = struct.unpack("<Q", tail[i - 12:i - 4])[0]
+        with open(path, "rb") as f:
+            f.seek(z64_off)
+            rec = f.read(56)
+        if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
+            total = struct.unpack("<Q", rec[32:40])[0]
+    return total
+
+
+def _check_layout(infos: list[zipfile.ZipInfo], file_size: int, archive: str) -> None:
+    """Member data must lie inside the file and no two members may share bytes."""
+    spans = sorted((i.header_offset, i) for i in infos)
+    end_prev, prev = -1, None
+    for start, info in spans:
+        if start < end_prev:
+            raise Rejected(f"{archive}: members {prev!r} and {info.filename!r} overlap "
+                           "(overlapping-entry zip bomb or corrupt archive)")
+        end = start + _LOCAL_HEADER + len(info.filename.encode("utf-8", "surrogateescape")) \
+            + info.compress_size
+        if end > file_size:
+            raise Rejected(f"{archive}: member {info.filename!r} extends past the end of the "
+                           "file (truncated archive)")
+        end_prev, prev = end, info.filename

@@ -25,12 +25,38 @@ Reads happen inside dask tasks, one storage-aligned block at a time (blocks grou
 chunks up to ``target_block_bytes``); nothing here loads a whole volume. Declared shapes are
 checked against ``max_voxels`` before any allocation, so an upload declaring 10¹⁸ voxels is a
 :class:`~gpueval.errors.Rejected`, not a ``MemoryError``.
+
+Hostile uploads
+---------------
+Everything a file declares is checked against the current :class:`~gpueval.limits.Limits`
+(``limits:`` in the challenge config) before anything is allocated or read:
+
+* shape, dtype, number of axes and the storage chunk (zarr chunk or shard, HDF5 chunk, TIFF
+  strip/tile), so a 10¹²-voxel chunk or a 10¹⁸-voxel shape is refused unread;
+* zarr metadata documents are size-limited and parsed by gpueval first: a
+  ``dimension_separator`` / ``chunk_key_encoding`` other than ``.``/``/``, storage transformers,
+  or a consolidated ``.zmetadata`` declaring absurd arrays are refused; every key is read through
+  a store that refuses ``..`` and files (e.g. symlinked chunks) resolving outside the store;
+* HDF5 external storage, virtual datasets and external links (which read other files of the
+  scoring machine) are refused; a truncated file is refused at open;
+* TIFF strips/tiles must lie inside the file (a truncated TIFF is refused at open, not read as
+  zeros); PNG/BMP headers are checked before decoding;
+* every block read is checked to have the shape asked for, and float blocks to be finite (NaN
+  or ±inf is a rejection; ``finite=False`` turns this off);
+* the path itself must be a regular file or folder (a FIFO or device would hang a reader).
+
+Any failure of a third-party decoder on a corrupt file becomes a one-line
+:class:`~gpueval.errors.Rejected` naming the file and block.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import stat
 import threading
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +66,16 @@ import dask.array as da
 import numpy as np
 
 from gpueval.errors import Rejected
+from gpueval.limits import Limits, resolve
 
-DEFAULT_MAX_VOXELS = 10**13
+DEFAULT_MAX_VOXELS = Limits.max_voxels
 TARGET_BLOCK_BYTES = 64 * 2**20
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".gif")
 TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _VOXEL_KEYS = ("voxel_size", "resolution", "scale")
 _OFFSET_KEYS = ("translation", "offset")
+_ZARR_DOCS = (".zarray", ".zgroup", ".zattrs", "zarr.json")
 
 
 @dataclass
@@ -78,7 +106,9 @@ def open_volume(
     dataset: str | None = None,
     *,
     chunks: Any = None,
-    max_voxels: int = DEFAULT_MAX_VOXELS,
+    max_voxels: int | None = None,
+    limits: Limits | None = None,
+    finite: bool = True,
 ) -> Volume:
     """Open ``path`` (and ``dataset`` inside it) lazily.
 
@@ -87,28 +117,38 @@ def open_volume(
     path : file or folder; see the module table for the formats.
     dataset : array inside a container (zarr group path, HDF5 dataset, npz key, NGFF level).
     chunks : dask chunks; default whole storage chunks grouped to ~64 MiB blocks.
-    max_voxels : refuse larger declared shapes before allocating anything.
+    max_voxels : refuse larger declared shapes before allocating anything (default: the
+        ``max_voxels`` of ``limits``).
+    limits : the limits to check against (default: :func:`gpueval.limits.current_limits`).
+    finite : refuse NaN/±inf in float arrays while reading each block.
 
     Raises
     ------
     Rejected
-        Unreadable, corrupt or absurd input (the message names the file).
+        Unreadable, corrupt, hostile or absurd input (the message names the file).
     """
+    lim = resolve(limits)
+    if max_voxels is not None:
+        lim = lim.replace(max_voxels=int(max_voxels))
     p = str(path)
     try:
-        reader, voxel_size, offset, attrs = _open_reader(p, dataset)
+        reader, voxel_size, offset, attrs = _open_reader(p, dataset, lim)
     except Rejected:
         raise
     except FileNotFoundError as e:
         raise Rejected(f"{p}: not found ({e})") from e
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise Rejected(f"{p}: cannot be opened as an array ({type(e).__name__}: {e})") from e
-    _check_shape(reader.shape, reader.dtype, max_voxels, p)
+    except Exception as e:  # a decoder choking on a hostile file must not be a traceback
+        raise Rejected(f"{p}: cannot be opened as an array ({_why(e)})") from e
+    where = p if not dataset else f"{p}:{dataset}"
+    lim.check_array_meta(reader.shape, reader.dtype, reader.storage_chunks, where)
     ndim = len(reader.shape)
     voxel_size = _vector(voxel_size, ndim, 1.0, p, "voxel size")
     offset = _vector(offset, ndim, 0.0, p, "offset")
     if any(v <= 0 or not np.isfinite(v) for v in voxel_size):
         raise Rejected(f"{p}: voxel size {voxel_size} must be positive and finite")
+    if any(not np.isfinite(v) for v in offset):
+        raise Rejected(f"{p}: offset {offset} must be finite")
+    reader.check_finite = finite and reader.dtype.kind == "f"
     blocks = chunks or _block_chunks(reader.shape, reader.storage_chunks, reader.dtype.itemsize)
     data = da.from_array(reader, chunks=blocks, asarray=False, lock=False, fancy=False,
                          inline_array=True, name=f"read-{_token(reader)}",
@@ -116,20 +156,58 @@ def open_volume(
     return Volume(data, voxel_size, offset, p, attrs)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode a small 2-D image file (PNG/BMP/JPEG/TIFF) whole, as stored (no colour mixing)."""
+def read_image(path: str | Path, *, limits: Limits | None = None) -> np.ndarray:
+    """Decode a small 2-D image file (PNG/BMP/JPEG/TIFF) whole, as stored (no colour mixing).
+
+    The header (size, bands, sample type) is checked against ``limits`` before decoding.
+    """
+    lim = resolve(limits)
     p = Path(path)
     try:
+        _check_regular_file(p)
         if p.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
+            return _read_tiff_whole(p, lim)
+        return _read_pil(p, lim)
+    except Rejected:
+        raise
+    except Exception as e:  # PIL/tifffile raise many types on corrupt files
+        raise Rejected(f"{p.name}: not a readable image ({_why(e)})") from e
 
-            return tifffile.imread(p)
-        from PIL import Image
 
-        with Image.open(p) as im:
-            return np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise Rejected(f"{p.name}: not a readable image ({e})") from e
+def _read_pil(p: Path, lim: Limits) -> np.ndarray:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(p)
+        except Image.DecompressionBombError as e:
+            raise Rejected(f"{p.name}: image too large to decode ({e})") from e
+    with im:
+        w, h = im.size
+        bands = len(im.getbands())
+        dtype = {"1": "bool", "I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16",
+                 "I": "int32", "F": "float32"}.get(im.mode, "uint8")
+        shape = (h, w) if bands == 1 else (h, w, bands)
+        lim.check_array_meta(shape, dtype, None, p.name)
+        if getattr(im, "n_frames", 1) > 1:
+            raise Rejected(f"{p.name}: {im.n_frames} frames; expected one 2-D image")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            arr = np.asarray(im)
+    if arr.shape[:2] != (h, w):
+        raise Rejected(f"{p.name}: decoded shape {arr.shape} differs from the header {shape}")
+    return arr
+
+
+def _read_tiff_whole(p: Path, lim: Limits) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        _check_tiff(tif, p, lim)
+        series = tif.series[0]
+        lim.check_array_meta(series.shape, series.dtype, None, p.name)
+        return series.asarray()
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,6 +218,7 @@ class _Reader:
     """``shape``/``dtype``/``__getitem__`` over one stored array, reopened after pickling."""
 
     kind = ""
+    check_finite = False
 
     def __init__(self, path: str, dataset: str | None):
         self.path, self.dataset = path, dataset
@@ -168,9 +247,22 @@ class _Reader:
 
     def __getitem__(self, key):
         try:
-            return np.asarray(self._array()[key])
+            block = self._read(key)
+        except Rejected:
+            raise
         except Exception as e:  # a corrupt chunk must name itself, not crash a worker
-            raise Rejected(f"{self.path}: cannot read block {key}: {type(e).__name__}: {e}") from e
+            raise Rejected(f"{self.path}: cannot read block {_show(key)}: {_why(e)}") from e
+        want = _expected_shape(key, self.shape)
+        if want is not None and tuple(block.shape) != want:
+            raise Rejected(f"{self.path}: block {_show(key)} decoded to shape {block.shape}, "
+                           f"expected {want} (corrupt chunk)")
+        if self.check_finite and block.size and not np.isfinite(block).all():
+            raise Rejected(f"{self.path}: NaN or infinite values in block {_show(key)}; a "
+                           "float submission must be finite")
+        return block
+
+    def _read(self, key) -> np.ndarray:
+        return np.asarray(self._array()[key])
 
     def _storage_chunks(self, arr) -> tuple[int, ...]:
         return tuple(getattr(arr, "chunks", None) or self.shape)
@@ -185,7 +277,7 @@ class _ZarrReader(_Reader):
     def _open(self):
         import zarr
 
-        node = zarr.open(self.path, mode="r")
+        node = zarr.open(_guarded_store(self.path), mode="r")
         return node[self.dataset] if self.dataset else node
 
 
@@ -197,6 +289,14 @@ class _Hdf5Reader(_Reader):
 
         self._local.file = h5py.File(self.path, "r")
         return self._local.file[self.dataset]
+
+    def _storage_chunks(self, arr):
+        if arr.chunks:
+            return tuple(arr.chunks)
+        # contiguous: read slabs along the first axis of about TARGET_BLOCK_BYTES each
+        row = max(1, math.prod(self.shape[1:]) * self.dtype.itemsize)
+        first = max(1, min(self.shape[0] if self.shape else 1, TARGET_BLOCK_BYTES // row))
+        return (first, *self.shape[1:]) if self.shape else ()
 
 
 class _TiffReader(_Reader):
@@ -225,11 +325,8 @@ class _TensorstoreReader(_Reader):
         except Exception:
             return self.shape
 
-    def __getitem__(self, key):
-        try:
-            return np.asarray(self._array()[key].read().result())
-        except Exception as e:
-            raise Rejected(f"{self.path}: cannot read block {key}: {e}") from e
+    def _read(self, key):
+        return np.asarray(self._array()[key].read().result())
 
 
 class _MemoryReader(_Reader):
@@ -248,95 +345,400 @@ class _MemoryReader(_Reader):
 # --------------------------------------------------------------------------------------------
 
 
-def _open_reader(p: str, dataset: str | None):
+def _open_reader(p: str, dataset: str | None, lim: Limits):
     low = p.lower().rstrip("/")
     if p.startswith("ts:"):
         r = _TensorstoreReader(p[3:], None)
         return r, None, None, {}
+    _check_regular_file(Path(p), folder_ok=True)
     if low.endswith(".n5"):
         r = _TensorstoreReader(f"n5:{p}", None)
         return r, None, None, {}
     if low.endswith(HDF5_SUFFIXES):
-        return _open_hdf5(p, dataset)
+        return _open_hdf5(p, dataset, lim)
     if low.endswith(TIFF_SUFFIXES):
+        import tifffile
+
+        with tifffile.TiffFile(p) as tif:
+            _check_tiff(tif, Path(p), lim)
         return _TiffReader(p, None), None, None, {}
     if low.endswith(IMAGE_SUFFIXES):
-        return _MemoryReader(p, None, read_image(p)), None, None, {}
+        return _MemoryReader(p, None, read_image(p, limits=lim)), None, None, {}
     if low.endswith(".npz"):
-        return _MemoryReader(p, dataset, load_npz_array(p, dataset)), None, None, {}
+        arr = load_npz_array(p, dataset, limits=lim)
+        return _MemoryReader(p, dataset, arr), None, None, {}
     if low.endswith(".npy"):
-        return _MemoryReader(p, None, np.load(p, allow_pickle=False, mmap_mode="r")), None, None, {}
+        return _MemoryReader(p, None, _load_npy(Path(p), lim)), None, None, {}
     if Path(p).is_dir():
-        return _open_zarr(p, dataset)
+        return _open_zarr(p, dataset, lim)
     raise Rejected(f"{p}: unknown array format (expected zarr, n5, HDF5, TIFF, image or npz)")
 
 
-def _open_zarr(p: str, dataset: str | None):
+def _open_zarr(p: str, dataset: str | None, lim: Limits):
     import zarr
 
-    node = zarr.open(p, mode="r")
+    root = Path(p)
+    _check_zarr_metadata(root, dataset or "", lim)
+    node = zarr.open(_guarded_store(p), mode="r")
     voxel, offset = None, None
     if isinstance(node, zarr.Group):
         ngff = _ngff_multiscales(dict(node.attrs))
         if ngff is not None:
             level, voxel, offset = _ngff_level(ngff, dataset)
             dataset = level
+            _check_zarr_metadata(root, dataset, lim)
         elif dataset is None:
             raise Rejected(f"{p} is a zarr group: name the array inside it")
         if dataset not in node:
             raise Rejected(f"{p}: no array {dataset!r} in the group")
         arr = node[dataset]
+        if not isinstance(arr, zarr.Array):
+            raise Rejected(f"{p}: {dataset!r} is a group, not an array")
     else:
         arr = node
+    where = f"{p}:{dataset}" if dataset else p
+    lim.check_array_meta(arr.shape, arr.dtype, arr.chunks, where)
     attrs = dict(arr.attrs)
     voxel = voxel if voxel is not None else _first_attr(attrs, _VOXEL_KEYS)
     offset = offset if offset is not None else _first_attr(attrs, _OFFSET_KEYS)
     return _ZarrReader(p, dataset), voxel, offset, attrs
 
 
-def _open_hdf5(p: str, dataset: str | None):
+def _open_hdf5(p: str, dataset: str | None, lim: Limits):
     import h5py
 
     with h5py.File(p, "r") as f:
         if dataset is None:
-            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+            names = [k for k in f if isinstance(f.get(k, getlink=True), h5py.HardLink)
+                     and isinstance(f[k], h5py.Dataset)]
             if len(names) != 1:
                 raise Rejected(f"{p}: name the dataset (found {names})")
             dataset = names[0]
-        if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+        link = _h5_link(f, dataset)
+        if link is None or not isinstance(f[dataset], h5py.Dataset):
             raise Rejected(f"{p}: no dataset {dataset!r}")
-        attrs = {k: _plain(v) for k, v in f[dataset].attrs.items()}
+        if isinstance(link, h5py.ExternalLink):
+            raise Rejected(f"{p}: dataset {dataset!r} is an external link to another file "
+                           f"({link.filename}); submit the data itself")
+        ds = f[dataset]
+        if ds.external:
+            raise Rejected(f"{p}: dataset {dataset!r} stores its data in external files; "
+                           "submit the data inside the HDF5 file")
+        if ds.is_virtual:
+            raise Rejected(f"{p}: dataset {dataset!r} is a virtual dataset over other files; "
+                           "submit the data inside the HDF5 file")
+        lim.check_array_meta(ds.shape, ds.dtype, ds.chunks, f"{p}:{dataset}")
+        attrs = {k: _plain(v) for k, v in ds.attrs.items()}
     return (_Hdf5Reader(p, dataset), _first_attr(attrs, _VOXEL_KEYS),
             _first_attr(attrs, _OFFSET_KEYS), attrs)
 
 
-def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int = DEFAULT_MAX_VOXELS
-                   ) -> np.ndarray:
+def _h5_link(f, name: str):
+    """The link object behind every component of ``name`` (None if missing)."""
+    import h5py
+
+    node, parts, link = f, [s for s in name.split("/") if s], None
+    for i, part in enumerate(parts):
+        if not isinstance(node, h5py.Group) or part not in node:
+            return None
+        link = node.get(part, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            return link
+        node = node[part]
+        if i < len(parts) - 1 and not isinstance(node, h5py.Group):
+            return None
+    return link
+
+
+def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None = None,
+                   limits: Limits | None = None) -> np.ndarray:
     """One array of an ``.npz`` without pickles, its header checked before it is allocated."""
+    lim = resolve(limits)
+    if max_voxels is not None:
+        lim = lim.replace(max_voxels=int(max_voxels))
     path = Path(path)
     try:
+        _check_regular_file(path)
         with zipfile.ZipFile(path) as z:
-            names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+            infos = z.infolist()
+            lim.check_file_count(len(infos), path.name, what="members")
+            names = [i.filename[:-4] for i in infos if i.filename.endswith(".npy")]
             if key is None:
                 if len(names) != 1:
-                    raise Rejected(f"{path.name}: name the array (found {names})")
+                    raise Rejected(f"{path.name}: name the array (found {names[:20]})")
                 key = names[0]
             if key not in names:
-                raise Rejected(f"{path.name}: no array {key!r} (found {names})")
+                raise Rejected(f"{path.name}: no array {key!r} (found {names[:20]})")
+            if names.count(key) > 1:
+                raise Rejected(f"{path.name}: array {key!r} is stored twice")
+            where = f"{path.name}:{key}"
             with z.open(key + ".npy") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(f)
-            _check_shape(shape, dtype, max_voxels, f"{path.name}:{key}")
-            if dtype.hasobject:
-                raise Rejected(f"{path.name}:{key} holds Python objects (pickles are refused)")
-        with np.load(path, allow_pickle=False) as npz:
-            return npz[key]
+                shape, fortran, dtype = _npy_header(f, where)
+                lim.check_array_meta(shape, dtype, None, where)
+                # read the member we checked, straight into the array (np.load would reopen
+                # it by name, and a duplicate name could swap in another member)
+                arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+                _read_exact(f, arr, where)
+            return arr
     except Rejected:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise Rejected(f"{path.name}: not a readable .npz ({e})") from e
+    except Exception as e:
+        raise Rejected(f"{path.name}: not a readable .npz ({_why(e)})") from e
+
+
+def _read_exact(f, arr: np.ndarray, where: str) -> None:
+    """Fill ``arr`` from ``f``; refuse a member holding fewer or more bytes than declared."""
+    view = memoryview(arr.reshape(-1, order="A").view(np.uint8)) if arr.size else memoryview(b"")
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    if got != len(view) or f.read(1):
+        raise Rejected(f"{where}: data size differs from its header ({got} of {len(view)} "
+                       "bytes before the end; truncated or padded)")
+
+
+def _npy_header(f, where: str):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise Rejected(f"{where}: unknown .npy format version {version}")
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise Rejected(f"{where} holds Python objects (pickles are refused)")
+    return tuple(shape), bool(fortran), dtype
+
+
+def _load_npy(p: Path, lim: Limits) -> np.ndarray:
+    with open(p, "rb") as f:
+        shape, _, dtype = _npy_header(f, p.name)
+        lim.check_array_meta(shape, dtype, None, p.name)
+        need = f.tell() + math.prod(shape) * dtype.itemsize
+    if p.stat().st_size < need:
+        raise Rejected(f"{p.name}: truncated ({p.stat().st_size} bytes, header needs {need})")
+    return np.load(p, allow_pickle=False, mmap_mode="r")
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile-input guards
+
+
+def _check_regular_file(p: Path, folder_ok: bool = False) -> None:
+    """A FIFO, socket or device would block or stream forever: refuse anything irregular."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise Rejected(f"{p}: cannot be read ({e})") from e
+    if stat.S_ISREG(st.st_mode) or (folder_ok and stat.S_ISDIR(st.st_mode)):
+        return
+    raise Rejected(f"{p}: not a regular file (a device, FIFO or socket is refused)")
+
+
+def _guarded_store(root: str):
+    """A read-only zarr ``LocalStore`` that refuses keys leaving ``root`` (``..``, symlinks)."""
+    from zarr.storage import LocalStore
+
+    class GuardedStore(LocalStore):
+        def _inside(self, key: str) -> None:
+            parts = key.split("/")
+            if ".." in parts or key.startswith("/") or "\\" in key or "\x00" in key:
+                raise Rejected(f"{root}: zarr key {key!r} points outside the store")
+            real = os.path.realpath(os.path.join(self._real_root, key))
+            if real != self._real_root and not real.startswith(self._real_root + os.sep):
+                raise Rejected(f"{root}: {key!r} is a link leaving the zarr store")
+
+        async def get(self, key, prototype=None, byte_range=None):
+            self._inside(key)
+            return await super().get(key, prototype, byte_range)
+
+        async def get_partial_values(self, prototype, key_ranges):
+            key_ranges = list(key_ranges)
+            for key, _ in key_ranges:
+                self._inside(key)
+            return await super().get_partial_values(prototype, key_ranges)
+
+        async def exists(self, key):
+            self._inside(key)
+            return await super().exists(key)
+
+    store = GuardedStore(root, read_only=True)
+    store._real_root = os.path.realpath(root)
+    return store
+
+
+def _check_zarr_metadata(root: Path, key: str, lim: Limits) -> None:
+    """Size-check and pre-parse the metadata documents on the way from ``root`` to ``key``."""
+    parts = [s for s in key.split("/") if s]
+    if any(s in ("..", ".") for s in parts) or key.startswith("/"):
+        raise Rejected(f"{root}: array path {key!r} points outside the store")
+    real_root = os.path.realpath(root)
+    folder = root
+    for depth in range(len(parts) + 1):
+        if depth:
+            folder = folder / parts[depth - 1]
+        for doc in _ZARR_DOCS + ((".zmetadata",) if depth == 0 else ()):
+            meta = _read_meta_doc(folder / doc, real_root, lim)
+            if meta is None:
+                continue
+            where = f"{root}:{key}" if key else str(root)
+            _check_meta_doc(meta, doc, where, lim)
+
+
+def _read_meta_doc(path: Path, real_root: str, lim: Limits) -> dict | None:
+    try:
+        st = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    real = os.path.realpath(path)
+    if not real.startswith(real_root + os.sep):
+        raise Rejected(f"{path}: zarr metadata is a link leaving the store")
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        raise Rejected(f"{path}: zarr metadata is not a regular file")
+    if max(st.st_size, os.stat(real).st_size) > lim.max_metadata_bytes:
+        raise Rejected(f"{path.name}: zarr metadata of {os.stat(real).st_size} bytes, over the "
+                       f"limit {lim.max_metadata_bytes}")
+    try:
+        meta = json.loads(Path(real).read_bytes())
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise Rejected(f"{path}: zarr metadata is not valid JSON ({_why(e)})") from e
+    if not isinstance(meta, dict):
+        raise Rejected(f"{path}: zarr metadata must be a JSON object")
+    return meta
+
+
+def _check_meta_doc(meta: dict, doc: str, where: str, lim: Limits) -> None:
+    if doc == ".zarray":
+        _check_v2_array(meta, where, lim)
+    elif doc == "zarr.json" and meta.get("node_type") == "array":
+        _check_v3_array(meta, where, lim)
+    elif doc == ".zmetadata":
+        entries = meta.get("metadata")
+        if not isinstance(entries, dict):
+            raise Rejected(f"{where}: consolidated .zmetadata without a 'metadata' mapping")
+        lim.check_file_count(len(entries), where, what="consolidated metadata entries")
+        for name, sub in entries.items():
+            if str(name).endswith(".zarray") and isinstance(sub, dict):
+                _check_v2_array(sub, f"{where} (.zmetadata {name})", lim)
+    if doc == "zarr.json":
+        consolidated = meta.get("consolidated_metadata")
+        if isinstance(consolidated, dict) and isinstance(consolidated.get("metadata"), dict):
+            entries = consolidated["metadata"]
+            lim.check_file_count(len(entries), where, what="consolidated metadata entries")
+            for name, sub in entries.items():
+                if isinstance(sub, dict) and sub.get("node_type") == "array":
+                    _check_v3_array(sub, f"{where} (consolidated {name})", lim)
+
+
+def _check_v2_array(meta: dict, where: str, lim: Limits) -> None:
+    sep = meta.get("dimension_separator", ".")
+    if sep not in (None, ".", "/"):
+        raise Rejected(f"{where}: dimension_separator {sep!r} is not '.' or '/' (chunk keys "
+                       "must stay inside the store)")
+    if "shape" not in meta or "chunks" not in meta or "dtype" not in meta:
+        raise Rejected(f"{where}: .zarray lacks shape, chunks or dtype")
+    lim.check_array_meta(_as_list(meta["shape"], where), _v2_dtype(meta["dtype"], where),
+                         _as_list(meta["chunks"], where), where)
+
+
+def _check_v3_array(meta: dict, where: str, lim: Limits) -> None:
+    cke = meta.get("chunk_key_encoding") or {}
+    if not isinstance(cke, dict):
+        raise Rejected(f"{where}: chunk_key_encoding must be an object")
+    if cke.get("name", "default") not in ("default", "v2"):
+        raise Rejected(f"{where}: unknown chunk_key_encoding {cke.get('name')!r}")
+    sep = (cke.get("configuration") or {}).get("separator", "/")
+    if sep not in (".", "/"):
+        raise Rejected(f"{where}: chunk_key_encoding separator {sep!r} is not '.' or '/' "
+                       "(chunk keys must stay inside the store)")
+    if meta.get("storage_transformers"):
+        raise Rejected(f"{where}: storage transformers are not accepted")
+    if "shape" not in meta or "data_type" not in meta:
+        raise Rejected(f"{where}: zarr.json lacks shape or data_type")
+    grid = meta.get("chunk_grid") or {}
+    chunk = ((grid.get("configuration") or {}).get("chunk_shape")
+             if isinstance(grid, dict) else None)
+    if chunk is None:
+        raise Rejected(f"{where}: zarr.json lacks a regular chunk_grid chunk_shape")
+    dtype = meta["data_type"]
+    if not isinstance(dtype, str):
+        raise Rejected(f"{where}: data_type {dtype!r} is not a plain number type")
+    shape = _as_list(meta["shape"], where)
+    lim.check_array_meta(shape, dtype, _as_list(chunk, where), where)
+    for codec in meta.get("codecs") or []:
+        if isinstance(codec, dict) and codec.get("name") == "sharding_indexed":
+            inner = (codec.get("configuration") or {}).get("chunk_shape")
+            if inner is not None:
+                lim.check_array_meta(shape, dtype, _as_list(inner, where), where)
+
+
+def _as_list(v, where: str) -> list:
+    if not isinstance(v, list | tuple):
+        raise Rejected(f"{where}: expected a list of integers, got {v!r}")
+    return list(v)
+
+
+def _v2_dtype(d, where: str) -> np.dtype:
+    if not isinstance(d, str):
+        raise Rejected(f"{where}: dtype {d!r} is not a plain number type")
+    try:
+        return np.dtype(d)
+    except (TypeError, ValueError) as e:
+        raise Rejected(f"{where}: unreadable dtype {d!r}") from e
+
+
+def _check_tiff(tif, p: Path, lim: Limits) -> None:
+    """Pages counted, strips/tiles inside the file, and no strip larger than the limit."""
+    size = p.stat().st_size
+    pages = tif.pages
+    n = 0
+    for page in pages:
+        n += 1
+        lim.check_file_count(n, p.name, what="TIFF pages")
+        if not hasattr(page, "dataoffsets"):
+            continue
+        for off, cnt in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if cnt and (off < 0 or off + cnt > size):
+                raise Rejected(f"{p.name}: truncated TIFF (page {n - 1} data at {off}+{cnt} "
+                               f"bytes, file has {size})")
+        chunk = tuple(getattr(page, "chunks", None) or page.shape)
+        lim.check_array_meta(page.shape, page.dtype, chunk if len(chunk) == len(page.shape)
+                             else None, f"{p.name} page {n - 1}")
+    if n == 0:
+        raise Rejected(f"{p.name}: TIFF without pages")
+
+
+def _why(e: BaseException) -> str:
+    msg = str(e).splitlines()[0][:300] if str(e) else ""
+    if isinstance(e, MemoryError):
+        return "declares more data than memory allows (MemoryError)"
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _show(key) -> str:
+    if isinstance(key, tuple):
+        return "[" + ", ".join(_show(k) for k in key) + "]"
+    if isinstance(key, slice):
+        return f"{key.start or 0}:{'' if key.stop is None else key.stop}"
+    return str(key)
+
+
+def _expected_shape(key, shape) -> tuple[int, ...] | None:
+    if not isinstance(key, tuple):
+        key = (key,)
+    if len(key) != len(shape) or not all(isinstance(k, slice) for k in key):
+        return None
+    out = []
+    for k, n in zip(key, shape, strict=True):
+        start, stop, step = k.indices(n)
+        out.append(len(range(start, stop, step)))
+    return tuple(out)
 
 
 def _ngff_multiscales(attrs: dict) -> list | None:
@@ -383,17 +785,6 @@ def _vector(v, ndim: int, default: float, p: str, what: str) -> tuple[float, ...
     if len(vals) != ndim:
         raise Rejected(f"{p}: {what} {vals} has {len(vals)} entries for a {ndim}-D array")
     return tuple(vals)
-
-
-def _check_shape(shape, dtype, max_voxels: int, p: str) -> None:
-    if any(int(s) < 0 for s in shape):
-        raise Rejected(f"{p}: negative dimension in shape {tuple(shape)}")
-    n = float(np.prod([float(s) for s in shape])) if len(shape) else 1.0
-    if n > max_voxels:
-        raise Rejected(f"{p}: declared shape {tuple(shape)} has {n:.3g} voxels, over the "
-                       f"limit {max_voxels:.3g}")
-    if np.dtype(dtype).kind not in "biuf":
-        raise Rejected(f"{p}: dtype {np.dtype(dtype)} is not a number type")
 
 
 def _block_chunks(shape, storage, itemsize: int) -> tuple[int, ...]:

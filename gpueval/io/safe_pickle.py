@@ -5,6 +5,10 @@ accepts are official ground-truth formats (XPRESS skeleton graphs, MedSegFM text
 those go through :func:`restricted_load`, which resolves only the ``(module, name)`` globals on
 an explicit allow-list and refuses everything else (``os.system``, ``builtins.eval``, …).
 
+Allowed constructors that could allocate from a declared size (``bytearray(10**12)``, NumPy's
+``_reconstruct`` with a huge shape, ``copyreg._reconstructor`` over ``bytearray``) are replaced by
+checked wrappers, so a hostile truth file cannot exhaust memory with a few bytes of pickle.
+
 >>> import pickle
 >>> restricted_load(pickle.dumps({"1": "liver", "instance_label": 0}), allowed=set())
 {'1': 'liver', 'instance_label': 0}
@@ -12,11 +16,14 @@ an explicit allow-list and refuses everything else (``os.system``, ``builtins.ev
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from gpueval.errors import Rejected
 
@@ -27,6 +34,7 @@ PLAIN: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "bytearray"),
     ("builtins", "complex"), ("copyreg", "_reconstructor"), ("builtins", "object"),
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # protocol-2 bytes/arrays travel as latin-1 text (checked wrapper)
 })
 
 #: NumPy scalars and arrays (their reconstruction helpers), for pickles holding positions.
@@ -35,6 +43,8 @@ NUMPY: frozenset[tuple[str, str]] = frozenset({
     ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"), ("numpy", "float64"), ("numpy", "float32"),
     ("numpy", "int64"), ("numpy", "uint64"), ("numpy", "int32"), ("numpy", "uint32"),
+    # protocol 5: the array is a view of bytes already in the pickle (sizes checked by NumPy)
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
 })
 
 MAX_PICKLE_BYTES = 2**31
@@ -44,14 +54,59 @@ class _Forbidden(pickle.UnpicklingError):
     pass
 
 
+def _checked_bytearray(*args):
+    if args and isinstance(args[0], int):
+        raise _Forbidden("bytearray(size) is not allowed (allocation from a declared size)")
+    return bytearray(*args)
+
+
+def _checked_reconstructor(cls, base, state):
+    import copyreg
+
+    if base is bytearray and isinstance(state, int):
+        raise _Forbidden("bytearray(size) is not allowed (allocation from a declared size)")
+    return copyreg._reconstructor(cls, base, state)
+
+
+def _checked_np_reconstruct(subtype, shape, dtype):
+
+    n = 1
+    for s in (shape if isinstance(shape, tuple | list) else (shape,)):
+        n *= int(s)
+    if n * np.dtype(dtype).itemsize > MAX_PICKLE_BYTES:
+        raise _Forbidden(f"ndarray of shape {shape} is larger than a pickle may declare")
+    return np.ndarray.__new__(subtype, shape, dtype)
+
+
+def _checked_codecs_encode(obj, encoding="utf-8", errors="strict"):
+    import codecs
+
+    if str(encoding).lower().replace("-", "").replace("_", "") != "latin1":
+        raise _Forbidden(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return codecs.encode(obj, "latin1", errors)
+
+
+_CHECKED = {
+    ("builtins", "bytearray"): _checked_bytearray,
+    ("copyreg", "_reconstructor"): _checked_reconstructor,
+    ("numpy.core.multiarray", "_reconstruct"): _checked_np_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _checked_np_reconstruct,
+    ("_codecs", "encode"): _checked_codecs_encode,
+}
+
+
 class _Restricted(pickle.Unpickler):
     def __init__(self, file: IO[bytes], allowed: frozenset[tuple[str, str]]):
         super().__init__(file)
         self._allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
+        # protocol 0-2 pickles name Python 2 modules (__builtin__.set): map them first, as
+        # pickle's own find_class does, so the allow-list sees the Python 3 names
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in self._allowed:
-            return super().find_class(module, name)
+            return _CHECKED.get((module, name)) or super().find_class(module, name)
         raise _Forbidden(f"global {module}.{name} is not allowed")
 
 
@@ -88,5 +143,6 @@ def restricted_load(
     except _Forbidden as e:
         raise Rejected(f"refused to unpickle: {e}") from e
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError, OverflowError, ImportError) as e:
+            IndexError, KeyError, MemoryError, OverflowError, ImportError, RecursionError,
+            UnicodeDecodeError, LookupError) as e:
         raise Rejected(f"corrupt or truncated pickle: {type(e).__name__}: {e}") from e
