@@ -98,13 +98,7 @@ def contingency(a, b) -> Contingency:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     if is_cupy(a) or is_cupy(b):
         return _contingency_cupy(a, b)
-    a = np.ascontiguousarray(a).reshape(-1)
-    b = np.ascontiguousarray(b).reshape(-1)
-    if a.dtype == bool:
-        a = a.view(np.uint8)
-    if b.dtype == bool:
-        b = b.view(np.uint8)
-    return _hash_table(a, b, None)
+    return _hash_table(_flat(a), _flat(b), None)
 
 
 def confusion_matrix(a, b, n_classes: int) -> np.ndarray:
@@ -119,14 +113,8 @@ def confusion_matrix(a, b, n_classes: int) -> np.ndarray:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     if is_cupy(a) or is_cupy(b):
         return _confusion_cupy(a, b, n_classes)
-    a = np.ascontiguousarray(a).reshape(-1)
-    b = np.ascontiguousarray(b).reshape(-1)
-    if a.dtype == bool:
-        a = a.view(np.uint8)
-    if b.dtype == bool:
-        b = b.view(np.uint8)
     out = np.zeros((n_classes, n_classes), np.int64)
-    bad = _confusion_numba(a, b, out)
+    bad = _confusion_numba(_flat(a), _flat(b), out)
     if bad:
         raise ValueError(f"{bad} voxels carry a class id outside [0, {n_classes})")
     return out
@@ -143,6 +131,12 @@ def histogram(a, n_bins: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # CPU core (Numba)
+
+
+def _flat(x) -> np.ndarray:
+    """1-D view (a copy only when ``x`` is strided); bool as uint8 for Numba."""
+    x = np.ascontiguousarray(x).reshape(-1)
+    return x.view(np.uint8) if x.dtype == bool else x
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
