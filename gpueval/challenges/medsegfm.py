@@ -586,10 +586,10 @@ def trapezoid_auc(values: Sequence[float]) -> float:
 def instance_scores(ctx: _Context, gts: np.ndarray, segs: np.ndarray) -> dict[str, Any]:
     """TP/FP/FN, F1 and DSC_TP of one instance case (spec §6, steps 1–6)."""
     s = ctx.settings
-    pred_values = np.unique(segs)
-    if len(pred_values) == 2:
-        segs = _binary_to_instances(segs, s["connectivity"], wrap=s["uint8_cast"])
     table = pair_table(ctx, gts, segs)
+    if len(table.sizes_b()[0]) == 2:  # exactly two distinct predicted values: binary
+        segs = _binary_to_instances(segs, s["connectivity"], wrap=s["uint8_cast"])
+        table = pair_table(ctx, gts, segs)
     gt_ids, gt_sizes = table.sizes_a()
     pr_ids, pr_sizes = table.sizes_b()
     gt_keep, pr_keep = gt_ids != 0, pr_ids != 0
