@@ -329,9 +329,9 @@ def _declared_entries(path: Path) -> int | None:
 
 def _check_layout(infos: list[zipfile.ZipInfo], file_size: int, archive: str) -> None:
     """Member data must lie inside the file and no two members may share bytes."""
-    spans = sorted((i.header_offset, i) for i in infos)
     end_prev, prev = -1, None
-    for start, info in spans:
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        start = info.header_offset
         if start < end_prev:
             raise Rejected(f"{archive}: members {prev!r} and {info.filename!r} overlap "
                            "(overlapping-entry zip bomb or corrupt archive)")

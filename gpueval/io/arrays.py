@@ -579,6 +579,10 @@ def _check_zarr_metadata(root: Path, key: str, lim: Limits) -> None:
     if any(s in ("..", ".") for s in parts) or key.startswith("/"):
         raise Rejected(f"{root}: array path {key!r} points outside the store")
     real_root = os.path.realpath(root)
+    if not any((root / doc).exists() or (root / doc).is_symlink()
+               for doc in (".zarray", ".zgroup", "zarr.json")):
+        raise Rejected(f"{root}: no zarr metadata (.zarray, .zgroup or zarr.json) at the top of "
+                       "the folder; not a zarr store")
     folder = root
     for depth in range(len(parts) + 1):
         if depth:
