@@ -282,3 +282,35 @@ def test_bad_truth_and_config(tmp_path):
     np.savez(truth / "perfect.npz", gts=z["gts"], spacing=np.array([1.0, -1.0, 1.0]))
     with pytest.raises(TruthError, match="spacing"):
         M.score(truth, sub, _cfg())
+
+
+# --------------------------------------------------------------------------------------------
+# Zarr volumes (read lazily)
+
+
+def _write_zarr(path: Path, name: str, data: np.ndarray, attrs: dict):
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w")
+    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(16, 32, 32))
+    arr[...] = data
+    arr.attrs.update(attrs)
+
+
+def test_zarr_truth_and_submission_equal_npz(tmp_path):
+    name = "ct_aniso_3class"
+    truth, sub = _folders(tmp_path, [name])
+    z = np.load(FIX / f"{name}.npz")
+    ztruth, zsub = tmp_path / "ztruth", tmp_path / "zsub"
+    ztruth.mkdir()
+    zsub.mkdir()
+    _write_zarr(ztruth / f"{name}.zarr", "gts", z["gts"], {"spacing": z["spacing"].tolist()})
+    _write_zarr(zsub / f"{name}.zarr", "segs", z["segs"], {})
+    assert M.validate(zsub, _cfg(), truth=ztruth)
+    r = M.score(ztruth, zsub, _cfg())
+    exp = SCORES["semantic"][name]
+    assert _close(r.items[0]["dsc"], exp["case_dsc"])
+    assert _close(r.items[0]["nsd"], exp["case_nsd_ungated"])
+    _write_zarr(zsub / f"{name}.zarr", "segs", z["segs"][:-1], {})
+    with pytest.raises(Rejected, match="shape"):
+        M.score(ztruth, zsub, _cfg())

@@ -20,7 +20,11 @@ Layouts (``shared/specs/cli.md``): truth folder of ``<case>.npz`` with ``gts`` a
 (text track: ``text_prompts_json``, or the official pickled ``text_prompts`` read only through
 the restricted unpickler); submission folder of ``<case>.npz`` with ``segs``, interactive
 ``<case>/step_<k>.npz`` with ``segs`` and optional ``running_time``. NumPy files are always
-read with ``allow_pickle=False``.
+read with ``allow_pickle=False``. For volumes too large for npz, ``<case>.zarr`` (truth: a
+group with array ``gts`` whose attributes hold ``spacing``, text track ``text_prompts``;
+submission: a group with array ``segs`` or a bare array, optional attribute ``running_time``)
+is read lazily chunk by chunk (:func:`gpueval.io.arrays.open_volume`); only the instance branch
+of the text track (connected components) loads a prediction whole.
 
 Choices where the spec is silent or says "unknown" (documented for the organisers):
 
@@ -64,7 +68,7 @@ from dask import delayed
 from gpueval.config import get_dotted
 from gpueval.engine import compute, map_reduce, tree_reduce
 from gpueval.errors import Rejected, TruthError
-from gpueval.io.arrays import load_npz_array
+from gpueval.io.arrays import load_npz_array, open_volume
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.kernels.surface import (
     SurfacePoints,
@@ -79,7 +83,8 @@ from gpueval.result import Result
 CHALLENGE = "medsegfm"
 TRACKS = ("semantic", "text", "interactive")
 MAX_PROMPT_BYTES = 1 << 20
-STEP_RE = re.compile(r"^step_(\d+)\.npz$")
+STEP_RE = re.compile(r"^step_(\d+)\.(npz|zarr)$")
+SUFFIXES = (".npz", ".zarr")
 
 # --------------------------------------------------------------------------------------------
 # Public interface
@@ -103,7 +108,7 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
         if settings["track"] == "interactive":
             item, ext = _score_interactive_case(ctx, name, case, sub / name)
         else:
-            item, ext = _score_single_case(ctx, name, case, sub / f"{name}.npz")
+            item, ext = _score_single_case(ctx, name, case, _find(sub, name))
         items.append(item)
         extended[name] = ext
     result = Result(CHALLENGE, str(config["metric_version"]), items=items)
@@ -134,15 +139,15 @@ def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
                 m = STEP_RE.match(step_path.name)
                 if not m or not 1 <= int(m.group(1)) <= settings["n_steps"]:
                     notes.append(f"{name}/{step_path.name}: ignored (expected step_1..step_"
-                                 f"{settings['n_steps']}.npz)")
+                                 f"{settings['n_steps']}.npz|.zarr)")
                     continue
                 load_prediction(step_path, shape)
                 _running_time(step_path)
     else:
-        names = sorted(p.name[:-4] for p in sub.glob("*.npz"))
+        names = sorted({p.stem for p in sub.iterdir() if p.suffix in SUFFIXES})
         for name in names:
             shape = _truth_shape(expected[name]) if expected and name in expected else None
-            load_prediction(sub / f"{name}.npz", shape)
+            load_prediction(_find(sub, name), shape)
     if not names:
         layout = ("<case>/step_<k>.npz folders" if settings["track"] == "interactive"
                   else "<case>.npz files")
@@ -202,18 +207,24 @@ def write_official_csv(result: Result, path: str | Path | None = None) -> str:
 
 
 def truth_cases(truth) -> list[tuple[str, Path]]:
-    """``(case name, path)`` of every ``<case>.npz`` in the truth folder, sorted by name."""
+    """``(case name, path)`` of every ``<case>.npz`` (or ``.zarr``) in the truth folder,
+    sorted by name."""
     root = Path(truth)
     if not root.is_dir():
         raise TruthError(f"truth {root} must be a folder of <case>.npz files")
-    cases = sorted((p.name[:-4], p) for p in root.glob("*.npz"))
+    cases = sorted((p.stem, p) for p in root.iterdir() if p.suffix in SUFFIXES)
     if not cases:
         raise TruthError(f"truth folder {root} holds no .npz case")
+    names = [n for n, _ in cases]
+    if len(set(names)) != len(names):
+        raise TruthError(f"truth folder {root} holds a case both as .npz and .zarr")
     return cases
 
 
 def load_truth_case(path: Path, track: str) -> dict[str, Any]:
     """``gts``, ``spacing`` and (text track) the prompts of one truth case."""
+    if path.suffix == ".zarr":
+        return _load_zarr_truth(path, track)
     try:
         gts = load_npz_array(path, "gts")
         spacing = np.asarray(load_npz_array(path, "spacing"), dtype=np.float64).reshape(-1)
@@ -229,6 +240,28 @@ def load_truth_case(path: Path, track: str) -> dict[str, Any]:
     case = {"gts": gts, "spacing": tuple(float(s) for s in spacing), "prompts": None}
     if track == "text":
         case["prompts"] = load_text_prompts(path)
+    return case
+
+
+def _load_zarr_truth(path: Path, track: str) -> dict[str, Any]:
+    try:
+        vol = open_volume(path, "gts")
+    except Rejected as e:
+        raise TruthError(f"truth case {path.name}: {e}") from e
+    if vol.data.ndim != 3 or not (np.issubdtype(vol.dtype, np.integer) or vol.dtype == bool):
+        raise TruthError(f"truth case {path.name}: gts must be a 3-D integer array")
+    spacing = vol.attrs.get("spacing")
+    if spacing is None:
+        raise TruthError(f"truth case {path.name}: gts needs a 'spacing' attribute")
+    spacing = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise TruthError(f"truth case {path.name}: spacing must be 3 positive numbers")
+    case = {"gts": vol.data, "spacing": tuple(float(v) for v in spacing), "prompts": None}
+    if track == "text":
+        prompts = vol.attrs.get("text_prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        case["prompts"] = _check_prompts(prompts, path.name)
     return case
 
 
@@ -253,12 +286,15 @@ def load_text_prompts(path: Path) -> dict[str, Any]:
         else:
             raise TruthError(f"truth case {path.name}: the text track needs text_prompts_json "
                              "(or the official text_prompts)")
+    return _check_prompts(prompts, path.name)
+
+
+def _check_prompts(prompts: Any, name: str) -> dict[str, Any]:
     if not isinstance(prompts, dict) or not all(
             isinstance(k, str) and isinstance(v, str | int) for k, v in prompts.items()):
-        raise TruthError(f"truth case {path.name}: text prompts must be a dict of str -> "
-                         "str/int")
+        raise TruthError(f"truth case {name}: text prompts must be a dict of str -> str/int")
     if prompts.get("instance_label", 0) not in (0, 1):
-        raise TruthError(f"truth case {path.name}: instance_label must be 0 or 1")
+        raise TruthError(f"truth case {name}: instance_label must be 0 or 1")
     return prompts
 
 
@@ -284,9 +320,13 @@ def _pickled_prompts(npy: bytes, name: str) -> Any:
     return obj
 
 
-def load_prediction(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
-    """``segs`` of one prediction file, checked (integer labels, 3-D, the truth's shape)."""
-    segs = load_npz_array(path, "segs")
+def load_prediction(path: Path, shape: tuple[int, ...] | None):
+    """``segs`` of one prediction file, checked (integer labels, 3-D, the truth's shape):
+    a NumPy array (npz) or a lazy dask array (zarr)."""
+    if path.suffix == ".zarr":
+        segs = _open_zarr_segs(path).data
+    else:
+        segs = load_npz_array(path, "segs")
     where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
     if not (np.issubdtype(segs.dtype, np.integer) or segs.dtype == bool):
         raise Rejected(f"{where}: segs must hold integer labels, got {segs.dtype}")
@@ -298,11 +338,29 @@ def load_prediction(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
     return segs
 
 
+def _open_zarr_segs(path: Path):
+    try:
+        return open_volume(path, "segs")
+    except Rejected:
+        return open_volume(path)  # a bare array
+
+
+def _find(folder: Path, stem: str) -> Path:
+    """``<stem>.npz`` or ``<stem>.zarr`` in ``folder`` (the npz path when neither exists)."""
+    for suffix in (".zarr", ".npz"):
+        if (folder / f"{stem}{suffix}").exists():
+            return folder / f"{stem}{suffix}"
+    return folder / f"{stem}.npz"
+
+
 def _running_time(path: Path) -> float:
-    with zipfile.ZipFile(path) as z:
-        if "running_time.npy" not in z.namelist():
-            return 0.0
-    value = load_npz_array(path, "running_time")
+    if path.suffix == ".zarr":
+        value = np.asarray(_open_zarr_segs(path).attrs.get("running_time", 0.0))
+    else:
+        with zipfile.ZipFile(path) as z:
+            if "running_time.npy" not in z.namelist():
+                return 0.0
+        value = load_npz_array(path, "running_time")
     if value.size != 1 or not np.issubdtype(value.dtype, np.number):
         raise Rejected(f"{path.name}: running_time must be one number of seconds")
     t = float(value.reshape(-1)[0])
@@ -312,6 +370,8 @@ def _running_time(path: Path) -> float:
 
 
 def _truth_shape(path: Path) -> tuple[int, ...]:
+    if path.suffix == ".zarr":
+        return tuple(open_volume(path, "gts").shape)
     with zipfile.ZipFile(path) as z, z.open("gts.npy") as f:
         version = np.lib.format.read_magic(f)
         read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -371,6 +431,12 @@ class _Context:
 
 # --------------------------------------------------------------------------------------------
 # Chunked statistics
+
+
+def _zeros_like(x):
+    if isinstance(x, da.Array):
+        return da.zeros(x.shape, dtype=x.dtype, chunks=x.chunks)
+    return np.zeros(x.shape, x.dtype)
 
 
 def _lazy(x: np.ndarray, chunk: int) -> da.Array:
@@ -482,7 +548,7 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
     gts = case["gts"]
     missing = not pred_path.exists()
     if missing:
-        segs = np.zeros(gts.shape, gts.dtype)
+        segs = _zeros_like(gts)
         running_time = 0.0
     else:
         segs = load_prediction(pred_path, gts.shape)
@@ -525,12 +591,12 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
     classes: list[int] = []
     dsc_k, nsd_k, time_k, per_step = {}, {}, {}, {}
     for k in steps:
-        path = folder / f"step_{k}.npz"
+        path = _find(folder, f"step_{k}")
         if path.exists():
             segs = load_prediction(path, gts.shape)
             time_k[k] = _running_time(path)
         else:
-            segs = np.zeros(gts.shape, gts.dtype)
+            segs = _zeros_like(gts)
             time_k[k] = 0.0
         table = pair_table(ctx, gts, segs)
         if gt_table is None:
@@ -629,6 +695,7 @@ def _binary_to_instances(segs: np.ndarray, connectivity: int, *, wrap: bool) -> 
     offset by the prediction's maximum (uint8 wrap-around when ``wrap``, as officially)."""
     import cc3d
 
+    segs = np.asarray(segs)  # connected components need the whole prediction
     cc = cc3d.connected_components(segs, connectivity=connectivity).astype(np.int64)
     out = segs.astype(np.int64)
     fg = cc > 0
