@@ -150,9 +150,23 @@ def test_extra_and_duplicate_files(tmp_path):
     r = _score(tmp_path / "gt", tmp_path / "sub")
     assert r.status == "ok" and r.score == 1.0 and len(r.items) == 1
     assert any("zzz" in n for n in r.extra["notes"])
-    tifffile.imwrite(tmp_path / "sub" / "a.tif", pred)
+    tifffile.imwrite(tmp_path / "sub" / "a.tif", np.full_like(pred, 255))  # lower priority
+    r = _score(tmp_path / "gt", tmp_path / "sub")
+    assert r.status == "ok" and r.score == 1.0 and any("a.tif" in n for n in r.extra["notes"])
+    (tmp_path / "sub" / "deeper").mkdir()
+    tifffile.imwrite(tmp_path / "sub" / "deeper" / "a.tiff", pred)
     r = _score(tmp_path / "gt", tmp_path / "sub")
     assert r.status == "rejected" and "two submission files" in r.error
+
+
+def test_png_predictions_accepted(tmp_path):
+    """The released folder mode globs *.png predictions; they are read like the GT."""
+    gt, pred = _case("shift_1px")
+    _write_pair(tmp_path / "gt", tmp_path / "sub", "a", gt, None)
+    Image.fromarray(np.stack([pred] * 3, -1)).save(tmp_path / "sub" / "a.png")
+    r = _score(tmp_path / "gt", tmp_path / "sub")
+    exp = SCORES["cases"]["shift_1px"]["official_gt_binarised_122_bound0"]["F"]
+    assert r.status == "ok" and r.score == pytest.approx(exp, abs=1e-12)
 
 
 def test_wrong_size_rejected(tmp_path):
@@ -250,6 +264,16 @@ def test_greyscale_reading_rules(tmp_path):
     tifffile.imwrite(tmp_path / "w.tiff", v16)
     np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "w.tiff").rows(0, 2),
                                   [[0, 0, 1], [255, 128, 1]])
+    bits = np.zeros((3, 9), bool)
+    bits[1, 2] = True
+    tifffile.imwrite(tmp_path / "b.tiff", bits)  # 1-bit MINISWHITE: a set bit is black
+    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "b.tiff").rows(0, 3),
+                                  np.where(bits, 0, 255))
+    planar = np.random.default_rng(0).integers(0, 256, (3, 6, 7)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "p.tiff", planar, photometric="rgb", planarconfig="separate")
+    r, g, b = (planar[i].astype(np.int64) for i in range(3))
+    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "p.tiff").rows(1, 4),
+                                  ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14)[1:4])
     tifffile.imwrite(tmp_path / "f.tiff", v16.astype(np.float32))
     with pytest.raises(Rejected, match="float32"):
         urisc._GreyImage(tmp_path / "f.tiff")

@@ -35,14 +35,20 @@ Decisions where the spec is silent (documented choices)
   every prediction (streamed, histogram per band); its crash cases (no value-0 pixel:
   ``ZeroDivisionError``) are rejections with a reason. ``format_check: skip`` scores any uint8
   map with the official weights ``255 - value`` (what the fixtures' grey rows show).
-* **Reading = ``cv2.imread(path, 0)``**: 8-bit grey kept; 16-bit → high byte (``v >> 8``, as
-  OpenCV's 16→8 conversion); 1-bit → 0/255; colour TIFF/BMP → OpenCV's fixed point
-  ``(4899 R + 9617 G + 1868 B + 8192) >> 14``; colour PNG → libpng's ``rgb_to_gray`` used by
-  OpenCV's PNG decoder: equal channels pass unchanged, others ``(9797 R + 19234 G + 3737 B)
-  >> 15`` (libpng truncates). Not replicated: libpng's gamma-corrected path for PNGs carrying a
-  gAMA/sRGB chunk and 16-bit colour (converted to 8 bit first here): may differ by one grey level
-  on pixels with unequal channels — irrelevant for equal-channel GTs (all samples) and binary
-  predictions. Alpha is ignored; float or signed images are rejected; multi-page TIFF: page 0.
+* **Reading = ``cv2.imread(path, 0)``** (OpenCV reads 8-bit TIFF output through libtiff's RGBA
+  reader, PNG through libpng):
+
+  - 8-bit grey: kept. 16-bit grey: high byte ``v >> 8``. 1-bit: 0/255.
+  - 16-bit colour TIFF: ``(v + 128) // 257`` per channel (libtiff's map), then grey.
+  - colour TIFF/BMP: OpenCV's fixed point ``(4899 R + 9617 G + 1868 B + 8192) >> 14``.
+  - colour PNG: libpng's ``rgb_to_gray`` (OpenCV's PNG decoder asks for it): equal channels
+    pass unchanged, others ``(9797 R + 19234 G + 3737 B) >> 15`` (libpng truncates).
+  - TIFF ``MINISWHITE`` (usual for 1-bit files) is inverted as libtiff does (set bit = black =
+    membrane). Alpha is ignored; multi-page TIFF: page 0; float/signed samples: rejected.
+
+  Not replicated: libpng's gamma-corrected grey for PNGs with a gAMA/sRGB chunk, 16-bit colour
+  PNG (reduced to 8 bit first here), TIFF palettes: at most one grey level apart on pixels with
+  unequal channels — irrelevant for equal-channel GTs (all samples) and binary predictions.
 * ``runtime.voxels`` = GT pixels scored.
 """
 
@@ -76,7 +82,7 @@ from gpueval.result import Result
 
 CHALLENGE = "urisc"
 TRUTH_SUFFIXES = (".png", ".tif", ".tiff")
-SUBMISSION_SUFFIXES = (".tiff", ".tif")
+SUBMISSION_SUFFIXES = (".tiff", ".tif", ".png")  # priority order for one stem
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
 
@@ -295,16 +301,23 @@ class _Submission:
             entries = list(iter_files(self.path))
         else:
             raise Rejected(f"submission {self.path} not found (expected a folder or result.zip)")
+        rank: dict[str, int] = {}
         for e in entries:
             name = PurePosixPath(e).name if self.archive else Path(e).name
             stem, suffix = os.path.splitext(name)
             if suffix.lower() not in SUBMISSION_SUFFIXES:
                 self.ignored.append(str(e))
                 continue
-            if stem in self.files:
+            order = SUBMISSION_SUFFIXES.index(suffix.lower())
+            if stem in self.files and order == rank[stem]:
                 raise Rejected(f"two submission files for image {stem!r}: {self.files[stem]} "
                                f"and {e}")
-            self.files[stem] = e
+            if stem in self.files and order > rank[stem]:
+                self.ignored.append(str(e))  # e.g. x.png next to x.tiff: the TIFF counts
+                continue
+            if stem in self.files:
+                self.ignored.append(str(self.files[stem]))
+            self.files[stem], rank[stem] = e, order
 
     @property
     def stems(self) -> set[str]:
@@ -320,7 +333,8 @@ class _Submission:
         if extra:
             out.append(f"ignored {len(extra)} images without GT: {_listing(extra)}")
         if self.ignored:
-            out.append(f"ignored {len(self.ignored)} files that are not .tiff: "
+            out.append(f"ignored {len(self.ignored)} files (not .tiff/.tif/.png, or a "
+                       "lower-priority duplicate of a stem): "
                        f"{_listing(self.ignored)}")
         return out
 
@@ -338,7 +352,7 @@ class _Submission:
                 if self.archive.size(name) > self.opts.max_member_bytes:
                     raise Rejected(f"{name}: {self.archive.size(name)} bytes uncompressed, over "
                                    f"the per-image limit {self.opts.max_member_bytes}")
-                dest = tmp / f"{i}.tiff"
+                dest = tmp / f"{i}{PurePosixPath(name).suffix.lower()}"
                 with self.archive.open(name) as src, open(dest, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 out[s] = dest
@@ -393,7 +407,6 @@ class _GreyImage:
         self.name = name or Path(path).name
         self.truth = truth
         self.suffix = Path(path).suffix.lower()
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._decoded: np.ndarray | None = None
         try:
@@ -409,13 +422,12 @@ class _GreyImage:
 
     def __getstate__(self):
         d = self.__dict__.copy()
-        for k in ("_local", "_lock", "_decoded"):
+        for k in ("_lock", "_decoded"):
             d.pop(k, None)
         return d
 
     def __setstate__(self, d):
         self.__dict__.update(d)
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._decoded = None
 
@@ -425,7 +437,7 @@ class _GreyImage:
 
     # -- header --------------------------------------------------------------------------------
     def _read_header(self) -> None:
-        if self.suffix in TIFF_SUFFIXES or (not self.truth):
+        if self.suffix in TIFF_SUFFIXES:
             self.kind = "tiff"
             import tifffile
 
@@ -436,6 +448,7 @@ class _GreyImage:
                 self.dtype = np.dtype(page.dtype)
                 self.raw_shape = tuple(shape)
                 self.axes = axes
+                self.min_is_white = int(page.photometric) == 0  # MINISWHITE: libtiff inverts
                 contiguous = (page.is_contiguous and page.compression == 1 and not page.is_tiled
                               and page.fillorder == 1 and page.bitspersample in (8, 16)
                               and page.planarconfig == 1)
@@ -457,8 +470,9 @@ class _GreyImage:
             with Image.open(self.path) as im:
                 self.shape = (int(im.size[1]), int(im.size[0]))
                 self.mode = im.mode
-            self.storage_rows = self.shape[0]
+            self.storage_rows = 1  # decoded once into memory: any band is free
             self.dtype = np.dtype(np.uint8)
+            self.min_is_white = False
             self.colour = "libpng" if self.suffix in PNG_SUFFIXES else "opencv"
         if self.dtype.kind not in "ub":
             self._fail(f"sample type {self.dtype} is not supported: store 8-bit (or 16-bit) "
@@ -475,8 +489,9 @@ class _GreyImage:
             if self.offset is not None:
                 raw = self._pread_rows(a, b)
             else:
-                raw = self._zarr()[self._row_key(a, b)]
-            return _to_grey(np.asarray(raw), self.axes, self.colour)
+                raw = self._zarr_rows(a, b)
+            grey = _to_grey(np.asarray(raw), self.axes, self.colour)
+            return 255 - grey if self.min_is_white else grey
         except (Rejected, TruthError):
             raise
         except Exception as e:
@@ -490,24 +505,24 @@ class _GreyImage:
         row_shape = tuple(s for ax, s in zip(self.axes, self.raw_shape, strict=True) if ax != "Y")
         row_bytes = int(np.prod(row_shape)) * dt.itemsize
         buf = np.empty((b - a, *row_shape), dtype=dt)
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
-            fd = self._local.fd = os.open(self.path, os.O_RDONLY)
         want = (b - a) * row_bytes
-        got = os.preadv(fd, [memoryview(buf).cast("B")], self.offset + a * row_bytes)
+        fd = os.open(self.path, os.O_RDONLY)  # per band: no handle outlives a task
+        try:
+            got = os.preadv(fd, [memoryview(buf).cast("B")], self.offset + a * row_bytes)
+        finally:
+            os.close(fd)
         if got != want:
             self._fail(f"file is truncated (rows {a}:{b} need {want} bytes, got {got})")
         return buf.astype(buf.dtype.newbyteorder("="), copy=False)
 
-    def _zarr(self):
-        z = getattr(self._local, "z", None)
-        if z is None:
-            import tifffile
-            import zarr
+    def _zarr_rows(self, a: int, b: int) -> np.ndarray:
+        """Decode only the strips/tiles holding rows ``a:b`` (tifffile's zarr store)."""
+        import tifffile
+        import zarr
 
-            self._local.tf = tifffile.TiffFile(self.path)
-            z = self._local.z = zarr.open(self._local.tf.pages[0].aszarr(), mode="r")
-        return z
+        with tifffile.TiffFile(self.path) as tf:
+            z = zarr.open(tf.pages[0].aszarr(), mode="r")
+            return np.asarray(z[self._row_key(a, b)])
 
     def _decoded_image(self) -> np.ndarray:
         with self._lock:
@@ -516,14 +531,6 @@ class _GreyImage:
                 if self._decoded.shape != self.shape:
                     self._fail(f"decoded shape {self._decoded.shape} differs from {self.shape}")
             return self._decoded
-
-    def __del__(self):
-        fd = getattr(getattr(self, "_local", None), "fd", None)
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _decode_whole(path: str, colour: str) -> np.ndarray:
@@ -538,15 +545,22 @@ def _decode_whole(path: str, colour: str) -> np.ndarray:
         axes = "YXS" if arr.ndim == 3 else "YX"
         if arr.dtype.kind == "i" and arr.min(initial=0) >= 0 and arr.max(initial=0) < 65536:
             arr = arr.astype(np.uint16)  # Pillow's "I" mode for 16-bit grey PNG
-        return _to_grey(arr, axes, colour)
+        if axes == "YX":
+            return _to_grey(arr, axes, colour)
+        out = np.empty(arr.shape[:2], np.uint8)
+        for a in range(0, arr.shape[0], 1024):  # bounded uint32 temporaries
+            out[a:a + 1024] = _to_grey(arr[a:a + 1024], axes, colour)
+        return out
 
 
 def _to_grey(arr: np.ndarray, axes: str, colour: str) -> np.ndarray:
     """Stored samples → uint8 grey like ``cv2.imread(path, 0)`` (see module docstring)."""
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8) * np.uint8(255)
+    elif arr.dtype == np.uint16 and "S" in axes and colour == "opencv":
+        arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)  # libtiff 16-bit RGB map
     elif arr.dtype == np.uint16:
-        arr = (arr >> 8).astype(np.uint8)
+        arr = (arr >> 8).astype(np.uint8)  # libtiff/OpenCV 16-bit grey: high byte
     elif arr.dtype != np.uint8:
         raise Rejected(f"sample type {arr.dtype} is not supported: store 8-bit grey values")
     if "S" not in axes:
