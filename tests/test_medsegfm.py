@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpueval import api
 from gpueval.challenges import medsegfm as M
@@ -314,3 +316,19 @@ def test_zarr_truth_and_submission_equal_npz(tmp_path):
     _write_zarr(zsub / f"{name}.zarr", "segs", z["segs"][:-1], {})
     with pytest.raises(Rejected, match="shape"):
         M.score(ztruth, zsub, _cfg())
+
+
+@given(seed=st.integers(0, 2**16), n_gt=st.integers(1, 7), n_pred=st.integers(1, 7))
+def test_sparse_matching_equals_dense_assignment(seed, n_gt, n_pred):
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(seed)
+    m = rng.choice([0.0, 0.0, 0.2, 0.5, 0.5, 0.7, 0.9], size=(n_gt, n_pred))
+    cost = -(m >= 0.5).astype(float) - m / (2 * min(n_gt, n_pred))
+    r, c = linear_sum_assignment(cost)
+    gi, pj = np.nonzero(m)
+    rows, cols = M._match_sparse(gi, pj, m[gi, pj], n_gt, n_pred, 0.5)
+    ok = m[r, c] >= 0.5
+    assert len(rows) == int(ok.sum())  # same number of true positives
+    assert (m[rows, cols] >= 0.5).all()
+    assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)

@@ -704,25 +704,74 @@ def _binary_to_instances(segs: np.ndarray, connectivity: int, *, wrap: bool) -> 
 
 
 def _match(gi, pj, iou, n_gt, n_pred, threshold):
-    """Indices (GT, prediction) of the matched pairs with IoU >= threshold."""
+    """Indices (GT, prediction) of the matched pairs with IoU >= threshold.
+
+    Uses the shared ``gpueval.metrics.matching.match_iou_threshold`` when it is installed
+    and its answer can be read as pairs; otherwise :func:`_match_sparse`.
+    """
     try:
         from gpueval.metrics.matching import match_iou_threshold
     except ImportError:
-        return _match_dense(gi, pj, iou, n_gt, n_pred, threshold)
-    return match_iou_threshold(gi, pj, iou, n_gt, n_pred, threshold=threshold)
-
-
-def _match_dense(gi, pj, iou, n_gt, n_pred, threshold):
-    """Private fallback until ``gpueval.metrics.matching`` lands: the official dense
-    assignment, cost = -[IoU >= t] - IoU / (2·min(N_gt, N_pred))."""
-    from scipy.optimize import linear_sum_assignment
-
-    m = np.zeros((n_gt, n_pred))
-    m[gi, pj] = iou
-    cost = -(m >= threshold).astype(np.float64) - m / (2 * min(n_gt, n_pred))
-    rows, cols = linear_sum_assignment(cost)
-    ok = m[rows, cols] >= threshold
+        return _match_sparse(gi, pj, iou, n_gt, n_pred, threshold)
+    out = match_iou_threshold(gi, pj, iou, n_gt, n_pred, threshold=threshold)
+    pairs = _as_pairs(out)
+    if pairs is None:
+        return _match_sparse(gi, pj, iou, n_gt, n_pred, threshold)
+    rows, cols = pairs
+    lookup = dict(zip(zip(gi.tolist(), pj.tolist(), strict=True), iou.tolist(), strict=True))
+    ok = np.array([lookup.get((a, b), 0.0) >= threshold
+                   for a, b in zip(rows.tolist(), cols.tolist(), strict=True)], bool)
     return rows[ok], cols[ok]
+
+
+def _as_pairs(out) -> tuple[np.ndarray, np.ndarray] | None:
+    for names in (("gt", "pred"), ("rows", "cols"), ("gt_idx", "pred_idx"),
+                  ("gt_index", "pred_index")):
+        if all(hasattr(out, n) for n in names):
+            out = tuple(getattr(out, n) for n in names)
+            break
+    if isinstance(out, tuple | list) and len(out) >= 2:
+        a, b = np.asarray(out[0]), np.asarray(out[1])
+        if a.ndim == 1 and a.shape == b.shape and np.issubdtype(a.dtype, np.integer):
+            return a.astype(np.int64), b.astype(np.int64)
+    arr = np.asarray(out) if isinstance(out, np.ndarray) else None
+    if arr is not None and arr.ndim == 2 and arr.shape[1] == 2:
+        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+    return None
+
+
+def _match_sparse(gi, pj, iou, n_gt, n_pred, threshold):
+    """The official assignment, cost = -[IoU >= t] - IoU / (2·min(N_gt, N_pred)) over the
+    dense N_gt × N_pred matrix, solved exactly on the overlap graph: zero-IoU pairs cost 0, so
+    an optimum of the dense problem restricted to each connected component of overlapping
+    instances is an optimum of the whole (dense LSA per component; components are small)."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keep = iou > 0
+    gi, pj, iou = gi[keep], pj[keep], iou[keep]
+    if not len(gi):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    n = n_gt + n_pred
+    graph = coo_matrix((np.ones(len(gi)), (gi, pj + n_gt)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    scale = 2 * min(n_gt, n_pred)
+    rows_out, cols_out = [], []
+    edge_comp = comp[gi]
+    order = np.argsort(edge_comp, kind="stable")
+    bounds = np.flatnonzero(np.diff(edge_comp[order])) + 1
+    for edges in np.split(order, bounds):
+        g_nodes, g_local = np.unique(gi[edges], return_inverse=True)
+        p_nodes, p_local = np.unique(pj[edges], return_inverse=True)
+        m = np.zeros((len(g_nodes), len(p_nodes)))
+        m[g_local, p_local] = iou[edges]
+        cost = -(m >= threshold).astype(np.float64) - m / scale
+        r, c = linear_sum_assignment(cost)
+        ok = m[r, c] >= threshold
+        rows_out.append(g_nodes[r[ok]])
+        cols_out.append(p_nodes[c[ok]])
+    return np.concatenate(rows_out), np.concatenate(cols_out)
 
 
 # --------------------------------------------------------------------------------------------
