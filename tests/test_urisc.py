@@ -294,3 +294,25 @@ def test_tolerance_option(tmp_path):
     it = r.items[0]
     assert it["f1"] < 0.8 and it["tolerance_f1"] > 0.99
     assert r.metrics["tolerance_f1"] == it["tolerance_f1"]
+
+
+def test_cli_exit_codes_and_json(tmp_path, folder_mean_case):
+    from gpueval.cli import main
+
+    gt_dir, sub_dir = folder_mean_case
+    out = tmp_path / "out.json"
+    assert main(["score", "urisc", "--truth", str(gt_dir), "--submission", str(sub_dir),
+                 "--json", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert d["status"] == "ok" and d["metric_version"] == "urisc-2019-12-25"
+    assert set(d["items"][0]) >= {"id", "precision", "recall", "f1"} and "f1" in d["metrics"]
+    assert main(["score", "urisc", "--truth", str(gt_dir), "--submission", str(sub_dir),
+                 "--set", "radius=2", "--quiet"]) == 2
+    bad = tmp_path / "bad"
+    _write_pair(tmp_path / "gt2", bad, "t", *_case("thick_pred"))
+    assert main(["score", "urisc", "--truth", str(tmp_path / "gt2"), "--submission", str(bad),
+                 "--json", str(out), "--quiet"]) == 3
+    assert json.loads(out.read_text())["status"] == "rejected"
+    assert main(["validate", "urisc", "--submission", str(bad)]) == 3
+    assert main(["score", "urisc", "--truth", str(tmp_path / "nowhere"), "--submission",
+                 str(sub_dir), "--quiet"]) == 4
