@@ -332,3 +332,9 @@ def test_sparse_matching_equals_dense_assignment(seed, n_gt, n_pred):
     assert len(rows) == int(ok.sum())  # same number of true positives
     assert (m[rows, cols] >= 0.5).all()
     assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+
+
+def test_wrong_layout_for_the_track_is_rejected(tmp_path):
+    truth, sub = _folders(tmp_path, ["perfect"])
+    with pytest.raises(Rejected, match="step_"):
+        M.score(truth, sub, _cfg("track=interactive"))

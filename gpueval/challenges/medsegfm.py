@@ -111,6 +111,11 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
             item, ext = _score_single_case(ctx, name, case, _find(sub, name))
         items.append(item)
         extended[name] = ext
+    if all(it.get("missing") for it in items):
+        layout = ("<case>/step_<k>.npz" if settings["track"] == "interactive"
+                  else "<case>.npz")
+        raise Rejected(f"{sub}: no prediction for any of the {len(items)} truth case(s); "
+                       f"expected {layout} for track {settings['track']}")
     result = Result(CHALLENGE, str(config["metric_version"]), items=items)
     result.metrics = _aggregate(items, settings)
     result.score = _headline(items, settings)
