@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from gpueval import api
 from gpueval.challenges import urisc
 from gpueval.config import load_config
 from gpueval.errors import Rejected, TruthError, UsageError
+from gpueval.kernels.boundary import boundary_counts, precision_recall_f
 
 FIX = Path(__file__).parent / "fixtures" / "urisc"
 SCORES = json.loads((FIX / "scores.json").read_text())
@@ -316,3 +319,23 @@ def test_cli_exit_codes_and_json(tmp_path, folder_mean_case):
     assert main(["validate", "urisc", "--submission", str(bad)]) == 3
     assert main(["score", "urisc", "--truth", str(tmp_path / "nowhere"), "--submission",
                  str(sub_dir), "--quiet"]) == 4
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), radius=st.integers(0, 4), band=st.integers(1, 40),
+       rowsperstrip=st.integers(1, 50), released=st.booleans())
+def test_chunked_scoring_equals_whole_image(tmp_path_factory, seed, radius, band,
+                                            rowsperstrip, released):
+    tmp = tmp_path_factory.mktemp("h")
+    rng = np.random.default_rng(seed)
+    gt = np.where(rng.random((47, 31)) < 0.12, 0, 255).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.1] = 100  # grey GT values, as the simple track has
+    pred = np.where(rng.random(gt.shape) < 0.1, 0, 255).astype(np.uint8)
+    _write_pair(tmp / "gt", tmp / "sub", "x", gt, pred, rowsperstrip=rowsperstrip,
+                compression="zlib")
+    variant = "released-script" if released else "bold"
+    r = _score(tmp / "gt", tmp / "sub", f"variant={variant}", f"radius={radius}",
+               f"band_bytes={band * 31}")
+    c = boundary_counts(gt, pred, radius=radius, gt_threshold=None if released else 122)
+    p, rc, f = precision_recall_f(c.tp_pred, c.tp_gt, c.n_pred, c.n_gt)
+    assert (r.items[0]["precision"], r.items[0]["recall"], r.items[0]["f1"]) == (p, rc, f)
