@@ -143,8 +143,11 @@ def label_surfaces(block, labels: Iterable[int], corner_origin: Sequence[int] = 
     xp = array_module(vals8)
     weights = xp.asarray(CORNER_WEIGHTS, dtype=xp.int32)
     origin = np.asarray(corner_origin, np.int64)
+    present = None
+    if len(labels) > 4 and len(vals8):  # many classes: visit only those in this chunk
+        present = set(to_host(xp.unique(vals8)).tolist())
     for lab in labels:
-        if not _fits(lab, block.dtype):
+        if not _fits(lab, block.dtype) or (present is not None and lab not in present):
             out[lab] = SurfacePoints.empty()
             continue
         hit = vals8 == lab
