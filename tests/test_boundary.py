@@ -222,3 +222,13 @@ def test_tolerance_matching_is_one_to_one():
     pred[2, 1] = pred[2, 3] = True  # two predictions, one GT pixel: one match only
     assert tolerance_match_counts(gt, pred, 1.0) == (1, 2, 1)
     assert tolerance_match_counts(gt, pred, 0.5) == (0, 2, 1)
+
+
+@pytest.mark.parametrize("radius", [16, 17, 20])
+def test_large_radius_dilation_paths(radius):
+    rng = np.random.default_rng(radius)
+    m = rng.random((70, 90)) < 0.002
+    m[0, 0] = m[69, 45] = True
+    expected = dilation(m.astype(np.uint8), disk(radius)) != 0
+    np.testing.assert_array_equal(dilate_disk(m, radius), expected)
+    np.testing.assert_array_equal(dilate_disk(m, radius, top=10, bottom=5), expected[10:65])

@@ -17,9 +17,11 @@ Outside the image counts as background; that equals skimage's ``dilation`` (``re
 because a mirrored neighbour of a disk offset always lies inside the same disk.
 
 Dilation is exact and separable: ``disk(r)`` is the union over ``dy`` of horizontal segments
-of half-width ``isqrt(r² - dy²)``, so the dilation is an OR of vertically shifted 1-D maximum
-filters (``scipy.ndimage.maximum_filter1d``, O(1) per pixel whatever the width); this is
-``O(N·(2r+1))`` instead of ``O(N·r²)`` for a footprint dilation.
+of half-width ``isqrt(r² - dy²)``, so the dilation is an OR of vertically shifted horizontal
+dilations. Those are built incrementally from ORs of shifted views for half-widths up to 16
+(two byte-wise ORs per width step, several times faster than a 1-D filter call) and with
+``maximum_filter1d`` (O(1) per pixel) beyond; ``O(N·r)`` instead of ``O(N·r²)`` for a
+footprint dilation.
 
 Value histograms (256 bins) are counted per band for the submission format check
 (:func:`format_problem`): the common binary case costs two comparisons; ``bincount`` only runs on
@@ -150,20 +152,43 @@ def dilate_disk(mask: Any, radius: int, *, top: int = 0, bottom: int = 0) -> Any
     n_rows = mask.shape[0] - top - bottom
     if radius == 0:
         return mask[top:top + n_rows]
-    ndi = _ndimage(mask)
-    m8 = mask.view(xp.uint8) if mask.dtype == xp.bool_ else (mask != 0).view(xp.uint8)
+    mask = mask if mask.dtype == xp.bool_ else mask != 0
+    rows = disk_rows(radius)
+    by_width = _horizontal_dilations(mask, sorted({w for _, w in rows}))
     out = xp.zeros((n_rows, mask.shape[1]), dtype=xp.bool_)
-    by_width: dict[int, Any] = {}
-    for dy, w in disk_rows(radius):
-        if w not in by_width:
-            h = m8 if w == 0 else ndi.maximum_filter1d(m8, 2 * w + 1, axis=1, mode="constant",
-                                                        cval=0)
-            by_width[w] = h.view(xp.bool_)
+    for dy, w in rows:
         # core row i reads source row top + i + dy, when it exists in the band
         lo = max(0, -(top + dy))
         hi = min(n_rows, mask.shape[0] - top - dy)
         if hi > lo:
             out[lo:hi] |= by_width[w][top + lo + dy:top + hi + dy]
+    return out
+
+
+_SHIFT_OR_MAX_WIDTH = 16
+"""Up to this half-width, horizontal dilation is ORs of shifted views (two cheap passes per
+pixel of width); beyond it, ``maximum_filter1d`` (constant cost per pixel, larger constant)."""
+
+
+def _horizontal_dilations(mask: Any, widths: list[int]) -> dict[int, Any]:
+    """``{w: mask dilated by the segment [-w, w] along axis 1}`` for the sorted ``widths``."""
+    xp = array_module(mask)
+    out: dict[int, Any] = {}
+    if widths[-1] > _SHIFT_OR_MAX_WIDTH:
+        ndi = _ndimage(mask)
+        m8 = mask.view(xp.uint8)
+        for w in widths:
+            out[w] = mask if w == 0 else ndi.maximum_filter1d(
+                m8, 2 * w + 1, axis=1, mode="constant", cval=0).view(xp.bool_)
+        return out
+    cur = mask
+    for w in range(0, widths[-1] + 1):
+        if w > 0:
+            cur = cur.copy() if w == 1 else cur
+            cur[:, w:] |= mask[:, :-w]
+            cur[:, :-w] |= mask[:, w:]
+        if w in widths:
+            out[w] = cur if w == 0 else cur.copy()
     return out
 
 
