@@ -169,3 +169,15 @@ def test_surface_points_combine_and_empty():
     assert len(SurfacePoints.combine([e, e])) == 0
     a = SurfacePoints(np.array([[1, 2, 3]]), np.array([7], np.uint8))
     assert len(SurfacePoints.combine([a, e, a])) == 2
+
+
+def test_many_classes_skip_absent_ones_without_changing_surfaces():
+    rng = np.random.default_rng(4)
+    lab = np.zeros((12, 14, 10), np.int32)
+    lab[:6] = rng.integers(0, 9, (6, 14, 10))  # classes only in the first half
+    multi = volume_surfaces(lab, range(1, 12), chunks=5)
+    for c in range(1, 12):
+        single = volume_surfaces(lab == c, [1], chunks=7)[1]
+        assert sorted(map(tuple, multi[c].coords.tolist())) == sorted(
+            map(tuple, single.coords.tolist()))
+    assert len(multi[10]) == 0 and len(multi[11]) == 0
