@@ -19,10 +19,12 @@ Rules (``shared/specs/refuge.md`` §5, the 2018 evaluation code):
 Ties. NumPy's default argsort is introsort: not stable, and since NumPy 1.25/2.0 it may be
 a SIMD sort on x86 whose tie order depends on the CPU. The fixtures were made with NumPy
 1.23.5, so :func:`numpy_quicksort_argsort` re-implements that version's ``aquicksort``
-(median-of-3 quicksort, insertion sort for partitions of ≤ 16 elements, heapsort when the
-depth limit 2·⌊log2 n⌋ is exhausted; NaN sorts last) in pure Python: the same tie order on
-every machine. Leaderboards hold tens of teams, so speed is irrelevant. With ≤ 17 teams it
-is a stable sort.
+(median-of-3 quicksort, insertion sort once a partition spans ≤ 16 elements, heapsort when
+the depth limit 2·⌊log2 n⌋ is exhausted; NaN sorts last) in pure Python: the same tie order
+on every machine. Verified against NumPy 1.23.5 itself (``tests/fixtures/refuge/
+numpy123_argsort.json``, including the heapsort fallback); NumPy 2.x on an AVX-512 machine
+orders ties differently. Leaderboards hold tens of teams, so speed is irrelevant. With ≤ 16
+teams it is a stable sort.
 
 The input is ``{team: metrics}`` with gpueval's metric names (``mean_cup_dice``,
 ``mean_disc_dice``, ``vcdr_mae``, ``auc``, ``sensitivity_at_085_specificity``,
@@ -44,7 +46,7 @@ CLASSIFICATION_HEADER = ["Team", "AUC", "Reference Sensitivity"]
 FOVEA_HEADER = ["Team", "Mean Euclidean distance"]
 FINAL_HEADER = ["Team", "Scores", "Segmentation rank", "Classification rank"]
 
-_SMALL_QUICKSORT = 16
+_SMALL_QUICKSORT = 15  # NumPy's SMALL_QUICKSORT: partitions with pr - pl <= 15
 
 
 def numpy_quicksort_argsort(values: Sequence[float] | np.ndarray) -> list[int]:
