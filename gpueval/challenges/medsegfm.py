@@ -44,6 +44,13 @@ Choices where the spec is silent or says "unknown" (documented for the organiser
 * ``compat=corrected`` keeps labels ≥ 256 apart on the text track (no uint8 cast) and drops
   only label 0 (not the smallest label) when a GT has no background voxel.
 * The semantic track reports the ungated NSD; ``extra`` also lists the gated value.
+* A malformed prediction (wrong shape, non-integer dtype, pickled or missing ``segs``) rejects
+  the submission with a one-line reason, where the text script would write a NaN row (which
+  a NaN-skipping mean would then reward).
+* Text-track ``RunningTime`` (CSV view) is the optional ``running_time`` of the prediction
+  npz, 0 when absent.
+* Text prompt keys other than ``instance_label`` that are not integers are ignored; a missing
+  ``instance_label`` means 0 (semantic).
 
 Per-class values (DSC, NSD, surfel counts and areas, overlaps, HD95/HD100, ASD) are in
 ``result.extra["cases"]``; :func:`write_official_csv` writes the official CSV columns.
