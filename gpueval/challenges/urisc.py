@@ -146,7 +146,7 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
             c = _score_pairs([(stem, gt_img, None)], opts, device, scheduler, False)[0]
             items.append(_item(stem, c))
             totals = BoundaryCounts.combine([totals, c])
-            notes.append(f"{stem}: missing, scored as an empty prediction (F = 0)")
+            notes.append(f"{stem}: missing, scored as an empty prediction")
     items.sort(key=lambda it: it["id"])
     metrics = _aggregate(items, totals)
     result = Result(CHALLENGE, str(config["metric_version"]), score=metrics["f1"],
