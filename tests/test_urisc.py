@@ -339,3 +339,11 @@ def test_chunked_scoring_equals_whole_image(tmp_path_factory, seed, radius, band
     c = boundary_counts(gt, pred, radius=radius, gt_threshold=None if released else 122)
     p, rc, f = precision_recall_f(c.tp_pred, c.tp_gt, c.n_pred, c.n_gt)
     assert (r.items[0]["precision"], r.items[0]["recall"], r.items[0]["f1"]) == (p, rc, f)
+
+
+def test_bench_workloads_tiny_scale():
+    from gpueval.bench.urisc import bench_urisc, bench_urisc_r3
+
+    rec = bench_urisc("cpu", 1e-4)  # 100 x 100 pair written to disk, closed-form check
+    assert rec["check"] and rec["status"] == "ok" and rec["voxels"] == 100 * 100
+    assert bench_urisc_r3("cpu", 1e-4)["status"] == "ok"
