@@ -26,6 +26,11 @@ OFFICIAL_SECONDS = {0: 14.7, 3: 22.2}
 PERIOD, THICK = 40, 3
 
 
+def _side(scale: float) -> int:
+    """Image side for ``scale`` (pixels ∝ scale), a whole number of grid periods."""
+    return PERIOD * max(2, int(round(10_000 * scale**0.5 / PERIOD)))
+
+
 def _line(n: int, shift: int) -> np.ndarray:
     return ((np.arange(n) - shift) % PERIOD) < THICK
 
@@ -90,7 +95,7 @@ def run_pair(rows: int, cols: int, *, radius: int = 0, device: str = "cpu") -> d
 @workload("urisc", "U-RISC: one 10000×10000 TIFF pair on disk, radius 0 (official: 14.7 s, "
                    "1.82 GiB on 2 cores)")
 def bench_urisc(device: str, scale: float) -> dict:
-    n = max(64, int(round(10_000 * scale**0.5)))
+    n = _side(scale)
     rec = run_pair(n, n, radius=0, device=device)
     rec["reference"] = "official eval.py, spec anchor on 2 cores (not rerun here)"
     rec["reference_seconds"] = OFFICIAL_SECONDS[0] * (n * n) / 1e8
@@ -101,7 +106,7 @@ def bench_urisc(device: str, scale: float) -> dict:
 
 @workload("urisc_r3", "U-RISC bold metric, radius 3, 10000×10000 TIFF pair (official 22.2 s)")
 def bench_urisc_r3(device: str, scale: float) -> dict:
-    n = max(64, int(round(10_000 * scale**0.5)))
+    n = _side(scale)
     rec = run_pair(n, n, radius=3, device=device)
     rec["reference"] = "official eval.py bound_pix=3, spec anchor on 2 cores (not rerun)"
     rec["reference_seconds"] = OFFICIAL_SECONDS[3] * (n * n) / 1e8
