@@ -1,0 +1,308 @@
+"""REFUGE challenge: per-image fixtures, end to end through gpueval.api (folder and zip)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+from PIL import Image
+
+from gpueval import api
+from gpueval.challenges import refuge
+from gpueval.config import load_config
+from gpueval.errors import Rejected
+
+FIX = Path(__file__).parent / "fixtures" / "refuge"
+SCORES = json.loads((FIX / "scores.json").read_text())
+SEG = SCORES["segmentation"]
+
+
+def _seg(name):
+    z = np.load(FIX / f"seg_{name}.npz", allow_pickle=False)
+    return z["pred"], z["gt"]
+
+
+# ---------------------------------------------------------------------------- per image
+
+
+@pytest.mark.parametrize("name", sorted(SEG))
+def test_segmentation_fixture(name):
+    pred, gt = _seg(name)
+    if pred.ndim == 3:
+        pred = pred[..., 0]  # the official reader keeps channel 0 (also tested end to end)
+    ref = SEG[name]
+    item = refuge.segmentation_item(name, refuge.mask_counts(pred, gt))
+    d = ref["official_vdiam"]
+    assert (item["cup_diameter_pred"], item["disc_diameter_pred"], item["cup_diameter_gt"],
+            item["disc_diameter_gt"]) == (d["pred_cup"], d["pred_disc"], d["gt_cup"],
+                                          d["gt_disc"])
+    assert item["vcdr_pred"] == pytest.approx(ref["official_vcdr_pred"], abs=1e-12)
+    assert item["vcdr_gt"] == pytest.approx(ref["official_vcdr_gt"], abs=1e-12)
+    if ref["official_error"] == "ZeroDivisionError":
+        assert math.isnan(item["cup_dice"])
+        corrected = refuge.segmentation_item(name, refuge.mask_counts(pred, gt),
+                                             compat="corrected")
+        assert corrected["cup_dice"] == 1.0
+        return
+    assert item["cup_dice"] == pytest.approx(ref["official_cup_dice"], abs=1e-12)
+    assert item["disc_dice"] == pytest.approx(ref["official_disc_dice"], abs=1e-12)
+    assert item["vcdr_error"] == pytest.approx(ref["official_abs_err_vcdr"], abs=1e-12)
+
+
+def test_mask_counts_hand_case():
+    gt = np.full((6, 5), 255, np.uint8)
+    gt[1:5, 1:4] = 128
+    gt[2:4, 2] = 0
+    pred = np.full((6, 5), 255, np.uint8)
+    pred[1:5, 1:3] = 128
+    pred[1, 1] = pred[3, 1] = 0  # two cup pixels in one column, apart: diameter 2
+    c = refuge.mask_counts(pred, gt)
+    assert (c.cup_pred, c.cup_gt, c.cup_both) == (2, 2, 0)
+    assert (c.disc_pred, c.disc_gt, c.disc_both) == (8, 12, 8)
+    assert (c.cup_diameter_pred, c.disc_diameter_pred) == (2, 4)
+    assert (c.cup_diameter_gt, c.disc_diameter_gt) == (2, 4)
+    assert refuge.dice(c.disc_both, c.disc_pred, c.disc_gt) == 16 / 20
+    assert refuge.vertical_cdr(0, 0) == 0.0
+
+
+def test_fovea_fixture():
+    z = np.load(FIX / "fovea.npz", allow_pickle=False)
+    d = refuge.fovea_distances(z["gt_xy"], z["pred_xy"])
+    np.testing.assert_allclose(d, SCORES["fovea"]["official_distances"], rtol=0, atol=1e-12)
+    assert float(np.mean(d)) == pytest.approx(SCORES["fovea"]["official_mean"], abs=1e-12)
+
+
+def test_palette_and_one_bit_masks_read_like_scipy(tmp_path):
+    idx = np.array([[0, 1, 2, 2]], np.uint8)
+    im = Image.fromarray(idx, "P")
+    im.putpalette([0, 0, 0, 128, 128, 128, 255, 255, 255] + [9, 9, 9] * 253)
+    im.save(tmp_path / "p.bmp")
+    # palette indices would be 0,1,2; scipy's imread converted to RGB first: palette values
+    np.testing.assert_array_equal(refuge.read_mask(tmp_path / "p.bmp"), [[0, 128, 255, 255]])
+    Image.fromarray(np.array([[0, 1]], bool)).save(tmp_path / "b.bmp")
+    np.testing.assert_array_equal(refuge.read_mask(tmp_path / "b.bmp"), [[0, 255]])
+
+
+# ---------------------------------------------------------------------------- end to end
+
+CASES = SCORES["segmentation_folder_mean"]["cases"]
+CLS = "continuous_40_360"
+
+
+def _cls_names(n):
+    return [f"T{i + 1:04d}" for i in range(n)]
+
+
+def _write_xlsx(path, header, rows):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(header)
+    for r in rows:
+        ws.append(list(r))
+    wb.save(path)
+
+
+def _make_truth(root: Path, *, csv_variant=False, cases=CASES):
+    (root / "Disc_Cup_Masks").mkdir(parents=True)
+    for name in cases:
+        Image.fromarray(_seg(name)[1]).save(root / "Disc_Cup_Masks" / f"{name}.bmp")
+    z = np.load(FIX / f"cls_{CLS}.npz", allow_pickle=False)
+    names = _cls_names(len(z["labels"]))
+    fz = np.load(FIX / "fovea.npz", allow_pickle=False)
+    fnames = [f"F{i:03d}.jpg" for i in range(len(fz["gt_xy"]))]
+    if csv_variant:
+        with open(root / "glaucoma_labels.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["filename", "label"])
+            w.writerows([(f"{n}.jpg", int(lab)) for n, lab in zip(names, z["labels"],
+                                                                  strict=True)])
+        with open(root / "fovea_locations.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["filename", "x", "y"])
+            w.writerows([(n, repr(float(x)), repr(float(y)))
+                         for n, (x, y) in zip(fnames, fz["gt_xy"], strict=True)])
+    else:
+        # GT names end .bmp: the official reader turns the last 3 characters into "jpg"
+        _write_xlsx(root / "GT.xlsx", ["ImgName", "Glaucoma Label"],
+                    [(f"{n}.bmp", int(lab)) for n, lab in zip(names, z["labels"], strict=True)])
+        _write_xlsx(root / "Fovea_locations.xlsx",
+                    ["ID", "ImgName", "Glaucoma Label", "Fovea_X", "Fovea_Y"],
+                    [(i + 1, n, 0, float(x), float(y))
+                     for i, (n, (x, y)) in enumerate(zip(fnames, fz["gt_xy"], strict=True))])
+    return root
+
+
+def _make_submission(root: Path, *, cases=CASES, fovea_name="fovea_location_results.csv"):
+    (root / "segmentation").mkdir(parents=True)
+    for name in cases:
+        Image.fromarray(_seg(name)[0]).save(root / "segmentation" / f"{name}.bmp")
+    z = np.load(FIX / f"cls_{CLS}.npz", allow_pickle=False)
+    names = _cls_names(len(z["labels"]))
+    rows = [(n.lower() if i % 2 else n) + ".jpg" for i, n in enumerate(names)]
+    order = np.random.default_rng(1).permutation(len(rows))
+    with open(root / "classification_results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["FileName", "Glaucoma Risk"])
+        w.writerows([(rows[i], repr(float(z["scores"][i]))) for i in order])
+    fz = np.load(FIX / "fovea.npz", allow_pickle=False)
+    with open(root / fovea_name, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ImageName", "Fovea_X", "Fovea_Y"])
+        w.writerows([(f"F{i:03d}.jpg", repr(float(x)), repr(float(y)))
+                     for i, (x, y) in enumerate(fz["pred_xy"])])
+    return root
+
+
+def _zip(folder: Path, dest: Path, wrap="team_x") -> Path:
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                z.write(p, f"{wrap}/{p.relative_to(folder).as_posix()}")
+        z.writestr("__MACOSX/team_x/._classification_results.csv", b"junk")
+    return dest
+
+
+def _check_official_numbers(res):
+    assert res.status == "ok", res.error
+    assert res.score is None
+    m, ref = res.metrics, SCORES["segmentation_folder_mean"]
+    assert m["mean_cup_dice"] == pytest.approx(ref["official_mean_cup_dice"], abs=1e-12)
+    assert m["mean_disc_dice"] == pytest.approx(ref["official_mean_disc_dice"], abs=1e-12)
+    assert m["vcdr_mae"] == pytest.approx(ref["official_mae_vcdr"], abs=1e-12)
+    e2e = SCORES["classification_end_to_end"]
+    assert m["auc"] == pytest.approx(e2e["official_auc"], abs=1e-12)
+    assert m["sensitivity_at_085_specificity"] == pytest.approx(
+        e2e["official_sensitivity_at_spec_0.85"], abs=1e-12)
+    assert m["fovea_mean_distance"] == pytest.approx(SCORES["fovea"]["official_mean"],
+                                                     abs=1e-12)
+    items = {it["id"]: it for it in res.items}
+    assert sorted(items) == sorted(f"{c}.bmp" for c in CASES)
+    ring = items["ring_cup.bmp"]
+    assert ring["cup_diameter_pred"] == SEG["ring_cup"]["official_vdiam"]["pred_cup"]
+    assert ring["cup_dice"] == pytest.approx(SEG["ring_cup"]["official_cup_dice"], abs=1e-12)
+    assert res.runtime["voxels"] == 9 * 300 * 320
+    json.loads(res.to_json())  # strict JSON
+
+
+def test_end_to_end_folder_xlsx(tmp_path):
+    truth = _make_truth(tmp_path / "truth")
+    sub = _make_submission(tmp_path / "sub")
+    _check_official_numbers(api.score("refuge", truth, sub, device="cpu"))
+
+
+def test_end_to_end_zip_wrapped_csv_truth(tmp_path):
+    truth = _make_truth(tmp_path / "truth", csv_variant=True)
+    sub = _make_submission(tmp_path / "sub", fovea_name="fovea_localization_results.csv")
+    zpath = _zip(sub, tmp_path / "result.zip")
+    _check_official_numbers(api.score("refuge", truth, zpath, device="cpu"))
+    notes = api.validate("refuge", zpath, truth=truth)
+    assert any("9 masks" in n for n in notes)
+
+
+def test_both_empty_cup_official_nan_and_corrected(tmp_path):
+    cases = ["perfect", "both_no_cup"]
+    truth = _make_truth(tmp_path / "truth", cases=cases)
+    sub = _make_submission(tmp_path / "sub", cases=cases)
+    res = api.score("refuge", truth, sub, device="cpu")
+    assert res.status == "ok"
+    assert math.isnan(res.metrics["mean_cup_dice"]) and math.isnan(res.metrics["vcdr_mae"])
+    assert any("0 by 0" in n for n in res.extra["notes"])
+    assert json.loads(res.to_json())["metrics"]["mean_disc_dice"] is None
+    assert not math.isnan(res.metrics["auc"])  # other tasks unaffected
+    res = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
+    assert res.metrics["mean_cup_dice"] == 1.0  # both images: Dice 1
+    assert res.metrics["vcdr_mae"] == 0.0
+
+
+def test_mask_without_ground_truth(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "sub", cases=["perfect", "shifted"])
+    res = api.score("refuge", truth, sub, device="cpu")
+    assert math.isnan(res.metrics["mean_cup_dice"])
+    assert any("without ground truth" in n for n in res.extra["notes"])
+    res = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
+    assert res.metrics["mean_cup_dice"] == 1.0
+    assert [it["id"] for it in res.items] == ["perfect.bmp"]
+
+
+def test_name_matching_rules(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "sub", cases=["perfect"])
+    # fovea names are case-sensitive: a lower-cased name is unknown -> official NaN
+    p = sub / "fovea_location_results.csv"
+    p.write_text(p.read_text().replace("F000.jpg", "f000.jpg"))
+    res = api.score("refuge", truth, sub, device="cpu")
+    assert math.isnan(res.metrics["fovea_mean_distance"])
+    res = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
+    fz = np.load(FIX / "fovea.npz", allow_pickle=False)
+    expected = np.mean(refuge.fovea_distances(fz["gt_xy"], fz["pred_xy"])[1:])
+    assert res.metrics["fovea_mean_distance"] == pytest.approx(expected, abs=1e-12)
+    # a classification row missing: official NaN (unequal lengths), corrected rejects
+    p = sub / "classification_results.csv"
+    p.write_text("\n".join(p.read_text().splitlines()[:-1]) + "\n")
+    res = api.score("refuge", truth, sub, device="cpu")
+    assert math.isnan(res.metrics["auc"])
+    res = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
+    assert res.status == "rejected" and "no score" in res.error
+
+
+def test_sensitivity_variant(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "sub", cases=["perfect"])
+    res = api.score("refuge", truth, sub, overrides=["sensitivity=tie-robust"], device="cpu")
+    assert res.metrics["sensitivity_at_085_specificity"] == 18 / 40  # see test_classification
+    assert res.metrics["auc"] == pytest.approx(0.799375, abs=1e-12)
+
+
+def test_rejections(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "sub", cases=["perfect"])
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(sub / "segmentation" / "perfect.bmp")
+    res = api.score("refuge", truth, sub, device="cpu")
+    assert res.status == "rejected" and "10x10" in res.error
+    with pytest.raises(Rejected, match="10x10"):
+        api.validate("refuge", sub, truth=truth)
+
+    sub2 = _make_submission(tmp_path / "sub2", cases=["perfect"])
+    p = sub2 / "classification_results.csv"
+    p.write_text(p.read_text() + "T0001.jpg,high\n")
+    res = api.score("refuge", truth, sub2, device="cpu")
+    assert res.status == "rejected" and "'high' is not a number" in res.error
+
+    empty = tmp_path / "empty"
+    (empty / "other").mkdir(parents=True)
+    res = api.score("refuge", truth, empty, device="cpu")
+    assert res.status == "rejected" and "segmentation/" in res.error
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../segmentation/perfect.bmp", b"x")
+    res = api.score("refuge", truth, evil, device="cpu")
+    assert res.status == "rejected" and "outside" in res.error
+
+
+def test_ignored_files_and_missing_parts(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "sub", cases=["perfect"])
+    (sub / "fovea_location_results.csv").unlink()
+    Image.fromarray(_seg("nothing")[0]).save(sub / "segmentation" / "nothing.BMP")
+    res = api.score("refuge", truth, sub, device="cpu")
+    assert res.status == "ok"
+    assert res.metrics["mean_cup_dice"] == 1.0  # the .BMP file is not listed (official)
+    assert math.isnan(res.metrics["fovea_mean_distance"])
+    assert any(".BMP" in n or "nothing.BMP" in n for n in res.extra["notes"])
+
+
+def test_config_is_complete():
+    cfg = load_config("refuge")
+    assert cfg["metric_version"]
+    assert cfg["segmentation"]["vcdr_eps"] == 1e-7
+    assert cfg["ranking"]["segmentation_weights"] == [0.35, 0.25, 0.4]
+    assert (cfg["sensitivity"], cfg["specificity"], cfg["compat"]) == ("official", 0.85,
+                                                                       "official")
