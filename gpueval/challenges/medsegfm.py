@@ -63,6 +63,7 @@ import io
 import json
 import math
 import re
+import uuid
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -452,7 +453,26 @@ def _zeros_like(x):
 
 
 def _lazy(x: np.ndarray, chunk: int) -> da.Array:
-    return x if isinstance(x, da.Array) else da.from_array(x, chunks=(chunk,) * x.ndim)
+    if isinstance(x, da.Array):
+        return x
+    # da.from_array copies and hashes a NumPy array (0.1 s per 78 MB); a read-only wrapper
+    # with a unique name avoids both.
+    return da.from_array(_HostArray(x), chunks=(chunk,) * x.ndim, asarray=False,
+                         name=f"medsegfm-{uuid.uuid4().hex}",
+                         meta=np.empty((0,) * x.ndim, x.dtype))
+
+
+class _HostArray:
+    """An in-memory array seen by dask without being copied (never written to)."""
+
+    def __init__(self, array: np.ndarray):
+        self._array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, key):
+        return self._array[key]
 
 
 def pair_table(ctx: _Context, gts, segs) -> Contingency:
