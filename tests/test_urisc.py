@@ -347,3 +347,15 @@ def test_bench_workloads_tiny_scale():
     rec = bench_urisc("cpu", 1e-4)  # 80 x 80 pair written to disk, closed-form check
     assert rec["status"] == "ok" and rec["check"] and rec["voxels"] == 80 * 80
     assert bench_urisc_r3("cpu", 1e-4)["status"] == "ok"
+
+
+def test_pickled_image_reads_the_same(tmp_path):
+    import pickle
+
+    gt, _ = _case("grey_gt_exact")
+    Image.fromarray(np.stack([gt] * 3, -1)).save(tmp_path / "g.png")
+    img = urisc._GreyImage(tmp_path / "g.png", truth=True)
+    a, b = pickle.loads(pickle.dumps(img)), pickle.loads(pickle.dumps(img))
+    np.testing.assert_array_equal(a.rows(3, 60), gt[3:60])
+    assert b.rows(0, 256) is not None and a._decoded is b._decoded  # decoded once per process
+    np.testing.assert_array_equal(img.rows(0, 256), gt)

@@ -54,6 +54,7 @@ Decisions where the spec is silent (documented choices)
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -430,6 +431,7 @@ class _GreyImage:
         self.__dict__.update(d)
         self._lock = threading.Lock()
         self._decoded = None
+        self._unpickled = True  # a worker's copy: share decodes through the process cache
 
     @property
     def size(self) -> int:
@@ -527,10 +529,25 @@ class _GreyImage:
     def _decoded_image(self) -> np.ndarray:
         with self._lock:
             if self._decoded is None:
-                self._decoded = _decode_whole(self.path, self.colour)
+                if getattr(self, "_unpickled", False):
+                    st = os.stat(self.path)
+                    self._decoded = _decode_cached(self.path, st.st_mtime_ns, st.st_size,
+                                                   self.colour)
+                else:
+                    self._decoded = _decode_whole(self.path, self.colour)
                 if self._decoded.shape != self.shape:
                     self._fail(f"decoded shape {self._decoded.shape} differs from {self.shape}")
             return self._decoded
+
+
+@functools.lru_cache(maxsize=2)
+def _decode_cached(path: str, mtime_ns: int, size: int, colour: str) -> np.ndarray:
+    """On a distributed worker every band task gets its own copy of the image object; this
+    keeps the last two decoded PNG/BMP images per process so each is decoded once, not per band.
+    """
+    out = _decode_whole(path, colour)
+    out.flags.writeable = False
+    return out
 
 
 def _decode_whole(path: str, colour: str) -> np.ndarray:
