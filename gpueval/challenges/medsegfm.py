@@ -603,6 +603,8 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         gate = s["nsd_gate"]
         nsd_gated = nsd if gate is None or dsc > gate else 0.0
         item.update({"dsc": dsc, "nsd": nsd_gated})
+        if s["track"] == "semantic":  # the interactive scorer's per-step value, for reference
+            item["nsd_gated"] = nsd if dsc > 0.2 else 0.0
         if s["track"] == "text":
             item.update({"f1": math.nan, "dsc_tp": math.nan})
         ext = {"kind": "semantic", "classes": classes, "nsd_ungated": nsd,
