@@ -266,7 +266,11 @@ def test_validate_and_reject_bad_predictions(tmp_path):
         M.validate(sub, _cfg(), truth=truth)
     r = api.score("medsegfm", truth, sub, device="cpu")
     assert r.status == "rejected" and "shape" in r.error
-    np.savez(sub / "perfect.npz", segs=np.zeros((40, 96, 96), np.float32))
+    z = np.load(FIX / "perfect.npz")
+    np.savez(sub / "perfect.npz", segs=z["segs"].astype(np.float32))  # whole numbers: fine
+    r = M.score(truth, sub, _cfg())
+    assert r.items[0]["dsc"] == 1.0 and r.items[0]["nsd"] == 1.0
+    np.savez(sub / "perfect.npz", segs=np.full((40, 96, 96), 0.5, np.float32))
     with pytest.raises(Rejected, match="integer"):
         M.score(truth, sub, _cfg())
     np.savez(sub / "perfect.npz", segs=np.array([{"a": 1}], dtype=object))

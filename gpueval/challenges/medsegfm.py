@@ -341,6 +341,8 @@ def load_prediction(path: Path, shape: tuple[int, ...] | None):
     else:
         segs = load_npz_array(path, "segs")
     where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    if isinstance(segs, np.ndarray) and segs.dtype.kind == "f":
+        segs = _integral_floats(segs, where)
     if not (np.issubdtype(segs.dtype, np.integer) or segs.dtype == bool):
         raise Rejected(f"{where}: segs must hold integer labels, got {segs.dtype}")
     if segs.ndim != 3:
@@ -349,6 +351,17 @@ def load_prediction(path: Path, shape: tuple[int, ...] | None):
         raise Rejected(f"{where}: segs has shape {segs.shape}, the ground truth "
                        f"{tuple(shape)}")
     return segs
+
+
+def _integral_floats(segs: np.ndarray, where: str) -> np.ndarray:
+    """Float labels that are whole numbers (the official scripts compare them as labels)
+    become int64; anything else is refused."""
+    if segs.size and not (np.isfinite(segs).all() and (segs == np.round(segs)).all()):
+        raise Rejected(f"{where}: segs must hold integer labels; float values that are not "
+                       "whole numbers were found")
+    if segs.size and (segs.min() < -(2.0**53) or segs.max() > 2.0**53):
+        raise Rejected(f"{where}: segs labels are out of range")
+    return segs.astype(np.int64)
 
 
 def _open_zarr_segs(path: Path):
