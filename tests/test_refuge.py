@@ -306,3 +306,25 @@ def test_config_is_complete():
     assert cfg["ranking"]["segmentation_weights"] == [0.35, 0.25, 0.4]
     assert (cfg["sensitivity"], cfg["specificity"], cfg["compat"]) == ("official", 0.85,
                                                                        "official")
+
+
+def test_validate_reports_coverage(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "sub", cases=["perfect", "shifted"])
+    p = sub / "fovea_location_results.csv"
+    p.write_text(p.read_text().replace("F000.jpg", "f000.jpg"))
+    notes = api.validate("refuge", sub, truth=truth)
+    assert "segmentation/shifted.bmp has no ground truth" in notes
+    assert any(n.startswith("fovea: 1 name(s) not in the ground truth (f000.jpg)") for n in notes)
+    assert any(n.startswith("fovea: 1 ground-truth image(s) without a row (F000.jpg)")
+               for n in notes)
+    assert not any(n.startswith("classification: ") and "not in" in n for n in notes)
+
+
+def test_bench_workload_small():
+    from gpueval.bench import refuge as bench
+
+    rec = bench.bench_refuge("cpu", 0.01)
+    assert rec["check"] is True
+    assert rec["images"] == 4
+    assert rec["voxels"] == 4 * bench.SIZE**2

@@ -206,10 +206,31 @@ def validate(submission: str | Path, config: dict[str, Any], *,
             rows = _classification_rows(sub.read(sub.classification, opts.max_csv_bytes),
                                         sub.classification, notes)
             notes.append(f"classification: {len(rows)} rows")
+            if gt is not None and gt.labels is not None:
+                notes += _coverage("classification", [n.upper() for n, _ in rows],
+                                   [n.upper() for n, _ in gt.labels])
         if sub.fovea:
             rows = _fovea_rows(sub.read(sub.fovea, opts.max_csv_bytes), sub.fovea, notes)
             notes.append(f"fovea: {len(rows)} rows")
+            if gt is not None and gt.fovea is not None:
+                notes += _coverage("fovea", [n for n, _, _ in rows], [n for n, _, _ in gt.fovea])
     return notes
+
+
+def _coverage(task: str, submitted: list[str], truth: list[str]) -> list[str]:
+    known, given = set(truth), set(submitted)
+    out = []
+    unknown = sorted(given - known)
+    missing = sorted(known - given)
+    if unknown:
+        out.append(f"{task}: {len(unknown)} name(s) not in the ground truth ({_listing(unknown)})"
+                   " — compat=official scores this task NaN")
+    if missing:
+        out.append(f"{task}: {len(missing)} ground-truth image(s) without a row "
+                   f"({_listing(missing)})")
+    if len(given) != len(submitted):
+        out.append(f"{task}: {len(submitted) - len(given)} duplicate row(s)")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
