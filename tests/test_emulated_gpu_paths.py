@@ -50,3 +50,17 @@ def test_engine_moves_chunks_to_the_device(cp):
     seen = map_reduce(lambda x: [is_cupy(x)], [da.zeros((8, 8), chunks=4)],
                       lambda parts: sum(parts, []), device="gpu")
     assert seen == [True] * 4
+
+
+@pytest.mark.parametrize("radius,threshold", [(0, 122), (2, 122), (1, None)])
+def test_urisc_boundary_twin(cp, radius, threshold):
+    from gpueval.kernels.boundary import boundary_counts
+
+    rng = np.random.default_rng(2)
+    gt = np.where(rng.random((60, 50)) < 0.1, 0, 255).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.05] = 100  # grey GT values
+    pred = np.where(rng.random((60, 50)) < 0.1, 0, 255).astype(np.uint8)
+    host = boundary_counts(gt, pred, radius=radius, gt_threshold=threshold, band_rows=17)
+    dev = boundary_counts(cp.asarray(gt), cp.asarray(pred), radius=radius,
+                          gt_threshold=threshold, band_rows=17)
+    assert host.pixel_counts() == dev.pixel_counts()
