@@ -503,8 +503,9 @@ def class_surfaces(ctx: _Context, volume, classes: Sequence[int]) -> dict[int, S
     classes = tuple(int(c) for c in classes)
     if not classes:
         return {}
-    if 0 in classes:  # out-of-volume voxels are padded with 0
-        raise ValueError("label 0 cannot be a surface class")
+    if 0 in classes:  # out-of-volume voxels are padded with 0; only negative labels get here
+        raise TruthError("label 0 would be scored as a class: ground-truth labels must not be "
+                         "negative")
     vol = _lazy(volume, ctx.settings["chunk"])
     tasks = []
     for lo, hi in corner_chunks(vol.shape, ctx.settings["chunk"]):
