@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from gpueval import api
@@ -69,6 +72,36 @@ def test_mask_counts_hand_case():
     assert (c.cup_diameter_gt, c.disc_diameter_gt) == (2, 4)
     assert refuge.dice(c.disc_both, c.disc_pred, c.disc_gt) == 16 / 20
     assert refuge.vertical_cdr(0, 0) == 0.0
+
+
+masks = st.tuples(st.integers(1, 12), st.integers(1, 12)).flatmap(
+    lambda shape: st.tuples(*(hnp.arrays(np.uint8, shape, elements=st.sampled_from(
+        [0, 0, 100, 128, 128, 254, 255, 255, 255])) for _ in range(2))))
+
+
+@given(masks, st.randoms(use_true_random=False))
+def test_counts_match_spec_formulas_and_ignore_row_column_order(pair, rnd):
+    pred, gt = pair
+    c = refuge.mask_counts(pred, gt)
+    for region, (n_p, n_g, n_b, d_p, d_g) in {
+        (lambda m: m == 0): (c.cup_pred, c.cup_gt, c.cup_both, c.cup_diameter_pred,
+                             c.cup_diameter_gt),
+        (lambda m: m < 255): (c.disc_pred, c.disc_gt, c.disc_both, c.disc_diameter_pred,
+                              c.disc_diameter_gt),
+    }.items():
+        p, g = region(pred), region(gt)
+        assert (n_p, n_g, n_b) == (p.sum(), g.sum(), (p & g).sum())
+        # vertical diameter: the largest per-column count (spec §2), not an extent
+        assert d_p == max(int(p[:, j].sum()) for j in range(p.shape[1]))
+        assert d_g == max(int(g[:, j].sum()) for j in range(g.shape[1]))
+    rows = list(range(pred.shape[0]))
+    cols = list(range(pred.shape[1]))
+    rnd.shuffle(rows)
+    rnd.shuffle(cols)
+    assert refuge.mask_counts(pred[rows][:, cols], gt[rows][:, cols]) == c
+    # transposing swaps what "vertical" means: Dice counts stay, diameters may not
+    t = refuge.mask_counts(pred.T, gt.T)
+    assert (t.cup_both, t.disc_both) == (c.cup_both, c.disc_both)
 
 
 def test_fovea_fixture():
@@ -258,6 +291,18 @@ def test_sensitivity_variant(tmp_path):
     res = api.score("refuge", truth, sub, overrides=["sensitivity=tie-robust"], device="cpu")
     assert res.metrics["sensitivity_at_085_specificity"] == 18 / 40  # see test_classification
     assert res.metrics["auc"] == pytest.approx(0.799375, abs=1e-12)
+
+
+def test_wrapping_folder_beside_loose_files(tmp_path):
+    truth = _make_truth(tmp_path / "truth", cases=["perfect"])
+    sub = _make_submission(tmp_path / "outer" / "team", cases=["perfect"])
+    (tmp_path / "outer" / "README.txt").write_text("hello")
+    res = api.score("refuge", truth, tmp_path / "outer", device="cpu")
+    assert res.status == "ok" and res.metrics["mean_cup_dice"] == 1.0
+    _make_submission(tmp_path / "outer" / "team2", cases=["perfect"])
+    res = api.score("refuge", truth, tmp_path / "outer", device="cpu")
+    assert res.status == "rejected" and "several folders" in res.error
+    assert sub.exists()
 
 
 def test_rejections(tmp_path):
