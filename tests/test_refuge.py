@@ -262,6 +262,9 @@ def test_mask_without_ground_truth(tmp_path):
     res = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
     assert res.metrics["mean_cup_dice"] == 1.0
     assert [it["id"] for it in res.items] == ["perfect.bmp"]
+    (truth / "Disc_Cup_Masks" / "perfect.bmp").rename(truth / "Disc_Cup_Masks" / "other.bmp")
+    res = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
+    assert res.status == "ok" and math.isnan(res.metrics["vcdr_mae"]) and res.items == []
 
 
 def test_name_matching_rules(tmp_path):

@@ -140,6 +140,9 @@ class _Options:
         if opts.compat not in ("official", "corrected"):
             raise TruthError(f"refuge config: compat must be official or corrected, "
                              f"not {opts.compat!r}")
+        if not 0.0 <= opts.specificity <= 1.0:
+            raise TruthError(f"refuge config: specificity must lie in [0, 1], "
+                             f"not {opts.specificity}")
         if opts.sensitivity not in ("official", "tie-robust"):
             raise TruthError(f"refuge config: sensitivity must be official or tie-robust, "
                              f"not {opts.sensitivity!r}")
@@ -372,6 +375,9 @@ def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, devic
                   for n in missing_gt]
         items.sort(key=lambda it: it["id"])
     if failed:
+        return nan, items, pixels
+    if not items:
+        notes.append("segmentation: no submitted mask has a ground truth: NaN")
         return nan, items, pixels
     return {
         "mean_disc_dice": float(np.mean([it["disc_dice"] for it in items])),
