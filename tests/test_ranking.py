@@ -101,3 +101,19 @@ def test_argsort_is_a_sorting_permutation(values):
     np.testing.assert_array_equal(v[order], np.sort(v))  # NaN last, as NumPy
     if len(values) <= 16:  # insertion sort only: stable
         assert order == np.argsort(v, kind="stable").tolist()
+
+
+def test_accepts_results_and_result_json():
+    from gpueval.result import Result
+
+    metrics = _fixture_results()
+    mixed = {
+        "A": Result("refuge", "v", metrics=metrics["A"]),
+        "B": Result("refuge", "v", metrics=metrics["B"]).to_dict(),
+        "C": metrics["C"],
+        "D": metrics["D"],
+        "E": metrics["E"],
+        "R": Result.rejected("refuge", "v", "bad zip").to_dict(),
+    }
+    mixed["R"]["metrics"] = {"mean_cup_dice": 1.0, "auc": 1.0}  # ignored: rejected
+    assert refuge_leaderboard(mixed) == refuge_leaderboard(metrics)

@@ -233,16 +233,17 @@ def final_board(segmentation: Mapping[str, Any], classification: Mapping[str, An
                        for i in order]}
 
 
-def refuge_leaderboard(results: Mapping[str, Mapping[str, Any] | None], *,
+def refuge_leaderboard(results: Mapping[str, Any], *,
                        segmentation_weights: Sequence[float] = (0.35, 0.25, 0.4),
                        final_weights: Sequence[float] = (0.6, 0.4)) -> dict[str, dict]:
     """All four REFUGE leaderboards from many submissions' metrics.
 
     Parameters
     ----------
-    results : ``{team: metrics}``; ``metrics`` is a scored result's ``metrics`` dict (None or
-        NaN values — e.g. a rejected submission — drop the team from the boards concerned).
-        The mapping's order is the official results table's row order.
+    results : ``{team: metrics}``; ``metrics`` is a scored result's ``metrics`` dict, or the
+        result itself (a :class:`~gpueval.result.Result` or its JSON dict; a rejected one
+        counts as all-NaN). None or NaN values drop the team from the boards concerned. The
+        mapping's order is the official results table's row order.
     segmentation_weights : weights of the cup Dice, disc Dice and vCDR MAE ranks.
     final_weights : weights of the segmentation and classification positions.
 
@@ -259,10 +260,22 @@ def refuge_leaderboard(results: Mapping[str, Mapping[str, Any] | None], *,
     >>> boards["final"]["teams_in_order"]
     ['A', 'B']
     """
+    results = {team: _metrics_of(r) for team, r in results.items()}
     seg = segmentation_board(results, segmentation_weights)
     cls = classification_board(results)
     return {"segmentation": seg, "classification": cls, "fovea": fovea_board(results),
             "final": final_board(seg, cls, final_weights)}
+
+
+def _metrics_of(r: Any) -> Mapping[str, Any]:
+    """A metrics mapping from a metrics dict, a Result, or a result's JSON dict."""
+    if r is None:
+        return {}
+    if hasattr(r, "metrics") and hasattr(r, "status"):
+        return r.metrics if r.status == "ok" else {}
+    if isinstance(r, Mapping) and isinstance(r.get("metrics"), Mapping):
+        return r["metrics"] if r.get("status", "ok") == "ok" else {}
+    return r
 
 
 def _positions(order: Sequence[int]) -> list[int]:
