@@ -21,8 +21,10 @@ is NaN (with a note).
 member by member, never extracted) holding ``segmentation/<name>.bmp``,
 ``classification_results.csv`` (header, then ``name,score``) and ``fovea_location_results.csv``
 or ``fovea_localization_results.csv`` (header, then ``name,x,y``), at the top level or inside a
-single wrapping folder (``__MACOSX`` and ``._*`` entries ignored). At least one part must exist;
-an absent part is NaN.
+single wrapping folder (the one top-level folder holding any of them; loose files beside it,
+``__MACOSX`` and ``._*`` entries are ignored). At least one part must exist; an absent part is
+NaN. Only ``*.bmp`` files directly in ``segmentation/`` are scored (``.BMP`` is ignored, as
+the official case-sensitive listing does; ignored files are listed in the notes).
 
 Metrics (spec §2-4)
 -------------------
