@@ -1,0 +1,864 @@
+"""``gpueval rescore``: score every stored submission into a results database, resumably.
+
+::
+
+    gpueval rescore urisc --truth gt/ --submissions all/ [--db URL] [--workers N |
+        --scheduler ADDRESS] [--timeout S] [--force] [--export board.csv|board.parquet]
+    gpueval leaderboard urisc --db URL [--metric-version V] [--compare V0]
+
+What it does
+------------
+* Every entry of ``--submissions DIR`` (a file, a zip or a folder) is one submission, named by
+  its entry name. Hidden entries (``.*``) and gpueval's own database files are skipped.
+* Each submission is identified by the sha256 of its content (:func:`content_hash`: a file's
+  bytes, or a folder tree's sorted relative paths and bytes, streamed); the truth likewise.
+  A result is keyed by ``(challenge, metric_version, submission hash, truth hash)`` in the
+  results database (:mod:`gpueval.db`; default: the SQLite file ``<DIR>.gpueval-results.sqlite``
+  beside ``DIR``). Identical submissions under two names are scored once, under the first
+  name (the others are listed in the summary).
+* Resumable and idempotent: a key already recorded as ``ok`` or ``rejected`` under the same
+  configuration is skipped; ``failed`` ones (timeout, crash, memory, lost worker) are retried
+  and the retry is added as a new revision. Each row is written in its own transaction as its
+  submission finishes, so a run killed at any point (even SIGKILL) loses only the
+  submissions in flight, and the next run scores just what is missing.
+* Never silently overwritten: a submission already recorded under the same metric version but
+  a different configuration hash (say ``--set radius=2`` without a new ``metric_version``) is
+  scored again; an identical outcome writes nothing, a different one is a conflict (reported,
+  exit status 1) unless ``--force``, which adds it as a new revision (both kept with their
+  timestamps). ``--force`` re-scores everything.
+* Isolation: every submission is scored in its own child process (``python -c``, so it also
+  works from daemonic dask workers), which a wall-clock limit (``--timeout``) and a resident
+  memory limit (Python: ``memory_limit=``; CLI: the environment variable
+  ``GPUEVAL_RESCORE_MEMORY_LIMIT``, e.g. ``8GiB``) kill. A rejected, crashing, hung or too
+  large submission is recorded with its reason and the batch goes on. The child dies with its
+  parent (``PR_SET_PDEATHSIG``), so killing the batch leaves no orphan scoring.
+* Parallelism: in-process by default (one child at a time, scheduled from this process);
+  ``--workers N`` starts a dask ``LocalCluster`` of N single-threaded worker processes;
+  ``--scheduler ADDRESS`` uses an existing dask.distributed cluster (the submissions and truth
+  paths must be readable from its workers). Each submission's own scoring runs on local
+  threads inside its child. A worker that dies mid-submission is replaced by its nanny and the
+  submission is re-run elsewhere (dask's ``allowed-failures`` times, then recorded ``failed``).
+  The dashboard link is printed when a cluster is used.
+* Progress (a tqdm bar on a terminal): done / failed / remaining and submissions per second;
+  the summary line gives the throughput in submissions per minute.
+* A truth or configuration that is unusable (``TruthError``) stops the batch (exit status 4):
+  it is not any submission's fault and would fail them all.
+
+Leaderboards rank the latest revision of each submission under one metric version: by ``score``
+(higher is better, ties share a rank: 1, 2, 2, 4), or for REFUGE by the official final ranking
+(:func:`gpueval.metrics.ranking.refuge_leaderboard`, teams in submission-name order, the
+official table's row order). Rejected and failed submissions are listed unranked. ``--compare``
+(default: the previous metric version in the database) adds each submission's rank under that
+version and the change (positive = moved up), matching submissions by content hash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib
+import json
+import math
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpueval import __version__
+from gpueval.config import load_config
+from gpueval.db import Record, ResultConflict, ResultsDB, config_hash, connect, default_url
+from gpueval.errors import TruthError, UsageError
+from gpueval.result import Result, format_value, to_jsonable
+
+DEFAULT_SCORER = "gpueval.api:score"
+MEMORY_ENV = "GPUEVAL_RESCORE_MEMORY_LIMIT"
+_HASH_BLOCK = 1 << 20
+_POLL_S = 0.05
+_CHILD_CODE = "from gpueval.rescore import _child_main; _child_main()"
+
+
+# ---------------------------------------------------------------------------------------------
+# submissions and their content hashes
+
+
+def list_submissions(directory: str | Path, *, exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """Entries of ``directory`` that are submissions, sorted by name.
+
+    Hidden entries and gpueval result databases (``*.gpueval-results.sqlite*``) are skipped,
+    as are the paths in ``exclude`` (the database in use, with its ``-wal``/``-shm`` files).
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise UsageError(f"--submissions {directory}: not a folder")
+    skip = {Path(p).resolve() for p in exclude}
+    skip |= {Path(str(p) + s) for p in skip for s in ("-wal", "-shm", "-journal")}
+    out = []
+    for entry in sorted(d.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or ".gpueval-results.sqlite" in entry.name:
+            continue
+        if entry.resolve() in skip:
+            continue
+        out.append(entry)
+    return out
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file's or folder tree's content, streamed (1 MiB blocks).
+
+    A file: ``b"file\\0"`` + its bytes. A folder: ``b"tree\\0"`` then, for every entry below it
+    in sorted relative-POSIX-path order, a length-prefixed record of its kind (file, folder,
+    symbolic link), path, size and bytes (a link's target text; links are never followed).
+    Names, timestamps and permissions outside the tree do not count, so a renamed or copied
+    submission keeps its hash.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        h.update(b"link\0" + os.readlink(path).encode("utf-8", "surrogateescape"))
+    elif stat.S_ISDIR(st.st_mode):
+        h.update(b"tree\0")
+        for rel, p in _tree(path):
+            _hash_entry(h, rel, p)
+    else:
+        h.update(b"file\0")
+        _hash_bytes(h, path)
+    return h.hexdigest()
+
+
+def _tree(root: Path) -> list[tuple[str, Path]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        for n in dirnames + filenames:
+            p = base / n
+            out.append((p.relative_to(root).as_posix(), p))
+    out.sort(key=lambda t: t[0].encode("utf-8", "surrogateescape"))
+    return out
+
+
+def _hash_entry(h: Any, rel: str, p: Path) -> None:
+    name = rel.encode("utf-8", "surrogateescape")
+    st = p.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(p).encode("utf-8", "surrogateescape")
+        h.update(b"L" + len(name).to_bytes(8, "little") + name
+                 + len(target).to_bytes(8, "little") + target)
+    elif stat.S_ISDIR(st.st_mode):
+        h.update(b"D" + len(name).to_bytes(8, "little") + name)
+    else:
+        h.update(b"F" + len(name).to_bytes(8, "little") + name + st.st_size.to_bytes(8, "little"))
+        _hash_bytes(h, p)
+
+
+def _hash_bytes(h: Any, path: Path) -> None:
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch
+
+
+@dataclass
+class Summary:
+    """What one ``rescore`` run did."""
+
+    challenge: str
+    metric_version: str
+    db_url: str
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    rejected: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    duplicates: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.ok + self.rejected + self.failed
+
+    def line(self) -> str:
+        rate = self.processed / self.seconds * 60 if self.seconds > 0 else 0.0
+        parts = [f"{self.challenge} {self.metric_version}: {self.total} submissions",
+                 f"{self.skipped} already scored", f"{self.ok} scored",
+                 f"{self.rejected} rejected", f"{self.failed} failed"]
+        if self.unchanged:
+            parts.append(f"{self.unchanged} re-scored unchanged")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} CONFLICTS")
+        if self.duplicates:
+            parts.append(f"{len(self.duplicates)} duplicates")
+        return ", ".join(parts) + f" — {self.seconds:.1f} s, {rate:.1f} submissions/min"
+
+
+def rescore(
+    challenge: str,
+    truth: str | Path,
+    submissions: str | Path,
+    *,
+    db: str | ResultsDB | None = None,
+    config: str | Path | None = None,
+    overrides: Iterable[str] | dict[str, Any] = (),
+    device: str = "auto",
+    scheduler: Any = None,
+    workers: int = 0,
+    force: bool = False,
+    timeout: float | None = None,
+    memory_limit: int | str | None = None,
+    progress: bool | None = None,
+    scorer: str = DEFAULT_SCORER,
+    on_record: Callable[[Record], None] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Summary:
+    """Score every submission in ``submissions`` into the results database.
+
+    Parameters
+    ----------
+    challenge, truth, config, overrides, device : as for :func:`gpueval.api.score`.
+    submissions : folder whose entries are one submission each.
+    db : database URL or an open :class:`~gpueval.db.ResultsDB` (default: SQLite beside the
+        folder, :func:`gpueval.db.default_url`).
+    scheduler : a dask.distributed address or ``Client`` to run the submissions on.
+    workers : start a ``LocalCluster`` with this many worker processes (0: in-process).
+    force : re-score everything; changed results are kept as new revisions.
+    timeout : wall-clock seconds allowed per submission (its child is killed after).
+    memory_limit : resident bytes (or ``"8GiB"``) allowed per submission's child.
+    progress : show a tqdm bar (default: when stderr is a terminal).
+    scorer : ``"module:function"`` called in the child like :func:`gpueval.api.score`.
+    on_record : called in this process with each record as it is written.
+    echo : where to print the dashboard link (default: stderr; ``None``-like: silent).
+
+    Returns
+    -------
+    Summary
+    """
+    t0 = time.perf_counter()
+    cfg = load_config(challenge, config, overrides)
+    metric_version = str(cfg["metric_version"])
+    echo = echo or (lambda s: print(s, file=sys.stderr))
+    sub_dir = Path(submissions)
+    own_db = not isinstance(db, ResultsDB)
+    store = connect(db or default_url(sub_dir)) if own_db else db
+    try:
+        exclude = [store.path] if store.dialect == "sqlite" else []
+        entries = list_submissions(sub_dir, exclude=exclude)
+        summary = Summary(challenge, metric_version, store.url, total=len(entries))
+        truth_hash = _truth_hash(truth)
+        cfg_hash = config_hash(cfg)
+        hashes = _hash_all(entries)
+        todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, hashes,
+                     force, summary)
+        if todo:
+            tasks = [_task(challenge, truth, p, h, truth_hash, cfg, cfg_hash, device, timeout,
+                           _memory_bytes(memory_limit), scorer) for p, h in todo]
+            _run(tasks, store, summary, scheduler=scheduler, workers=workers, force=force,
+                 progress=progress, on_record=on_record, echo=echo)
+    finally:
+        if own_db:
+            store.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _truth_hash(truth: str | Path) -> str:
+    if not Path(truth).exists():
+        raise TruthError(f"--truth {truth}: not found")
+    return content_hash(truth)
+
+
+def _hash_all(entries: Sequence[Path]) -> list[str]:
+    # hashing is I/O bound and hashlib releases the GIL on large blocks
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(entries)))) as ex:
+        return list(ex.map(content_hash, entries))
+
+
+def _plan(store: ResultsDB, challenge: str, metric_version: str, truth_hash: str, cfg_hash: str,
+          entries: Sequence[Path], hashes: Sequence[str], force: bool,
+          summary: Summary) -> list[tuple[Path, str]]:
+    """Which entries need scoring; fills ``summary.skipped`` and ``summary.duplicates``."""
+    done = {r.submission_hash: r for r in store.latest(challenge, metric_version, truth_hash)}
+    todo, first_name = [], {}
+    for path, h in zip(entries, hashes, strict=True):
+        if h in first_name:
+            summary.duplicates[path.name] = first_name[h]
+            continue
+        first_name[h] = path.name
+        rec = done.get(h)
+        if (not force and rec is not None and rec.status != "failed"
+                and rec.config_hash == cfg_hash):
+            summary.skipped += 1
+            continue
+        todo.append((path, h))
+    return todo
+
+
+def _task(challenge: str, truth: str | Path, path: Path, sub_hash: str, truth_hash: str,
+          cfg: dict[str, Any], cfg_hash: str, device: str, timeout: float | None,
+          memory_limit: int | None, scorer: str) -> dict[str, Any]:
+    return {"challenge": challenge, "truth": str(Path(truth).resolve()),
+            "submission": str(path.resolve()), "name": path.name, "submission_hash": sub_hash,
+            "truth_hash": truth_hash, "config": to_jsonable(cfg), "config_hash": cfg_hash,
+            "metric_version": str(cfg["metric_version"]), "device": device, "timeout": timeout,
+            "memory_limit": memory_limit, "scorer": scorer, "gpueval_version": __version__}
+
+
+def _memory_bytes(limit: int | str | None) -> int | None:
+    limit = limit if limit is not None else os.environ.get(MEMORY_ENV) or None
+    if limit is None:
+        return None
+    if isinstance(limit, int | float):
+        return int(limit)
+    from dask.utils import parse_bytes
+
+    try:
+        return int(parse_bytes(str(limit)))
+    except ValueError as e:
+        raise UsageError(f"memory limit {limit!r}: write bytes or e.g. 8GiB") from e
+
+
+def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: Any,
+         workers: int, force: bool, progress: bool | None,
+         on_record: Callable[[Record], None] | None, echo: Callable[[str], None]) -> None:
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(tasks), unit="sub", desc="rescore", disable=not show, leave=False)
+    try:
+        for task, outcome in _execute(tasks, scheduler, workers, echo):
+            rec = _record(task, outcome)
+            try:
+                state = store.insert(rec, force=force)
+            except ResultConflict as e:
+                summary.conflicts.append(str(e))
+                state = "conflict"
+            if state == "unchanged":
+                summary.unchanged += 1
+            if state != "conflict":
+                setattr(summary, rec.status, getattr(summary, rec.status) + 1)
+                summary.records.append(rec)
+                if on_record is not None:
+                    on_record(rec)
+            bar.update(1)
+            bar.set_postfix(done=summary.processed, failed=summary.failed + summary.rejected,
+                            remaining=len(tasks) - bar.n, refresh=False)
+    finally:
+        bar.close()
+
+
+def _execute(tasks: list[dict], scheduler: Any, workers: int,
+             echo: Callable[[str], None]) -> Iterator[tuple[dict, dict]]:
+    """Yield ``(task, outcome)`` as submissions finish; stop everything on a TruthError."""
+    if scheduler is None and workers <= 0:
+        yield from _execute_local(tasks)
+    else:
+        yield from _execute_dask(tasks, scheduler, workers, echo)
+
+
+def _execute_local(tasks: list[dict]) -> Iterator[tuple[dict, dict]]:
+    ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpueval-rescore")
+    futures = {ex.submit(run_task, t): t for t in tasks}
+    try:
+        for fut in futures_completed(futures):
+            outcome = fut.result()
+            _check_truth(outcome)
+            yield futures[fut], outcome
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _execute_dask(tasks: list[dict], scheduler: Any, workers: int,
+                  echo: Callable[[str], None]) -> Iterator[tuple[dict, dict]]:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if isinstance(scheduler, Client):
+        client, own_client = scheduler, False
+    else:
+        if scheduler is None:
+            import logging
+
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            scheduler = cluster
+        client, own_client = Client(scheduler), True
+    echo(f"dask dashboard: {client.dashboard_link}")
+    futures = {}
+    for t in tasks:
+        key = f"gpueval-rescore-{t['submission_hash'][:16]}-{t['config_hash'][:8]}"
+        futures[client.submit(run_task, t, key=key, pure=False)] = t
+    try:
+        for fut in as_completed(list(futures)):
+            task = futures[fut]
+            try:
+                outcome = fut.result()
+            except Exception as e:  # KilledWorker (the worker died each time), cancellation
+                outcome = {"kind": "failed", "error": _lost_worker_reason(e),
+                           "seconds": None, "started_at": None}
+            _check_truth(outcome)
+            yield task, outcome
+    finally:
+        client.cancel(list(futures), force=True)
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _lost_worker_reason(e: BaseException) -> str:
+    name = type(e).__name__
+    if name == "KilledWorker":
+        return ("the dask worker scoring it died each time it was tried (crash or memory); "
+                f"{_one_line(e)}")
+    return f"lost on the cluster: {name}: {_one_line(e)}"
+
+
+def _check_truth(outcome: dict) -> None:
+    if outcome.get("kind") == "truth_error":
+        raise TruthError(outcome["error"])
+
+
+def _record(task: dict, outcome: dict) -> Record:
+    """The database row for one finished task."""
+    from gpueval.db import utc_now
+
+    finished = outcome.get("finished_at") or utc_now()
+    if outcome.get("kind") == "result":
+        result = outcome["result"]
+    else:
+        result = Result(task["challenge"], task["metric_version"], status="failed",
+                        error=outcome["error"]).to_dict()
+        result["runtime"]["seconds"] = outcome.get("seconds")
+        result["runtime"]["device"] = None
+    runtime = result.get("runtime") or {}
+    score = result.get("score")
+    return Record(
+        challenge=task["challenge"], metric_version=task["metric_version"],
+        submission_hash=task["submission_hash"], truth_hash=task["truth_hash"],
+        submission_name=task["name"], status=result["status"], error=result.get("error"),
+        score=float(score) if isinstance(score, int | float) else None,
+        result_json=json.dumps(result, allow_nan=False),
+        runtime_seconds=runtime.get("seconds", outcome.get("seconds")),
+        device=runtime.get("device"), gpueval_version=task["gpueval_version"],
+        config_hash=task["config_hash"], started_at=outcome.get("started_at") or finished,
+        finished_at=finished)
+
+
+# ---------------------------------------------------------------------------------------------
+# one submission in a child process (this part runs on the worker)
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Score one submission in a fresh child process, within its time and memory limits.
+
+    Returns ``{"kind": "result", "result": {...}}``, ``{"kind": "failed", "error": reason}``
+    or ``{"kind": "truth_error", "error": ...}``, with ``started_at``, ``finished_at`` and
+    ``seconds``. Never raises for anything the submission does.
+    """
+    from gpueval.db import utc_now
+
+    started, t0 = utc_now(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpueval-rescore-") as tmp:
+        out = Path(tmp) / "outcome.json"
+        with open(Path(tmp) / "log", "w+b") as log:
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, str(out)],
+                                    stdin=subprocess.PIPE, stdout=log, stderr=log)
+            try:
+                proc.stdin.write(json.dumps(task).encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            killed = _supervise(proc, task.get("timeout"), task.get("memory_limit"))
+            log.seek(0)
+            tail = _last_line(log.read()[-4000:])
+        outcome = _outcome(proc.returncode, killed, out, tail)
+    outcome.update(started_at=started, finished_at=utc_now(), seconds=time.perf_counter() - t0)
+    return outcome
+
+
+def _supervise(proc: subprocess.Popen, timeout: float | None,
+               memory_limit: int | None) -> str | None:
+    """Wait for ``proc``; kill it (and its children) past the limits. Returns why it was
+    killed, or None."""
+    import psutil
+
+    t0 = time.monotonic()
+    peak = 0
+    while True:
+        try:
+            proc.wait(timeout=_POLL_S)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        why = None
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            why = f"exceeded the time limit of {timeout:g} s"
+        elif memory_limit is not None:
+            peak = max(peak, _tree_rss(psutil, proc.pid))
+            if peak > memory_limit:
+                why = (f"exceeded the memory limit of {memory_limit / 2**20:.0f} MiB "
+                       f"(resident {peak / 2**20:.0f} MiB)")
+        if why is not None:
+            _kill_tree(psutil, proc)
+            return why
+
+
+def _tree_rss(psutil: Any, pid: int) -> int:
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _kill_tree(psutil: Any, proc: subprocess.Popen) -> None:
+    try:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        kids = []
+    for q in kids:
+        try:
+            q.kill()
+        except psutil.Error:
+            pass
+    proc.kill()
+    proc.wait()
+
+
+def _outcome(rc: int, killed: str | None, out: Path, tail: str) -> dict[str, Any]:
+    if killed:
+        return {"kind": "failed", "error": killed}
+    if out.exists():
+        payload = json.loads(out.read_text())
+        if rc == 0 or payload.get("kind") != "result":
+            return payload
+    if rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = f"signal {-rc}"
+        hint = " (out of memory?)" if -rc == signal.SIGKILL else ""
+        return {"kind": "failed",
+                "error": f"the scoring process crashed: killed by {sig}{hint}"
+                         + (f"; last output: {tail}" if tail else "")}
+    return {"kind": "failed", "error": f"the scoring process exited with status {rc}"
+                                       + (f": {tail}" if tail else "")}
+
+
+def _last_line(data: bytes) -> str:
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:500] or type(e).__name__
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphaned scoring)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_main() -> None:
+    """Entry point of the child: task JSON on stdin, outcome JSON written to ``argv[1]``."""
+    ppid = os.getppid()
+    _die_with_parent()
+    if os.getppid() != ppid:  # the parent died before the death signal was armed
+        os._exit(1)
+    out = Path(sys.argv[1])
+    task = json.loads(sys.stdin.read())
+    payload = _score_here(task)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(payload, allow_nan=False))
+    tmp.replace(out)
+    sys.exit(0 if payload["kind"] == "result" else 1)
+
+
+def _score_here(task: dict[str, Any]) -> dict[str, Any]:
+    from gpueval.errors import GpuevalError
+
+    try:
+        module, _, name = task["scorer"].partition(":")
+        scorer = getattr(importlib.import_module(module), name)
+        result = scorer(task["challenge"], task["truth"], task["submission"],
+                        config=task["config"], device=task["device"])
+        return {"kind": "result", "result": result.to_dict()}
+    except TruthError as e:
+        return {"kind": "truth_error", "error": str(e)}
+    except GpuevalError as e:
+        return {"kind": "failed", "error": f"{type(e).__name__}: {_one_line(e)}"}
+    except MemoryError:
+        return {"kind": "failed", "error": "ran out of memory (MemoryError)"}
+    except Exception as e:
+        return {"kind": "failed", "error": f"the scorer raised {type(e).__name__}: "
+                                           f"{_one_line(e)}"}
+
+
+# ---------------------------------------------------------------------------------------------
+# leaderboards
+
+
+@dataclass
+class Board:
+    """A ranked table of one metric version (``rows``: dicts, ranked first)."""
+
+    challenge: str
+    metric_version: str
+    rows: list[dict[str, Any]]
+    compare: str | None = None
+    previous: list[dict[str, Any]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = None,
+                compare: str | None = None, *, auto_compare: bool = True) -> Board:
+    """Rank the latest results of ``metric_version`` (default: the newest in the database).
+
+    ``compare`` (default with ``auto_compare``: the version recorded before it, if any) adds
+    ``previous_rank``, ``rank_change`` (positive = moved up) and ``previous_score`` per
+    submission, matched by content hash.
+    """
+    versions = store.metric_versions(challenge)
+    if not versions:
+        raise UsageError(f"no {challenge} results in {store.url}")
+    if metric_version is None:
+        metric_version = versions[-1]
+    if metric_version not in versions:
+        raise UsageError(f"no {challenge} results for metric version {metric_version!r}; "
+                         f"recorded: {', '.join(versions)}")
+    if compare is None and auto_compare:
+        i = versions.index(metric_version)
+        compare = versions[i - 1] if i > 0 else None
+    if compare is not None and compare not in versions:
+        raise UsageError(f"--compare {compare}: no {challenge} results for it; recorded: "
+                         f"{', '.join(versions)}")
+    notes: list[str] = []
+    rows = _ranked_rows(store, challenge, metric_version, notes)
+    board = Board(challenge, metric_version, rows, compare, notes=notes)
+    if compare is not None:
+        prev = _ranked_rows(store, challenge, compare, notes)
+        by_hash = {r["submission_hash"]: r for r in prev}
+        for r in rows:
+            p = by_hash.get(r["submission_hash"])
+            r["previous_rank"] = p["rank"] if p else None
+            r["previous_score"] = p["score"] if p else None
+            r["rank_change"] = (p["rank"] - r["rank"]
+                                if p and p["rank"] is not None and r["rank"] is not None
+                                else None)
+        names = {r["submission_hash"]: r["name"] for r in rows}
+        board.previous = [dict(p, name=names.get(p["submission_hash"], p["name"]))
+                          for p in prev]
+    return board
+
+
+def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
+                 notes: list[str]) -> list[dict[str, Any]]:
+    recs = store.latest(challenge, metric_version)
+    truths = {r.truth_hash for r in recs}
+    if len(truths) > 1:  # several truths scored under one version: the most recent wins
+        latest_truth = max(recs, key=lambda r: r.finished_at).truth_hash
+        notes.append(f"{metric_version}: results against {len(truths)} truths recorded; "
+                     f"ranking those against the most recent ({latest_truth[:12]})")
+        recs = [r for r in recs if r.truth_hash == latest_truth]
+    recs.sort(key=lambda r: r.submission_name)
+    rows = [_row(r) for r in recs]
+    if challenge == "refuge" and _rank_refuge(rows):
+        pass
+    else:
+        _rank_by_score(rows)
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["name"]))
+    return rows
+
+
+def _row(r: Record) -> dict[str, Any]:
+    result = r.result
+    row: dict[str, Any] = {"rank": None, "name": r.submission_name, "score": r.score,
+                           "status": r.status, "error": r.error,
+                           "metric_version": r.metric_version,
+                           "submission_hash": r.submission_hash, "truth_hash": r.truth_hash,
+                           "revision": r.revision, "runtime_seconds": r.runtime_seconds,
+                           "device": r.device, "finished_at": r.finished_at}
+    for k, v in (result.get("metrics") or {}).items():
+        if v is None or isinstance(v, int | float | str | bool):
+            row[f"metrics.{k}"] = v
+    row["_metrics"] = result.get("metrics") or {}
+    return row
+
+
+def _rank_by_score(rows: list[dict[str, Any]]) -> None:
+    scores = [r["score"] if r["status"] == "ok" and _finite(r["score"]) else None for r in rows]
+    for r, s in zip(rows, scores, strict=True):
+        r["rank"] = None if s is None else 1 + sum(1 for t in scores if t is not None and t > s)
+
+
+def _rank_refuge(rows: list[dict[str, Any]]) -> bool:
+    try:
+        from gpueval.metrics.ranking import refuge_leaderboard
+    except ImportError:
+        return False
+    ok = [r for r in rows if r["status"] == "ok"]
+    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok})
+    final = boards["final"]["teams_in_order"]
+    seg = boards["segmentation"]["teams_in_order"]
+    cls = boards["classification"]["teams_in_order"]
+    for r in rows:
+        n = r["name"]
+        r["rank"] = final.index(n) + 1 if n in final else None
+        r["segmentation_rank"] = seg.index(n) + 1 if n in seg else None
+        r["classification_rank"] = cls.index(n) + 1 if n in cls else None
+    by_name = {r["name"]: r for r in rows}
+    for i, n in enumerate(final):
+        by_name[n]["final_score"] = boards["final"]["scores"][i][0]
+    return True
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def public_rows(board: Board) -> list[dict[str, Any]]:
+    """The board's rows without private keys (what exports and prints show)."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in board.rows]
+
+
+def format_board(board: Board, max_rows: int | None = None) -> str:
+    """Plain-text ranked table (with rank changes when compared)."""
+    head = f"{board.challenge} leaderboard — metric version {board.metric_version}"
+    if board.compare:
+        head += f" (rank change against {board.compare})"
+    cols = ["rank"] + (["change", "was"] if board.compare else []) + ["submission", "score",
+                                                                        "status"]
+    if board.challenge == "refuge":
+        cols[cols.index("score")] = "final_score"
+    lines_ = []
+    for r in board.rows[:max_rows]:
+        cells = {"rank": _cell(r["rank"]), "submission": r["name"],
+                 "score": format_value(r["score"]),
+                 "final_score": format_value(r.get("final_score")),
+                 "status": r["status"] + (f": {r['error']}" if r["error"] else "")}
+        if board.compare:
+            ch = r.get("rank_change")
+            cells["change"] = "new" if r.get("previous_rank") is None and r["rank"] else (
+                "" if ch is None else ("=" if ch == 0 else f"{ch:+d}"))
+            cells["was"] = _cell(r.get("previous_rank"))
+        lines_.append([cells[c] for c in cols])
+    widths = [max([len(c)] + [len(row[i]) for row in lines_]) for i, c in enumerate(cols)]
+    out = [head, "",
+           "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in lines_]
+    out += [f"note: {n}" for n in board.notes]
+    return "\n".join(out)
+
+
+def _cell(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def export_board(board: Board, path: str | Path) -> Path:
+    """Write the board as ``.csv`` or ``.parquet`` (pandas; parquet needs pyarrow)."""
+    import pandas as pd
+
+    path = Path(path)
+    df = pd.DataFrame(public_rows(board))
+    for col in ("rank", "previous_rank", "rank_change", "segmentation_rank",
+                "classification_rank", "revision"):
+        if col in df:
+            df[col] = df[col].astype("Int64")  # integers with missing values, not floats
+    suffix = path.suffix.lower()
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".csv":
+        df.to_csv(tmp, index=False)
+    elif suffix in (".parquet", ".pq"):
+        try:
+            df.to_parquet(tmp, index=False)
+        except ImportError as e:
+            raise UsageError(f"--export {path}: parquet needs pyarrow "
+                             "(pip install pyarrow)") from e
+    else:
+        raise UsageError(f"--export {path}: name a .csv or .parquet file")
+    tmp.replace(path)
+    return path
+
+
+def write_board_html(board: Board, path: str | Path) -> Path:
+    from gpueval.report import write_leaderboard
+
+    title = f"{board.challenge} — {board.metric_version}"
+    return write_leaderboard(public_rows(board), path, title=title, previous=board.previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line (declared in gpueval.cli)
+
+
+def run_cli(args: Any) -> int:
+    """``gpueval rescore``: exit 0 when the batch finished (rejected and failed submissions
+    are results), 1 when conflicting results were refused, 4 for unusable truth/config."""
+    quiet = getattr(args, "quiet", False)
+    echo = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    db_url = args.db or default_url(args.submissions)
+    with connect(db_url) as store:
+        summary = rescore(
+            args.challenge, args.truth, args.submissions, db=store, config=args.config,
+            overrides=args.overrides, device=args.device, scheduler=args.scheduler,
+            workers=args.workers, force=args.force, timeout=args.timeout,
+            memory_limit=getattr(args, "memory_limit", None),
+            progress=None if not quiet else False, echo=echo)
+        for c in summary.conflicts:
+            print(f"gpueval: conflict: {c}", file=sys.stderr)
+        if not quiet:
+            print(summary.line())
+            print(f"results: {db_url}")
+            for dup, first in summary.duplicates.items():
+                print(f"note: {dup} has the same content as {first} (scored once)")
+        if args.export or args.report:
+            board = leaderboard(store, args.challenge, summary.metric_version)
+            if args.export:
+                export_board(board, args.export)
+            if args.report:
+                write_board_html(board, args.report)
+    return 1 if summary.conflicts else 0
+
+
+def leaderboard_cli(args: Any) -> int:
+    """``gpueval leaderboard``: print the ranked table (and write --export / --html)."""
+    from gpueval.db import sqlite_path
+
+    if "://" not in args.db or args.db.startswith("sqlite:"):
+        if not sqlite_path(args.db).exists():
+            raise UsageError(f"--db {args.db}: no such database file")
+    with connect(args.db) as store:
+        board = leaderboard(store, args.challenge, args.metric_version, args.compare)
+        print(format_board(board))
+        if args.export:
+            export_board(board, args.export)
+        if args.html:
+            write_board_html(board, args.html)
+    return 0
