@@ -358,9 +358,12 @@ def _connect_pg(url: str):
     if url.startswith("postgresql+"):
         url = "postgresql://" + url.split("://", 1)[1]
     try:
-        return psycopg.connect(url, autocommit=True)
+        conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as e:
         raise UsageError(f"--db {url}: cannot connect: {' '.join(str(e).split())}") from e
+    # text comes back as str even from an SQL_ASCII database (psycopg returns bytes there)
+    conn.execute("SET client_encoding TO 'UTF8'")
+    return conn
 
 
 def config_hash(config: dict[str, Any]) -> str:
