@@ -17,6 +17,7 @@ from gpueval import api
 from gpueval.challenges import medsegfm as M
 from gpueval.config import load_config
 from gpueval.errors import Rejected, TruthError
+from gpueval.metrics.matching import match_iou_threshold
 
 FIX = Path(__file__).parent / "fixtures" / "medsegfm"
 SCORES = json.loads((FIX / "scores.json").read_text())
@@ -326,7 +327,7 @@ def test_zarr_truth_and_submission_equal_npz(tmp_path):
 
 
 @given(seed=st.integers(0, 2**16), n_gt=st.integers(1, 7), n_pred=st.integers(1, 7))
-def test_sparse_matching_equals_dense_assignment(seed, n_gt, n_pred):
+def test_shared_matching_equals_dense_official_assignment(seed, n_gt, n_pred):
     from scipy.optimize import linear_sum_assignment
 
     rng = np.random.default_rng(seed)
@@ -334,7 +335,7 @@ def test_sparse_matching_equals_dense_assignment(seed, n_gt, n_pred):
     cost = -(m >= 0.5).astype(float) - m / (2 * min(n_gt, n_pred))
     r, c = linear_sum_assignment(cost)
     gi, pj = np.nonzero(m)
-    rows, cols = M._match_sparse(gi, pj, m[gi, pj], n_gt, n_pred, 0.5)
+    rows, cols = match_iou_threshold(gi, pj, m[gi, pj], n_gt, n_pred, threshold=0.5)
     ok = m[r, c] >= 0.5
     assert len(rows) == int(ok.sum())  # same number of true positives
     assert (m[rows, cols] >= 0.5).all()

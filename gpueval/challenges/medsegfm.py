@@ -85,6 +85,7 @@ from gpueval.kernels.surface import (
     label_surfaces,
     surface_stats,
 )
+from gpueval.metrics.matching import match_iou_threshold
 from gpueval.metrics.overlap import precision_recall_f
 from gpueval.result import Result
 
@@ -722,7 +723,8 @@ def instance_scores(ctx: _Context, gts: np.ndarray, segs: np.ndarray) -> dict[st
         ov = pairs.counts.astype(np.float64)
         union = gt_sizes[gi] + pr_sizes[pj] - ov
         iou = ov / union
-        mg, mp = _match(gi, pj, iou, n_gt, n_pred, s["iou_threshold"])
+        mg, mp = match_iou_threshold(gi, pj, iou, n_gt, n_pred,
+                                     threshold=s["iou_threshold"])
         tp = len(mg)
         fp, fn = n_pred - tp, n_gt - tp
         if tp:
@@ -749,77 +751,6 @@ def _binary_to_instances(segs: np.ndarray, connectivity: int, *, wrap: bool) -> 
     fg = cc > 0
     out[fg] = cc[fg] + int(segs.max())
     return out.astype(np.uint8) if wrap else out
-
-
-def _match(gi, pj, iou, n_gt, n_pred, threshold):
-    """Indices (GT, prediction) of the matched pairs with IoU >= threshold.
-
-    Uses the shared ``gpueval.metrics.matching.match_iou_threshold`` when it is installed
-    and its answer can be read as pairs; otherwise :func:`_match_sparse`.
-    """
-    try:
-        from gpueval.metrics.matching import match_iou_threshold
-    except ImportError:
-        return _match_sparse(gi, pj, iou, n_gt, n_pred, threshold)
-    out = match_iou_threshold(gi, pj, iou, n_gt, n_pred, threshold=threshold)
-    pairs = _as_pairs(out)
-    if pairs is None:
-        return _match_sparse(gi, pj, iou, n_gt, n_pred, threshold)
-    rows, cols = pairs
-    lookup = dict(zip(zip(gi.tolist(), pj.tolist(), strict=True), iou.tolist(), strict=True))
-    ok = np.array([lookup.get((a, b), 0.0) >= threshold
-                   for a, b in zip(rows.tolist(), cols.tolist(), strict=True)], bool)
-    return rows[ok], cols[ok]
-
-
-def _as_pairs(out) -> tuple[np.ndarray, np.ndarray] | None:
-    for names in (("gt", "pred"), ("rows", "cols"), ("gt_idx", "pred_idx"),
-                  ("gt_index", "pred_index")):
-        if all(hasattr(out, n) for n in names):
-            out = tuple(getattr(out, n) for n in names)
-            break
-    if isinstance(out, tuple | list) and len(out) >= 2:
-        a, b = np.asarray(out[0]), np.asarray(out[1])
-        if a.ndim == 1 and a.shape == b.shape and np.issubdtype(a.dtype, np.integer):
-            return a.astype(np.int64), b.astype(np.int64)
-    arr = np.asarray(out) if isinstance(out, np.ndarray) else None
-    if arr is not None and arr.ndim == 2 and arr.shape[1] == 2:
-        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
-    return None
-
-
-def _match_sparse(gi, pj, iou, n_gt, n_pred, threshold):
-    """The official assignment, cost = -[IoU >= t] - IoU / (2·min(N_gt, N_pred)) over the
-    dense N_gt × N_pred matrix, solved exactly on the overlap graph: zero-IoU pairs cost 0, so
-    an optimum of the dense problem restricted to each connected component of overlapping
-    instances is an optimum of the whole (dense LSA per component; components are small)."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    keep = iou > 0
-    gi, pj, iou = gi[keep], pj[keep], iou[keep]
-    if not len(gi):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    n = n_gt + n_pred
-    graph = coo_matrix((np.ones(len(gi)), (gi, pj + n_gt)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    scale = 2 * min(n_gt, n_pred)
-    rows_out, cols_out = [], []
-    edge_comp = comp[gi]
-    order = np.argsort(edge_comp, kind="stable")
-    bounds = np.flatnonzero(np.diff(edge_comp[order])) + 1
-    for edges in np.split(order, bounds):
-        g_nodes, g_local = np.unique(gi[edges], return_inverse=True)
-        p_nodes, p_local = np.unique(pj[edges], return_inverse=True)
-        m = np.zeros((len(g_nodes), len(p_nodes)))
-        m[g_local, p_local] = iou[edges]
-        cost = -(m >= threshold).astype(np.float64) - m / scale
-        r, c = linear_sum_assignment(cost)
-        ok = m[r, c] >= threshold
-        rows_out.append(g_nodes[r[ok]])
-        cols_out.append(p_nodes[c[ok]])
-    return np.concatenate(rows_out), np.concatenate(cols_out)
 
 
 # --------------------------------------------------------------------------------------------
