@@ -64,3 +64,19 @@ def test_urisc_boundary_twin(cp, radius, threshold):
     dev = boundary_counts(cp.asarray(gt), cp.asarray(pred), radius=radius,
                           gt_threshold=threshold, band_rows=17)
     assert host.pixel_counts() == dev.pixel_counts()
+
+
+def test_gpu_test_files_pass_under_emulation():
+    """Every ``tests/gpu`` file, run with CuPy emulated by NumPy (see ``tests/conftest.py``)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    env = dict(os.environ, GPUEVAL_EMULATE_GPU="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(here / "gpu")], cwd=here.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
