@@ -1,0 +1,465 @@
+"""Connected components of a label volume, whole-array or out of core across chunks.
+
+Semantics are those of ``cc3d.connected_components`` (what CellMap's scorer calls):
+
+* **multi-label** (default): a voxel connects only to neighbours holding the *same* non-zero
+  value; ``binary=True``: every non-zero voxel is foreground and all foreground connects.
+* connectivity 6/18/26 in 3-D (faces / +edges / +corners), 4/8 in 2-D.
+* output ids are 1..N in **C raster order of each component's first voxel** (cc3d numbers in
+  memory order, so this holds for C-contiguous input: chunks are made contiguous here).
+* any dtype cc3d takes works the same: integers of every width, bool, and float labels
+  (cc3d compares float values with ``==``; verified: ``1.5`` and ``2.25`` are distinct ids).
+
+Out of core (:func:`label_chunked`), why a reducer of our own: dask-image's ``ndmeasure.label``
+slices a thin face across every pair of chunks in the graph and ran ~220x slower than
+whole-volume cc3d (``shared/research/anchors.md`` §1). Here each chunk task runs cc3d *and*
+returns its own boundary planes (local labels + input values) and the global raster index of
+each local component's first voxel — all small. The host pairs the planes of neighbouring
+chunks (faces, edges and corners as the connectivity asks), runs a union-find
+(``scipy.sparse.csgraph.connected_components``) over the boundary-touching components only,
+and numbers the merged components by their first voxel's global raster index (raster order is
+lexicographic in the coordinates, so the smallest first voxel of the parts is the first voxel
+of the whole, and sorting these reproduces cc3d's numbering exactly). The relabelled volume
+stays lazy: a chunk is recomputed (cc3d is deterministic) and mapped through that chunk's
+lookup table, so nothing voxel-sized is ever stored or gathered.
+
+GPU twin: a union-find kernel of ours (``kernels/cc_union_find.cu``). ``cupyx.scipy.ndimage.
+label`` and cuCIM's ``label`` are binary or skimage-flavoured and number components in an
+order we would have to repair anyway; ours links every root to the smaller index, so each
+root *is* the component's first voxel and a prefix sum over roots gives cc3d's ids directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cc3d
+import dask
+import dask.array as da
+import numba
+import numpy as np
+from dask.highlevelgraph import HighLevelGraph
+
+from gpueval.backend import is_cupy, to_device, to_host
+
+__all__ = ["ChunkedLabels", "connected_components", "label_chunked", "max_neighbour_order"]
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def max_neighbour_order(ndim: int, connectivity: int) -> int:
+    """How many axes a neighbour offset may change: 6/4 → 1, 18/8 → 2, 26 → 3.
+
+    Raises ``ValueError`` for a connectivity cc3d does not offer for ``ndim``.
+    """
+    table = {3: {6: 1, 18: 2, 26: 3}, 2: {4: 1, 8: 2}}
+    if ndim not in table or connectivity not in table[ndim]:
+        raise ValueError(f"connectivity {connectivity} is not defined for {ndim}-D labels "
+                         "(3-D: 6, 18, 26; 2-D: 4, 8)")
+    return table[ndim][connectivity]
+
+
+def connected_components(labels: Any, connectivity: int = 26, binary: bool = False
+                         ) -> tuple[Any, int]:
+    """Connected components of one in-memory array (NumPy → cc3d, CuPy → our kernel).
+
+    Parameters
+    ----------
+    labels : 2-D or 3-D NumPy or CuPy array, any integer, bool or float dtype; 0 = background.
+    connectivity : 6, 18, 26 (3-D) or 4, 8 (2-D).
+    binary : treat every non-zero voxel as one foreground class.
+
+    Returns
+    -------
+    out, n : component ids 1..n (C raster order of first voxels; 0 = background) as an array
+        of the input's kind, and the number of components.
+
+    Examples
+    --------
+    >>> out, n = connected_components(np.array([[1, 0, 1], [2, 2, 0]]), connectivity=4)
+    >>> out.tolist(), n
+    ([[1, 0, 2], [3, 3, 0]], 3)
+    """
+    max_neighbour_order(labels.ndim, connectivity)
+    if is_cupy(labels):
+        out, n, _ = _cc_cupy(labels, connectivity, binary)
+        return out, n
+    return _cc3d(labels, connectivity, binary)
+
+
+@dataclass
+class ChunkedLabels:
+    """The result of :func:`label_chunked`: the count, and the relabelled volume, lazily.
+
+    Attributes
+    ----------
+    n : number of components (ids are 1..n, cc3d's numbering of the whole volume).
+    data : lazy dask array of the relabelled volume, chunked like the input; each chunk is
+        recomputed from the input chunk (deterministic) and mapped through its lookup table.
+    luts : per chunk (C order of the chunk grid) the table local id → global id (index 0 → 0).
+    first_index : per global id ``k`` (at ``k - 1``) the C-order linear index of its first voxel.
+    """
+
+    n: int
+    data: da.Array
+    luts: list[np.ndarray] = field(repr=False)
+    first_index: np.ndarray = field(repr=False)
+    connectivity: int = 26
+    binary: bool = False
+    _chunk_of: dict[tuple[int, ...], int] = field(default_factory=dict, repr=False)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def block(self, slices: Sequence[slice]) -> np.ndarray:
+        """The relabelled volume over ``slices`` as a NumPy array (reads only the chunks it
+        touches; meant for small crops such as a pair of objects' bounding boxes)."""
+        return np.asarray(self.data[tuple(slices)].compute(scheduler="threads"))
+
+    def relabel(self, slices: Sequence[slice], chunk: Any) -> Any:
+        """Relabel one *input* chunk that is already in memory (NumPy or CuPy), for use inside
+        another chunked pass over the same grid ("upload once"). ``slices`` must be exactly
+        one chunk of the grid the labels were computed on."""
+        key = tuple(int(s.start or 0) for s in slices)
+        if key not in self._chunk_of:
+            raise ValueError(f"{tuple(slices)} is not a chunk of the labelled grid")
+        return _relabel_chunk(chunk, self.luts[self._chunk_of[key]], self.connectivity,
+                              self.binary)
+
+
+def label_chunked(
+    arr: da.Array,
+    connectivity: int = 26,
+    binary: bool = False,
+    *,
+    device: str = "cpu",
+    scheduler: Any = None,
+    progress: bool = False,
+) -> ChunkedLabels:
+    """Connected components of a chunked (dask) label volume, exactly as whole-volume cc3d.
+
+    Memory is bounded by the chunk size: each task labels one chunk and returns only its
+    boundary planes and per-component first voxels; the host union-find is sized by the
+    number of components, not voxels.
+
+    Parameters
+    ----------
+    arr : 2-D or 3-D dask array (any dtype cc3d accepts); its chunks are the work units.
+    connectivity, binary : as in :func:`connected_components`.
+    device : ``"cpu"`` (cc3d per chunk) or ``"gpu"`` (CuPy kernel per chunk).
+    scheduler : ``None`` (threads), ``"sync"``, a ``dask.distributed`` address or Client.
+    progress : show a progress bar.
+
+    Returns
+    -------
+    ChunkedLabels
+        ``.n`` is computed now; ``.data`` is lazy. ``.data`` equals
+        ``cc3d.connected_components(arr.compute(), connectivity=connectivity)`` voxel for voxel
+        (its dtype is the smallest of uint16/32/64 that holds ``n``, which may differ from the
+        dtype cc3d picks from its own estimate).
+    """
+    from gpueval import engine
+
+    order = max_neighbour_order(arr.ndim, connectivity)
+    arr = _drop_empty_chunks(arr)
+    grid = tuple(len(c) for c in arr.chunks)
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in arr.chunks]
+    blocks = arr.to_delayed().ravel()
+    task = dask.delayed(_label_task, pure=True)
+    tasks = []
+    for i, idx in enumerate(itertools.product(*(range(g) for g in grid))):
+        origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
+        tasks.append(task(blocks[i], origin, arr.shape, connectivity, binary, device))
+    infos = engine.compute(*tasks, scheduler=scheduler, progress=progress)
+
+    luts, first_index = _merge(infos, grid, order, binary)
+    n = len(first_index)
+    out_dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
+    luts = [lut.astype(out_dtype) for lut in luts]
+    data = _relabelled_array(arr, luts, connectivity, binary, device, out_dtype)
+    chunk_of = {tuple(int(starts[ax][j]) for ax, j in enumerate(idx)): i
+                for i, idx in enumerate(itertools.product(*(range(g) for g in grid)))}
+    return ChunkedLabels(n=n, data=data, luts=luts, first_index=first_index,
+                         connectivity=connectivity, binary=binary, _chunk_of=chunk_of)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-chunk task
+
+
+def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarray, int]:
+    """cc3d in multi-label mode on integer keys with the same equalities as ``labels``.
+
+    Two cc3d defects (connected-components-3d 3.x, found by the property tests here) are
+    avoided: ``binary_image=True`` miscounts 2-D 4-connected images and raises "maximum length
+    exception" on some tiny 3-D ones, so binary input is labelled as a 0/1 uint8 volume
+    instead; float labels on a volume with a size-1 axis come out split (two equal
+    vertically adjacent 0.5 voxels in a (2, 1) image get two ids), so floats are labelled
+    through their bit patterns (``-0.0`` folded into ``0.0``), which compare exactly as the
+    float values do for every non-NaN value.
+    """
+    if binary or labels.dtype == bool:
+        labels = (labels != 0).view(np.uint8)
+    elif labels.dtype.kind == "f":
+        wide = labels.dtype.itemsize
+        labels = (labels + labels.dtype.type(0)).view(np.uint64 if wide == 8 else np.uint32
+                                                       if wide == 4 else np.uint16)
+    out, n = cc3d.connected_components(labels, connectivity=connectivity, return_N=True)
+    return out, int(n)
+
+
+@dataclass
+class _ChunkInfo:
+    n: int                      # local components
+    first_index: np.ndarray     # (n,) int64 global C-order index of each local id's first voxel
+    planes: dict                # (axis, side) -> (labels plane, values plane), axis kept (size 1)
+
+
+def _label_task(block, origin, shape, connectivity, binary, device) -> _ChunkInfo:
+    block = to_device(np.ascontiguousarray(np.asarray(block)), device)
+    if is_cupy(block):
+        local, n, first_local = _cc_cupy(block, connectivity, binary)
+        first_local = to_host(first_local)
+    else:
+        local, n = _cc3d(block, connectivity, binary)
+        first_local = _first_voxels(local.reshape(-1), n)
+    coords = np.unravel_index(first_local, block.shape)
+    first_global = np.ravel_multi_index(
+        tuple(c + o for c, o in zip(coords, origin, strict=True)), shape).astype(np.int64)
+    planes = {}
+    for ax in range(block.ndim):
+        for side, pos in ((0, 0), (1, block.shape[ax] - 1)):
+            sl = tuple(slice(pos, pos + 1) if a == ax else slice(None) for a in range(block.ndim))
+            lab = to_host(local[sl]).astype(np.int64)
+            val = None if binary else to_host(block[sl]).copy()
+            planes[ax, side] = (lab, val)
+    return _ChunkInfo(n, first_global, planes)
+
+
+@numba.njit(nogil=True, cache=True)
+def _first_voxels(flat, n):  # pragma: no cover - compiled
+    """Linear index of the first occurrence of each id 1..n in a flat label array."""
+    out = np.full(n, -1, np.int64)
+    found = 0
+    for i in range(flat.size):
+        v = flat[i]
+        if v != 0 and out[v - 1] < 0:
+            out[v - 1] = i
+            found += 1
+            if found == n:
+                break
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Host merge
+
+
+def _forward_offsets(ndim: int, max_order: int) -> list[tuple[int, ...]]:
+    """Chunk-grid offsets to pair with (first non-zero component +1), up to ``max_order`` axes."""
+    out = []
+    for d in itertools.product((-1, 0, 1), repeat=ndim):
+        nz = [v for v in d if v]
+        if nz and nz[0] == 1 and len(nz) <= max_order:
+            out.append(d)
+    return out
+
+
+def _slab(planes: dict, delta: Sequence[int], sign: int):
+    """The voxels of one chunk facing its neighbour at ``sign * delta``: labels and values with
+    the axes where ``delta`` is non-zero fixed (last voxel if facing +, first if facing −)."""
+    axes = [a for a, v in enumerate(delta) if v]
+    first = axes[0]
+    facing = sign * delta[first]
+    lab, val = planes[first, 1 if facing > 0 else 0]
+    idx = []
+    for a, v in enumerate(delta):
+        if a == first:
+            idx.append(0)
+        elif v:
+            idx.append(-1 if sign * v > 0 else 0)
+        else:
+            idx.append(slice(None))
+    idx = tuple(idx)
+    return lab[idx], (None if val is None else val[idx])
+
+
+def _pair_edges(la, va, lb, vb, free_order: int) -> list[np.ndarray]:
+    """(label_a, label_b) pairs of connected voxels between two facing slabs; in-slab offsets
+    change at most ``free_order`` axes."""
+    out = []
+    nd = la.ndim
+    for o in itertools.product((-1, 0, 1), repeat=nd):
+        if sum(1 for v in o if v) > free_order:
+            continue
+        sa = tuple(slice(1, None) if v < 0 else slice(0, -1) if v > 0 else slice(None)
+                   for v in o)
+        sb = tuple(slice(0, -1) if v < 0 else slice(1, None) if v > 0 else slice(None)
+                   for v in o)
+        a, b = la[sa], lb[sb]
+        keep = (a != 0) & (b != 0)
+        if va is not None:
+            keep &= va[sa] == vb[sb]
+        if keep.any():
+            out.append(np.stack([a[keep], b[keep]]))
+    return out
+
+
+def _merge(infos: Sequence[_ChunkInfo], grid: tuple[int, ...], max_order: int, binary: bool
+           ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Union-find over boundary pairs; global ids by first voxel; per-chunk lookup tables."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as csgraph_cc
+
+    counts = np.array([info.n for info in infos], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])  # provisional id = offset + local - 1
+    total = int(offsets[-1])
+    first = (np.concatenate([info.first_index for info in infos]) if total
+             else np.zeros(0, np.int64))
+    strides = np.array([int(np.prod(grid[a + 1:])) for a in range(len(grid))], np.int64)
+
+    edges = []
+    for ci, idx in enumerate(itertools.product(*(range(g) for g in grid))):
+        for delta in _forward_offsets(len(grid), max_order):
+            nb = tuple(i + d for i, d in zip(idx, delta, strict=True))
+            if not all(0 <= i < g for i, g in zip(nb, grid, strict=True)):
+                continue
+            cj = int(np.dot(nb, strides))
+            la, va = _slab(infos[ci].planes, delta, +1)
+            lb, vb = _slab(infos[cj].planes, delta, -1)
+            order_left = max_order - sum(1 for v in delta if v)
+            for e in _pair_edges(la, va, lb, vb, order_left):
+                e = e.copy()
+                e[0] += offsets[ci] - 1
+                e[1] += offsets[cj] - 1
+                edges.append(e)
+
+    root_key = first.copy()  # per provisional id: smallest first voxel of its merged component
+    if edges:
+        e = np.unique(np.concatenate(edges, axis=1), axis=1)
+        nodes, inv = np.unique(e.ravel(), return_inverse=True)
+        inv = inv.reshape(2, -1)
+        m = len(nodes)
+        graph = coo_matrix((np.ones(inv.shape[1], np.int8), (inv[0], inv[1])), shape=(m, m))
+        _, comp = csgraph_cc(graph, directed=False)
+        key = np.full(comp.max() + 1, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(key, comp, first[nodes])
+        root_key[nodes] = key[comp]
+    uniq, gid = np.unique(root_key, return_inverse=True)
+    gid = gid.astype(np.int64) + 1
+    luts = [np.concatenate([[0], gid[offsets[c]:offsets[c + 1]]]) for c in range(len(infos))]
+    return luts, uniq.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Lazy relabelled volume
+
+
+def _relabel_chunk(chunk, lut, connectivity, binary):
+    if is_cupy(chunk):
+        import cupy
+
+        local, _, _ = _cc_cupy(chunk, connectivity, binary)
+        return cupy.asarray(lut)[local]
+    return lut[_cc3d(np.ascontiguousarray(chunk), connectivity, binary)[0]]
+
+
+def _relabel_task(chunk, lut, connectivity, binary, device):
+    out = _relabel_chunk(to_device(np.asarray(chunk), device), lut, connectivity, binary)
+    return to_host(out)
+
+
+def _relabelled_array(arr, luts, connectivity, binary, device, dtype) -> da.Array:
+    name = "cc-relabel-" + dask.base.tokenize(arr, connectivity, binary, device,
+                                                [lut.tobytes() for lut in luts])
+    grid = tuple(len(c) for c in arr.chunks)
+    dsk = {}
+    for i, idx in enumerate(itertools.product(*(range(g) for g in grid))):
+        dsk[(name, *idx)] = (_relabel_task, (arr.name, *idx), luts[i], connectivity, binary,
+                             device)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[arr])
+    return da.Array(graph, name, arr.chunks, dtype=dtype)
+
+
+def _drop_empty_chunks(arr: da.Array) -> da.Array:
+    chunks = tuple(tuple(c for c in ax if c > 0) or (0,) for ax in arr.chunks)
+    if any(0 in ax for ax in chunks):
+        raise ValueError("cannot label an empty volume")
+    return arr if chunks == arr.chunks else arr.rechunk(chunks)
+
+
+# --------------------------------------------------------------------------------------------
+# CuPy twin
+
+
+_KERNELS: dict[str, Any] = {}
+
+
+def _cuda_kernels():
+    if not _KERNELS:
+        import cupy
+
+        from gpueval.resources import cuda_source
+
+        mod = cupy.RawModule(code=cuda_source("cc_union_find.cu"))
+        for name in ("cc_init", "cc_merge", "cc_compress"):
+            _KERNELS[name] = mod.get_function(name)
+    return _KERNELS
+
+
+def _device_keys(block, binary):
+    """Values as uint64 keys with the same equalities (floats: -0.0 folded into 0.0)."""
+    import cupy
+
+    if binary or block.dtype == bool:
+        return (block != 0).astype(cupy.uint64)
+    if block.dtype.kind == "f":
+        return (block.astype(cupy.float64) + 0.0).view(cupy.uint64)
+    return block.astype(cupy.uint64)
+
+
+def _backward_neighbours(ndim: int, connectivity: int) -> np.ndarray:
+    """(k, 3) int32 offsets (dz, dy, dx) that precede a voxel in raster order."""
+    order = max_neighbour_order(ndim, connectivity)
+    out = []
+    for d in itertools.product((-1, 0, 1), repeat=ndim):
+        nz = [v for v in d if v]
+        if nz and nz[0] == -1 and len(nz) <= order:
+            out.append((0,) * (3 - ndim) + d)
+    return np.array(out, np.int32)
+
+
+def _cc_cupy(block, connectivity: int, binary: bool):
+    """Union-find labelling on the device: (labels uint32, n, first voxel per id (n,) int64).
+
+    Chunks must stay below 2³¹ voxels (int32 indices, as in CuPy's own ``label``)."""
+    import cupy
+
+    if block.size >= 2**31:
+        raise ValueError("GPU labelling needs chunks below 2**31 voxels; use smaller chunks")
+    shape3 = (1,) * (3 - block.ndim) + tuple(block.shape)
+    keys = cupy.ascontiguousarray(_device_keys(block, binary)).reshape(-1)
+    size = keys.size
+    parent = cupy.empty(size, cupy.int32)
+    nbrs = cupy.asarray(_backward_neighbours(block.ndim, connectivity))
+    k = _cuda_kernels()
+    threads = 256
+    grid = ((size + threads - 1) // threads,)
+    dims = [np.int32(s) for s in shape3]
+    k["cc_init"](grid, (threads,), (keys, parent, np.int64(size)))
+    k["cc_merge"](grid, (threads,), (keys, parent, *dims, nbrs, np.int32(len(nbrs)),
+                                     np.int32(bool(binary))))
+    k["cc_compress"](grid, (threads,), (parent, np.int64(size)))
+    index = cupy.arange(size, dtype=cupy.int32)
+    is_root = parent == index
+    rank = cupy.cumsum(is_root, dtype=cupy.int64)
+    n = int(rank[-1]) if size else 0
+    out = cupy.where(parent >= 0, rank[cupy.maximum(parent, 0)], 0)
+    dtype = cupy.uint32 if n < 2**32 else cupy.uint64
+    first = cupy.nonzero(is_root)[0].astype(cupy.int64)
+    return out.astype(dtype).reshape(block.shape), n, first
