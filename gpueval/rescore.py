@@ -60,12 +60,15 @@ import importlib
 import json
 import math
 import os
+import select
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
@@ -378,7 +381,10 @@ def _execute_local(tasks: list[dict]) -> Iterator[tuple[dict, dict]]:
             _check_truth(outcome)
             yield futures[fut], outcome
     finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+        for fut in futures:
+            fut.cancel()
+        ex.submit(_close_thread_child)  # runs after the task in flight, on the same thread
+        ex.shutdown(wait=True)
 
 
 def _execute_dask(tasks: list[dict], scheduler: Any, workers: int,
@@ -413,6 +419,10 @@ def _execute_dask(tasks: list[dict], scheduler: Any, workers: int,
             yield task, outcome
     finally:
         client.cancel(list(futures), force=True)
+        try:
+            client.run(close_idle_children)  # no warm scoring process outlives the batch
+        except Exception:  # noqa: S110 - best effort: a worker may be gone already
+            pass
         if own_client:
             client.close()
         if cluster is not None:
@@ -463,7 +473,11 @@ def _record(task: dict, outcome: dict) -> Record:
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Score one submission in a fresh child process, within its time and memory limits.
+    """Score one submission in this thread's child process, within its time and memory limits.
+
+    The child is kept warm between submissions (Python, NumPy and dask imports cost more than
+    scoring a small submission) and replaced whenever it crashes, is killed for a limit, has
+    scored :data:`MAX_TASKS_PER_CHILD` submissions, or idles above :data:`RECYCLE_RSS` bytes.
 
     Returns ``{"kind": "result", "result": {...}}``, ``{"kind": "failed", "error": reason}``
     or ``{"kind": "truth_error", "error": ...}``, with ``started_at``, ``finished_at`` and
@@ -472,49 +486,131 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     from gpueval.db import utc_now
 
     started, t0 = utc_now(), time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gpueval-rescore-") as tmp:
-        out = Path(tmp) / "outcome.json"
-        with open(Path(tmp) / "log", "w+b") as log:
-            proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, str(out)],
-                                    stdin=subprocess.PIPE, stdout=log, stderr=log)
-            try:
-                proc.stdin.write(json.dumps(task).encode())
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            killed = _supervise(proc, task.get("timeout"), task.get("memory_limit"))
-            log.seek(0)
-            tail = _last_line(log.read()[-4000:])
-        outcome = _outcome(proc.returncode, killed, out, tail)
+    child = _thread_child()
+    try:
+        outcome = child.run(task)
+    finally:
+        if not child.healthy():
+            child.close()
+            _LOCAL.child = None
     outcome.update(started_at=started, finished_at=utc_now(), seconds=time.perf_counter() - t0)
     return outcome
 
 
-def _supervise(proc: subprocess.Popen, timeout: float | None,
-               memory_limit: int | None) -> str | None:
-    """Wait for ``proc``; kill it (and its children) past the limits. Returns why it was
-    killed, or None."""
-    import psutil
+MAX_TASKS_PER_CHILD = 100
+RECYCLE_RSS = 2 << 30
+_LOCAL = threading.local()
+_CHILDREN: weakref.WeakSet = weakref.WeakSet()
 
-    t0 = time.monotonic()
-    peak = 0
-    while True:
+
+def _thread_child() -> _Child:
+    child = getattr(_LOCAL, "child", None)
+    if child is None or not child.healthy():
+        if child is not None:
+            child.close()
+        child = _LOCAL.child = _Child()
+    return child
+
+
+def _close_thread_child() -> None:
+    child = getattr(_LOCAL, "child", None)
+    if child is not None:
+        child.close()
+        _LOCAL.child = None
+
+
+def close_idle_children() -> int:
+    """Stop this process's warm children that are not scoring (end of a batch)."""
+    n = 0
+    for child in list(_CHILDREN):
+        if not child.busy:
+            child.close()
+            n += 1
+    return n
+
+
+class _Child:
+    """One warm scoring process: tasks as JSON lines on its stdin, outcomes as JSON lines on
+    a private pipe (its stdout is pointed at its log, so a scorer's prints cannot interfere)."""
+
+    def __init__(self) -> None:
+        self.log = tempfile.TemporaryFile(prefix="gpueval-rescore-")
+        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log)
+        self.tasks = 0
+        self.busy = False
+        self.dead = False
+        _CHILDREN.add(self)
+
+    def healthy(self) -> bool:
+        if self.dead or self.proc.poll() is not None or self.tasks >= MAX_TASKS_PER_CHILD:
+            return False
+        import psutil
+
+        return _tree_rss(psutil, self.proc.pid) < RECYCLE_RSS
+
+    def run(self, task: dict[str, Any]) -> dict[str, Any]:
+        self.busy = True
+        self.tasks += 1
+        log_from = self.log.seek(0, os.SEEK_END)
         try:
-            proc.wait(timeout=_POLL_S)
-            return None
-        except subprocess.TimeoutExpired:
-            pass
-        why = None
-        if timeout is not None and time.monotonic() - t0 > timeout:
-            why = f"exceeded the time limit of {timeout:g} s"
-        elif memory_limit is not None:
-            peak = max(peak, _tree_rss(psutil, proc.pid))
-            if peak > memory_limit:
-                why = (f"exceeded the memory limit of {memory_limit / 2**20:.0f} MiB "
-                       f"(resident {peak / 2**20:.0f} MiB)")
-        if why is not None:
-            _kill_tree(psutil, proc)
-            return why
+            try:
+                self.proc.stdin.write(json.dumps(task).encode() + b"\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass  # it died: reported below from its exit status
+            line, killed = self._wait(task.get("timeout"), task.get("memory_limit"))
+            if line:
+                return json.loads(line)
+            self.dead = True
+            self.log.seek(log_from)
+            tail = _last_line(self.log.read()[-4000:])
+            return _outcome(self.proc.returncode, killed, tail)
+        finally:
+            self.busy = False
+
+    def _wait(self, timeout: float | None, memory_limit: int | None) -> tuple[bytes, str | None]:
+        """The child's answer line, or ``b""`` and why it was killed (None: it died)."""
+        import psutil
+
+        t0, peak = time.monotonic(), 0
+        out = self.proc.stdout
+        while True:
+            ready, _, _ = select.select([out], [], [], _POLL_S)
+            if ready:
+                line = out.readline()
+                if not line:  # EOF: the child exited
+                    self.proc.wait()
+                return line, None
+            why = None
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                why = f"exceeded the time limit of {timeout:g} s"
+            elif memory_limit is not None:
+                peak = max(peak, _tree_rss(psutil, self.proc.pid))
+                if peak > memory_limit:
+                    why = (f"exceeded the memory limit of {memory_limit / 2**20:.0f} MiB "
+                           f"(resident {peak / 2**20:.0f} MiB)")
+            if why is not None:
+                _kill_tree(psutil, self.proc)
+                return b"", why
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # a clean exit: the child's loop reads EOF
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                import psutil
+
+                _kill_tree(psutil, self.proc)
+        self.dead = True
+        for f in (self.proc.stdout, self.log):
+            try:
+                f.close()
+            except OSError:
+                pass
+        _CHILDREN.discard(self)
 
 
 def _tree_rss(psutil: Any, pid: int) -> int:
@@ -546,14 +642,10 @@ def _kill_tree(psutil: Any, proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _outcome(rc: int, killed: str | None, out: Path, tail: str) -> dict[str, Any]:
+def _outcome(rc: int | None, killed: str | None, tail: str) -> dict[str, Any]:
     if killed:
         return {"kind": "failed", "error": killed}
-    if out.exists():
-        payload = json.loads(out.read_text())
-        if rc == 0 or payload.get("kind") != "result":
-            return payload
-    if rc < 0:
+    if rc is not None and rc < 0:
         try:
             sig = signal.Signals(-rc).name
         except ValueError:
@@ -585,18 +677,21 @@ def _die_with_parent() -> None:
 
 
 def _child_main() -> None:
-    """Entry point of the child: task JSON on stdin, outcome JSON written to ``argv[1]``."""
+    """The child's loop: one task JSON per line on stdin, one outcome JSON per line on the
+    protocol pipe (the original stdout; fd 1 is pointed at stderr for the scorer's prints)."""
     ppid = os.getppid()
     _die_with_parent()
     if os.getppid() != ppid:  # the parent died before the death signal was armed
         os._exit(1)
-    out = Path(sys.argv[1])
-    task = json.loads(sys.stdin.read())
-    payload = _score_here(task)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(payload, allow_nan=False))
-    tmp.replace(out)
-    sys.exit(0 if payload["kind"] == "result" else 1)
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        payload = _score_here(json.loads(line))
+        proto.write(json.dumps(payload, allow_nan=False) + "\n")
+        proto.flush()
 
 
 def _score_here(task: dict[str, Any]) -> dict[str, Any]:
