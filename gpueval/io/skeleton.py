@@ -1,0 +1,199 @@
+"""Ground-truth skeletons (XPRESS): the official pickled graph, or gpueval's safe ``.npz``.
+
+Two on-disk forms hold the same thing, a graph of annotated points:
+
+* **official** — ``XPRESS_*_skels.npz`` is, despite its name, a pickled ``networkx.Graph``
+  (node attribute ``position`` = (x, y, z) nm; edges between nodes of one neuron). It is read
+  with :func:`gpueval.io.safe_pickle.restricted_load`, admitting only the classes such a graph
+  of plain numbers needs (:data:`GRAPH_GLOBALS`): never a plain ``pickle.load``.
+* **gpueval npz** — a zip of three arrays, read with ``allow_pickle=False``:
+
+  ==============  ========  =========  =========================================
+  key             dtype     shape      meaning
+  ==============  ========  =========  =========================================
+  ``node_ids``    int64     (N,)       node ids, **in graph iteration order**
+  ``positions``   float64   (N, 3)     x, y, z in nm (world units)
+  ``edges``       int64     (E, 2)     undirected edges as pairs of node ids
+  ==============  ========  =========  =========================================
+
+The order of ``node_ids`` is the graph's iteration order, which the official score depends on
+(fresh ids for background voxels and the numbering of connected components follow it; see
+``shared/specs/xpress.md`` §2 and §5), so a conversion keeps it.
+:func:`convert_skeleton` turns an official file into the npz form once, offline
+(``gpueval convert-skeleton SRC DST`` where the CLI wires it).
+
+Edges follow ``networkx.Graph`` semantics: ``(u, v)`` and ``(v, u)`` are one edge (duplicates
+are dropped, first occurrence kept); self-loops are kept (length 0).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpueval.errors import Rejected, TruthError
+
+#: The globals a pickled ``networkx.Graph`` of numbers needs beyond plain containers: the
+#: class itself and NumPy scalars/arrays (positions and node ids are often NumPy values).
+GRAPH_GLOBALS: frozenset[tuple[str, str]] = frozenset({
+    ("networkx.classes.graph", "Graph"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+})
+
+#: Coordinates beyond this (nm) cannot be truncated to int64 safely; no real volume is near.
+MAX_ABS_COORD = 2.0**52
+
+NPZ_KEYS = ("node_ids", "positions", "edges")
+
+
+@dataclass
+class Skeleton:
+    """Nodes (in graph iteration order) with x, y, z positions in nm, and undirected edges.
+
+    Attributes
+    ----------
+    node_ids : int64 (N,)
+    positions : float64 (N, 3), x, y, z in nm
+    edges : int64 (E, 2), pairs of node ids
+    """
+
+    node_ids: np.ndarray
+    positions: np.ndarray
+    edges: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_ids)
+
+    def edge_index(self) -> np.ndarray:
+        """Edges as int64 (E, 2) positions into :attr:`node_ids` (graph order)."""
+        order = np.argsort(self.node_ids, kind="stable")
+        sorted_ids = self.node_ids[order]
+        pos = np.searchsorted(sorted_ids, self.edges)
+        return order[np.minimum(pos, len(order) - 1)].astype(np.int64)
+
+
+def load_skeleton(path: str | Path) -> Skeleton:
+    """Read a skeleton file: gpueval's npz or the official pickled ``networkx.Graph``.
+
+    The form is recognised by content (a zip holding ``node_ids`` is the npz form; anything
+    else is treated as the official pickle and read through the restricted unpickler).
+
+    Raises
+    ------
+    TruthError
+        Unreadable file, a pickle naming anything outside :data:`GRAPH_GLOBALS`, missing
+        positions, non-integer node ids, edges to unknown nodes, non-finite coordinates.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise TruthError(f"skeleton file {p} not found")
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            members = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+        if set(NPZ_KEYS) <= members:
+            return _load_npz(p)
+    return _load_pickled_graph(p)
+
+
+def save_skeleton_npz(skel: Skeleton, path: str | Path) -> None:
+    """Write ``skel`` in gpueval's npz form (compressed, no pickles)."""
+    skel = _checked(skel.node_ids, skel.positions, skel.edges, str(path))
+    np.savez_compressed(path, node_ids=skel.node_ids, positions=skel.positions,
+                        edges=skel.edges)
+
+
+def convert_skeleton(src: str | Path, dst: str | Path) -> Skeleton:
+    """Convert an official skeleton file (pickled graph) to gpueval's npz form, keeping order.
+
+    Returns the skeleton that was written.
+    """
+    skel = load_skeleton(src)
+    save_skeleton_npz(skel, dst)
+    return skel
+
+
+def skeleton_from_graph(graph, where: str = "graph") -> Skeleton:
+    """Build a :class:`Skeleton` from a ``networkx.Graph`` with ``position`` node attributes."""
+    import networkx as nx
+
+    if not isinstance(graph, nx.Graph) or graph.is_directed() or graph.is_multigraph():
+        raise TruthError(f"{where}: expected an undirected networkx.Graph, got "
+                         f"{type(graph).__name__}")
+    nodes = list(graph.nodes)
+    try:
+        ids = np.array([_as_int(n) for n in nodes], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TruthError(f"{where}: node ids must be integers ({e})") from e
+    try:
+        pos = np.array([np.asarray(graph.nodes[n]["position"], dtype=np.float64).reshape(3)
+                        for n in nodes], dtype=np.float64).reshape(-1, 3)
+    except KeyError as e:
+        raise TruthError(f"{where}: a node has no 'position' attribute") from e
+    except (TypeError, ValueError) as e:
+        raise TruthError(f"{where}: node positions must be 3 numbers (x, y, z) ({e})") from e
+    edges = np.array([(_as_int(u), _as_int(v)) for u, v in graph.edges],
+                     dtype=np.int64).reshape(-1, 2)
+    return _checked(ids, pos, edges, where)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _as_int(v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer):
+        raise TypeError(f"node id {v!r} is not an integer")
+    return int(v)
+
+
+def _load_npz(p: Path) -> Skeleton:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            ids, pos, edges = (np.asarray(z[k]) for k in NPZ_KEYS)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
+        raise TruthError(f"{p.name}: not a readable skeleton npz ({e})") from e
+    if ids.dtype.kind not in "iu" or edges.dtype.kind not in "iu" or pos.dtype.kind not in "fiu":
+        raise TruthError(f"{p.name}: node_ids/edges must be integers and positions numbers")
+    return _checked(ids.astype(np.int64).reshape(-1), pos.astype(np.float64),
+                    edges.astype(np.int64), p.name)
+
+
+def _load_pickled_graph(p: Path) -> Skeleton:
+    from gpueval.io.safe_pickle import restricted_load
+
+    try:
+        graph = restricted_load(p, GRAPH_GLOBALS)
+    except Rejected as e:  # the truth is the organiser's file: exit 4, not 3
+        raise TruthError(f"{p.name}: {e}") from e
+    return skeleton_from_graph(graph, p.name)
+
+
+def _checked(ids: np.ndarray, pos: np.ndarray, edges: np.ndarray, where: str) -> Skeleton:
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    if pos.ndim != 2 or pos.shape != (len(ids), 3):
+        raise TruthError(f"{where}: positions must be ({len(ids)}, 3), got {pos.shape}")
+    edges = np.asarray(edges, np.int64)
+    if edges.size == 0:
+        edges = edges.reshape(0, 2)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise TruthError(f"{where}: edges must be (E, 2), got {edges.shape}")
+    if not np.isfinite(pos).all() or (np.abs(pos) > MAX_ABS_COORD).any():
+        raise TruthError(f"{where}: node positions must be finite nm values")
+    if len(np.unique(ids)) != len(ids):
+        raise TruthError(f"{where}: node ids are not unique")
+    known = np.isin(edges, ids)
+    if not known.all():
+        bad = edges[~known.all(axis=1)][0]
+        raise TruthError(f"{where}: edge {tuple(int(v) for v in bad)} names an unknown node")
+    # networkx.Graph semantics: (u, v) == (v, u), one edge each; keep the first occurrence
+    if len(edges):
+        key = np.sort(edges, axis=1)
+        _, first = np.unique(key, axis=0, return_index=True)
+        edges = edges[np.sort(first)]
+    return Skeleton(ids, np.ascontiguousarray(pos, np.float64), np.ascontiguousarray(edges))

@@ -1,0 +1,192 @@
+"""Expected run length (ERL) and its XPRESS normalisation, on a node table (no voxels).
+
+Inputs are per node (graph iteration order): the skeleton id ``k`` (connected-component index,
+:func:`component_ids`) and the segment id ``s`` found at the node's voxel (after the fresh-id
+relabelling of background nodes); per edge: the two node positions and the edge length.
+Definitions follow ``shared/specs/xpress.md`` §3 (funlib.evaluate's ``expected_run_length``):
+
+* ``L_k`` = summed edge length of skeleton ``k``; ``T = Σ L_k`` over skeletons with an edge.
+* A segment is *merging* when the nodes carrying it (isolated nodes included) belong to ≥ 2
+  skeletons. Under ``float64_merge_keys=True`` (compat ``official``) merging is decided on
+  ``float64(s)`` — ids ≥ 2⁵³ that round to the same double are one key — and a segment is then
+  looked up by its exact id, which finds a key only when the id is exactly representable as a
+  double (the official lookup hashes the exact integer; fixture ``huge_ids``).
+* An edge is *correct* when both ends carry the same non-merging segment; ``c_{k,s}`` is the
+  summed length of the correct edges of skeleton ``k`` in segment ``s``.
+* ``ERL = Σ_k (L_k / T) · Σ_s c_{k,s}² / L_k``; a skeleton with ``L_k = 0`` and a correct edge
+  makes it NaN (0/0), as the official does.
+* ``erl_norm = ERL / mean(L_k | L_k > 0)`` (not bounded by 1).
+
+Lengths are float64 here (the official rounds coordinates and lengths to float32; the spec
+measures the difference at ≤ 2.3e-7 relative, §7).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RunLength:
+    """ERL and its parts; arrays are indexed by skeleton id."""
+
+    erl: float
+    erl_norm: float
+    total_length: float
+    mean_length: float
+    skeleton_lengths: np.ndarray      # L_k (0 for skeletons without edges)
+    skeleton_n_edges: np.ndarray
+    contributions: np.ndarray         # (L_k / T) · Σ_s c_{k,s}² / L_k, NaN where 0/0
+    merging_nodes: np.ndarray         # bool per node: its segment counts as merging
+
+
+def component_ids(n_nodes: int, edges: np.ndarray) -> np.ndarray:
+    """Connected-component index of every node, numbered as ``networkx.connected_components``.
+
+    networkx yields components in the order of their first node in graph iteration order, so
+    the component of node 0 is 0, the component of the next node not yet seen is 1, and so on.
+    scipy's labelling is renumbered to that order (same partition, no Python loop per node).
+
+    >>> component_ids(5, np.array([[3, 4], [1, 2]])).tolist()
+    [0, 1, 1, 2, 2]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    if n_nodes == 0:
+        return np.empty(0, np.int64)
+    w = np.ones(len(edges), np.int8)
+    g = coo_matrix((w, (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
+    _, labels = connected_components(g, directed=False)
+    _, first = np.unique(labels, return_index=True)   # first node of each scipy label
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[labels]
+
+
+def edge_lengths(positions: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Euclidean length of every edge (float64), ``edges`` as node positions."""
+    d = positions[edges[:, 0]] - positions[edges[:, 1]]
+    return np.sqrt((d * d).sum(axis=1))
+
+
+def merging_segments(skeleton_ids: np.ndarray, segment_ids: np.ndarray, *,
+                     float64_merge_keys: bool = False) -> np.ndarray:
+    """Bool per node: the node's segment is *merging* (holds nodes of ≥ 2 skeletons)."""
+    seg = np.asarray(segment_ids, np.uint64)
+    k = np.asarray(skeleton_ids, np.int64)
+    if not len(seg):
+        return np.zeros(0, bool)
+    key = seg.astype(np.float64) if float64_merge_keys else seg
+    order = np.lexsort((k, key))
+    ks, keys = k[order], key[order]
+    new_key = np.concatenate([[True], keys[1:] != keys[:-1]])
+    new_pair = new_key | np.concatenate([[True], ks[1:] != ks[:-1]])
+    key_group = np.cumsum(new_key) - 1
+    n_skel = np.bincount(key_group, weights=new_pair).astype(np.int64)
+    merging_sorted = n_skel[key_group] >= 2
+    merging = np.empty(len(seg), bool)
+    merging[order] = merging_sorted
+    if float64_merge_keys:
+        # the official looks the exact id up among double keys: only ids a double represents
+        # exactly can be found (hash(int) == hash(float) only for equal integral values)
+        merging &= exactly_representable(seg)
+    return merging
+
+
+def exactly_representable(ids: np.ndarray) -> np.ndarray:
+    """Bool per uint64 id: the id equals its float64 rounding."""
+    ids = np.asarray(ids, np.uint64)
+    f = ids.astype(np.float64)
+    ok = f < 2.0**64
+    back = np.zeros(len(ids), np.uint64)
+    back[ok] = f[ok].astype(np.uint64)
+    return ok & (back == ids)
+
+
+def expected_run_length(
+    skeleton_ids: np.ndarray,
+    segment_ids: np.ndarray,
+    edges: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    n_skeletons: int | None = None,
+    float64_merge_keys: bool = False,
+) -> RunLength:
+    """ERL and normalised ERL of a node table (see the module docstring).
+
+    Parameters
+    ----------
+    skeleton_ids : int (N,) component index per node.
+    segment_ids : uint64 (N,) segment per node (no zeros after the fresh-id relabelling).
+    edges : int (E, 2) node positions of the edges (both ends in one skeleton).
+    lengths : float (E,) edge lengths.
+    n_skeletons : number of skeletons (default ``max(skeleton_ids) + 1``).
+    float64_merge_keys : reproduce the official float64 merge detection (ids ≥ 2⁵³).
+    """
+    k = np.asarray(skeleton_ids, np.int64)
+    seg = np.asarray(segment_ids, np.uint64)
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    lengths = np.asarray(lengths, np.float64)
+    n_k = int(n_skeletons if n_skeletons is not None else (k.max() + 1 if len(k) else 0))
+    ek = k[edges[:, 0]]
+    L = np.bincount(ek, weights=lengths, minlength=n_k)
+    n_edges = np.bincount(ek, minlength=n_k)
+    has_edges = n_edges > 0
+    T = float(L[has_edges].sum())
+
+    merging = merging_segments(k, seg, float64_merge_keys=float64_merge_keys)
+    su, sv = seg[edges[:, 0]], seg[edges[:, 1]]
+    correct = (su == sv) & ~merging[edges[:, 0]]
+    # c_{k,s}: summed correct length per (skeleton, segment)
+    ck, cs, cl = ek[correct], su[correct], lengths[correct]
+    order = np.lexsort((cs, ck))
+    ck, cs, cl = ck[order], cs[order], cl[order]
+    if len(ck):
+        start = np.concatenate([[True], (ck[1:] != ck[:-1]) | (cs[1:] != cs[:-1])])
+        idx = np.flatnonzero(start)
+        c = np.add.reduceat(cl, idx)
+        c_k = ck[idx]
+    else:
+        c, c_k = np.empty(0), np.empty(0, np.int64)
+    sum_c2 = np.bincount(c_k, weights=c * c, minlength=n_k)
+    has_credit = np.bincount(c_k, minlength=n_k) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = np.where(has_credit, sum_c2 / np.where(has_credit, L, 1.0), 0.0)
+        inner[has_credit & (L == 0)] = math.nan  # 0²/0 as in the official
+        weight = L / T if T else np.where(has_edges, math.nan, 0.0)
+        contrib = np.where(has_edges, weight * inner, 0.0)
+    erl = float(contrib[has_edges].sum()) if has_edges.any() else 0.0
+    positive = L[has_edges & (L > 0)]
+    mean_len = float(positive.mean()) if len(positive) else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        erl_norm = erl / mean_len if mean_len else math.nan
+    return RunLength(erl, float(erl_norm), T, mean_len, L, n_edges, contrib, merging)
+
+
+def split_count(segment_ids: np.ndarray, edges: np.ndarray) -> int:
+    """Number of edges whose two nodes carry different segments (xpress.md §4)."""
+    seg = np.asarray(segment_ids)
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    return int((seg[edges[:, 0]] != seg[edges[:, 1]]).sum())
+
+
+def merge_count(skeleton_ids: np.ndarray, segment_ids: np.ndarray) -> int:
+    """Diagnostic merge count: Σ over segments of (distinct skeletons in it − 1).
+
+    The official count (one closest node pair per pair of node clusters of a segment, with a
+    join step that mutates the sets it iterates, xpress.md §4) is a heuristic of quadratic
+    cost; this is the plain number of extra skeletons each segment joins. It is reported as
+    ``merge_count`` and is not part of any score.
+    """
+    seg = np.asarray(segment_ids, np.uint64)
+    k = np.asarray(skeleton_ids, np.int64)
+    if not len(seg):
+        return 0
+    pairs = np.unique(np.stack([seg, k.astype(np.uint64)], axis=1), axis=0)
+    n_segments = len(np.unique(pairs[:, 0]))
+    return int(len(pairs) - n_segments)
