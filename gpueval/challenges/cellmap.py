@@ -1,0 +1,595 @@
+"""CellMap Segmentation Challenge: instance (F1 × Hausdorff) and semantic (IoU) scores.
+
+Implements ``shared/specs/cellmap.md`` at the pinned commit (``metric_version
+cellmap-2026-06``) and the challenge-era scorer (``--set version=2025``, §10) through the
+challenge interface; constants live in ``configs/cellmap.yaml``.
+
+Layouts
+-------
+* truth: ``<truth>/crop<ID>/<label>`` zarr arrays (v2, or v3) with optional
+  ``<label>_mask``; the labels scored for a crop are the *arrays* of its GT group.
+* submission: a ``.zip`` of a zarr v2 hierarchy, an unzipped folder, or a folder holding
+  exactly one zip; ``<root>/crop<ID>/<label>``. A single nested ``*.zarr`` folder becomes the
+  root (more than one → rejected); when no top-level folder names a GT crop, ``crop`` is
+  prepended to the folder names (``123`` → ``crop123``); still none → rejected. A zip is read
+  through :class:`~gpueval.io.archive.SafeArchive` and only the members of GT crops/labels are
+  extracted, to a fresh temporary folder (the official reuse of an existing
+  ``<zip>.zarr`` folder is not reproduced). A missing ``.zgroup`` needs no repair: the
+  hierarchy is listed from the file system.
+* target geometry per (crop, label): the manifest row (``configs/cellmap_test_crops.csv``
+  or ``--set manifest=PATH``); when a (crop, label) has no row, the GT array's own
+  ``voxel_size``/``translation`` attributes and shape (gpueval's fallback; the official code
+  would fail). With the shipped manifest every truth crop is scored; an explicit
+  ``manifest`` scores exactly the crops it lists that exist in the truth.
+
+Modes (``compat``)
+------------------
+``official`` (default): a label submitted as a *group* (multiscale or OME-NGFF) is scored as
+missing, and a ``<label>_mask`` array of a truth crop is itself scored as a (semantic) label,
+as the pinned code does. ``corrected``: groups are read (level chosen by voxel size,
+:mod:`gpueval.io.align`) and ``_mask`` arrays only mask.
+
+Choices where the spec is silent: instance predictions holding NaN/inf are rejected (semantic
+NaN is background, as ``NaN > 0`` is false); a missing instance label counts the unique GT ids
+of the unmasked truth; a prediction whose dimensionality differs from the truth is rejected.
+
+Result: ``score`` = ``overall_score``; ``metrics`` hold the leaderboard numbers (missing
+entries included) and per class ``<label>_f1``, ``<label>_normalized_hausdorff_distance``,
+``<label>_combined_score`` (instance) or ``<label>_iou`` (semantic) for every class in the
+truth; one item per GT (crop, label). ``extra`` holds the official public view
+(``public_scores``), the extended view (``all_scores``) and the scores without missing
+entries (``found_scores``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from gpueval.challenges import _cellmap_scoring as sc
+from gpueval.config import apply_variant, get_dotted
+from gpueval.errors import Rejected, TruthError
+from gpueval.io.align import Grid, align_to_grid, choose_level
+from gpueval.io.archive import SafeArchive, iter_files
+from gpueval.io.arrays import open_volume
+from gpueval.limits import Limits, use_limits
+from gpueval.resources import config_dir
+from gpueval.result import Result
+
+CROP_RE = re.compile(r"^crop(\d+)$")
+_VOXEL_KEYS = ("voxel_size", "resolution", "scale")
+_OFFSET_KEYS = ("translation", "offset")
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply the variant named by ``version`` (``--set version=2025``) once."""
+    cfg = dict(cfg)
+    version = str(cfg.get("version") or "").strip()
+    variants = cfg.get("variants") or {}
+    if version == "2026-06":
+        return cfg  # the file's defaults (keeps an explicit --set metric_version)
+    if version and version in variants and cfg.get("variant") != version:
+        cfg = apply_variant(cfg, version)
+        cfg["version"] = version
+    elif version and version not in variants:
+        raise TruthError(f"unknown cellmap version {version!r}; known: "
+                         f"{', '.join(map(str, variants))}")
+    return cfg
+
+
+@dataclass(frozen=True)
+class Options:
+    version: str
+    compat: str
+    instance_classes: tuple[str, ...]
+    consts: dict[str, Any]
+    semantic_threshold: float
+    max_volume_size_ratio: float
+    chunk: tuple[int, ...] | None
+    manifest: Path
+    restrict_to_manifest: bool
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Options:
+        compat = str(cfg.get("compat", "official"))
+        if compat not in ("official", "corrected"):
+            raise TruthError(f"compat must be official or corrected, got {compat!r}")
+        man = cfg.get("manifest")
+        default = not man or str(man) in ("default", "shipped")
+        path = config_dir() / "cellmap_test_crops.csv" if default else Path(str(man))
+        chunk = cfg.get("chunk")
+        return cls(
+            version=str(cfg.get("version") or "2026-06"),
+            compat=compat,
+            instance_classes=tuple(cfg.get("instance_classes") or sc.INSTANCE_CLASSES),
+            consts={k: cfg[k] for k in ("final_instance_ratio_cutoff",
+                                        "initial_instance_ratio_cutoff",
+                                        "instance_ratio_factor", "max_overlap_edges",
+                                        "mcmf_cost_scale", "instance_ratio_cutoff_2025")
+                    if k in cfg},
+            semantic_threshold=float(cfg.get("semantic_threshold", 0.5)),
+            max_volume_size_ratio=float(cfg.get("max_volume_size_ratio", 4096)),
+            chunk=tuple(int(c) for c in chunk) if chunk else None,
+            manifest=path,
+            restrict_to_manifest=not default,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# manifest
+
+
+def read_manifest(path: str | Path) -> dict[tuple[int, str], Grid]:
+    """``{(crop id, label): Grid}`` from a test-crop manifest CSV (vectors ``[z;y;x]``)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise TruthError(f"manifest {p}: cannot be read ({e.strerror})") from e
+    rows = list(csv.DictReader(text.splitlines()))
+    need = {"crop_name", "class_label", "voxel_size", "translation", "shape"}
+    if rows and not need <= set(rows[0]):
+        raise TruthError(f"manifest {p}: header must hold {', '.join(sorted(need))}")
+    out: dict[tuple[int, str], Grid] = {}
+    for i, r in enumerate(rows, start=2):
+        try:
+            crop = int(str(r["crop_name"]).strip().removeprefix("crop"))
+            out[(crop, r["class_label"].strip())] = Grid(
+                _vec(r["voxel_size"]), _vec(r["translation"]),
+                tuple(int(round(v)) for v in _vec(r["shape"])))
+        except (ValueError, KeyError, AttributeError) as e:
+            raise TruthError(f"manifest {p} line {i}: {e}") from e
+    return out
+
+
+def _vec(s: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in str(s).strip().strip("[]").replace(",", ";").split(";"))
+
+
+def write_manifest(path: str | Path, rows: list[tuple[int, str, str, Grid]]) -> None:
+    """Write ``(crop id, dataset, label, Grid)`` rows in the official CSV format."""
+    def fmt(v):
+        return "[" + ";".join(repr(float(x)) if not float(x).is_integer() else f"{float(x):.1f}"
+                              for x in v) + "]"
+
+    lines = ["crop_name,dataset,class_label,voxel_size,translation,shape"]
+    for crop, ds, label, g in rows:
+        lines.append(f"{crop},{ds},{label},{fmt(g.voxel_size)},{fmt(g.translation)},"
+                     f"[{';'.join(str(int(s)) for s in g.shape)}]")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# truth
+
+
+@dataclass
+class TruthCrop:
+    name: str
+    crop_id: int
+    path: Path
+    labels: list[str]
+    arrays: set[str]
+
+
+def _is_array(p: Path) -> bool:
+    return (p / ".zarray").is_file() or (_zarr_json(p).get("node_type") == "array")
+
+
+def _is_group(p: Path) -> bool:
+    return p.is_dir() and not _is_array(p) and (
+        (p / ".zgroup").is_file() or (p / ".zattrs").is_file()
+        or _zarr_json(p).get("node_type") == "group"
+        or any(_is_array(c) for c in p.iterdir() if c.is_dir()))
+
+
+def _zarr_json(p: Path) -> dict:
+    f = p / "zarr.json"
+    if not f.is_file() or f.stat().st_size > 1 << 20:
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except (ValueError, OSError):
+        return {}
+
+
+def _attrs(p: Path) -> dict:
+    for f, key in ((p / ".zattrs", None), (p / "zarr.json", "attributes")):
+        if f.is_file() and f.stat().st_size <= 1 << 20:
+            try:
+                d = json.loads(f.read_text())
+            except (ValueError, OSError):
+                continue
+            d = d.get(key, {}) if key else d
+            if isinstance(d, dict):
+                return d
+    return {}
+
+
+def list_truth(truth: str | Path, opts: Options) -> list[TruthCrop]:
+    root = Path(truth)
+    if not root.is_dir():
+        raise TruthError(f"truth {root}: not a folder (expected <truth>/crop<ID>/<label>)")
+    crops = []
+    for d in sorted(root.iterdir(), key=lambda p: p.name):
+        m = CROP_RE.match(d.name)
+        if not (m and d.is_dir()):
+            continue
+        arrays = {c.name for c in d.iterdir() if c.is_dir() and _is_array(c)}
+        labels = sorted(a for a in arrays if opts.compat == "official"
+                        or not a.endswith("_mask"))
+        crops.append(TruthCrop(d.name, int(m.group(1)), d, labels, arrays))
+    if not crops:
+        raise TruthError(f"truth {root}: no crop<ID> folder with arrays")
+    return crops
+
+
+# --------------------------------------------------------------------------------------------
+# submission intake
+
+
+@dataclass
+class Submission:
+    root: Path
+    crops: dict[str, Path]                     # GT crop name -> submitted crop folder
+    notes: list[str] = field(default_factory=list)
+
+
+def _zarr_roots(rel_dirs: set[PurePosixPath]) -> list[PurePosixPath]:
+    return sorted(d for d in rel_dirs if d.name.endswith(".zarr"))
+
+
+def _dirs_of(names: list[str]) -> set[PurePosixPath]:
+    out: set[PurePosixPath] = set()
+    for n in names:
+        out.update(PurePosixPath(n).parents)
+    out.discard(PurePosixPath("."))
+    return out
+
+
+def _layout(names: list[str], gt_crops: set[str], where: str
+            ) -> tuple[PurePosixPath, dict[str, str], list[str]]:
+    """Root folder and ``{GT crop: submitted top-level name}`` from relative file names."""
+    notes = []
+    roots = _zarr_roots(_dirs_of(names))
+    if len(roots) > 1:
+        raise Rejected(f"{where}: more than one nested *.zarr folder "
+                       f"({', '.join(map(str, roots[:3]))}); submit exactly one")
+    root = roots[0] if roots else PurePosixPath(".")
+    if roots:
+        notes.append(f"using nested zarr folder {root}")
+    top = {PurePosixPath(n).relative_to(root).parts[0] for n in names
+           if PurePosixPath(n).is_relative_to(root) and len(PurePosixPath(n).relative_to(
+               root).parts) > 1}
+    found = {t: t for t in top if t in gt_crops}
+    if not found:
+        found = {f"crop{t}": t for t in top if f"crop{t}" in gt_crops}
+        if found:
+            notes.append("crop folders named without the 'crop' prefix")
+    if not found:
+        raise Rejected(f"{where}: no volumes found: no top-level folder names a ground-truth "
+                       f"crop (expected e.g. {sorted(gt_crops)[0]}/<label>)")
+    return root, found, notes
+
+
+@contextlib.contextmanager
+def open_submission(path: str | Path, truth: list[TruthCrop]) -> Iterator[Submission]:
+    """Resolve the submission layout; zips are extracted (only GT crops/labels) to a temp dir."""
+    p = Path(path)
+    gt_crops = {c.name for c in truth}
+    wanted = {c.name: set(c.labels) for c in truth}
+    if p.is_dir():
+        files = list(iter_files(p))
+        zips = [f for f in files if f.suffix.lower() == ".zip" and f.parent == p.resolve()]
+        if len(zips) == 1 and len(files) == 1:
+            p = zips[0]
+        else:
+            names = [f.relative_to(p.resolve()).as_posix() for f in files]
+            root, found, notes = _layout(names, gt_crops, p.name)
+            base = p / root
+            yield Submission(base, {g: base / s for g, s in found.items()}, notes)
+            return
+    if not p.is_file() or p.suffix.lower() != ".zip":
+        raise Rejected(f"{p.name}: expected a .zip file or a folder holding a zarr hierarchy")
+    with SafeArchive(p) as z, tempfile.TemporaryDirectory(prefix="cellmap-") as tmp:
+        names = z.names()
+        root, found, notes = _layout(names, gt_crops, p.name)
+        take = []
+        for n in names:
+            rel = PurePosixPath(n)
+            if not rel.is_relative_to(root):
+                continue
+            parts = rel.relative_to(root).parts
+            gt = next((g for g, s in found.items() if parts[0] == s), None)
+            if gt is None:
+                continue
+            if len(parts) == 2 or parts[1] in wanted[gt]:
+                take.append(n)
+        z.extract_to(tmp, take)
+        base = Path(tmp) / root
+        yield Submission(base, {g: base / s for g, s in found.items()}, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# reading one (crop, label)
+
+
+def _geometry(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+    vs = next((attrs[k] for k in _VOXEL_KEYS if attrs.get(k) is not None), None)
+    tr = next((attrs[k] for k in _OFFSET_KEYS if attrs.get(k) is not None), None)
+    return vs, tr
+
+
+def _open_array(p: Path, *, finite: bool, dataset: str | None = None):
+    vol = open_volume(p if dataset is None else p / dataset, finite=finite)
+    return vol
+
+
+def _read_prediction(node: Path, target: Grid, opts: Options, *, instance: bool,
+                     where: str) -> da.Array | None:
+    """The aligned prediction, or ``None`` when the label counts as missing."""
+    if _is_array(node):
+        vol = _open_array(node, finite=instance)
+        vs, tr = _geometry(_attrs(node))
+    elif _is_group(node):
+        if opts.compat == "official":
+            return None  # the pinned scorer lists arrays only: a group label is "missing"
+        vol, vs, tr = _read_group(node, target, instance, where)
+    else:
+        return None
+    return align_to_grid(vol.data, _as_vec(vs, where), _as_vec(tr, where), target,
+                         instance=instance, threshold=opts.semantic_threshold,
+                         max_ratio=opts.max_volume_size_ratio, where=where)
+
+
+def _read_group(node: Path, target: Grid, instance: bool, where: str):
+    attrs = _attrs(node)
+    ms = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    levels: list[tuple[str, Any]] = []
+    trans: dict[str, Any] = {}
+    if isinstance(ms, list) and ms:
+        for d in ms[0].get("datasets") or []:
+            scale = tr = None
+            for t in d.get("coordinateTransformations") or []:
+                if t.get("type") == "scale":
+                    scale = t.get("scale")
+                elif t.get("type") == "translation":
+                    tr = t.get("translation")
+            levels.append((str(d.get("path")), scale))
+            trans[str(d.get("path"))] = tr
+        name = choose_level(levels, target.voxel_size)
+        vs, tr = dict(levels)[name], trans[name]
+    else:
+        for c in sorted(node.iterdir(), key=lambda q: q.name):
+            if c.is_dir() and _is_array(c):
+                levels.append((c.name, _geometry(_attrs(c))[0]))
+        name = choose_level(levels, target.voxel_size)
+        vs, tr = _geometry(_attrs(node / name))
+    if not _is_array(node / name):
+        raise Rejected(f"{where}: level {name!r} of the group is not an array")
+    return _open_array(node / name, finite=instance), vs, tr
+
+
+def _as_vec(v: Any, where: str) -> tuple[float, ...] | None:
+    if v is None:
+        return None
+    try:
+        out = tuple(float(x) for x in (v if isinstance(v, list | tuple) else [v]))
+    except (TypeError, ValueError) as e:
+        raise Rejected(f"{where}: geometry attribute {v!r} is not a list of numbers") from e
+    if not all(np.isfinite(out)):
+        raise Rejected(f"{where}: geometry attribute {v!r} is not finite")
+    return out
+
+
+def _rechunk(x: da.Array, chunk: tuple[int, ...] | None) -> da.Array:
+    return x.rechunk(chunk[: x.ndim]) if chunk else x
+
+
+# --------------------------------------------------------------------------------------------
+# the challenge interface
+
+
+def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], *,
+          device: str = "cpu", scheduler: Any = None, progress: bool = False) -> Result:
+    """Score one CellMap submission (see the module docstring)."""
+    cfg = resolve_config(config)
+    opts = Options.from_config(cfg)
+    with use_limits(Limits.from_config(cfg)):
+        crops = list_truth(truth, opts)
+        manifest = read_manifest(opts.manifest)
+        if opts.restrict_to_manifest:
+            listed = {c for c, _ in manifest}
+            crops = [c for c in crops if c.crop_id in listed]
+            if not crops:
+                raise TruthError("no crop of the manifest exists in the truth")
+        with open_submission(submission, crops) as sub:
+            if opts.version == "2025":
+                from gpueval.challenges._cellmap_2025 import score_2025
+
+                return score_2025(crops, sub, manifest, cfg, opts, device=device,
+                                  scheduler=scheduler)
+            per_crop, voxels = _score_all(crops, sub, manifest, opts, device, scheduler)
+    return _result(per_crop, cfg, opts, manifest, voxels)
+
+
+def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Options):
+    """(gt dask, aligned prediction or None, mask or None, Grid, instance?) of one label."""
+    where = f"{crop.name}/{label}"
+    gvol = open_volume(crop.path / label, finite=False)
+    grid = manifest.get((crop.crop_id, label))
+    if grid is None:
+        vs, tr = _geometry(_attrs(crop.path / label))
+        nd = gvol.data.ndim
+        grid = Grid(tuple(_as_vec(vs, where) or (1.0,) * nd)[-nd:],
+                    tuple(_as_vec(tr, where) or (0.0,) * nd)[-nd:], tuple(gvol.shape))
+    if tuple(grid.shape) != tuple(gvol.shape):
+        raise TruthError(f"truth {where}: shape {gvol.shape} differs from the manifest "
+                         f"shape {grid.shape}")
+    instance = label in opts.instance_classes
+    gt = _rechunk(gvol.data, opts.chunk)
+    mask = None
+    if f"{label}_mask" in crop.arrays:
+        mask = _rechunk(open_volume(crop.path / f"{label}_mask", finite=False).data, opts.chunk)
+    pred = None
+    node = sub.crops.get(crop.name)
+    if node is not None and (node / label).is_dir():
+        pred = _read_prediction(node / label, grid, opts, instance=instance, where=where)
+        if pred is not None:
+            pred = pred.rechunk(gt.chunks)
+    return gt, pred, mask, grid, instance
+
+
+def _score_all(crops, sub, manifest, opts, device, scheduler):
+    from gpueval.engine import compute, map_reduce_delayed
+
+    per_crop: dict[str, dict[str, dict[str, Any]]] = {}
+    voxels = 0
+    semantic_jobs = []
+    for crop in crops:
+        out = per_crop.setdefault(crop.name, {})
+        for label in crop.labels:
+            gt, pred, mask, grid, instance = load_pair(crop, label, sub, manifest, opts)
+            n = int(math.prod(gt.shape))
+            extra = {"num_voxels": n, "voxel_size": list(grid.voxel_size)}
+            if pred is None:
+                if instance:
+                    out[label] = {**sc.missing_instance(_count_ids(gt, scheduler)), **extra}
+                else:
+                    out[label] = {**sc.missing_semantic(n), **extra}
+                continue
+            voxels += n
+            if mask is not None:
+                gt, pred = gt * mask, pred * mask.astype(pred.dtype)
+            if instance:
+                r = sc.score_instance(gt, pred, grid.voxel_size, opts.consts, device=device,
+                                      scheduler=scheduler)
+                r.pop("_detail", None)
+                out[label] = {**r, **extra}
+            else:
+                job = map_reduce_delayed(sc._semantic_chunk, [gt, pred], sc._sum,
+                                         device=device)
+                semantic_jobs.append((crop.name, label, extra, job))
+    if semantic_jobs:  # all semantic labels in one graph
+        counts = compute(*(j[3] for j in semantic_jobs), scheduler=scheduler)
+        for (crop, label, extra, _), c in zip(semantic_jobs, counts, strict=True):
+            tp, n_p, n_g = (int(v) for v in c)
+            per_crop[crop][label] = {"tp": tp, "fp": n_p - tp, "fn": n_g - tp,
+                                     "status": sc.STATUS_SCORED, **extra}
+    return per_crop, voxels
+
+
+def _ids_chunk(block) -> np.ndarray:
+    return np.unique(np.asarray(block))
+
+
+def _count_ids(gt: da.Array, scheduler: Any) -> int:
+    from gpueval.engine import map_reduce
+
+    ids = map_reduce(_ids_chunk, [gt], lambda parts: np.unique(np.concatenate(parts))
+                     if parts else np.empty(0), scheduler=scheduler)
+    return int(np.count_nonzero(ids))
+
+
+def _result(per_crop, cfg, opts: Options, manifest, voxels: int) -> Result:
+    classes = opts.instance_classes
+    all_scores = sc.combine_scores(per_crop, classes, include_missing=True)
+    found = sc.combine_scores(per_crop, classes, include_missing=False)
+    metrics: dict[str, Any] = {k: all_scores[k] for k in
+                               ("overall_score", "overall_instance_score",
+                                "overall_semantic_score")}
+    for label in sorted(all_scores["label_scores"]):
+        s = all_scores["label_scores"][label]
+        keys = ("f1", "normalized_hausdorff_distance", "combined_score") if label in classes \
+            else ("iou",)
+        for k in keys:
+            metrics[f"{label}_{k}"] = s[k]
+    items = []
+    for crop in sorted(per_crop):
+        for label in sorted(per_crop[crop]):
+            s = per_crop[crop][label]
+            item = {"id": f"{crop}/{label}", "tp": s["tp"], "fp": s["fp"], "fn": s["fn"],
+                    "status": s["status"], "num_voxels": s["num_voxels"]}
+            if label in classes:
+                item["hausdorff_norm_sum"] = s["hausdorff_norm_sum"]
+                item["n_hausdorff"] = s["n_hausdorff"]
+            items.append(item)
+    submitted = {label for labels in per_crop.values() for label, s in labels.items()
+                 if s["status"] != sc.STATUS_MISSING}
+    tail = {"total_evals": len(manifest), "num_evals_done": len(items)}
+    public = {"label_scores": {
+        label: {k: v for k, v in s.items() if k not in ("tp", "fp", "fn")}
+        for label, s in all_scores["label_scores"].items() if label in submitted},
+        **{k: all_scores[k] for k in ("overall_instance_score", "overall_semantic_score",
+                                      "overall_score")}, **tail}
+    for labs in per_crop.values():
+        for s in labs.values():
+            s["is_missing"] = s["status"] == sc.STATUS_MISSING
+    extended = {**{c: {lab: dict(s) for lab, s in labs.items()}
+                   for c, labs in per_crop.items()}, **all_scores, **tail}
+    return Result("cellmap", str(cfg["metric_version"]), score=all_scores["overall_score"],
+                  metrics=metrics, items=items, runtime={"voxels": int(voxels)},
+                  extra={"public_scores": public, "all_scores": extended,
+                         "found_scores": found, "compat": opts.compat})
+
+
+def validate(submission: str | Path, config: Mapping[str, Any], *,
+             truth: str | Path | None = None) -> list[str]:
+    """Layout checks only; with ``truth``, also crop/label coverage and array geometry."""
+    cfg = resolve_config(config)
+    opts = Options.from_config(cfg)
+    notes: list[str] = []
+    with use_limits(Limits.from_config(cfg)):
+        if truth is None:
+            names = _submission_names(submission)
+            crops = sorted({PurePosixPath(n).parts[0] for n in names if "/" in n})
+            pseudo = [TruthCrop(c if c.startswith("crop") else f"crop{c}", 0, Path(), [],
+                                set()) for c in crops]
+            if not pseudo:
+                raise Rejected("submission holds no crop folder")
+            with contextlib.suppress(Rejected):
+                root, found, n2 = _layout(names, {p.name for p in pseudo}, "submission")
+                notes += n2
+                notes.append(f"{len(found)} crop folders: {', '.join(sorted(found))}")
+            return notes or ["no crop<ID> folders recognised"]
+        crops = list_truth(truth, opts)
+        manifest = read_manifest(opts.manifest)
+        with open_submission(submission, crops) as sub:
+            notes += sub.notes
+            for crop in crops:
+                if crop.name not in sub.crops:
+                    notes.append(f"{crop.name}: missing (all its labels score as missing)")
+                    continue
+                for label in crop.labels:
+                    _, pred, _, _, _ = load_pair(crop, label, sub, manifest, opts)
+                    if pred is None:
+                        notes.append(f"{crop.name}/{label}: missing")
+    notes.append("layout ok")
+    return notes
+
+
+def _submission_names(submission: str | Path) -> list[str]:
+    p = Path(submission)
+    if p.is_dir():
+        return [f.relative_to(p.resolve()).as_posix() for f in iter_files(p)]
+    with SafeArchive(p) as z:
+        return z.names()
+
+
+def config_value(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    return get_dotted(dict(cfg), key, default)
