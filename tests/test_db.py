@@ -91,13 +91,17 @@ def pg_url(tmp_path_factory):
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/results.sqlite"
-    base = request.getfixturevalue("pg_url")
+    return fresh_pg_database(request.getfixturevalue("pg_url"))
+
+
+def fresh_pg_database(server_url: str) -> str:
+    """URL of a new, empty database on the test server."""
     import psycopg
 
     name = f"t{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(base, autocommit=True) as c:
+    with psycopg.connect(server_url, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
-    return base.replace("/postgres?", f"/{name}?")
+    return server_url.replace("/postgres?", f"/{name}?")
 
 
 # ---------------------------------------------------------------------------------------------

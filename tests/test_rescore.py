@@ -13,12 +13,15 @@ import sys
 import time
 
 import numpy as np
+import test_db
 import tifffile
 from PIL import Image
 
 from gpueval import cli
 from gpueval.db import connect
 from gpueval.rescore import rescore
+
+pg_url = test_db.pg_url  # the throw-away PostgreSQL server fixture
 
 SIDE = 64
 STEMS = ("a", "b")
@@ -156,3 +159,34 @@ def test_sigkill_the_whole_command_then_resume(tmp_path):
     assert board[-1]["name"] == "sub_05" and board[-1]["status"] == "rejected"
     scores = [float(b["score"]) for b in board[:11]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_rescore_into_postgresql(tmp_path, pg_url):
+    url = test_db.fresh_pg_database(pg_url)
+    gt, subs = make_urisc_batch(tmp_path, n=4, bad={"sub_02": "missing image"})
+    html = tmp_path / "board.html"
+    rc = cli.main(["rescore", "urisc", "--truth", str(gt), "--submissions", str(subs),
+                   "--db", url, "--device", "cpu", "--quiet", "--report", str(html)])
+    assert rc == 0 and html.exists()
+    with connect(url) as d:
+        rows = {r.submission_name: r for r in d.latest("urisc")}
+        assert sorted(rows) == [f"sub_{i:02d}" for i in range(4)]
+        assert rows["sub_02"].status == "rejected" and "missing" in rows["sub_02"].error
+        _, alone = _score_alone(gt, subs / "sub_03", tmp_path / "alone.json")
+        assert rows["sub_03"].score == alone["score"]
+        assert rows["sub_03"].result["items"] == alone["items"]
+    again = rescore("urisc", gt, subs, db=url, device="cpu", progress=False)
+    assert (again.skipped, again.processed) == (4, 0)
+
+
+def test_default_database_sits_beside_the_submissions(tmp_path, capsys):
+    gt, subs = make_urisc_batch(tmp_path, n=2, bad={})
+    rc = cli.main(["rescore", "urisc", "--truth", str(gt), "--submissions", str(subs),
+                   "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "2 scored" in out and "submissions/min" in out
+    db_file = tmp_path / "subs.gpueval-results.sqlite"
+    assert db_file.exists() and not any(p.name.endswith(".sqlite") for p in subs.iterdir())
+    assert cli.main(["leaderboard", "urisc", "--db", f"sqlite:///{db_file}"]) == 0
+    assert "sub_00" in capsys.readouterr().out
