@@ -40,6 +40,11 @@ from gpueval.errors import Rejected, TruthError
 #: class itself and NumPy scalars/arrays (positions and node ids are often NumPy values).
 GRAPH_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("networkx.classes.graph", "Graph"),
+    # networkx 3 caches its views in the instance dict, so pickles of used graphs hold them
+    ("networkx.classes.coreviews", "AdjacencyView"), ("networkx.classes.coreviews", "AtlasView"),
+    ("networkx.classes.reportviews", "NodeView"), ("networkx.classes.reportviews", "NodeDataView"),
+    ("networkx.classes.reportviews", "EdgeView"), ("networkx.classes.reportviews", "EdgeDataView"),
+    ("networkx.classes.reportviews", "DegreeView"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -126,6 +131,8 @@ def skeleton_from_graph(graph, where: str = "graph") -> Skeleton:
     if not isinstance(graph, nx.Graph) or graph.is_directed() or graph.is_multigraph():
         raise TruthError(f"{where}: expected an undirected networkx.Graph, got "
                          f"{type(graph).__name__}")
+    for cached in ("adj", "nodes", "edges", "degree"):  # views cached at pickling time
+        graph.__dict__.pop(cached, None)                # are rebuilt from the graph's data
     nodes = list(graph.nodes)
     try:
         ids = np.array([_as_int(n) for n in nodes], dtype=np.int64).reshape(-1)
