@@ -64,7 +64,17 @@ def normalize_distance(d: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray
 
 
 def _relabel(pred: da.Array, *, device: str, scheduler: Any) -> tuple[Any, int]:
-    """26-connected multi-label components numbered as whole-volume cc3d; (lazy ids, n)."""
+    """26-connected multi-label components numbered as whole-volume cc3d; (lazy ids, n).
+
+    A single-chunk array goes straight to cc3d; several chunks go through the chunked
+    union-find of :func:`gpueval.kernels.components.label_chunked` (same ids).
+    """
+    if all(n == 1 for n in pred.numblocks):
+        from gpueval.kernels.components import connected_components
+
+        block = pred.compute(scheduler="sync") if device == "cpu" else pred.compute()
+        out, n = connected_components(np.ascontiguousarray(block), connectivity=26)
+        return da.from_array(out, chunks=pred.chunks), int(n)
     try:
         from gpueval.kernels.components import label_chunked
     except ImportError:  # pragma: no cover - the components kernel is always shipped
