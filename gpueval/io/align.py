@@ -143,6 +143,9 @@ def paste(x: da.Array, offset: Sequence[int], shape: Sequence[int]) -> da.Array:
             start, before = 0, n_tgt  # no overlap on this axis: all zeros
         sl.append(slice(start, start + length))
         pads.append((min(before, n_tgt), n_tgt - min(before, n_tgt) - length))
+    if any(s.stop == s.start for s in sl):  # no overlap at all: an all-zero prediction
+        return da.zeros(tuple(int(n) for n in shape), dtype=x.dtype,
+                        chunks=x.chunksize if x.size else -1)
     y = x[tuple(sl)]
     if any(p != (0, 0) for p in pads):
         y = da.pad(y, pads, mode="constant", constant_values=0)

@@ -1,0 +1,101 @@
+"""Hand-checked tests of gpueval.io.align (CellMap §4 alignment)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from skimage.transform import rescale as sk_rescale
+
+from gpueval.errors import Rejected
+from gpueval.io.align import (
+    Grid,
+    align_to_grid,
+    choose_level,
+    level_score,
+    paste,
+    translation_offset,
+)
+
+
+@pytest.mark.parametrize("src,want", [(412.0, 3), (392.0, -2), (401.0, 0), (398.0, -1),
+                                      (400.0, 0), (3.0, -100)])
+def test_translation_offset_snaps_then_truncates(src, want):
+    assert translation_offset([src], [400.0], [4.0]) == (want,)
+
+
+def test_paste_pads_and_crops():
+    x = da.from_array(np.arange(1, 6), chunks=2)
+    assert paste(x, (2,), (6,)).compute().tolist() == [0, 0, 1, 2, 3, 4]
+    assert paste(x, (-3,), (4,)).compute().tolist() == [4, 5, 0, 0]
+    assert paste(x, (10,), (3,)).compute().tolist() == [0, 0, 0]
+    assert paste(x, (-10,), (3,)).compute().tolist() == [0, 0, 0]
+
+
+def test_choose_level_prefers_closest_not_coarser():
+    levels = [("s0", [2, 2, 2]), ("s1", [4, 4, 4]), ("s2", [8, 8, 8]), ("x", None)]
+    assert choose_level(levels, [4, 4, 4]) == "s1"
+    assert choose_level(levels, [5, 5, 5]) == "s1"   # s2 is coarser: +1e6
+    assert choose_level(levels, [1, 1, 1]) == "s0"   # all coarser: closest wins
+    assert level_score(None, [4, 4, 4]) == 1e18
+    assert choose_level([("x", None), ("y", None)], [1, 1, 1]) == "x"
+
+
+def test_instance_upsample_is_nearest_and_keeps_dtype():
+    src = np.arange(8, dtype=np.uint32).reshape(2, 2, 2) + 1
+    out = align_to_grid(src, (8, 8, 8), (0, 0, 0), Grid((4, 4, 4), (0, 0, 0), (4, 4, 4)),
+                        instance=True).compute()
+    assert out.dtype == np.uint32
+    np.testing.assert_array_equal(out, src.repeat(2, 0).repeat(2, 1).repeat(2, 2))
+
+
+def test_semantic_downsample_is_skimage_then_half():
+    rng = np.random.default_rng(0)
+    src = rng.random((16, 16, 16)) > 0.6
+    out = align_to_grid(src, (2, 2, 2), None, Grid((4, 4, 4), (0, 0, 0), (8, 8, 8)),
+                        instance=False).compute()
+    want = sk_rescale(src.astype(np.float32), 0.5, order=1, mode="constant",
+                      preserve_range=True) > 0.5
+    assert out.dtype == bool
+    np.testing.assert_array_equal(out, want)
+
+
+def test_no_resampling_keeps_raw_values():
+    src = np.array([[[-1.0, 0.2], [0.7, 0.0]]], np.float32)
+    out = align_to_grid(src, (4, 4, 4), (0, 0, 0), Grid((4, 4, 4), (0, 0, 0), (1, 2, 2)),
+                        instance=False).compute()
+    np.testing.assert_array_equal(out, src)  # no > 0.5 threshold: the metric uses > 0
+
+
+def test_no_voxel_size_centre_pad_crop():
+    src = np.ones((2, 5, 3), np.uint8)
+    out = align_to_grid(src, None, None, Grid((1, 1, 1), (0, 0, 0), (4, 3, 3)),
+                        instance=True).compute()
+    assert out.shape == (4, 3, 3)
+    assert out[0].sum() == 0 and out[1].sum() == 9 and out[3].sum() == 0
+
+
+def test_size_ratio_guard():
+    with pytest.raises(Rejected, match="size-ratio"):
+        align_to_grid(da.zeros((64, 64, 65), chunks=32), (1, 1, 1), None,
+                      Grid((16, 16, 16), (0, 0, 0), (4, 4, 4)), instance=True, max_ratio=4096)
+
+
+def test_translation_applied_after_resampling():
+    src = np.zeros((8, 8, 8), np.uint8)
+    src[0, 0, 0] = 5
+    # source at 2 nm with origin 392 → 4 nm grid at 400: offset -2 voxels, all cropped away
+    out = align_to_grid(src, (2, 2, 2), (392, 392, 392), Grid((4, 4, 4), (400, 400, 400),
+                                                              (4, 4, 4)), instance=True)
+    assert out.compute().sum() == 0
+    src2 = np.zeros((8, 8, 8), np.uint8)
+    src2[4:6, 4:6, 4:6] = 5  # → 4 nm voxel (2,2,2), shifted by -2 → (0,0,0)
+    out2 = align_to_grid(src2, (2, 2, 2), (392, 392, 392),
+                         Grid((4, 4, 4), (400, 400, 400), (4, 4, 4)), instance=True).compute()
+    assert out2[0, 0, 0] == 5 and out2.sum() == 5
+
+
+def test_size_ratio_guard_boundary_allowed():
+    out = align_to_grid(da.zeros((64, 64, 64), chunks=32), (1, 1, 1), None,
+                        Grid((16, 16, 16), (0, 0, 0), (4, 4, 4)), instance=True)
+    assert out.shape == (4, 4, 4)  # exactly 4096 is not over the limit
