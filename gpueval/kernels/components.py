@@ -236,9 +236,18 @@ def _label_task(block, origin, shape, connectivity, binary, device) -> _ChunkInf
         for side, pos in ((0, 0), (1, block.shape[ax] - 1)):
             sl = tuple(slice(pos, pos + 1) if a == ax else slice(None) for a in range(block.ndim))
             lab = to_host(local[sl]).astype(np.int64)
-            val = None if binary else to_host(block[sl]).copy()
+            val = None if binary else _value_keys(to_host(block[sl]))
             planes[ax, side] = (lab, val)
     return _ChunkInfo(n, first_global, planes)
+
+
+def _value_keys(values: np.ndarray) -> np.ndarray:
+    """uint64 keys equal exactly where the label values are equal (floats by bit pattern with
+    -0.0 folded into 0.0; negative integers wrap, which keeps equality)."""
+    if values.dtype.kind == "f":
+        values = values.astype(np.float64) + 0.0
+        return values.view(np.uint64)
+    return values.astype(np.uint64)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -289,25 +298,65 @@ def _slab(planes: dict, delta: Sequence[int], sign: int):
     return lab[idx], (None if val is None else val[idx])
 
 
-def _pair_edges(la, va, lb, vb, free_order: int) -> list[np.ndarray]:
-    """(label_a, label_b) pairs of connected voxels between two facing slabs; in-slab offsets
-    change at most ``free_order`` axes."""
-    out = []
+def _pair_edges(la, va, lb, vb, free_order: int) -> np.ndarray:
+    """Distinct (label_a, label_b) pairs of connected voxels between two facing slabs, as a
+    (2, k) int64 array; in-slab offsets change at most ``free_order`` axes."""
     nd = la.ndim
-    for o in itertools.product((-1, 0, 1), repeat=nd):
-        if sum(1 for v in o if v) > free_order:
-            continue
-        sa = tuple(slice(1, None) if v < 0 else slice(0, -1) if v > 0 else slice(None)
-                   for v in o)
-        sb = tuple(slice(0, -1) if v < 0 else slice(1, None) if v > 0 else slice(None)
-                   for v in o)
-        a, b = la[sa], lb[sb]
-        keep = (a != 0) & (b != 0)
-        if va is not None:
-            keep &= va[sa] == vb[sb]
-        if keep.any():
-            out.append(np.stack([a[keep], b[keep]]))
-    return out
+    offs = [o for o in itertools.product((-1, 0, 1), repeat=nd)
+            if sum(1 for v in o if v) <= free_order]
+    offs = np.array(offs, np.int64).reshape(len(offs), nd)
+    # the compiled pairing works on 2-D slabs: faces of 3-D volumes; edges and 2-D faces get a
+    # leading size-1 axis, corners two
+    pad = 2 - nd
+    shape2 = (1,) * pad + la.shape
+    offs2 = np.concatenate([np.zeros((len(offs), pad), np.int64), offs], axis=1)
+    binary = va is None
+    if binary:
+        va = vb = np.zeros(1, np.uint64)
+    def as2(x, shape):  # one layout and dtype for the compiled kernel
+        return np.ascontiguousarray(x).reshape(shape)
+
+    pairs = _pair_kernel(as2(la, shape2), as2(lb, shape2),
+                         as2(va, (1, 1) if binary else shape2),
+                         as2(vb, (1, 1) if binary else shape2), offs2, binary)
+    if pairs.shape[1] > 1:
+        pairs = np.unique(pairs, axis=1) if pairs.shape[1] < 64 else _unique_pairs(pairs)
+    return pairs
+
+
+def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    lo = int(pairs[1].max()) + 1
+    keys = np.unique(pairs[0] * lo + pairs[1])  # local labels: no overflow in int64
+    return np.stack([keys // lo, keys % lo])
+
+
+@numba.njit(nogil=True, cache=True)
+def _pair_kernel(la, lb, va, vb, offs, binary):  # pragma: no cover - compiled
+    ny, nx = la.shape
+    out = np.empty((2, ny * nx * offs.shape[0] + 1), np.int64)
+    k = 0
+    last_a, last_b = -1, -1
+    for y in range(ny):
+        for x in range(nx):
+            a = la[y, x]
+            if a == 0:
+                continue
+            for j in range(offs.shape[0]):
+                yy, xx = y + offs[j, 0], x + offs[j, 1]
+                if yy < 0 or xx < 0 or yy >= ny or xx >= nx:
+                    continue
+                b = lb[yy, xx]
+                if b == 0:
+                    continue
+                if not binary and va[y, x] != vb[yy, xx]:
+                    continue
+                if a == last_a and b == last_b:  # runs of one pair are common: skip cheaply
+                    continue
+                out[0, k] = a
+                out[1, k] = b
+                k += 1
+                last_a, last_b = a, b
+    return out[:, :k]
 
 
 def _merge(infos: Sequence[_ChunkInfo], grid: tuple[int, ...], max_order: int, binary: bool
@@ -333,15 +382,15 @@ def _merge(infos: Sequence[_ChunkInfo], grid: tuple[int, ...], max_order: int, b
             la, va = _slab(infos[ci].planes, delta, +1)
             lb, vb = _slab(infos[cj].planes, delta, -1)
             order_left = max_order - sum(1 for v in delta if v)
-            for e in _pair_edges(la, va, lb, vb, order_left):
-                e = e.copy()
+            e = _pair_edges(la, va, lb, vb, order_left)
+            if e.shape[1]:
                 e[0] += offsets[ci] - 1
                 e[1] += offsets[cj] - 1
                 edges.append(e)
 
     root_key = first.copy()  # per provisional id: smallest first voxel of its merged component
     if edges:
-        e = np.unique(np.concatenate(edges, axis=1), axis=1)
+        e = np.concatenate(edges, axis=1)
         nodes, inv = np.unique(e.ravel(), return_inverse=True)
         inv = inv.reshape(2, -1)
         m = len(nodes)
