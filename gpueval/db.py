@@ -14,7 +14,9 @@ Schema
 Gpueval's own, created and upgraded by the numbered SQL files in :mod:`gpueval.migrations`
 (applied in order, each in one transaction with its ``schema_version`` row; concurrent openers
 serialise on a lock, so two batches starting at once migrate once). One table, ``results``,
-keyed by ``(challenge, metric_version, submission_hash, truth_hash, revision)``.
+keyed by ``(challenge, metric_version, submission_hash, truth_hash, revision)``; and
+``file_digests``, a memo of per-file sha256 digests (valid while size, mtime, ctime and inode
+are unchanged) so that resuming a batch does not re-read terabytes of submissions.
 
 Write rules
 -----------
@@ -292,6 +294,29 @@ class ResultsDB:
             c.execute(self._sql(f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES "
                                 f"({', '.join('?' * len(COLUMNS))})"), values)
         return outcome
+
+
+    # -- file digest memo (migration 0002) -------------------------------------------------
+
+    def cached_digests(self, root: str) -> dict[str, tuple[int, int, int, int, str]]:
+        """``{path: (size, mtime_ns, ctime_ns, inode, sha256)}`` for ``root`` and below."""
+        rows = self._query("SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM "
+                           "file_digests WHERE path = ? OR (path >= ? AND path < ?)",
+                           (root, root + "/", root + "0"))  # "0" follows "/" in ASCII
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5]) for r in rows}
+
+    def store_digests(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+        """Remember ``(path, size, mtime_ns, ctime_ns, inode, sha256)`` rows (one
+        transaction)."""
+        now = utc_now()
+        sql = self._sql("INSERT INTO file_digests (path, size, mtime_ns, ctime_ns, inode, "
+                        "sha256, hashed_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO "
+                        "UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                        "ctime_ns = excluded.ctime_ns, inode = excluded.inode, "
+                        "sha256 = excluded.sha256, hashed_at = excluded.hashed_at")
+        with self.transaction() as c:
+            for row in rows:
+                c.execute(sql, (*row, now))
 
 
 # ---------------------------------------------------------------------------------------------

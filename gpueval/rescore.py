@@ -15,7 +15,9 @@ What it does
   A result is keyed by ``(challenge, metric_version, submission hash, truth hash)`` in the
   results database (:mod:`gpueval.db`; default: the SQLite file ``<DIR>.gpueval-results.sqlite``
   beside ``DIR``). Identical submissions under two names are scored once, under the first
-  name (the others are listed in the summary).
+  name (the others are listed in the summary). Per-file digests are memoised in the database
+  (valid while size, mtime, ctime and inode are unchanged), so a resumed batch does not
+  re-read every submission.
 * Resumable and idempotent: a key already recorded as ``ok`` or ``rejected`` under the same
   configuration is skipped; ``failed`` ones (timeout, crash, memory, lost worker) are retried
   and the retry is added as a new revision. Each row is written in its own transaction as its
@@ -68,6 +70,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -114,28 +117,60 @@ def list_submissions(directory: str | Path, *, exclude: Iterable[str | Path] = (
     return out
 
 
-def content_hash(path: str | Path) -> str:
+def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
     """sha256 of a file's or folder tree's content, streamed (1 MiB blocks).
 
-    A file: ``b"file\\0"`` + its bytes. A folder: ``b"tree\\0"`` then, for every entry below it
-    in sorted relative-POSIX-path order, a length-prefixed record of its kind (file, folder,
-    symbolic link), path, size and bytes (a link's target text; links are never followed).
-    Names, timestamps and permissions outside the tree do not count, so a renamed or copied
-    submission keeps its hash.
+    A file: ``sha256(b"file\\0" + sha256(bytes))``. A folder: ``b"tree\\0"`` then, for every
+    entry below it in sorted relative-POSIX-path order, a length-prefixed record of its kind
+    (file, folder, symbolic link), path, and for a file its size and the sha256 of its bytes
+    (for a link its target text: links below the top are never followed; the top-level path
+    itself is resolved, so a symlinked entry hashes its target). Names, timestamps and
+    permissions do not count, so a renamed or copied submission keeps its hash.
+
+    ``cache``: a results database whose ``file_digests`` memo supplies the digest of every file
+    whose size, mtime, ctime and inode are unchanged since it was hashed, and records the
+    others (what makes resuming a batch of huge submissions cheap).
     """
-    path = Path(path)
+    path = Path(path).resolve()
+    memo = _DigestMemo(cache, str(path))
     h = hashlib.sha256()
-    st = path.lstat()
-    if stat.S_ISLNK(st.st_mode):
-        h.update(b"link\0" + os.readlink(path).encode("utf-8", "surrogateescape"))
-    elif stat.S_ISDIR(st.st_mode):
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
         h.update(b"tree\0")
         for rel, p in _tree(path):
-            _hash_entry(h, rel, p)
+            _hash_entry(h, rel, p, memo)
     else:
-        h.update(b"file\0")
-        _hash_bytes(h, path)
+        h.update(b"file\0" + memo.digest(path, st))
+    memo.save()
     return h.hexdigest()
+
+
+class _DigestMemo:
+    """Per-file digests of one tree, read from and written back to the database memo."""
+
+    def __init__(self, cache: ResultsDB | None, root: str):
+        self.cache = cache
+        self.known = cache.cached_digests(root) if cache is not None else {}
+        self.new: list[tuple[str, int, int, int, int, str]] = []
+
+    def digest(self, p: Path, st: os.stat_result) -> bytes:
+        sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        hit = self.known.get(str(p))
+        if hit is not None and hit[:4] == sig:
+            return bytes.fromhex(hit[4])
+        d = hashlib.sha256()
+        with open(p, "rb") as f:
+            while block := f.read(_HASH_BLOCK):
+                d.update(block)
+        after = p.stat()  # changed while being read: use the digest, do not memoise it
+        if self.cache is not None and sig == (after.st_size, after.st_mtime_ns,
+                                              after.st_ctime_ns, after.st_ino):
+            self.new.append((str(p), *sig, d.hexdigest()))
+        return d.digest()
+
+    def save(self) -> None:
+        if self.cache is not None and self.new:
+            self.cache.store_digests(self.new)
 
 
 def _tree(root: Path) -> list[tuple[str, Path]]:
@@ -149,7 +184,7 @@ def _tree(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _hash_entry(h: Any, rel: str, p: Path) -> None:
+def _hash_entry(h: Any, rel: str, p: Path, memo: _DigestMemo) -> None:
     name = rel.encode("utf-8", "surrogateescape")
     st = p.lstat()
     if stat.S_ISLNK(st.st_mode):
@@ -159,14 +194,8 @@ def _hash_entry(h: Any, rel: str, p: Path) -> None:
     elif stat.S_ISDIR(st.st_mode):
         h.update(b"D" + len(name).to_bytes(8, "little") + name)
     else:
-        h.update(b"F" + len(name).to_bytes(8, "little") + name + st.st_size.to_bytes(8, "little"))
-        _hash_bytes(h, p)
-
-
-def _hash_bytes(h: Any, path: Path) -> None:
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
+        h.update(b"F" + len(name).to_bytes(8, "little") + name + st.st_size.to_bytes(8, "little")
+                 + memo.digest(p, st))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,9 +290,9 @@ def rescore(
         exclude = [store.path] if store.dialect == "sqlite" else []
         entries = list_submissions(sub_dir, exclude=exclude)
         summary = Summary(challenge, metric_version, store.url, total=len(entries))
-        truth_hash = _truth_hash(truth)
+        truth_hash = _truth_hash(truth, store)
         cfg_hash = config_hash(cfg)
-        hashes = _hash_all(entries)
+        hashes = _hash_all(entries, store)
         todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, hashes,
                      force, summary)
         if todo:
@@ -278,16 +307,16 @@ def rescore(
     return summary
 
 
-def _truth_hash(truth: str | Path) -> str:
+def _truth_hash(truth: str | Path, store: ResultsDB) -> str:
     if not Path(truth).exists():
         raise TruthError(f"--truth {truth}: not found")
-    return content_hash(truth)
+    return content_hash(truth, store)
 
 
-def _hash_all(entries: Sequence[Path]) -> list[str]:
+def _hash_all(entries: Sequence[Path], store: ResultsDB) -> list[str]:
     # hashing is I/O bound and hashlib releases the GIL on large blocks
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(entries)))) as ex:
-        return list(ex.map(content_hash, entries))
+        return list(ex.map(lambda p: content_hash(p, store), entries))
 
 
 def _plan(store: ResultsDB, challenge: str, metric_version: str, truth_hash: str, cfg_hash: str,
@@ -405,7 +434,7 @@ def _execute_dask(tasks: list[dict], scheduler: Any, workers: int,
     echo(f"dask dashboard: {client.dashboard_link}")
     futures = {}
     for t in tasks:
-        key = f"gpueval-rescore-{t['submission_hash'][:16]}-{t['config_hash'][:8]}"
+        key = f"gpueval-rescore-{t['name'][:60]}-{uuid.uuid4().hex[:12]}"  # unique per run
         futures[client.submit(run_task, t, key=key, pure=False)] = t
     try:
         for fut in as_completed(list(futures)):

@@ -109,7 +109,7 @@ def fresh_pg_database(server_url: str) -> str:
 
 def test_migrations_ship_inside_the_package():
     files = [p.name for p in resources.files("gpueval.migrations").iterdir()]
-    assert "0001_results.sql" in files
+    assert {"0001_results.sql", "0002_file_digests.sql"} <= set(files)
     assert [v for v, _, _ in migrations()] == list(range(1, len(migrations()) + 1))
 
 
@@ -256,3 +256,39 @@ def test_sigkill_while_writing_leaves_whole_rows(tmp_path):
         assert len(rows) >= written  # every reported commit survived
         for r in rows:  # and every row is whole
             assert r.result["metrics"]["big"] == "x" * 20000
+
+
+def test_a_symlinked_entry_hashes_its_target(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.tiff").write_bytes(b"123")
+    (tmp_path / "entry").symlink_to(real)
+    before = content_hash(tmp_path / "entry")
+    assert before == content_hash(real)
+    (real / "a.tiff").write_bytes(b"124")  # the target changed: so does the entry's hash
+    assert content_hash(tmp_path / "entry") != before
+
+
+def test_digest_memo(url, tmp_path):
+    sub = tmp_path / "sub"
+    (sub / "d").mkdir(parents=True)
+    (sub / "d" / "x.tiff").write_bytes(b"x" * 3000)
+    (sub / "y.tiff").write_bytes(b"y" * 10)
+    (tmp_path / "sub2").mkdir()  # a sibling whose name extends the root's: not under it
+    (tmp_path / "sub2" / "z").write_bytes(b"z")
+    plain = content_hash(sub)
+    with connect(url) as d:
+        assert content_hash(sub, d) == plain  # the memo never changes a hash
+        content_hash(tmp_path / "sub2", d)
+        memo = d.cached_digests(str(sub.resolve()))
+        assert sorted(Path(p).name for p in memo) == ["x.tiff", "y.tiff"]
+        # the memo is trusted while size, mtimes and inode are unchanged: prove it is used
+        # by planting a wrong digest, then see a real change invalidate it
+        x = str((sub / "d" / "x.tiff").resolve())
+        size, mt, ct, ino, _ = memo[x]
+        d.store_digests([(x, size, mt, ct, ino, "00" * 32)])
+        assert content_hash(sub, d) != plain
+        (sub / "d" / "x.tiff").write_bytes(b"X" * 3000)  # same size, new content
+        changed = content_hash(sub, d)
+        assert changed == content_hash(sub)
+        assert changed != plain
