@@ -180,7 +180,11 @@ def gather(
     dsk = {(name, i): (_chunk_task, (arr.name, *b), local, device, with_extrema)
            for i, (b, local) in enumerate(tasks)}
     dsk[name] = (list, [(name, i) for i in range(len(tasks))])
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[arr])
+    reads = None if with_extrema else _read_tasks(arr, [(arr.name, *b) for b, _ in tasks])
+    if reads is not None:  # only the needed read tasks, as one small graph
+        graph = HighLevelGraph.from_collections(name, {**reads, **dsk}, dependencies=[])
+    else:
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[arr])
     parts = compute(Delayed(name, graph), scheduler=scheduler, progress=progress)[0]
 
     values = np.zeros(len(index), dtype=arr.dtype)
@@ -196,6 +200,29 @@ def gather(
         out.max = max(maxes) if maxes else None
         out.min = min(mins) if mins else None
     return out
+
+
+def _read_tasks(arr, keys: list) -> dict | None:
+    """The read tasks of ``keys`` alone, for an array read straight from storage.
+
+    dask's generic graph culling enumerates every output key of the array's layer (2 s for
+    the 2·10⁶ chunks of a 4096³ volume in 32³ chunks) even when a handful are needed. A
+    one-layer graph (``from_array``/``open_volume`` without slicing) has no dependencies, so
+    culling it to ``keys`` is exact; anything else returns ``None`` (generic path).
+    """
+    from dask.highlevelgraph import HighLevelGraph
+
+    hlg = arr.__dask_graph__()
+    if not isinstance(hlg, HighLevelGraph) or len(hlg.layers) != 1 or not keys:
+        return None
+    (layer,) = hlg.layers.values()
+    try:
+        culled, deps = layer.cull(set(keys), set(keys))
+    except Exception:  # an unusual layer type: let dask cull it
+        return None
+    if any(deps.values()):
+        return None
+    return dict(culled)
 
 
 def _chunk_task(block, local: np.ndarray, device: str, extrema: bool):
