@@ -122,6 +122,19 @@ def test_migrate_is_applied_once(url):
         assert rows[0][0] == len(migrations())
 
 
+def test_an_older_database_is_upgraded_in_place(url):
+    with connect(url) as d:
+        d.insert(make_record(0.5))
+        d._conn.execute("DROP TABLE file_digests")  # as a database made before 0002 looks
+        d._conn.execute("DELETE FROM schema_version WHERE version = 2")
+        assert d.schema_version() == 1
+    with connect(url) as d:
+        assert d.schema_version() == len(migrations())
+        d.store_digests([("/x", 1, 2, 3, 4, "ab" * 32)])
+        assert d.cached_digests("/x") == {"/x": (1, 2, 3, 4, "ab" * 32)}
+        assert d.count() == 1  # results kept
+
+
 def test_insert_rules(url):
     with connect(url) as d:
         assert d.insert(make_record(0.5)) == "inserted"

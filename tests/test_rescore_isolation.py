@@ -120,7 +120,7 @@ def test_unusable_truth_stops_the_batch(tmp_path, child_imports_tests):
 def test_changed_results_conflict_unless_forced(tmp_path, child_imports_tests, monkeypatch):
     truth, subs = _batch(tmp_path, {"a": "ok:0.5", "b": "ok:0.25", "c": "ok:0.25"})
     url = f"sqlite:///{tmp_path}/r.sqlite"
-    s = rescore("urisc", truth, subs, db=url, scorer=SCORER, progress=False)
+    s = rescore("urisc", truth, subs, db=url, scorer=SCORER, progress=True)  # a tqdm bar
     assert s.ok == 2 and s.duplicates == {"c": "b"}  # same content: scored once
     # same metric_version, another configuration: scored again to check; same result → kept
     s = rescore("urisc", truth, subs, db=url, scorer=SCORER, progress=False,
