@@ -172,8 +172,9 @@ class SafeArchive:
         info = self._info(name)
         try:
             raw = self._zip.open(info)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError) as e:
-            raise Rejected(f"archive member {name!r} cannot be opened: {e}") from e
+        except Exception as e:  # bad local header, unsupported feature, password needed...
+            raise Rejected(f"archive member {name!r} cannot be opened: {type(e).__name__}: "
+                           f"{e}") from e
         return _BoundedReader(raw, info.file_size, name)
 
     def read(self, name: str, limit: int | None = None) -> bytes:
@@ -224,8 +225,9 @@ class _BoundedReader(io.RawIOBase):
     def readinto(self, b) -> int:
         try:
             n = self._raw.readinto(b)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise Rejected(f"archive member {self._name!r} is corrupt or truncated: {e}") from e
+        except Exception as e:  # BadZipFile, zlib.error, EOFError, lzma/bz2 errors, CRC...
+            raise Rejected(f"archive member {self._name!r} is corrupt or truncated: "
+                           f"{type(e).__name__}: {e}") from e
         self._left -= n
         if self._left < 0:
             raise Rejected(f"archive member {self._name!r} inflates beyond its declared size")

@@ -707,6 +707,10 @@ def _check_tiff(tif, p: Path, lim: Limits) -> None:
         lim.check_file_count(n, p.name, what="TIFF pages")
         if not hasattr(page, "dataoffsets"):
             continue
+        grid = math.prod(getattr(page, "chunked", None) or (1,))
+        if len(page.dataoffsets) < grid:  # tifffile would read the missing strips as zeros
+            raise Rejected(f"{p.name}: page {n - 1} declares {grid} strips/tiles but stores "
+                           f"{len(page.dataoffsets)} (corrupt or truncated TIFF)")
         for off, cnt in zip(page.dataoffsets, page.databytecounts, strict=False):
             if cnt and (off < 0 or off + cnt > size):
                 raise Rejected(f"{p.name}: truncated TIFF (page {n - 1} data at {off}+{cnt} "

@@ -1,0 +1,1 @@
+"""Fuzzing helpers: valid seed inputs for every reader and a harness that reads them fully."""
