@@ -218,7 +218,6 @@ class Summary:
     conflicts: list[str] = field(default_factory=list)
     duplicates: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-    records: list[Record] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -382,7 +381,6 @@ def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: An
                 summary.unchanged += 1
             if state != "conflict":
                 setattr(summary, rec.status, getattr(summary, rec.status) + 1)
-                summary.records.append(rec)
                 if on_record is not None:
                     on_record(rec)
             bar.update(1)

@@ -28,29 +28,29 @@ STEMS = ("a", "b")
 BAD = {"sub_05": "wrong size", "sub_11": "missing image", "sub_17": "not a TIFF"}
 
 
-def _gt(stem: str) -> np.ndarray:
-    gt = np.full((SIDE, SIDE), 255, np.uint8)
+def _gt(stem: str, side: int = SIDE) -> np.ndarray:
+    gt = np.full((side, side), 255, np.uint8)
     gt[::16 if stem == "a" else 10, :] = 0  # membrane well under the 1/6 format limit
     if stem == "a":
         gt[:, ::16] = 0
     return gt
 
 
-def make_urisc_batch(root, n=20, bad=BAD):
+def make_urisc_batch(root, n=20, bad=BAD, side=SIDE):
     """GT folder + ``n`` submission folders; entries named in ``bad`` are broken."""
     gt_dir, subs = root / "gt", root / "subs"
     gt_dir.mkdir(parents=True)
     subs.mkdir()
     for stem in STEMS:
-        Image.fromarray(_gt(stem)).save(gt_dir / f"{stem}.png")
+        Image.fromarray(_gt(stem, side)).save(gt_dir / f"{stem}.png")
     rng = np.random.default_rng(7)
     for i in range(n):
         name = f"sub_{i:02d}"
         d = subs / name
         d.mkdir()
         for stem in STEMS:
-            pred = _gt(stem).copy()
-            flip = rng.random(pred.shape) < 0.0025 * (i + 1)  # a different F per submission
+            pred = _gt(stem, side).copy()
+            flip = rng.random(pred.shape) < 0.002 * (i + 1)  # a different F per submission
             pred[flip] = 255 - pred[flip]
             if name in bad and bad[name] == "wrong size":
                 pred = pred[:-3]
@@ -128,21 +128,22 @@ def _count(db_file):
 
 
 def test_sigkill_the_whole_command_then_resume(tmp_path):
-    gt, subs = make_urisc_batch(tmp_path, n=12, bad={"sub_05": "wrong size"})
+    N = 24  # 256² images: enough work that the kill lands mid-run even on a fast machine
+    gt, subs = make_urisc_batch(tmp_path, n=N, bad={"sub_05": "wrong size"}, side=256)
     db_file = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "gpueval", "rescore", "urisc", "--truth", str(gt),
            "--submissions", str(subs), "--db", f"sqlite:///{db_file}", "--device", "cpu"]
     proc = subprocess.Popen(cmd + ["--quiet"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
-    while _count(db_file) < 3 and proc.poll() is None and time.monotonic() < deadline:
+    while _count(db_file) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the command and its scoring children
     proc.wait()
     with sqlite3.connect(db_file) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     before = {n: r.finished_at for n, r in _rows(f"sqlite:///{db_file}").items()}
-    assert 3 <= len(before) < 12, "the kill should land mid-run"
+    assert 2 <= len(before) < N, "the kill should land mid-run"
 
     board_csv = tmp_path / "board.csv"
     done = subprocess.run(cmd + ["--export", str(board_csv)], capture_output=True, text=True,
@@ -150,14 +151,14 @@ def test_sigkill_the_whole_command_then_resume(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"{len(before)} already scored" in done.stdout
     rows = _rows(f"sqlite:///{db_file}")
-    assert sorted(rows) == [f"sub_{i:02d}" for i in range(12)]
+    assert sorted(rows) == [f"sub_{i:02d}" for i in range(N)]
     assert all(r.revision == 0 for r in rows.values())  # nothing scored twice
     assert {n: rows[n].finished_at for n in before} == before  # first run's rows untouched
-    assert sum(r.status == "ok" for r in rows.values()) == 11
+    assert sum(r.status == "ok" for r in rows.values()) == N - 1
     board = list(csv.DictReader(board_csv.open()))
-    assert [b["rank"] for b in board] == [str(i) for i in range(1, 12)] + [""]
+    assert [b["rank"] for b in board] == [str(i) for i in range(1, N)] + [""]
     assert board[-1]["name"] == "sub_05" and board[-1]["status"] == "rejected"
-    scores = [float(b["score"]) for b in board[:11]]
+    scores = [float(b["score"]) for b in board[:N - 1]]
     assert scores == sorted(scores, reverse=True)
 
 
