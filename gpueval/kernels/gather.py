@@ -230,5 +230,7 @@ def _chunk_task(block, local: np.ndarray, device: str, extrema: bool):
     values = to_host(gather_block(block, local)) if len(local) else np.empty(0, block.dtype)
     mx = mn = None
     if extrema and block.size:
-        mx, mn = to_host(block.max()).item(), to_host(block.min()).item()
+        mx = to_host(block.max()).item()
+        # unsigned blocks cannot go below 0: skip a second pass over the chunk
+        mn = to_host(block.min()).item() if block.dtype.kind in "if" else 0
     return np.asarray(values), mx, mn, int(block.nbytes)

@@ -187,6 +187,8 @@ def merge_count(skeleton_ids: np.ndarray, segment_ids: np.ndarray) -> int:
     k = np.asarray(skeleton_ids, np.int64)
     if not len(seg):
         return 0
-    pairs = np.unique(np.stack([seg, k.astype(np.uint64)], axis=1), axis=0)
-    n_segments = len(np.unique(pairs[:, 0]))
-    return int(len(pairs) - n_segments)
+    order = np.lexsort((k, seg))
+    s, kk = seg[order], k[order]
+    new_seg = np.concatenate([[True], s[1:] != s[:-1]])
+    new_pair = new_seg | np.concatenate([[True], kk[1:] != kk[:-1]])
+    return int(new_pair.sum() - new_seg.sum())
