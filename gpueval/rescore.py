@@ -564,7 +564,7 @@ class _Child:
         self.log = tempfile.TemporaryFile(prefix="gpueval-rescore-")
         self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log)
+                                     stderr=self.log, env=_child_env())
         self.tasks = 0
         self.busy = False
         self.dead = False
@@ -638,6 +638,26 @@ class _Child:
             except OSError:
                 pass
         _CHILDREN.discard(self)
+
+
+def _child_env() -> dict[str, str] | None:
+    """The environment of a scoring process: this one's, less what a dask nanny injects into
+    its worker (``distributed.nanny.pre-spawn-environ``) when we run on a worker. Those tune
+    a worker, not a scorer: ``MALLOC_TRIM_THRESHOLD_`` alone made U-RISC scoring 2-4x slower
+    (every large array became an mmap/munmap pair), ``OMP_NUM_THREADS=1`` pins the scorer's
+    own thread pools."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return None  # not on a dask worker: inherit as is
+    import dask
+
+    env = dict(os.environ)
+    for key in dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}:
+        env.pop(key, None)
+    return env
 
 
 def _tree_rss(psutil: Any, pid: int) -> int:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from gpueval import cli
 from gpueval.db import connect
-from gpueval.rescore import rescore
+from gpueval.rescore import _child_env, rescore
 
 pg_url = test_db.pg_url  # the throw-away PostgreSQL server fixture
 
@@ -98,8 +98,13 @@ def test_local_cluster_with_a_worker_killed_mid_run(tmp_path):
         summary = rescore("urisc", gt, subs, db=url, scheduler=client, device="cpu",
                           progress=False, on_record=on_record, echo=said.append)
         new_pids = client.run(os.getpid)
+        # the nanny's worker tuning (MALLOC_TRIM_THRESHOLD_ ...) is not passed to the scorer
+        worker_env = client.run(lambda: dict(os.environ))
+        child_env = client.submit(_child_env, pure=False).result()
     assert killed and killed[0] not in new_pids.values()  # the worker really died
     assert any("dashboard" in s for s in said)
+    assert all("MALLOC_TRIM_THRESHOLD_" in e for e in worker_env.values())
+    assert child_env is not None and "MALLOC_TRIM_THRESHOLD_" not in child_env
     assert (summary.ok, summary.rejected, summary.failed) == (17, 3, 0)
     rows = _rows(url)
     assert sorted(rows) == [f"sub_{i:02d}" for i in range(20)]
