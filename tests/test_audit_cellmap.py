@@ -334,3 +334,57 @@ def test_reference_collision_quirk_by_hand():
     # GT 1: 0; GT 2 vs pred id 2: 48 nm capped at 4; one unmatched pred: d_max
     v = np.linalg.norm([8.0] * 3)
     assert e["hausdorff_norm_sum"] == pytest.approx(1 + 2 * 1.01 ** (-d_max / v))
+
+
+def _single(tmp_path, label, gt, pred, vs=(8.0, 8.0, 8.0), overrides=()):
+    crops = {"crop7": dict(shape=gt.shape, vs=vs, tr=(0.0, 0.0, 0.0), present=True,
+                           labels={label: (gt, pred, vs, (0.0, 0.0, 0.0))})}
+    truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops)
+    res = score("cellmap", truth, sub, overrides=list(overrides), device="cpu")
+    assert res.status == "ok", res.error
+    return res.items[0], reference(crops)[0][("crop7", label)]
+
+
+@pytest.mark.parametrize(("gt_id", "n_pred", "skipped"),
+                         [(1, 50, False), (1, 51, True), (5, 141, False), (5, 142, True)])
+def test_ratio_cutoff_boundary_uses_max_gt_id(tmp_path, gt_id, n_pred, skipped):
+    """§5.1.3: 'nP / nG > R(nG)', R(n) = 10 + 50·exp(−n/5), nG = max GT id (not a count)."""
+    gt = np.zeros((1, 1, 2 * n_pred), np.uint32)
+    gt[0, 0, 0] = gt_id
+    pred = np.zeros_like(gt)
+    pred[0, 0, ::2] = 4  # n_pred isolated voxels -> n_pred cc3d instances
+    it, ref = _single(tmp_path, "mito", gt, pred)
+    assert (ref["status"] == "skipped_too_many_instances") == skipped
+    assert it["status"] == ref["status"]
+    assert (it["tp"], it["fp"], it["fn"], it["n_hausdorff"]) == (
+        ref["tp"], ref["fp"], ref["fn"], ref["n_hausdorff"])
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_corner_touching_blobs_one_instance_and_raster_ids(tmp_path, chunk):
+    """§5.1.1: 26-connectivity, multi-label; ids in raster order (observable through the
+    ID-collision quirk), also when the blobs straddle chunk borders."""
+    gt = np.zeros((4, 4, 4), np.uint32)
+    gt[3, 3, 3] = 2  # unmatched GT 2
+    gt[0, 0, 0] = 1
+    pred = np.zeros_like(gt)
+    pred[0, 0, 0] = 9
+    pred[1, 1, 1] = 9  # corner-touching: same instance as (0,0,0)
+    pred[2, 0, 3] = 3  # raster-second component -> cc3d id 2, collides with GT 2
+    pred[3, 0, 0] = 9  # third component
+    ov = [f"chunk=[{chunk},{chunk},{chunk}]"] if chunk else []
+    it, ref = _single(tmp_path, "mito", gt, pred, overrides=ov)
+    assert (ref["tp"], ref["fp"], ref["fn"]) == (1, 2, 1)
+    assert (it["tp"], it["fp"], it["fn"]) == (1, 2, 1)
+    assert it["hausdorff_norm_sum"] == pytest.approx(ref["hausdorff_norm_sum"], rel=1e-6)
+
+
+def test_semantic_float_probabilities_use_gt_zero_without_resampling(tmp_path):
+    """§4.5: 'When source and target voxel sizes match ... binarises with > 0, not > 0.5'."""
+    gt = np.zeros((2, 2, 2), np.uint8)
+    gt[0] = 1
+    pred = np.full((2, 2, 2), 0.1, np.float32)
+    pred[1, 0, 0] = -0.5
+    it, ref = _single(tmp_path, "er", gt, pred)
+    assert (ref["tp"], ref["fp"], ref["fn"]) == (4, 3, 0)
+    assert (it["tp"], it["fp"], it["fn"]) == (4, 3, 0)
