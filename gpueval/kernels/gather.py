@@ -50,6 +50,7 @@ class GatherResult:
     max: Any = None
     """Largest value of the whole array (``with_extrema=True``), else ``None``."""
     min: Any = None
+    """Smallest value (signed and float dtypes only: unsigned ones skip that pass; ``None``)."""
 
 
 @dataclass
@@ -232,5 +233,5 @@ def _chunk_task(block, local: np.ndarray, device: str, extrema: bool):
     if extrema and block.size:
         mx = to_host(block.max()).item()
         # unsigned blocks cannot go below 0: skip a second pass over the chunk
-        mn = to_host(block.min()).item() if block.dtype.kind in "if" else 0
+        mn = to_host(block.min()).item() if block.dtype.kind in "if" else None
     return np.asarray(values), mx, mn, int(block.nbytes)
