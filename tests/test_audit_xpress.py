@@ -30,11 +30,16 @@ AUDIT = settings(max_examples=25, deadline=None,
 
 # ----------------------------------------------------------------------------- reference
 def ref_xpress(node_ids, pos_xyz, edges, seg, voxel_size, offset, *, downsampling=1,
-               exact_ids=False) -> dict:
-    """§2-§6 of the spec, whole array, as literal as possible."""
+               exact_ids=False, roi=None) -> dict:
+    """§2-§6 of the spec, whole array, as literal as possible. ``roi`` = (begin, shape) nm."""
     vs = np.asarray(voxel_size, np.int64)
     begin = np.asarray(offset, np.int64)
     arr = np.array(seg, dtype=np.uint64)
+    if roi is not None:  # 'Crop to R'
+        rb, rs = (np.asarray(v, np.int64) for v in roi)
+        lo = (rb - begin) // vs
+        arr = arr[tuple(slice(a, a + n) for a, n in zip(lo, rs // vs, strict=True))].copy()
+        begin = rb
     if downsampling > 1:  # 'keep every d-th voxel from the ROI start'
         arr = arr[::downsampling, ::downsampling, ::downsampling].copy()
         vs = vs * downsampling
@@ -187,12 +192,33 @@ def xpress_case(draw):
     ids = np.asarray(ids, np.int64)[order]
     pos = np.asarray(pos, float)[order]
     edges = np.asarray(edges, np.int64).reshape(-1, 2)
-    return dict(seg=seg, vs=vs, offset=offset, ds=ds, ids=ids, pos=pos, edges=edges)
+    roi = None
+    if draw(st.booleans()):  # an explicit ROI inside the array, on the voxel grid
+        lo = [int(rng.integers(0, max(1, n - 1))) for n in shape]
+        n = [int(rng.integers(1, s - a + 1)) for a, s in zip(lo, shape, strict=True)]
+        roi = ([o + a * v for o, a, v in zip(offset, lo, vs, strict=True)],
+               [k * v for k, v in zip(n, vs, strict=True)])
+    return dict(seg=seg, vs=vs, offset=offset, ds=ds, ids=ids, pos=pos, edges=edges,
+                roi=roi, pickled=draw(st.booleans()))
 
 
 def write_case(root: Path, c: dict) -> tuple[Path, Path]:
-    truth = root / "skel.npz"
-    np.savez(truth, node_ids=c["ids"], positions=c["pos"], edges=c["edges"])
+    if c.get("pickled"):
+        # the official format: a pickled networkx.Graph named *.npz, node attribute
+        # 'position' = (x, y, z) nm, graph iteration order = insertion order
+        import pickle
+
+        g = nx.Graph()
+        for i, (n, p) in enumerate(zip(c["ids"], c["pos"], strict=True)):
+            pos = np.asarray(p, float) if i % 2 else tuple(float(v) for v in p)
+            g.add_node(int(n), position=pos)
+        g.add_edges_from((int(u), int(v)) for u, v in c["edges"])
+        truth = root / "XPRESS_test_skels.npz"
+        with open(truth, "wb") as f:
+            pickle.dump(g, f)
+    else:
+        truth = root / "skel.npz"
+        np.savez(truth, node_ids=c["ids"], positions=c["pos"], edges=c["edges"])
     sub = root / "submission.h5"
     with h5py.File(sub, "w") as f:
         d = f.create_dataset("submission", data=c["seg"])
@@ -218,10 +244,11 @@ def test_xpress_matches_reference(tmp_path, c, compat):
     from gpueval.api import score
 
     ref = ref_xpress(c["ids"], c["pos"], c["edges"], c["seg"], c["vs"], c["offset"],
-                     downsampling=c["ds"], exact_ids=compat == "corrected")
+                     downsampling=c["ds"], exact_ids=compat == "corrected", roi=c["roi"])
     truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), c)
+    roi = "none" if c["roi"] is None else {"begin": c["roi"][0], "shape": c["roi"][1]}
     res = score("xpress", truth, sub,
-                overrides=["roi=none", f"compat={compat}", f"downsampling={c['ds']}"],
+                overrides={"roi": roi, "compat": compat, "downsampling": c["ds"]},
                 device="cpu")
     assert res.status == "ok", res.error
     for name in NAMES:
