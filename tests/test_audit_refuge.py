@@ -122,7 +122,7 @@ def refuge_case(draw):
     rgb = draw(st.booleans())
     return dict(names=names, gts=gts, preds=preds, labels=labels, lab_vals=lab_vals,
                 scores=scores, fov_gt=fov_gt, fov_pred=fov_pred, rgb=rgb,
-                seed=seed, as_zip=draw(st.booleans()))
+                seed=seed, as_zip=draw(st.booleans()), xlsx=draw(st.booleans()))
 
 
 def write_case(root: Path, c: dict) -> tuple[Path, Path]:
@@ -130,11 +130,30 @@ def write_case(root: Path, c: dict) -> tuple[Path, Path]:
     (truth / "Disc_Cup_Masks").mkdir(parents=True)
     for n, m in c["gts"].items():
         Image.fromarray(m, mode="L").save(truth / "Disc_Cup_Masks" / f"{n}.bmp")
-    _write_csv(truth / "glaucoma_labels.csv", ["filename", "label"],
-               [[f"{n}.jpg", int(v)] for n, v in zip(c["names"], c["lab_vals"], strict=True)])
-    _write_csv(truth / "fovea_locations.csv", ["filename", "x", "y"],
-               [[f"{n}.jpg", *map(float, xy)]
-                for n, xy in zip(c["names"], c["fov_gt"], strict=True)])
+    if c.get("xlsx"):
+        # official test layout: GT.xlsx (A name, B label; 'column 1 name with its last 3
+        # characters replaced by jpg'), Fovea_locations.xlsx (ID, ImgName, label, X, Y)
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        ws = wb.active
+        ws.append(["ImgName", "Label"])
+        for n, v in zip(c["names"], c["lab_vals"], strict=True):
+            ws.append([f"{n}.bmp", int(v)])
+        wb.save(truth / "GT.xlsx")
+        wb = Workbook()
+        ws = wb.active
+        ws.append(["ID", "ImgName", "Glaucoma Label", "Fovea_X", "Fovea_Y"])
+        for i, (n, xy) in enumerate(zip(c["names"], c["fov_gt"], strict=True)):
+            ws.append([i + 1, f"{n}.jpg", int(c["lab_vals"][i] > 0), *map(float, xy)])
+        wb.save(truth / "Fovea_locations.xlsx")
+    else:
+        _write_csv(truth / "glaucoma_labels.csv", ["filename", "label"],
+                   [[f"{n}.jpg", int(v)]
+                    for n, v in zip(c["names"], c["lab_vals"], strict=True)])
+        _write_csv(truth / "fovea_locations.csv", ["filename", "x", "y"],
+                   [[f"{n}.jpg", *map(float, xy)]
+                    for n, xy in zip(c["names"], c["fov_gt"], strict=True)])
     sub = root / "sub"
     (sub / "segmentation").mkdir(parents=True)
     rng = np.random.default_rng(c["seed"] + 1)
