@@ -114,6 +114,9 @@ def _run(tmp_path, pairs, overrides=(), *, as_zip=False, rgb_gt=False):
 
     root = Path(tempfile.mkdtemp(dir=tmp_path))
     gt_dir, sub_dir = write_case(root, pairs)
+    if rgb_gt:  # and an RGB prediction TIFF with equal channels (cv2 reads it as grey)
+        tifffile.imwrite(sub_dir / "img_00_x.tiff", np.dstack([pairs[0][1]] * 3),
+                         photometric="rgb")
     if rgb_gt:  # "Sample GT PNGs are 3-channel with equal channels"
         for i, (gt, _) in enumerate(pairs):
             Image.fromarray(np.dstack([gt] * 3), mode="RGB").save(gt_dir / f"img_{i:02d}_x.png")
@@ -158,13 +161,13 @@ def test_default_variant_matches_reference(tmp_path, pairs, as_zip, rgb_gt):
 
 
 @AUDIT
-@given(pairs=st.lists(image_pair(), min_size=1, max_size=2))
-def test_released_script_matches_reference(tmp_path, pairs):
-    """§4: eval.py verbatim, no GT binarisation (grey GT weights recall)."""
+@given(pairs=st.lists(image_pair(), min_size=1, max_size=2), radius=st.integers(0, 2))
+def test_released_script_matches_reference(tmp_path, pairs, radius):
+    """§4: eval.py verbatim, no GT binarisation (grey GT weights recall); bound_pix = r."""
     if not all(ref_format_ok(p) for _, p in pairs):
         return
-    res = _run(tmp_path, pairs, ["variant=released-script"])
-    _check(res, pairs, binarise=False, radius=0)
+    res = _run(tmp_path, pairs, ["variant=released-script", f"radius={radius}"])
+    _check(res, pairs, binarise=False, radius=radius)
 
 
 @AUDIT
