@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gpueval.bench import workload
+from gpueval.bench import peak_rss_bytes, workload
 
 VOXEL_NM = 99
 OFFICIAL_SECONDS = 29.1            # xpress.md §10, 2 vCPU AMD EPYC, official CLI
@@ -156,6 +156,7 @@ def _score_and_check(tmp: Path, sub: Path, overrides: dict[str, Any], device: st
     t0, c0 = time.perf_counter(), time.process_time()
     result = score("xpress", tmp / "skel.npz", sub, overrides=overrides, device=device)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss_score = peak_rss_bytes()  # before the check, which reads the nodes a second time
     if result.status != "ok":
         raise RuntimeError(result.error)
     # independent check of the node lookup: zarr's coordinate selection on the same file
@@ -168,7 +169,8 @@ def _score_and_check(tmp: Path, sub: Path, overrides: dict[str, Any], device: st
     check = bool(np.array_equal(table.segment_ids[found], want[found])
                  and (table.segment_ids[~found] >= np.uint64(table.next_id)).all())
     g = result.extra["gather"]
-    return {"seconds": seconds, "cpu_seconds": cpu, "voxels": result.runtime["voxels"],
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_after_score_bytes": rss_score,
+            "voxels": result.runtime["voxels"],
             "check": check,
             "bytes_read": g["bytes_read"], "chunks_read": g["chunks_read"],
             "chunks_total": g["chunks_total"], "score": result.score,
