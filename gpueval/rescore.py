@@ -517,7 +517,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     from gpueval.db import utc_now
 
     started, t0 = utc_now(), time.perf_counter()
-    child = _thread_child()
+    child = _thread_child(task)
     try:
         outcome = child.run(task)
     finally:
@@ -529,17 +529,19 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 MAX_TASKS_PER_CHILD = 100
+STARTUP_TIMEOUT_S = 300.0  # imports on a cold, busy node; not counted in --timeout
 RECYCLE_RSS = 2 << 30
 _LOCAL = threading.local()
 _CHILDREN: weakref.WeakSet = weakref.WeakSet()
 
 
-def _thread_child() -> _Child:
+def _thread_child(task: dict[str, Any]) -> _Child:
     child = getattr(_LOCAL, "child", None)
     if child is None or not child.healthy():
         if child is not None:
             child.close()
-        child = _LOCAL.child = _Child()
+        preload = [task["scorer"].partition(":")[0], f"gpueval.challenges.{task['challenge']}"]
+        child = _LOCAL.child = _Child(preload)
     return child
 
 
@@ -564,11 +566,12 @@ class _Child:
     """One warm scoring process: tasks as JSON lines on its stdin, outcomes as JSON lines on
     a private pipe (its stdout is pointed at its log, so a scorer's prints cannot interfere)."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: Sequence[str] = ()) -> None:
         self.log = tempfile.TemporaryFile(prefix="gpueval-rescore-")
-        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE],
+        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, *preload],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, env=_child_env())
+        self.ready = False  # it says "ready" once its imports are done
         self.tasks = 0
         self.busy = False
         self.dead = False
@@ -586,6 +589,15 @@ class _Child:
         self.tasks += 1
         log_from = self.log.seek(0, os.SEEK_END)
         try:
+            if not self.ready:  # start-up is not the submission's time
+                line, killed = self._wait(STARTUP_TIMEOUT_S, None)
+                if line.strip() != b"ready":
+                    self.dead = True
+                    self.log.seek(log_from)
+                    tail = _last_line(self.log.read()[-4000:])
+                    why = _outcome(self.proc.returncode, killed, tail)["error"]
+                    return {"kind": "failed", "error": f"the scoring process did not start: {why}"}
+                self.ready = True
             try:
                 self.proc.stdin.write(json.dumps(task).encode() + b"\n")
                 self.proc.stdin.flush()
@@ -728,8 +740,9 @@ def _die_with_parent() -> None:
 
 
 def _child_main() -> None:
-    """The child's loop: one task JSON per line on stdin, one outcome JSON per line on the
-    protocol pipe (the original stdout; fd 1 is pointed at stderr for the scorer's prints)."""
+    """The child's loop: imports the modules named in ``argv`` and says ``ready``; then one
+    task JSON per line on stdin, one outcome JSON per line on the protocol pipe (the original
+    stdout; fd 1 is pointed at stderr for the scorer's prints)."""
     ppid = os.getppid()
     _die_with_parent()
     if os.getppid() != ppid:  # the parent died before the death signal was armed
@@ -737,6 +750,13 @@ def _child_main() -> None:
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    for module in sys.argv[1:]:  # warm up: the scorer and its challenge
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: S112 - the task reports it with its reason
+            continue
+    proto.write("ready\n")
+    proto.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
