@@ -140,3 +140,12 @@ def test_changed_results_conflict_unless_forced(tmp_path, child_imports_tests, m
     with connect(url) as d:
         assert sorted(r.score for r in d.latest("urisc")) == [0.375, 0.625]
         assert d.count() == 4
+
+
+def test_start_up_is_not_counted_in_the_timeout(tmp_path, child_imports_tests):
+    # importing Python, NumPy, dask and the challenge takes longer than this limit on a busy
+    # machine; only the scoring itself is timed
+    truth, subs = _batch(tmp_path, {"a": "ok:0.5", "b": "ok:0.25"})
+    s = rescore("urisc", truth, subs, db=f"sqlite:///{tmp_path}/r.sqlite", scorer=SCORER,
+                timeout=0.3, progress=False)
+    assert (s.ok, s.failed) == (2, 0)
