@@ -192,8 +192,9 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
         pred = pred.rechunk(gt.chunks)
     vs = tuple(float(v) for v in voxel_size)
     pcc, n_pred = _relabel(pred, device=device, scheduler=scheduler)
-    table = map_reduce(contingency, [gt, pcc], Contingency.combine, device=device,
-                       scheduler=scheduler)
+    # one pass: overlaps (incl. background) and the bounding boxes of both id volumes
+    table, boxes_g, boxes_p = map_reduce(_stats_chunk, [gt, pcc], _stats_combine,
+                                         device=device, scheduler=scheduler, with_slices=True)
     g_ids, g_sizes = table.sizes_a()
     p_ids, p_sizes = table.sizes_b()
     n_gt = int(g_ids.max()) if len(g_ids) else 0  # max id, not the number of ids (§5.1.2)
@@ -225,7 +226,8 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
     fp = n_pred - len(np.unique(mp))
     fn = len(truth_ids) - tp
     d_max = max_distance(vs, gt.shape)
-    dists = _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler)
+    dists = _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler,
+                           _as_dict(boxes_g), _as_dict(boxes_p))
     # distances are float32 (the official output array); unmatched predictions append D_max
     all_d = np.concatenate([dists.astype(np.float32),
                             np.full(fp, d_max, np.float32)]) if fp else dists.astype(np.float32)
@@ -239,17 +241,38 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
                         "n_pred_cc": n_pred}}
 
 
-def _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler) -> np.ndarray:
+def _stats_chunk(slices, g, p):
+    from gpueval.backend import to_host
+
+    g, p = to_host(g), to_host(p)
+    return contingency(g, p), _bbox_chunk(slices, g), _bbox_chunk(slices, p)
+
+
+def _stats_combine(parts):
+    return (Contingency.combine([q[0] for q in parts]), _bbox_combine([q[1] for q in parts]),
+            _bbox_combine([q[2] for q in parts]))
+
+
+def _as_dict(boxes) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    ids, lo, hi = boxes
+    return {int(i): (lo[k], hi[k]) for k, i in enumerate(ids)}
+
+
+def _box_gap_nm(a, b, vs) -> float:
+    """Lower bound on any distance between voxel centres of two half-open boxes (nm)."""
+    gap = np.maximum(0, np.maximum(b[0] - (a[1] - 1), a[0] - (b[1] - 1)))
+    return float(np.sqrt(np.sum((gap * np.asarray(vs, float)) ** 2)))
+
+
+def _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler, boxes_g,
+                   boxes_p) -> np.ndarray:
     if len(truth_ids) == 0:
         return np.empty(0, np.float32)
     matched_of = dict(zip(mg.tolist(), mp.tolist(), strict=True))
     matched_preds = set(mp.tolist())
-    boxes_g = bounding_boxes(gt, scheduler=scheduler)
-    boxes_p = bounding_boxes(pcc, scheduler=scheduler) if n_pred else {}
-    tasks = []
     out = np.full(len(truth_ids), d_max, np.float32)
-    where = []
-    task = dask.delayed(_hausdorff_one, pure=True)
+    groups: dict[tuple, list[tuple]] = {}  # instances grouped by the chunks their box needs
+    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in gt.chunks]
     for k, t in enumerate(truth_ids.tolist()):
         m = matched_of.get(t, 0)
         t_free = 1 <= t <= n_pred and t not in matched_preds
@@ -257,14 +280,49 @@ def _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler) -> 
             ([boxes_p[t]] if t_free and t in boxes_p else [])
         if len(parts) == 1:
             continue  # B empty: D_max
+        # Hausdorff >= max over b in B of dist(b, A) >= the gap between A's box and the box
+        # of any part of B: one part at least D_max away makes the capped value D_max (exact)
+        if max(_box_gap_nm(parts[0], q, vs) for q in parts[1:]) >= d_max:
+            continue
         lo = np.min([p[0] for p in parts], axis=0)
         hi = np.max([p[1] for p in parts], axis=0)
-        sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        tasks.append(task(gt[sl], pcc[sl], t, m, t_free, vs, d_max))
-        where.append(k)
-    if tasks:
-        vals = compute(*tasks, scheduler=scheduler)
-        out[where] = np.asarray(vals, np.float32)
+        key = tuple((int(np.searchsorted(b, a_, "right") - 1),
+                     int(np.searchsorted(b, z_ - 1, "right") - 1))
+                    for b, a_, z_ in zip(bounds, lo, hi, strict=True))
+        groups.setdefault(key, []).append((k, t, m, t_free, tuple(lo), tuple(hi)))
+    if not groups:
+        return out
+    g_blocks, p_blocks = gt.to_delayed(), pcc.to_delayed()
+    task = dask.delayed(_hausdorff_batch, pure=True)
+    tasks, where = [], []
+    for key, specs in groups.items():
+        idx = tuple(slice(a, b + 1) for a, b in key)
+        origin = tuple(int(bounds[ax][a]) for ax, (a, _) in enumerate(key))
+        for i in range(0, len(specs), 64):
+            batch = specs[i:i + 64]
+            tasks.append(task(g_blocks[idx].tolist(), p_blocks[idx].tolist(), origin,
+                              [s_[1:] for s_ in batch], vs, d_max))
+            where.append([s_[0] for s_ in batch])
+    for ks, vals in zip(where, compute(*tasks, scheduler=scheduler), strict=True):
+        out[ks] = vals
+    return out
+
+
+def _assemble(blocks):
+    """A nested list of neighbouring chunks as one array (no copy for a single chunk)."""
+    inner = blocks
+    while isinstance(inner, list) and len(inner) == 1:
+        inner = inner[0]
+    return np.asarray(inner) if not isinstance(inner, list) else np.block(blocks)
+
+
+def _hausdorff_batch(g_blocks, p_blocks, origin, specs, vs, d_max) -> np.ndarray:
+    """Hausdorff of several instances whose boxes lie in the same few chunks."""
+    g, p = _assemble(g_blocks), _assemble(p_blocks)
+    out = np.empty(len(specs), np.float32)
+    for i, (t, m, t_free, lo, hi) in enumerate(specs):
+        sl = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin, strict=True))
+        out[i] = _hausdorff_one(g[sl], p[sl], t, m, t_free, vs, d_max)
     return out
 
 
