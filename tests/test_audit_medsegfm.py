@@ -168,7 +168,7 @@ def _perturb(rng, gt, labels) -> np.ndarray:
 
 
 @st.composite
-def semantic_cases(draw, labels=(0, 1, 2, 3)):
+def semantic_cases(draw, labels=(0, 1, 2, 3, 300)):
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     n = draw(st.integers(1, 3))
     cases = []
