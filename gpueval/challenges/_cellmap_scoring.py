@@ -244,8 +244,9 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
 def _stats_chunk(slices, g, p):
     from gpueval.backend import to_host
 
+    table = contingency(g, p)  # on the device the chunk is on (CuPy twin on the GPU)
     g, p = to_host(g), to_host(p)
-    return contingency(g, p), _bbox_chunk(slices, g), _bbox_chunk(slices, p)
+    return table, _bbox_chunk(slices, g), _bbox_chunk(slices, p)
 
 
 def _stats_combine(parts):
@@ -310,10 +311,16 @@ def _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler, box
 
 def _assemble(blocks):
     """A nested list of neighbouring chunks as one array (no copy for a single chunk)."""
+    from gpueval.backend import to_host
+
+    def host(x):
+        return [host(y) for y in x] if isinstance(x, list) else np.asarray(to_host(x))
+
+    blocks = host(blocks)
     inner = blocks
     while isinstance(inner, list) and len(inner) == 1:
         inner = inner[0]
-    return np.asarray(inner) if not isinstance(inner, list) else np.block(blocks)
+    return inner if not isinstance(inner, list) else np.block(blocks)
 
 
 def _hausdorff_batch(g_blocks, p_blocks, origin, specs, vs, d_max) -> np.ndarray:
