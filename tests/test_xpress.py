@@ -245,3 +245,13 @@ def test_validation_roi_crops(tmp_path):
         d.attrs["offset"] = [3267, 3267, 3267]
     sub = xpress.open_submission(p, xpress._settings(cfg))
     assert sub.shape == (233, 233, 233) and sub.begin == (8316, 8316, 8316)
+
+
+def test_roi_from_command_line_string(tmp_path):
+    """--set 'roi={begin: [...], shape: [...]}' arrives as a string and is parsed as YAML."""
+    skel, sub, ov = _write_case(tmp_path, "roi_crop")
+    b, s = ov["roi"]["begin"], ov["roi"]["shape"]
+    r = score("xpress", skel, sub, overrides=[f"roi={{begin: {b}, shape: {s}}}"],
+              device="cpu")
+    assert r.status == "ok", r.error
+    assert _close(r.score, CASES["roi_crop"]["xpress_erl_rand"])

@@ -390,6 +390,13 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         "score": str(config.get("score", "xpress_erl_rand")),
     }
     roi = s["roi"]
+    if isinstance(roi, str) and roi not in ROI_NAMES:  # --set 'roi={begin: [...], ...}'
+        import yaml
+
+        try:
+            roi = yaml.safe_load(roi)
+        except yaml.YAMLError:
+            pass
     if roi is None or roi is False:
         s["roi"] = "none"
     elif isinstance(roi, str):
