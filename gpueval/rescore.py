@@ -126,9 +126,10 @@ def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
 
     A file: ``sha256(b"file\\0" + sha256(bytes))``. A folder: ``b"tree\\0"`` then, for every
     entry below it in sorted relative-POSIX-path order, a length-prefixed record of its kind
-    (file, folder, symbolic link), path, and for a file its size and the sha256 of its bytes
+    (file, folder, symbolic link, other), path, and for a file its size and the sha256 of its bytes
     (for a link its target text: links below the top are never followed; the top-level path
-    itself is resolved, so a symlinked entry hashes its target). Names, timestamps and
+    itself is resolved, so a symlinked entry hashes its target; FIFOs, sockets and devices
+    count by kind and are never opened). Names, timestamps and
     permissions do not count, so a renamed or copied submission keeps its hash.
 
     ``cache``: a results database whose ``file_digests`` memo supplies the digest of every file
@@ -143,8 +144,10 @@ def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
         h.update(b"tree\0")
         for rel, p in _tree(path):
             _hash_entry(h, rel, p, memo)
-    else:
+    elif stat.S_ISREG(st.st_mode):
         h.update(b"file\0" + memo.digest(path, st))
+    else:  # FIFO, socket, device: never opened (a FIFO would block); the scorer rejects it
+        h.update(b"special\0" + stat.S_IFMT(st.st_mode).to_bytes(4, "little"))
     memo.save()
     return h.hexdigest()
 
@@ -197,6 +200,9 @@ def _hash_entry(h: Any, rel: str, p: Path, memo: _DigestMemo) -> None:
                  + len(target).to_bytes(8, "little") + target)
     elif stat.S_ISDIR(st.st_mode):
         h.update(b"D" + len(name).to_bytes(8, "little") + name)
+    elif not stat.S_ISREG(st.st_mode):  # FIFO, socket, device: kind only, never opened
+        h.update(b"S" + len(name).to_bytes(8, "little") + name
+                 + stat.S_IFMT(st.st_mode).to_bytes(4, "little"))
     else:
         h.update(b"F" + len(name).to_bytes(8, "little") + name + st.st_size.to_bytes(8, "little")
                  + memo.digest(p, st))

@@ -305,3 +305,19 @@ def test_digest_memo(url, tmp_path):
         changed = content_hash(sub, d)
         assert changed == content_hash(sub)
         assert changed != plain
+
+
+def test_content_hash_never_opens_a_fifo(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    os.mkfifo(sub / "img.tiff")  # opening it would block for ever
+    os.mkfifo(tmp_path / "top.tiff")
+    code = ("import sys; from gpueval.rescore import content_hash; "
+            "print(content_hash(sys.argv[1]), content_hash(sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", code, str(sub), str(tmp_path / "top.tiff")],
+                          timeout=60, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    h_sub, h_top = done.stdout.split()
+    (sub / "img.tiff").unlink()
+    (sub / "img.tiff").write_bytes(b"")
+    assert content_hash(sub) != h_sub  # an empty file is not a FIFO
