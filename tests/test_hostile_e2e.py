@@ -514,3 +514,31 @@ def test_hostile_submission_is_rejected_end_to_end(case, setups, tmp_path):
 def test_corpus_covers_every_challenge():
     assert {c.challenge for c in CASES} == set(SETUPS)
     assert len(CASES) >= 30
+
+
+# --------------------------------------------------------------------------------------------
+# the config's ``limits:`` reach the readers
+
+
+_NOT_WIRED = ("neither gpueval.api.score nor this challenge makes Limits.from_config(cfg) "
+              "current, so `limits:` in its config does not reach the shared readers (fix in "
+              "api.score: `with use_limits(Limits.from_config(cfg)):` around module.score)")
+LIMIT_CASES = [
+    ("xpress", "limits.max_voxels=10", "over the limit 10", None, False),
+    ("cellmap", "limits.max_voxels=10", "over the limit 10", None, False),
+    ("medsegfm", "limits.max_voxels=10", "over the limit 10", _NOT_WIRED, False),
+    ("urisc", "limits.max_archive_bytes=1000", "1000", None, True),
+    ("refuge", "limits.max_archive_bytes=1000", "1000", None, True),
+]
+
+
+@pytest.mark.parametrize("challenge,setting,expect,xfail,as_zip", [
+    pytest.param(*c, id=c[0], marks=[pytest.mark.xfail(reason=c[3], strict=True)] if c[3]
+                 else []) for c in LIMIT_CASES])
+def test_config_limits_reach_the_readers(challenge, setting, expect, xfail, as_zip, setups,
+                                         tmp_path):
+    truth, good, sets = setups(challenge)
+    sub = _zip_of(good, tmp_path / "sub.zip") if as_zip else good
+    rc, res = _run(challenge, truth, sub, tmp_path / "out.json", (*sets, setting))
+    assert rc == 3 and res["status"] == "rejected", res.get("error")
+    assert expect in res["error"]
