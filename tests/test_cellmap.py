@@ -174,3 +174,58 @@ def test_validate(tmp_path):
     notes = validate("cellmap", sub, truth=truth)
     assert any("crop9003: missing" in n for n in notes)
     assert any("crop9001/cyto: missing" in n for n in notes)
+
+
+def test_folder_holding_one_zip(tmp_path):
+    truth, sub = build_e2e(tmp_path)
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "README.txt").write_text("our submission")
+    with zipfile.ZipFile(box / "sub.zip", "w") as z:
+        for f in sub.rglob("*"):
+            if f.is_file():
+                z.write(f, f.relative_to(sub).as_posix())
+    _check_official(score("cellmap", truth, box, device="cpu"))
+
+
+def test_zip_traversal_rejected(tmp_path):
+    truth, _ = build_e2e(tmp_path)
+    zpath = tmp_path / "evil.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("crop9001/mito/.zarray", "{}")
+        z.writestr("../../etc/evil", "x")
+    r = score("cellmap", truth, zpath, device="cpu")
+    assert r.status == "rejected"
+
+
+def test_nan_instance_prediction_rejected(tmp_path):
+    truth, sub = build_e2e(tmp_path)
+    bad = np.zeros((48, 48, 48), np.float32)
+    bad[3, 3, 3] = np.nan
+    shutil.rmtree(sub / "crop9001" / "nuc")
+    _write(sub, "crop9001", "nuc", bad, [8.0] * 3, [800.0, 1600.0, 2400.0])
+    r = score("cellmap", truth, sub, device="cpu")
+    assert r.status == "rejected" and r.error
+
+
+def test_ome_ngff_group_in_corrected_mode(tmp_path):
+    truth, sub = build_e2e(tmp_path)
+    z = np.load(FIX / "e2e" / "crop9002_mito_pred.npz", allow_pickle=False)  # 2 nm, at 392
+    shutil.rmtree(sub / "crop9002" / "mito")
+    g = zarr.open_group(str(sub / "crop9002"), mode="a", zarr_format=2).require_group("mito")
+    datasets = []
+    for name, step in (("s0", 1), ("s1", 2)):
+        d = z["data"][::step, ::step, ::step]
+        a = g.create_array(name, shape=d.shape, dtype=d.dtype, chunks=(32, 32, 32))
+        a[:] = d
+        datasets.append({"path": name, "coordinateTransformations": [
+            {"type": "scale", "scale": [2.0 * step] * 3},
+            {"type": "translation", "translation": [392.0] * 3}]})
+    g.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space"}
+                                                          for a in "zyx"],
+                               "datasets": datasets}]
+    official = {i["id"]: i for i in score("cellmap", truth, sub, device="cpu").items}
+    assert official["crop9002/mito"]["status"] == "missing"
+    r = score("cellmap", truth, sub, device="cpu", overrides=["compat=corrected"])
+    it = {i["id"]: i for i in r.items}["crop9002/mito"]
+    assert it["status"] == "scored" and it["fn"] == 0 and it["fp"] == 0 and it["tp"] > 0

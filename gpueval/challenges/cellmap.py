@@ -296,7 +296,7 @@ def open_submission(path: str | Path, truth: list[TruthCrop]) -> Iterator[Submis
     if p.is_dir():
         files = list(iter_files(p))
         zips = [f for f in files if f.suffix.lower() == ".zip" and f.parent == p.resolve()]
-        if len(zips) == 1 and len(files) == 1:
+        if len(zips) == 1 and not any(f.name in (".zarray", "zarr.json") for f in files):
             p = zips[0]
         else:
             names = [f.relative_to(p.resolve()).as_posix() for f in files]
