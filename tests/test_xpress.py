@@ -255,3 +255,61 @@ def test_roi_from_command_line_string(tmp_path):
               device="cpu")
     assert r.status == "ok", r.error
     assert _close(r.score, CASES["roi_crop"]["xpress_erl_rand"])
+
+
+# --------------------------------------------------------------------------------------------
+# Invariances and the fresh-id quirk
+
+
+@pytest.mark.parametrize("name", ["mixed", "dense_nodes"])
+def test_relabelling_and_chunking_change_nothing(tmp_path, name):
+    """An injective relabelling (0 kept) and another storage chunking give the same scores."""
+    z = _fixture(name)
+    seg = z["segmentation"]
+    ids = np.unique(seg)
+    rng = np.random.default_rng(3)
+    new = rng.choice(2**40, len(ids), replace=False).astype(np.uint64) + np.uint64(1)
+    new[ids == 0] = 0
+    relabelled = new[np.searchsorted(ids, seg)]
+    skel, sub, ov = _write_case(tmp_path, name, seg=relabelled)
+    r1 = score("xpress", skel, sub, overrides=ov, device="cpu")
+    other = _write_submission(tmp_path / "other.h5", relabelled, z["voxel_size"], z["offset"],
+                              chunks=(5, 7, 48))
+    r2 = score("xpress", skel, other, overrides=ov, device="cpu")
+    for r in (r1, r2):
+        assert _compare(r.metrics, CASES[name], name) == []
+
+
+def _two_background_skeletons(tmp_path, far_label: int):
+    """Two skeletons, each an edge of 1 nm inside its own background voxel; one far voxel
+    (no node) holds ``far_label``, so the official fresh ids are far_label + 1, + 2."""
+    seg = np.zeros((4, 4, 4), np.uint64)
+    seg[3, 3, 3] = far_label
+    skel = tmp_path / "two.npz"
+    pos = np.array([[10.0, 10, 10], [11.0, 10, 10], [110.0, 10, 10], [111.0, 10, 10]])
+    save_skeleton_npz(Skeleton(np.arange(4), pos, np.array([[0, 1], [2, 3]])), skel)
+    sub = _write_submission(tmp_path / "two.h5", seg, (99, 99, 99), (0, 0, 0),
+                            chunks=(2, 2, 2))
+    return skel, sub
+
+
+def test_fresh_ids_beyond_2_53_official_quirk(tmp_path):
+    """max = 2⁶⁰−1: fresh ids 2⁶⁰ (exact double) and 2⁶⁰+1 are one float64 merge key, and
+    only the exactly representable one is found by the official lookup: skeleton 0 loses
+    its credit. ERL by hand: L = 1, 1; T = 2; official (1²)/2, corrected (1² + 1²)/2."""
+    skel, sub = _two_background_skeletons(tmp_path, 2**60 - 1)
+    off = score("xpress", skel, sub, overrides={"roi": "none"}, device="cpu")
+    assert off.metrics["erl"] == pytest.approx(0.5)
+    assert off.items[0]["erl_contribution"] == 0.0
+    cor = score("xpress", skel, sub, overrides={"roi": "none", "compat": "corrected"},
+                device="cpu")
+    assert cor.metrics["erl"] == pytest.approx(1.0)
+    # fresh_ids=nodes does not read the far voxel: small fresh ids, no quirk
+    nodes = score("xpress", skel, sub, overrides={"roi": "none", "fresh_ids": "nodes"},
+                  device="cpu")
+    assert nodes.metrics["erl"] == pytest.approx(1.0)
+    # with small labels all three agree
+    skel, sub = _two_background_skeletons(tmp_path, 5)
+    for ov in ({}, {"compat": "corrected"}, {"fresh_ids": "nodes"}):
+        r = score("xpress", skel, sub, overrides={"roi": "none", **ov}, device="cpu")
+        assert r.metrics["erl"] == pytest.approx(1.0)
