@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-score submissions already in the database (keeps both rows)")
     r.add_argument("--timeout", type=float, default=None,
                    help="seconds allowed per submission (exceeded: recorded as failed)")
+    r.add_argument("--memory-limit", metavar="BYTES", default=None,
+                   help="resident-memory limit per submission's scoring process, e.g. 8GiB "
+                        "(exceeded: recorded as failed)")
     _common(r)
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")
