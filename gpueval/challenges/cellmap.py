@@ -39,7 +39,8 @@ OME-NGFF levels are chosen with the plain-group rule (:mod:`gpueval.io.align`); 
 centre pad/crop puts the smaller half first; ``total_evals`` is the number of manifest rows.
 Matching is exact (:func:`gpueval.metrics.matching.match_max_total_iou`), so
 ``matching_failed`` cannot occur; with exact cost ties the matched pairs may differ from
-OR-Tools' (same objective), which can move Hausdorff values but not tp/fp/fn.
+OR-Tools' (same objective), which can move Hausdorff values and, in rare ties between
+matchings of different sizes, tp/fp/fn.
 
 Execution: all semantic labels of a submission are one Dask graph of per-chunk counts; each
 instance label runs a few chunked passes (components, overlaps + boxes in one pass, then one
