@@ -231,8 +231,17 @@ def cellmap_case(draw):
                 elif geo < 0.3:  # coarser grid: 2x voxel size
                     sub = sub[::2, ::2, ::2].copy()
                     sub_vs = tuple(2 * v for v in vs)
+                elif geo < 0.4:  # finer grid: half voxel size (anti-aliased for semantic)
+                    sub = sub.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+                    if not inst and rng.random() < 0.5:
+                        sub = sub.astype(np.float32) * rng.uniform(0.3, 1.0, sub.shape
+                                                                   ).astype(np.float32)
+                    sub_vs = tuple(v / 2 for v in vs)
+            mask = None
+            if sub is not None and rng.random() < 0.25:  # '<label>_mask' in the truth crop
+                mask = (rng.random(shape) < 0.7).astype(np.uint8)
             labels[lab] = (gt.astype(np.uint32) if inst else gt.astype(np.uint8), sub,
-                           sub_vs, sub_tr)
+                           sub_vs, sub_tr, mask)
         if labels:
             crops[f"crop{100 + c}"] = dict(shape=shape, vs=vs, tr=tr, labels=labels,
                                            present=rng.random() > 0.1)
@@ -253,25 +262,33 @@ def write_case(root: Path, crops: dict) -> tuple[Path, Path]:
     zarr.open_group(str(truth), mode="w", zarr_format=2)
     zarr.open_group(str(sub), mode="w", zarr_format=2)
     for crop, c in crops.items():
-        for lab, (gt, pr, pvs, ptr) in c["labels"].items():
+        for lab, (gt, pr, pvs, ptr, mask) in c["labels"].items():
             _arr(truth, crop, lab, gt, c["vs"], c["tr"])
+            if mask is not None:
+                _arr(truth, crop, f"{lab}_mask", mask, c["vs"], c["tr"])
             if c["present"] and pr is not None:
                 _arr(sub, crop, lab, pr, pvs, ptr)
     return truth, sub
 
 
-def reference(crops: dict) -> tuple[dict, dict]:
+def reference(crops: dict, compat: str = "official") -> tuple[dict, dict]:
     entries = {}
     for crop, c in crops.items():
-        for lab, (gt, pr, pvs, ptr) in c["labels"].items():
+        for lab, (gt, pr, pvs, ptr, mask) in c["labels"].items():
             inst = lab in INSTANCE
             if not c["present"] or pr is None:
                 e = ref_missing(gt, inst)
             else:
                 al = ref_align(pr, pvs, ptr, c["vs"], c["tr"], gt.shape, inst)
+                if mask is not None:  # §4.6 'both GT and prediction are multiplied by it'
+                    gt, al = gt * mask, al * mask.astype(al.dtype)
                 e = ref_instance(gt, al, c["vs"]) if inst else ref_semantic(gt, al)
             e["num_voxels"] = int((gt > 0).sum())  # 'GT voxel count'
             entries[(crop, lab)] = e
+            if mask is not None and compat == "official":
+                # §2 correction box: 'a <label>_mask array present in a truth crop is itself
+                # listed as a label to score' -> semantic, never submitted: missing
+                entries[(crop, f"{lab}_mask")] = ref_missing(mask, False)
     return entries, ref_aggregate(entries)
 
 
@@ -288,12 +305,12 @@ def _close(a, b, rel=1e-6, abs_=1e-9) -> bool:
 def test_cellmap_matches_reference(tmp_path, crops, chunk, compat):
     if not crops:
         return
-    entries, agg = reference(crops)
+    entries, agg = reference(crops, compat)
     truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops)
     ov = [f"compat={compat}"] + ([f"chunk=[{chunk},{chunk},{chunk}]"] if chunk else [])
     res = score("cellmap", truth, sub, overrides=ov, device="cpu")
     if not any(c["present"] and pr is not None
-               for c in crops.values() for (_, pr, _, _) in c["labels"].values()):
+               for c in crops.values() for (_, pr, _, _, _) in c["labels"].values()):
         # §2: 'still nothing → ValueError("No volumes found…")'
         assert res.status == "rejected"
         return
@@ -338,7 +355,7 @@ def test_reference_collision_quirk_by_hand():
 
 def _single(tmp_path, label, gt, pred, vs=(8.0, 8.0, 8.0), overrides=()):
     crops = {"crop7": dict(shape=gt.shape, vs=vs, tr=(0.0, 0.0, 0.0), present=True,
-                           labels={label: (gt, pred, vs, (0.0, 0.0, 0.0))})}
+                           labels={label: (gt, pred, vs, (0.0, 0.0, 0.0), None)})}
     truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops)
     res = score("cellmap", truth, sub, overrides=list(overrides), device="cpu")
     assert res.status == "ok", res.error
