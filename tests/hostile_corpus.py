@@ -338,6 +338,35 @@ def zarr_ngff_escape(d: Path) -> Path:
     return d / "ome.zarr"
 
 
+def _n5(d: Path, block=(4, 4)) -> Path:
+    import tensorstore as ts
+
+    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": str(d / "a.n5")},
+            "metadata": {"dimensions": [8, 8], "blockSize": list(block), "dataType": "uint16",
+                         "compression": {"type": "raw"}}, "create": True}
+    ts.open(spec).result()[...] = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    return d / "a.n5"
+
+
+def n5_symlinked_chunk(d: Path) -> Path:
+    p = _n5(d)
+    (d / "secret").write_bytes(bytes(64))
+    os.remove(p / "1" / "1")
+    (p / "1" / "1").symlink_to(d / "secret")
+    return p
+
+
+def n5_block(size: int) -> Callable[[Path], Path]:
+    def build(d: Path) -> Path:
+        p = _n5(d)
+        meta = json.loads((p / "attributes.json").read_text())
+        meta["dimensions"] = [size, size]
+        meta["blockSize"] = [size, size]
+        (p / "attributes.json").write_text(json.dumps(meta))
+        return p
+    return build
+
+
 # --------------------------------------------------------------------------------------------
 # HDF5, TIFF, images, npz, pickle
 
@@ -597,6 +626,12 @@ CASES: list[Case] = [
          limits={"max_voxels": 10}),
     Case("zarr_dtype_not_allowed", lambda d: _zarr(d, 2, dtype="float32"), "volume",
          "float32 is not a number type allowed", limits={"allowed_dtypes": ("uint8",)}),
+    # n5 (tensorstore)
+    Case("n5_symlinked_chunk", n5_symlinked_chunk, "volume", "'1/1' is a link leaving the store"),
+    Case("n5_huge_block", n5_block(10**6), "volume", "exceeds maximum chunk size"),
+    Case("n5_block_over_limit", n5_block(1024), "volume",
+         "one chunk of shape \\(1024, 1024\\) is 2.1e\\+06 bytes",
+         limits={"max_chunk_bytes": 2**20}),
     # HDF5
     Case("h5_truncated", h5_truncated, "volume", "truncated file"),
     Case("h5_external", h5_external, "volume", "external files", dataset="submission"),

@@ -225,7 +225,7 @@ class _Reader:
         self._local = threading.local()
         arr = self._array()
         self.shape = tuple(int(s) for s in arr.shape)
-        self.dtype = np.dtype(arr.dtype)
+        self.dtype = np.dtype(getattr(arr.dtype, "numpy_dtype", arr.dtype))  # tensorstore
         self.ndim = len(self.shape)
         self.storage_chunks = self._storage_chunks(arr)
 
@@ -352,6 +352,7 @@ def _open_reader(p: str, dataset: str | None, lim: Limits):
         return r, None, None, {}
     _check_regular_file(Path(p), folder_ok=True)
     if low.endswith(".n5"):
+        _check_store_links(Path(p), lim)
         r = _TensorstoreReader(f"n5:{p}", None)
         return r, None, None, {}
     if low.endswith(HDF5_SUFFIXES):
@@ -539,6 +540,31 @@ def _check_regular_file(p: Path, folder_ok: bool = False) -> None:
     if stat.S_ISREG(st.st_mode) or (folder_ok and stat.S_ISDIR(st.st_mode)):
         return
     raise Rejected(f"{p}: not a regular file (a device, FIFO or socket is refused)")
+
+
+def _check_store_links(root: Path, lim: Limits) -> None:
+    """Walk a chunk store (n5) once: no link may leave it, no special file, bounded count.
+
+    tensorstore reads through its own file driver, so the check happens before it opens."""
+    real_root = os.path.realpath(root)
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            n += 1
+            if n > lim.max_files * 100:  # chunk files: far more than submission files
+                raise Rejected(f"{root}: more than {lim.max_files * 100} entries in the store")
+            full = os.path.join(dirpath, name)
+            real = os.path.realpath(full)
+            if os.path.islink(full) and not real.startswith(real_root + os.sep):
+                raise Rejected(f"{root}: {os.path.relpath(full, root)!r} is a link leaving the "
+                               "store")
+            try:
+                mode = os.stat(full).st_mode
+            except OSError as e:  # dangling link
+                raise Rejected(f"{root}: {os.path.relpath(full, root)!r} cannot be read "
+                               f"({e.strerror})") from e
+            if name in filenames and not stat.S_ISREG(mode):
+                raise Rejected(f"{root}: {os.path.relpath(full, root)!r} is not a regular file")
 
 
 def _guarded_store(root: str):
