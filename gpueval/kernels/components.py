@@ -170,14 +170,31 @@ def label_chunked(
     grid = tuple(len(c) for c in arr.chunks)
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in arr.chunks]
     blocks = arr.to_delayed().ravel()
-    task = dask.delayed(_label_task, pure=True)
-    tasks = []
-    for i, idx in enumerate(itertools.product(*(range(g) for g in grid))):
+    label = dask.delayed(_label_task, pure=True)
+    pair = dask.delayed(_edges_task, pure=True)
+    first = dask.delayed(_first_of, pure=True)
+    cells = list(itertools.product(*(range(g) for g in grid)))
+    strides = [int(np.prod(grid[a + 1:])) for a in range(len(grid))]
+    infos = []
+    for i, idx in enumerate(cells):
         origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
-        tasks.append(task(blocks[i], origin, arr.shape, connectivity, binary, device))
-    infos = engine.compute(*tasks, scheduler=scheduler, progress=progress)
+        infos.append(label(blocks[i], i, origin, arr.shape, connectivity, binary, device))
+    # boundary planes stay in the graph: a task per chunk pairs them with its forward
+    # neighbours' planes, so only de-duplicated label pairs and first voxels reach the host
+    edge_tasks = []
+    for i, idx in enumerate(cells):
+        nbs = []
+        for delta in _forward_offsets(len(grid), order):
+            nb = tuple(a + d for a, d in zip(idx, delta, strict=True))
+            if all(0 <= a < g for a, g in zip(nb, grid, strict=True)):
+                nbs.append((delta, int(np.dot(nb, strides))))
+        if nbs:
+            edge_tasks.append(pair(infos[i], [infos[j] for _, j in nbs], nbs, order))
+    firsts = [first(info) for info in infos]
+    results = engine.compute(firsts, edge_tasks, scheduler=scheduler, progress=progress)
+    firsts, edge_lists = results
 
-    luts, first_index = _merge(infos, grid, order, binary)
+    luts, first_index = _merge(firsts, [e for el in edge_lists for e in el])
     n = len(first_index)
     out_dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
     luts = [lut.astype(out_dtype) for lut in luts]
@@ -215,12 +232,13 @@ def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarr
 
 @dataclass
 class _ChunkInfo:
+    index: int                  # position in the chunk grid (C order)
     n: int                      # local components
     first_index: np.ndarray     # (n,) int64 global C-order index of each local id's first voxel
     planes: dict                # (axis, side) -> (labels plane, values plane), axis kept (size 1)
 
 
-def _label_task(block, origin, shape, connectivity, binary, device) -> _ChunkInfo:
+def _label_task(block, index, origin, shape, connectivity, binary, device) -> _ChunkInfo:
     block = to_device(np.ascontiguousarray(np.asarray(block)), device)
     if is_cupy(block):
         local, n, first_local = _cc_cupy(block, connectivity, binary)
@@ -235,10 +253,10 @@ def _label_task(block, origin, shape, connectivity, binary, device) -> _ChunkInf
     for ax in range(block.ndim):
         for side, pos in ((0, 0), (1, block.shape[ax] - 1)):
             sl = tuple(slice(pos, pos + 1) if a == ax else slice(None) for a in range(block.ndim))
-            lab = to_host(local[sl]).astype(np.int64)
+            lab = to_host(local[sl]).copy()
             val = None if binary else _value_keys(to_host(block[sl]))
             planes[ax, side] = (lab, val)
-    return _ChunkInfo(n, first_global, planes)
+    return _ChunkInfo(index, n, first_global, planes)
 
 
 def _value_keys(values: np.ndarray) -> np.ndarray:
@@ -313,12 +331,12 @@ def _pair_edges(la, va, lb, vb, free_order: int) -> np.ndarray:
     binary = va is None
     if binary:
         va = vb = np.zeros(1, np.uint64)
-    def as2(x, shape):  # one layout and dtype for the compiled kernel
-        return np.ascontiguousarray(x).reshape(shape)
+    def as2(x, shape, dtype):  # one layout and dtype for the compiled kernel
+        return np.ascontiguousarray(x, dtype=dtype).reshape(shape)
 
-    pairs = _pair_kernel(as2(la, shape2), as2(lb, shape2),
-                         as2(va, (1, 1) if binary else shape2),
-                         as2(vb, (1, 1) if binary else shape2), offs2, binary)
+    pairs = _pair_kernel(as2(la, shape2, np.int64), as2(lb, shape2, np.int64),
+                         as2(va, (1, 1) if binary else shape2, np.uint64),
+                         as2(vb, (1, 1) if binary else shape2, np.uint64), offs2, binary)
     if pairs.shape[1] > 1:
         pairs = np.unique(pairs, axis=1) if pairs.shape[1] < 64 else _unique_pairs(pairs)
     return pairs
@@ -359,34 +377,40 @@ def _pair_kernel(la, lb, va, vb, offs, binary):  # pragma: no cover - compiled
     return out[:, :k]
 
 
-def _merge(infos: Sequence[_ChunkInfo], grid: tuple[int, ...], max_order: int, binary: bool
+def _first_of(info: _ChunkInfo) -> np.ndarray:
+    return info.first_index
+
+
+def _edges_task(info: _ChunkInfo, neighbours: Sequence[_ChunkInfo], nbs, max_order: int
+                ) -> list[tuple[int, int, np.ndarray]]:
+    """Label pairs between one chunk and each forward neighbour: ``(ci, cj, (2, k) pairs)``."""
+    out = []
+    ci = info.index
+    for other, (delta, cj) in zip(neighbours, nbs, strict=True):
+        la, va = _slab(info.planes, delta, +1)
+        lb, vb = _slab(other.planes, delta, -1)
+        e = _pair_edges(la, va, lb, vb, max_order - sum(1 for v in delta if v))
+        if e.shape[1]:
+            out.append((ci, cj, e))
+    return out
+
+
+def _merge(firsts: Sequence[np.ndarray], edges: Sequence[tuple[int, int, np.ndarray]]
            ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Union-find over boundary pairs; global ids by first voxel; per-chunk lookup tables."""
+    """Union-find over boundary pairs; global ids by first voxel; per-chunk lookup tables.
+
+    ``firsts[c]`` holds the global first voxel of chunk ``c``'s local ids 1..n; ``edges`` are
+    ``(c, c', pairs)`` of local ids that touch across the boundary of chunks ``c`` and ``c'``.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as csgraph_cc
 
-    counts = np.array([info.n for info in infos], np.int64)
+    counts = np.array([len(f) for f in firsts], np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])  # provisional id = offset + local - 1
     total = int(offsets[-1])
-    first = (np.concatenate([info.first_index for info in infos]) if total
-             else np.zeros(0, np.int64))
-    strides = np.array([int(np.prod(grid[a + 1:])) for a in range(len(grid))], np.int64)
-
-    edges = []
-    for ci, idx in enumerate(itertools.product(*(range(g) for g in grid))):
-        for delta in _forward_offsets(len(grid), max_order):
-            nb = tuple(i + d for i, d in zip(idx, delta, strict=True))
-            if not all(0 <= i < g for i, g in zip(nb, grid, strict=True)):
-                continue
-            cj = int(np.dot(nb, strides))
-            la, va = _slab(infos[ci].planes, delta, +1)
-            lb, vb = _slab(infos[cj].planes, delta, -1)
-            order_left = max_order - sum(1 for v in delta if v)
-            e = _pair_edges(la, va, lb, vb, order_left)
-            if e.shape[1]:
-                e[0] += offsets[ci] - 1
-                e[1] += offsets[cj] - 1
-                edges.append(e)
+    first = np.concatenate(firsts) if total else np.zeros(0, np.int64)
+    edges = [np.stack([e[0] + (offsets[ci] - 1), e[1] + (offsets[cj] - 1)])
+             for ci, cj, e in edges]
 
     root_key = first.copy()  # per provisional id: smallest first voxel of its merged component
     if edges:
@@ -401,7 +425,7 @@ def _merge(infos: Sequence[_ChunkInfo], grid: tuple[int, ...], max_order: int, b
         root_key[nodes] = key[comp]
     uniq, gid = np.unique(root_key, return_inverse=True)
     gid = gid.astype(np.int64) + 1
-    luts = [np.concatenate([[0], gid[offsets[c]:offsets[c + 1]]]) for c in range(len(infos))]
+    luts = [np.concatenate([[0], gid[offsets[c]:offsets[c + 1]]]) for c in range(len(firsts))]
     return luts, uniq.astype(np.int64)
 
 
