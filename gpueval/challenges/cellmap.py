@@ -446,7 +446,7 @@ def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], 
 def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Options):
     """(gt dask, aligned prediction or None, mask or None, Grid, instance?) of one label."""
     where = f"{crop.name}/{label}"
-    gvol = open_volume(crop.path / label, finite=False)
+    gvol = _open_truth(crop.path / label)
     grid = manifest.get((crop.crop_id, label))
     if grid is None:
         vs, tr = _geometry(_attrs(crop.path / label))
@@ -460,7 +460,7 @@ def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Opti
     gt = _rechunk(gvol.data, opts.chunk)
     mask = None
     if f"{label}_mask" in crop.arrays:
-        mask = _rechunk(open_volume(crop.path / f"{label}_mask", finite=False).data, opts.chunk)
+        mask = _rechunk(_open_truth(crop.path / f"{label}_mask").data, opts.chunk)
     pred = None
     node = sub.crops.get(crop.name)
     if node is not None and (node / label).is_dir():
@@ -468,6 +468,14 @@ def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Opti
         if pred is not None:
             pred = pred.rechunk(gt.chunks)
     return gt, pred, mask, grid, instance
+
+
+def _open_truth(path: Path):
+    """A truth array; unreadable truth is a :class:`TruthError` (exit 4), not a rejection."""
+    try:
+        return open_volume(path, finite=False)
+    except Rejected as e:
+        raise TruthError(f"truth {path.parent.name}/{path.name}: {e}") from e
 
 
 def _score_all(crops, sub, manifest, opts, device, scheduler):
