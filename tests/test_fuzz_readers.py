@@ -143,7 +143,7 @@ def test_seed_reads(kind, work):
 def test_zarr_seed_reads(kind, work):
     path = write_input(kind, original_member(kind, work.parent, ZARR_KINDS[kind][1][0]), work)
     out = consume(kind, path)
-    assert out.shape == (8, 8) and int(out[7, 7]) == 63
+    assert out.shape == (8, 8) and int(out[7, 7]) == 63 and int(out[1, 2]) == 10
 
 
 @pytest.mark.parametrize("kind", sorted(FILE_KINDS))
@@ -179,14 +179,14 @@ json_value = st.recursive(
 META_KEYS = ["shape", "chunks", "dtype", "data_type", "chunk_grid", "codecs", "compressor",
              "filters", "fill_value", "order", "dimension_separator", "chunk_key_encoding",
              "storage_transformers", "zarr_format", "node_type", "attributes",
-             "dimension_names"]
+             "dimension_names", "dimensions", "blockSize", "dataType", "compression"]
 
 
 @pytest.mark.parametrize("kind", sorted(ZARR_KINDS))
 @FUZZ
 @given(edits=st.lists(st.tuples(st.sampled_from(META_KEYS), json_value), min_size=1,
                       max_size=3))
-def test_fuzz_zarr_metadata_json(kind, edits, work):
+def test_fuzz_store_metadata_json(kind, edits, work):
     doc = ZARR_KINDS[kind][1][0]
     meta = json.loads(original_member(kind, work.parent, doc))
     for key, value in edits:

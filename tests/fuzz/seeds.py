@@ -32,6 +32,7 @@ ZARR_KINDS = {  # kind -> (zarr format, files that may be replaced)
     "zarr2": (2, (".zarray", ".zattrs", "0.0", "1.1")),
     "zarr3": (3, ("zarr.json", "c/0/0", "c/1/1")),
     "zarr3_sharded": (3, ("zarr.json", "c/0/0")),
+    "n5": (0, ("attributes.json", "0/0", "1/1")),  # tensorstore's n5 driver
 }
 IMG = (np.arange(24 * 20) % 200).astype(np.uint8).reshape(24, 20)
 VOL = (np.arange(6 * 8 * 8) % 9).astype(np.uint16).reshape(6, 8, 8)
@@ -80,11 +81,19 @@ def zarr_template(kind: str, root: Path) -> Path:
     """Write the valid zarr store of ``kind`` under ``root`` (once) and return it."""
     import zarr
 
-    path = root / f"{kind}.zarr"
+    path = root / (f"{kind}.zarr" if kind != "n5" else "store.n5")
     if path.exists():
         return path
     fmt, _ = ZARR_KINDS[kind]
     data = np.arange(8 * 8, dtype=np.uint16).reshape(8, 8)
+    if kind == "n5":
+        import tensorstore as ts
+
+        ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(path)},
+                 "metadata": {"dimensions": [8, 8], "blockSize": [4, 4], "dataType": "uint16",
+                              "compression": {"type": "gzip"}}, "create": True}
+                ).result()[...] = data
+        return path
     kw = {"shards": (8, 8)} if kind == "zarr3_sharded" else {}
     z = zarr.create_array(path, shape=data.shape, chunks=(4, 4), dtype=data.dtype,
                           zarr_format=fmt, **kw)
