@@ -40,3 +40,60 @@ def test_allow_listed_graph_with_numpy_positions():
 def test_truncated_pickle():
     with pytest.raises(Rejected, match="corrupt or truncated"):
         restricted_load(pickle.dumps(list(range(100)))[:20])
+
+
+class _BytearrayBomb:
+    def __reduce__(self):
+        return (bytearray, (10**12,))
+
+
+class _ArrayBomb:
+    def __reduce__(self):
+        return (np.ndarray.__new__, (np.ndarray, (10**12,), np.uint8))
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_every_protocol_round_trips_plain_data_and_arrays(protocol):
+    data = {"a": [1, 2.5, None], "b": {3, 4}, "c": frozenset({"x"}), "d": bytearray(b"xy"),
+            "e": (1j, "text")}
+    assert restricted_load(pickle.dumps(data, protocol=protocol)) == data
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = restricted_load(pickle.dumps(arr, protocol=protocol), NUMPY)
+    np.testing.assert_array_equal(out, arr)
+    assert out.dtype == arr.dtype
+
+
+def test_allocation_from_a_declared_size_is_refused():
+    with pytest.raises(Rejected, match="allocation from a declared size"):
+        restricted_load(pickle.dumps(_BytearrayBomb()))
+    hostile = pickle.dumps(_ArrayBomb())  # names numpy ndarray.__new__ directly: not allowed
+    with pytest.raises(Rejected, match="not allowed"):
+        restricted_load(hostile, NUMPY)
+    # the allowed reconstruct helper with a huge shape
+    import numpy._core.multiarray as mu
+
+    class Reconstruct:
+        def __reduce__(self):
+            return (mu._reconstruct, (np.ndarray, (10**12,), b"b"))
+
+    with pytest.raises(Rejected, match="larger than a pickle may declare"):
+        restricted_load(pickle.dumps(Reconstruct()), NUMPY)
+
+
+def test_codecs_encode_only_latin1():
+    import codecs
+
+    class Zlib:
+        def __reduce__(self):
+            return (codecs.encode, ("x" * 10, "zlib"))
+
+    with pytest.raises(Rejected, match="encoding 'zlib' is not allowed"):
+        restricted_load(pickle.dumps(Zlib()))
+
+
+def test_size_limit_and_garbage():
+    with pytest.raises(Rejected, match="larger than 10 bytes"):
+        restricted_load(pickle.dumps(list(range(100))), max_bytes=10)
+    for junk in (b"", b"\x80\x05garbage", b"(((((", bytes(range(256))):
+        with pytest.raises(Rejected):
+            restricted_load(junk)
