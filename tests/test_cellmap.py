@@ -229,3 +229,15 @@ def test_ome_ngff_group_in_corrected_mode(tmp_path):
     r = score("cellmap", truth, sub, device="cpu", overrides=["compat=corrected"])
     it = {i["id"]: i for i in r.items}["crop9002/mito"]
     assert it["status"] == "scored" and it["fn"] == 0 and it["fp"] == 0 and it["tp"] > 0
+
+
+@pytest.mark.parametrize("override", ["version=2025", "variant=2025"])
+def test_version_2025_selected(tmp_path, override):
+    truth, sub = build_e2e(tmp_path)
+    r = score("cellmap", truth, sub, device="cpu", overrides=[override])
+    assert r.status == "ok" and r.metric_version == "cellmap-2025"
+    assert "mito_accuracy" in r.metrics and "er_dice" in r.metrics
+    items = {i["id"]: i for i in r.items}
+    assert items["crop9002/mito"]["combined_score"] == 1.0  # perfect after alignment
+    assert items["crop9003/mito"]["status"] == "missing"
+    assert items["crop9003/mito"]["combined_score"] == 0.0
