@@ -113,3 +113,72 @@ def test_folder_symlink_leaving_submission(tmp_path):
     (tmp_path / "sub" / "a.tiff").symlink_to(tmp_path / "secret")
     with pytest.raises(Rejected, match="symbolic link"):
         list(iter_files(tmp_path / "sub"))
+
+
+def test_declared_entry_count_is_checked_before_parsing(tmp_path, monkeypatch):
+    p = make_zip(tmp_path / "m.zip", [(f"f{i}", b"") for i in range(30)])
+
+    def boom(*a, **k):  # the central directory must not even be parsed
+        raise AssertionError("zipfile.ZipFile was called")
+
+    monkeypatch.setattr("gpueval.io.archive.zipfile.ZipFile", boom)
+    with pytest.raises(Rejected, match="30 entries, more than the limit 10"):
+        SafeArchive(p, max_members=10)
+
+
+def test_overlapping_and_out_of_file_members(tmp_path):
+    import struct
+
+    p = make_zip(tmp_path / "o.zip", [("a", b"x" * 100), ("b", b"y" * 100)], zipfile.ZIP_STORED)
+    data = bytearray(p.read_bytes())
+    second = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 1)
+    data[second + 42:second + 46] = struct.pack("<I", 0)  # b's local header -> a's
+    p.write_bytes(bytes(data))
+    with pytest.raises(Rejected, match="overlap"):
+        SafeArchive(p)
+
+
+def test_nested_archives_and_name_collisions(tmp_path):
+    for name in ("inner.zip", "x/data.tar.gz", "y.7z"):
+        p = make_zip(tmp_path / "n.zip", [(name, b"x")])
+        with pytest.raises(Rejected, match="nested archives are refused"):
+            SafeArchive(p)
+        assert SafeArchive(p, allow_nested=True).names() == [name]
+    p = make_zip(tmp_path / "c.zip", [("Result/A.tiff", b"1"), ("result/a.tiff", b"2")])
+    with pytest.raises(Rejected, match="differ only in case"):
+        SafeArchive(p)
+    nfd, nfc = "e\u0301.tiff", "\u00e9.tiff"
+    p = make_zip(tmp_path / "u.zip", [(nfd, b"1"), (nfc, b"2")])
+    with pytest.raises(Rejected, match="Unicode normalisation"):
+        SafeArchive(p)
+
+
+def test_corrupt_member_data_is_a_rejection(tmp_path):
+    p = make_zip(tmp_path / "d.zip", [("a.bin", os.urandom(4000))])
+    data = bytearray(p.read_bytes())
+    data[60:80] = bytes(20)  # inside the deflate stream of the only member
+    p.write_bytes(bytes(data))
+    with SafeArchive(p) as z, pytest.raises(Rejected, match="corrupt or truncated|cannot be"):
+        z.read("a.bin")
+
+
+def test_iter_files_refuses_hard_links_fifos_and_too_many(tmp_path):
+    from gpueval.limits import Limits
+
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "a.tiff").write_bytes(b"a")
+    assert [p.name for p in iter_files(sub)] == ["a.tiff"]
+    os.link(sub / "a.tiff", tmp_path / "elsewhere")
+    with pytest.raises(Rejected, match="hard link"):
+        list(iter_files(sub))
+    assert len(list(iter_files(sub, allow_hardlinks=True))) == 1
+    os.unlink(tmp_path / "elsewhere")
+    os.mkfifo(sub / "b.tiff")
+    with pytest.raises(Rejected, match="not a regular file"):
+        list(iter_files(sub))
+    os.unlink(sub / "b.tiff")
+    for i in range(5):
+        (sub / f"c{i}").write_bytes(b"")
+    with pytest.raises(Rejected, match="more than 3 files"):
+        list(iter_files(sub, limits=Limits(max_files=3)))
