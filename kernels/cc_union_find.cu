@@ -6,7 +6,8 @@
 // linear index, i.e. the first voxel in C raster order, of its component. A prefix sum over
 // roots then yields cc3d's numbering. 2-D volumes are passed as nz = 1.
 
-__device__ __forceinline__ int find_root(const int* parent, int i) {
+// volatile: other threads re-link roots while we walk; always read the current pointer
+__device__ __forceinline__ int find_root(const volatile int* parent, int i) {
     int p = parent[i];
     while (p != i) {
         i = p;

@@ -168,3 +168,73 @@ def test_bad_connectivity_is_an_error():
         connected_components(np.zeros((3, 3), np.uint8), 6)
     with pytest.raises(ValueError, match="connectivity"):
         label_chunked(da.zeros((3, 3, 3), chunks=2), 8)
+
+
+# --------------------------------------------------------------------------------------------
+# The CuPy twin's host logic (roots → raster ids, first voxels, chunk planes), run on NumPy
+# through tests/emulated/fake_cupy.py with Python stand-ins for the three CUDA kernels. The
+# kernels themselves are checked on a device by tests/gpu/test_cupy_components.py.
+
+
+def _py_kernels():
+    def find(parent, i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    def init(grid, block, args):
+        keys, parent, n = args
+        parent[:] = np.where(np.asarray(keys) != 0, np.arange(int(n)), -1)
+
+    def merge(grid, block, args):
+        keys, parent, nz, ny, nx, nbrs, k, binary = args
+        keys = np.asarray(keys)
+        for i in np.flatnonzero(keys):
+            z, y, x = np.unravel_index(i, (int(nz), int(ny), int(nx)))
+            for dz, dy, dx in np.asarray(nbrs)[: int(k)]:
+                zz, yy, xx = z + dz, y + dy, x + dx
+                if not (0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx):
+                    continue
+                j = (zz * ny + yy) * nx + xx
+                if keys[j] == 0 or (not binary and keys[j] != keys[i]):
+                    continue
+                a, b = find(parent, i), find(parent, j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+
+    def compress(grid, block, args):
+        parent, n = args
+        for i in range(int(n)):
+            if parent[i] >= 0:
+                parent[i] = find(parent, i)
+
+    return {"cc_init": init, "cc_merge": merge, "cc_compress": compress}
+
+
+@pytest.fixture
+def emulated_gpu(monkeypatch):
+    from emulated import fake_cupy
+
+    from gpueval.kernels import components
+
+    cp = fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(components, "_cuda_kernels", _py_kernels)
+    monkeypatch.setattr("gpueval.backend.gpu_available", lambda: True)
+    return cp
+
+
+@pytest.mark.parametrize(("shape", "connectivity", "binary"), [
+    ((6, 7, 5), 26, False), ((6, 7, 5), 6, True), ((6, 7, 5), 18, False),
+    ((11, 9), 4, False), ((11, 9), 8, True)])
+def test_cupy_twin_emulated(emulated_gpu, shape, connectivity, binary):
+    cp = emulated_gpu
+    rng = np.random.default_rng(7)
+    a = (rng.integers(1, 3, shape) * (rng.random(shape) < 0.6)).astype(np.float32)
+    ref, n = _reference(a, connectivity, binary)
+    out, m = connected_components(cp.asarray(a), connectivity, binary=binary)
+    assert m == n
+    np.testing.assert_array_equal(np.asarray(out), ref)
+    res = label_chunked(da.from_array(a, chunks=3), connectivity, binary=binary, device="gpu",
+                        scheduler="sync")
+    assert res.n == n
+    np.testing.assert_array_equal(res.data.compute(scheduler="sync"), ref)

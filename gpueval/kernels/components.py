@@ -515,6 +515,8 @@ def _cc_cupy(block, connectivity: int, binary: bool):
 
     if block.size >= 2**31:
         raise ValueError("GPU labelling needs chunks below 2**31 voxels; use smaller chunks")
+    if block.size == 0:
+        return cupy.zeros(block.shape, cupy.uint32), 0, cupy.zeros(0, cupy.int64)
     shape3 = (1,) * (3 - block.ndim) + tuple(block.shape)
     keys = cupy.ascontiguousarray(_device_keys(block, binary)).reshape(-1)
     size = keys.size
