@@ -238,3 +238,15 @@ def test_cupy_twin_emulated(emulated_gpu, shape, connectivity, binary):
                         scheduler="sync")
     assert res.n == n
     np.testing.assert_array_equal(res.data.compute(scheduler="sync"), ref)
+
+
+def test_distributed_scheduler_gives_the_same_labels():
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 3, (12, 10, 9)).astype(np.uint8)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        res = label_chunked(da.from_array(a, chunks=4), 26, scheduler=cluster.scheduler_address)
+    ref, n = _reference(a, 26)
+    assert res.n == n
+    np.testing.assert_array_equal(res.data.compute(), ref)

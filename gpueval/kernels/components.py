@@ -8,14 +8,17 @@ Semantics are those of ``cc3d.connected_components`` (what CellMap's scorer call
 * output ids are 1..N in **C raster order of each component's first voxel** (cc3d numbers in
   memory order, so this holds for C-contiguous input: chunks are made contiguous here).
 * any dtype cc3d takes works the same: integers of every width, bool, and float labels
-  (cc3d compares float values with ``==``; verified: ``1.5`` and ``2.25`` are distinct ids).
+  (float values are compared with ``==``: ``1.5`` and ``2.25`` are distinct ids; ``-0.0`` is
+  background; NaN voxels are undefined, as in cc3d). Two cc3d defects are worked around, see
+  :func:`_cc3d`: our output is the *correct* labelling where cc3d's differs.
 
 Out of core (:func:`label_chunked`), why a reducer of our own: dask-image's ``ndmeasure.label``
 slices a thin face across every pair of chunks in the graph and ran ~220x slower than
 whole-volume cc3d (``shared/research/anchors.md`` §1). Here each chunk task runs cc3d *and*
-returns its own boundary planes (local labels + input values) and the global raster index of
-each local component's first voxel — all small. The host pairs the planes of neighbouring
-chunks (faces, edges and corners as the connectivity asks), runs a union-find
+keeps its own boundary planes (local labels + input values) and the global raster index of
+each local component's first voxel — all small. One task per chunk pairs its planes with its
+forward neighbours' (faces, edges and corners as the connectivity asks; a compiled loop that
+drops repeated pairs) and returns only distinct label pairs. The host runs a union-find
 (``scipy.sparse.csgraph.connected_components``) over the boundary-touching components only,
 and numbers the merged components by their first voxel's global raster index (raster order is
 lexicographic in the coordinates, so the smallest first voxel of the parts is the first voxel
