@@ -81,6 +81,13 @@ def connected_components(labels: Any, connectivity: int = 26, binary: bool = Fal
     out, n : component ids 1..n (C raster order of first voxels; 0 = background) as an array
         of the input's kind, and the number of components.
 
+    Notes
+    -----
+    On NumPy this is cc3d in multi-label mode; like cc3d it numbers in *memory* order, so a
+    Fortran-ordered array is numbered in F order (chunked labelling always uses C order).
+    Where cc3d 4.1 mislabels (binary 2-D 4-connected images; float labels on volumes with a
+    size-1 axis) the input is first turned into equivalent integer keys, see :func:`_cc3d`.
+
     Examples
     --------
     >>> out, n = connected_components(np.array([[1, 0, 1], [2, 2, 0]]), connectivity=4)
@@ -277,7 +284,7 @@ def _first_voxels(flat, n):  # pragma: no cover - compiled
     out = np.full(n, -1, np.int64)
     found = 0
     for i in range(flat.size):
-        v = flat[i]
+        v = np.int64(flat[i])  # uint64 - int would be float64 in Numba
         if v != 0 and out[v - 1] < 0:
             out[v - 1] = i
             found += 1
