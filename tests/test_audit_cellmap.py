@@ -408,3 +408,110 @@ def test_semantic_float_probabilities_use_gt_zero_without_resampling(tmp_path):
     it, ref = _single(tmp_path, "er", gt, pred)
     assert (ref["tp"], ref["fp"], ref["fn"]) == (4, 3, 0)
     assert (it["tp"], it["fp"], it["fn"]) == (4, 3, 0)
+
+
+# ----------------------------------------------------------------------------- 2025 variant
+def ref_2025_instance(gt: np.ndarray, pred: np.ndarray, vs) -> dict:
+    """§10 challenge era: skimage label (connectivity = ndim), dense IoU matrix maximised by
+    linear_sum_assignment (no threshold), matched predictions painted with the GT id,
+    unmatched dropped; voxel accuracy; KD-tree Hausdorff, unmatched GT -> inf; mean over GT
+    ids; normalized = 1.01^(-h/‖v‖); combined = sqrt(accuracy · normalized)."""
+    from scipy.spatial import cKDTree
+    from skimage.measure import label
+
+    vs = np.asarray(vs, float)
+    pl = label(pred, connectivity=3)
+    n_g, n_p = int(gt.max()), int(pl.max())
+    iou = np.zeros((n_g, n_p))
+    for g in range(1, n_g + 1):
+        for p in range(1, n_p + 1):
+            inter = np.sum((gt == g) & (pl == p))
+            iou[g - 1, p - 1] = inter / np.sum((gt == g) | (pl == p))
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    matched = np.zeros_like(gt)
+    for r, c in zip(rows, cols, strict=True):
+        matched[pl == c + 1] = r + 1
+    acc = float(np.mean(gt == matched))
+    hs = []
+    for g in range(1, n_g + 1):
+        a, b = np.argwhere(gt == g) * vs, np.argwhere(matched == g) * vs
+        if len(b) == 0:
+            hs.append(math.inf)
+            continue
+        hs.append(max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max()))
+    h = float(np.mean(hs))
+    norm = 1.01 ** (-h / np.linalg.norm(vs))
+    return dict(accuracy=acc, hausdorff_distance=h, normalized_hausdorff_distance=norm,
+                combined_score=math.sqrt(acc * norm))
+
+
+@st.composite
+def cellmap_2025_case(draw):
+    from skimage.segmentation import relabel_sequential
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    crops = {}
+    for c in range(draw(st.integers(1, 3))):
+        shape = tuple(int(rng.integers(3, 7)) for _ in range(3))
+        vs = [(8.0, 8.0, 8.0), (4.0, 6.0, 6.0)][int(rng.integers(0, 2))]
+        labels = {}
+        gt = relabel_sequential(_boxes(rng, shape, [1, 2, 3, 4], int(rng.integers(1, 5))))[0]
+        if gt.max() == 0:
+            gt[0, 0, 0] = 1
+        kind = rng.random()
+        sub = None if kind < 0.15 else (gt.copy() if kind < 0.5 else
+                                        _boxes(rng, shape, [1, 2, 5], int(rng.integers(0, 4))))
+        if sub is not None and kind >= 0.3:
+            m = rng.random(shape) < 0.1
+            sub[m] = 0
+        labels["mito"] = (gt.astype(np.uint32), None if sub is None else sub.astype(np.uint32))
+        sgt = (_boxes(rng, shape, [1], 3) > 0).astype(np.uint8)
+        if not sgt.any():
+            sgt[0, 0, 0] = 1
+        ssub = None if rng.random() < 0.15 else (
+            np.roll(sgt, int(rng.integers(-1, 2)), axis=int(rng.integers(0, 3))))
+        labels["er"] = (sgt, ssub)
+        crops[f"crop{200 + c}"] = dict(shape=shape, vs=vs, labels=labels)
+    return crops
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(crops=cellmap_2025_case())
+def test_cellmap_2025_variant_matches_reference(tmp_path, crops):
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    truth, sub = root / "truth.zarr", root / "sub.zarr"
+    zarr.open_group(str(truth), mode="w", zarr_format=2)
+    zarr.open_group(str(sub), mode="w", zarr_format=2)
+    per_class: dict = {"mito": [], "er": []}
+    items_ref = {}
+    for crop, c in crops.items():
+        w = float(np.prod(c["vs"])) * int(np.prod(c["shape"]))  # crop physical volume
+        for lab, (gt, pr) in c["labels"].items():
+            _arr(truth, crop, lab, gt, c["vs"], (0.0, 0.0, 0.0))
+            if pr is None:  # 'missing labels scored 0'
+                v = 0.0
+            else:
+                _arr(sub, crop, lab, pr, c["vs"], (0.0, 0.0, 0.0))
+                if lab == "mito":
+                    items_ref[f"{crop}/{lab}"] = ref_2025_instance(gt, pr, c["vs"])
+                    v = items_ref[f"{crop}/{lab}"]["combined_score"]
+                else:
+                    g, p = gt > 0, pr > 0
+                    v = float((g & p).sum() / (g | p).sum())  # union > 0 here
+                    items_ref[f"{crop}/{lab}"] = dict(iou=v)
+            per_class[lab].append((w, v))
+    res = score("cellmap", truth, sub, overrides=["version=2025"], device="cpu")
+    if not items_ref:
+        assert res.status == "rejected"
+        return
+    assert res.status == "ok", res.error
+    got = {it["id"]: it for it in res.items}
+    for key, ref in items_ref.items():
+        for k, v in ref.items():
+            assert _close(v, got[key][k]) or v == got[key][k], (key, k, v, got[key][k])
+    cls = {lab: sum(w * v for w, v in vals) / sum(w for w, _ in vals)
+           for lab, vals in per_class.items()}
+    assert _close(cls["mito"], res.metrics["mito_combined_score"])
+    assert _close(cls["er"], res.metrics["er_iou"])
+    assert _close(math.sqrt(cls["mito"] * cls["er"]), res.metrics["overall_score"])
