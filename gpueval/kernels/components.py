@@ -249,7 +249,7 @@ class _ChunkInfo:
 
 
 def _label_task(block, index, origin, shape, connectivity, binary, device) -> _ChunkInfo:
-    block = to_device(np.ascontiguousarray(np.asarray(block)), device)
+    block = _on_device(block, device)
     if is_cupy(block):
         local, n, first_local = _cc_cupy(block, connectivity, binary)
         first_local = to_host(first_local)
@@ -267,6 +267,15 @@ def _label_task(block, index, origin, shape, connectivity, binary, device) -> _C
             val = None if binary else _value_keys(to_host(block[sl]))
             planes[ax, side] = (lab, val)
     return _ChunkInfo(index, n, first_global, planes)
+
+
+def _on_device(block, device):
+    """A C-contiguous chunk on ``device`` (dask arrays of CuPy chunks are kept as they are)."""
+    if is_cupy(block):
+        import cupy
+
+        return cupy.ascontiguousarray(block)
+    return to_device(np.ascontiguousarray(block), device)
 
 
 def _value_keys(values: np.ndarray) -> np.ndarray:
@@ -453,7 +462,7 @@ def _relabel_chunk(chunk, lut, connectivity, binary):
 
 
 def _relabel_task(chunk, lut, connectivity, binary, device):
-    out = _relabel_chunk(to_device(np.asarray(chunk), device), lut, connectivity, binary)
+    out = _relabel_chunk(_on_device(chunk, device), lut, connectivity, binary)
     return to_host(out)
 
 
