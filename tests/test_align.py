@@ -99,3 +99,23 @@ def test_size_ratio_guard_boundary_allowed():
     out = align_to_grid(da.zeros((64, 64, 64), chunks=32), (1, 1, 1), None,
                         Grid((16, 16, 16), (0, 0, 0), (4, 4, 4)), instance=True)
     assert out.shape == (4, 4, 4)  # exactly 4096 is not over the limit
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.tuples(st.integers(-12, 12), st.integers(-12, 12), st.integers(-12, 12)),
+       st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_paste_chunked_equals_numpy_reference(shift, chunk, seed):
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, 5, (7, 9, 8)).astype(np.uint16)
+    shape = (8, 6, 10)
+    out = paste(da.from_array(src, chunks=chunk), shift, shape).compute()
+    ref = np.zeros(shape, src.dtype)
+    for idx in np.ndindex(src.shape):
+        j = tuple(i + r for i, r in zip(idx, shift, strict=True))
+        if all(0 <= a < n for a, n in zip(j, shape, strict=True)):
+            ref[j] = src[idx]
+    np.testing.assert_array_equal(out, ref)
