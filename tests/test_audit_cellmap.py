@@ -257,17 +257,31 @@ def _arr(root, crop, label, data, vs, tr):
     a.attrs["translation"] = list(map(float, tr))
 
 
-def write_case(root: Path, crops: dict) -> tuple[Path, Path]:
+def write_case(root: Path, crops: dict, intake: str = "folder") -> tuple[Path, Path]:
+    """``intake``: folder | zip | nested (one ``*.zarr`` inside a folder) | noprefix
+    (crop folders named ``<ID>``: §2 'the scorer retries with crop prepended')."""
+    import shutil
+
     truth, sub = root / "truth.zarr", root / "sub.zarr"
     zarr.open_group(str(truth), mode="w", zarr_format=2)
     zarr.open_group(str(sub), mode="w", zarr_format=2)
     for crop, c in crops.items():
+        sub_crop = crop.removeprefix("crop") if intake == "noprefix" else crop
         for lab, (gt, pr, pvs, ptr, mask) in c["labels"].items():
             _arr(truth, crop, lab, gt, c["vs"], c["tr"])
             if mask is not None:
                 _arr(truth, crop, f"{lab}_mask", mask, c["vs"], c["tr"])
             if c["present"] and pr is not None:
-                _arr(sub, crop, lab, pr, pvs, ptr)
+                _arr(sub, sub_crop, lab, pr, pvs, ptr)
+    if intake == "nested":
+        outer = root / "upload"
+        (outer / "deep").mkdir(parents=True)
+        shutil.move(str(sub), str(outer / "deep" / "sub.zarr"))
+        sub = outer
+    elif intake == "zip":
+        z = root / "submission.zip"
+        shutil.make_archive(str(z.with_suffix("")), "zip", root_dir=sub)
+        sub = z
     return truth, sub
 
 
@@ -304,12 +318,13 @@ def _close(a, b, rel=1e-6, abs_=1e-9) -> bool:
 # ----------------------------------------------------------------------------- properties
 @AUDIT
 @given(crops=cellmap_case(), chunk=st.sampled_from([None, 3]),
-       compat=st.sampled_from(["official", "corrected"]))
-def test_cellmap_matches_reference(tmp_path, crops, chunk, compat):
+       compat=st.sampled_from(["official", "corrected"]),
+       intake=st.sampled_from(["folder", "folder", "zip", "nested", "noprefix"]))
+def test_cellmap_matches_reference(tmp_path, crops, chunk, compat, intake):
     if not crops:
         return
     entries, agg = reference(crops, compat)
-    truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops)
+    truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops, intake)
     ov = [f"compat={compat}"] + ([f"chunk=[{chunk},{chunk},{chunk}]"] if chunk else [])
     res = score("cellmap", truth, sub, overrides=ov, device="cpu")
     if not any(c["present"] and pr is not None
