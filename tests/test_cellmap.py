@@ -241,3 +241,13 @@ def test_version_2025_selected(tmp_path, override):
     assert items["crop9002/mito"]["combined_score"] == 1.0  # perfect after alignment
     assert items["crop9003/mito"]["status"] == "missing"
     assert items["crop9003/mito"]["combined_score"] == 0.0
+
+
+def test_validate_without_truth(tmp_path):
+    _, sub = build_e2e(tmp_path)
+    notes = validate("cellmap", sub)
+    assert any("crop9001 (er, mito, nuc)" in n for n in notes)
+    from gpueval.errors import Rejected
+
+    with pytest.raises(Rejected):
+        validate("cellmap", sub / "crop9001")

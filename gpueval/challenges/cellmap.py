@@ -579,17 +579,7 @@ def validate(submission: str | Path, config: Mapping[str, Any], *,
     notes: list[str] = []
     with use_limits(Limits.from_config(cfg)):
         if truth is None:
-            names = _submission_names(submission)
-            crops = sorted({PurePosixPath(n).parts[0] for n in names if "/" in n})
-            pseudo = [TruthCrop(c if c.startswith("crop") else f"crop{c}", 0, Path(), [],
-                                set()) for c in crops]
-            if not pseudo:
-                raise Rejected("submission holds no crop folder")
-            with contextlib.suppress(Rejected):
-                root, found, n2 = _layout(names, {p.name for p in pseudo}, "submission")
-                notes += n2
-                notes.append(f"{len(found)} crop folders: {', '.join(sorted(found))}")
-            return notes or ["no crop<ID> folders recognised"]
+            return _validate_layout_only(_submission_names(submission))
         crops = list_truth(truth, opts)
         read_manifest(opts.manifest)  # a bad manifest is a configuration error
         with open_submission(submission, crops) as sub:
@@ -602,6 +592,31 @@ def validate(submission: str | Path, config: Mapping[str, Any], *,
                     notes += _check_label(sub.crops[crop.name] / label, f"{crop.name}/{label}",
                                           opts, label in opts.instance_classes)
     notes.append("layout ok")
+    return notes
+
+
+def _validate_layout_only(names: list[str]) -> list[str]:
+    """Without truth: one nested ``*.zarr`` at most, and ``crop<ID>`` (or ``<ID>``) folders
+    holding zarr arrays or groups."""
+    roots = _zarr_roots(_dirs_of(names))
+    if len(roots) > 1:
+        raise Rejected(f"submission: more than one nested *.zarr folder "
+                       f"({', '.join(map(str, roots[:3]))}); submit exactly one")
+    root = roots[0] if roots else PurePosixPath(".")
+    crops: dict[str, set[str]] = {}
+    for n in names:
+        rel = PurePosixPath(n)
+        if not rel.is_relative_to(root):
+            continue
+        parts = rel.relative_to(root).parts
+        if len(parts) >= 3 and re.fullmatch(r"(crop)?\d+", parts[0]):
+            crops.setdefault(parts[0], set()).add(parts[1])
+    if not crops:
+        raise Rejected("submission: no crop<ID>/<label> folders found (expected a zarr "
+                       "hierarchy <root>/crop<ID>/<label>)")
+    notes = [f"using nested zarr folder {root}"] if roots else []
+    notes.append(f"{len(crops)} crop folders: " + ", ".join(
+        f"{c} ({', '.join(sorted(labs))})" for c, labs in sorted(crops.items())))
     return notes
 
 
