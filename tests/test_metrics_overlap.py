@@ -40,6 +40,7 @@ def test_truth_background_is_ignored_and_empty_is_nan():
     assert r["rand_split"] == 1.0 and r["voi_split"] == 0.0
     e = rand_voi(contingency(np.array([0, 0]), np.array([1, 2])))
     assert math.isnan(e["rand_split"]) and math.isnan(e["nvi_merge"])
+    assert e["voi_split"] == 0.0 and e["voi_merge"] == 0.0  # funlib: empty entropy sums
 
 
 def test_matches_brute_force_entropy():

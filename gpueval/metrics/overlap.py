@@ -55,7 +55,9 @@ def rand_voi(table: Contingency, *, ignore_a: int | None = 0,
     * ``nvi_split = voi_split / H(a,b)``, ``nvi_merge = voi_merge / H(a,b)`` (NaN for 0/0)
     * ``nid = 1 − (H(a) + H(b) − H(a,b)) / max(H(a), H(b))``
 
-    Empty input gives NaN everywhere (0/0), as the reference does.
+    When nothing is counted, Rand and the normalised VOIs are 0/0 = NaN while the entropies,
+    hence ``voi_split``/``voi_merge``, are empty sums = 0, as funlib returns (XPRESS fixture
+    ``single_neuron``).
 
     >>> from gpueval.kernels.stats import contingency
     >>> r = rand_voi(contingency(np.array([1, 2, 3, 4]), np.array([1, 1, 8, 8])))
@@ -91,6 +93,6 @@ def rand_voi(table: Contingency, *, ignore_a: int | None = 0,
 
 def _entropy(counts: np.ndarray, total: float) -> float:
     if not total:
-        return math.nan
+        return 0.0
     p = counts[counts > 0] / total
     return float(-(p * np.log2(p)).sum())

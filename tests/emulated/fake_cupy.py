@@ -68,6 +68,13 @@ def asnumpy(x):
     return np.asarray(x)
 
 
+def _needs_device(*args, **kwargs):
+    """Raw CUDA cannot be emulated: a test reaching one is skipped, not passed."""
+    import pytest
+
+    pytest.skip("raw CUDA kernel: needs a real GPU (not emulated)")
+
+
 def build() -> dict[str, types.ModuleType]:
     cupy = _Module("cupy", np)
     cupy.ndarray = ndarray
@@ -75,6 +82,8 @@ def build() -> dict[str, types.ModuleType]:
     cupy.array = lambda x, dtype=None, copy=True: _wrap(np.array(x, dtype=dtype, copy=copy))
     cupy.asnumpy = asnumpy
     cupy.get_array_module = lambda *a: cupy
+    cupy.RawModule = cupy.RawKernel = cupy.ElementwiseKernel = cupy.ReductionKernel = (
+        _needs_device)
     cupy.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
         Device=lambda *a: types.SimpleNamespace(id=0, synchronize=lambda: None),
@@ -84,6 +93,9 @@ def build() -> dict[str, types.ModuleType]:
                  "iinfo", "finfo"):
         setattr(cupy, name, getattr(np, name))
     cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = lambda a, idx, v: np.add.at(a, idx, v)
+    cupyx.scatter_min = lambda a, idx, v: np.minimum.at(a, idx, v)
+    cupyx.scatter_max = lambda a, idx, v: np.maximum.at(a, idx, v)
     scipy_mod = types.ModuleType("cupyx.scipy")
     ndi = _Module("cupyx.scipy.ndimage", scipy.ndimage)
     cupyx.scipy = scipy_mod
