@@ -171,14 +171,21 @@ def write_case(root: Path, c: dict) -> tuple[Path, Path]:
         name = name.lower() if rng.random() < 0.5 else name
         rows.append([name, float(c["scores"][i])])
     _write_csv(sub / "classification_results.csv", ["FileName", "Glaucoma Risk"], rows)
-    _write_csv(sub / "fovea_location_results.csv", ["ImageName", "Fovea_X", "Fovea_Y"],
+    # '(or fovea_localization_results.csv)'
+    fov_name = ("fovea_localization_results.csv" if rng.random() < 0.3
+                else "fovea_location_results.csv")
+    _write_csv(sub / fov_name, ["ImageName", "Fovea_X", "Fovea_Y"],
                [[f"{n}.jpg", *map(float, xy)] for n, xy in c["fov_pred"].items()])
     if c["as_zip"]:
+        # 'A single wrapping folder inside the zip and __MACOSX are tolerated.'
+        wrap = "team_x/" if rng.random() < 0.5 else ""
         z = root / "sub.zip"
         with zipfile.ZipFile(z, "w") as zf:
             for f in sorted(sub.rglob("*")):
                 if f.is_file():
-                    zf.write(f, f.relative_to(sub).as_posix())
+                    zf.write(f, wrap + f.relative_to(sub).as_posix())
+            if wrap and rng.random() < 0.5:
+                zf.writestr("__MACOSX/team_x/._classification_results.csv", b"\x00\x05")
         return truth, z
     return truth, sub
 
