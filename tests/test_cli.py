@@ -57,3 +57,20 @@ def test_config_set_and_variants(tmp_path):
 def test_bench_lists_workloads(capsys):
     assert main(["bench", "--list"]) == 0
     assert "contingency" in capsys.readouterr().out
+
+
+def test_skeleton_command_converts_a_pickled_graph(tmp_path):
+    import pickle
+
+    import networkx as nx
+    import numpy as np
+
+    g = nx.Graph()
+    g.add_node(5, position=(100.0, 200.0, 300.0))
+    g.add_node(7, position=(1.0, 2.0, 3.0))
+    g.add_edge(5, 7)
+    (tmp_path / "skel.npz").write_bytes(pickle.dumps(g))
+    assert main(["skeleton", str(tmp_path / "skel.npz"), str(tmp_path / "out.npz")]) == 0
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as z:
+        assert z["node_ids"].tolist() == [5, 7] and z["edges"].tolist() == [[5, 7]]
+        assert z["positions"][0].tolist() == [100.0, 200.0, 300.0]
