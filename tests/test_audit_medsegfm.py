@@ -189,7 +189,14 @@ def _write(root: Path, cases, *, prompts=None, interactive=False):
         gt, seg, spacing = case
         extra = {}
         if prompts is not None:
-            extra["text_prompts_json"] = np.array(json.dumps(prompts[i]))
+            if i % 2:
+                # the official format: a pickled dict under 'text_prompts' (read by gpueval
+                # only through its restricted unpickler)
+                obj = np.empty((), dtype=object)
+                obj[()] = dict(prompts[i])
+                extra["text_prompts"] = obj
+            else:
+                extra["text_prompts_json"] = np.array(json.dumps(prompts[i]))
         np.savez(truth / f"case_{i}.npz", gts=gt, spacing=np.array(spacing, float), **extra)
         if interactive:
             (sub / f"case_{i}").mkdir()
