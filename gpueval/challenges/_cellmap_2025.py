@@ -38,8 +38,8 @@ from gpueval.kernels.stats import contingency
 from gpueval.result import Result
 
 
-def score_instance_2025(gt: np.ndarray, pred: np.ndarray, voxel_size, ratio_cutoff: float
-                        ) -> dict[str, Any]:
+def score_instance_2025(gt: np.ndarray, pred: np.ndarray, voxel_size, ratio_cutoff: float,
+                        base: float = 1.01) -> dict[str, Any]:
     """Per-crop 2025 instance scores on whole arrays."""
     from gpueval.kernels.components import connected_components
 
@@ -85,7 +85,7 @@ def score_instance_2025(gt: np.ndarray, pred: np.ndarray, voxel_size, ratio_cuto
             continue
         dists.append(_hausdorff(gt == t, painted == t, vs))
     h = float(np.mean(dists)) if dists else 0.0
-    norm = float(sc.normalize_distance(np.array([h]), vs)[0]) if math.isfinite(h) else 0.0
+    norm = float(sc.normalize_distance(np.array([h]), vs, base)[0]) if math.isfinite(h) else 0.0
     return {**out, "tp": len(rows), "fp": n_p - len(rows), "fn": n_g - len(rows),
             "accuracy": accuracy, "hausdorff_distance": h,
             "normalized_hausdorff_distance": norm, "combined_score": math.sqrt(accuracy * norm)}
@@ -141,7 +141,8 @@ def score_2025(crops, sub, manifest, cfg: Mapping[str, Any], opts, *, device: st
             if mask is not None:
                 gt, pred = gt * mask, pred * mask.astype(pred.dtype)
             g, p = np.asarray(gt.compute()), np.asarray(pred.compute())
-            r = score_instance_2025(g, p, grid.voxel_size, cutoff) if instance \
+            r = score_instance_2025(g, p, grid.voxel_size, cutoff,
+                                    opts.consts.get("hausdorff_base", 1.01)) if instance \
                 else score_semantic_2025(g, p)
             per[(crop.name, label)] = {**r, **base}
     return _result_2025(per, cfg, opts, voxels)

@@ -57,10 +57,11 @@ def max_distance(voxel_size: Sequence[float], shape: Sequence[int]) -> float:
     return float(np.min(np.asarray(voxel_size, float) * np.asarray(shape, float)) / 2.0)
 
 
-def normalize_distance(d: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
-    """``1.01^(−d/‖v‖)`` in float64; inf → 0 (§5.1.11)."""
+def normalize_distance(d: np.ndarray, voxel_size: Sequence[float], base: float = 1.01
+                       ) -> np.ndarray:
+    """``base^(−d/‖v‖)`` in float64 (base 1.01); inf → 0 (§5.1.11)."""
     d = np.asarray(d, dtype=np.float64)
-    return np.power(1.01, -d / float(np.linalg.norm(np.asarray(voxel_size, float))))
+    return np.power(float(base), -d / float(np.linalg.norm(np.asarray(voxel_size, float))))
 
 
 def _relabel(pred: da.Array, *, device: str, scheduler: Any) -> tuple[Any, int]:
@@ -192,7 +193,7 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
     # distances are float32 (the official output array); unmatched predictions append D_max
     all_d = np.concatenate([dists.astype(np.float32),
                             np.full(fp, d_max, np.float32)]) if fp else dists.astype(np.float32)
-    h = normalize_distance(all_d, vs)
+    h = normalize_distance(all_d, vs, consts.get("hausdorff_base", 1.01))
     return {"tp": int(tp), "fp": int(fp), "fn": int(fn),
             "hausdorff_norm_sum": float(np.sum(h)), "n_hausdorff": int(len(all_d)),
             "status": STATUS_SCORED,

@@ -73,7 +73,7 @@ import dask.array as da
 import numpy as np
 
 from gpueval.challenges import _cellmap_scoring as sc
-from gpueval.config import apply_variant, get_dotted
+from gpueval.config import apply_variant
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.align import Grid, align_to_grid, choose_level
 from gpueval.io.archive import SafeArchive, iter_files
@@ -135,7 +135,8 @@ class Options:
             consts={k: cfg[k] for k in ("final_instance_ratio_cutoff",
                                         "initial_instance_ratio_cutoff",
                                         "instance_ratio_factor", "max_overlap_edges",
-                                        "mcmf_cost_scale", "instance_ratio_cutoff_2025")
+                                        "mcmf_cost_scale", "instance_ratio_cutoff_2025",
+                                        "hausdorff_base")
                     if k in cfg},
             semantic_threshold=float(cfg.get("semantic_threshold", 0.5)),
             max_volume_size_ratio=float(cfg.get("max_volume_size_ratio", 4096)),
@@ -644,7 +645,3 @@ def _submission_names(submission: str | Path) -> list[str]:
         return [f.relative_to(p.resolve()).as_posix() for f in iter_files(p)]
     with SafeArchive(p) as z:
         return z.names()
-
-
-def config_value(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    return get_dotted(dict(cfg), key, default)
