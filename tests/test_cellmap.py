@@ -251,3 +251,9 @@ def test_validate_without_truth(tmp_path):
 
     with pytest.raises(Rejected):
         validate("cellmap", sub / "crop9001")
+
+
+def test_e2e_small_chunks_equal_official(tmp_path):
+    # 16^3 work chunks: cross-chunk relabelling, chunked overlaps/boxes, grouped Hausdorff
+    truth, sub = build_e2e(tmp_path)
+    _check_official(score("cellmap", truth, sub, device="cpu", overrides=["chunk=[16,16,16]"]))

@@ -26,7 +26,9 @@ the official code takes for sources up to ~500 MB as float32. Above that the off
 rescales ~296³ blocks separately and its ``mode="constant"`` edges make seams at every block
 border; that block layout is not specified exactly, so gpueval does **not** reproduce those
 seams: large resampled sources are rescaled one-shot (memory grows with the source) and can
-differ from the official result along the official block borders. Centre pad/crop splits an
+differ from the official result along the official block borders (likewise, the official
+large-source path infers a scale from the shape ratio when no voxel size is given; gpueval
+always centre pads/crops then). Centre pad/crop splits an
 odd difference with the smaller half before (``diff // 2``), an unknown in the spec.
 """
 
