@@ -110,3 +110,24 @@ def test_iou_threshold_equals_dense(n_gt, n_pred, seed):
     g, p = match_iou_threshold(gi + 1, pi + 1, m[gi, pi], n_gt, n_pred)
     assert len(g) == n_dense
     assert np.isclose(m[g - 1, p - 1].sum(), m[ri, ci][m[ri, ci] >= 0.5].sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6),
+                          st.floats(0.01, 1.0)), min_size=1, max_size=14,
+                unique_by=lambda t: (t[0], t[1])))
+def test_sparse_solver_same_cost_as_dense(pairs):
+    g = np.array([a for a, _, _ in pairs])
+    p = np.array([b for _, b, _ in pairs]) + 100
+    iou = np.array([x for _, _, x in pairs])
+    c = dict(zip(zip(g.tolist(), p.tolist(), strict=True), mcf_costs(iou).tolist(),
+                 strict=True))
+
+    def cost(mg, mp):
+        return sum(c[(a, b)] for a, b in zip(mg.tolist(), mp.tolist(), strict=True)) \
+            + (S + 1) * (len(set(g.tolist())) - len(mg))
+
+    dense = match_max_total_iou(g, p, iou)
+    sparse = match_max_total_iou(g, p, iou, dense_limit=0)
+    assert len(set(sparse[1].tolist())) == len(sparse[1])
+    assert cost(*sparse) == cost(*dense)

@@ -39,6 +39,7 @@ def match_max_total_iou(
     iou: np.ndarray,
     *,
     cost_scale: int = 1_000_000,
+    dense_limit: int = 20_000_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-total-IoU one-to-one matching, equal in cost to CellMap's min-cost flow.
 
@@ -59,6 +60,12 @@ def match_max_total_iou(
     iou : IoU of each pair (cast to float32 before costing, as the official code). Pairs with
         IoU ≤ 0 are ignored (the official code keeps only IoU > 0).
     cost_scale : ``S`` (``MCMF_COST_SCALE``).
+    dense_limit : components whose dense matrix would hold more entries are solved on a
+        sparse graph instead (:func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching`
+        with one private "unmatched" column per GT: dummies are interchangeable, so this is
+        the same problem; all costs are shifted by +1 because the sparse solver reads stored
+        zeros as missing edges, which changes no optimum since every GT takes exactly one
+        arc). Both solvers are exact.
 
     Returns
     -------
@@ -90,10 +97,13 @@ def match_max_total_iou(
     out_p: list[np.ndarray] = []
     for rows, cols, r_idx, c_idx, cost in _components(gt_ids, pred_ids, costs):
         n_r, n_c = len(rows), len(cols)
-        dense = np.full((n_r, n_c + n_r), big_unmatched + 1, dtype=np.int64)
-        dense[:, n_c:] = big_unmatched
-        dense[r_idx, c_idx] = cost
-        ri, ci = linear_sum_assignment(dense)
+        if n_r * (n_c + n_r) <= dense_limit:
+            dense = np.full((n_r, n_c + n_r), big_unmatched + 1, dtype=np.int64)
+            dense[:, n_c:] = big_unmatched
+            dense[r_idx, c_idx] = cost
+            ri, ci = linear_sum_assignment(dense)
+        else:
+            ri, ci = _sparse_assignment(r_idx, c_idx, cost, n_r, n_c, big_unmatched)
         real = ci < n_c
         out_g.append(rows[ri[real]])
         out_p.append(cols[ci[real]])
@@ -162,6 +172,18 @@ def match_iou_threshold(
     g, p = rows[ri[ok]], cols[ci[ok]]
     order = np.argsort(g, kind="stable")
     return g[order].astype(np.int64), p[order].astype(np.int64)
+
+
+def _sparse_assignment(r_idx, c_idx, cost, n_r: int, n_c: int, unmatched: int):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    rows = np.concatenate([r_idx, np.arange(n_r)])
+    cols = np.concatenate([c_idx, n_c + np.arange(n_r)])
+    vals = np.concatenate([cost + 1, np.full(n_r, unmatched + 1)]).astype(np.float64)
+    graph = csr_matrix((vals, (rows, cols)), shape=(n_r, n_c + n_r))
+    ri, ci = min_weight_full_bipartite_matching(graph)
+    return np.asarray(ri, np.int64), np.asarray(ci, np.int64)
 
 
 def _as_pairs(gt_ids, pred_ids, iou) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
