@@ -97,3 +97,30 @@ def test_size_limit_and_garbage():
     for junk in (b"", b"\x80\x05garbage", b"(((((", bytes(range(256))):
         with pytest.raises(Rejected):
             restricted_load(junk)
+
+
+def test_declared_sizes_in_opcodes_allocate_nothing():
+    """C unpickler bombs: a 5-byte memo index asking for a 64 GiB table, a 1 TiB bytes."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+              if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, hard))
+    try:
+        assert restricted_load(b"\x80\x02]r\xff\xff\xff\xff.") == []
+        for bomb in (b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc.",
+                     b"\x80\x04\x8d" + (2**40).to_bytes(8, "little") + b"abc.",
+                     b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b"abc."):
+            with pytest.raises(Rejected, match="corrupt or truncated|BYTEARRAY8 declares"):
+                restricted_load(bomb)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_bytearray8_declaring_more_than_the_input_is_refused():
+    bomb = b"\x80\x05\x96" + (2**36).to_bytes(8, "little") + b"abc."
+    with pytest.raises(Rejected, match="BYTEARRAY8 declares"):
+        restricted_load(bomb)
+    ok = pickle.dumps(bytearray(b"abc"), protocol=5)
+    assert restricted_load(ok) == bytearray(b"abc")
