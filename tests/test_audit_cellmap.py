@@ -44,8 +44,10 @@ def ref_align(pred, src_vs, src_tr, tgt_vs, tgt_tr, tgt_shape, instance: bool):
     if resampled:
         s = tuple(src_vs / tgt_vs)
         if instance:
-            img = rescale(pred, s, order=0, mode="constant", preserve_range=True
-                          ).astype(pred.dtype)
+            # 'order=0 (nearest), cast back to the input dtype; no anti-aliasing' (skimage's
+            # default would smooth a float id array when downsampling)
+            img = rescale(pred, s, order=0, mode="constant", preserve_range=True,
+                          anti_aliasing=False).astype(pred.dtype)
         else:
             img = rescale(pred.astype(np.float32), s, order=1, mode="constant",
                           preserve_range=True) > 0.5
@@ -220,8 +222,10 @@ def cellmap_case(draw):
                 if not inst and rng.random() < 0.3:  # probabilities, incl. negatives
                     sub = (sub > 0) * rng.uniform(0.01, 1.0, shape) - (rng.random(shape) < 0.1)
                     sub = sub.astype(np.float32)
-                elif inst:
-                    sub = sub.astype(rng.choice([np.uint32, np.uint64, np.int32]))
+                    if rng.random() < 0.3:  # §4.7 'NaN = background for semantic'
+                        sub[rng.random(shape) < 0.1] = np.nan
+                elif inst:  # 'Float ids work the same way'
+                    sub = sub.astype(rng.choice([np.uint32, np.uint64, np.int32, np.float32]))
                 else:
                     sub = sub.astype(np.uint8)
                 geo = rng.random()
@@ -231,7 +235,10 @@ def cellmap_case(draw):
                 elif geo < 0.3:  # coarser grid: 2x voxel size
                     sub = sub[::2, ::2, ::2].copy()
                     sub_vs = tuple(2 * v for v in vs)
-                elif geo < 0.4:  # finer grid: half voxel size (anti-aliased for semantic)
+                elif geo < 0.35 and sub.dtype != np.float32:  # non-integer factor 1.5
+                    sub = sub[::3, ::3, ::3].repeat(2, 0).repeat(2, 1).repeat(2, 2)
+                    sub_vs = tuple(1.5 * v for v in vs)
+                elif geo < 0.45:  # finer grid: half voxel size (anti-aliased for semantic)
                     sub = sub.repeat(2, 0).repeat(2, 1).repeat(2, 2)
                     if not inst and rng.random() < 0.5:
                         sub = sub.astype(np.float32) * rng.uniform(0.3, 1.0, sub.shape
