@@ -257,3 +257,14 @@ def test_e2e_small_chunks_equal_official(tmp_path):
     # 16^3 work chunks: cross-chunk relabelling, chunked overlaps/boxes, grouped Hausdorff
     truth, sub = build_e2e(tmp_path)
     _check_official(score("cellmap", truth, sub, device="cpu", overrides=["chunk=[16,16,16]"]))
+
+
+def test_e2e_on_distributed_scheduler(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    truth, sub = build_e2e(tmp_path)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        r = score("cellmap", truth, sub, device="cpu", scheduler=client,
+                  overrides=["chunk=[16,16,16]"])
+    _check_official(r)
