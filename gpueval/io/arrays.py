@@ -174,8 +174,35 @@ def read_image(path: str | Path, *, limits: Limits | None = None) -> np.ndarray:
         raise Rejected(f"{p.name}: not a readable image ({_why(e)})") from e
 
 
+def _check_png_chunks(p: Path) -> None:
+    """Every PNG chunk must fit in the file: PIL reads a declared chunk length in one call
+    (a 2 GiB ``read`` for a 4-byte edit), so lengths are checked here first."""
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            raise Rejected(f"{p.name}: not a PNG file (bad signature)")
+        pos = 8
+        while pos < size:
+            f.seek(pos)
+            head = f.read(8)
+            if len(head) < 8:
+                raise Rejected(f"{p.name}: truncated PNG (chunk header at byte {pos})")
+            length = int.from_bytes(head[:4], "big")
+            end = pos + 12 + length
+            if length > 2**31 - 1 or end > size:
+                raise Rejected(f"{p.name}: PNG chunk {head[4:]!r} at byte {pos} declares "
+                               f"{length} bytes, past the end of the file (truncated or corrupt)")
+            if head[4:] == b"IEND":
+                return
+            pos = end
+    raise Rejected(f"{p.name}: truncated PNG (no IEND chunk)")
+
+
 def _read_pil(p: Path, lim: Limits) -> np.ndarray:
     from PIL import Image
+
+    if p.suffix.lower() == ".png":
+        _check_png_chunks(p)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
