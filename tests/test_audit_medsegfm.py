@@ -202,7 +202,8 @@ def _write(root: Path, cases, *, prompts=None, interactive=False):
             (sub / f"case_{i}").mkdir()
             for k, s in enumerate(seg, start=1):
                 if s is not None:
-                    np.savez(sub / f"case_{i}" / f"step_{k}.npz", segs=s)
+                    np.savez(sub / f"case_{i}" / f"step_{k}.npz", segs=s,
+                             running_time=np.float64(37.0 * ((i + k) % 3)))
         else:
             np.savez(sub / f"case_{i}.npz", segs=seg)
     return truth, sub
@@ -327,6 +328,14 @@ def test_interactive_track_matches_reference(tmp_path, cases):
         assert _close(auc(nsd), it["nsd_auc"], 1e-6), (auc(nsd), it["nsd_auc"])
         assert _close(dsc[5], it["dsc_final"])
         assert _close(nsd[5], it["nsd_final"], 1e-6)
+        for k in range(6):  # per-step values (CSV columns DSC_1..6, NSD_1..6)
+            assert _close(dsc[k], it[f"dsc_{k + 1}"]) and _close(nsd[k], it[f"nsd_{k + 1}"],
+                                                                 1e-6)
+        # 'Limit: 90 s × (number of GT classes) for the whole case (all steps)'; the script
+        # only warns (time_limit_action: flag)
+        total = sum(37.0 * ((i + k) % 3) for k, st_ in enumerate(steps, start=1)
+                    if st_ is not None)
+        assert bool(it["time_limit_exceeded"]) == (total > 90 * len(cls))
 
 
 def test_reference_nsd_sanity():
