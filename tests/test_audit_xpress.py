@@ -291,3 +291,49 @@ def test_huge_ids_quirk_official_vs_corrected(tmp_path):
     # loses its credit (fixture huge_ids), so ERL = 10²/20; corrected: 2·10²/20
     assert off.metrics["erl"] == pytest.approx(5.0, rel=1e-6)
     assert cor.metrics["erl"] == pytest.approx(10.0, rel=1e-6)
+
+
+def test_official_test_roi_grid(tmp_path):
+    """§1.1 test grid: voxel (99,99,99) nm, offset 3267 nm, 334³ voxels (``roi=test``).
+    Labels and nodes live in a small block, so the reference runs on that block (the rest
+    of the ROI is background and holds no node, so max(label) and every score agree)."""
+    from gpueval.api import score
+
+    rng = np.random.default_rng(7)
+    lo, n = np.array([100, 120, 90]), np.array([10, 12, 8])
+    block = np.zeros(tuple(n), np.uint64)
+    for _ in range(6):
+        a = [int(rng.integers(0, k)) for k in n]
+        b = [int(rng.integers(x, k)) + 1 for x, k in zip(a, n, strict=True)]
+        block[tuple(slice(x, y) for x, y in zip(a, b, strict=True))] = rng.choice([3, 9, 70])
+    sub = tmp_path / "submission.h5"
+    with h5py.File(sub, "w") as f:
+        d = f.create_dataset("submission", shape=(334, 334, 334), dtype=np.uint64,
+                             chunks=(64, 64, 64), compression="gzip", fillvalue=0)
+        d[tuple(slice(a, a + k) for a, k in zip(lo, n, strict=True))] = block
+        d.attrs["resolution"] = np.array([99, 99, 99])
+        d.attrs["offset"] = np.array([3267, 3267, 3267])
+    b0 = 3267 + lo * 99  # world z,y,x of the block's first voxel corner
+    ids, pos, edges = [], [], []
+    for k in range(4):
+        prev = None
+        for _ in range(6):
+            zyx = b0 + rng.uniform(0, 1, 3) * n * 99
+            ids.append(len(ids) + 10)
+            pos.append(zyx[::-1])
+            if prev is not None:
+                edges.append((prev, ids[-1]))
+            prev = ids[-1]
+        if k == 0:  # a node outside the ROI, dropped with its edge
+            ids.append(999)
+            pos.append(np.array([3000.0, 5000.0, 5000.0]))
+            edges.append((prev, 999))
+    ids, pos, edges = np.array(ids), np.array(pos), np.array(edges)
+    truth = tmp_path / "skel.npz"
+    np.savez(truth, node_ids=ids, positions=pos, edges=edges)
+    ref = ref_xpress(ids, pos, edges, block, (99, 99, 99), tuple(int(v) for v in b0))
+    res = score("xpress", truth, sub, device="cpu")  # default roi=test
+    assert res.status == "ok", res.error
+    for name in NAMES:
+        assert _close(ref[name], res.metrics[name], rel=1e-5 if "erl" in name else 1e-9), (
+            name, ref[name], res.metrics[name])
