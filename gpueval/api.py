@@ -35,6 +35,9 @@ def score(
     cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
     dev = resolve_device(device)
     module = get_challenge(challenge)
+    # a challenge may map its own selector keys (CellMap's ``version``) onto variants; resolve
+    # first so the result records the configuration that actually ran
+    cfg = getattr(module, "resolve_config", dict)(cfg)
     t0 = time.perf_counter()
     try:
         result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,

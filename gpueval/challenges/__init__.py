@@ -3,6 +3,9 @@
     score(truth, submission, config, *, device="cpu", scheduler=None, progress=True) -> Result
     validate(submission, config, *, truth=None) -> list[str]   # notes; raises Rejected
 
+A module may also define ``resolve_config(config) -> dict`` (idempotent) to map its own
+selector keys onto variants; :func:`gpueval.api.score` applies it first and records the result.
+
 ``config`` is the resolved mapping of :func:`gpueval.config.load_config`. ``score`` raises
 :class:`~gpueval.errors.Rejected` for a bad submission and :class:`~gpueval.errors.TruthError`
 for unusable truth; :func:`gpueval.api.score` turns those into results and exit codes.
