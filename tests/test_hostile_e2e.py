@@ -313,11 +313,18 @@ def _h5_corpus(case_name: str):
     return make
 
 
+def _bz2_info(name: str) -> zipfile.ZipInfo:
+    """bzip2 reaches ratios of 10^6 on zeros (deflate stops near 1000), over every config."""
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_BZIP2
+    return info
+
+
 ZIP_HOSTILE = [  # (name, members added to the zipped good folder, expect)
     ("zip_traversal", [("../evil.tiff", b"x")], "path traversal"),
     ("zip_absolute", [("/tmp/evil.tiff", b"x")], "absolute path"),
     ("zip_nested", [("inner.zip", b"PK\x05\x06" + bytes(18))], "nested archives"),
-    ("zip_ratio_bomb", [("bomb.bin", bytes(40 << 20))], "zip bomb"),
+    ("zip_ratio_bomb", [(_bz2_info("bomb.bin"), bytes(40 << 20))], "zip bomb"),
     ("zip_long_name", [("a" * 2000, b"x")], "over the limit 1024"),
 ]
 ZIP_CORPUS = [("zip_symlink", "link or special file"), ("zip_encrypted", "encrypted"),
@@ -525,7 +532,7 @@ _NOT_WIRED = ("neither gpueval.api.score nor this challenge makes Limits.from_co
               "api.score: `with use_limits(Limits.from_config(cfg)):` around module.score)")
 LIMIT_CASES = [
     ("xpress", "limits.max_voxels=10", "over the limit 10", None, False),
-    ("cellmap", "limits.max_voxels=10", "over the limit 10", None, False),
+    ("cellmap", "limits.max_archive_bytes=1000", "1000", None, True),
     ("medsegfm", "limits.max_voxels=10", "over the limit 10", _NOT_WIRED, False),
     ("urisc", "limits.max_archive_bytes=1000", "1000", None, True),
     ("refuge", "limits.max_archive_bytes=1000", "1000", None, True),
