@@ -221,10 +221,12 @@ def _items(res) -> dict:
 
 # ----------------------------------------------------------------------------- properties
 @AUDIT
-@given(cases=semantic_cases(), compat=st.sampled_from(["official", "corrected"]))
-def test_semantic_track_matches_reference(tmp_path, cases, compat):
+@given(cases=semantic_cases(), compat=st.sampled_from(["official", "corrected"]),
+       chunk=st.sampled_from([None, 2, 3]))
+def test_semantic_track_matches_reference(tmp_path, cases, compat, chunk):
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), cases)
-    res = score("medsegfm", truth, sub, overrides=[f"compat={compat}"], device="cpu")
+    ov = [f"compat={compat}"] + ([f"chunk_size={chunk}"] if chunk else [])  # chunked paths
+    res = score("medsegfm", truth, sub, overrides=ov, device="cpu")
     assert res.status == "ok", res.error
     items = _items(res)
     dscs = []
@@ -305,10 +307,11 @@ def interactive_cases(draw):
 
 
 @AUDIT
-@given(cases=interactive_cases())
-def test_interactive_track_matches_reference(tmp_path, cases):
+@given(cases=interactive_cases(), chunk=st.sampled_from([None, 2]))
+def test_interactive_track_matches_reference(tmp_path, cases, chunk):
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), cases, interactive=True)
-    res = score("medsegfm", truth, sub, overrides=["track=interactive"], device="cpu")
+    ov = ["track=interactive"] + ([f"chunk_size={chunk}"] if chunk else [])
+    res = score("medsegfm", truth, sub, overrides=ov, device="cpu")
     assert res.status == "ok", res.error
     items = _items(res)
     for i, (gt, steps, spacing) in enumerate(cases):
