@@ -20,6 +20,8 @@ key                         default             meaning
 ``max_bytes``               ``2**40`` (1 TiB)   declared uncompressed bytes of one array
 ``max_archive_bytes``       ``64 GiB``          sum of an archive's uncompressed member sizes
 ``max_chunk_bytes``         ``2 GiB``           one stored chunk / shard / strip / tile
+``max_chunks``              ``1e8``             chunks in an array's grid (a 10⁹-voxel array
+                                                of 1-voxel chunks would take hours to read)
 ``max_files``               ``100000``          files in a submission folder or members of an
                                                 archive (also TIFF pages, npz members)
 ``max_labels``              ``2**24``           distinct labels / instances in one array
@@ -70,6 +72,7 @@ class Limits:
     max_bytes: int = 2**40
     max_archive_bytes: int = 64 * 2**30
     max_chunk_bytes: int = 2 * 2**30
+    max_chunks: int = 10**8
     max_files: int = 100_000
     max_labels: int = 2**24
     max_ndim: int = 8
@@ -122,7 +125,8 @@ class Limits:
         ------
         Rejected
             Negative or non-integer dimensions, too many axes, too many voxels or bytes, a
-            dtype outside :attr:`allowed_dtypes`, a chunk over :attr:`max_chunk_bytes`.
+            dtype outside :attr:`allowed_dtypes`, a chunk over :attr:`max_chunk_bytes`, more
+            than :attr:`max_chunks` chunks.
         """
         dims = _dims(shape, where, "shape")
         if len(dims) > self.max_ndim:
@@ -145,6 +149,11 @@ class Limits:
         if cbytes > self.max_chunk_bytes:
             raise Rejected(f"{where}: one chunk of shape {tuple(cdims)} is {float(cbytes):.3g} "
                            f"bytes, over the limit {float(self.max_chunk_bytes):.3g}")
+        count = math.prod(-(-s // c) for s, c in zip(dims, cdims, strict=True) if c) if n else 0
+        if count > self.max_chunks:
+            raise Rejected(f"{where}: chunk shape {tuple(cdims)} splits {tuple(dims)} into "
+                           f"{float(count):.3g} chunks, over the limit "
+                           f"{float(self.max_chunks):.3g}")
 
     def check_dtype(self, dtype: Any, where: str = "array") -> np.dtype:
         """The dtype as :class:`numpy.dtype` if allowed; :class:`Rejected` otherwise."""

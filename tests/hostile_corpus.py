@@ -600,6 +600,9 @@ CASES: list[Case] = [
     # zarr
     Case("zarr_huge_shape", zarr_huge_shape, "volume", "1e\\+18 voxels, over the limit"),
     Case("zarr_huge_chunk", zarr_huge_chunk, "volume", "one chunk of shape .* over the limit"),
+    Case("zarr_too_many_chunks", lambda d: _edit_meta(_zarr(d, 2), ".zarray",
+                                                      shape=[10**5, 10**5], chunks=[1, 1]),
+         "volume", "into 1e\\+10 chunks, over the limit 1e\\+08"),
     Case("zarr_v2_separator", zarr_v2_separator, "volume", "dimension_separator '/../'"),
     Case("zarr_v3_separator", zarr_v3_separator, "volume", "chunk_key_encoding separator"),
     Case("zarr_v3_transformer", zarr_v3_transformer, "volume", "storage transformers"),

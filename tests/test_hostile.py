@@ -163,7 +163,7 @@ def test_use_limits_is_scoped():
 
 
 def test_check_array_meta_messages():
-    lim = Limits(max_voxels=100, max_chunk_bytes=64, max_ndim=3)
+    lim = Limits(max_voxels=100, max_chunk_bytes=64, max_ndim=3, max_chunks=50)
     lim.check_array_meta((10, 10), "u1", (8, 8), "ok")
     cases = [
         (((10, 11), "u1", None), "110 voxels, over the limit 100"),
@@ -177,6 +177,7 @@ def test_check_array_meta_messages():
         (((4, 4), "u1", (4,)), "does not match"),
         (((4, 4), "u1", (0, 4)), "zero-length axis"),
         (((4, 4), "not-a-dtype", None), "unreadable dtype"),
+        (((10, 10), "u1", (1, 1)), "into 100 chunks, over the limit 50"),
     ]
     for (shape, dtype, chunks), expect in cases:
         with pytest.raises(Rejected, match=expect):
