@@ -549,3 +549,49 @@ def test_config_limits_reach_the_readers(challenge, setting, expect, xfail, as_z
     rc, res = _run(challenge, truth, sub, tmp_path / "out.json", (*sets, setting))
     assert rc == 3 and res["status"] == "rejected", res.get("error")
     assert expect in res["error"]
+
+
+# --------------------------------------------------------------------------------------------
+# found by tests/test_fuzz_challenges.py (random campaign), kept as fixed examples
+
+
+def _tiff_samples_edit(d: Path) -> Path:
+    """The urisc prediction with SamplesPerPixel edited to 65281 (a 4-byte header edit)."""
+    import struct
+
+    z = np.load(FIX / "urisc" / "perfect.npz", allow_pickle=False)
+    tifffile.imwrite(d / "img.tiff", z["pred"])
+    data = bytearray((d / "img.tiff").read_bytes())
+    with tifffile.TiffFile(d / "img.tiff") as tif:
+        off = tif.pages[0].tags[277].valueoffset
+    data[off:off + 2] = struct.pack("<H", 65281)
+    (d / "img.tiff").write_bytes(bytes(data))
+    return d / "img.tiff"
+
+
+@pytest.mark.parametrize("reader", ["image", "volume"])
+def test_tiff_samples_per_pixel_edit_is_refused_by_the_readers(reader, tmp_path):
+    from test_fuzz_readers import bounded
+
+    from gpueval.errors import Rejected
+
+    path = _tiff_samples_edit(tmp_path)
+    with pytest.raises(Rejected) as info, bounded(seconds=60):
+        hc.read(reader, path)
+    assert "MemoryError" not in str(info.value)
+
+
+@pytest.mark.xfail(strict=True, reason="urisc's own TIFF reader allocates the declared "
+                   "rows x columns x SamplesPerPixel (256 x 256 x 65281 = 4 GiB) before "
+                   "decoding: an unbounded allocation from a 2-byte header edit")
+def test_urisc_tiff_samples_per_pixel_edit(setups, tmp_path):
+    from test_fuzz_readers import bounded
+
+    truth, good, sets = setups("urisc")
+    sub = _copy(good, tmp_path)
+    (sub / "img.tiff").unlink()
+    src = _fresh(tmp_path)
+    shutil.copy(_tiff_samples_edit(src), sub / "img.tiff")
+    with bounded(seconds=60, extra=2 * 2**30):
+        rc, res = _run("urisc", truth, sub, tmp_path / "out.json", sets)
+    assert rc == 3 and "MemoryError" not in res["error"], res["error"]
