@@ -122,13 +122,16 @@ def refuge_case(draw):
     rgb = draw(st.booleans())
     return dict(names=names, gts=gts, preds=preds, labels=labels, lab_vals=lab_vals,
                 scores=scores, fov_gt=fov_gt, fov_pred=fov_pred, rgb=rgb,
-                seed=seed, as_zip=draw(st.booleans()), xlsx=draw(st.booleans()))
+                seed=seed, as_zip=draw(st.booleans()), xlsx=draw(st.booleans()),
+                no_mask=[n for n in names if n not in preds and rng.random() < 0.5])
 
 
 def write_case(root: Path, c: dict) -> tuple[Path, Path]:
     truth = root / "truth"
     (truth / "Disc_Cup_Masks").mkdir(parents=True)
     for n, m in c["gts"].items():
+        if n in c.get("no_mask", ()):
+            continue  # 'Classification and fovea lists may name images that have no mask'
         Image.fromarray(m, mode="L").save(truth / "Disc_Cup_Masks" / f"{n}.bmp")
     if c.get("xlsx"):
         # official test layout: GT.xlsx (A name, B label; 'column 1 name with its last 3

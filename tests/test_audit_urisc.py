@@ -103,7 +103,10 @@ def write_case(root: Path, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
     sub_dir.mkdir(parents=True, exist_ok=True)
     for i, (gt, pred) in enumerate(pairs):
         stem = f"img_{i:02d}_x"
-        Image.fromarray(gt, mode="L").save(gt_dir / f"{stem}.png")
+        if i == 1:  # '.png (or .tif/.tiff)' GT
+            tifffile.imwrite(gt_dir / f"{stem}.tif", gt, photometric="minisblack")
+        else:
+            Image.fromarray(gt, mode="L").save(gt_dir / f"{stem}.png")
         tifffile.imwrite(sub_dir / f"{stem}.tiff", pred, photometric="minisblack")
     return gt_dir, sub_dir
 
@@ -119,7 +122,9 @@ def _run(tmp_path, pairs, overrides=(), *, as_zip=False, rgb_gt=False):
                          photometric="rgb")
     if rgb_gt:  # "Sample GT PNGs are 3-channel with equal channels"
         for i, (gt, _) in enumerate(pairs):
-            Image.fromarray(np.dstack([gt] * 3), mode="RGB").save(gt_dir / f"img_{i:02d}_x.png")
+            if i != 1:  # image 1 has a .tif GT
+                Image.fromarray(np.dstack([gt] * 3), mode="RGB").save(
+                    gt_dir / f"img_{i:02d}_x.png")
     sub = sub_dir
     if as_zip:  # "all in result.zip"
         sub = root / "result.zip"
