@@ -645,3 +645,11 @@ def _submission_names(submission: str | Path) -> list[str]:
         return [f.relative_to(p.resolve()).as_posix() for f in iter_files(p)]
     with SafeArchive(p) as z:
         return z.names()
+
+
+def report_images(result: Result, truth, submission, config) -> list:
+    """Pictures of where the submission fails, for the HTML report (see
+    :func:`gpueval.report_images.cellmap_images`)."""
+    from gpueval.report_images import cellmap_images
+
+    return cellmap_images(result, truth, submission, config)

@@ -794,3 +794,11 @@ def _csv_value(v: Any, digits: int | None) -> str:
             return ""
         return repr(round(float(v), digits)) if digits is not None else repr(float(v))
     return str(v)
+
+
+def report_images(result: Result, truth, submission, config) -> list:
+    """Pictures of where the submission fails, for the HTML report (see
+    :func:`gpueval.report_images.medsegfm_images`)."""
+    from gpueval.report_images import medsegfm_images
+
+    return medsegfm_images(result, truth, submission, config)

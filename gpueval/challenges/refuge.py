@@ -922,3 +922,11 @@ class _Submission:
 
     def __exit__(self, *exc) -> None:
         self.files.close()
+
+
+def report_images(result: Result, truth, submission, config) -> list:
+    """Pictures of where the submission fails, for the HTML report (see
+    :func:`gpueval.report_images.refuge_images`)."""
+    from gpueval.report_images import refuge_images
+
+    return refuge_images(result, truth, submission, config)

@@ -688,3 +688,11 @@ def _aggregate(items: list[dict[str, Any]], totals: BoundaryCounts) -> dict[str,
     if items and "tolerance_f1" in items[0]:
         metrics["tolerance_f1"] = mean("tolerance_f1")
     return metrics
+
+
+def report_images(result: Result, truth, submission, config) -> list:
+    """Pictures of where the submission fails, for the HTML report (see
+    :func:`gpueval.report_images.urisc_images`)."""
+    from gpueval.report_images import urisc_images
+
+    return urisc_images(result, truth, submission, config)

@@ -432,3 +432,11 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         raise TruthError(f"config fresh_ids={s['fresh_ids']!r}; expected one of "
                          f"{', '.join(FRESH)}")
     return s
+
+
+def report_images(result: Result, truth, submission, config) -> list:
+    """Pictures of where the submission fails, for the HTML report (see
+    :func:`gpueval.report_images.xpress_images`)."""
+    from gpueval.report_images import xpress_images
+
+    return xpress_images(result, truth, submission, config)
