@@ -260,3 +260,60 @@ def test_extra_mask_without_truth_official_nan(tmp_path):
     assert res.status == "ok"
     assert res.metrics["mean_disc_dice"] is None or math.isnan(res.metrics["mean_disc_dice"])
     assert res.metrics["auc"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- ranking (§5)
+def _positions(order: list[str]) -> dict[str, int]:
+    return {t: i for i, t in enumerate(order)}
+
+
+def ref_boards(results: dict) -> dict[str, list[str]]:
+    """§5 without ties: ranks are 0-based positions in the sorted order; NaN in the leading
+    metric drops a team from that board; final positions are 1-based, taken on each full
+    board before dropping teams missing from the other one."""
+    def ok(t, k):
+        v = results[t].get(k)
+        return v is not None and not math.isnan(v)
+
+    seg = [t for t in results if ok(t, "mean_cup_dice")]
+    r_cup = _positions(sorted(seg, key=lambda t: -results[t]["mean_cup_dice"]))
+    r_disc = _positions(sorted(seg, key=lambda t: -results[t]["mean_disc_dice"]))
+    r_mae = _positions(sorted(seg, key=lambda t: results[t]["vcdr_mae"]))
+    score = {t: 0.35 * r_cup[t] + 0.25 * r_disc[t] + 0.4 * r_mae[t] for t in seg}
+    seg_order = sorted(seg, key=lambda t: score[t])
+    cls = [t for t in results if ok(t, "auc")]
+    cls_order = sorted(cls, key=lambda t: -results[t]["auc"])
+    fov = [t for t in results if ok(t, "fovea_mean_distance")]
+    fov_order = sorted(fov, key=lambda t: results[t]["fovea_mean_distance"])
+    sp, cp = _positions(seg_order), _positions(cls_order)
+    both = [t for t in seg_order if t in cp]
+    final = {t: 0.6 * (sp[t] + 1) + 0.4 * (cp[t] + 1) for t in both}
+    return dict(segmentation=seg_order, classification=cls_order, fovea=fov_order,
+                final=sorted(both, key=lambda t: final[t]), _scores=[score, final])
+
+
+@AUDIT
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 9))
+def test_refuge_leaderboards_match_reference(seed, n):
+    from hypothesis import assume
+
+    from gpueval.metrics.ranking import refuge_leaderboard
+
+    rng = np.random.default_rng(seed)
+    results = {}
+    for i in range(n):
+        seg_nan, cls_nan = rng.random() < 0.2, rng.random() < 0.2
+        results[f"team{i}"] = {
+            "mean_cup_dice": math.nan if seg_nan else float(rng.random()),
+            "mean_disc_dice": math.nan if seg_nan else float(rng.random()),
+            "vcdr_mae": math.nan if seg_nan else float(rng.random()),
+            "auc": None if cls_nan else float(rng.random()),
+            "fovea_mean_distance": math.nan if rng.random() < 0.2 else float(rng.random()),
+        }
+    ref = ref_boards(results)
+    for scores in ref["_scores"]:  # ties in a board score: argsort order, not audited here
+        vals = [round(v, 9) for v in scores.values()]
+        assume(len(set(vals)) == len(vals))
+    boards = refuge_leaderboard(results)
+    for name in ("segmentation", "classification", "fovea", "final"):
+        assert list(boards[name]["teams_in_order"]) == ref[name], name
