@@ -295,3 +295,24 @@ def test_attach_neuroglancer(cellmap_case):
     names = [layer["name"] for layer in entry["state"]["layers"]]
     assert names == ["truth", "submission", "errors"]
     json.loads(r.to_json())  # still strict JSON
+
+
+def test_medsegfm_zarr_case_lazy_pictures_and_link(tmp_path):
+    z = _load(FIX / "medsegfm" / "ct_aniso_3class.npz")
+    truth, sub = tmp_path / "truth", tmp_path / "sub"
+    g = zarr.open_group(str(truth / "ct.zarr"), mode="w")
+    a = g.create_array("gts", shape=z["gts"].shape, dtype=z["gts"].dtype, chunks=(8, 48, 48))
+    a[:] = z["gts"]
+    a.attrs["spacing"] = z["spacing"].tolist()
+    s = zarr.open_group(str(sub / "ct.zarr"), mode="w")
+    b = s.create_array("segs", shape=z["segs"].shape, dtype=z["segs"].dtype, chunks=(8, 48, 48))
+    b[:] = z["segs"]
+    r = api.score("medsegfm", truth, sub)
+    assert r.status == "ok"
+    images = medsegfm.report_images(r, truth, sub, r.extra.get("config"))
+    _check_images(images)
+    assert any(_has(img, RED) or _has(img, BLUE) for _, img in images)
+    entry = attach_neuroglancer(r, truth, sub)
+    sources = [layer.get("source", "") for layer in entry["state"]["layers"]]
+    assert sources[0].startswith("zarr3://") and sources[0].endswith("ct.zarr/gts")
+    assert sources[1].endswith("ct.zarr/segs")
