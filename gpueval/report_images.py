@@ -28,6 +28,20 @@ objects magenta; XPRESS nodes green (correct), orange (split), magenta (merged).
 :func:`neuroglancer_state` builds a Neuroglancer state (truth, submission and an error layer
 at the worst item); :func:`attach_neuroglancer` stores it under ``result.extra["neuroglancer"]``
 for zarr inputs.
+
+Choices (pictures are diagnostics, not scores):
+
+* CellMap slices are chosen by per-slice counts of wrong voxels (one chunked reduction)
+  rather than by the worst instance's bounding box: it finds the worst slice directly and
+  works for semantic labels too. Instance colours are relative to each object's *main*
+  partner (largest overlap, from one chunked contingency pass) in the submitted ids, not the
+  scorer's connected-component relabelling or its optimal matching.
+* XPRESS node labels are gathered with ``fresh_ids: nodes`` (only chunks holding nodes are
+  read); a node is split when an incident edge changes segment or it lies on background,
+  merged when its segment also holds another skeleton's node (merged wins).
+* U-RISC prediction membrane = value < 128; the ``bold`` variant's dilation is not drawn.
+* Neuroglancer ``file://`` sources open only where the viewer can read local files (its
+  Python server); pass ``url_prefix`` (an http server of the data folder) otherwise.
 """
 
 from __future__ import annotations
