@@ -544,3 +544,47 @@ def test_cellmap_2025_variant_matches_reference(tmp_path, crops):
     assert _close(cls["mito"], res.metrics["mito_combined_score"])
     assert _close(cls["er"], res.metrics["er_iou"])
     assert _close(math.sqrt(cls["mito"] * cls["er"]), res.metrics["overall_score"])
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(crops=cellmap_case(), drop_last=st.booleans())
+def test_manifest_geometry_and_crop_selection(tmp_path, crops, drop_last):
+    """§2: target geometry from the manifest row (not the GT attributes); cli.md: '--set
+    manifest=PATH ... scores exactly the crops it lists that exist in the truth'."""
+    if not crops:
+        return
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    truth, sub = write_case(root, crops)
+    listed = list(crops)[:-1] if drop_last and len(crops) > 1 else list(crops)
+    rows = ["crop_name,dataset,class_label,voxel_size,translation,shape"]
+    g = zarr.open_group(str(truth), mode="a", zarr_format=2)
+    for crop, c in crops.items():
+        for lab in c["labels"]:
+            # misleading GT attributes: the manifest's geometry must win
+            g[crop][lab].attrs["translation"] = [t + 1000.0 for t in c["tr"]]
+            if crop in listed:
+                vec = ";".join
+                rows.append(f"{crop.removeprefix('crop')},synthetic,{lab},"
+                            f"[{vec(map(str, c['vs']))}],[{vec(map(str, c['tr']))}],"
+                            f"[{vec(map(str, c['shape']))}]")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    kept = {k: v for k, v in crops.items() if k in listed}
+    entries, agg = reference(kept)
+    res = score("cellmap", truth, sub, overrides=[f"manifest={root / 'manifest.csv'}"],
+                device="cpu")
+    if not any(c["present"] and pr is not None
+               for c in kept.values() for (_, pr, _, _, _) in c["labels"].values()):
+        # the manifest makes the listed crops the truth: no submitted folder names one
+        # -> §2 'No volumes found' (an unlisted submitted crop does not count)
+        assert res.status == "rejected"
+        return
+    assert res.status == "ok", res.error
+    items = {it["id"]: it for it in res.items}
+    assert set(items) == {f"{c}/{lab}" for c, lab in entries}
+    if all(e.get("unique", True) for e in entries.values()):
+        for k, v in agg.items():
+            assert _close(v, res.metrics[k]), (k, v, res.metrics[k])
+    for (crop, lab), e in entries.items():
+        assert (items[f"{crop}/{lab}"]["tp"], items[f"{crop}/{lab}"]["fn"]) == (e["tp"],
+                                                                               e["fn"])
