@@ -207,11 +207,11 @@ def cmd_bench(args) -> int:
     out = {"machine": bench.machine_info(), "results": records}
     if args.json:
         Path(args.json).write_text(json.dumps(to_jsonable(out), indent=2) + "\n")
-    return 0 if all("error" not in r for r in records) else 1
+    return 0 if not any(r.get("error") for r in records) else 1
 
 
 def _bench_line(rec: dict) -> str:
-    if "error" in rec:
+    if rec.get("error"):
         return f"{rec['workload']:<22} FAILED: {rec['error']}"
     vps = rec.get("voxels_per_s")
     parts = [f"{rec['workload']:<22}", f"{rec['seconds']:8.3f} s"]

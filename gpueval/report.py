@@ -17,6 +17,7 @@ import base64
 import html
 import importlib
 import io
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,8 @@ def write_report(result: Result, out: str | Path, *, truth: str | None = None,
                  ) -> Path:
     """Write ``out`` (HTML) for ``result``; ``truth``/``submission`` enable error pictures."""
     images = list(images) or _challenge_images(result, truth, submission)
-    parts = [_header(result), _images_html(images), _bar_chart(result),
+    _attach_viewer_link(result, truth, submission)
+    parts = [_header(result), _images_html(images), _viewer_html(result), _bar_chart(result),
              _metrics_table(result.metrics), _items_table(result.items),
              "<details><summary>Result JSON</summary><pre>"
              + html.escape(result.to_json()) + "</pre></details>"]
@@ -230,6 +232,29 @@ def error_overlay(truth: np.ndarray, pred: np.ndarray, base: np.ndarray | None =
     rgb[p & ~t] = (220, 40, 40)
     rgb[t & ~p] = (40, 90, 230)
     return rgb
+
+
+def _attach_viewer_link(result: Result, truth, submission) -> None:
+    if truth is None or submission is None or "neuroglancer" in (result.extra or {}):
+        return
+    try:
+        from gpueval.report_images import attach_neuroglancer
+
+        attach_neuroglancer(result, truth, submission)
+    except Exception:  # a link must never cost the report
+        pass
+
+
+def _viewer_html(result: Result) -> str:
+    """A link to neuroglancer (a click, not a view-time fetch) and its state JSON."""
+    ng = (result.extra or {}).get("neuroglancer")
+    if not ng:
+        return ""
+    return ("<h2>Open in neuroglancer</h2><p><a id='neuroglancer' href='"
+            + html.escape(ng.get("url", "")) + "'>truth, submission and errors at the worst "
+            "item</a> (local file sources need neuroglancer's Python server or a "
+            "<code>url_prefix</code>)</p><details><summary>viewer state</summary><pre>"
+            + html.escape(json.dumps(ng.get("state", {}), indent=1)) + "</pre></details>")
 
 
 def _challenge_images(result: Result, truth, submission) -> list[tuple[str, np.ndarray]]:
