@@ -11,8 +11,14 @@ voxel-sized step runs chunk by chunk:
   order of first voxels), so ids — observable through the ID-collision quirk — are identical;
 * bounding boxes of every id are a per-chunk min/max reduction;
 * the Hausdorff distance of one GT instance is computed inside the union of its and its
-  prediction's boxes only (the official ROI padding does not change the value, §5.1.9), one
-  small task per instance in the same threaded/distributed scheduler.
+  prediction's boxes only (the official ROI padding does not change the value, §5.1.9), in a
+  fixed number of bucket tasks that read only the chunks their instances' boxes touch.
+
+Every stage is a lazy node (:func:`instance_delayed`, :func:`semantic_delayed`,
+:func:`count_ids_delayed`) so a whole submission computes as one graph; ``missing`` chunk maps
+skip never-written zarr chunks exactly (see :func:`instance_delayed`). The labelling graph is
+built here from the per-chunk tasks of :mod:`gpueval.kernels.components` (whose
+``label_chunked`` computes its merge eagerly).
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import Delayed
 from scipy import ndimage
 
-from gpueval.engine import compute, map_reduce
+from gpueval.backend import is_cupy
+from gpueval.engine import align_chunks, chunk_slices, compute, tree_reduce
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.metrics.matching import match_max_total_iou
 
@@ -62,29 +70,6 @@ def normalize_distance(d: np.ndarray, voxel_size: Sequence[float], base: float =
     """``base^(−d/‖v‖)`` in float64 (base 1.01); inf → 0 (§5.1.11)."""
     d = np.asarray(d, dtype=np.float64)
     return np.power(float(base), -d / float(np.linalg.norm(np.asarray(voxel_size, float))))
-
-
-def _relabel(pred: da.Array, *, device: str, scheduler: Any) -> tuple[Any, int]:
-    """26-connected multi-label components numbered as whole-volume cc3d; (lazy ids, n).
-
-    A single-chunk array goes straight to cc3d; several chunks go through the chunked
-    union-find of :func:`gpueval.kernels.components.label_chunked` (same ids).
-    """
-    if all(n == 1 for n in pred.numblocks):
-        from gpueval.kernels.components import connected_components
-
-        block = pred.compute(scheduler="sync") if device == "cpu" else pred.compute()
-        out, n = connected_components(np.ascontiguousarray(block), connectivity=26)
-        return da.from_array(out, chunks=pred.chunks), int(n)
-    try:
-        from gpueval.kernels.components import label_chunked
-    except ImportError:  # pragma: no cover - the components kernel is always shipped
-        import cc3d
-
-        out, n = cc3d.connected_components(np.asarray(pred), connectivity=26, return_N=True)
-        return as_dask(out).rechunk(pred.chunks), int(n)
-    lab = label_chunked(pred, connectivity=26, device=device, scheduler=scheduler)
-    return lab.data, int(lab.n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,22 +126,209 @@ def empty_instance_result(status: str) -> dict[str, Any]:
             "status": status}
 
 
+
+
 def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapping[str, Any],
-                   *, device: str = "cpu", scheduler: Any = None) -> dict[str, Any]:
+                   *, device: str = "cpu", scheduler: Any = None, missing: Any = None,
+                   fills: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Official ``score_instance`` (2026-06, §5.1) on aligned, masked arrays.
 
-    Returns ``{tp, fp, fn, hausdorff_norm_sum, n_hausdorff, status}`` plus private details
-    under ``_detail`` (mapping, per-GT distances, cc count) used by the tests.
+    Computes :func:`instance_delayed` (see there for ``missing``/``fills``). Returns
+    ``{tp, fp, fn, hausdorff_norm_sum, n_hausdorff, status}`` plus private details under
+    ``_detail`` (mapping, per-GT distances, cc count) used by the tests.
+    """
+    return compute(instance_delayed(gt, pred, voxel_size, consts, device=device,
+                                    missing=missing, fills=fills), scheduler=scheduler)[0]
+
+
+def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
+                     consts: Mapping[str, Any], *, device: str = "cpu", missing: Any = None,
+                     fills: tuple[Any, Any] | None = None) -> Delayed:
+    """The whole ``score_instance`` of one (crop, label) as one lazy graph.
+
+    Stages (all delayed, so many labels compute together on one scheduler):
+
+    1. per chunk: 26-connected components of the prediction (cc3d) with boundary planes and
+       first voxels; per pair of neighbouring chunks: touching label pairs;
+    2. one node: union-find and cc3d's numbering (per-chunk lookup tables, ``n``);
+    3. per chunk: relabel, overlaps with the truth (background included) and id boxes of
+       both volumes, tree-reduced;
+    4. one node: ratio guard, IoU, exact matching, tp/fp/fn, and the Hausdorff work plan
+       (instances grouped by the chunks their boxes touch, spread over ``K`` buckets);
+    5. ``K`` nodes: each reads only the chunks of its groups' boxes and computes their
+       capped Hausdorff distances; one node assembles the result.
+
+    Parameters
+    ----------
+    missing : optional bool array over the chunk grid of ``gt``: ``True`` where the chunk is
+        known to hold ``fills[0]`` in the truth and ``fills[1]`` in the prediction everywhere
+        (a zarr chunk never written in any source). Such chunks are not read: they add
+        ``count`` voxels to the ``(fill, fill)`` overlap and, with both fills 0, no
+        component, box or boundary. With a non-zero fill the map is ignored (exact either
+        way).
     """
     gt, pred = as_dask(gt), as_dask(pred)
     if pred.chunks != gt.chunks:
         pred = pred.rechunk(gt.chunks)
     vs = tuple(float(v) for v in voxel_size)
-    pcc, n_pred = _relabel(pred, device=device, scheduler=scheduler)
-    # one pass: overlaps (incl. background) and the bounding boxes of both id volumes
-    table, boxes_g, boxes_p = map_reduce(_stats_chunk, [gt, pcc], _stats_combine,
-                                         device=device, scheduler=scheduler, with_slices=True,
-                                         extra=(tuple(gt.shape),))
+    skip = _skip_map(missing, gt)
+    if skip.any() and (fills is None or np.asarray(fills[0]) != 0
+                       or np.asarray(fills[1]) != 0):
+        skip[...] = False  # a non-zero fill is a component / an id box: read it
+    merged = _label_graph(pred, device, skip)
+    shape = tuple(int(s) for s in gt.shape)
+    parts = chunk_parts(_stats_chunk, [gt, pred], device=device, skip=skip,
+                        with_slices=True, extra=(merged, shape, _bounds(gt)))
+    n_skip = _skipped_voxels(gt, skip)
+    if n_skip:
+        from gpueval.kernels.regions import chunk_region_stats
+
+        zero = np.zeros((1,) * gt.ndim, gt.dtype)
+        c = contingency(zero, np.zeros_like(zero, np.uint32))
+        empty = chunk_region_stats(np.zeros((0,) * gt.ndim, np.uint32))
+        parts.append((Contingency(c.ids_a, c.ids_b, c.counts * n_skip), empty, empty))
+    reduced = tree_reduce(parts, _stats_combine)
+    n_buckets = max(1, min(HAUSDORFF_TASKS, int(np.count_nonzero(~skip))))
+    plan = dask.delayed(_plan_instance, pure=True)(reduced, merged, dict(consts), shape,
+                                                   gt.chunks, vs, n_buckets)
+    task = dask.delayed(_hausdorff_bucket, pure=True)
+    hs = [task(plan, k, _Opaque(gt), _Opaque(pred), merged, vs) for k in range(n_buckets)]
+    return dask.delayed(_finish_instance, pure=True)(plan, hs, vs, dict(consts))
+
+
+HAUSDORFF_TASKS = 32  # Hausdorff nodes per (crop, label): parallelism without a huge graph
+
+
+class _Opaque:
+    """Hides a dask array from dask's argument traversal, so that a task reads only the
+    chunks it needs itself (the Hausdorff buckets: which chunks is known only at run time)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: da.Array):
+        self.array = array
+
+
+def _skip_map(missing: Any, arr: da.Array) -> np.ndarray:
+    if missing is None:
+        return np.zeros(arr.numblocks, bool)
+    m = np.array(missing, bool)
+    if m.shape != arr.numblocks:
+        raise ValueError(f"missing-chunk map {m.shape} does not match the chunk grid "
+                         f"{arr.numblocks}")
+    return m
+
+
+def _skipped_voxels(arr: da.Array, skip: np.ndarray) -> int:
+    if not skip.any():
+        return 0
+    sizes = np.ones(skip.shape, np.int64)
+    for ax, c in enumerate(arr.chunks):
+        shp = [1] * skip.ndim
+        shp[ax] = len(c)
+        sizes = sizes * np.asarray(c, np.int64).reshape(shp)
+    return int(sizes[skip].sum())
+
+
+def chunk_parts(func, arrays: Sequence[da.Array], *, device: str = "cpu",
+                skip: np.ndarray | None = None, with_slices: bool = False,
+                extra: Sequence[Any] = ()) -> list[Delayed]:
+    """One delayed ``func`` per aligned chunk (as :func:`gpueval.engine.map_reduce_delayed`,
+    whose per-chunk list is not public) leaving out the chunks where ``skip`` is true."""
+    arrays = align_chunks(arrays)
+    slices = chunk_slices(arrays[0].shape, arrays[0].chunks)
+    flat = np.zeros(len(slices), bool) if skip is None else np.asarray(skip).ravel()
+    blocks = [a.to_delayed().ravel() for a in arrays]
+    task = dask.delayed(_apply_chunk, pure=True)
+    return [task(func, s if with_slices else None, device, tuple(extra), *(b[i] for b in blocks))
+            for i, s in enumerate(slices) if not flat[i]]
+
+
+def _apply_chunk(func, slices, device, extra, *blocks):
+    from gpueval.backend import to_device
+
+    blocks = [b if is_cupy(b) else to_device(np.asarray(b), device) for b in blocks]
+    args = (slices, *blocks) if slices is not None else tuple(blocks)
+    return func(*args, *extra)
+
+
+def _label_graph(pred: da.Array, device: str, skip: np.ndarray) -> Delayed:
+    """Delayed ``(luts, n)``: the chunked 26-connected labelling of
+    :func:`gpueval.kernels.components.label_chunked`, built lazily from its per-chunk tasks
+    (that function computes its merge at once; here the merge is a graph node). Skipped
+    chunks hold 0 only: no component, no boundary pair."""
+    from gpueval.kernels import components as cc
+
+    order = cc.max_neighbour_order(pred.ndim, 26)
+    grid = pred.numblocks
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in pred.chunks]
+    blocks = pred.to_delayed().ravel()
+    flat = skip.ravel()
+    cells = list(np.ndindex(*grid))
+    shape = tuple(int(s) for s in pred.shape)
+    label = dask.delayed(cc._label_task, pure=True)
+    infos = {}
+    for i, idx in enumerate(cells):
+        if not flat[i]:
+            origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
+            infos[i] = label(blocks[i], i, origin, shape, 26, False, device)
+    pair = dask.delayed(cc._edges_task, pure=True)
+    edges = []
+    for i, idx in enumerate(cells):
+        if i not in infos:
+            continue
+        nbs = []
+        for delta in cc._forward_offsets(len(grid), order):
+            nb = tuple(a + d for a, d in zip(idx, delta, strict=True))
+            if all(0 <= a < g for a, g in zip(nb, grid, strict=True)):
+                j = int(np.ravel_multi_index(nb, grid))
+                if j in infos:
+                    nbs.append((delta, j))
+        if nbs:
+            edges.append(pair(infos[i], [infos[j] for _, j in nbs], nbs, order))
+    first = dask.delayed(cc._first_of, pure=True)
+    none = np.zeros(0, np.int64)
+    firsts = [first(infos[i]) if i in infos else none for i in range(len(cells))]
+    return dask.delayed(_merge_labels, pure=True)(firsts, edges)
+
+
+def _merge_labels(firsts, edge_lists) -> tuple[list[np.ndarray], int]:
+    from gpueval.kernels.components import _merge
+
+    luts, first_index = _merge(firsts, [e for el in edge_lists for e in el])
+    n = len(first_index)
+    dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
+    return [lut.astype(dtype) for lut in luts], n
+
+
+def _relabel_block(block, merged, index: int):
+    from gpueval.kernels.components import _on_device, _relabel_chunk
+
+    return _relabel_chunk(_on_device(block, "cpu") if not is_cupy(block) else
+                          _on_device(block, "gpu"), merged[0][index], 26, False)
+
+
+def _bounds(arr: da.Array) -> tuple[np.ndarray, ...]:
+    return tuple(np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in arr.chunks)
+
+
+def _stats_chunk(slices, g, p, merged, shape, bounds):
+    from gpueval.kernels.regions import chunk_region_stats
+
+    origin = tuple(int(s.start or 0) for s in slices)
+    index = int(np.ravel_multi_index(
+        tuple(int(np.searchsorted(b, o, "right") - 1) for b, o in zip(bounds, origin,
+                                                                        strict=True)),
+        tuple(len(b) - 1 for b in bounds)))
+    pl = _relabel_block(p, merged, index)
+    table = contingency(g, pl)  # on the device the chunk is on (CuPy twin on the GPU)
+    return table, chunk_region_stats(g, origin, shape), chunk_region_stats(pl, origin, shape)
+
+
+def _plan_instance(reduced, merged, consts, shape, chunks, vs, n_buckets) -> dict[str, Any]:
+    """Matching and counts from the reduced statistics, and the Hausdorff work plan."""
+    table, boxes_g, boxes_p = reduced
+    n_pred = int(merged[1])
     g_ids, g_sizes = table.sizes_a()
     p_ids, p_sizes = table.sizes_b()
     n_gt = int(g_ids.max()) if len(g_ids) else 0  # max id, not the number of ids (§5.1.2)
@@ -166,7 +338,7 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
                            consts["initial_instance_ratio_cutoff"],
                            consts["instance_ratio_factor"])
         if n_pred / n_gt > cut:
-            return empty_instance_result(STATUS_SKIPPED)
+            return {"result": empty_instance_result(STATUS_SKIPPED), "buckets": []}
     pairs = table.drop(a=0).drop(b=0)
     g_size = dict(zip(g_ids.tolist(), g_sizes.tolist(), strict=True))
     p_size = dict(zip(p_ids.tolist(), p_sizes.tolist(), strict=True))
@@ -178,7 +350,7 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
     iou = (inter / np.where(union > 0, union, 1)).astype(np.float32)
     keep = iou > 0
     if int(keep.sum()) > int(consts["max_overlap_edges"]):
-        return empty_instance_result(STATUS_SKIPPED)
+        return {"result": empty_instance_result(STATUS_SKIPPED), "buckets": []}
     if n_gt > 0 and n_pred > 0 and keep.any():
         mg, mp = match_max_total_iou(pg[keep], pp[keep], iou[keep],
                                      cost_scale=int(consts["mcmf_cost_scale"]))
@@ -187,28 +359,111 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
     tp = len(np.unique(mg))
     fp = n_pred - len(np.unique(mp))
     fn = len(truth_ids) - tp
-    d_max = max_distance(vs, gt.shape)
-    dists = _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler,
-                           _as_dict(boxes_g), _as_dict(boxes_p))
+    d_max = max_distance(vs, shape)
+    out = np.full(len(truth_ids), d_max, np.float32)
+    groups = _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks,
+                               _as_dict(boxes_g), _as_dict(boxes_p))
+    return {"tp": tp, "fp": fp, "fn": fn, "n_pred": n_pred, "truth_ids": truth_ids,
+            "mg": mg, "mp": mp, "d_max": d_max, "dists": out,
+            "buckets": _spread(groups, n_buckets)}
+
+
+def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g, boxes_p
+                      ) -> dict[tuple, list[tuple]]:
+    """Instances needing a Hausdorff computation, grouped by the chunks their boxes touch:
+    ``{((first, last) chunk per axis): [(k, t, m, t_free, lo, hi), ...]}``."""
+    matched_of = dict(zip(mg.tolist(), mp.tolist(), strict=True))
+    matched_preds = set(mp.tolist())
+    groups: dict[tuple, list[tuple]] = {}
+    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
+    for k, t in enumerate(truth_ids.tolist()):
+        m = matched_of.get(t, 0)
+        t_free = 1 <= t <= n_pred and t not in matched_preds
+        parts = [boxes_g[t]] + ([boxes_p[m]] if m else []) + \
+            ([boxes_p[t]] if t_free and t in boxes_p else [])
+        if len(parts) == 1:
+            continue  # B empty: D_max
+        # Hausdorff >= max over b in B of dist(b, A) >= the gap between A's box and the box
+        # of any part of B: one part at least D_max away makes the capped value D_max (exact)
+        if max(_box_gap_nm(parts[0], q, vs) for q in parts[1:]) >= d_max:
+            continue
+        lo = np.min([p[0] for p in parts], axis=0)
+        hi = np.max([p[1] for p in parts], axis=0)
+        key = tuple((int(np.searchsorted(b, a_, "right") - 1),
+                     int(np.searchsorted(b, z_ - 1, "right") - 1))
+                    for b, a_, z_ in zip(bounds, lo, hi, strict=True))
+        groups.setdefault(key, []).append((k, t, m, t_free, tuple(int(v) for v in lo),
+                                           tuple(int(v) for v in hi)))
+    return groups
+
+
+def _spread(groups: dict[tuple, list[tuple]], n: int) -> list[list[tuple]]:
+    """Groups over ``n`` buckets, largest read first onto the least loaded bucket."""
+    import heapq
+
+    def cost(key, specs):
+        return math.prod(b - a + 1 for a, b in key) * 8 + len(specs)
+
+    buckets: list[list[tuple]] = [[] for _ in range(n)]
+    heap = [(0, i) for i in range(n)]
+    for key, specs in sorted(groups.items(), key=lambda kv: -cost(*kv)):
+        load, i = heapq.heappop(heap)
+        buckets[i].append((key, specs))
+        heapq.heappush(heap, (load + cost(key, specs), i))
+    return buckets
+
+
+def _read_blocks(arr: da.Array, key, merged=None):
+    """The chunks ``key`` spans, as nested lists (relabelled through ``merged`` if given)."""
+    grid = arr.numblocks
+
+    def rec(axis, idx):
+        if axis == len(key):
+            block = np.asarray(arr.blocks[idx].compute(scheduler="sync"))
+            if merged is not None:
+                block = np.asarray(_relabel_block(block, merged,
+                                                  int(np.ravel_multi_index(idx, grid))))
+            return block
+        a, b = key[axis]
+        return [rec(axis + 1, (*idx, i)) for i in range(a, b + 1)]
+
+    return rec(0, ())
+
+
+def _hausdorff_bucket(plan, k: int, gt: _Opaque, pred: _Opaque, merged, vs
+                      ) -> list[tuple[list[int], np.ndarray]]:
+    """Capped Hausdorff distances of the instances of bucket ``k`` (CPU, as before)."""
+    out = []
+    if k >= len(plan["buckets"]):
+        return out
+    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in gt.array.chunks]
+    for key, specs in plan["buckets"][k]:
+        g = _read_blocks(gt.array, key)
+        p = _read_blocks(pred.array, key, merged)
+        origin = tuple(int(bounds[ax][a]) for ax, (a, _) in enumerate(key))
+        vals = _hausdorff_batch(g, p, origin, [s_[1:] for s_ in specs], vs, plan["d_max"])
+        out.append(([s_[0] for s_ in specs], vals))
+    return out
+
+
+def _finish_instance(plan, bucket_results, vs, consts) -> dict[str, Any]:
+    if "result" in plan:
+        return plan["result"]
+    dists = plan["dists"].copy()
+    for res in bucket_results:
+        for ks, vals in res:
+            dists[ks] = vals
+    fp, d_max, mg, mp = plan["fp"], plan["d_max"], plan["mg"], plan["mp"]
     # distances are float32 (the official output array); unmatched predictions append D_max
-    all_d = np.concatenate([dists.astype(np.float32),
-                            np.full(fp, d_max, np.float32)]) if fp else dists.astype(np.float32)
+    all_d = np.concatenate([dists, np.full(fp, d_max, np.float32)]) if fp else dists
     h = normalize_distance(all_d, vs, consts.get("hausdorff_base", 1.01))
-    return {"tp": int(tp), "fp": int(fp), "fn": int(fn),
+    return {"tp": int(plan["tp"]), "fp": int(fp), "fn": int(plan["fn"]),
             "hausdorff_norm_sum": float(np.sum(h)), "n_hausdorff": int(len(all_d)),
             "status": STATUS_SCORED,
             "_detail": {"mapping": np.stack([mp, mg], axis=1) if len(mg) else
                         np.empty((0, 2), np.int64),
-                        "truth_ids": truth_ids, "hausdorff_per_gt": dists,
-                        "n_pred_cc": n_pred}}
-
-
-def _stats_chunk(slices, g, p, shape):
-    from gpueval.kernels.regions import chunk_region_stats
-
-    table = contingency(g, p)  # on the device the chunk is on (CuPy twin on the GPU)
-    origin = tuple(int(s.start or 0) for s in slices)
-    return table, chunk_region_stats(g, origin, shape), chunk_region_stats(p, origin, shape)
+                        "truth_ids": plan["truth_ids"], "hausdorff_per_gt": dists,
+                        "n_pred_cc": plan["n_pred"]}}
 
 
 def _stats_combine(parts):
@@ -229,50 +484,6 @@ def _box_gap_nm(a, b, vs) -> float:
     """Lower bound on any distance between voxel centres of two half-open boxes (nm)."""
     gap = np.maximum(0, np.maximum(b[0] - (a[1] - 1), a[0] - (b[1] - 1)))
     return float(np.sqrt(np.sum((gap * np.asarray(vs, float)) ** 2)))
-
-
-def _hausdorff_all(gt, pcc, truth_ids, mg, mp, n_pred, vs, d_max, scheduler, boxes_g,
-                   boxes_p) -> np.ndarray:
-    if len(truth_ids) == 0:
-        return np.empty(0, np.float32)
-    matched_of = dict(zip(mg.tolist(), mp.tolist(), strict=True))
-    matched_preds = set(mp.tolist())
-    out = np.full(len(truth_ids), d_max, np.float32)
-    groups: dict[tuple, list[tuple]] = {}  # instances grouped by the chunks their box needs
-    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in gt.chunks]
-    for k, t in enumerate(truth_ids.tolist()):
-        m = matched_of.get(t, 0)
-        t_free = 1 <= t <= n_pred and t not in matched_preds
-        parts = [boxes_g[t]] + ([boxes_p[m]] if m else []) + \
-            ([boxes_p[t]] if t_free and t in boxes_p else [])
-        if len(parts) == 1:
-            continue  # B empty: D_max
-        # Hausdorff >= max over b in B of dist(b, A) >= the gap between A's box and the box
-        # of any part of B: one part at least D_max away makes the capped value D_max (exact)
-        if max(_box_gap_nm(parts[0], q, vs) for q in parts[1:]) >= d_max:
-            continue
-        lo = np.min([p[0] for p in parts], axis=0)
-        hi = np.max([p[1] for p in parts], axis=0)
-        key = tuple((int(np.searchsorted(b, a_, "right") - 1),
-                     int(np.searchsorted(b, z_ - 1, "right") - 1))
-                    for b, a_, z_ in zip(bounds, lo, hi, strict=True))
-        groups.setdefault(key, []).append((k, t, m, t_free, tuple(lo), tuple(hi)))
-    if not groups:
-        return out
-    g_blocks, p_blocks = gt.to_delayed(), pcc.to_delayed()
-    task = dask.delayed(_hausdorff_batch, pure=True)
-    tasks, where = [], []
-    for key, specs in groups.items():
-        idx = tuple(slice(a, b + 1) for a, b in key)
-        origin = tuple(int(bounds[ax][a]) for ax, (a, _) in enumerate(key))
-        for i in range(0, len(specs), 64):
-            batch = specs[i:i + 64]
-            tasks.append(task(g_blocks[idx].tolist(), p_blocks[idx].tolist(), origin,
-                              [s_[1:] for s_ in batch], vs, d_max))
-            where.append([s_[0] for s_ in batch])
-    for ks, vals in zip(where, compute(*tasks, scheduler=scheduler), strict=True):
-        out[ks] = vals
-    return out
 
 
 def _assemble(blocks):
@@ -311,13 +522,55 @@ def _sum(parts: list[np.ndarray]) -> np.ndarray:
     return np.sum(parts, axis=0) if parts else np.zeros(3, np.int64)
 
 
-def score_semantic(gt: Any, pred: Any, *, device: str = "cpu", scheduler: Any = None
+def score_semantic(gt: Any, pred: Any, *, device: str = "cpu", scheduler: Any = None,
+                   missing: Any = None, fills: tuple[Any, Any] | None = None
                    ) -> dict[str, Any]:
     """Official ``score_semantic`` (§5.2): ``pred > 0`` and ``truth > 0`` voxel counts."""
+    return compute(semantic_delayed(gt, pred, device=device, missing=missing, fills=fills),
+                   scheduler=scheduler)[0]
+
+
+def semantic_delayed(gt: Any, pred: Any, *, device: str = "cpu", missing: Any = None,
+                     fills: tuple[Any, Any] | None = None) -> Delayed:
+    """Lazy :func:`score_semantic`; chunks marked in ``missing`` (see
+    :func:`instance_delayed`) count ``voxels × [fill_gt > 0, fill_pred > 0]`` unread."""
     gt, pred = as_dask(gt), as_dask(pred)
-    tp, n_p, n_g = map_reduce(_semantic_chunk, [gt, pred], _sum, device=device,
-                              scheduler=scheduler).tolist()
-    return {"tp": int(tp), "fp": int(n_p - tp), "fn": int(n_g - tp), "status": STATUS_SCORED}
+    if pred.chunks != gt.chunks:
+        pred = pred.rechunk(gt.chunks)
+    skip = _skip_map(missing, gt)
+    if skip.any() and fills is None:
+        skip[...] = False
+    parts = chunk_parts(_semantic_chunk, [gt, pred], device=device, skip=skip)
+    n_skip = _skipped_voxels(gt, skip)
+    if n_skip:
+        fg, fp = bool(np.asarray(fills[0]) > 0), bool(np.asarray(fills[1]) > 0)
+        parts.append(np.array([fg and fp, fp, fg], np.int64) * n_skip)
+    return dask.delayed(_semantic_result, pure=True)(tree_reduce(parts, _sum))
+
+
+def _semantic_result(counts) -> dict[str, Any]:
+    tp, n_p, n_g = (int(v) for v in counts)
+    return {"tp": tp, "fp": n_p - tp, "fn": n_g - tp, "status": STATUS_SCORED}
+
+
+def _ids_chunk(block) -> np.ndarray:
+    return np.unique(np.asarray(block))
+
+
+def _union_ids(parts) -> np.ndarray:
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0)
+
+
+def count_ids_delayed(gt: Any, *, missing: Any = None, fill: Any = None) -> Delayed:
+    """Lazy number of distinct non-zero ids of ``gt`` (missing chunks add ``fill``)."""
+    gt = as_dask(gt)
+    skip = _skip_map(missing, gt)
+    if skip.any() and fill is None:
+        skip[...] = False
+    parts = chunk_parts(_ids_chunk, [gt], skip=skip)
+    if skip.any():
+        parts.append(np.unique(np.asarray([fill])))
+    return dask.delayed(np.count_nonzero, pure=True)(tree_reduce(parts, _union_ids))
 
 
 def missing_instance(n_truth_ids: int) -> dict[str, Any]:

@@ -42,11 +42,20 @@ Matching is exact (:func:`gpueval.metrics.matching.match_max_total_iou`), so
 OR-Tools' (same objective), which can move Hausdorff values and, in rare ties between
 matchings of different sizes, tp/fp/fn.
 
-Execution: all semantic labels of a submission are one Dask graph of per-chunk counts; each
-instance label runs a few chunked passes (components, overlaps + boxes in one pass, then one
-small Hausdorff task per group of instances sharing chunks). Peak memory is a few chunks
-(``chunk`` in the config) per thread, except resampled predictions (one-shot, see
+Execution: the whole submission is ONE Dask graph (:func:`_score_all`): every (crop,
+label)'s chunked passes are lazy nodes (semantic counts; for instance labels: per-chunk
+components and boundary pairs, a union-find node, per-chunk overlaps + boxes, a matching/plan
+node and a fixed number of Hausdorff nodes that read only the chunks their instances' boxes
+touch), computed together by :func:`gpueval.engine.compute`, so ``--scheduler ADDRESS`` runs
+it all on a cluster. Peak memory is a few chunks (``chunk`` in the config) per thread plus the
+boxes of the largest instance pair, except resampled predictions (one-shot, see
 :mod:`gpueval.io.align`) and the 2025 variant (whole arrays).
+
+Never-written zarr chunks (exact fast path): when the truth, the mask and an identity-aligned
+prediction are zarr v2 arrays, the processing chunks that none of them stores (no chunk file:
+the fill value everywhere) are not read; they add ``voxels × (fill_gt, fill_pred)`` to the
+counts (and nothing else when both fills are 0; a non-zero instance fill is read as usual).
+The fill values are read once, at one voxel, through the same arrays the score uses.
 
 Result: ``score`` = ``overall_score``; ``metrics`` hold the leaderboard numbers (missing
 entries included) and per class ``<label>_f1``, ``<label>_normalized_hausdorff_distance``,
@@ -62,6 +71,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -75,7 +85,7 @@ import numpy as np
 from gpueval.challenges import _cellmap_scoring as sc
 from gpueval.config import apply_variant
 from gpueval.errors import Rejected, TruthError
-from gpueval.io.align import Grid, align_to_grid, choose_level
+from gpueval.io.align import Grid, align_to_grid, choose_level, translation_offset
 from gpueval.io.archive import SafeArchive, iter_files
 from gpueval.io.arrays import open_volume
 from gpueval.limits import Limits, use_limits
@@ -440,7 +450,8 @@ def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], 
 
                 return score_2025(crops, sub, manifest, cfg, opts, device=device,
                                   scheduler=scheduler)
-            per_crop, voxels = _score_all(crops, sub, manifest, opts, device, scheduler)
+            per_crop, voxels = _score_all(crops, sub, manifest, opts, device, scheduler,
+                                          progress)
     return _result(per_crop, cfg, opts, manifest, voxels)
 
 
@@ -479,55 +490,153 @@ def _open_truth(path: Path):
         raise TruthError(f"truth {path.parent.name}/{path.name}: {e}") from e
 
 
-def _score_all(crops, sub, manifest, opts, device, scheduler):
-    from gpueval.engine import compute, map_reduce_delayed
+def _score_all(crops, sub, manifest, opts, device, scheduler, progress=False):
+    """Every (crop, label) as lazy nodes of ONE dask graph, computed together."""
+    from gpueval.engine import compute
 
     per_crop: dict[str, dict[str, dict[str, Any]]] = {}
     voxels = 0
-    semantic_jobs = []
+    jobs = []  # (crop, label, extra, kind, delayed)
     for crop in crops:
-        out = per_crop.setdefault(crop.name, {})
+        per_crop.setdefault(crop.name, {})
         for label in crop.labels:
             gt, pred, mask, grid, instance = load_pair(crop, label, sub, manifest, opts)
             n = int(math.prod(gt.shape))
             extra = {"num_voxels": n, "voxel_size": list(grid.voxel_size)}
+            node = sub.crops.get(crop.name)
+            sources = [crop.path / label] + ([crop.path / f"{label}_mask"]
+                                             if mask is not None else [])
             if pred is None:
                 if instance:
-                    out[label] = {**sc.missing_instance(_count_ids(gt, scheduler)), **extra}
+                    missing, fill = _missing_chunks(gt, sources, [gt])
+                    jobs.append((crop.name, label, extra, "missing_instance",
+                                 sc.count_ids_delayed(gt, missing=missing,
+                                                      fill=fill[0] if fill else None)))
                 else:
-                    out[label] = {**sc.missing_semantic(n), **extra}
+                    per_crop[crop.name][label] = {**sc.missing_semantic(n), **extra}
                 continue
             voxels += n
             if mask is not None:
                 gt, pred = gt * mask, pred * mask.astype(pred.dtype)
+            pred_src = node / label if _identity_aligned(node / label, grid, opts) else None
+            missing, fills = (None, None) if pred_src is None else \
+                _missing_chunks(gt, [*sources, pred_src], [gt, pred])
             if instance:
-                r = sc.score_instance(gt, pred, grid.voxel_size, opts.consts, device=device,
-                                      scheduler=scheduler)
-                r.pop("_detail", None)
-                out[label] = {**r, **extra}
+                job = sc.instance_delayed(gt, pred, grid.voxel_size, opts.consts,
+                                          device=device, missing=missing, fills=fills)
             else:
-                job = map_reduce_delayed(sc._semantic_chunk, [gt, pred], sc._sum,
-                                         device=device)
-                semantic_jobs.append((crop.name, label, extra, job))
-    if semantic_jobs:  # all semantic labels in one graph
-        counts = compute(*(j[3] for j in semantic_jobs), scheduler=scheduler)
-        for (crop, label, extra, _), c in zip(semantic_jobs, counts, strict=True):
-            tp, n_p, n_g = (int(v) for v in c)
-            per_crop[crop][label] = {"tp": tp, "fp": n_p - tp, "fn": n_g - tp,
-                                     "status": sc.STATUS_SCORED, **extra}
+                job = sc.semantic_delayed(gt, pred, device=device, missing=missing,
+                                          fills=fills)
+            jobs.append((crop.name, label, extra, "scored", job))
+    results = compute(*(j[4] for j in jobs), scheduler=scheduler, progress=progress) \
+        if jobs else ()
+    for (crop, label, extra, kind, _), r in zip(jobs, results, strict=True):
+        if kind == "missing_instance":
+            r = sc.missing_instance(int(r))
+        r = dict(r)
+        r.pop("_detail", None)
+        per_crop[crop][label] = {**r, **extra}
     return per_crop, voxels
 
 
-def _ids_chunk(block) -> np.ndarray:
-    return np.unique(np.asarray(block))
+# --------------------------------------------------------------------------------------------
+# never-written zarr chunks (exact fast path)
 
 
-def _count_ids(gt: da.Array, scheduler: Any) -> int:
-    from gpueval.engine import map_reduce
+def _identity_aligned(node: Path, grid: Grid, opts: Options) -> bool:
+    """True when the submitted array is read as is: a zarr array on the truth grid (same
+    shape, voxel size, no offset), so its storage chunks map onto the truth's voxels."""
+    if not _is_array(node) or _zarr_v2_meta(node) is None:
+        return False
+    meta = _zarr_v2_meta(node)
+    if tuple(meta["shape"]) != tuple(grid.shape):
+        return False
+    vs, tr = _geometry(_attrs(node))
+    where = str(node)
+    try:
+        svs, str_ = _as_vec(vs, where), _as_vec(tr, where)
+    except Rejected:
+        return False
+    nd = len(grid.shape)
+    if svs is not None and not np.allclose(np.asarray(svs)[-nd:], grid.voxel_size):
+        return False
+    t = np.zeros(nd) if str_ is None else np.asarray(str_)[-nd:]
+    return not any(translation_offset(t, grid.translation, grid.voxel_size))
 
-    ids = map_reduce(_ids_chunk, [gt], lambda parts: np.unique(np.concatenate(parts))
-                     if parts else np.empty(0), scheduler=scheduler)
-    return int(np.count_nonzero(ids))
+
+def _zarr_v2_meta(node: Path) -> dict | None:
+    f = node / ".zarray"
+    if not f.is_file() or f.stat().st_size > 1 << 20:
+        return None
+    try:
+        meta = json.loads(f.read_text())
+        shape = [int(v) for v in meta["shape"]]
+        chunks = [int(v) for v in meta["chunks"]]
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+    if len(shape) != len(chunks) or any(c <= 0 for c in chunks):
+        return None
+    return {"shape": shape, "chunks": chunks,
+            "sep": meta.get("dimension_separator") or "."}
+
+
+def stored_chunk_grid(node: Path) -> np.ndarray | None:
+    """Bool grid of the zarr v2 storage chunks that exist as files (``None``: not a zarr v2
+    array gpueval can list). A chunk without a file is the fill value everywhere."""
+    meta = _zarr_v2_meta(node)
+    if meta is None:
+        return None
+    grid = tuple(-(-s // c) for s, c in zip(meta["shape"], meta["chunks"], strict=True))
+    out = np.zeros(grid, bool)
+    nd = len(grid)
+    if meta["sep"] == ".":
+        names = (e.name for e in os.scandir(node) if e.is_file())
+        keys = (n.split(".") for n in names if not n.startswith("."))
+    else:
+        keys = (Path(r).relative_to(node).parts + (f,) for r, _, fs in os.walk(node)
+                for f in fs if not f.startswith("."))
+    for parts in keys:
+        if len(parts) != nd or not all(p.isdigit() for p in parts):
+            continue
+        idx = tuple(int(p) for p in parts)
+        if all(i < g for i, g in zip(idx, grid, strict=True)):
+            out[idx] = True
+    return out
+
+
+def _any_stored(stored: np.ndarray, storage_chunks, chunks) -> np.ndarray:
+    """Per processing chunk (dask ``chunks``): does it overlap any stored storage chunk."""
+    out = stored.astype(np.int64)
+    for ax, (c, sizes) in enumerate(zip(storage_chunks, chunks, strict=True)):
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        lo, hi = edges[:-1] // c, -(-edges[1:] // c)
+        cum = np.concatenate([np.zeros_like(np.take(out, [0], axis=ax)),
+                              np.cumsum(out, axis=ax)], axis=ax)
+        out = np.take(cum, hi, axis=ax) - np.take(cum, lo, axis=ax)
+    return out > 0
+
+
+def _missing_chunks(gt: da.Array, sources: list[Path], finals: list[da.Array]):
+    """Chunks of ``gt``'s grid that no source stores, and the values ``finals`` take there.
+
+    The values are read at one voxel of the first such chunk through the very arrays the
+    score uses (so dtype casts, masking and NaN checks are those of the materialised path);
+    with identity alignment and element-wise masking every voxel of those chunks holds them.
+    Returns ``(None, None)`` when any source is not a listable zarr v2 array or no chunk is
+    missing.
+    """
+    missing = np.ones(gt.numblocks, bool)
+    for src in sources:
+        stored = stored_chunk_grid(src)
+        if stored is None:
+            return None, None
+        missing &= ~_any_stored(stored, _zarr_v2_meta(src)["chunks"], gt.chunks)
+    if not missing.any():
+        return None, None
+    first = np.argwhere(missing)[0]
+    voxel = tuple(int(sum(c[:i])) for c, i in zip(gt.chunks, first, strict=True))
+    fills = tuple(np.asarray(f[voxel].compute(scheduler="sync")) for f in finals)
+    return missing, fills
 
 
 def _result(per_crop, cfg, opts: Options, manifest, voxels: int) -> Result:
