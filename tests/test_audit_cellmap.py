@@ -28,7 +28,7 @@ from skimage.transform import rescale
 
 from gpueval.api import score
 
-AUDIT = settings(max_examples=25, deadline=None,
+AUDIT = settings(max_examples=18, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
                                         HealthCheck.too_slow])
 INSTANCE = {"mito", "nuc"}
@@ -546,7 +546,7 @@ def test_cellmap_2025_variant_matches_reference(tmp_path, crops):
     assert _close(math.sqrt(cls["mito"] * cls["er"]), res.metrics["overall_score"])
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(crops=cellmap_case(), drop_last=st.booleans())
 def test_manifest_geometry_and_crop_selection(tmp_path, crops, drop_last):
