@@ -295,8 +295,12 @@ def test_huge_ids_quirk_official_vs_corrected(tmp_path):
     assert cor.metrics["erl"] == pytest.approx(10.0, rel=1e-6)
 
 
-def test_official_test_roi_grid(tmp_path):
-    """§1.1 test grid: voxel (99,99,99) nm, offset 3267 nm, 334³ voxels (``roi=test``).
+@pytest.mark.parametrize(("roi", "offset", "size"),
+                         [("test", 3267, 334), ("validation", 8316, 233),
+                          ("validation", 3267, 334)])
+def test_official_test_roi_grid(tmp_path, roi, offset, size):
+    """§1.1 test grid: voxel (99,99,99) nm, offset 3267 nm, 334³ voxels (``roi=test``);
+    validation ROI begin 8316 nm, 233³ voxels (an array holding it is cropped to it).
     Labels and nodes live in a small block, so the reference runs on that block (the rest
     of the ROI is background and holds no node, so max(label) and every score agree)."""
     from gpueval.api import score
@@ -310,12 +314,12 @@ def test_official_test_roi_grid(tmp_path):
         block[tuple(slice(x, y) for x, y in zip(a, b, strict=True))] = rng.choice([3, 9, 70])
     sub = tmp_path / "submission.h5"
     with h5py.File(sub, "w") as f:
-        d = f.create_dataset("submission", shape=(334, 334, 334), dtype=np.uint64,
+        d = f.create_dataset("submission", shape=(size,) * 3, dtype=np.uint64,
                              chunks=(64, 64, 64), compression="gzip", fillvalue=0)
         d[tuple(slice(a, a + k) for a, k in zip(lo, n, strict=True))] = block
         d.attrs["resolution"] = np.array([99, 99, 99])
-        d.attrs["offset"] = np.array([3267, 3267, 3267])
-    b0 = 3267 + lo * 99  # world z,y,x of the block's first voxel corner
+        d.attrs["offset"] = np.array([offset] * 3)
+    b0 = offset + lo * 99  # world z,y,x of the block's first voxel corner
     ids, pos, edges = [], [], []
     for k in range(4):
         prev = None
@@ -334,7 +338,7 @@ def test_official_test_roi_grid(tmp_path):
     truth = tmp_path / "skel.npz"
     np.savez(truth, node_ids=ids, positions=pos, edges=edges)
     ref = ref_xpress(ids, pos, edges, block, (99, 99, 99), tuple(int(v) for v in b0))
-    res = score("xpress", truth, sub, device="cpu")  # default roi=test
+    res = score("xpress", truth, sub, overrides=[f"roi={roi}"], device="cpu")
     assert res.status == "ok", res.error
     for name in NAMES:
         assert _close(ref[name], res.metrics[name], rel=1e-5 if "erl" in name else 1e-9), (
