@@ -16,6 +16,7 @@ from gpueval.backend import resolve_device
 from gpueval.challenges import get_challenge
 from gpueval.config import load_config
 from gpueval.errors import Rejected
+from gpueval.limits import Limits, use_limits
 from gpueval.result import Result
 
 
@@ -40,8 +41,9 @@ def score(
     cfg = getattr(module, "resolve_config", dict)(cfg)
     t0 = time.perf_counter()
     try:
-        result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
-                              progress=progress)
+        with use_limits(Limits.from_config(cfg)):  # the config's `limits:` reach every reader
+            result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
+                                  progress=progress)
     except Rejected as e:
         result = Result.rejected(challenge, str(cfg["metric_version"]), str(e))
     result.runtime["seconds"] = time.perf_counter() - t0
@@ -61,4 +63,5 @@ def validate(
 ) -> list[str]:
     """Format checks only. Returns notes; raises :class:`~gpueval.errors.Rejected`."""
     cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
-    return get_challenge(challenge).validate(submission, cfg, truth=truth)
+    with use_limits(Limits.from_config(cfg)):
+        return get_challenge(challenge).validate(submission, cfg, truth=truth)

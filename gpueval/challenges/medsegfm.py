@@ -76,6 +76,7 @@ from dask import delayed
 from gpueval.config import get_dotted
 from gpueval.engine import compute, map_reduce, tree_reduce
 from gpueval.errors import Rejected, TruthError
+from gpueval.io.archive import iter_files
 from gpueval.io.arrays import load_npz_array, open_volume
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.kernels.surface import (
@@ -85,6 +86,7 @@ from gpueval.kernels.surface import (
     label_surfaces,
     surface_stats,
 )
+from gpueval.limits import Limits, use_limits
 from gpueval.metrics.matching import match_iou_threshold
 from gpueval.metrics.overlap import precision_recall_f
 from gpueval.result import Result
@@ -236,7 +238,15 @@ def truth_cases(truth) -> list[tuple[str, Path]]:
 
 
 def load_truth_case(path: Path, track: str) -> dict[str, Any]:
-    """``gts``, ``spacing`` and (text track) the prompts of one truth case."""
+    """``gts``, ``spacing`` and (text track) the prompts of one truth case.
+
+    The truth is the organiser's: it is read under the default limits, not the submission
+    limits of the config's ``limits:`` mapping."""
+    with use_limits(Limits()):
+        return _load_truth_case(path, track)
+
+
+def _load_truth_case(path: Path, track: str) -> dict[str, Any]:
     if path.suffix == ".zarr":
         return _load_zarr_truth(path, track)
     try:
@@ -410,6 +420,8 @@ def _submission_dir(submission) -> Path:
     sub = Path(submission)
     if not sub.is_dir():
         raise Rejected(f"submission {sub} must be a folder of <case>.npz predictions")
+    for _ in iter_files(sub):  # refuses links leaving the folder, hard links, FIFOs, floods
+        pass
     return sub
 
 

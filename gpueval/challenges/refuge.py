@@ -86,6 +86,7 @@ import numpy as np
 
 from gpueval.backend import array_module, to_device
 from gpueval.errors import Rejected, TruthError
+from gpueval.io.archive import iter_files
 from gpueval.metrics.classification import roc_auc, sensitivity_at_specificity
 from gpueval.result import Result
 
@@ -809,15 +810,14 @@ class _FolderFiles:
         self.label = root.name
 
     def names(self) -> list[str]:
+        # iter_files refuses links leaving the folder, hard links and special files (a FIFO
+        # named like a CSV must not pass for an absent part)
         out = []
-        for p in sorted(self.root.rglob("*")):
+        for p in iter_files(self.root):
             rel = p.relative_to(self.root)
             if rel.parts[0] == "__MACOSX" or any(s.startswith("._") for s in rel.parts):
                 continue
-            if p.is_symlink() and self.root not in p.resolve().parents:
-                raise Rejected(f"{rel.as_posix()} is a symbolic link leaving the submission")
-            if p.is_file():
-                out.append(rel.as_posix())
+            out.append(rel.as_posix())
         return out
 
     def open(self, name: str, limit: int):

@@ -464,6 +464,8 @@ class _GreyImage:
                            "optionally with colour samples")
             self.shape = (int(shape[axes.index("Y")]), int(shape[axes.index("X")]))
             self.samples = int(shape[axes.index("S")]) if "S" in axes else 1
+            if self.samples > 4:  # grey, grey+alpha, RGB, RGBA; more is a forged header
+                self._fail(f"{self.samples} samples per pixel: expected 1 (grey) to 4 (RGBA)")
             self.colour = "opencv"
         else:
             self.kind = "decoded"
