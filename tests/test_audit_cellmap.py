@@ -13,6 +13,7 @@ chunked paths (cross-chunk relabelling) are exercised.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,27 @@ from scipy.optimize import linear_sum_assignment
 from skimage.transform import rescale
 
 from gpueval.api import score
+
+# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
+# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
+_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
+DEVICE = "gpu" if _MODE == "emulated" else _MODE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _emulated_cupy():
+    if _MODE != "emulated":
+        yield
+        return
+    from emulated import fake_cupy
+
+    import gpueval.backend
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake_cupy.install(mp)
+        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
+        yield
+
 
 AUDIT = settings(max_examples=18, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -340,7 +362,7 @@ def test_cellmap_matches_reference(tmp_path, crops, chunk, compat, intake, max_e
     truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops, intake)
     ov = [f"compat={compat}"] + ([f"chunk=[{chunk},{chunk},{chunk}]"] if chunk else [])
     ov += [f"max_overlap_edges={max_edges}"] if max_edges else []
-    res = score("cellmap", truth, sub, overrides=ov, device="cpu")
+    res = score("cellmap", truth, sub, overrides=ov, device=DEVICE)
     if not any(c["present"] and pr is not None
                for c in crops.values() for (_, pr, _, _, _) in c["labels"].values()):
         # §2: 'still nothing → ValueError("No volumes found…")'
@@ -389,7 +411,7 @@ def _single(tmp_path, label, gt, pred, vs=(8.0, 8.0, 8.0), overrides=()):
     crops = {"crop7": dict(shape=gt.shape, vs=vs, tr=(0.0, 0.0, 0.0), present=True,
                            labels={label: (gt, pred, vs, (0.0, 0.0, 0.0), None)})}
     truth, sub = write_case(Path(tempfile.mkdtemp(dir=tmp_path)), crops)
-    res = score("cellmap", truth, sub, overrides=list(overrides), device="cpu")
+    res = score("cellmap", truth, sub, overrides=list(overrides), device=DEVICE)
     assert res.status == "ok", res.error
     return res.items[0], reference(crops)[0][("crop7", label)]
 
@@ -530,7 +552,7 @@ def test_cellmap_2025_variant_matches_reference(tmp_path, crops):
                     v = float((g & p).sum() / (g | p).sum())  # union > 0 here
                     items_ref[f"{crop}/{lab}"] = dict(iou=v)
             per_class[lab].append((w, v))
-    res = score("cellmap", truth, sub, overrides=["version=2025"], device="cpu")
+    res = score("cellmap", truth, sub, overrides=["version=2025"], device=DEVICE)
     if not items_ref:
         assert res.status == "rejected"
         return
@@ -572,7 +594,7 @@ def test_manifest_geometry_and_crop_selection(tmp_path, crops, drop_last):
     kept = {k: v for k, v in crops.items() if k in listed}
     entries, agg = reference(kept)
     res = score("cellmap", truth, sub, overrides=[f"manifest={root / 'manifest.csv'}"],
-                device="cpu")
+                device=DEVICE)
     if not any(c["present"] and pr is not None
                for c in kept.values() for (_, pr, _, _, _) in c["labels"].values()):
         # the manifest makes the listed crops the truth: no submitted folder names one

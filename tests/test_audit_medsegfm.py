@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,27 @@ from skimage.segmentation import relabel_sequential
 from surface_distance.lookup_tables import _NEIGHBOUR_CODE_TO_NORMALS
 
 from gpueval.api import score
+
+# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
+# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
+_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
+DEVICE = "gpu" if _MODE == "emulated" else _MODE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _emulated_cupy():
+    if _MODE != "emulated":
+        yield
+        return
+    from emulated import fake_cupy
+
+    import gpueval.backend
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake_cupy.install(mp)
+        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
+        yield
+
 
 AUDIT = settings(max_examples=25, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -226,7 +248,7 @@ def _items(res) -> dict:
 def test_semantic_track_matches_reference(tmp_path, cases, compat, chunk):
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), cases)
     ov = [f"compat={compat}"] + ([f"chunk_size={chunk}"] if chunk else [])  # chunked paths
-    res = score("medsegfm", truth, sub, overrides=ov, device="cpu")
+    res = score("medsegfm", truth, sub, overrides=ov, device=DEVICE)
     assert res.status == "ok", res.error
     items = _items(res)
     dscs = []
@@ -274,7 +296,7 @@ def test_text_track_matches_reference(tmp_path, cp, compat):
     cases, prompts = cp
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), cases, prompts=prompts)
     res = score("medsegfm", truth, sub, overrides=["track=text", f"compat={compat}"],
-                device="cpu")
+                device=DEVICE)
     assert res.status == "ok", res.error
     items = _items(res)
     for i, ((gt, seg, spacing), pr) in enumerate(zip(cases, prompts, strict=True)):
@@ -311,7 +333,7 @@ def interactive_cases(draw):
 def test_interactive_track_matches_reference(tmp_path, cases, chunk):
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), cases, interactive=True)
     ov = ["track=interactive"] + ([f"chunk_size={chunk}"] if chunk else [])
-    res = score("medsegfm", truth, sub, overrides=ov, device="cpu")
+    res = score("medsegfm", truth, sub, overrides=ov, device=DEVICE)
     assert res.status == "ok", res.error
     items = _items(res)
     for i, (gt, steps, spacing) in enumerate(cases):
@@ -353,7 +375,7 @@ def _text_one(tmp_path, gt, seg, prompt, compat="official"):
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), [(gt, seg, (1.0, 1.0, 1.0))],
                         prompts=[prompt])
     res = score("medsegfm", truth, sub, overrides=["track=text", f"compat={compat}"],
-                device="cpu")
+                device=DEVICE)
     assert res.status == "ok", res.error
     return res.items[0]
 
@@ -392,7 +414,7 @@ def test_no_background_drops_smallest_label(tmp_path):
     gt[0] = 2
     seg = np.full_like(gt, 2)  # class 1 wrong, class 2 right
     truth, sub = _write(Path(tempfile.mkdtemp(dir=tmp_path)), [(gt, seg, (1.0, 1.0, 1.0))])
-    res = score("medsegfm", truth, sub, device="cpu")
+    res = score("medsegfm", truth, sub, device=DEVICE)
     assert res.items[0]["dsc"] == pytest.approx(ref_dsc(gt == 2, seg == 2), abs=1e-12)
-    res = score("medsegfm", truth, sub, overrides=["compat=corrected"], device="cpu")
+    res = score("medsegfm", truth, sub, overrides=["compat=corrected"], device=DEVICE)
     assert res.items[0]["dsc"] == pytest.approx(ref_dsc(gt == 2, seg == 2) / 2, abs=1e-12)

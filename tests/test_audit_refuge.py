@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,6 +21,27 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from gpueval.api import score
+
+# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
+# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
+_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
+DEVICE = "gpu" if _MODE == "emulated" else _MODE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _emulated_cupy():
+    if _MODE != "emulated":
+        yield
+        return
+    from emulated import fake_cupy
+
+    import gpueval.backend
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake_cupy.install(mp)
+        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
+        yield
+
 
 AUDIT = settings(max_examples=25, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -212,7 +234,7 @@ def _item_map(res) -> dict:
 def test_refuge_matches_reference(tmp_path, c, compat):
     root = Path(tempfile.mkdtemp(dir=tmp_path))
     truth, sub = write_case(root, c)
-    res = score("refuge", truth, sub, overrides=[f"compat={compat}"], device="cpu")
+    res = score("refuge", truth, sub, overrides=[f"compat={compat}"], device=DEVICE)
     assert res.status == "ok", res.error
     assert res.score is None  # 'null for one submission'
     m = res.metrics
@@ -256,7 +278,7 @@ def test_extra_mask_without_truth_official_nan(tmp_path):
              rgb=False, seed=3, as_zip=False)
     c["preds"] = {"T0000": c["gts"]["T0000"].copy(), "X9999": c["gts"]["T0001"].copy()}
     truth, sub = write_case(tmp_path, c)
-    res = score("refuge", truth, sub, device="cpu")
+    res = score("refuge", truth, sub, device=DEVICE)
     assert res.status == "ok"
     assert res.metrics["mean_disc_dice"] is None or math.isnan(res.metrics["mean_disc_dice"])
     assert res.metrics["auc"] == pytest.approx(1.0)

@@ -8,6 +8,7 @@ folder in the layout of ``cli.md``.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,27 @@ from PIL import Image
 from skimage.morphology import dilation, disk
 
 from gpueval.api import score
+
+# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
+# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
+_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
+DEVICE = "gpu" if _MODE == "emulated" else _MODE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _emulated_cupy():
+    if _MODE != "emulated":
+        yield
+        return
+    from emulated import fake_cupy
+
+    import gpueval.backend
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake_cupy.install(mp)
+        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
+        yield
+
 
 AUDIT = settings(max_examples=25, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -131,7 +153,7 @@ def _run(tmp_path, pairs, overrides=(), *, as_zip=False, rgb_gt=False):
         with zipfile.ZipFile(sub, "w") as zf:
             for f in sorted(sub_dir.iterdir()):
                 zf.write(f, f.name)
-    return score("urisc", gt_dir, sub, overrides=list(overrides), device="cpu")
+    return score("urisc", gt_dir, sub, overrides=list(overrides), device=DEVICE)
 
 
 def _check(res, pairs, *, binarise, radius):
@@ -238,4 +260,4 @@ def test_missing_prediction_is_rejected_by_default(tmp_path):
     root = tmp_path / "m"
     gt_dir, sub_dir = write_case(root, [(gt, pred), (gt, pred)])
     (sub_dir / "img_01_x.tiff").unlink()
-    assert score("urisc", gt_dir, sub_dir, device="cpu").status == "rejected"
+    assert score("urisc", gt_dir, sub_dir, device=DEVICE).status == "rejected"

@@ -11,6 +11,7 @@ gpueval's ``.npz`` skeleton format (``cli.md``), ``--set roi=none``.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,27 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
+# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
+_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
+DEVICE = "gpu" if _MODE == "emulated" else _MODE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _emulated_cupy():
+    if _MODE != "emulated":
+        yield
+        return
+    from emulated import fake_cupy
+
+    import gpueval.backend
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake_cupy.install(mp)
+        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
+        yield
+
 
 pytest.importorskip("gpueval.challenges.xpress", reason="xpress scorer not landed yet")
 
@@ -251,7 +273,7 @@ def test_xpress_matches_reference(tmp_path, c, compat):
     roi = "none" if c["roi"] is None else {"begin": c["roi"][0], "shape": c["roi"][1]}
     res = score("xpress", truth, sub,
                 overrides={"roi": roi, "compat": compat, "downsampling": c["ds"]},
-                device="cpu")
+                device=DEVICE)
     assert res.status == "ok", res.error
     for name in NAMES:
         # ERL: float32 edge lengths and float32 per-segment sums (spec §7: 'a float64
@@ -286,9 +308,9 @@ def test_huge_ids_quirk_official_vs_corrected(tmp_path):
              pos=np.array([[5, 5, 5], [15, 5, 5], [25, 5, 5], [35, 5, 5]], float),
              edges=np.array([[1, 2], [3, 4]]))
     truth, sub = write_case(tmp_path, c)
-    off = score("xpress", truth, sub, overrides=["roi=none"], device="cpu")
+    off = score("xpress", truth, sub, overrides=["roi=none"], device=DEVICE)
     cor = score("xpress", truth, sub, overrides=["roi=none", "compat=corrected"],
-                device="cpu")
+                device=DEVICE)
     # official: the merging list holds 2.0**60; only the skeleton whose exact id equals it
     # loses its credit (fixture huge_ids), so ERL = 10²/20; corrected: 2·10²/20
     assert off.metrics["erl"] == pytest.approx(5.0, rel=1e-6)
@@ -338,7 +360,7 @@ def test_official_test_roi_grid(tmp_path, roi, offset, size):
     truth = tmp_path / "skel.npz"
     np.savez(truth, node_ids=ids, positions=pos, edges=edges)
     ref = ref_xpress(ids, pos, edges, block, (99, 99, 99), tuple(int(v) for v in b0))
-    res = score("xpress", truth, sub, overrides=[f"roi={roi}"], device="cpu")
+    res = score("xpress", truth, sub, overrides=[f"roi={roi}"], device=DEVICE)
     assert res.status == "ok", res.error
     for name in NAMES:
         assert _close(ref[name], res.metrics[name], rel=1e-5 if "erl" in name else 1e-9), (
