@@ -51,6 +51,7 @@ Any failure of a third-party decoder on a corrupt file becomes a one-line
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -309,6 +310,11 @@ class _ZarrReader(_Reader):
 
 
 class _Hdf5Reader(_Reader):
+    """HDF5 dataset. Chunks compressed with LZF or gzip alone are read raw
+    (``read_direct_chunk``) and inflated outside HDF5, because HDF5's own filter pipeline runs
+    under h5py's global lock: one chunk at a time per process, however many threads dask has.
+    Anything else (shuffle, other filters, filtered-out chunks) takes h5py's normal path."""
+
     kind = "hdf5"
 
     def _open(self):
@@ -317,6 +323,19 @@ class _Hdf5Reader(_Reader):
         self._local.file = h5py.File(self.path, "r")
         return self._local.file[self.dataset]
 
+    def __getitem__(self, key):
+        arr = self._array()
+        codec = _direct_codec(arr)
+        if codec is None or not isinstance(key, tuple) or len(key) != len(self.shape):
+            return super().__getitem__(key)
+        try:
+            return _read_direct(arr, key, codec, self.shape)
+        except Rejected:
+            raise
+        except Exception as e:  # a corrupt chunk names itself, as in the normal path
+            raise Rejected(f"{self.path}: cannot read block {key}: {type(e).__name__}: {e}"
+                           ) from e
+
     def _storage_chunks(self, arr):
         if arr.chunks:
             return tuple(arr.chunks)
@@ -324,6 +343,50 @@ class _Hdf5Reader(_Reader):
         row = max(1, math.prod(self.shape[1:]) * self.dtype.itemsize)
         first = max(1, min(self.shape[0] if self.shape else 1, TARGET_BLOCK_BYTES // row))
         return (first, *self.shape[1:]) if self.shape else ()
+
+
+def _direct_codec(ds) -> str | None:
+    filters = dict(ds._filters) if ds.chunks else {}
+    if list(filters) in (["lzf"], ["gzip"]) and ds.dtype.kind in "biuf" and not ds.fillvalue:
+        return next(iter(filters))
+    return None
+
+
+def _read_direct(ds, key: tuple, codec: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Assemble ``ds[key]`` (slices, step 1) from raw chunks inflated in this thread."""
+    import zlib
+
+    import imagecodecs
+
+    box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
+    if any(step != 1 for _, _, step in box):
+        return np.asarray(ds[key])
+    lo = [a for a, _, _ in box]
+    hi = [b for _, b, _ in box]
+    out = np.zeros([max(b - a, 0) for a, b in zip(lo, hi, strict=True)], ds.dtype)
+    chunk = ds.chunks
+    nbytes = int(np.prod(chunk)) * ds.dtype.itemsize
+    starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
+    for origin in itertools.product(*starts):
+        if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
+            continue  # never written: the fill value (0, checked in _direct_codec)
+        mask, raw = ds.id.read_direct_chunk(origin)
+        if mask:  # a filter was skipped for this chunk: let HDF5 decode it
+            sel = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunk, shape,
+                                                                     strict=True))
+            data = np.asarray(ds[sel])
+        else:
+            buf = (imagecodecs.lzf_decode(raw, out=nbytes) if codec == "lzf"
+                   else zlib.decompress(raw))
+            if len(buf) != nbytes:
+                raise ValueError(f"chunk {origin} inflates to {len(buf)} bytes, not {nbytes}")
+            data = np.frombuffer(buf, ds.dtype).reshape(chunk)
+        src = tuple(slice(max(a, o) - o, min(b, o + c) - o)
+                    for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
+        dst = tuple(slice(max(a, o) - a, min(b, o + c) - a)
+                    for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
+        out[dst] = data[src]
+    return out
 
 
 class _TiffReader(_Reader):
