@@ -96,29 +96,30 @@ def run_demo(size: int = 96, device: str = "cpu", chunk: int = 32,
     result.runtime.update(seconds=time.perf_counter() - t0, device=dev, voxels=truth.size)
     result.metrics["splits_planted"] = N_SPLITS
     result.metrics["merges_planted"] = N_MERGES
+    status = {it.pop("truth_id"): it["status"] for it in result.items}
     if report:
         from gpueval.report import write_report
 
-        write_report(result, report, images=demo_images(truth, pred))
+        write_report(result, report, images=demo_images(truth, pred, status))
     return result
 
 
-def demo_images(truth: np.ndarray, pred: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Three slices: truth ids, prediction ids, and where the prediction disagrees with the
-    truth's partition (voxels whose truth/prediction pair is not the object's main pair)."""
-    z = truth.shape[0] // 2
+def demo_images(truth: np.ndarray, pred: np.ndarray, status: dict[int, str]
+                ) -> list[tuple[str, np.ndarray]]:
+    """Truth, prediction and outcome on the slice that shows the most errors: each truth
+    object coloured by what became of it (grey matched, orange split, magenta merged)."""
+    colours = {"matched": (170, 170, 170), "split": (245, 140, 20), "merged": (200, 40, 200),
+               "missed": (40, 90, 230)}
+    n = int(truth.max()) + 1
+    bad = np.array([status.get(t, "matched") != "matched" for t in range(n)])
+    z = int(np.argmax(bad[truth].sum(axis=(1, 2))))
     t, p = truth[z], pred[z]
-    main = {}
-    for a, b in zip(t.ravel().tolist(), p.ravel().tolist(), strict=True):
-        main.setdefault(a, {}).setdefault(b, 0)
-        main[a][b] += 1
-    best = {a: max(d, key=d.get) for a, d in main.items()}
-    wrong = np.vectorize(lambda a, b: a != 0 and best[a] != b)(t, p)
-    from gpueval.report import error_overlay
-
+    outcome = np.zeros(t.shape + (3,), np.uint8)
+    for name, rgb in colours.items():
+        ids = [k for k, v in status.items() if v == name]
+        outcome[np.isin(t, ids)] = rgb
     return [(f"truth (slice z={z})", _colour(t)), ("prediction", _colour(p)),
-            ("disagreement: red = voxels not in their object's main prediction label",
-             error_overlay(t * 0, wrong, base=(t > 0)))]
+            ("outcome: grey matched, orange split, magenta merged", outcome)]
 
 
 def _colour(labels: np.ndarray) -> np.ndarray:
@@ -149,11 +150,12 @@ def score_instances(table: Contingency) -> Result:
     for k, t in enumerate(ids_a.tolist()):
         rows = fg.ids_a == t
         best = float(iou[rows].max()) if rows.any() else 0.0
-        merged = any(merge_parts.get(p, 0) > 1 for p in fg.ids_b[rows & (share_a >= 0.2)].tolist())
+        partners = fg.ids_b[rows & (share_a >= PARTNER_SHARE)].tolist()
+        merged = any(merge_parts.get(p, 0) > 1 for p in partners)
         status = ("split" if split_parts.get(t, 0) > 1 else "merged" if merged
                   else "matched" if best > 0.5 else "missed")
         items.append({"id": f"object{k + 1}", "voxels": sa[t], "best_iou": best,
-                      "status": status})
+                      "status": status, "truth_id": t})
     metrics = {
         "n_truth": len(ids_a), "n_pred": len(ids_b), "tp": tp,
         "fp": len(ids_b) - tp, "fn": len(ids_a) - tp,
