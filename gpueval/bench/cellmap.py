@@ -79,3 +79,130 @@ def bench_cellmap_instance(device: str, scale: float) -> dict:
             "reference_seconds": ref_seconds, "check": bool(same),
             "notes": f"{side}^3 uint32, {n} GT instances, {chunk}^3 chunks; official "
                      "score_instance 486 s / 13.4 GB at scale 1 (2 cores, spec §7)"}
+
+
+def _write_zarr(path, data: np.ndarray | None, shape, chunks, dtype, offset=None,
+                attrs=None) -> None:
+    """A zarr v2 array of ``shape``; ``data`` written at ``offset`` only (the rest of the
+    chunks are never written, i.e. the fill value 0, as in a sparse official submission)."""
+    import zarr
+
+    a = zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=2,
+                          fill_value=0, config={"write_empty_chunks": False})
+    if data is not None:
+        off = offset or (0,) * len(shape)
+        a[tuple(slice(o, o + s) for o, s in zip(off, data.shape, strict=True))] = data
+    a.attrs.update(attrs or {})
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+@workload("cellmap_600",
+          "CellMap score_instance: one 600^3 test-size crop at 8 nm with 2,000 GT instances, "
+          "read from zarr v2 in 256^3 chunks, whole crop as one lazy graph")
+def bench_cellmap_600(device: str, scale: float) -> dict:
+    """The typical CellMap test crop: 600³ voxels with 2,000 instances, scored from disk.
+
+    ``check``: every GT id is a tp or a fn, every prediction component a tp or a fp, and
+    one Hausdorff term per GT id and unmatched component (the exact equality with the
+    whole-volume path is the ``cellmap_instance`` workload's and the tests' job).
+    """
+    import tempfile
+
+    from gpueval.challenges._cellmap_scoring import score_instance
+
+    side = max(32, int(round(600 * scale ** (1 / 3))))
+    n = max(5, int(round(2000 * scale)))
+    chunk = min(256, side)
+    gt, pred = build_crop(side, n, seed=1)
+    n_gt_ids = int(len(np.unique(gt)) - 1)
+    with tempfile.TemporaryDirectory(prefix="bench-cellmap600-") as tmp:
+        _write_zarr(f"{tmp}/gt", gt, gt.shape, (chunk,) * 3, gt.dtype)
+        _write_zarr(f"{tmp}/pred", pred, pred.shape, (chunk,) * 3, pred.dtype)
+        del gt, pred
+        g = da.from_zarr(f"{tmp}/gt")
+        p = da.from_zarr(f"{tmp}/pred")
+        t0 = time.perf_counter()
+        res = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS, device=device)
+        seconds = time.perf_counter() - t0
+    d = res.pop("_detail", {})
+    keys = ("tp", "fp", "fn", "n_hausdorff", "status")
+    ok = (res["status"] == "scored" and res["tp"] + res["fn"] == n_gt_ids
+          and res["tp"] + res["fp"] == int(d.get("n_pred_cc", -1))
+          and res["n_hausdorff"] == res["tp"] + res["fn"] + res["fp"])
+    return {"voxels": side ** 3, "seconds": seconds,
+            "result": {k: res[k] for k in (*keys, "hausdorff_norm_sum")},
+            "check": bool(ok), "peak_rss_bytes": _peak_rss_bytes(),
+            "notes": f"{side}^3 uint32 from zarr, {n} GT instances ({n_gt_ids} ids left after "
+                     f"overlaps), {chunk}^3 chunks; seconds exclude writing the zarr"}
+
+
+OOC_SIDE = 2048        # crop side: 2048^3 = 8.6e9 voxels per crop
+OOC_DENSE = 192        # side of the dense (written) region of every crop
+OOC_OFFSET = 960       # dense region start: straddles the 1024 chunk border on every axis
+OOC_CHUNK = 256
+
+
+@workload("cellmap_ooc",
+          "CellMap out of core: a zarr v2 submission of 12 crops of 2048^3 (1.03e11 voxels "
+          "per label; instance + semantic label each), mostly never-written chunks, "
+          "scored end to end with peak RSS < 4 GiB")
+def bench_cellmap_ooc(device: str, scale: float) -> dict:
+    """A whole submission in the official layout, ≥ 10¹¹ voxels of crops (scale 1).
+
+    Every crop is ``2048³`` at 8 nm with a ``192³`` dense region (about 2·10³ instances per
+    10⁷ voxels, a semantic label derived from them) at voxel 960, i.e. across the 1024 chunk
+    border on every axis; all other ``256³`` chunks are never written (fill value 0), so the
+    scorer's exact missing-chunk fast path skips them. ``check``: status ok, peak RSS < 4 GiB,
+    and tp/fp/fn and the number of Hausdorff terms of every (crop, label) equal the same
+    scorer run on the dense region alone in memory (the zero surroundings change only the
+    Hausdorff cap ``D_max``, not the counts).
+    """
+    import shutil
+    import tempfile
+
+    from gpueval.api import score
+    from gpueval.challenges._cellmap_scoring import score_instance, score_semantic
+
+    n_crops = max(1, int(round(12 * scale)))
+    shape = (OOC_SIDE,) * 3
+    chunks = (OOC_CHUNK,) * 3
+    off = (OOC_OFFSET,) * 3
+    attrs = {"voxel_size": [8.0, 8.0, 8.0], "translation": [0.0, 0.0, 0.0]}
+    tmp = tempfile.mkdtemp(prefix="bench-cellmap-ooc-")
+    expected = {}
+    try:
+        for c in range(1, n_crops + 1):
+            gt, pred = build_crop(OOC_DENSE, 150, seed=100 + c)
+            sem_g, sem_p = (gt > 0).astype(np.uint8), (np.roll(pred, 1, 0) > 0).astype(np.uint8)
+            for root, inst, sem in (("truth", gt, sem_g), ("sub.zarr", pred, sem_p)):
+                _write_zarr(f"{tmp}/{root}/crop{c}/mito", inst, shape, chunks, np.uint32,
+                            off, attrs)
+                _write_zarr(f"{tmp}/{root}/crop{c}/er", sem, shape, chunks, np.uint8, off,
+                            attrs)
+            r_i = score_instance(gt, pred, (8.0, 8.0, 8.0), CONSTS)
+            r_s = score_semantic(sem_g, sem_p)
+            expected[f"crop{c}/mito"] = (r_i["tp"], r_i["fp"], r_i["fn"], r_i["n_hausdorff"])
+            expected[f"crop{c}/er"] = (r_s["tp"], r_s["fp"], r_s["fn"], None)
+            del gt, pred, sem_g, sem_p
+        t0 = time.perf_counter()
+        res = score("cellmap", f"{tmp}/truth", f"{tmp}/sub.zarr", device=device,
+                    overrides=[f"chunk=[{OOC_CHUNK},{OOC_CHUNK},{OOC_CHUNK}]"])
+        seconds = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rss = _peak_rss_bytes()
+    got = {it["id"]: (it["tp"], it["fp"], it["fn"], it.get("n_hausdorff"))
+           for it in res.items}
+    ok = res.status == "ok" and got == expected and rss < 4 * 2**30
+    return {"voxels": int(res.runtime.get("voxels", 0)), "seconds": seconds,
+            "check": bool(ok), "peak_rss_bytes": rss,
+            "result": {"status": res.status, "score": res.score, "error": res.error},
+            "notes": f"{n_crops} crops x 2 labels of {OOC_SIDE}^3 ({n_crops * OOC_SIDE ** 3:.3g} "
+                     f"crop voxels, each scored for 2 labels), {OOC_DENSE}^3 dense region per "
+                     f"crop, {OOC_CHUNK}^3 zarr v2 chunks, the rest never written; seconds "
+                     "exclude writing the data; peak RSS is the whole workload process"}

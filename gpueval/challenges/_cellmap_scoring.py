@@ -177,7 +177,10 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
         skip[...] = False  # a non-zero fill is a component / an id box: read it
     merged = _label_graph(pred, device, skip)
     shape = tuple(int(s) for s in gt.shape)
-    parts = chunk_parts(_stats_chunk, [gt, pred], device=device, skip=skip,
+    # the second pass reads its chunks again, inside its tasks, after the merge: sharing the
+    # first pass's read tasks would keep every chunk of the label in memory until the
+    # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
+    parts = chunk_parts(_stats_chunk, [gt, pred], device=device, skip=skip, read_in_task=True,
                         with_slices=True, extra=(merged, shape, _bounds(gt)))
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
@@ -192,7 +195,9 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     plan = dask.delayed(_plan_instance, pure=True)(reduced, merged, dict(consts), shape,
                                                    gt.chunks, vs, n_buckets)
     task = dask.delayed(_hausdorff_bucket, pure=True)
-    hs = [task(plan, k, _Opaque(gt), _Opaque(pred), merged, vs) for k in range(n_buckets)]
+    first_index = merged[2]
+    hs = [task(plan, k, _Opaque(gt), _Opaque(pred), first_index, vs)
+          for k in range(n_buckets)]
     return dask.delayed(_finish_instance, pure=True)(plan, hs, vs, dict(consts))
 
 
@@ -232,16 +237,32 @@ def _skipped_voxels(arr: da.Array, skip: np.ndarray) -> int:
 
 def chunk_parts(func, arrays: Sequence[da.Array], *, device: str = "cpu",
                 skip: np.ndarray | None = None, with_slices: bool = False,
-                extra: Sequence[Any] = ()) -> list[Delayed]:
+                extra: Sequence[Any] = (), read_in_task: bool = False) -> list[Delayed]:
     """One delayed ``func`` per aligned chunk (as :func:`gpueval.engine.map_reduce_delayed`,
-    whose per-chunk list is not public) leaving out the chunks where ``skip`` is true."""
+    whose per-chunk list is not public) leaving out the chunks where ``skip`` is true.
+
+    ``read_in_task``: each task reads its chunks itself (from one graph node holding the
+    arrays) instead of depending on the arrays' read tasks, so a second pass over the same
+    arrays never shares (and so never pins in memory) the first pass's chunks.
+    """
     arrays = align_chunks(arrays)
     slices = chunk_slices(arrays[0].shape, arrays[0].chunks)
     flat = np.zeros(len(slices), bool) if skip is None else np.asarray(skip).ravel()
+    if read_in_task:
+        holder = dask.delayed(_Opaque(tuple(arrays)), pure=True)
+        cells = list(np.ndindex(*arrays[0].numblocks))
+        task = dask.delayed(_apply_reading, pure=True)
+        return [task(func, s if with_slices else None, device, tuple(extra), holder, cells[i])
+                for i, s in enumerate(slices) if not flat[i]]
     blocks = [a.to_delayed().ravel() for a in arrays]
     task = dask.delayed(_apply_chunk, pure=True)
     return [task(func, s if with_slices else None, device, tuple(extra), *(b[i] for b in blocks))
             for i, s in enumerate(slices) if not flat[i]]
+
+
+def _apply_reading(func, slices, device, extra, holder, idx):
+    blocks = [a.blocks[idx].compute(scheduler="sync") for a in holder.array]
+    return _apply_chunk(func, slices, device, extra, *blocks)
 
 
 def _apply_chunk(func, slices, device, extra, *blocks):
@@ -292,13 +313,13 @@ def _label_graph(pred: da.Array, device: str, skip: np.ndarray) -> Delayed:
     return dask.delayed(_merge_labels, pure=True)(firsts, edges)
 
 
-def _merge_labels(firsts, edge_lists) -> tuple[list[np.ndarray], int]:
+def _merge_labels(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray]:
     from gpueval.kernels.components import _merge
 
     luts, first_index = _merge(firsts, [e for el in edge_lists for e in el])
     n = len(first_index)
     dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
-    return [lut.astype(dtype) for lut in luts], n
+    return [lut.astype(dtype) for lut in luts], n, first_index
 
 
 def _relabel_block(block, merged, index: int):
@@ -398,50 +419,68 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g, box
 
 
 def _spread(groups: dict[tuple, list[tuple]], n: int) -> list[list[tuple]]:
-    """Groups over ``n`` buckets, largest read first onto the least loaded bucket."""
-    import heapq
-
-    def cost(key, specs):
-        return math.prod(b - a + 1 for a, b in key) * 8 + len(specs)
-
+    """Groups over ``n`` buckets as contiguous runs in chunk order (neighbouring instances
+    share reads), balanced by the number of instances."""
+    items = sorted(groups.items())
+    total = sum(len(specs) for _, specs in items)
     buckets: list[list[tuple]] = [[] for _ in range(n)]
-    heap = [(0, i) for i in range(n)]
-    for key, specs in sorted(groups.items(), key=lambda kv: -cost(*kv)):
-        load, i = heapq.heappop(heap)
+    done = 0
+    for key, specs in items:
+        i = min(n - 1, done * n // max(total, 1))
         buckets[i].append((key, specs))
-        heapq.heappush(heap, (load + cost(key, specs), i))
+        done += len(specs)
     return buckets
 
 
-def _read_blocks(arr: da.Array, key, merged=None):
-    """The chunks ``key`` spans, as nested lists (relabelled through ``merged`` if given)."""
-    grid = arr.numblocks
-
-    def rec(axis, idx):
-        if axis == len(key):
-            block = np.asarray(arr.blocks[idx].compute(scheduler="sync"))
-            if merged is not None:
-                block = np.asarray(_relabel_block(block, merged,
-                                                  int(np.ravel_multi_index(idx, grid))))
-            return block
-        a, b = key[axis]
-        return [rec(axis + 1, (*idx, i)) for i in range(a, b + 1)]
-
-    return rec(0, ())
+HULL_VOXELS = 2 * 256 ** 3  # largest merged read of a Hausdorff bucket (when boxes allow)
 
 
-def _hausdorff_bucket(plan, k: int, gt: _Opaque, pred: _Opaque, merged, vs
+def _reads(bucket: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, list[tuple]]]:
+    """The groups of a bucket merged into few reads: consecutive groups share one read of
+    their joint hull while it stays under ``HULL_VOXELS`` (a lone group may exceed it)."""
+    out: list[tuple[np.ndarray, np.ndarray, list[tuple]]] = []
+    for _key, specs in bucket:
+        lo = np.min([s_[4] for s_ in specs], axis=0)
+        hi = np.max([s_[5] for s_ in specs], axis=0)
+        if out:
+            jlo, jhi = np.minimum(out[-1][0], lo), np.maximum(out[-1][1], hi)
+            if int(np.prod(jhi - jlo)) <= HULL_VOXELS:
+                out[-1] = (jlo, jhi, out[-1][2] + list(specs))
+                continue
+        out.append((lo, hi, list(specs)))
+    return out
+
+
+def _hausdorff_bucket(plan, k: int, gt: _Opaque, pred: _Opaque, first_index, vs
                       ) -> list[tuple[list[int], np.ndarray]]:
-    """Capped Hausdorff distances of the instances of bucket ``k`` (CPU, as before)."""
+    """Capped Hausdorff distances of the instances of bucket ``k`` (CPU, as before).
+
+    Per read (:func:`_reads`), only the hull of its instances' boxes is read (raw prediction
+    values, not relabelled chunks). A prediction component lies wholly inside its own box,
+    hence inside the instance's box, so it is exactly the component of the box-restricted prediction
+    (26-connected, cc3d) that holds its first voxel (``first_index``): no chunk relabelling.
+    """
+    from gpueval.kernels.components import _cc3d
+
     out = []
     if k >= len(plan["buckets"]):
         return out
-    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in gt.array.chunks]
-    for key, specs in plan["buckets"][k]:
-        g = _read_blocks(gt.array, key)
-        p = _read_blocks(pred.array, key, merged)
-        origin = tuple(int(bounds[ax][a]) for ax, (a, _) in enumerate(key))
-        vals = _hausdorff_batch(g, p, origin, [s_[1:] for s_ in specs], vs, plan["d_max"])
+    shape = tuple(int(s) for s in gt.array.shape)
+    for lo, hi, specs in _reads(plan["buckets"][k]):
+        hull = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        g = np.asarray(gt.array[hull].compute(scheduler="sync"))
+        p = np.asarray(pred.array[hull].compute(scheduler="sync"))
+        vals = np.empty(len(specs), np.float32)
+        for i, (_, t, m, t_free, blo, bhi) in enumerate(specs):
+            sl = tuple(slice(a - o, b - o) for a, b, o in zip(blo, bhi, lo, strict=True))
+            local, _ = _cc3d(np.ascontiguousarray(p[sl]), 26, False)
+            pcc = np.zeros(local.shape, np.int64)
+            for c in ([m] if m else []) + ([t] if t_free and t <= len(first_index) else []):
+                at = np.unravel_index(int(first_index[c - 1]), shape)
+                rel = tuple(int(x) - int(a) for x, a in zip(at, blo, strict=True))
+                if all(0 <= r < n for r, n in zip(rel, local.shape, strict=True)):
+                    pcc[local == local[rel]] = c
+            vals[i] = _hausdorff_one(g[sl], pcc, t, m, t_free, vs, plan["d_max"])
         out.append(([s_[0] for s_ in specs], vals))
     return out
 
@@ -484,30 +523,6 @@ def _box_gap_nm(a, b, vs) -> float:
     """Lower bound on any distance between voxel centres of two half-open boxes (nm)."""
     gap = np.maximum(0, np.maximum(b[0] - (a[1] - 1), a[0] - (b[1] - 1)))
     return float(np.sqrt(np.sum((gap * np.asarray(vs, float)) ** 2)))
-
-
-def _assemble(blocks):
-    """A nested list of neighbouring chunks as one array (no copy for a single chunk)."""
-    from gpueval.backend import to_host
-
-    def host(x):
-        return [host(y) for y in x] if isinstance(x, list) else np.asarray(to_host(x))
-
-    blocks = host(blocks)
-    inner = blocks
-    while isinstance(inner, list) and len(inner) == 1:
-        inner = inner[0]
-    return inner if not isinstance(inner, list) else np.block(blocks)
-
-
-def _hausdorff_batch(g_blocks, p_blocks, origin, specs, vs, d_max) -> np.ndarray:
-    """Hausdorff of several instances whose boxes lie in the same few chunks."""
-    g, p = _assemble(g_blocks), _assemble(p_blocks)
-    out = np.empty(len(specs), np.float32)
-    for i, (t, m, t_free, lo, hi) in enumerate(specs):
-        sl = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin, strict=True))
-        out[i] = _hausdorff_one(g[sl], p[sl], t, m, t_free, vs, d_max)
-    return out
 
 
 def _semantic_chunk(g, p) -> np.ndarray:
