@@ -280,13 +280,18 @@ def cellmap_case(draw):
     return crops
 
 
-def _arr(root, crop, label, data, vs, tr):
+def _arr(root, crop, label, data, vs, tr, alias: int = 0):
+    """``alias`` (submissions): §4.1 'voxel size from attrs voxel_size|resolution|scale,
+    translation from translation|offset ... longer than 3, its last 3 entries are used'."""
     g = zarr.open_group(str(root), mode="a", zarr_format=2)
     a = g.require_group(crop).create_array(label, shape=data.shape, dtype=data.dtype,
                                            chunks=(4, 4, 4))
     a[:] = data
-    a.attrs["voxel_size"] = list(map(float, vs))
-    a.attrs["translation"] = list(map(float, tr))
+    vs_key, tr_key, extra = [("voxel_size", "translation", []), ("resolution", "offset", []),
+                             ("scale", "translation", []), ("voxel_size", "offset", [1.0])
+                             ][alias]
+    a.attrs[vs_key] = extra + list(map(float, vs))
+    a.attrs[tr_key] = list(map(float, tr))
 
 
 def write_case(root: Path, crops: dict, intake: str = "folder") -> tuple[Path, Path]:
@@ -304,7 +309,7 @@ def write_case(root: Path, crops: dict, intake: str = "folder") -> tuple[Path, P
             if mask is not None:
                 _arr(truth, crop, f"{lab}_mask", mask, c["vs"], c["tr"])
             if c["present"] and pr is not None:
-                _arr(sub, sub_crop, lab, pr, pvs, ptr)
+                _arr(sub, sub_crop, lab, pr, pvs, ptr, alias=int(pr.size) % 4)
     if intake == "nested":
         outer = root / "upload"
         (outer / "deep").mkdir(parents=True)
