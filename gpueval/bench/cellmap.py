@@ -1,13 +1,19 @@
-"""Workload ``cellmap_instance``: one 256³ instance crop at 8 nm with 300 GT instances.
+"""CellMap workloads.
 
-The official ``score_instance`` takes 486 s and 13.4 GB on 2 cores for this size
-(``cellmap.md`` §7: ≈ two whole-crop EDTs per GT instance). gpueval scores the same crop
-chunk by chunk (128³ chunks): chunked 26-connected relabelling, chunked contingency,
-min-cost-flow-equivalent matching, and one bounding-box-sized Hausdorff task per instance.
+* ``cellmap_instance``: one 256³ instance crop at 8 nm with 300 GT instances. The official
+  ``score_instance`` takes 486 s and 13.4 GB on 2 cores for this size (``cellmap.md`` §7: ≈
+  two whole-crop EDTs per GT instance). gpueval scores the same crop chunk by chunk (128³
+  chunks): chunked 26-connected relabelling, chunked contingency, min-cost-flow-equivalent
+  matching, and bounding-box-sized Hausdorff tasks. ``check`` compares the chunked result with
+  the same scorer run on one whole-crop chunk (identical numbers).
+* ``cellmap_600``: the typical test crop, 600³ with 2,000 instances, read from zarr v2.
+* ``cellmap_ooc``: a whole submission in the official zarr v2 layout, 12 crops of 2048³
+  (1.03·10¹¹ voxels, an instance and a semantic label each), mostly never-written chunks,
+  scored end to end through :func:`gpueval.api.score` (peak RSS < 4 GiB is part of
+  ``check``).
 
-Data: random balls (radius 4–9 voxels) as GT ids 1..300; the prediction moves most of them
-by a voxel or two, drops some, adds extra blobs and splits a few in two. ``check`` compares
-the chunked result with the same scorer run on one whole-crop chunk (identical numbers).
+Data: random balls (radius 4–9 voxels) as GT ids; the prediction moves most of them by a
+voxel or two, drops some, adds extra blobs and splits a few in two.
 """
 
 from __future__ import annotations
