@@ -210,8 +210,12 @@ class _Opaque:
 
     __slots__ = ("array",)
 
-    def __init__(self, array: da.Array):
+    def __init__(self, array: Any):
         self.array = array
+
+    def __dask_tokenize__(self):  # cheap and deterministic: the arrays' graph names
+        arrays = self.array if isinstance(self.array, tuple) else (self.array,)
+        return ("cellmap-opaque", tuple(a.name for a in arrays))
 
 
 def _skip_map(missing: Any, arr: da.Array) -> np.ndarray:
