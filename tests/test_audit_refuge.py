@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from emulated.audit_device import DEVICE, _emulated_cupy  # noqa: F401  (autouse)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from gpueval.api import score
-
-# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
-# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
-_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
-DEVICE = "gpu" if _MODE == "emulated" else _MODE
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _emulated_cupy():
-    if _MODE != "emulated":
-        yield
-        return
-    from emulated import fake_cupy
-
-    import gpueval.backend
-
-    with pytest.MonkeyPatch.context() as mp:
-        fake_cupy.install(mp)
-        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
-        yield
-
 
 AUDIT = settings(max_examples=25, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -11,7 +11,6 @@ gpueval's ``.npz`` skeleton format (``cli.md``), ``--set roi=none``.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,29 +18,9 @@ import h5py
 import networkx as nx
 import numpy as np
 import pytest
+from emulated.audit_device import DEVICE, _emulated_cupy  # noqa: F401  (autouse)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-# GPUEVAL_AUDIT_DEVICE=gpu runs the same audit on the CuPy paths (where a GPU exists);
-# =emulated runs the CuPy twins' array logic on tests/emulated/fake_cupy.py (no GPU needed)
-_MODE = os.environ.get("GPUEVAL_AUDIT_DEVICE", "cpu")
-DEVICE = "gpu" if _MODE == "emulated" else _MODE
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _emulated_cupy():
-    if _MODE != "emulated":
-        yield
-        return
-    from emulated import fake_cupy
-
-    import gpueval.backend
-
-    with pytest.MonkeyPatch.context() as mp:
-        fake_cupy.install(mp)
-        mp.setattr(gpueval.backend, "gpu_available", lambda: True)
-        yield
-
 
 pytest.importorskip("gpueval.challenges.xpress", reason="xpress scorer not landed yet")
 
