@@ -77,6 +77,8 @@ def write_leaderboard(rows: Sequence[dict[str, Any]], out: str | Path, *,
     parts = [f"<h1>{html.escape(title)}</h1>", _items_table(list(rows), key="name"),
              _histogram([r.get("score") for r in rows], "score distribution")]
     if previous:
+        parts.append(_histogram([r.get("score") for r in previous],
+                                "score distribution, previous metric version"))
         parts.append(_slope_chart(previous, rows))
     return _write(out, title, "\n".join(parts))
 
