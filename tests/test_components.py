@@ -65,24 +65,23 @@ def volumes(draw, ndim):
     return a, _random_chunks(draw, shape)
 
 
-@given(volumes(3), st.sampled_from([6, 18, 26]), st.booleans())
-def test_chunked_equals_cc3d_3d(vol, connectivity, binary):
+def _assert_chunked_equals_cc3d(vol, connectivity, binary):
     a, chunks = vol
     res = label_chunked(da.from_array(a, chunks=chunks), connectivity, binary=binary,
                         scheduler="sync")
     ref, n = _reference(a, connectivity, binary)
     assert res.n == n
     np.testing.assert_array_equal(res.data.compute(scheduler="sync"), ref)
+
+
+@given(volumes(3), st.sampled_from([6, 18, 26]), st.booleans())
+def test_chunked_equals_cc3d_3d(vol, connectivity, binary):
+    _assert_chunked_equals_cc3d(vol, connectivity, binary)
 
 
 @given(volumes(2), st.sampled_from([4, 8]), st.booleans())
 def test_chunked_equals_cc3d_2d(vol, connectivity, binary):
-    a, chunks = vol
-    res = label_chunked(da.from_array(a, chunks=chunks), connectivity, binary=binary,
-                        scheduler="sync")
-    ref, n = _reference(a, connectivity, binary)
-    assert res.n == n
-    np.testing.assert_array_equal(res.data.compute(scheduler="sync"), ref)
+    _assert_chunked_equals_cc3d(vol, connectivity, binary)
 
 
 @pytest.mark.parametrize("connectivity", [6, 18, 26])
