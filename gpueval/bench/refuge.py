@@ -2,8 +2,9 @@
 
 The truth and submission folders are synthetic: ellipse discs and cups with random centres and
 radii (GT) and perturbed copies (prediction). To keep the shared disk small, ``n_distinct``
-different mask pairs are written and the 400 file names are hard links to them; the scorer
-still opens and decodes all 800 files (the page cache serves them, as it would in a rescore).
+different mask pairs are written; the other truth names are hard links to them and the other
+submission masks are byte copies (the scorer refuses hard links in an untrusted submission). The
+scorer still opens and decodes all 800 files (the page cache serves them, as in a rescore).
 Classification (400 scores) and fovea (400 points) files are included, so the timing covers a
 whole ``gpueval score refuge`` call.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -63,7 +65,7 @@ def build_dataset(root: Path, n_images: int, *, size: int = SIZE, n_distinct: in
             Image.fromarray(pred).save(pred_path)
         else:
             os.link(truth / "Disc_Cup_Masks" / f"{names[i % n_distinct]}.bmp", gt_path)
-            os.link(sub / "segmentation" / f"{names[i % n_distinct]}.bmp", pred_path)
+            shutil.copyfile(sub / "segmentation" / f"{names[i % n_distinct]}.bmp", pred_path)
     labels = np.zeros(n_images, int)
     labels[: max(1, n_images // 10)] = 1
     scores = rng.normal(size=n_images) + labels
@@ -121,6 +123,9 @@ def bench_refuge(device: str, scale: float) -> dict:
         seconds = time.perf_counter() - t0
         names = sorted(p.name for p in (sub / "segmentation").iterdir())
         ref, ref_seconds = _reference_means(truth, sub, names)
+    if res.status != "ok":  # report the scorer's own reason instead of a KeyError below
+        return {"seconds": seconds, "images": n, "check": False, "status": res.status,
+                "error": res.error, "notes": res.extra.get("notes")}
     got = [res.metrics[k] for k in ("mean_disc_dice", "mean_cup_dice", "vcdr_mae")]
     return {"voxels": int(res.runtime["voxels"]), "seconds": seconds,
             "images": n, "metrics": res.metrics,
@@ -129,4 +134,4 @@ def bench_refuge(device: str, scale: float) -> dict:
             "check": bool(np.allclose(got, ref, rtol=0, atol=1e-12)),
             "notes": "seconds = whole score() call incl. BMP decoding of 2n masks, CSVs, "
                      f"{res.extra['config']['limits']['workers']} worker threads; "
-                     "masks are hard links to 8 distinct pairs (page cache)"}
+                     "masks repeat 8 distinct pairs (truth: hard links; submission: copies)"}

@@ -7,7 +7,7 @@ is a sum, min or max, so a volume reduces chunk by chunk with :meth:`RegionStats
 CPU path: ``fastremap.renumber`` (dense ids per chunk) and one compiled pass over the chunk
 (Numba). ``cc3d.statistics`` sizes its tables by the largest id, which fails on sparse 64-bit
 ids, and returns bounding boxes as Python slice objects; a single pass of our own returns the
-first voxel too. GPU twin: ``cupy.unique`` + ``bincount`` + ``cupyx.scatter_min/max``.
+first voxel too. GPU twin: ``cupy.unique`` + ``bincount`` + ``cupy.minimum.at``/``cupy.maximum.at``.
 """
 
 from __future__ import annotations
@@ -203,7 +203,6 @@ def _stats_kernel(dense, m):  # pragma: no cover - compiled
 
 def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
     import cupy
-    import cupyx
 
     dtype = block.dtype
     flat = block.reshape(-1)
@@ -215,7 +214,7 @@ def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
     counts = cupy.bincount(inv, minlength=m)
     index = cupy.arange(flat.size, dtype=cupy.int64)
     first = cupy.full(m, flat.size, cupy.int64)
-    cupyx.scatter_min(first, inv, index)
+    cupy.minimum.at(first, inv, index)
     lo = cupy.full((m, block.ndim), np.iinfo(np.int64).max, cupy.int64)
     hi = cupy.full((m, block.ndim), -1, cupy.int64)
     stride = 1
@@ -224,8 +223,8 @@ def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
         stride *= block.shape[ax]
         col_lo = lo[:, ax].copy()
         col_hi = hi[:, ax].copy()
-        cupyx.scatter_min(col_lo, inv, coord)
-        cupyx.scatter_max(col_hi, inv, coord)
+        cupy.minimum.at(col_lo, inv, coord)
+        cupy.maximum.at(col_hi, inv, coord)
         lo[:, ax] = col_lo
         hi[:, ax] = col_hi
     ids, counts, lo, hi, first = (x.get() for x in (ids, counts, lo, hi, first))

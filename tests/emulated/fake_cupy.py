@@ -45,6 +45,8 @@ def _lift(fn):
         return _wrap(fn(*args, **kwargs))
 
     wrapped.__name__ = getattr(fn, "__name__", "f")
+    if isinstance(fn, np.ufunc):  # cupy.minimum.at(...) etc. (in place, returns None)
+        wrapped.at = fn.at
     return wrapped
 
 
