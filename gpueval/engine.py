@@ -28,6 +28,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from gpueval.backend import to_device
+from gpueval.limits import current_limits
 
 T = TypeVar("T")
 
@@ -146,7 +147,8 @@ def compute(*objs: Any, scheduler: Any = None, progress: bool = False) -> tuple:
 @contextlib.contextmanager
 def _scheduler(scheduler: Any) -> Iterator[tuple[dict, Any]]:
     if scheduler is None or scheduler in ("threads", "threading"):
-        yield {"scheduler": "threads"}, None
+        threads = current_limits().threads  # 0: dask's default, one per core
+        yield {"scheduler": "threads", **({"num_workers": threads} if threads else {})}, None
     elif scheduler in ("sync", "synchronous", "single-threaded"):
         yield {"scheduler": "sync"}, None
     elif isinstance(scheduler, str):

@@ -31,6 +31,9 @@ key                         default             meaning
 ``allow_nested_archives``   ``false``           accept ``.zip``/``.tar``/… members in a zip
 ``allowed_dtypes``          bool, (u)int8–64,   element types a submission may use
                             float16/32/64
+``threads``                 ``0`` (one per      threads of the in-process scheduler; peak
+                            core)               memory is a few chunks per thread, so cap it
+                                                on many-core hosts with little memory
 ==========================  ==================  =============================================
 
 Example (``configs/<challenge>.yaml``)::
@@ -80,6 +83,7 @@ class Limits:
     max_compression_ratio: float = 1000.0
     allow_nested_archives: bool = False
     allowed_dtypes: tuple[str, ...] = DEFAULT_DTYPES
+    threads: int = 0
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:
@@ -331,7 +335,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             if not f.is_integer():
                 raise ValueError("expected an integer")
             out = int(f)
-        if out <= 0:
+        if out < 0 or (out == 0 and key != "threads"):  # threads: 0 = one per core
             raise ValueError("must be positive")
         return out
     except (TypeError, ValueError) as e:

@@ -43,3 +43,40 @@ def test_local_cluster_gives_in_process_counts():
     for x, y in zip((here.ids_a, here.ids_b, here.counts), (there.ids_a, there.ids_b,
                                                                there.counts), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_limits_threads_caps_the_in_process_scheduler():
+    """``limits.threads`` bounds the tasks in flight (peak memory ≈ chunks per thread)."""
+    import threading
+    import time
+
+    import dask
+
+    from gpueval.engine import compute
+    from gpueval.limits import Limits, use_limits
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def task(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return i
+
+    tasks = [dask.delayed(task)(i) for i in range(24)]
+    with use_limits(Limits(threads=2)):
+        assert sum(compute(*tasks)) == sum(range(24))
+    assert 1 <= peak[0] <= 2
+
+
+def test_limits_threads_zero_is_allowed_and_negative_is_not():
+    from gpueval.errors import TruthError
+    from gpueval.limits import Limits
+
+    assert Limits.from_config({"limits": {"threads": 0}}).threads == 0
+    assert Limits.from_config({"limits": {"threads": 3}}).threads == 3
+    with pytest.raises(TruthError, match="threads"):
+        Limits.from_config({"limits": {"threads": -1}})
