@@ -48,8 +48,8 @@ components and boundary pairs, a union-find node, per-chunk overlaps + boxes, a 
 node and a fixed number of Hausdorff nodes that read only the chunks their instances' boxes
 touch), computed together by :func:`gpueval.engine.compute`, so ``--scheduler ADDRESS`` runs
 it all on a cluster. Peak memory is a few chunks (``chunk`` in the config) per thread plus the
-boxes of the largest instance pair, except resampled predictions (one-shot, see
-:mod:`gpueval.io.align`) and the 2025 variant (whole arrays).
+boxes of the largest instance pair; a prediction at another voxel size is resampled block by
+block too (:func:`gpueval.io.align.rescale`). Only the 2025 variant reads whole arrays.
 
 Never-written zarr chunks (exact fast path): when the truth, the mask and an identity-aligned
 prediction are zarr v2 arrays, the processing chunks that none of them stores (no chunk file:
