@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gpueval.backend import resolve_device
+from gpueval.backend import limit_gpu_memory, resolve_device
 from gpueval.challenges import get_challenge
 from gpueval.config import load_config
 from gpueval.errors import Rejected
@@ -39,9 +39,12 @@ def score(
     # a challenge may map its own selector keys (CellMap's ``version``) onto variants; resolve
     # first so the result records the configuration that actually ran
     cfg = getattr(module, "resolve_config", dict)(cfg)
+    limits = Limits.from_config(cfg)
+    if dev == "gpu":
+        limit_gpu_memory(limits.gpu_memory_bytes)
     t0 = time.perf_counter()
     try:
-        with use_limits(Limits.from_config(cfg)):  # the config's `limits:` reach every reader
+        with use_limits(limits):  # the config's `limits:` reach every reader
             result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
                                   progress=progress)
     except Rejected as e:

@@ -69,3 +69,24 @@ def to_host(x: Any) -> Any:
     if is_cupy(x):
         return x.get()
     return x
+
+
+def limit_gpu_memory(nbytes: int) -> None:
+    """Cap CuPy's default memory pool at ``nbytes`` (0: no cap) for this process.
+
+    Called once per scoring call with ``--device gpu`` (``limits.gpu_memory_bytes``), so one
+    scorer never takes more of a shared card than configured.
+    """
+    import cupy
+
+    cupy.get_default_memory_pool().set_limit(size=int(nbytes))
+
+
+def gpu_pool_bytes() -> int | None:
+    """Bytes CuPy's default pool holds now (≈ the peak: the pool keeps freed blocks)."""
+    try:
+        import cupy
+
+        return int(cupy.get_default_memory_pool().total_bytes())
+    except Exception:
+        return None

@@ -34,6 +34,9 @@ key                         default             meaning
 ``threads``                 ``0`` (one per      threads of the in-process scheduler; peak
                             core)               memory is a few chunks per thread, so cap it
                                                 on many-core hosts with little memory
+``gpu_memory_bytes``        ``0`` (no cap)      CuPy memory-pool cap with ``--device gpu``: a
+                                                kernel asking for more raises
+                                                ``OutOfMemoryError`` instead of taking the card
 ==========================  ==================  =============================================
 
 Example (``configs/<challenge>.yaml``)::
@@ -84,6 +87,7 @@ class Limits:
     allow_nested_archives: bool = False
     allowed_dtypes: tuple[str, ...] = DEFAULT_DTYPES
     threads: int = 0
+    gpu_memory_bytes: int = 0
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:
@@ -319,6 +323,9 @@ def _dims(values: Iterable[Any], where: str, what: str) -> list[int]:
     return dims
 
 
+_ZERO_MEANS_DEFAULT = ("threads", "gpu_memory_bytes")  # 0: one thread per core / no cap
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     try:
         if isinstance(default, bool):
@@ -335,7 +342,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             if not f.is_integer():
                 raise ValueError("expected an integer")
             out = int(f)
-        if out < 0 or (out == 0 and key != "threads"):  # threads: 0 = one per core
+        if out < 0 or (out == 0 and key not in _ZERO_MEANS_DEFAULT):
             raise ValueError("must be positive")
         return out
     except (TypeError, ValueError) as e:

@@ -78,5 +78,7 @@ def test_limits_threads_zero_is_allowed_and_negative_is_not():
 
     assert Limits.from_config({"limits": {"threads": 0}}).threads == 0
     assert Limits.from_config({"limits": {"threads": 3}}).threads == 3
+    assert Limits.from_config({"limits": {"gpu_memory_bytes": 0}}).gpu_memory_bytes == 0
+    assert Limits.from_config({"limits": {"gpu_memory_bytes": "8e9"}}).gpu_memory_bytes == 8e9
     with pytest.raises(TruthError, match="threads"):
         Limits.from_config({"limits": {"threads": -1}})

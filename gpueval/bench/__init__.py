@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from gpueval.backend import gpu_pool_bytes
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -94,6 +96,8 @@ def run_here(name: str, device: str, scale: float) -> dict[str, Any]:
     rec["device"] = device
     rec["scale"] = scale
     rec["peak_rss_bytes"] = peak_rss_bytes()
+    if device == "gpu":  # CuPy's pool keeps freed blocks: what it holds now ≈ its peak
+        rec["gpu_pool_bytes"] = gpu_pool_bytes()
     if rec.get("voxels") and rec["seconds"] > 0:
         rec["voxels_per_s"] = rec["voxels"] / rec["seconds"]
     if rec.get("reference_seconds"):

@@ -15,6 +15,7 @@ arrays) and which has ``.get()``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -62,6 +63,22 @@ class _Module(types.ModuleType):
         return _lift(value) if callable(value) and not isinstance(value, type) else value
 
 
+class _MemoryPool:
+    """Records the cap (no allocation is tracked: host memory backs every array)."""
+
+    def __init__(self):
+        self.limit = 0
+
+    def set_limit(self, size=None, fraction=None):
+        self.limit = int(size or 0)
+
+    def get_limit(self):
+        return self.limit
+
+    def total_bytes(self):
+        return 0
+
+
 def asarray(x, dtype=None):
     return _wrap(np.asarray(x, dtype=dtype))
 
@@ -94,6 +111,7 @@ def build() -> dict[str, types.ModuleType]:
                  "float32", "float64", "bool_", "intp", "inf", "nan", "newaxis", "dtype",
                  "iinfo", "finfo"):
         setattr(cupy, name, getattr(np, name))
+    cupy.get_default_memory_pool = functools.cache(lambda: _MemoryPool())
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = lambda a, idx, v: np.add.at(a, idx, v)
     cupyx.scatter_min = lambda a, idx, v: np.minimum.at(a, idx, v)
