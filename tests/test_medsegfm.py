@@ -346,3 +346,19 @@ def test_wrong_layout_for_the_track_is_rejected(tmp_path):
     truth, sub = _folders(tmp_path, ["perfect"])
     with pytest.raises(Rejected, match="step_"):
         M.score(truth, sub, _cfg("track=interactive"))
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(2, 9), st.sampled_from([False, True]))
+def test_binary_instance_split_is_chunk_independent(seed, chunk, wrap):
+    """A two-valued text prediction is split into cc3d components chunk by chunk: any
+    chunking gives the whole-volume result (ids included)."""
+    import cc3d
+
+    rng = np.random.default_rng(seed)
+    segs = np.where(rng.random((7, 9, 8)) < 0.35, 3, 0).astype(np.int64)
+    settings = M._settings(_cfg("track=text", f"chunk={chunk}"))
+    ctx = M._Context(settings, "cpu", None, False)
+    got = np.asarray(M._binary_to_instances(ctx, segs, 3, 6, wrap=wrap).compute())
+    cc = cc3d.connected_components(segs, connectivity=6).astype(np.int64)
+    want = np.where(cc > 0, cc + 3, segs)
+    np.testing.assert_array_equal(got, want.astype(np.uint8) if wrap else want)

@@ -23,8 +23,8 @@ the restricted unpickler); submission folder of ``<case>.npz`` with ``segs``, in
 read with ``allow_pickle=False``. For volumes too large for npz, ``<case>.zarr`` (truth: a
 group with array ``gts`` whose attributes hold ``spacing``, text track ``text_prompts``;
 submission: a group with array ``segs`` or a bare array, optional attribute ``running_time``)
-is read lazily chunk by chunk (:func:`gpueval.io.arrays.open_volume`); only the instance branch
-of the text track (connected components) loads a prediction whole.
+is read lazily chunk by chunk (:func:`gpueval.io.arrays.open_volume`), the connected components
+of a binary text-track prediction included (:func:`gpueval.kernels.components.label_chunked`).
 
 Choices where the spec is silent or says "unknown" (documented for the organisers):
 
@@ -714,8 +714,10 @@ def instance_scores(ctx: _Context, gts: np.ndarray, segs: np.ndarray) -> dict[st
     """TP/FP/FN, F1 and DSC_TP of one instance case (spec §6, steps 1–6)."""
     s = ctx.settings
     table = pair_table(ctx, gts, segs)
-    if len(table.sizes_b()[0]) == 2:  # exactly two distinct predicted values: binary
-        segs = _binary_to_instances(segs, s["connectivity"], wrap=s["uint8_cast"])
+    pred_values = table.sizes_b()[0]
+    if len(pred_values) == 2:  # exactly two distinct predicted values: binary
+        segs = _binary_to_instances(ctx, segs, int(pred_values.max()), s["connectivity"],
+                                    wrap=s["uint8_cast"])
         table = pair_table(ctx, gts, segs)
     gt_ids, gt_sizes = table.sizes_a()
     pr_ids, pr_sizes = table.sizes_b()
@@ -752,16 +754,19 @@ def instance_scores(ctx: _Context, gts: np.ndarray, segs: np.ndarray) -> dict[st
             "precision": precision, "recall": recall, "f1": f1, "dsc_tp": dsc_tp}
 
 
-def _binary_to_instances(segs: np.ndarray, connectivity: int, *, wrap: bool) -> np.ndarray:
+def _binary_to_instances(ctx: _Context, segs, seg_max: int, connectivity: int, *,
+                         wrap: bool) -> da.Array:
     """Split the non-zero voxels of a two-valued prediction into connected components, ids
-    offset by the prediction's maximum (uint8 wrap-around when ``wrap``, as officially)."""
-    import cc3d
+    offset by the prediction's maximum (uint8 wrap-around when ``wrap``, as officially).
 
-    segs = np.asarray(segs)  # connected components need the whole prediction
-    cc = cc3d.connected_components(segs, connectivity=connectivity).astype(np.int64)
-    out = segs.astype(np.int64)
-    fg = cc > 0
-    out[fg] = cc[fg] + int(segs.max())
+    Chunk by chunk: :func:`gpueval.kernels.components.label_chunked` gives cc3d's labels
+    (same ids, same order) without holding the prediction whole.
+    """
+    from gpueval.kernels.components import label_chunked
+
+    x = _lazy(segs, ctx.settings["chunk"])
+    cc = label_chunked(x, connectivity, device=ctx.device, scheduler=ctx.scheduler).data
+    out = da.where(cc > 0, cc.astype(np.int64) + seg_max, x.astype(np.int64))
     return out.astype(np.uint8) if wrap else out
 
 
