@@ -32,8 +32,9 @@ Documented choices
 * **test ROI check** is applied to the array as stored (before ``downsampling``).
 * **Rand/VOI with nothing counted** (one component): Rand and NVI are NaN (0/0) and VOI is 0,
   as funlib's C++ sums give.
-* ``merge_count`` is a simplified diagnostic (see :func:`gpueval.metrics.run_length.merge_count`);
-  ``split_count`` is exact.
+* ``merge_count`` is the count xpress.md §4 describes, one per pair of skeletons sharing a
+  segment; the official's buggy join of ≥ 3 pieces of one skeleton is not reproduced (see
+  :func:`gpueval.metrics.run_length.merge_count`). ``split_count`` is exact.
 """
 
 from __future__ import annotations
