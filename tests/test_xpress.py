@@ -330,3 +330,33 @@ def test_merge_count_is_one_per_pair_of_skeletons():
     # permuting segment and skeleton ids changes nothing
     perm = np.array([2, 0, 1, 4, 3])
     assert merge_count(perm[skel], (seg * 7 + 1).astype(np.uint64)) == 3
+
+
+def test_grid_attributes_read_as_daisy_reads_them(tmp_path):
+    """xpress.md §1.1: resolution, else pixelResolution.dimensions, else transform.scale."""
+    import zarr
+
+    skel, sub, ov = _write_case(tmp_path, "mixed", fmt="zarr")
+    a = zarr.open_group(str(sub), mode="a")["submission"]
+    vs, off = a.attrs["resolution"], a.attrs["offset"]
+    for grid in ({"pixelResolution": {"dimensions": vs, "unit": "nm"}, "offset": off},
+                 {"transform": {"scale": vs, "translate": off}},
+                 {"resolution": [v + 0.9 for v in vs], "offset": [o + 0.5 for o in off]}):
+        a.attrs.clear()
+        a.attrs.update(grid)
+        r = score("xpress", skel, sub, overrides=ov, device="cpu")
+        assert r.status == "ok", (grid, r.error)
+        assert _compare(r.metrics, CASES["mixed"], "mixed") == [], grid
+
+
+def test_grid_attributes_the_official_ignores(tmp_path):
+    """Only 'voxel_size': the official reads voxel size 1, so every node leaves the array."""
+    skel, sub, ov = _write_case(tmp_path, "mixed")
+    with h5py.File(sub, "a") as f:
+        d = f["submission"]
+        d.attrs["voxel_size"] = d.attrs.pop("resolution")
+    r = score("xpress", skel, sub, overrides=ov, device="cpu")
+    assert r.status == "ok", r.error
+    assert r.extra["roi"]["voxel_size"] == [1, 1, 1]
+    assert r.metrics["n_nodes_in_roi"] < CASES["mixed"]["n_nodes"]
+    assert any("voxel_size" in n for n in r.extra["notes"])

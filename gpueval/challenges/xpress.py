@@ -165,8 +165,7 @@ def open_submission(path, settings: dict[str, Any]) -> Submission:
     if dt != np.uint64 and settings["compat"] == "official":
         notes.append(f"dtype {dt}: the official scorer accepts only uint64 (its rand_voi "
                      "raises a buffer dtype error); scored here as uint64 ids")
-    vs = tuple(int(v) for v in vol.voxel_size)   # official Coordinate: int() per entry
-    off = tuple(int(v) for v in vol.offset)
+    vs, off = _daisy_grid(vol.attrs, where, notes)   # official Coordinate: int() per entry
     if any(v <= 0 for v in vs):
         raise Rejected(f"{where}: voxel size {vol.voxel_size} nm truncates to {vs}; expected "
                        "positive whole nm ('resolution' attribute, z,y,x)")
@@ -185,6 +184,45 @@ def open_submission(path, settings: dict[str, Any]) -> Submission:
     return Submission(str(p), data, dt, shape, begin_out, vs_out,
                       tuple(int(s) for s in data.shape), int(np.prod(size, dtype=np.int64)),
                       d, notes)
+
+
+def _daisy_grid(attrs: dict[str, Any], where: str, notes: list[str]
+                ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Voxel size and offset (nm, z,y,x) read as the official daisy reader reads them.
+
+    Voxel size: ``resolution``, else ``pixelResolution.dimensions``, else ``transform.scale``,
+    else 1; offset: ``offset``, else ``transform.translate`` (our choice: the spec names no
+    fallback), else 0; every entry truncated with ``int()`` (xpress.md §1.1). Other grid
+    attributes (``voxel_size``, ``scale``, ``translation``) are ignored as the official ignores
+    them, with a note.
+    """
+    def pick(*paths):
+        for path in paths:
+            v: Any = attrs
+            for key in path:
+                v = v.get(key) if isinstance(v, dict) else None
+            if v is not None:
+                return v
+        return None
+
+    def vector(v, default: int, what: str) -> tuple[int, ...]:
+        if v is None:
+            return (default,) * 3
+        try:
+            vals = tuple(int(float(x)) for x in (v if isinstance(v, list | tuple) else [v] * 3))
+        except (TypeError, ValueError, OverflowError) as e:
+            raise Rejected(f"{where}: {what} attribute {v!r} is not a list of numbers") from e
+        if len(vals) != 3:
+            raise Rejected(f"{where}: {what} attribute {list(v)} needs 3 entries (z,y,x nm)")
+        return vals
+
+    voxel = pick(("resolution",), ("pixelResolution", "dimensions"), ("transform", "scale"))
+    offset = pick(("offset",), ("transform", "translate"))
+    ignored = [k for k in ("voxel_size", "scale", "translation") if k in attrs]
+    if ignored and (voxel is None or offset is None):
+        notes.append(f"attribute(s) {', '.join(ignored)} ignored as the official reader "
+                     "ignores them; it reads 'resolution' and 'offset' (z,y,x nm)")
+    return vector(voxel, 1, "resolution"), vector(offset, 0, "offset")
 
 
 def _roi(settings, where, vs, off, shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
