@@ -250,3 +250,35 @@ def test_distributed_scheduler_gives_the_same_labels():
     ref, n = _reference(a, 26)
     assert res.n == n
     np.testing.assert_array_equal(res.data.compute(), ref)
+
+
+def test_label_graph_skips_chunks_known_to_be_empty():
+    """label_graph(skip=...) never reads the skipped chunks and labels the rest as cc3d does."""
+    import dask
+
+    from gpueval.kernels.components import label_graph, relabel_block
+
+    rng = np.random.default_rng(3)
+    vol = (rng.random((12, 12, 12)) < 0.4).astype(np.uint8) * rng.integers(1, 3, (12, 12, 12),
+                                                                           dtype=np.uint8)
+    vol[:6, :6, :6] = 0  # one whole chunk of background
+    arr = da.from_array(vol, chunks=6)
+    skip = np.zeros(arr.numblocks, bool)
+    skip[0, 0, 0] = True
+    read = []
+
+    def watch(block, block_info=None):
+        read.append(tuple(block_info[0]["chunk-location"]))
+        return block
+
+    poisoned = arr.map_blocks(watch, dtype=arr.dtype)
+    luts, n, _ = dask.compute(label_graph(poisoned, 26, skip=skip), scheduler="sync")[0]
+    want, want_n = cc3d.connected_components(vol, connectivity=26, return_N=True)
+    assert n == want_n
+    assert (0, 0, 0) not in read
+    got = np.zeros_like(want)
+    for i, idx in enumerate(np.ndindex(*arr.numblocks)):
+        sl = tuple(slice(6 * a, 6 * a + 6) for a in idx)
+        if not skip[idx]:
+            got[sl] = relabel_block(vol[sl], luts, i)
+    np.testing.assert_array_equal(got, want)

@@ -44,6 +44,7 @@ import dask
 import dask.array as da
 import numba
 import numpy as np
+from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from gpueval.backend import is_cupy, to_device, to_host
@@ -175,44 +176,85 @@ def label_chunked(
     """
     from gpueval import engine
 
-    order = max_neighbour_order(arr.ndim, connectivity)
     arr = _drop_empty_chunks(arr)
-    grid = tuple(len(c) for c in arr.chunks)
+    luts, n, first_index = engine.compute(
+        label_graph(arr, connectivity, binary, device=device),
+        scheduler=scheduler, progress=progress)[0]
+    data = _relabelled_array(arr, luts, connectivity, binary, device, luts[0].dtype)
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in arr.chunks]
+    chunk_of = {tuple(int(starts[ax][j]) for ax, j in enumerate(idx)): i
+                for i, idx in enumerate(np.ndindex(*arr.numblocks))}
+    return ChunkedLabels(n=n, data=data, luts=luts, first_index=first_index,
+                         connectivity=connectivity, binary=binary, _chunk_of=chunk_of)
+
+
+def label_graph(arr: da.Array, connectivity: int = 26, binary: bool = False, *,
+                device: str = "cpu", skip: np.ndarray | None = None) -> Delayed:
+    """The chunked labelling of :func:`label_chunked` as one lazy value, for larger graphs.
+
+    Parameters
+    ----------
+    arr : 2-D or 3-D dask array without zero-size chunks.
+    connectivity, binary, device : as in :func:`label_chunked`.
+    skip : optional bool array shaped like the chunk grid; ``True`` marks chunks the caller
+        knows hold only 0 (they are neither read nor labelled).
+
+    Returns
+    -------
+    Delayed
+        ``(luts, n, first_index)``: per chunk (C order of the grid) the lookup table local id →
+        global id (a zero-length table for skipped chunks is never needed: use
+        :func:`relabel_block` only on chunks that were labelled), the number of components and
+        each component's first voxel, as in :class:`ChunkedLabels`. Boundary planes stay in
+        the graph: a task per chunk pairs them with its forward neighbours' planes, so only
+        de-duplicated label pairs and first voxels reach the merge.
+    """
+    order = max_neighbour_order(arr.ndim, connectivity)
+    grid = arr.numblocks
+    flat_skip = np.zeros(int(np.prod(grid)), bool) if skip is None else \
+        np.asarray(skip, bool).ravel()
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in arr.chunks]
+    shape = tuple(int(v) for v in arr.shape)
     blocks = arr.to_delayed().ravel()
     label = dask.delayed(_label_task, pure=True)
-    pair = dask.delayed(_edges_task, pure=True)
-    first = dask.delayed(_first_of, pure=True)
-    cells = list(itertools.product(*(range(g) for g in grid)))
-    strides = [int(np.prod(grid[a + 1:])) for a in range(len(grid))]
-    infos = []
+    cells = list(np.ndindex(*grid))
+    infos = {}
     for i, idx in enumerate(cells):
-        origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
-        infos.append(label(blocks[i], i, origin, arr.shape, connectivity, binary, device))
-    # boundary planes stay in the graph: a task per chunk pairs them with its forward
-    # neighbours' planes, so only de-duplicated label pairs and first voxels reach the host
+        if not flat_skip[i]:
+            origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
+            infos[i] = label(blocks[i], i, origin, shape, connectivity, binary, device)
+    pair = dask.delayed(_edges_task, pure=True)
     edge_tasks = []
     for i, idx in enumerate(cells):
+        if i not in infos:
+            continue
         nbs = []
         for delta in _forward_offsets(len(grid), order):
             nb = tuple(a + d for a, d in zip(idx, delta, strict=True))
             if all(0 <= a < g for a, g in zip(nb, grid, strict=True)):
-                nbs.append((delta, int(np.dot(nb, strides))))
+                j = int(np.ravel_multi_index(nb, grid))
+                if j in infos:
+                    nbs.append((delta, j))
         if nbs:
             edge_tasks.append(pair(infos[i], [infos[j] for _, j in nbs], nbs, order))
-    firsts = [first(info) for info in infos]
-    results = engine.compute(firsts, edge_tasks, scheduler=scheduler, progress=progress)
-    firsts, edge_lists = results
+    first = dask.delayed(_first_of, pure=True)
+    none = np.zeros(0, np.int64)
+    firsts = [first(infos[i]) if i in infos else none for i in range(len(cells))]
+    return dask.delayed(_merge_tables, pure=True)(firsts, edge_tasks)
 
+
+def relabel_block(block: Any, luts: Sequence[np.ndarray], index: int, connectivity: int = 26,
+                  binary: bool = False) -> Any:
+    """Relabel chunk ``index`` of a :func:`label_graph` grid, already in memory (NumPy or CuPy,
+    result on the same device), with its global ids."""
+    return _relabel_chunk(block, luts[index], connectivity, binary)
+
+
+def _merge_tables(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray]:
     luts, first_index = _merge(firsts, [e for el in edge_lists for e in el])
     n = len(first_index)
-    out_dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
-    luts = [lut.astype(out_dtype) for lut in luts]
-    data = _relabelled_array(arr, luts, connectivity, binary, device, out_dtype)
-    chunk_of = {tuple(int(starts[ax][j]) for ax, j in enumerate(idx)): i
-                for i, idx in enumerate(itertools.product(*(range(g) for g in grid)))}
-    return ChunkedLabels(n=n, data=data, luts=luts, first_index=first_index,
-                         connectivity=connectivity, binary=binary, _chunk_of=chunk_of)
+    dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
+    return [lut.astype(dtype) for lut in luts], n, first_index
 
 
 # --------------------------------------------------------------------------------------------
