@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--compare", metavar="VERSION", help="show rank changes against VERSION")
     lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard")
     lb.add_argument("--export", metavar="CSV_OR_PARQUET")
+    lb.add_argument("--config", metavar="YAML", help="config whose 'ranking' section to use "
+                    "(REFUGE weights); default configs/<challenge>.yaml")
+    lb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set ranking.final_weights=[0.5,0.5]")
 
     rep = sub.add_parser("report", help="HTML report of a result JSON")
     rep.add_argument("result", metavar="RESULT.json")

@@ -808,8 +808,12 @@ class Board:
 
 
 def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = None,
-                compare: str | None = None, *, auto_compare: bool = True) -> Board:
+                compare: str | None = None, *, auto_compare: bool = True,
+                ranking: dict[str, Any] | None = None) -> Board:
     """Rank the latest results of ``metric_version`` (default: the newest in the database).
+
+    ``ranking`` is the config's ``ranking`` section (REFUGE: ``segmentation_weights``,
+    ``final_weights``); default: the shipped config's.
 
     ``compare`` (default with ``auto_compare``: the version recorded before it, if any) adds
     ``previous_rank``, ``rank_change`` (positive = moved up) and ``previous_score`` per
@@ -830,10 +834,14 @@ def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = N
         raise UsageError(f"--compare {compare}: no {challenge} results for it; recorded: "
                          f"{', '.join(versions)}")
     notes: list[str] = []
-    rows = _ranked_rows(store, challenge, metric_version, notes)
+    if ranking is None:
+        from gpueval.config import load_config
+
+        ranking = load_config(challenge).get("ranking") or {}
+    rows = _ranked_rows(store, challenge, metric_version, notes, ranking)
     board = Board(challenge, metric_version, rows, compare, notes=notes)
     if compare is not None:
-        prev = _ranked_rows(store, challenge, compare, notes)
+        prev = _ranked_rows(store, challenge, compare, notes, ranking)
         by_hash = {r["submission_hash"]: r for r in prev}
         for r in rows:
             p = by_hash.get(r["submission_hash"])
@@ -849,7 +857,7 @@ def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = N
 
 
 def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
-                 notes: list[str]) -> list[dict[str, Any]]:
+                 notes: list[str], ranking: dict[str, Any]) -> list[dict[str, Any]]:
     recs = store.latest(challenge, metric_version)
     truths = {r.truth_hash for r in recs}
     if len(truths) > 1:  # several truths scored under one version: the most recent wins
@@ -859,7 +867,7 @@ def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
         recs = [r for r in recs if r.truth_hash == latest_truth]
     recs.sort(key=lambda r: r.submission_name)
     rows = [_row(r) for r in recs]
-    if challenge == "refuge" and _rank_refuge(rows):
+    if challenge == "refuge" and _rank_refuge(rows, ranking):
         pass
     else:
         _rank_by_score(rows)
@@ -888,13 +896,15 @@ def _rank_by_score(rows: list[dict[str, Any]]) -> None:
         r["rank"] = None if s is None else 1 + sum(1 for t in scores if t is not None and t > s)
 
 
-def _rank_refuge(rows: list[dict[str, Any]]) -> bool:
+def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> bool:
     try:
         from gpueval.metrics.ranking import refuge_leaderboard
     except ImportError:
         return False
     ok = [r for r in rows if r["status"] == "ok"]
-    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok})
+    weights = {k: [float(w) for w in ranking[k]]
+               for k in ("segmentation_weights", "final_weights") if ranking.get(k)}
+    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok}, **weights)
     final = boards["final"]["teams_in_order"]
     seg = boards["segmentation"]["teams_in_order"]
     cls = boards["classification"]["teams_in_order"]
@@ -1011,7 +1021,11 @@ def run_cli(args: Any) -> int:
             for dup, first in summary.duplicates.items():
                 print(f"note: {dup} has the same content as {first} (scored once)")
         if args.export or args.report:
-            board = leaderboard(store, args.challenge, summary.metric_version)
+            from gpueval.config import load_config
+
+            cfg = load_config(args.challenge, args.config, args.overrides)
+            board = leaderboard(store, args.challenge, summary.metric_version,
+                                ranking=cfg.get("ranking") or {})
             if args.export:
                 export_board(board, args.export)
             if args.report:
@@ -1027,7 +1041,12 @@ def leaderboard_cli(args: Any) -> int:
         if not sqlite_path(args.db).exists():
             raise UsageError(f"--db {args.db}: no such database file")
     with connect(args.db) as store:
-        board = leaderboard(store, args.challenge, args.metric_version, args.compare)
+        from gpueval.config import load_config
+
+        cfg = load_config(args.challenge, getattr(args, "config", None),
+                          getattr(args, "overrides", ()))
+        board = leaderboard(store, args.challenge, args.metric_version, args.compare,
+                            ranking=cfg.get("ranking") or {})
         print(format_board(board))
         if args.export:
             export_board(board, args.export)

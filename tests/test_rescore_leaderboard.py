@@ -116,3 +116,28 @@ def test_refuge_uses_the_official_final_ranking(tmp_path):
     assert {r["name"]: r["segmentation_rank"] for r in board.rows if r["name"] in seg} == {
         t: i + 1 for i, t in enumerate(seg)}
     assert board.rows[-1]["name"] == "t5" and board.rows[-1]["rank"] is None
+
+
+def test_refuge_ranking_weights_come_from_the_config(tmp_path):
+    """configs/refuge.yaml ranking.* (or --set) reach the final board, not built-in weights."""
+    ranking = pytest.importorskip("gpueval.metrics.ranking")
+    teams = {  # t1 leads classification, t2 segmentation: the final weights decide
+        "t1": {"mean_cup_dice": 0.70, "mean_disc_dice": 0.90, "vcdr_mae": 0.08, "auc": 0.99},
+        "t2": {"mean_cup_dice": 0.85, "mean_disc_dice": 0.95, "vcdr_mae": 0.04, "auc": 0.80},
+    }
+    url = f"sqlite:///{tmp_path}/r.sqlite"
+    with connect(url) as d:
+        for name, m in teams.items():
+            d.insert(_rec(name, "refuge-2018", None, challenge="refuge", metrics=m))
+        default = leaderboard(d, "refuge")
+        cls_heavy = leaderboard(d, "refuge", ranking={"final_weights": [0.1, 0.9]})
+    first = {b: next(r["name"] for r in board.rows if r["rank"] == 1)
+             for b, board in (("default", default), ("cls", cls_heavy))}
+    assert first["default"] == ranking.refuge_leaderboard(teams)["final"]["teams_in_order"][0]
+    want = ranking.refuge_leaderboard(teams, final_weights=(0.1, 0.9))
+    assert first["cls"] == want["final"]["teams_in_order"][0] == "t1"
+    assert first["default"] == "t2"
+    db = str(tmp_path / "r.sqlite")
+    assert cli.main(["leaderboard", "refuge", "--db", db, "--export", str(tmp_path / "a.csv"),
+                     "--set", "ranking.final_weights=[0.1,0.9]"]) == 0
+    assert (tmp_path / "a.csv").read_text().splitlines()[1].split(",")[1] == "t1"
