@@ -27,7 +27,8 @@ Decisions where the spec is silent (documented choices)
 -------------------------------------------------------
 * **Missing image** (GT stem without a submission file): ``missing: reject`` (default) rejects
   the submission naming the stems, as the official folder mode crashes on it; ``missing: zero``
-  scores it as an empty prediction (P = 1, R = 0, F = 0 by §2.6) and counts it in the mean.
+  scores it as an empty prediction (§2.6: P = 1, R = 0, F = 0; F = 1 where the GT image is
+  empty too) and counts it in the mean.
 * **Extra files** (stems not in the truth, other suffixes) are ignored and listed in
   ``extra["notes"]``. Two submission files with one stem are a rejection.
 * **Wrong size**: rejected, naming both shapes (the official code would broadcast or crash).
@@ -44,17 +45,32 @@ Decisions where the spec is silent (documented choices)
   - colour PNG: libpng's ``rgb_to_gray`` (OpenCV's PNG decoder asks for it): equal channels
     pass unchanged, others ``(9797 R + 19234 G + 3737 B) >> 15`` (libpng truncates).
   - TIFF ``MINISWHITE`` (usual for 1-bit files) is inverted as libtiff does (set bit = black =
-    membrane). Alpha is ignored; multi-page TIFF: page 0; float/signed samples: rejected.
+    membrane). Multi-page TIFF: page 0; float/signed samples: rejected.
+  - TIFF alpha: *unassociated* alpha (``ExtraSamples = 2``, what Pillow and tifffile write for
+    RGBA) is premultiplied as libtiff's RGBA reader does, ``c = (c·a + 127) // 255`` (after the
+    16-bit map), so a transparent pixel reads black (= membrane); associated/unspecified alpha
+    and PNG alpha are ignored (libpng strips it).
+  - Grey TIFF with extra samples: sample 0. Palette TIFF (1/4/8-bit): colormap (high byte of a
+    16-bit map, an all-< 256 map as is), then OpenCV's grey.
+  - Rejected because ``cv2.imread`` returns ``None`` on them (the official script then
+    crashes): 2/4-bit grey, 12-bit and other sample sizes than 1/8/16, CMYK/Lab. Rejected
+    because OpenCV re-orients them and this reader does not: an ``Orientation`` tag other
+    than 1 (top-left).
 
-  Not replicated: libpng's gamma-corrected grey for PNGs with a gAMA/sRGB chunk, 16-bit colour
-  PNG (reduced to 8 bit first here), TIFF palettes: at most one grey level apart on pixels with
-  unequal channels — irrelevant for equal-channel GTs (all samples) and binary predictions.
+  Not replicated: libpng's gamma-corrected grey for PNGs with a gAMA/sRGB chunk (tens of grey
+  levels apart, e.g. up to 59 with gAMA 0.45455, but only on pixels with unequal channels),
+  16-bit colour PNG (reduced to 8 bit first here) — irrelevant for equal-channel GTs (all
+  samples) and for binary 0/255 predictions, which are exact with or without gAMA.
+* **Constants** (``radius``, ``gt_threshold``, ``min_background_ratio``) must be whole numbers:
+  ``radius=1.5`` is refused rather than truncated (skimage's ``disk(1.5)`` is an off-centre 4×4
+  footprint, not ``disk(1)``).
 * ``runtime.voxels`` = GT pixels scored.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shutil
 import tempfile
@@ -220,12 +236,19 @@ class _Options:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> _Options:
-        def num(key, default, kind=int):
+        def num(key, default):
+            # whole numbers only: int(1.5) would silently score radius 1 (skimage's disk(1.5)
+            # is a different, off-centre footprint), int(True) radius 1
             v = cfg.get(key, default)
+            if v is None:
+                return None
             try:
-                return kind(v) if v is not None else None
+                f = float(v) if not isinstance(v, bool) else math.nan
             except (TypeError, ValueError) as e:
                 raise TruthError(f"config {key}={v!r} is not a number") from e
+            if not f.is_integer():
+                raise TruthError(f"config {key}={v!r} must be a whole number")
+            return int(f)
 
         variant = str(cfg.get("variant", "2019-12-25"))
         radius = num("radius", 0)
@@ -451,6 +474,7 @@ class _GreyImage:
                 self.raw_shape = tuple(shape)
                 self.axes = axes
                 self.min_is_white = int(page.photometric) == 0  # MINISWHITE: libtiff inverts
+                self._tiff_colour_model(page)
                 contiguous = (page.is_contiguous and page.compression == 1 and not page.is_tiled
                               and page.fillorder == 1 and page.bitspersample in (8, 16)
                               and page.planarconfig == 1)
@@ -467,6 +491,8 @@ class _GreyImage:
             if self.samples > 4:  # grey, grey+alpha, RGB, RGBA; more is a forged header
                 self._fail(f"{self.samples} samples per pixel: expected 1 (grey) to 4 (RGBA)")
             self.colour = "opencv"
+            if self.photometric == 2 and self.samples < 3:
+                self._fail(f"RGB TIFF with {self.samples} samples per pixel (expected 3 or 4)")
         else:
             self.kind = "decoded"
             from PIL import Image
@@ -494,12 +520,52 @@ class _GreyImage:
                 raw = self._pread_rows(a, b)
             else:
                 raw = self._zarr_rows(a, b)
-            grey = _to_grey(np.asarray(raw), self.axes, self.colour)
-            return 255 - grey if self.min_is_white else grey
+            return self._tiff_grey(np.asarray(raw))
         except (Rejected, TruthError):
             raise
         except Exception as e:
             self._fail(f"cannot read rows {a}:{b} ({type(e).__name__}: {e})", e)
+
+    def _tiff_colour_model(self, page: Any) -> None:
+        """What ``cv2.imread(path, 0)`` does with this page (libtiff's RGBA reader, then
+        OpenCV's grey): reject what it cannot read, note palette and alpha handling."""
+        photometric = int(page.photometric)
+        bits = int(page.bitspersample)
+        self.photometric = photometric
+        self.lut = None
+        self.unassoc_alpha = False
+        tag = page.tags.get(274)  # Orientation: libtiff/OpenCV re-orient, this reader does not
+        if tag is not None and int(tag.value) != 1:
+            self._fail(f"TIFF Orientation tag is {int(tag.value)} (only 1 = top-left is "
+                       "supported): save the image without an Orientation tag")
+        if photometric not in (0, 1, 2, 3, 6):  # MINISWHITE/BLACK, RGB, PALETTE, YCbCr
+            self._fail(f"TIFF photometric interpretation {photometric} is not supported: "
+                       "save a grey, RGB or palette image")
+        if photometric == 3:
+            if bits not in (1, 4, 8) or page.colormap is None:
+                self._fail(f"{bits}-bit palette TIFF is not supported (1, 4 or 8 bits)")
+            self.lut = _palette_grey(np.asarray(page.colormap), bits)
+        elif bits not in (1, 8, 16):  # OpenCV's header check / libtiff's RGBA reader refuse
+            self._fail(f"{bits}-bit TIFF samples ({np.dtype(page.dtype)}) are not supported: "
+                       "store 1-, 8- or 16-bit unsigned values")
+        extra = tuple(int(e) for e in (page.extrasamples or ()))
+        # libtiff premultiplies unassociated alpha (ExtraSamples = 2) into RGB before OpenCV
+        # converts to grey; associated/unspecified alpha is left alone, grey+alpha too.
+        self.unassoc_alpha = photometric == 2 and bool(extra) and extra[0] == 2
+
+    def _tiff_grey(self, raw: np.ndarray) -> np.ndarray:
+        """Stored TIFF samples of one band → uint8 grey as ``cv2.imread(path, 0)``."""
+        if self.lut is not None:  # palette index → colormap RGB → OpenCV grey
+            return self.lut[raw.view(np.uint8) if raw.dtype == np.bool_ else raw]
+        axes = self.axes
+        if "S" in axes and self.photometric in (0, 1):  # grey + extra samples: sample 0
+            raw = np.take(raw, 0, axis=axes.index("S"))
+            axes = axes.replace("S", "")
+        elif "S" in axes and self.unassoc_alpha:
+            raw = _premultiply(raw, axes)
+            axes = axes.replace("S", "") + "S"
+        grey = _to_grey(raw, axes, self.colour)
+        return 255 - grey if self.min_is_white else grey
 
     def _row_key(self, a, b):
         return tuple(slice(a, b) if ax == "Y" else slice(None) for ax in self.axes)
@@ -570,6 +636,32 @@ def _decode_whole(path: str, colour: str) -> np.ndarray:
         for a in range(0, arr.shape[0], 1024):  # bounded uint32 temporaries
             out[a:a + 1024] = _to_grey(arr[a:a + 1024], axes, colour)
         return out
+
+
+def _palette_grey(colormap: np.ndarray, bits: int) -> np.ndarray:
+    """Grey value of every palette index: libtiff keeps an 8-bit colormap (all entries < 256)
+    and takes the high byte of a 16-bit one; OpenCV then applies its grey weights."""
+    cmap = colormap.astype(np.int64)[:3, : 1 << bits]
+    if (cmap >= 256).any():
+        cmap = cmap >> 8
+    r, g, b = cmap
+    lut = np.full(256, 0, np.uint8)  # indices beyond the colormap: black, as libtiff's zeros
+    lut[: r.size] = ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14).astype(np.uint8)
+    return lut
+
+
+def _premultiply(raw: np.ndarray, axes: str) -> np.ndarray:
+    """RGBA with unassociated alpha as libtiff's RGBA reader gives it: 16-bit samples to
+    8 bit (``(v + 128) // 257``), then ``c = (c * a + 127) // 255``; samples last, uint8."""
+    arr = np.moveaxis(raw, axes.index("S"), -1)
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.uint32) + 128) // 257
+    arr = arr.astype(np.uint32)
+    out = np.empty(arr.shape[:-1] + (3,), np.uint8)
+    alpha = arr[..., 3]
+    for c in range(3):
+        out[..., c] = (arr[..., c] * alpha + 127) // 255
+    return out
 
 
 def _to_grey(arr: np.ndarray, axes: str, colour: str) -> np.ndarray:
