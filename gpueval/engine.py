@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from gpueval.backend import to_device
+from gpueval.backend import is_cupy, to_device
 from gpueval.limits import current_limits
 
 T = TypeVar("T")
@@ -92,16 +92,70 @@ def map_reduce_delayed(
     split_every: int = 8,
     with_slices: bool = False,
     extra: Sequence[Any] = (),
+    skip: np.ndarray | None = None,
 ) -> Delayed:
-    """The lazy form of :func:`map_reduce`, to put several reductions in one graph."""
+    """The lazy form of :func:`map_reduce`, to put several reductions in one graph.
+
+    ``skip`` (bool, shaped like the chunk grid) leaves out chunks the caller knows contribute
+    nothing; see :func:`chunk_tasks`.
+    """
+    parts = chunk_tasks(func, arrays, device=device, with_slices=with_slices, extra=extra,
+                        skip=skip)
+    return tree_reduce(parts, combine, split_every=split_every)
+
+
+def chunk_tasks(
+    func: Callable[..., T],
+    arrays: Sequence[da.Array],
+    *,
+    device: str = "cpu",
+    with_slices: bool = False,
+    extra: Sequence[Any] = (),
+    skip: np.ndarray | None = None,
+    read_in_task: bool = False,
+) -> list[Delayed]:
+    """One delayed ``func`` per aligned chunk of ``arrays`` (C order of the chunk grid).
+
+    Parameters
+    ----------
+    func, arrays, device, with_slices, extra : as in :func:`map_reduce`.
+    skip : bool array shaped like the chunk grid; ``True`` chunks get no task (and are not
+        read).
+    read_in_task : each task reads its chunks itself (through one graph node holding the
+        arrays, see :class:`Opaque`) instead of depending on the arrays' read tasks. A second
+        pass over the same arrays then never shares, and so never pins in memory, the first
+        pass's chunks.
+    """
     arrays = align_chunks(arrays)
-    first = arrays[0]
-    slices = chunk_slices(first.shape, first.chunks)
+    slices = chunk_slices(arrays[0].shape, arrays[0].chunks)
+    keep = np.ones(len(slices), bool) if skip is None else ~np.asarray(skip, bool).ravel()
+    if len(keep) != len(slices):
+        raise ValueError(f"skip has {len(keep)} entries for {len(slices)} chunks")
+    where = [s if with_slices else None for s in slices]
+    if read_in_task:
+        holder = delayed(Opaque(tuple(arrays)), pure=True)
+        cells = list(np.ndindex(*arrays[0].numblocks))
+        task = delayed(_apply_reading, pure=True)
+        return [task(func, where[i], device, tuple(extra), holder, cells[i])
+                for i in np.flatnonzero(keep)]
     blocks = [a.to_delayed().ravel() for a in arrays]
     task = delayed(_apply, pure=True)
-    parts = [task(func, s if with_slices else None, device, extra, *(b[i] for b in blocks))
-             for i, s in enumerate(slices)]
-    return tree_reduce(parts, combine, split_every=split_every)
+    return [task(func, where[i], device, tuple(extra), *(b[i] for b in blocks))
+            for i in np.flatnonzero(keep)]
+
+
+class Opaque:
+    """Hides dask arrays from dask's argument traversal, so a task can read the chunks it
+    needs itself (which ones may be known only at run time) without the graph pinning them."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any):
+        self.array = array
+
+    def __dask_tokenize__(self):  # cheap and deterministic: the arrays' graph names
+        arrays = self.array if isinstance(self.array, tuple) else (self.array,)
+        return ("gpueval-opaque", tuple(a.name for a in arrays))
 
 
 def tree_reduce(parts: list[Delayed], combine: Callable[[list[T]], T], *,
@@ -129,9 +183,14 @@ def align_chunks(arrays: Sequence[da.Array]) -> list[da.Array]:
 
 
 def _apply(func, slices, device, extra, *blocks):
-    blocks = [to_device(np.asarray(b), device) for b in blocks]
+    blocks = [b if is_cupy(b) else to_device(np.asarray(b), device) for b in blocks]
     args = (slices, *blocks) if slices is not None else tuple(blocks)
     return func(*args, *extra)
+
+
+def _apply_reading(func, slices, device, extra, holder: Opaque, idx):
+    blocks = [a.blocks[idx].compute(scheduler="sync") for a in holder.array]
+    return _apply(func, slices, device, extra, *blocks)
 
 
 def compute(*objs: Any, scheduler: Any = None, progress: bool = False) -> tuple:

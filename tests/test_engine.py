@@ -82,3 +82,29 @@ def test_limits_threads_zero_is_allowed_and_negative_is_not():
     assert Limits.from_config({"limits": {"gpu_memory_bytes": "8e9"}}).gpu_memory_bytes == 8e9
     with pytest.raises(TruthError, match="threads"):
         Limits.from_config({"limits": {"threads": -1}})
+
+
+@pytest.mark.parametrize("read_in_task", [False, True])
+def test_skipped_chunks_are_neither_read_nor_counted(read_in_task):
+    import dask
+
+    from gpueval.engine import chunk_tasks, map_reduce_delayed
+
+    x = np.arange(24, dtype=np.int64).reshape(4, 6)
+    read = []
+
+    def watch(block, block_info=None):
+        read.append(tuple(block_info[0]["chunk-location"]))
+        return block
+
+    arr = da.from_array(x, chunks=(2, 3)).map_blocks(watch, dtype=x.dtype)
+    skip = np.array([[False, True], [True, False]])
+    parts = chunk_tasks(lambda s, b: [(s[0].start, s[1].start, int(b.sum()))], [arr],
+                        with_slices=True, skip=skip, read_in_task=read_in_task)
+    got = sorted(sum(dask.compute(*parts, scheduler="sync"), []))
+    assert got == [(0, 0, int(x[:2, :3].sum())), (2, 3, int(x[2:, 3:].sum()))]
+    assert sorted(set(read)) == [(0, 0), (1, 1)]
+    total = map_reduce_delayed(lambda b: int(b.sum()), [arr], sum, skip=skip)
+    assert total.compute(scheduler="sync") == int(x[:2, :3].sum() + x[2:, 3:].sum())
+    with pytest.raises(ValueError, match="skip has 3 entries"):
+        chunk_tasks(np.sum, [arr], skip=np.zeros(3, bool))
