@@ -34,7 +34,13 @@ Choices where the spec is silent or says "unknown" (documented for the organiser
   both kinds, the mean over cases of each case's headline (DSC or F1) — and the mean final
   DSC (interactive).
 * **Missing prediction file**: scored as an all-zero prediction (as the interactive protocol
-  does for a failed step), never skipped, so leaving out a hard case cannot help.
+  does for a failed step), never skipped, so leaving out a hard case cannot help. This also
+  holds for a missing final interactive step, where the official script writes no CSV row
+  for the case at all.
+* **No box** (interactive, spec §5): only an image npz can lack ``boxes``. A truth npz (or
+  zarr group) holding ``imgs`` but no ``boxes`` is a case without a box: step 1 is not run,
+  DSC_1 = NSD_1 = 0 and RunningTime_1 = 0 whatever ``step_1`` holds. A plain GT npz
+  (``gts``, ``spacing``) has a box.
 * **Time limit** (interactive): the script only warns, the README says DSC and NSD are set to
   0 on the final test set without saying which. ``time_limit_action: flag`` (default, = the
   code) only sets ``time_limit_exceeded``; ``zero`` sets every DSC/NSD of the case (steps,
@@ -261,10 +267,23 @@ def _load_truth_case(path: Path, track: str) -> dict[str, Any]:
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise TruthError(f"truth case {path.name}: spacing must be 3 positive numbers, "
                          f"got {spacing.tolist()}")
-    case = {"gts": gts, "spacing": tuple(float(s) for s in spacing), "prompts": None}
+    case = {"gts": gts, "spacing": tuple(float(s) for s in spacing), "prompts": None,
+            "has_box": _npz_has_box(path)}
     if track == "text":
         case["prompts"] = load_text_prompts(path)
     return case
+
+
+def _npz_has_box(path: Path) -> bool:
+    """Whether the interactive step 1 (box prompt) runs for this case (spec §5 "No box").
+
+    Only an image npz tells: a truth npz that holds the image (``imgs``) but no ``boxes``
+    key is a case without a box. A plain GT npz (``gts``, ``spacing``) carries no image, so
+    the box is taken to exist.
+    """
+    with zipfile.ZipFile(path) as z:
+        names = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+    return "imgs" not in names or "boxes" in names
 
 
 def _load_zarr_truth(path: Path, track: str) -> dict[str, Any]:
@@ -280,7 +299,10 @@ def _load_zarr_truth(path: Path, track: str) -> dict[str, Any]:
     spacing = np.asarray(spacing, dtype=np.float64).reshape(-1)
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise TruthError(f"truth case {path.name}: spacing must be 3 positive numbers")
-    case = {"gts": vol.data, "spacing": tuple(float(v) for v in spacing), "prompts": None}
+    has_imgs = (path / "imgs").exists()
+    has_boxes = "boxes" in vol.attrs or (path / "boxes").exists()
+    case = {"gts": vol.data, "spacing": tuple(float(v) for v in spacing), "prompts": None,
+            "has_box": not has_imgs or has_boxes}
     if track == "text":
         prompts = vol.attrs.get("text_prompts")
         if isinstance(prompts, str):
@@ -314,6 +336,11 @@ def load_text_prompts(path: Path) -> dict[str, Any]:
 
 
 def _check_prompts(prompts: Any, name: str) -> dict[str, Any]:
+    if isinstance(prompts, dict):
+        # a pickled dict may hold NumPy scalars (np.int64 instance_label) or integer keys;
+        # both mean the same as their plain Python forms
+        prompts = {(str(int(k)) if isinstance(k, int | np.integer) else k):
+                   (int(v) if isinstance(v, np.integer) else v) for k, v in prompts.items()}
     if not isinstance(prompts, dict) or not all(
             isinstance(k, str) and isinstance(v, str | int) for k, v in prompts.items()):
         raise TruthError(f"truth case {name}: text prompts must be a dict of str -> str/int")
@@ -653,6 +680,12 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
     dsc_k, nsd_k, time_k, per_step = {}, {}, {}, {}
     for k in steps:
         path = _find(folder, f"step_{k}")
+        if k == 1 and not case.get("has_box", True):
+            # no box: step 1 is not run, DSC_1 = NSD_1 = 0, running time 0 (spec §5)
+            time_k[k], dsc_k[k], nsd_k[k] = 0.0, 0.0, 0.0
+            per_step[k] = {"dsc": 0.0, "nsd": 0.0, "nsd_ungated": 0.0, "present": False,
+                           "not_run": "no box prompt", "per_class": {}}
+            continue  # the class set comes from step 2's table
         if path.exists():
             segs = load_prediction(path, gts.shape)
             time_k[k] = _running_time(path)
