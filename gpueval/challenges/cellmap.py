@@ -22,25 +22,29 @@ Layouts
   pass the official CSV with ``--set manifest=PATH`` for the real test set); when a
   (crop, label) has no row, the GT array's own ``voxel_size``/``translation`` attributes and
   shape (gpueval's fallback; the official code
-  would fail). With the shipped manifest every truth crop is scored; an explicit
+  would fail). With the shipped manifest, a GT array with a voxel-size attribute (or of
+  another shape than the row) takes its geometry from its attributes, not from the synthetic
+  row: other data may reuse the crop ids 9001–9003 with other geometry; an explicit
+  manifest always wins. With the shipped manifest every truth crop is scored; an explicit
   ``manifest`` scores exactly the crops it lists that exist in the truth.
 
 Modes (``compat``)
 ------------------
-``official`` (default): a label submitted as a *group* (multiscale or OME-NGFF) is scored as
-missing, and a ``<label>_mask`` array of a truth crop is itself scored as a (semantic) label,
-as the pinned code does. ``corrected``: groups are read (level chosen by voxel size,
-:mod:`gpueval.io.align`) and ``_mask`` arrays only mask.
+``official`` (default): a label submitted as a *group* (multiscale or OME-NGFF) or as a
+zarr **v3** array is scored as missing (the pinned code lists arrays with zarr<3, which sees
+neither), and a ``<label>_mask`` array of a truth crop is itself scored as a (semantic) label,
+as the pinned code does. ``corrected``: groups and v3 arrays are read (level chosen by voxel
+size, :mod:`gpueval.io.align`) and ``_mask`` arrays only mask. Truth may be v2 or v3 in both.
 
-Choices where the spec is silent: instance predictions holding NaN/inf are rejected (semantic
-NaN is background, as ``NaN > 0`` is false); a missing instance label counts the unique GT ids
-of the unmasked truth; a prediction whose dimensionality differs from the truth is rejected;
-OME-NGFF levels are chosen with the plain-group rule (:mod:`gpueval.io.align`); an odd
-centre pad/crop puts the smaller half first; ``total_evals`` is the number of manifest rows.
-Matching is exact (:func:`gpueval.metrics.matching.match_max_total_iou`), so
-``matching_failed`` cannot occur; with exact cost ties the matched pairs may differ from
-OR-Tools' (same objective), which can move Hausdorff values and, in rare ties between
-matchings of different sizes, tp/fp/fn.
+Choices where the spec is silent: instance predictions holding NaN are rejected (±inf are
+ordinary ids, as for cc3d; semantic NaN is background, as ``NaN > 0`` is false); a missing
+instance label counts the unique GT ids of the unmasked truth; a prediction whose
+dimensionality differs from the truth is rejected; OME-NGFF levels are chosen with the
+plain-group rule (:mod:`gpueval.io.align`); an odd centre pad/crop puts the smaller half
+first; ``total_evals`` is the number of manifest rows. Matching is exact
+(:func:`gpueval.metrics.matching.match_max_total_iou`), so ``matching_failed`` cannot occur;
+with exact cost ties the matched pairs may differ from OR-Tools' (same objective), which can
+move Hausdorff values and, in rare ties between matchings of different sizes, tp/fp/fn.
 
 Execution: the whole submission is ONE Dask graph (:func:`_score_all`): every (crop,
 label)'s chunked passes are lazy nodes (semantic counts; for instance labels: per-chunk
@@ -217,6 +221,10 @@ def _is_array(p: Path) -> bool:
     return (p / ".zarray").is_file() or (_zarr_json(p).get("node_type") == "array")
 
 
+def _is_v2_array(p: Path) -> bool:
+    return (p / ".zarray").is_file()
+
+
 def _is_group(p: Path) -> bool:
     return p.is_dir() and not _is_array(p) and (
         (p / ".zgroup").is_file() or (p / ".zattrs").is_file()
@@ -362,14 +370,30 @@ def _geometry(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def _open_array(p: Path, *, finite: bool, dataset: str | None = None):
-    vol = open_volume(p if dataset is None else p / dataset, finite=finite)
+    """A submitted array; ``finite`` (instance labels) refuses NaN only: ±inf is an ordinary
+    id value for cc3d (the official relabelling), whereas NaN is an unknown (§4.7)."""
+    vol = open_volume(p if dataset is None else p / dataset, finite=False)
+    if finite and vol.data.dtype.kind == "f":
+        vol.data = vol.data.map_blocks(_refuse_nan, where=f"{p.parent.name}/{p.name}",
+                                       dtype=vol.data.dtype)
     return vol
+
+
+def _refuse_nan(block, where: str):
+    from gpueval.backend import array_module
+
+    if block.size and bool(array_module(block).isnan(block).any()):
+        raise Rejected(f"{where}: NaN in an instance prediction; instance ids must be "
+                       "numbers (the official relabelling's handling of NaN is undefined)")
+    return block
 
 
 def _read_prediction(node: Path, target: Grid, opts: Options, *, instance: bool,
                      where: str) -> da.Array | None:
     """The aligned prediction, or ``None`` when the label counts as missing."""
     if _is_array(node):
+        if opts.compat == "official" and not _is_v2_array(node):
+            return None  # zarr v3: the pinned scorer (zarr<3) does not list it: "missing"
         vol = _open_array(node, finite=instance)
         vs, tr = _geometry(_attrs(node))
     elif _is_group(node):
@@ -460,8 +484,11 @@ def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Opti
     where = f"{crop.name}/{label}"
     gvol = _open_truth(crop.path / label)
     grid = manifest.get((crop.crop_id, label))
+    vs, tr = _geometry(_attrs(crop.path / label))
+    if grid is not None and not opts.restrict_to_manifest and (
+            vs is not None or tuple(grid.shape) != tuple(gvol.shape)):
+        grid = None  # a synthetic row of the shipped manifest; other data may reuse its id
     if grid is None:
-        vs, tr = _geometry(_attrs(crop.path / label))
         nd = gvol.data.ndim
         grid = Grid(tuple(_as_vec(vs, where) or (1.0,) * nd)[-nd:],
                     tuple(_as_vec(tr, where) or (0.0,) * nd)[-nd:], tuple(gvol.shape))
@@ -735,6 +762,9 @@ def _check_label(node: Path, where: str, opts: Options, instance: bool) -> list[
     if not node.is_dir():
         return [f"{where}: missing"]
     if _is_array(node):
+        if opts.compat == "official" and not _is_v2_array(node):
+            return [f"{where}: a zarr v3 array; the official scorer reads zarr v2 only, so it "
+                    "scores as missing (compat=corrected reads it)"]
         vol = open_volume(node, finite=instance)
         _as_vec(_geometry(_attrs(node))[0], where)
         if vol.data.ndim != 3:
