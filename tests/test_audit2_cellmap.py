@@ -367,6 +367,9 @@ def test_zarr_v3_label_is_missing_in_official_mode(tmp_path):
         0, 0, 8)
     _, fixed = run(truth, sub, "compat=corrected")
     assert counts(fixed["crop1/cyto"]) == (8, 0, 0)
+    from gpueval.api import validate
+
+    assert any("zarr v3" in n for n in validate("cellmap", sub, truth=truth))
 
 
 # -------------------------------------------------------------- §5.1.1 prediction dtypes
