@@ -290,9 +290,6 @@ def test_semantic_resampling_by_dtype_matches_skimage(tmp_path, dtype, factor):
     assert counts(items["crop1/er"]) == want
 
 
-@pytest.mark.xfail(strict=True, reason="gpueval.io.align.rescale floors with da.min (NaN when "
-                   "the source holds NaN) where skimage clips to the NaN-safe minimum; needs "
-                   "a shared-module change (see the audit report)")
 def test_semantic_resampling_with_nan_matches_skimage(tmp_path):
     """§4.7 'NaN = background for semantic' also after resampling: skimage's clip uses
     ``nanmin`` when the source holds NaN, so an all-positive source still floors every

@@ -230,7 +230,7 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         shrink = any(o < i for o, i in zip(n_out, n_in, strict=True))
         sigma = np.maximum(0, (zoom - 1) / 2) if shrink else np.zeros(len(n_in))
         dtype = np.dtype(bool)
-        floor = da.min(x)  # skimage's clip: the source minimum, used only if > 0
+        floor = da.nanmin(x)  # skimage clips to the NaN-safe source minimum, used if > 0
     radius = [int(4.0 * sd + 0.5) if sd > 1e-15 else 0 for sd in sigma]
     steps = [max(1, min(block, int(footprint / max(z, 1e-12)))) for z in zoom]
     grid = [list(range(0, m, st)) for m, st in zip(n_out, steps, strict=True)]
