@@ -33,8 +33,8 @@ import numpy as np
 from dask.delayed import Delayed
 from scipy import ndimage
 
-from gpueval.backend import is_cupy
-from gpueval.engine import align_chunks, chunk_slices, compute, tree_reduce
+from gpueval.engine import Opaque, chunk_tasks, compute, tree_reduce
+from gpueval.kernels import components as cc
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.metrics.matching import match_max_total_iou
 
@@ -175,12 +175,12 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     if skip.any() and (fills is None or np.asarray(fills[0]) != 0
                        or np.asarray(fills[1]) != 0):
         skip[...] = False  # a non-zero fill is a component / an id box: read it
-    merged = _label_graph(pred, device, skip)
+    merged = cc.label_graph(pred, 26, False, device=device, skip=skip)
     shape = tuple(int(s) for s in gt.shape)
     # the second pass reads its chunks again, inside its tasks, after the merge: sharing the
     # first pass's read tasks would keep every chunk of the label in memory until the
     # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
-    parts = chunk_parts(_stats_chunk, [gt, pred], device=device, skip=skip, read_in_task=True,
+    parts = chunk_tasks(_stats_chunk, [gt, pred], device=device, skip=skip, read_in_task=True,
                         with_slices=True, extra=(merged, shape, _bounds(gt)))
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
@@ -196,26 +196,12 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
                                                    gt.chunks, vs, n_buckets)
     task = dask.delayed(_hausdorff_bucket, pure=True)
     first_index = merged[2]
-    hs = [task(plan, k, _Opaque(gt), _Opaque(pred), first_index, vs)
+    hs = [task(plan, k, Opaque(gt), Opaque(pred), first_index, vs)
           for k in range(n_buckets)]
     return dask.delayed(_finish_instance, pure=True)(plan, hs, vs, dict(consts))
 
 
 HAUSDORFF_TASKS = 32  # Hausdorff nodes per (crop, label): parallelism without a huge graph
-
-
-class _Opaque:
-    """Hides a dask array from dask's argument traversal, so that a task reads only the
-    chunks it needs itself (the Hausdorff buckets: which chunks is known only at run time)."""
-
-    __slots__ = ("array",)
-
-    def __init__(self, array: Any):
-        self.array = array
-
-    def __dask_tokenize__(self):  # cheap and deterministic: the arrays' graph names
-        arrays = self.array if isinstance(self.array, tuple) else (self.array,)
-        return ("cellmap-opaque", tuple(a.name for a in arrays))
 
 
 def _skip_map(missing: Any, arr: da.Array) -> np.ndarray:
@@ -239,100 +225,6 @@ def _skipped_voxels(arr: da.Array, skip: np.ndarray) -> int:
     return int(sizes[skip].sum())
 
 
-def chunk_parts(func, arrays: Sequence[da.Array], *, device: str = "cpu",
-                skip: np.ndarray | None = None, with_slices: bool = False,
-                extra: Sequence[Any] = (), read_in_task: bool = False) -> list[Delayed]:
-    """One delayed ``func`` per aligned chunk (as :func:`gpueval.engine.map_reduce_delayed`,
-    whose per-chunk list is not public) leaving out the chunks where ``skip`` is true.
-
-    ``read_in_task``: each task reads its chunks itself (from one graph node holding the
-    arrays) instead of depending on the arrays' read tasks, so a second pass over the same
-    arrays never shares (and so never pins in memory) the first pass's chunks.
-    """
-    arrays = align_chunks(arrays)
-    slices = chunk_slices(arrays[0].shape, arrays[0].chunks)
-    flat = np.zeros(len(slices), bool) if skip is None else np.asarray(skip).ravel()
-    if read_in_task:
-        holder = dask.delayed(_Opaque(tuple(arrays)), pure=True)
-        cells = list(np.ndindex(*arrays[0].numblocks))
-        task = dask.delayed(_apply_reading, pure=True)
-        return [task(func, s if with_slices else None, device, tuple(extra), holder, cells[i])
-                for i, s in enumerate(slices) if not flat[i]]
-    blocks = [a.to_delayed().ravel() for a in arrays]
-    task = dask.delayed(_apply_chunk, pure=True)
-    return [task(func, s if with_slices else None, device, tuple(extra), *(b[i] for b in blocks))
-            for i, s in enumerate(slices) if not flat[i]]
-
-
-def _apply_reading(func, slices, device, extra, holder, idx):
-    blocks = [a.blocks[idx].compute(scheduler="sync") for a in holder.array]
-    return _apply_chunk(func, slices, device, extra, *blocks)
-
-
-def _apply_chunk(func, slices, device, extra, *blocks):
-    from gpueval.backend import to_device
-
-    blocks = [b if is_cupy(b) else to_device(np.asarray(b), device) for b in blocks]
-    args = (slices, *blocks) if slices is not None else tuple(blocks)
-    return func(*args, *extra)
-
-
-def _label_graph(pred: da.Array, device: str, skip: np.ndarray) -> Delayed:
-    """Delayed ``(luts, n)``: the chunked 26-connected labelling of
-    :func:`gpueval.kernels.components.label_chunked`, built lazily from its per-chunk tasks
-    (that function computes its merge at once; here the merge is a graph node). Skipped
-    chunks hold 0 only: no component, no boundary pair."""
-    from gpueval.kernels import components as cc
-
-    order = cc.max_neighbour_order(pred.ndim, 26)
-    grid = pred.numblocks
-    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in pred.chunks]
-    blocks = pred.to_delayed().ravel()
-    flat = skip.ravel()
-    cells = list(np.ndindex(*grid))
-    shape = tuple(int(s) for s in pred.shape)
-    label = dask.delayed(cc._label_task, pure=True)
-    infos = {}
-    for i, idx in enumerate(cells):
-        if not flat[i]:
-            origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
-            infos[i] = label(blocks[i], i, origin, shape, 26, False, device)
-    pair = dask.delayed(cc._edges_task, pure=True)
-    edges = []
-    for i, idx in enumerate(cells):
-        if i not in infos:
-            continue
-        nbs = []
-        for delta in cc._forward_offsets(len(grid), order):
-            nb = tuple(a + d for a, d in zip(idx, delta, strict=True))
-            if all(0 <= a < g for a, g in zip(nb, grid, strict=True)):
-                j = int(np.ravel_multi_index(nb, grid))
-                if j in infos:
-                    nbs.append((delta, j))
-        if nbs:
-            edges.append(pair(infos[i], [infos[j] for _, j in nbs], nbs, order))
-    first = dask.delayed(cc._first_of, pure=True)
-    none = np.zeros(0, np.int64)
-    firsts = [first(infos[i]) if i in infos else none for i in range(len(cells))]
-    return dask.delayed(_merge_labels, pure=True)(firsts, edges)
-
-
-def _merge_labels(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray]:
-    from gpueval.kernels.components import _merge
-
-    luts, first_index = _merge(firsts, [e for el in edge_lists for e in el])
-    n = len(first_index)
-    dtype = np.dtype(np.uint16 if n < 2**16 else np.uint32 if n < 2**32 else np.uint64)
-    return [lut.astype(dtype) for lut in luts], n, first_index
-
-
-def _relabel_block(block, merged, index: int):
-    from gpueval.kernels.components import _on_device, _relabel_chunk
-
-    return _relabel_chunk(_on_device(block, "cpu") if not is_cupy(block) else
-                          _on_device(block, "gpu"), merged[0][index], 26, False)
-
-
 def _bounds(arr: da.Array) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in arr.chunks)
 
@@ -345,7 +237,7 @@ def _stats_chunk(slices, g, p, merged, shape, bounds):
         tuple(int(np.searchsorted(b, o, "right") - 1) for b, o in zip(bounds, origin,
                                                                         strict=True)),
         tuple(len(b) - 1 for b in bounds)))
-    pl = _relabel_block(p, merged, index)
+    pl = cc.relabel_block(p, merged[0], index)
     table = contingency(g, pl)  # on the device the chunk is on (CuPy twin on the GPU)
     return table, chunk_region_stats(g, origin, shape), chunk_region_stats(pl, origin, shape)
 
@@ -455,7 +347,7 @@ def _reads(bucket: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, list[tuple
     return out
 
 
-def _hausdorff_bucket(plan, k: int, gt: _Opaque, pred: _Opaque, first_index, vs
+def _hausdorff_bucket(plan, k: int, gt: Opaque, pred: Opaque, first_index, vs
                       ) -> list[tuple[list[int], np.ndarray]]:
     """Capped Hausdorff distances of the instances of bucket ``k`` (CPU, as before).
 
@@ -464,8 +356,6 @@ def _hausdorff_bucket(plan, k: int, gt: _Opaque, pred: _Opaque, first_index, vs
     hence inside the instance's box, so it is exactly the component of the box-restricted prediction
     (26-connected, cc3d) that holds its first voxel (``first_index``): no chunk relabelling.
     """
-    from gpueval.kernels.components import _cc3d
-
     out = []
     if k >= len(plan["buckets"]):
         return out
@@ -477,7 +367,7 @@ def _hausdorff_bucket(plan, k: int, gt: _Opaque, pred: _Opaque, first_index, vs
         vals = np.empty(len(specs), np.float32)
         for i, (_, t, m, t_free, blo, bhi) in enumerate(specs):
             sl = tuple(slice(a - o, b - o) for a, b, o in zip(blo, bhi, lo, strict=True))
-            local, _ = _cc3d(np.ascontiguousarray(p[sl]), 26, False)
+            local, _ = cc.connected_components(np.ascontiguousarray(p[sl]), 26)
             pcc = np.zeros(local.shape, np.int64)
             for c in ([m] if m else []) + ([t] if t_free and t <= len(first_index) else []):
                 at = np.unravel_index(int(first_index[c - 1]), shape)
@@ -559,7 +449,7 @@ def semantic_delayed(gt: Any, pred: Any, *, device: str = "cpu", missing: Any = 
     skip = _skip_map(missing, gt)
     if skip.any() and fills is None:
         skip[...] = False
-    parts = chunk_parts(_semantic_chunk, [gt, pred], device=device, skip=skip)
+    parts = chunk_tasks(_semantic_chunk, [gt, pred], device=device, skip=skip)
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
         fg, fp = bool(np.asarray(fills[0]) > 0), bool(np.asarray(fills[1]) > 0)
@@ -586,7 +476,7 @@ def count_ids_delayed(gt: Any, *, missing: Any = None, fill: Any = None) -> Dela
     skip = _skip_map(missing, gt)
     if skip.any() and fill is None:
         skip[...] = False
-    parts = chunk_parts(_ids_chunk, [gt], skip=skip)
+    parts = chunk_tasks(_ids_chunk, [gt], skip=skip)
     if skip.any():
         parts.append(np.unique(np.asarray([fill])))
     return dask.delayed(np.count_nonzero, pure=True)(tree_reduce(parts, _union_ids))

@@ -247,7 +247,7 @@ def relabel_block(block: Any, luts: Sequence[np.ndarray], index: int, connectivi
                   binary: bool = False) -> Any:
     """Relabel chunk ``index`` of a :func:`label_graph` grid, already in memory (NumPy or CuPy,
     result on the same device), with its global ids."""
-    return _relabel_chunk(block, luts[index], connectivity, binary)
+    return _relabel_chunk(_on_device(block, "cpu"), luts[index], connectivity, binary)
 
 
 def _merge_tables(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray]:
