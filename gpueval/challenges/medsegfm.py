@@ -609,7 +609,7 @@ def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
         stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
                               pr_surfaces.get(c, SurfacePoints.empty()), spacing,
                               tolerance=ctx.settings["tolerance"],
-                              workers=ctx.settings["workers"])
+                              workers=ctx.settings["workers"], device=ctx.device)
         summary = stats.summary(ctx.settings["tolerance"])
         out[c] = {"dsc": dsc, "nsd_2mm": summary.pop("nsd"), "gt_voxels": g,
                   "pred_voxels": p, **summary}

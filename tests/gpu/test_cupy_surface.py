@@ -46,3 +46,27 @@ def test_nearest_distances_cupy_equals_numpy(spacing):
     cpu = nearest_distances(q, r, spacing)
     gpu = nearest_distances(cupy.asarray(q), cupy.asarray(r), spacing)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-14)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.4, 0.4, 0.4), (2.5, 0.8, 0.8)])
+def test_surface_stats_on_gpu_equals_host(spacing, monkeypatch):
+    """device="gpu" (exact EDT on the GPU) gives the host k-d tree's NSD and distances, and a
+    box over the size guard falls back to the host."""
+    from gpueval.kernels import surface
+
+    rng = np.random.default_rng(3)
+    g = np.zeros((30, 28, 26), bool)
+    g[5:20, 6:22, 4:18] = True
+    p = g ^ (rng.random(g.shape) < 0.02)
+    sg = surface.volume_surfaces(g, [1], 13)[1]
+    sp = surface.volume_surfaces(p, [1], 13)[1]
+    host = surface.surface_stats(sg, sp, spacing, device="cpu")
+    dev = surface.surface_stats(sg, sp, spacing, device="gpu")
+    np.testing.assert_allclose(dev.dist_gt_to_pred, host.dist_gt_to_pred, rtol=1e-14)
+    np.testing.assert_allclose(dev.dist_pred_to_gt, host.dist_pred_to_gt, rtol=1e-14)
+    assert dev.nsd(2.0) == host.nsd(2.0)
+    calls = []
+    monkeypatch.setattr(surface, "GPU_EDT_MAX_VOXELS", 10)
+    monkeypatch.setattr(surface, "_nearest_cupy", lambda *a: calls.append(a))
+    small = surface.surface_stats(sg, sp, spacing, device="gpu")
+    assert calls == [] and small.nsd(2.0) == host.nsd(2.0)
