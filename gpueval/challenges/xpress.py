@@ -28,7 +28,9 @@ Documented choices
 * **compat**: ``official`` reproduces the float64 merge-detection quirk for ids ≥ 2⁵³;
   ``corrected`` compares exact ids. Nothing else differs.
 * **voxel size / offset** are truncated to integers as the official ``Coordinate`` does;
-  a ROI must be aligned to the voxel grid (the official asserts).
+  the offset and the ROI must be multiples of the voxel size (the official daisy asserts
+  "all ROIs must be multiples of the voxel size", the array's own ROI included), else
+  Rejected.
 * **test ROI check** is applied to the array as stored (before ``downsampling``).
 * **Rand/VOI with nothing counted** (one component): Rand and NVI are NaN (0/0) and VOI is 0,
   as funlib's C++ sums give.
@@ -169,6 +171,12 @@ def open_submission(path, settings: dict[str, Any]) -> Submission:
     if any(v <= 0 for v in vs):
         raise Rejected(f"{where}: voxel size {vol.voxel_size} nm truncates to {vs}; expected "
                        "positive whole nm ('resolution' attribute, z,y,x)")
+    if any(o % v for o, v in zip(off, vs, strict=True)):
+        # the official reader (daisy) asserts every ROI, the array's own included, is a
+        # multiple of the voxel size (xpress.md §2.1): such an array is never scored there
+        raise Rejected(f"{where}: offset {off} nm is not a multiple of the voxel size {vs} nm "
+                       "(z,y,x); the official reader refuses such an array ('offset' "
+                       "attribute)")
     shape = tuple(int(s) for s in vol.data.shape)
     begin, roi_shape_nm = _roi(settings, where, vs, off, shape)
     start, size = _crop(where, begin, roi_shape_nm, vs, off, shape)
