@@ -18,13 +18,17 @@ GIL) or on a ``dask.distributed`` cluster when ``scheduler`` is an address
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.callbacks import Callback
 from dask.delayed import Delayed, delayed
 
 from gpueval.backend import is_cupy, to_device
@@ -183,14 +187,133 @@ def align_chunks(arrays: Sequence[da.Array]) -> list[da.Array]:
 
 
 def _apply(func, slices, device, extra, *blocks):
+    t0 = time.perf_counter()
     blocks = [b if is_cupy(b) else to_device(np.asarray(b), device) for b in blocks]
+    t1 = time.perf_counter()
     args = (slices, *blocks) if slices is not None else tuple(blocks)
-    return func(*args, *extra)
+    out = func(*args, *extra)
+    if _STAGES is not None:
+        _STAGES.add("to_device", t1 - t0)
+        _STAGES.add("kernel", time.perf_counter() - t1)
+    return out
 
 
 def _apply_reading(func, slices, device, extra, holder: Opaque, idx):
+    t0 = time.perf_counter()
     blocks = [a.blocks[idx].compute(scheduler="sync") for a in holder.array]
+    if _STAGES is not None:
+        _STAGES.add("read", time.perf_counter() - t0)
     return _apply(func, slices, device, extra, *blocks)
+
+
+# --------------------------------------------------------------------------------------------
+# Where the time goes
+
+
+class StageTimes:
+    """Seconds per stage of the chunked computations run while :func:`stage_times` is active,
+    summed over threads (so they may exceed the wall time).
+
+    Stages: ``read`` — producing array blocks (storage read and decompression, slicing,
+    rechunking: every dask-array task, and the reads of ``read_in_task`` chunk tasks);
+    ``to_device`` — host→GPU copies of chunks (≈ 0 on the CPU); ``kernel`` — the per-chunk
+    statistic (on the GPU this includes the device work, as each kernel returns host results);
+    ``other`` — reductions and the global steps between passes. Only in-process schedulers
+    are seen (a ``dask.distributed`` cluster has its own dashboard).
+    """
+
+    STAGES = ("read", "to_device", "kernel", "other")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+        self.tasks = dict.fromkeys(self.STAGES, 0)
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
+            self.tasks[stage] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{stage: seconds}``, each stage's share of the total, and task counts."""
+        total = sum(self.seconds.values())
+        return {"seconds": dict(self.seconds),
+                "share": {k: (v / total if total else 0.0) for k, v in self.seconds.items()},
+                "tasks": dict(self.tasks)}
+
+
+_STAGES: StageTimes | None = None
+
+
+def timed(stage: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a per-chunk task function so that its run time counts as ``stage`` in
+    :class:`StageTimes` (the scheduler callback then leaves its tasks alone)."""
+    if stage not in StageTimes.STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {StageTimes.STAGES}")
+
+    def deco(func: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            if _STAGES is None:
+                return func(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _STAGES.add(stage, time.perf_counter() - t0)
+
+        run._gpueval_stage = stage  # type: ignore[attr-defined]
+        return run
+
+    return deco
+
+
+class _StageCallback(Callback):
+    """Times every task the local scheduler runs that the engine does not time itself."""
+
+    def __init__(self, times: StageTimes) -> None:
+        super().__init__()
+        self._times = times
+        self._began: dict[Any, float] = {}
+
+    def _pretask(self, key, dsk, state):
+        self._began[key] = time.perf_counter()
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        t0 = self._began.pop(key, None)
+        if t0 is None or _self_timed(dsk.get(key)):
+            return
+        # array blocks have tuple keys (name, i, j, ...); delayed steps have string keys
+        self._times.add("read" if isinstance(key, tuple) else "other", time.perf_counter() - t0)
+
+
+def _self_timed(task: Any) -> bool:
+    """The task's function records its own stage time (:func:`timed`, or the engine's own
+    chunk appliers)."""
+    func = getattr(task, "func", None)
+    if func is None and isinstance(task, tuple) and task and callable(task[0]):
+        func = task[0]  # older dask: tuple tasks
+    return func in (_apply, _apply_reading) or hasattr(func, "_gpueval_stage")
+
+
+@contextlib.contextmanager
+def stage_times() -> Iterator[StageTimes]:
+    """Collect :class:`StageTimes` of everything computed in-process inside the block.
+
+    >>> x = da.ones((8, 8), chunks=4)
+    >>> with stage_times() as t:
+    ...     total = map_reduce(lambda b: int(b.sum()), [x], sum)
+    >>> total, t.tasks["kernel"]
+    (64, 4)
+    """
+    global _STAGES
+    times, previous = StageTimes(), _STAGES
+    _STAGES = times
+    try:
+        with _StageCallback(times):
+            yield times
+    finally:
+        _STAGES = previous
 
 
 def compute(*objs: Any, scheduler: Any = None, progress: bool = False) -> tuple:

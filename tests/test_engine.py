@@ -108,3 +108,34 @@ def test_skipped_chunks_are_neither_read_nor_counted(read_in_task):
     assert total.compute(scheduler="sync") == int(x[:2, :3].sum() + x[2:, 3:].sum())
     with pytest.raises(ValueError, match="skip has 3 entries"):
         chunk_tasks(np.sum, [arr], skip=np.zeros(3, bool))
+
+
+@pytest.mark.parametrize("read_in_task", [False, True])
+def test_stage_times_split_reading_from_the_kernel(read_in_task):
+    """A slow read lands in 'read', a slow kernel in 'kernel', the reduction in 'other'."""
+    import time
+
+    from gpueval.engine import chunk_tasks, compute, stage_times, tree_reduce
+
+    def slow_read(block):
+        time.sleep(0.05)
+        return block
+
+    def slow_kernel(block):
+        time.sleep(0.02)
+        return int(block.sum())
+
+    arr = da.ones((8, 8), chunks=4).map_blocks(slow_read, dtype=float)
+    with stage_times() as t:
+        total = compute(tree_reduce(chunk_tasks(slow_kernel, [arr], read_in_task=read_in_task),
+                                    sum), scheduler="sync")[0]
+    assert total == 64
+    s = t.as_dict()
+    assert s["tasks"]["kernel"] == 4 and s["tasks"]["to_device"] == 4
+    assert 4 * 0.05 <= s["seconds"]["read"] < 4 * 0.05 + 1.0
+    assert 4 * 0.02 <= s["seconds"]["kernel"] < s["seconds"]["read"]
+    assert s["tasks"]["other"] >= 1
+    assert abs(sum(s["share"].values()) - 1) < 1e-9
+    with stage_times() as outside:  # nothing computed: nothing recorded
+        pass
+    assert sum(outside.seconds.values()) == 0

@@ -9,7 +9,9 @@ least ``{"voxels": int, "seconds": float}``; optional keys: ``reference``, ``ref
 small scales).
 
 ``gpueval bench`` runs each workload in a fresh subprocess so that the peak RSS it reports
-(``ru_maxrss``) belongs to that workload alone.
+(``ru_maxrss``) belongs to that workload alone. Each record also carries ``stage_seconds``
+(:class:`gpueval.engine.StageTimes`): how the engine's task time split between reading and
+decoding chunks, host→device copies, the per-chunk kernels and the reductions.
 """
 
 from __future__ import annotations
@@ -87,11 +89,17 @@ def peak_rss_bytes() -> int:
 
 def run_here(name: str, device: str, scale: float) -> dict[str, Any]:
     """Run one workload in this process and describe the outcome."""
+    from gpueval.engine import stage_times
+
     load_all()
     wl = WORKLOADS[name]
     t0 = time.perf_counter()
-    rec = wl.func(device, scale)
+    with stage_times() as stages:
+        rec = wl.func(device, scale)
     rec.setdefault("seconds", time.perf_counter() - t0)
+    # where the engine's time went (read/decode vs host→device vs kernel vs reductions),
+    # summed over threads and over everything the workload ran (warm-ups and checks too)
+    rec["stage_seconds"] = stages.as_dict()
     rec["workload"] = name
     rec["device"] = device
     rec["scale"] = scale

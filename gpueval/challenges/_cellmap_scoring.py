@@ -33,7 +33,7 @@ import numpy as np
 from dask.delayed import Delayed
 from scipy import ndimage
 
-from gpueval.engine import Opaque, chunk_tasks, compute, tree_reduce
+from gpueval.engine import Opaque, chunk_tasks, compute, timed, tree_reduce
 from gpueval.kernels import components as cc
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.metrics.matching import match_max_total_iou
@@ -347,6 +347,7 @@ def _reads(bucket: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, list[tuple
     return out
 
 
+@timed("kernel")
 def _hausdorff_bucket(plan, k: int, gt: Opaque, pred: Opaque, first_index, vs
                       ) -> list[tuple[list[int], np.ndarray]]:
     """Capped Hausdorff distances of the instances of bucket ``k`` (CPU, as before).

@@ -80,7 +80,7 @@ import numpy as np
 from dask import delayed
 
 from gpueval.config import get_dotted
-from gpueval.engine import compute, map_reduce, tree_reduce
+from gpueval.engine import compute, map_reduce, timed, tree_reduce
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.archive import iter_files
 from gpueval.io.arrays import load_npz_array, open_volume
@@ -556,6 +556,7 @@ def class_surfaces(ctx: _Context, volume, classes: Sequence[int]) -> dict[int, S
     return compute(total, scheduler=ctx.scheduler, progress=ctx.progress)[0]
 
 
+@timed("kernel")
 def _surface_task(block, pads, lo, classes, device):
     from gpueval.backend import to_device
 

@@ -85,7 +85,7 @@ import numpy as np
 from dask.delayed import delayed
 
 from gpueval.backend import to_device
-from gpueval.engine import compute, tree_reduce
+from gpueval.engine import compute, timed, tree_reduce
 from gpueval.errors import Rejected, TruthError, UsageError
 from gpueval.kernels.boundary import (
     BoundaryCounts,
@@ -705,6 +705,7 @@ def _band_edges(rows: int, cols: int, storage_rows: int, opts: _Options) -> list
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
+@timed("kernel")
 def _band_task(gt: _GreyImage, pred: _GreyImage | None, a: int, b: int, radius: int,
                gt_threshold: int | None, device: str) -> BoundaryCounts:
     lo, hi = max(0, a - radius), min(gt.shape[0], b + radius)
@@ -714,6 +715,7 @@ def _band_task(gt: _GreyImage, pred: _GreyImage | None, a: int, b: int, radius: 
                        gt_threshold=gt_threshold, top=a - lo, bottom=hi - b)
 
 
+@timed("kernel")
 def _hist_task(img: _GreyImage, a: int, b: int) -> np.ndarray:
     return value_histogram(img.rows(a, b))
 

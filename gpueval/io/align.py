@@ -45,6 +45,7 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
+from gpueval.engine import timed
 from gpueval.errors import Rejected
 
 NO_VOXEL_SIZE_SCORE = 1e18
@@ -262,6 +263,7 @@ def _assemble(blocks: list[da.Array], counts: list[int]) -> da.Array:
     return da.block(nest(blocks, counts))
 
 
+@timed("kernel")
 def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
                    threshold: float, floor: Any) -> np.ndarray:
     """One output block of :func:`rescale` from its zero-padded source region."""

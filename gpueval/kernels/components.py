@@ -48,6 +48,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from gpueval.backend import is_cupy, to_device, to_host
+from gpueval.engine import timed
 
 __all__ = ["ChunkedLabels", "connected_components", "label_chunked", "max_neighbour_order"]
 
@@ -290,6 +291,7 @@ class _ChunkInfo:
     planes: dict                # (axis, side) -> (labels plane, values plane), axis kept (size 1)
 
 
+@timed("kernel")
 def _label_task(block, index, origin, shape, connectivity, binary, device) -> _ChunkInfo:
     block = _on_device(block, device)
     if is_cupy(block):
@@ -442,6 +444,7 @@ def _first_of(info: _ChunkInfo) -> np.ndarray:
     return info.first_index
 
 
+@timed("kernel")
 def _edges_task(info: _ChunkInfo, neighbours: Sequence[_ChunkInfo], nbs, max_order: int
                 ) -> list[tuple[int, int, np.ndarray]]:
     """Label pairs between one chunk and each forward neighbour: ``(ci, cj, (2, k) pairs)``."""
@@ -503,6 +506,7 @@ def _relabel_chunk(chunk, lut, connectivity, binary):
     return lut[_cc3d(np.ascontiguousarray(chunk), connectivity, binary)[0]]
 
 
+@timed("kernel")
 def _relabel_task(chunk, lut, connectivity, binary, device):
     out = _relabel_chunk(_on_device(chunk, device), lut, connectivity, binary)
     return to_host(out)

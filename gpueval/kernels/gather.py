@@ -30,6 +30,7 @@ from uuid import uuid4
 import numpy as np
 
 from gpueval.backend import array_module, to_device, to_host
+from gpueval.engine import timed
 
 
 @dataclass
@@ -226,6 +227,7 @@ def _read_tasks(arr, keys: list) -> dict | None:
     return dict(culled)
 
 
+@timed("kernel")
 def _chunk_task(block, local: np.ndarray, device: str, extrema: bool):
     block = to_device(np.asarray(block), device)
     values = to_host(gather_block(block, local)) if len(local) else np.empty(0, block.dtype)
