@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import tifffile
 import zarr
 from PIL import Image
+from xpress_cases import write_case
 
 from gpueval.cli import build_parser, main
 from gpueval.config import load_config
@@ -43,16 +43,7 @@ def _urisc(tmp: Path, name: str = "perfect") -> tuple[Path, Path, list[str]]:
 
 
 def _xpress(tmp: Path, name: str = "perfect") -> tuple[Path, Path, list[str]]:
-    from gpueval.io.skeleton import Skeleton, save_skeleton_npz
-
-    z = np.load(FIX / "xpress" / f"{name}.npz", allow_pickle=False)
-    skel = tmp / "skel.npz"
-    save_skeleton_npz(Skeleton(z["node_ids"], z["node_position_xyz"], z["edges"]), skel)
-    sub = tmp / "seg.h5"
-    with h5py.File(sub, "w") as f:
-        d = f.create_dataset("submission", data=z["segmentation"], chunks=(8, 16, 16))
-        d.attrs["resolution"] = z["voxel_size"]
-        d.attrs["offset"] = z["offset"]
+    skel, sub, _ = write_case(tmp, name)
     return skel, sub, ["--set", "roi=none"]
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import tifffile
 import zarr
 from PIL import Image
+from xpress_cases import fixture, write_case
 
 from gpueval import api
 from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
-from gpueval.io.skeleton import Skeleton, save_skeleton_npz
 from gpueval.report import write_report
 from gpueval.report_images import (
     BLUE,
@@ -175,14 +174,8 @@ def test_cellmap_worst_items_slices(cellmap_case):
 @pytest.fixture(scope="module")
 def xpress_case(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("xpress")
-    z = _load(FIX / "xpress" / "mixed.npz")
-    skel = tmp / "skel.npz"
-    save_skeleton_npz(Skeleton(z["node_ids"], z["node_position_xyz"], z["edges"]), skel)
-    sub = tmp / "mixed.h5"
-    with h5py.File(sub, "w") as f:
-        d = f.create_dataset("submission", data=z["segmentation"], chunks=(8, 16, 16))
-        d.attrs["resolution"] = z["voxel_size"]
-        d.attrs["offset"] = z["offset"]
+    skel, sub, _ = write_case(tmp, "mixed")
+    z = fixture("mixed")
     r = api.score("xpress", skel, sub, overrides=["roi=none"])
     assert r.status == "ok"
     return r, skel, sub, z["segmentation"].shape

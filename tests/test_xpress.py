@@ -9,6 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from xpress_cases import fixture as _fixture
+from xpress_cases import write_case as _write_case
+from xpress_cases import write_submission as _write_submission
 
 from gpueval.api import score, validate
 from gpueval.challenges import xpress
@@ -23,42 +26,6 @@ SCORED = [c for c in CASES if "error" not in CASES[c]]
 # the spec describes, which agrees on every fixture but this one, where a segment holds several
 # disconnected pieces of one skeleton (see gpueval.metrics.run_length.merge_count)
 MERGE_COUNT_DIFFERS = {"voxel_faces"}
-
-
-def _fixture(name: str) -> dict:
-    with np.load(FIX / f"{name}.npz", allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _write_case(tmp: Path, name: str, fmt: str = "h5", seg=None) -> tuple[Path, Path, dict]:
-    z = _fixture(name)
-    skel_path = tmp / f"{name}_skel.npz"
-    save_skeleton_npz(Skeleton(z["node_ids"], z["node_position_xyz"], z["edges"]), skel_path)
-    seg = z["segmentation"] if seg is None else seg
-    sub = _write_submission(tmp / f"{name}.{fmt}", seg, z["voxel_size"], z["offset"])
-    ov: dict = {"roi": "none"}
-    if z["roi_begin"].size:
-        ov["roi"] = {"begin": z["roi_begin"].tolist(), "shape": z["roi_shape"].tolist()}
-    if int(z["downsampling"]):
-        ov["downsampling"] = int(z["downsampling"])
-    return skel_path, sub, ov
-
-
-def _write_submission(path: Path, seg, voxel_size, offset, chunks=(8, 16, 16)) -> Path:
-    if path.suffix == ".h5":
-        with h5py.File(path, "w") as f:
-            d = f.create_dataset("submission", data=seg, chunks=chunks)
-            d.attrs["resolution"] = np.asarray(voxel_size)
-            d.attrs["offset"] = np.asarray(offset)
-    else:
-        import zarr
-
-        g = zarr.open_group(str(path), mode="w")
-        a = g.create_array("submission", shape=seg.shape, dtype=seg.dtype, chunks=chunks)
-        a[...] = seg
-        a.attrs["resolution"] = [int(v) for v in voxel_size]
-        a.attrs["offset"] = [int(v) for v in offset]
-    return path
 
 
 def _close(got, want, tol=1e-6) -> bool:
