@@ -45,6 +45,11 @@ Choices where the spec is silent or says "unknown" (documented for the organiser
   0 on the final test set without saying which. ``time_limit_action: flag`` (default, = the
   code) only sets ``time_limit_exceeded``; ``zero`` sets every DSC/NSD of the case (steps,
   AUCs, finals) to 0.
+* **Missing interactive step** (``interactive.missing_step``): ``zeros`` (default, spec §5
+  "Failed step") scores an all-zero prediction. The official loop never clears its output
+  folder between steps, so a step that writes nothing leaves the previous step's file in
+  place and that stale prediction is scored (zeros only when no earlier step wrote one);
+  ``previous`` reproduces this (the reused step is in ``extra``; its running time is 0).
 * **Binary text prediction** with values ``{a, b}``: ``cc3d`` labels the non-zero voxels of
   the prediction itself (6-connectivity), as in the official branch.
 * ``compat=corrected`` keeps labels ≥ 256 apart on the text track (no uint8 cast) and drops
@@ -55,8 +60,11 @@ Choices where the spec is silent or says "unknown" (documented for the organiser
   a NaN-skipping mean would then reward).
 * Text-track ``RunningTime`` (CSV view) is the optional ``running_time`` of the prediction
   npz, 0 when absent.
-* Text prompt keys other than ``instance_label`` that are not integers are ignored; a missing
-  ``instance_label`` means 0 (semantic).
+* Text prompt keys are read with Python's ``int()`` as the script does (``"+1"``, ``" 1"``,
+  ``"01"`` are class 1); keys ``int()`` refuses (other than ``instance_label``) are ignored,
+  where the script would fail on the case; a missing ``instance_label`` means 0 (semantic).
+* Text CSV values are rounded as ``round(np.float64, 4)`` rounds (``np.round``), not with
+  Python's correctly rounded ``round`` (they differ on near-halves such as 0.12345).
 
 Per-class values (DSC, NSD, surfel counts and areas, overlaps, HD95/HD100, ASD) are in
 ``result.extra["cases"]``; :func:`write_official_csv` writes the official CSV columns.
@@ -476,6 +484,7 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         "final_step": int(get_dotted(config, "interactive.final_step", 6)),
         "time_limit": float(get_dotted(config, "interactive.time_limit_per_class_s", 90)),
         "time_action": str(get_dotted(config, "interactive.time_limit_action", "flag")),
+        "missing_step": str(get_dotted(config, "interactive.missing_step", "zeros")),
         "chunk": int(config.get("chunk_size", 128)),
         "workers": int(config.get("kdtree_workers", 1)),
     }
@@ -483,6 +492,8 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         s["nsd_gate"] = float(s["nsd_gate"])
     if s["time_action"] not in ("flag", "zero"):
         raise TruthError("interactive.time_limit_action must be flag or zero")
+    if s["missing_step"] not in ("zeros", "previous"):
+        raise TruthError("interactive.missing_step must be zeros or previous")
     return s
 
 
@@ -584,10 +595,20 @@ def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
     else:
         classes = [v for v in ids if v != 0]
     if settings["class_set"] == "gt_prompted":
-        prompted = {int(k) for k in (prompts or {}) if k != "instance_label"
-                    and re.fullmatch(r"-?\d+", str(k).strip())}
+        prompted = {v for v in (_prompt_class(k) for k in (prompts or {})
+                                if k != "instance_label") if v is not None}
         classes = [c for c in classes if c in prompted]
     return classes
+
+
+def _prompt_class(key: Any) -> int | None:
+    """A prompt key as the official ``int(k)`` reads it (``" 1"``, ``"+1"``, ``"01"``,
+    ``"1_0"`` are classes 1, 1, 1, 10); None for a key ``int`` refuses (the script would fail
+    on the case; gpueval ignores the key)."""
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        return None
 
 
 def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
@@ -679,6 +700,7 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
     gt_surfaces = None
     classes: list[int] = []
     dsc_k, nsd_k, time_k, per_step = {}, {}, {}, {}
+    last_written: tuple[int, Path] | None = None
     for k in steps:
         path = _find(folder, f"step_{k}")
         if k == 1 and not case.get("has_box", True):
@@ -687,9 +709,15 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
             per_step[k] = {"dsc": 0.0, "nsd": 0.0, "nsd_ungated": 0.0, "present": False,
                            "not_run": "no box prompt", "per_class": {}}
             continue  # the class set comes from step 2's table
+        reused = None
         if path.exists():
             segs = load_prediction(path, gts.shape)
             time_k[k] = _running_time(path)
+            last_written = (k, path)
+        elif s["missing_step"] == "previous" and last_written is not None:
+            reused, prev_path = last_written  # the file the last step left in outputs/
+            segs = load_prediction(prev_path, gts.shape)
+            time_k[k] = 0.0
         else:
             segs = _zeros_like(gts)
             time_k[k] = 0.0
@@ -707,6 +735,8 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
         per_step[k] = {"dsc": dsc, "nsd": nsd_k[k], "nsd_ungated": nsd,
                        "present": path.exists(),
                        "per_class": {str(c): v for c, v in per_class.items()}}
+        if reused is not None:
+            per_step[k]["reused_step"] = reused
     total_time = float(sum(time_k.values()))
     limit = s["time_limit"] * len(classes)
     exceeded = total_time > limit
@@ -843,7 +873,11 @@ def _csv_value(v: Any, digits: int | None) -> str:
     if isinstance(v, float | np.floating):
         if math.isnan(v):
             return ""
-        return repr(round(float(v), digits)) if digits is not None else repr(float(v))
+        if digits is None:
+            return repr(float(v))
+        # the official values are np.float64, whose round() is np.round (scale, rint, unscale):
+        # 0.12345 -> 0.1234, where Python's correctly rounded round() gives 0.1235
+        return repr(float(np.round(np.float64(v), digits)))
     return str(v)
 
 
