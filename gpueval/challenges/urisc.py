@@ -57,6 +57,12 @@ Decisions where the spec is silent (documented choices)
     because OpenCV re-orients them and this reader does not: an ``Orientation`` tag other
     than 1 (top-left).
 
+  - Huge single strips (RGBA buffer ≥ 95 % of 1 GiB, about 255 M pixels in one strip):
+    OpenCV reads contiguous 8/16-bit grey/RGB(+associated alpha) scanlines raw instead of
+    through libtiff: no MINISWHITE inversion, 16-bit high byte, grey of RGB with R and B
+    weights swapped (``(1868 R + 9617 G + 4899 B + 8192) >> 14``); other layouts whose RGBA
+    strip/tile reaches 1 GiB make ``cv2.imread`` return ``None`` and are rejected.
+
   Not replicated: libpng's gamma-corrected grey for PNGs with a gAMA/sRGB chunk (tens of grey
   levels apart, e.g. up to 59 with gAMA 0.45455, but only on pixels with unequal channels),
   16-bit colour PNG (reduced to 8 bit first here) — irrelevant for equal-channel GTs (all
@@ -552,9 +558,40 @@ class _GreyImage:
         # libtiff premultiplies unassociated alpha (ExtraSamples = 2) into RGB before OpenCV
         # converts to grey; associated/unspecified alpha is left alone, grey+alpha too.
         self.unassoc_alpha = photometric == 2 and bool(extra) and extra[0] == 2
+        self.cv_scanline = self._opencv_scanline(page, photometric, bits, extra)
+
+    def _opencv_scanline(self, page: Any, photometric: int, bits: int, extra: tuple) -> bool:
+        """OpenCV's TIFF decoder decodes a strip/tile as 32-bit RGBA (libtiff's RGBA reader)
+        unless that buffer would reach 95 % of 1 GiB; then a single-strip, contiguous 8/16-bit
+        grey/RGB image (RGBA only with associated alpha) is read scanline by scanline *without*
+        libtiff's mapping, and anything else fails (``cv2.imread`` → ``None``) once the RGBA
+        buffer reaches 1 GiB. Returns whether the scanline reading applies (see _tiff_grey).
+        """
+        axes, shape = page.axes, page.shape
+        height, width = shape[axes.index("Y")], shape[axes.index("X")]
+        samples = shape[axes.index("S")] if "S" in axes else 1
+        if page.is_tiled:
+            tile_w, tile_h = int(page.tilewidth), int(page.tilelength)
+        else:
+            tag = page.tags.get(278)  # RowsPerStrip; absent, 0 or 2**32 - 1: one strip
+            rps = int(tag.value) if tag is not None else 0
+            tile_w, tile_h = width, (height if rps in (0, 2**32 - 1) else rps)
+        rgba_bytes = 4 * tile_w * tile_h
+        if rgba_bytes < _CV_SCANLINE_MIN_BYTES:
+            return False
+        if (not page.is_tiled and tile_h == height and samples in (1, 3, 4) and bits in (8, 16)
+                and photometric in (0, 1, 2) and int(page.planarconfig) != 2
+                and (samples != 4 or extra == (1,))):
+            return True
+        if rgba_bytes >= _CV_RGBA_MAX_BYTES:
+            self._fail(f"a strip/tile of {tile_w}×{tile_h} pixels is too large for OpenCV "
+                       "(cv2.imread returns None on it): save the image in strips of fewer rows")
+        return False
 
     def _tiff_grey(self, raw: np.ndarray) -> np.ndarray:
         """Stored TIFF samples of one band → uint8 grey as ``cv2.imread(path, 0)``."""
+        if self.cv_scanline:
+            return _scanline_grey(raw, self.axes)
         if self.lut is not None:  # palette index → colormap RGB → OpenCV grey
             return self.lut[raw.view(np.uint8) if raw.dtype == np.bool_ else raw]
         axes = self.axes
@@ -662,6 +699,27 @@ def _premultiply(raw: np.ndarray, axes: str) -> np.ndarray:
     for c in range(3):
         out[..., c] = (arr[..., c] * alpha + 127) // 255
     return out
+
+
+_CV_SCANLINE_MIN_BYTES = (2**30 * 95) // 100
+"""OpenCV's TIFF decoder switches from libtiff's RGBA reader to raw scanlines at this RGBA
+strip size (``MAX_TILE_SIZE * 95 / 100``; a single strip of about 255 M pixels)."""
+_CV_RGBA_MAX_BYTES = 2**30
+"""... and refuses RGBA strips/tiles of this size (``buffer_size is too large: >= 1Gb``)."""
+
+
+def _scanline_grey(raw: np.ndarray, axes: str) -> np.ndarray:
+    """OpenCV's raw-scanline TIFF path (huge single strips, see ``_opencv_scanline``): 16-bit
+    samples keep their high byte, grey is copied as stored (MINISWHITE is *not* inverted), and
+    3/4 samples go through ``icvCvt_BGR(A)2Gray`` without its R/B swap, i.e. sample 0 gets the
+    blue weight: ``(1868 s0 + 9617 s1 + 4899 s2 + 8192) >> 14``; alpha is ignored."""
+    if raw.dtype == np.uint16:
+        raw = (raw >> 8).astype(np.uint8)
+    if "S" not in axes:
+        return raw
+    arr = np.moveaxis(raw, axes.index("S"), -1)
+    s0, s1, s2 = (arr[..., i].astype(np.uint32) for i in range(3))
+    return ((1868 * s0 + 9617 * s1 + 4899 * s2 + 8192) >> 14).astype(np.uint8)
 
 
 def _to_grey(arr: np.ndarray, axes: str, colour: str) -> np.ndarray:
