@@ -12,44 +12,13 @@ in the docstring or comment next to it.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
+from cellmap_cases import counts, h_norm, put, run
 
 from gpueval.api import score
 from gpueval.metrics.matching import match_max_total_iou
-
-V8 = (8.0, 8.0, 8.0)
-NORM8 = math.sqrt(3 * 64.0)
-
-
-def h_norm(d: float, norm: float = NORM8) -> float:
-    """§5.1.11 ``1.01^(−d/‖v‖)``."""
-    return 1.01 ** (-d / norm)
-
-
-def put(root: Path, crop: str, label: str, data: np.ndarray, vs=V8, tr=(0.0, 0.0, 0.0),
-        chunks=(2, 2, 2)) -> None:
-    g = zarr.open_group(str(root), mode="a", zarr_format=2)
-    a = g.require_group(crop).create_array(label, shape=data.shape, dtype=data.dtype,
-                                           chunks=chunks)
-    a[:] = data
-    if vs is not None:
-        a.attrs["voxel_size"] = [float(v) for v in vs]
-    if tr is not None:
-        a.attrs["translation"] = [float(t) for t in tr]
-
-
-def run(truth: Path, sub: Path, *overrides: str):
-    res = score("cellmap", truth, sub, overrides=list(overrides), device="cpu")
-    assert res.status == "ok", res.error
-    return res, {it["id"]: it for it in res.items}
-
-
-def counts(item) -> tuple[int, int, int]:
-    return item["tp"], item["fp"], item["fn"]
 
 
 # --------------------------------------------------------------- §5.1.5 min-cost flow
