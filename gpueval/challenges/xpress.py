@@ -32,6 +32,8 @@ Documented choices
   "all ROIs must be multiples of the voxel size", the array's own ROI included), else
   Rejected.
 * **test ROI check** is applied to the array as stored (before ``downsampling``).
+* **explicit ROI** entries are truncated with ``int()`` as the official; a shape under 1 nm on any
+  axis (empty: the official has no max label to take) or a non-finite entry is a config error.
 * **Rand/VOI with nothing counted** (one component): Rand and NVI are NaN (0/0) and VOI is 0,
   as funlib's C++ sums give.
 * ``merge_count`` is the count xpress.md §4 describes, one per pair of skeletons sharing a
@@ -463,6 +465,12 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
                              "(nm, z,y,x)") from e
         if len(s["roi"]["begin"]) != 3 or len(s["roi"]["shape"]) != 3:
             raise TruthError(f"config roi {roi!r}: begin and shape need 3 entries (z,y,x)")
+        if any(not math.isfinite(v) for v in s["roi"]["begin"] + s["roi"]["shape"]) or \
+                any(int(v) <= 0 for v in s["roi"]["shape"]):
+            # the official truncates each entry with int(); an empty ROI has no max label
+            # (it raises), and a negative shape must not slice the array from its end
+            raise TruthError(f"config roi {roi!r}: shape must be at least 1 nm per axis after "
+                             "truncation to whole nm, and every entry finite")
     else:
         raise TruthError(f"config roi={roi!r} is not understood")
     d = config.get("downsampling", 1)
