@@ -17,6 +17,7 @@ import h5py
 import networkx as nx
 import numpy as np
 import pytest
+from xpress_cases import declare_submission
 
 from gpueval.api import score
 from gpueval.challenges import xpress
@@ -109,12 +110,8 @@ def test_validation_roi_on_the_33nm_grid_with_downsampling_3(tmp_path):
     """run_val_parallel.py: 33 nm outputs, downsampling 3, validation ROI begin 8316 nm,
     23067 nm = 699 voxels at 33 nm -> 233 voxels at 99 nm; begin 8316 = 84·99 stays.
     The array starts 3 voxels earlier (8217 nm) and is opened lazily (nothing written)."""
-    p = tmp_path / "val.h5"
-    with h5py.File(p, "w") as f:
-        d = f.create_dataset("submission", shape=(705, 705, 705), dtype=np.uint64,
-                             chunks=(128, 128, 128))
-        d.attrs["resolution"] = [33, 33, 33]
-        d.attrs["offset"] = [8217, 8217, 8217]
+    p = declare_submission(tmp_path / "val.h5", (705,) * 3, (33,) * 3, (8217,) * 3,
+                           chunks=(128, 128, 128))
     cfg = load_config("xpress", overrides={"roi": "validation", "downsampling": 3})
     sub = xpress.open_submission(p, xpress._settings(cfg))
     assert sub.shape == (233, 233, 233)

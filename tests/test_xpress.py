@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from xpress_cases import declare_submission
 from xpress_cases import fixture as _fixture
 from xpress_cases import write_case as _write_case
 from xpress_cases import write_submission as _write_submission
@@ -188,12 +189,7 @@ def test_wrong_container_rejected(tmp_path):
 
 def test_validate_official_test_grid(tmp_path):
     """A 334³ @ 99 nm array at offset 3267 passes the test check without being read."""
-    p = tmp_path / "submission.h5"
-    with h5py.File(p, "w") as f:
-        d = f.create_dataset("submission", shape=(334, 334, 334), dtype=np.uint64,
-                             chunks=(64, 64, 64))
-        d.attrs["resolution"] = [99, 99, 99]
-        d.attrs["offset"] = [3267, 3267, 3267]
+    p = declare_submission(tmp_path / "submission.h5", (334,) * 3, (99,) * 3, (3267,) * 3)
     notes = validate("xpress", p)
     assert any("(334, 334, 334)" in n for n in notes)
     with h5py.File(p, "a") as f:
@@ -205,12 +201,7 @@ def test_validate_official_test_grid(tmp_path):
 def test_validation_roi_crops(tmp_path):
     """roi=validation crops the 233³ ROI out of a larger array (only its chunks matter)."""
     cfg = load_config("xpress", overrides={"roi": "validation"})
-    p = tmp_path / "val.h5"
-    with h5py.File(p, "w") as f:
-        d = f.create_dataset("submission", shape=(334, 334, 334), dtype=np.uint64,
-                             chunks=(64, 64, 64))
-        d.attrs["resolution"] = [99, 99, 99]
-        d.attrs["offset"] = [3267, 3267, 3267]
+    p = declare_submission(tmp_path / "val.h5", (334,) * 3, (99,) * 3, (3267,) * 3)
     sub = xpress.open_submission(p, xpress._settings(cfg))
     assert sub.shape == (233, 233, 233) and sub.begin == (8316, 8316, 8316)
 

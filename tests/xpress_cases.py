@@ -55,3 +55,13 @@ def write_submission(path: Path, seg, voxel_size, offset, chunks=(8, 16, 16)) ->
         a.attrs["resolution"] = [int(v) for v in voxel_size]
         a.attrs["offset"] = [int(v) for v in offset]
     return path
+
+
+def declare_submission(path: Path, shape, voxel_size, offset, chunks=(64, 64, 64)) -> Path:
+    """An all-zero uint64 HDF5 submission of ``shape`` that is declared, never written (tests
+    that only the grid is read)."""
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("submission", shape=tuple(shape), dtype=np.uint64, chunks=chunks)
+        d.attrs["resolution"] = list(voxel_size)
+        d.attrs["offset"] = list(offset)
+    return path
