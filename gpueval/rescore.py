@@ -87,6 +87,7 @@ from gpueval import __version__
 from gpueval.config import load_config
 from gpueval.db import Record, ResultConflict, ResultsDB, config_hash, connect, default_url
 from gpueval.errors import TruthError, UsageError
+from gpueval.metrics.ranking import refuge_leaderboard
 from gpueval.result import Result, format_value, to_jsonable
 
 DEFAULT_SCORER = "gpueval.api:score"
@@ -835,8 +836,6 @@ def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = N
                          f"{', '.join(versions)}")
     notes: list[str] = []
     if ranking is None:
-        from gpueval.config import load_config
-
         ranking = load_config(challenge).get("ranking") or {}
     rows = _ranked_rows(store, challenge, metric_version, notes, ranking)
     board = Board(challenge, metric_version, rows, compare, notes=notes)
@@ -867,8 +866,8 @@ def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
         recs = [r for r in recs if r.truth_hash == latest_truth]
     recs.sort(key=lambda r: r.submission_name)
     rows = [_row(r) for r in recs]
-    if challenge == "refuge" and _rank_refuge(rows, ranking):
-        pass
+    if challenge == "refuge":
+        _rank_refuge(rows, ranking)
     else:
         _rank_by_score(rows)
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["name"]))
@@ -896,11 +895,7 @@ def _rank_by_score(rows: list[dict[str, Any]]) -> None:
         r["rank"] = None if s is None else 1 + sum(1 for t in scores if t is not None and t > s)
 
 
-def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> bool:
-    try:
-        from gpueval.metrics.ranking import refuge_leaderboard
-    except ImportError:
-        return False
+def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> None:
     ok = [r for r in rows if r["status"] == "ok"]
     weights = {k: [float(w) for w in ranking[k]]
                for k in ("segmentation_weights", "final_weights") if ranking.get(k)}
@@ -916,7 +911,6 @@ def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> bool:
     by_name = {r["name"]: r for r in rows}
     for i, n in enumerate(final):
         by_name[n]["final_score"] = boards["final"]["scores"][i][0]
-    return True
 
 
 def _finite(x: Any) -> bool:
@@ -1021,8 +1015,6 @@ def run_cli(args: Any) -> int:
             for dup, first in summary.duplicates.items():
                 print(f"note: {dup} has the same content as {first} (scored once)")
         if args.export or args.report:
-            from gpueval.config import load_config
-
             cfg = load_config(args.challenge, args.config, args.overrides)
             board = leaderboard(store, args.challenge, summary.metric_version,
                                 ranking=cfg.get("ranking") or {})
@@ -1041,8 +1033,6 @@ def leaderboard_cli(args: Any) -> int:
         if not sqlite_path(args.db).exists():
             raise UsageError(f"--db {args.db}: no such database file")
     with connect(args.db) as store:
-        from gpueval.config import load_config
-
         cfg = load_config(args.challenge, getattr(args, "config", None),
                           getattr(args, "overrides", ()))
         board = leaderboard(store, args.challenge, args.metric_version, args.compare,

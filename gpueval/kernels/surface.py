@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpueval.backend import array_module, is_cupy, to_host
+from gpueval.backend import array_module, is_cupy, to_device, to_host
 
 #: Default NSD tolerance of MedSegFM (mm).
 DEFAULT_TOLERANCE_MM = 2.0
@@ -412,8 +412,6 @@ def surface_stats(surf_gt: SurfacePoints, surf_pred: SurfacePoints, spacing: Seq
     """
     q, r = surf_gt.coords, surf_pred.coords
     if device == "gpu" and len(q) and len(r) and _box_voxels(q, r) <= GPU_EDT_MAX_VOXELS:
-        from gpueval.backend import to_device
-
         q, r = to_device(q, "gpu"), to_device(r, "gpu")
     return SurfaceStats(
         nearest_distances(q, r, spacing, tolerance=tolerance, workers=workers),
