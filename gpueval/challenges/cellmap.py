@@ -86,6 +86,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from gpueval.backend import array_module
 from gpueval.challenges import _cellmap_scoring as sc
 from gpueval.config import apply_variant
 from gpueval.errors import Rejected, TruthError
@@ -380,8 +381,6 @@ def _open_array(p: Path, *, finite: bool, dataset: str | None = None):
 
 
 def _refuse_nan(block, where: str):
-    from gpueval.backend import array_module
-
     if block.size and bool(array_module(block).isnan(block).any()):
         raise Rejected(f"{where}: NaN in an instance prediction; instance ids must be "
                        "numbers (the official relabelling's handling of NaN is undefined)")
@@ -765,7 +764,7 @@ def _check_label(node: Path, where: str, opts: Options, instance: bool) -> list[
         if opts.compat == "official" and not _is_v2_array(node):
             return [f"{where}: a zarr v3 array; the official scorer reads zarr v2 only, so it "
                     "scores as missing (compat=corrected reads it)"]
-        vol = open_volume(node, finite=instance)
+        vol = _open_array(node, finite=instance)
         _as_vec(_geometry(_attrs(node))[0], where)
         if vol.data.ndim != 3:
             raise Rejected(f"{where}: {vol.data.ndim}-D array, expected 3-D (z, y, x)")
