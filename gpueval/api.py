@@ -17,6 +17,7 @@ from gpueval.challenges import get_challenge
 from gpueval.config import load_config
 from gpueval.errors import Rejected
 from gpueval.limits import Limits, use_limits
+from gpueval.notices import collecting
 from gpueval.result import Result
 
 
@@ -43,17 +44,27 @@ def score(
     if dev == "gpu":
         limit_gpu_memory(limits.gpu_memory_bytes)
     t0 = time.perf_counter()
-    try:
-        with use_limits(limits):  # the config's `limits:` reach every reader
-            result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
-                                  progress=progress)
-    except Rejected as e:
-        result = Result.rejected(challenge, str(cfg["metric_version"]), str(e))
+    with collecting() as warnings:
+        try:
+            with use_limits(limits):  # the config's `limits:` reach every reader
+                result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
+                                      progress=progress)
+        except Rejected as e:
+            result = Result.rejected(challenge, str(cfg["metric_version"]), str(e))
+    result.warnings = list(dict.fromkeys([*result.warnings, *warnings]))
     result.runtime["seconds"] = time.perf_counter() - t0
     result.runtime["device"] = dev
     result.runtime.setdefault("voxels", 0)
     result.extra.setdefault("config", {k: v for k, v in cfg.items() if k != "variants"})
     return result
+
+
+class Validation(list):
+    """The notes of :func:`validate` (a ``list[str]``), with the ``warnings`` it raised."""
+
+    def __init__(self, notes: Iterable[str] = (), warnings: Iterable[str] = ()):
+        super().__init__(notes)
+        self.warnings: list[str] = list(warnings)
 
 
 def validate(
@@ -63,8 +74,12 @@ def validate(
     truth: str | Path | None = None,
     config: str | Path | dict[str, Any] | None = None,
     overrides: Iterable[str] | dict[str, Any] = (),
-) -> list[str]:
-    """Format checks only. Returns notes; raises :class:`~gpueval.errors.Rejected`."""
+) -> Validation:
+    """Format checks only. Returns the notes (with ``.warnings``: what ``validate --strict``
+    refuses); raises :class:`~gpueval.errors.Rejected`."""
     cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
-    with use_limits(Limits.from_config(cfg)):
-        return get_challenge(challenge).validate(submission, cfg, truth=truth)
+    module = get_challenge(challenge)
+    cfg = getattr(module, "resolve_config", dict)(cfg)
+    with collecting() as warnings, use_limits(Limits.from_config(cfg)):
+        notes = module.validate(submission, cfg, truth=truth)
+    return Validation(notes, warnings)

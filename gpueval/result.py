@@ -4,7 +4,7 @@ The shape is fixed by ``shared/specs/cli.md``::
 
     {"challenge", "metric_version", "status", "error", "score",
      "metrics": {name: number|null}, "items": [{"id": ..., name: number|null}],
-     "runtime": {"seconds", "device", "voxels"}}
+     "runtime": {"seconds", "device", "voxels"}, "warnings": [str]}
 
 NaN and ±inf become ``null``; NumPy scalars become Python numbers.
 """
@@ -32,6 +32,8 @@ class Result:
     runtime: dict[str, Any] = field(
         default_factory=lambda: {"seconds": 0.0, "device": "cpu", "voxels": 0}
     )
+    warnings: list[str] = field(default_factory=list)
+    """What a person must know that did not reject the submission (see :mod:`gpueval.notices`)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything beyond the contract (extended views, resolved config); written under ``extra``."""
 
@@ -49,6 +51,7 @@ class Result:
             "metrics": self.metrics,
             "items": self.items,
             "runtime": self.runtime,
+            "warnings": list(self.warnings),
         }
         if self.extra:
             d["extra"] = self.extra
@@ -67,7 +70,7 @@ class Result:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Result:
         keys = ("challenge", "metric_version", "status", "error", "score", "metrics", "items",
-                "runtime", "extra")
+                "runtime", "warnings", "extra")
         return cls(**{k: d[k] for k in keys if k in d})
 
 
