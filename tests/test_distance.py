@@ -36,7 +36,7 @@ def _brute(a, b, v):
 
 @st.composite
 def mask_pairs(draw):
-    ndim = draw(st.sampled_from([2, 3]))
+    ndim = draw(st.sampled_from([1, 2, 3]))  # every dimension hausdorff documents
     shape = tuple(draw(st.integers(1, 16)) for _ in range(ndim))
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     a = rng.random(shape) < draw(st.sampled_from([0.02, 0.1, 0.4]))
@@ -118,6 +118,20 @@ def test_bad_arguments():
         hausdorff(np.ones((2, 2)), np.ones((2, 2)), (1, 1, 1))
     with pytest.raises(ValueError):
         hausdorff(np.ones((2, 2)), np.ones((2, 2)), (1, 1), percentile=101)
+    with pytest.raises(ValueError, match="1-D to 3-D"):
+        hausdorff(np.ones((2,) * 4), np.ones((2,) * 4), (1,) * 4)
+
+
+def test_one_d_masks_hand_checked():
+    # issue 21 item 6: edt's 1-D entry point wants a scalar spacing. A = {0}, B = {3, 4, 5}
+    # at 2 nm: d(A→B) = 3·2 = 6, d(B→A) = 5·2 = 10, so Hausdorff = 10; 50th percentile of
+    # B→A = {6, 8, 10} is 8 and A→B is 6, so the robust value is 8.
+    a = np.zeros(7, bool)
+    b = a.copy()
+    a[0] = True
+    b[3:6] = True
+    assert hausdorff(a, b, (2.0,)) == 10.0
+    assert hausdorff(a, b, (2.0,), percentile=50) == 8.0
 
 
 def test_cupy_twin_emulated(monkeypatch):

@@ -88,6 +88,9 @@ def directed_distances(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]
     """
     if a_mask.shape != b_mask.shape:
         raise ValueError(f"masks differ in shape: {a_mask.shape} vs {b_mask.shape}")
+    if not 1 <= a_mask.ndim <= 3:
+        # edt (CPU) stops at 3-D; refuse up front rather than with a backend-specific error
+        raise ValueError(f"masks must be 1-D to 3-D, not {a_mask.ndim}-D")
     if len(voxel_size) != a_mask.ndim:
         raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask")
     xp = array_module(a_mask)
@@ -142,6 +145,7 @@ def _edt_outside(mask, sampling):
     import edt
 
     # edt measures the distance to the nearest zero; black_border=False: the box edge is not
-    # an object boundary
-    return edt.edt(np.ascontiguousarray(~mask).view(np.uint8), anisotropy=sampling,
+    # an object boundary. Its 1-D entry point takes the spacing as a scalar, not a 1-tuple.
+    anisotropy = sampling[0] if mask.ndim == 1 else sampling
+    return edt.edt(np.ascontiguousarray(~mask).view(np.uint8), anisotropy=anisotropy,
                    black_border=False)
