@@ -9,8 +9,9 @@ Semantics are those of ``cc3d.connected_components`` (what CellMap's scorer call
   memory order, so this holds for C-contiguous input: chunks are made contiguous here).
 * any dtype cc3d takes works the same: integers of every width, bool, and float labels
   (float values are compared with ``==``: ``1.5`` and ``2.25`` are distinct ids; ``-0.0`` is
-  background; NaN voxels are undefined, as in cc3d). Two cc3d defects are worked around, see
-  :func:`_cc3d`: our output is the *correct* labelling where cc3d's differs.
+  background; NaN voxels are undefined, as in cc3d), uint64 ids up to 2⁶⁴ − 1 included. Three
+  cc3d defects are worked around, see :func:`_cc3d`: our output is the *correct* labelling
+  where cc3d's differs or crashes, for every chunking (``tests/test_chunking_independence.py``).
 
 Out of core (:func:`label_chunked`), why a reducer of our own: dask-image's ``ndmeasure.label``
 slices a thin face across every pair of chunks in the graph and ran ~220x slower than
@@ -42,6 +43,7 @@ from typing import Any
 import cc3d
 import dask
 import dask.array as da
+import fastremap
 import numba
 import numpy as np
 from dask.delayed import Delayed
@@ -272,6 +274,13 @@ def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarr
     vertically adjacent 0.5 voxels in a (2, 1) image get two ids), so floats are labelled
     through their bit patterns (``-0.0`` folded into ``0.0``), which compare exactly as the
     float values do for every non-NaN value.
+
+    A third defect (cc3d 4.1): uint64 values ≥ 2⁶³ raise ``OverflowError`` when a volume's
+    only foreground is one row (a fast path converts the value to a C ``long``). Negative
+    float64 labels reach it too, as their bit patterns are ≥ 2⁶³. Such volumes are first
+    renumbered to a dense range 1..k with ``fastremap.renumber`` (0 kept as 0), which keeps
+    every equality and so the components and their raster numbering; ordinary ids skip the
+    extra pass.
     """
     if binary or labels.dtype == bool:
         labels = (labels != 0).view(np.uint8)
@@ -279,6 +288,8 @@ def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarr
         wide = labels.dtype.itemsize
         labels = (labels + labels.dtype.type(0)).view(np.uint64 if wide == 8 else np.uint32
                                                        if wide == 4 else np.uint16)
+    if labels.dtype == np.uint64 and labels.size and labels.max() >= np.uint64(2**63):
+        labels, _ = fastremap.renumber(labels, start=1, preserve_zero=True, in_place=False)
     out, n = cc3d.connected_components(labels, connectivity=connectivity, return_N=True)
     return out, int(n)
 
