@@ -190,36 +190,146 @@ def split_count(segment_ids: np.ndarray, edges: np.ndarray) -> int:
     return int((seg[edges[:, 0]] != seg[edges[:, 1]]).sum())
 
 
-def merge_count(skeleton_ids: np.ndarray, segment_ids: np.ndarray) -> int:
-    """Diagnostic merge count: Σ over segments of C(k, 2), ``k`` = skeletons in the segment.
+def merge_count(skeleton_ids: np.ndarray, segment_ids: np.ndarray,
+                edges: np.ndarray | None = None, node_ids: np.ndarray | None = None) -> int:
+    """Diagnostic merge count of the official ``find_merge_errors`` (xpress.md §4), exactly.
 
-    xpress.md §4 counts, per segment, one closest node pair for every pair of node clusters,
-    where a cluster is a connected piece of the segment's node subgraph and the pieces of one
-    skeleton are joined. With the pieces joined, the clusters of a segment are its skeletons
-    and the closest pairs of different cluster pairs are distinct node pairs, so the count is
-    the number of skeleton pairs per segment; no distance needs computing.
+    The official result depends on the order in which CPython's ``set.pop()`` returns node ids
+    from the sets that networkx builds, so it is reproduced with the same Python structures
+    and insertion histories (which fix each set's hash-table layout, hence its pop order):
 
-    Known difference: the official join removes elements from the sets it is iterating, so
-    when a segment holds three or more disconnected pieces of one skeleton some are left
-    unjoined and counted as merges (fixture ``voxel_faces``: official 3, here 0). The spec
-    does not define that mutation; this is the count it describes. One mutation model does
-    reproduce all 17 fixtures (peek each cluster's skeleton by ``set.pop()`` on every
-    comparison, fold the outer cluster into the inner and remove it from the list being
-    iterated, skip emptied clusters, re-add the previous closest pair for an emptied one), but
-    it is fitted with several free choices to the two fixtures that tell the models apart, and
-    it departs from ``C(k, 2)`` on ordinary merges of small clusters, so it is not used. Exact
-    ids are compared (no float64 quirk). Not part of any score.
+    1. a ``dict`` of ``set`` per segment id, node ids added in graph order;
+    2. per segment, the clusters of ``networkx.connected_components(graph.subgraph(nodes))``
+       as **networkx 3.0** (the pinned version) builds them: the subgraph's filter set is
+       ``set(...)`` of the segment's set in its iteration order; the subgraph iterates that
+       set when it holds fewer than half the graph's nodes, else the graph's node order; each
+       cluster is the ``seen`` set of networkx 3.0's set-based ``_plain_bfs`` (``thislevel``
+       iterated in set order, neighbours in adjacency order). Later networkx releases changed
+       that BFS (list-based), and the pop order with it, so the installed networkx is not used;
+    3. the pairs of ``itertools.combinations(clusters, 2)`` in order: ``c1.pop()`` then
+       ``c2.pop()``, a pair skipped when a ``pop`` finds its set empty (a node popped from
+       ``c1`` stays removed); the two pieces are joined when the popped nodes share a skeleton;
+    4. the segment contributes one closest node pair per pair of its ``f`` joined clusters.
 
-    >>> merge_count(np.array([0, 1, 2, 0, 3]), np.array([7, 7, 7, 8, 8], np.uint64))
-    4
+    The closest-pair search itself is not run: each pair of distinct clusters adds a tuple of
+    one node from each, the clusters are disjoint and every node has one segment, so all the
+    tuples added to the official global set are distinct, and its size is ``Σ C(f, 2)``
+    whichever pair is closest (positions are finite, so every search finds a pair). This
+    turns the official quadratic distance search into nothing.
+
+    Cost: building the sets and the BFS is O(N + E) (Python loops over nodes and edges). The
+    pop loop is linear too: for cluster ``i`` every pair ``(i, j)`` pops from ``c_i`` until it
+    is empty, after which the remaining pairs of ``i`` are no-ops and are cut short, so at
+    most ``Σ |c_i| ≤ N`` pairs do work, plus O(clusters) per segment.
+
+    Parameters
+    ----------
+    skeleton_ids : int (N,) skeleton (connected-component) index per node, graph order.
+    segment_ids : uint64 (N,) segment per node after the fresh-id relabelling (exact ids are
+        grouped; no float64 quirk here).
+    edges : int (E, 2) node *positions* of the graph's edges, in the order they were added
+        (each node's neighbours are iterated in that order, as in ``networkx.Graph``);
+        ``None``: no edges.
+    node_ids : int (N,) the file's node ids (their hashes place them in the sets, so they
+        change the pop order); ``None``: ``0..N-1``.
+
+    Returns
+    -------
+    int
+        The size of the official global set of closest pairs. Not part of any score.
+
+    Examples
+    --------
+    Four nodes in one segment: nodes 0 and 1 are one skeleton split into two pieces (no edge),
+    nodes 2 and 3 a second skeleton. Clusters {0}, {1}, {2, 3}: the pair ({0}, {1}) pops 0
+    and 1, same skeleton, joined; the later pairs find {0} and {1} empty. So 2 final clusters,
+    1 pair.
+
+    >>> merge_count(np.array([0, 0, 1, 1]), np.full(4, 9, np.uint64), np.array([[2, 3]]))
+    1
     """
-    seg = np.asarray(segment_ids, np.uint64)
-    k = np.asarray(skeleton_ids, np.int64)
-    if not len(seg):
-        return 0
-    order = np.lexsort((k, seg))
-    s, kk = seg[order], k[order]
-    new_seg = np.concatenate([[True], s[1:] != s[:-1]])
-    new_pair = new_seg | np.concatenate([[True], kk[1:] != kk[:-1]])
-    per_seg = np.bincount(np.cumsum(new_seg) - 1, weights=new_pair).astype(np.int64)
-    return int((per_seg * (per_seg - 1) // 2).sum())
+    seg = np.asarray(segment_ids, np.uint64).tolist()
+    skel = np.asarray(skeleton_ids, np.int64).tolist()
+    n = len(seg)
+    if len(skel) != n:
+        raise ValueError(f"{len(skel)} skeleton ids for {n} segment ids")
+    ids = list(range(n)) if node_ids is None else np.asarray(node_ids, np.int64).tolist()
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} node ids for {n} segment ids")
+    # networkx.Graph._adj: nodes in graph order, each neighbour dict in edge-insertion order
+    adj: dict[int, dict[int, None]] = {node: {} for node in ids}
+    pairs = [] if edges is None else np.asarray(edges, np.int64).reshape(-1, 2).tolist()
+    for a, b in pairs:
+        u, v = ids[a], ids[b]
+        adj[u][v] = None
+        adj[v][u] = None
+    skeleton_of = dict(zip(ids, skel, strict=True))
+    by_segment: dict[int, set[int]] = {}
+    for node, s in zip(ids, seg, strict=True):
+        if s not in by_segment:
+            by_segment[s] = set()
+        by_segment[s].add(node)
+    total = 0
+    for members in by_segment.values():
+        f = _joined_clusters(_nx30_clusters(adj, members), skeleton_of)
+        total += f * (f - 1) // 2
+    return total
+
+
+def _nx30_clusters(adj: dict[int, dict[int, None]], members: set[int]) -> list[set[int]]:
+    """``list(networkx.connected_components(G.subgraph(members)))`` as networkx 3.0 builds
+    the sets (see :func:`merge_count`); every set is built by the same sequence of ``add``s."""
+    # show_nodes(G.nbunch_iter(members)): set() of a generator adds one by one in the
+    # iteration order of ``members`` (a set copy would lay the table out differently)
+    shown = set(node for node in members if node in adj)
+    # FilterAtlas.__iter__: the filter set's own order when it is under half the graph
+    if 2 * len(shown) < len(adj):
+        order = [node for node in shown if node in adj]
+    else:
+        order = [node for node in adj if node in shown]
+    seen: set[int] = set()
+    clusters = []
+    for v in order:
+        if v not in seen:
+            # networkx 3.0 _plain_bfs: level sets, neighbours filtered in adjacency order
+            component: set[int] = set()
+            nextlevel = {v}
+            while nextlevel:
+                thislevel = nextlevel
+                nextlevel = set()
+                for w in thislevel:
+                    if w not in component:
+                        component.add(w)
+                        nextlevel.update(x for x in adj[w] if x in shown)
+            seen.update(component)
+            clusters.append(component)
+    return clusters
+
+
+def _joined_clusters(clusters: list[set[int]], skeleton_of: dict[int, int]) -> int:
+    """Number of connected components left after the official pop-and-join over
+    ``itertools.combinations(clusters, 2)`` (the sets are depleted in place)."""
+    parent = list(range(len(clusters)))
+    cluster_of = {node: i for i, c in enumerate(clusters) for node in c}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    f = len(clusters)
+    for i, c1 in enumerate(clusters):
+        for c2 in clusters[i + 1:]:
+            if not c1:
+                break  # every later pair of c1 raises KeyError at c1.pop(): no effect
+            n1 = c1.pop()
+            if not c2:
+                continue  # c2.pop() raises; n1 stays removed from c1
+            n2 = c2.pop()
+            if skeleton_of[n1] == skeleton_of[n2]:
+                a, b = root(cluster_of[n1]), root(cluster_of[n2])
+                if a != b:
+                    parent[a] = b
+                    f -= 1
+    return f
