@@ -320,9 +320,10 @@ def _joined_clusters(clusters: list[set[int]], skeleton_of: dict[int, int]) -> i
 
     f = len(clusters)
     for i, c1 in enumerate(clusters):
-        for c2 in clusters[i + 1:]:
+        for j in range(i + 1, len(clusters)):  # indices, not a slice: O(|c1|) per i, not O(C)
             if not c1:
                 break  # every later pair of c1 raises KeyError at c1.pop(): no effect
+            c2 = clusters[j]
             n1 = c1.pop()
             if not c2:
                 continue  # c2.pop() raises; n1 stays removed from c1
