@@ -240,6 +240,25 @@ def test_cupy_twin_emulated(emulated_gpu, shape, connectivity, binary):
     np.testing.assert_array_equal(res.data.compute(scheduler="sync"), ref)
 
 
+@pytest.mark.parametrize("palette", [np.array([2**63, 2**64 - 1, 5], np.uint64),
+                                     np.array([-1.5, -2.0, 0.5])])
+def test_cupy_twin_emulated_huge_and_negative_ids(emulated_gpu, palette):
+    # issue 21 item 6 on the device path: uint64 keys ≥ 2**63 (negative floats' bit patterns)
+    # are only compared for equality there, and one row of one id per chunk is the CPU trigger
+    cp = emulated_gpu
+    rng = np.random.default_rng(9)
+    a = palette[rng.integers(0, 3, (5, 6, 4))] * (rng.random((5, 6, 4)) < 0.6)
+    a[2] = 0
+    a[2, 3] = palette[0]
+    ref, n = _reference(a, 26)
+    out, m = connected_components(cp.asarray(a), 26)
+    assert m == n
+    np.testing.assert_array_equal(np.asarray(out), ref)
+    res = label_chunked(da.from_array(a, chunks=(1, 2, 4)), 26, device="gpu", scheduler="sync")
+    assert res.n == n
+    np.testing.assert_array_equal(res.data.compute(scheduler="sync"), ref)
+
+
 def test_distributed_scheduler_gives_the_same_labels():
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(8)
