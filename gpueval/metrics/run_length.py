@@ -229,7 +229,9 @@ def merge_count(skeleton_ids: np.ndarray, segment_ids: np.ndarray,
         grouped; no float64 quirk here).
     edges : int (E, 2) node *positions* of the graph's edges, in the order they were added
         (each node's neighbours are iterated in that order, as in ``networkx.Graph``);
-        ``None``: no edges.
+        ``None``: no edges. A skeleton read from a pickled graph lists ``graph.edges``, which
+        rebuilds a node's neighbour order except where the original graph met a later node
+        before an earlier one; that order only matters when ids collide in a BFS level set.
     node_ids : int (N,) the file's node ids (their hashes place them in the sets, so they
         change the pop order); ``None``: ``0..N-1``.
 
