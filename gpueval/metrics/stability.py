@@ -19,7 +19,9 @@ Rules
 * **REFUGE**: each resample recomputes mean cup Dice, mean disc Dice and vCDR MAE over the
   resampled images (and, when per-image glaucoma probabilities and labels are given, the AUC
   with multiplicities), then ranks exactly as :func:`gpueval.metrics.ranking.refuge_leaderboard`
-  does (weighted metric ranks, NumPy 1.23's tie order, final = weighted board positions). Without
+  does (weighted metric ranks, NumPy 1.23's tie order, final = weighted board positions; the
+  resampled means and AUCs rounded to 12 decimals so that ties do not depend on the order of
+  summation). Without
   classification inputs the segmentation board is the one resampled (the report says so).
 * **Challenges without per-case items in their score** (XPRESS: one skeleton-weighted score per
   volume; CellMap: a mean over labels of per-crop scores, whose resampling unit is not one item
@@ -256,7 +258,7 @@ def bootstrap_refuge_ranking(segmentation_items: Mapping[str, Mapping[str, Any]]
     # NaN items propagate through the product: that team's mean is NaN in every resample
     means = _snap(np.stack([(w @ x[k].T) / n for k in range(3)]))  # (3, B, T)
     if use_cls:
-        aucs = np.stack([_weighted_auc(w, p, y) for p in pairs], axis=1)  # (B, T)
+        aucs = _snap(np.stack([_weighted_auc(w, p, y) for p in pairs], axis=1))  # (B, T)
     board = "final" if use_cls else "segmentation"
 
     def metrics_of(b: int) -> dict[str, dict[str, float]]:
@@ -289,7 +291,7 @@ def bootstrap_refuge_ranking(segmentation_items: Mapping[str, Mapping[str, Any]]
                 "vcdr_mae": _snap(np.mean(x[2, i]))} for i, t in enumerate(teams)}
     if use_cls:
         for i, t in enumerate(teams):
-            full[t]["auc"] = float(_weighted_auc(ones, pairs[i], y)[0])
+            full[t]["auc"] = float(_snap(_weighted_auc(ones, pairs[i], y)[0]))
     observed = positions(full)
     if from_resamples:
         notes.append(f"{from_resamples} team-resample(s) had a NaN metric (a NaN item, or no "
@@ -431,10 +433,11 @@ def _weighted_auc(w: np.ndarray, pairs: np.ndarray, y: np.ndarray) -> np.ndarray
 
 
 def _snap(x: Any) -> Any:
-    """Round REFUGE means to 12 decimals: a tie must not depend on the summation order.
+    """Round REFUGE means and AUCs to 12 decimals: a tie must not depend on summation order.
 
-    The official ranking compares means exactly; a bootstrap mean summed by BLAS may differ from
-    ``numpy.mean`` of the same values in the last bit. Dice and vCDR errors lie in [0, 1], so
-    12 decimals keep every genuine difference of any realistic test set (≤ 10⁶ images).
+    The official ranking compares values exactly; a bootstrap mean summed by BLAS may differ
+    from ``numpy.mean`` of the same values in the last bit, and an AUC summed over pairs from
+    the trapezoidal one. Dice, vCDR errors and AUCs lie in [0, 1], so 12 decimals keep every
+    genuine difference of any realistic test set (≤ 10⁶ images).
     """
     return np.round(x, 12)
