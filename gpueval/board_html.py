@@ -259,7 +259,8 @@ def blob_plot(report: StabilityReport) -> str:
         return ""
     col_w = max(14, min(40, 900 // t))
     row_h = max(10, min(28, 600 // t))
-    left, top, bottom = 44, 16, 190
+    longest = max(len(_short(n)) for n in report.names)
+    left, top, bottom = 44, 16, 24 + int(5.6 * longest)  # room for the slanted labels
     width = left + col_w * t + 20
     height = top + row_h * t + bottom
     r_max = 0.48 * min(col_w, row_h * 1.6)
