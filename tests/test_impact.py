@@ -133,3 +133,25 @@ def test_competition_ranks_rule():
     assert competition_ranks([None, float("inf"), 0.2]) == [None, None, 1]
     assert competition_ranks([0.3, 0.3 + 1e-15], rtol=1e-12) == [1, 1]
     assert competition_ranks([0.3, 0.3 + 1e-15]) == [2, 1]
+
+
+def test_result_item_lists_and_each_challenges_item_metric():
+    from gpueval.metrics.stability import item_metric_for
+
+    # MedSegFM text track: instance cases count F1, semantic cases (F1 NaN) DSC.
+    # A: (1.0 + 0.4)/2 = .7 -> (1.0 + 0.0)/2 = .5 under the new version; B .6 both times.
+    nan = float("nan")
+    old = {"A": [{"id": "sem", "dsc": 1.0, "f1": nan}, {"id": "ins", "dsc": 0.9, "f1": 0.4}],
+           "B": [{"id": "sem", "dsc": 0.6, "f1": nan}, {"id": "ins", "dsc": 0.1, "f1": 0.6}]}
+    new = {"A": [{"id": "sem", "dsc": 1.0, "f1": nan}, {"id": "ins", "dsc": 0.9, "f1": 0.0}],
+           "B": old["B"]}
+    rep = metric_change_impact({"A": 0.7, "B": 0.6}, {"A": 0.5, "B": 0.6}, old, new,
+                               item_metric=item_metric_for("medsegfm", "text"))
+    a = next(r for r in rep.rows if r.name == "A")
+    assert [(c.item, c.old, c.new) for c in a.top_items] == [("ins", 0.4, 0.0)]
+    assert a.top_items[0].contribution == pytest.approx(-0.2)
+    assert item_metric_for("urisc") == "f1" and item_metric_for("medsegfm") == "dsc"
+    assert item_metric_for("refuge") == "cup_dice" and item_metric_for("xpress") is None
+    with pytest.raises(ValueError, match="'id'"):
+        metric_change_impact({"A": 1.0, "B": 0.0}, {"A": 0.0, "B": 1.0},
+                             {"A": [{"f1": 1.0}]}, {"A": [{"f1": 0.0}]}, item_metric="f1")

@@ -107,11 +107,21 @@ def test_separated_teams_form_singleton_groups_and_direction():
 
 
 def test_missing_cases_refused_or_filled_and_unsupported():
-    table = {"A": {"c0": 1.0, "c1": 0.5}, "B": {"c0": 0.2}}
+    table = {"A": {"c0": 1.0, "c1": 0.5}, "B": {"c0": 0.2, "c1": None}}
     with pytest.raises(ValueError, match="B: no finite value for case 'c1'"):
-        bootstrap_mean_ranking(table)
-    rep = bootstrap_mean_ranking(table, fill=0.0, n_resamples=20)
+        bootstrap_mean_ranking(table, missing="error")
+    rep = bootstrap_mean_ranking(table, missing=0.0, n_resamples=20)
     assert rep.observed_rank == [1, 2]
+    # skipped like the challenges' means skip None/NaN items: B's mean is its c0 alone. By
+    # hand over the 4 resamples of 2 cases: (c0,c0) A 1 > B .2; (c0,c1), (c1,c0): A .75 > B
+    # .2; (c1,c1): A .5 and B has no finite case -> unranked, counted last (rank 2).
+    table = {"A": {"c0": 1.0, "c1": 0.5}, "B": {"c0": 0.2, "c1": float("nan")}}
+    rep = bootstrap_mean_ranking(table, indices=[[0, 0], [0, 1], [1, 0], [1, 1]])
+    assert rep.rank_counts.tolist() == [[4, 0], [0, 4]]
+    table["B"]["c0"] = 0.8  # now B (.8) beats A when c0 is drawn once: (c0,c1) A .75
+    rep = bootstrap_mean_ranking(table, indices=[[0, 0], [0, 1], [1, 0], [1, 1]])
+    assert rep.names == ["B", "A"]  # observed: B .8 > A .75
+    assert rep.rank_counts.tolist() == [[2, 2], [2, 2]]
     for challenge in ("xpress", "cellmap"):
         rep = challenge_stability(challenge, {"A": []})
         assert not rep.supported and rep.message.startswith("rank stability not available")
@@ -203,3 +213,22 @@ def test_weighted_auc_equals_roc_auc_of_the_resampled_list(rows, seed):
         assert np.isnan(got)
     else:
         assert got == pytest.approx(roc_auc(picked_y, [s[cases[j]] for j in draw[0]]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 8), min_size=6, max_size=6),
+       st.lists(st.integers(0, 3), min_size=6, max_size=6),
+       st.lists(st.integers(0, 8), min_size=6, max_size=6), st.integers(0, 1000))
+def test_a_dominating_submission_never_ranks_below_and_shifts_change_nothing(a, gap, c, seed):
+    # D >= A on every case: in every resample D's mean >= A's, so A never beats D
+    table = {"A": {f"c{j}": v / 8 for j, v in enumerate(a)},
+             "D": {f"c{j}": (v + g) / 8 for j, (v, g) in enumerate(zip(a, gap, strict=True))},
+             "C": {f"c{j}": v / 8 for j, v in enumerate(c)}}
+    rep = bootstrap_mean_ranking(table, n_resamples=40, seed=seed)
+    i_a, i_d = rep.names.index("A"), rep.names.index("D")
+    assert rep.better_fraction[i_a, i_d] == 0
+    assert (rep.rank_counts.sum(axis=1) == 40).all()
+    # adding the same constant to every value moves every mean alike: same ranks
+    shifted = {t: {k: v + 2.0 for k, v in vals.items()} for t, vals in table.items()}
+    again = bootstrap_mean_ranking(shifted, n_resamples=40, seed=seed)
+    assert again.names == rep.names and np.array_equal(again.rank_counts, rep.rank_counts)

@@ -36,7 +36,7 @@ loss; ties by item id), at most ``top_k`` of them, zero contributions left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,11 @@ from scipy import stats
 
 from gpueval.metrics.ranking import competition_ranks
 
-ItemTable = Mapping[str, Mapping[str, Any]]  # submission -> {item id -> metrics dict or number}
+# submission -> {item id -> metrics dict or number}, or submission -> result items (dicts with
+# an "id"), as stored in a result's ``items``
+ItemTable = Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]]
+# the per-item headline: a key of the item dict, or a function of it (MedSegFM's text track)
+ItemMetric = str | Callable[[Mapping[str, Any]], Any] | None
 
 
 @dataclass
@@ -116,7 +120,7 @@ def metric_change_impact(old_scores: Mapping[str, float | None],
                          new_scores: Mapping[str, float | None],
                          old_items: ItemTable | None = None,
                          new_items: ItemTable | None = None, *,
-                         item_metric: str | None = None,
+                         item_metric: ItemMetric = None,
                          old_ranks: Mapping[str, int | None] | None = None,
                          new_ranks: Mapping[str, int | None] | None = None,
                          higher_is_better: bool = True,
@@ -131,10 +135,13 @@ def metric_change_impact(old_scores: Mapping[str, float | None],
     old_scores, new_scores : ``{submission name: headline score}`` under each version (None or
         NaN: not scored / rejected). A name missing from one mapping is new or gone.
     old_items, new_items : ``{submission name: {item id: item}}`` where ``item`` is the item's
-        metrics dict (its ``item_metric`` value is used) or directly a number. Optional: without
+        metrics dict (its ``item_metric`` value is used) or directly a number, or
+        ``{submission name: result items}`` (a list of dicts with ``"id"``). Optional: without
         them no item contributions are reported.
     item_metric : the per-item metric the score aggregates (U-RISC ``"f1"``, MedSegFM
-        ``"dsc"``, REFUGE e.g. ``"cup_dice"``); needed when items are dicts.
+        ``"dsc"``, REFUGE e.g. ``"cup_dice"``), or a function of the item dict
+        (:func:`gpueval.metrics.stability.item_metric_for` gives each challenge's); needed
+        when items are dicts.
     old_ranks, new_ranks : the challenge's own ranks (REFUGE: positions on the final board from
         :func:`gpueval.metrics.ranking.refuge_leaderboard`, where scores are null). Default:
         :func:`gpueval.metrics.ranking.competition_ranks` of the scores (the leaderboard's rule:
@@ -169,7 +176,8 @@ def metric_change_impact(old_scores: Mapping[str, float | None],
         d_rank = ro[n] - rn[n] if ro[n] is not None and rn[n] is not None else None
         row = ImpactRow(n, so, sn, delta, ro[n], rn[n], d_rank)
         if d_rank not in (None, 0) and old_items is not None and new_items is not None:
-            contribs = item_contributions(old_items.get(n) or {}, new_items.get(n) or {},
+            contribs = item_contributions(_as_id_map(old_items.get(n)),
+                                          _as_id_map(new_items.get(n)),
                                           item_metric=item_metric, weights=weights)
             direction = _direction(delta, contribs)
             ranked = sorted((c for c in contribs if c.contribution * direction > 0),
@@ -206,14 +214,14 @@ def metric_change_impact(old_scores: Mapping[str, float | None],
 
 
 def item_contributions(old: Mapping[str, Any], new: Mapping[str, Any], *,
-                       item_metric: str | None = None,
+                       item_metric: ItemMetric = None,
                        weights: Mapping[str, float] | None = None) -> list[ItemContribution]:
     """Each item's contribution to the change of the mean of ``item_metric`` (module docstring).
 
     Parameters
     ----------
     old, new : ``{item id: metrics dict or number}`` of one submission under each version.
-    item_metric : key read from metrics dicts.
+    item_metric : key read from metrics dicts, or a function of the dict.
     weights : ``{item id: weight}`` for a weighted mean (missing ids weigh 0).
 
     Returns
@@ -263,11 +271,25 @@ def _number(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _item_value(item: Any, key: str | None) -> float | None:
+def _item_value(item: Any, key: ItemMetric) -> float | None:
     if isinstance(item, Mapping):
         if key is None:
             raise ValueError("items are metrics dicts: name the per-item metric (item_metric=)")
-        return _number(item.get(key))
+        return _number(key(item) if callable(key) else item.get(key))
     if isinstance(item, (int, float, np.floating, np.integer)) and not isinstance(item, bool):
         return _number(item)
     return None
+
+
+def _as_id_map(items: Any) -> dict[str, Any]:
+    """``{id: item}`` from ``{id: item}``, a list of item dicts with ``"id"``, or None."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return {str(k): v for k, v in items.items()}
+    out = {}
+    for it in items:
+        if not isinstance(it, Mapping) or "id" not in it:
+            raise ValueError("items must be {id: value} or a list of dicts with an 'id'")
+        out[str(it["id"])] = it
+    return out

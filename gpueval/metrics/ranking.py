@@ -323,11 +323,16 @@ def competition_ranks(scores: Sequence[float | None] | np.ndarray, *,
 def _better_counts(values: np.ndarray, rtol: float) -> np.ndarray:
     """For each row of ``values`` (higher is better), how many finite entries beat each entry.
 
-    ``values`` is ``(rows, teams)``; non-finite entries never beat anyone. The comparison is
-    all-pairs, ``(rows, teams, teams)`` booleans: 10⁷ bytes for 1,000 rows × 100 teams.
+    ``values`` is ``(rows, teams)``; non-finite entries never beat anyone; ``j`` beats ``i``
+    when ``values[j] > values[i] + rtol·max(|values[i]|, 1)``. One sort and one binary search
+    per row: memory stays ``O(rows × teams)`` however many teams (an all-pairs comparison
+    would need ``rows × teams²`` bytes, 1 GB for 1,000 × 1,000).
     """
     v = np.where(np.isfinite(values), values, -np.inf)
     tol = rtol * np.maximum(np.abs(np.where(np.isfinite(v), v, 0.0)), 1.0)
-    # beats[b, i, j]: team j beats team i in row b
-    beats = v[:, None, :] > (v + tol)[:, :, None]
-    return beats.sum(axis=2)
+    ordered = np.sort(v, axis=1)
+    out = np.empty(v.shape, dtype=np.int64)
+    n = v.shape[1]
+    for b in range(v.shape[0]):
+        out[b] = n - np.searchsorted(ordered[b], v[b] + tol[b], side="right")
+    return out

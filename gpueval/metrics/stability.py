@@ -44,12 +44,13 @@ other: the relation is not transitive, and the leader rule is the tie-breaking c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gpueval.metrics.impact import ItemMetric, _as_id_map
 from gpueval.metrics.ranking import _better_counts, refuge_leaderboard
 
 DEFAULT_RESAMPLES = 1000
@@ -135,7 +136,7 @@ def case_weights(indices: np.ndarray, n_cases: int) -> np.ndarray:
 def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[str, Any], *,
                            n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                            higher_is_better: bool = True, alpha: float = 0.05,
-                           item_metric: str | None = None, fill: float | None = None,
+                           item_metric: ItemMetric = None, missing: str | float = "skip",
                            indices: np.ndarray | None = None) -> StabilityReport:
     """Bootstrap the rank of each submission of a mean-aggregated challenge.
 
@@ -147,9 +148,13 @@ def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[s
     n_resamples, seed : number of bootstrap samples and the seed of :func:`resample_indices`.
     higher_is_better : direction of the metric.
     alpha : 1 − the interval's coverage, and the level of the pairwise tie test.
-    item_metric : key of the per-case metric when values are dicts.
-    fill : value for a missing/None/NaN case (e.g. 0 where the challenge scores a missing
-        prediction 0); default None refuses with ValueError naming the submission and case.
+    item_metric : key of the per-case metric when values are dicts, or a function of the dict
+        (:func:`item_metric_for`).
+    missing : what a missing/None/NaN case of a submission does. ``"skip"`` (default): it is
+        left out of that submission's mean, as U-RISC's and MedSegFM's means skip None/NaN
+        items (a resample that draws none of its finite cases leaves it unranked: last);
+        ``"error"``: ValueError naming the submission and case; a number: that value is used
+        (e.g. 0 where a challenge scores a missing prediction 0).
     indices : explicit ``(B, n_cases)`` case indices instead of seeded draws (cases in sorted
         id order) — e.g. all ``n**n`` resamples for an exact enumeration.
 
@@ -164,16 +169,17 @@ def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[s
         return StabilityReport(False, "rank stability not available: no per-case values "
                                "were given" if names else "rank stability not available: "
                                "no submissions")
-    x = np.empty((len(names), len(cases)))
+    x = np.full((len(names), len(cases)), np.nan)
     for i, t in enumerate(names):
         for j, c in enumerate(cases):
             v = table[t].get(c)
-            if v is None or not math.isfinite(v):
-                if fill is None:
-                    raise ValueError(f"{t}: no finite value for case {c!r}; every submission "
-                                     "needs every case (or pass fill=)")
-                v = fill
-            x[i, j] = v
+            if v is not None and math.isfinite(v):
+                x[i, j] = v
+            elif missing == "error":
+                raise ValueError(f"{t}: no finite value for case {c!r}; every submission "
+                                 "needs every case (or pass missing='skip' or a number)")
+            elif missing != "skip":
+                x[i, j] = float(missing)
     if not higher_is_better:
         x = -x
     if indices is None:
@@ -181,10 +187,22 @@ def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[s
     else:
         indices, seed = np.asarray(indices, dtype=np.int64), None
     w = case_weights(indices, len(cases))
-    # one BLAS product gives every team's mean in every resample
-    means = (w @ x.T) / len(cases)
+    finite = np.isfinite(x)
+    # one BLAS product gives every team's mean in every resample; with skipped cases a second
+    # one counts each team's drawn finite cases (with no skipped case it is n: no division
+    # changes the numbers)
+    sums = w @ np.where(finite, x, 0.0).T
+    if finite.all():
+        means = sums / len(cases)
+        observed_means = x.mean(axis=1)
+    else:
+        counts = w @ finite.T.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), np.nan)
+        observed_means = np.array([row[ok].mean() if ok.any() else np.nan
+                                   for row, ok in zip(x, finite, strict=True)])
     ranks = _better_counts(means, TIE_RTOL) + 1
-    observed = _better_counts(x.mean(axis=1)[None, :], TIE_RTOL)[0] + 1
+    observed = _better_counts(observed_means[None, :], TIE_RTOL)[0] + 1
     rule = (f"mean of the per-case metric over {len(cases)} resampled cases, "
             f"{'higher' if higher_is_better else 'lower'} is better, ties share the best rank")
     return _summarise(names, observed, ranks, len(cases), seed, alpha, rule, [])
@@ -333,19 +351,32 @@ def challenge_stability(challenge: str, items: Mapping[str, Any], *,
             n_resamples=n_resamples, seed=seed, alpha=alpha)
     if challenge not in HEADLINE_ITEM_METRIC:
         return unsupported(challenge)
-    value: Callable[[Mapping[str, Any]], Any]
-    if challenge == "medsegfm" and track == "text":
-        def value(it: Mapping[str, Any]) -> Any:
-            f1 = it.get("f1")
-            return it.get("dsc") if f1 is None or not math.isfinite(float(f1)) else f1
-    else:
-        key = HEADLINE_ITEM_METRIC[challenge]
+    return bootstrap_mean_ranking(items, item_metric=item_metric_for(challenge, track),
+                                  n_resamples=n_resamples, seed=seed, alpha=alpha)
 
-        def value(it: Mapping[str, Any]) -> Any:
-            return it.get(key)
-    table = {t: {c: (value(it) if isinstance(it, Mapping) else it)
-                 for c, it in _as_id_map(v).items()} for t, v in items.items()}
-    return bootstrap_mean_ranking(table, n_resamples=n_resamples, seed=seed, alpha=alpha)
+
+def item_metric_for(challenge: str, track: str | None = None) -> ItemMetric:
+    """The per-item value whose mean is ``challenge``'s headline score (None if there is none).
+
+    U-RISC: ``f1``; MedSegFM: ``dsc``, or on the ``text`` track F1 for instance cases and DSC
+    where F1 is NaN (semantic cases); REFUGE: ``cup_dice`` (its leading segmentation metric —
+    the impact report's items then explain the change in mean cup Dice). XPRESS and CellMap:
+    None (their score is not a mean of items).
+    """
+    if challenge == "medsegfm" and track == "text":
+        return _text_track_value
+    if challenge == "refuge":
+        return "cup_dice"
+    return HEADLINE_ITEM_METRIC.get(challenge)
+
+
+def _text_track_value(item: Mapping[str, Any]) -> Any:
+    f1 = item.get("f1")
+    try:
+        finite = f1 is not None and math.isfinite(float(f1))
+    except (TypeError, ValueError):
+        finite = False
+    return f1 if finite else item.get("dsc")
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,24 +419,13 @@ def _summarise(names: list[str], observed: np.ndarray, ranks: np.ndarray, n_case
         n_cases, b, seed, alpha, rule, notes)
 
 
-def _as_id_map(items: Any) -> dict[str, Any]:
-    if isinstance(items, Mapping):
-        return {str(k): v for k, v in items.items()}
-    out = {}
-    for it in items or ():
-        if not isinstance(it, Mapping) or "id" not in it:
-            raise ValueError("items must be {id: value} or a list of dicts with an 'id'")
-        out[str(it["id"])] = it
-    return out
-
-
-def _case_values(v: Any, item_metric: str | None) -> dict[str, float | None]:
+def _case_values(v: Any, item_metric: ItemMetric) -> dict[str, float | None]:
     out = {}
     for c, it in _as_id_map(v).items():
         if isinstance(it, Mapping):
             if item_metric is None:
                 raise ValueError("per-case values are dicts: name the metric (item_metric=)")
-            it = it.get(item_metric)
+            it = item_metric(it) if callable(item_metric) else it.get(item_metric)
         try:
             out[c] = None if it is None else float(it)
         except (TypeError, ValueError):
