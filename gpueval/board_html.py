@@ -260,7 +260,8 @@ def blob_plot(report: StabilityReport) -> str:
     col_w = max(14, min(40, 900 // t))
     row_h = max(10, min(28, 600 // t))
     longest = max(len(_short(n)) for n in report.names)
-    left, top, bottom = 44, 16, 24 + int(5.6 * longest)  # room for the slanted labels
+    # room for the labels slanted at 60°: ~6 px a character, cos 60° of it to the left
+    left, top, bottom = max(44, int(3.2 * longest) + 4), 16, 24 + int(5.6 * longest)
     width = left + col_w * t + 20
     height = top + row_h * t + bottom
     r_max = 0.48 * min(col_w, row_h * 1.6)

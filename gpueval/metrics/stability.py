@@ -10,7 +10,8 @@ Rules
 -----
 * **Mean-aggregated challenges** (U-RISC: per-image F; MedSegFM: per-case DSC or F1):
   score = mean of the per-case metric over the resampled cases (a case drawn twice counts
-  twice), ranked by :func:`gpueval.metrics.ranking.competition_ranks` (ties share the best
+  twice; a None/NaN case is left out of that submission's mean, as the scorers' own means
+  do), ranked by :func:`gpueval.metrics.ranking.competition_ranks` (ties share the best
   rank, as the leaderboard). A resample is a row of case multiplicities ``W`` (``B × n``), so all
   bootstrap means are one matrix product ``W @ X.T / n`` — 100 teams × 1,000 cases × 1,000
   resamples take well under a second (``benchmarks/bench_stability.py``). Because that product
@@ -144,7 +145,7 @@ def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[s
     ----------
     per_case : ``{submission: {case id: value}}`` (value: number, or a metrics dict read at
         ``item_metric``), or ``{submission: [item dicts with "id"]}`` as in a result's ``items``.
-        Every submission must have a finite value for every case of the union.
+        Cases are the union over submissions, in sorted id order; see ``missing``.
     n_resamples, seed : number of bootstrap samples and the seed of :func:`resample_indices`.
     higher_is_better : direction of the metric.
     alpha : 1 − the interval's coverage, and the level of the pairwise tie test.
