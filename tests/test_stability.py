@@ -147,10 +147,11 @@ def _refuge_tables(seed=1, teams=4, n=12):
     rng = np.random.default_rng(seed)
     names = [f"T{i}" for i in range(teams)]
     cases = [f"im{i:02d}" for i in range(n)]
-    items = {t: [{"id": c, "cup_dice": rng.random(), "disc_dice": rng.random(),
+    items = {t: [{"id": c + ".bmp", "cup_dice": rng.random(), "disc_dice": rng.random(),
                   "vcdr_error": 0.2 * rng.random()} for c in cases] for t in names}
-    labels = {c: i % 3 == 0 for i, c in enumerate(cases)}
-    probs = {t: {c: float(rng.integers(0, 5)) / 4 for c in cases} for t in names}  # ties
+    # classification rows name the .jpg images (upper case here): matched by stem
+    labels = {c.upper() + ".jpg": i % 3 == 0 for i, c in enumerate(cases)}
+    probs = {t: {c + ".JPG": float(rng.integers(0, 5)) / 4 for c in cases} for t in names}
     return items, labels, probs, cases
 
 
@@ -159,11 +160,11 @@ def _refuge_metrics(items, labels, probs, cases, draw):
     for t, its in items.items():
         by = {it["id"]: it for it in its}
         picked = [cases[j] for j in draw]
-        out[t] = {k: float(np.round(np.mean([by[c][src] for c in picked]), 12))
+        out[t] = {k: float(np.round(np.mean([by[c + ".bmp"][src] for c in picked]), 12))
                   for k, src in (("mean_cup_dice", "cup_dice"), ("mean_disc_dice", "disc_dice"),
                                  ("vcdr_mae", "vcdr_error"))}
-        out[t]["auc"] = float(np.round(roc_auc([labels[c] for c in picked],
-                                                [probs[t][c] for c in picked]), 12))
+        out[t]["auc"] = float(np.round(roc_auc([labels[c.upper() + ".jpg"] for c in picked],
+                                                [probs[t][c + ".JPG"] for c in picked]), 12))
     return out
 
 
@@ -192,7 +193,9 @@ def test_refuge_bootstrap_applies_the_official_board_to_each_resample():
 def test_refuge_missing_label_and_nan_team():
     items, labels, probs, cases = _refuge_tables(teams=3, n=6)
     with pytest.raises(ValueError, match="no glaucoma label"):
-        bootstrap_refuge_ranking(items, probs, {c: True for c in cases[1:]})
+        bootstrap_refuge_ranking(items, probs, {c + ".jpg": True for c in cases[1:]})
+    with pytest.raises(ValueError, match="two entries for image 'IM00'"):
+        bootstrap_refuge_ranking(items, probs, {"im00.jpg": True, "IM00.png": False})
     items["T0"][0]["cup_dice"] = None  # a NaN team drops off the board: last everywhere
     rep = bootstrap_refuge_ranking(items, n_resamples=10)
     assert rep.names[-1] == "T0" and rep.rank_counts[-1].tolist() == [0, 0, 10]

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -228,9 +229,11 @@ def bootstrap_refuge_ranking(segmentation_items: Mapping[str, Mapping[str, Any]]
         NaN item drops off the segmentation board in every resample (as the official code
         drops a NaN team).
     probabilities, labels : ``{team: {image id: glaucoma probability}}`` and
-        ``{image id: has glaucoma}``. With both, each resample recomputes every team's AUC
-        (pairs weighted by multiplicity, ties ½, i.e. the trapezoidal AUC of the resampled
-        list) and the final ranking is resampled; without them, the segmentation board.
+        ``{image id: has glaucoma}``, matched to the segmentation items by upper-cased file
+        stem (``T0001.jpg`` is the image of ``T0001.bmp``). With both, each resample
+        recomputes every team's AUC (pairs weighted by multiplicity, ties ½, i.e. the
+        trapezoidal AUC of the resampled list) and the final ranking is resampled; without
+        them, the segmentation board.
     segmentation_weights, final_weights : the config's ``ranking`` weights.
     n_resamples, seed, alpha, indices : as :func:`bootstrap_mean_ranking`; images are drawn
         from the sorted ids of the segmentation items (the classification images must be the
@@ -259,12 +262,17 @@ def bootstrap_refuge_ranking(segmentation_items: Mapping[str, Mapping[str, Any]]
     use_cls = probabilities is not None and labels is not None
     notes: list[str] = []
     if use_cls:
-        missing = [c for c in cases if c not in labels]
+        # masks are .bmp, classification rows .jpg: images are matched by upper-cased stem,
+        # as the scorer compares classification names upper-cased
+        label_of = _by_image(labels, "labels")
+        missing = [c for c in cases if _image_key(c) not in label_of]
         if missing:
             raise ValueError(f"no glaucoma label for image {missing[0]!r} "
                              f"({len(missing)} image(s) of the segmentation items)")
-        y = np.array([bool(labels[c]) for c in cases])
-        pairs = [_auc_pairs(probabilities.get(t) or {}, cases, y) for t in teams]
+        y = np.array([bool(label_of[_image_key(c)]) for c in cases])
+        keys_ = [_image_key(c) for c in cases]
+        pairs = [_auc_pairs(_by_image(probabilities.get(t) or {}, f"{t} probabilities"),
+                            keys_, y) for t in teams]
     else:
         notes.append("no per-image glaucoma probabilities/labels given: the segmentation "
                      "board is resampled, not the final ranking")
@@ -431,6 +439,20 @@ def _case_values(v: Any, item_metric: ItemMetric) -> dict[str, float | None]:
             out[c] = None if it is None else float(it)
         except (TypeError, ValueError):
             out[c] = None
+    return out
+
+
+def _image_key(name: Any) -> str:
+    return PurePosixPath(str(name)).stem.upper()
+
+
+def _by_image(values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, v in values.items():
+        key = _image_key(name)
+        if key in out:
+            raise ValueError(f"{what}: two entries for image {key!r}")
+        out[key] = v
     return out
 
 
