@@ -155,3 +155,14 @@ def test_result_item_lists_and_each_challenges_item_metric():
     with pytest.raises(ValueError, match="'id'"):
         metric_change_impact({"A": 1.0, "B": 0.0}, {"A": 0.0, "B": 1.0},
                              {"A": [{"f1": 1.0}]}, {"A": [{"f1": 0.0}]}, item_metric="f1")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=15))
+def test_competition_ranks_equal_scipy_min_rank(ints):
+    # the leaderboard's rule is scipy's "min" ranking of the negated scores
+    scores = [i / 5 for i in ints]
+    assert competition_ranks(scores) == stats.rankdata([-s for s in scores],
+                                                       method="min").astype(int).tolist()
+    assert competition_ranks(scores, higher_is_better=False) == \
+        stats.rankdata(scores, method="min").astype(int).tolist()
