@@ -90,9 +90,16 @@ def test_seeded_and_reproducible():
     assert not np.array_equal(a.rank_counts, c.rank_counts)
 
 
-def test_case_weights_are_multiplicities():
+def test_case_weights_are_multiplicities_and_bad_arguments_are_refused():
     w = case_weights(np.array([[0, 0, 2], [1, 2, 2]]), 3)
     assert w.tolist() == [[2, 0, 1], [0, 1, 2]]
+    for bad in ([[0, 4, 1, 2]], [0, 1, 2, 3], [[0.5, 1, 2, 3]], np.zeros((0, 4), int)):
+        with pytest.raises(ValueError, match="indices"):
+            bootstrap_mean_ranking(HAND, indices=bad)
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_mean_ranking(HAND, n_resamples=0)
+    with pytest.raises(ValueError, match="missing="):
+        bootstrap_mean_ranking(HAND, missing="fill")
 
 
 def test_separated_teams_form_singleton_groups_and_direction():

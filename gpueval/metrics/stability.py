@@ -164,6 +164,8 @@ def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[s
     -------
     :class:`StabilityReport` (``supported=False`` when there are no submissions or no cases).
     """
+    if isinstance(missing, str) and missing not in ("skip", "error"):
+        raise ValueError(f"missing={missing!r}: expected 'skip', 'error' or a number")
     table = {str(t): _case_values(v, item_metric) for t, v in per_case.items()}
     cases = sorted({c for vals in table.values() for c in vals})
     names = list(table)
@@ -184,10 +186,7 @@ def bootstrap_mean_ranking(per_case: Mapping[str, Mapping[str, Any]] | Mapping[s
                 x[i, j] = float(missing)
     if not higher_is_better:
         x = -x
-    if indices is None:
-        indices = resample_indices(len(cases), n_resamples, seed)
-    else:
-        indices, seed = np.asarray(indices, dtype=np.int64), None
+    indices, seed = _draws(len(cases), n_resamples, seed, indices)
     w = case_weights(indices, len(cases))
     finite = np.isfinite(x)
     # one BLAS product gives every team's mean in every resample; with skipped cases a second
@@ -276,10 +275,7 @@ def bootstrap_refuge_ranking(segmentation_items: Mapping[str, Mapping[str, Any]]
     else:
         notes.append("no per-image glaucoma probabilities/labels given: the segmentation "
                      "board is resampled, not the final ranking")
-    if indices is None:
-        indices = resample_indices(len(cases), n_resamples, seed)
-    else:
-        indices, seed = np.asarray(indices, dtype=np.int64), None
+    indices, seed = _draws(len(cases), n_resamples, seed, indices)
     w = case_weights(indices, len(cases))
     n = len(cases)
     # NaN items propagate through the product: that team's mean is NaN in every resample
@@ -389,6 +385,21 @@ def _text_track_value(item: Mapping[str, Any]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _draws(n_cases: int, n_resamples: int, seed: int | None,
+           indices: Any) -> tuple[np.ndarray, int | None]:
+    """The seeded draws, or the explicit ``indices`` checked (seed None: not seeded)."""
+    if indices is None:
+        if n_resamples < 1:
+            raise ValueError(f"n_resamples={n_resamples}: at least one resample is needed")
+        return resample_indices(n_cases, n_resamples, seed), seed
+    idx = np.asarray(indices)
+    if idx.ndim != 2 or idx.shape[0] < 1 or idx.shape[1] < 1 or \
+            not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n_cases:
+        raise ValueError(f"indices must be a non-empty 2-D array of case indices in "
+                         f"[0, {n_cases})")
+    return idx.astype(np.int64), None
 
 
 def _summarise(names: list[str], observed: np.ndarray, ranks: np.ndarray, n_cases: int,
