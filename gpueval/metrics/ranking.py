@@ -284,3 +284,55 @@ def _positions(order: Sequence[int]) -> list[int]:
     for p, i in enumerate(order):
         pos[i] = p
     return pos
+
+
+def competition_ranks(scores: Sequence[float | None] | np.ndarray, *,
+                      higher_is_better: bool = True,
+                      rtol: float = 0.0) -> list[int | None]:
+    """Leaderboard ranks of mean-aggregated challenges: ties share the best rank (1, 2, 2, 4).
+
+    This is the rule ``gpueval leaderboard`` applies to ``score`` (every challenge but
+    REFUGE): a submission's rank is 1 + the number of submissions with a strictly better
+    score; None, NaN and infinite scores are unranked (None).
+
+    Parameters
+    ----------
+    scores : one score per submission (None or non-finite: unranked).
+    higher_is_better : False for scores where lower wins (distances, errors).
+    rtol : relative tolerance under which two scores count as equal; 0 (exact) reproduces
+        the leaderboard. :mod:`gpueval.metrics.stability` passes a tiny tolerance because a
+        bootstrap mean summed in another order may differ from a tie in the last bit.
+
+    Returns
+    -------
+    list of 1-based ranks (None where unranked), in the order of ``scores``.
+
+    Examples
+    --------
+    >>> competition_ranks([0.5, 0.9, 0.5, None, 0.1])
+    [2, 1, 2, None, 4]
+    """
+    vals = np.array([np.nan if s is None else float(s) for s in scores], dtype=np.float64)
+    if not higher_is_better:
+        vals = -vals
+    ranked = np.isfinite(vals)
+    ranks = _better_counts(vals[None, :], rtol)[0] + 1
+    return [int(r) if ok else None for r, ok in zip(ranks, ranked, strict=True)]
+
+
+def _better_counts(values: np.ndarray, rtol: float) -> np.ndarray:
+    """For each row of ``values`` (higher is better), how many finite entries beat each entry.
+
+    ``values`` is ``(rows, teams)``; non-finite entries never beat anyone; ``j`` beats ``i``
+    when ``values[j] > values[i] + rtol·max(|values[i]|, 1)``. One sort and one binary search
+    per row: memory stays ``O(rows × teams)`` however many teams (an all-pairs comparison
+    would need ``rows × teams²`` bytes, 1 GB for 1,000 × 1,000).
+    """
+    v = np.where(np.isfinite(values), values, -np.inf)
+    tol = rtol * np.maximum(np.abs(np.where(np.isfinite(v), v, 0.0)), 1.0)
+    ordered = np.sort(v, axis=1)
+    out = np.empty(v.shape, dtype=np.int64)
+    n = v.shape[1]
+    for b in range(v.shape[0]):
+        out[b] = n - np.searchsorted(ordered[b], v[b] + tol[b], side="right")
+    return out
