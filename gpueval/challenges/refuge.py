@@ -687,17 +687,108 @@ def load_truth(path: str | Path) -> RefugeTruth:
     return gt
 
 
-def _xlsx_rows(path: Path) -> list[tuple]:
+MAX_XLSX_BYTES = 64 * 2**20
+"""Sum of the uncompressed sizes of a truth ``.xlsx``'s zip members (a real REFUGE ``GT.xlsx``
+is about 30 kB): checked from the central directory before openpyxl inflates anything, and
+``zipfile`` never returns more than a member declares, so reading is bounded by it."""
+MAX_XLSX_ROWS = 200_000
+MAX_XLSX_COLUMNS = 64
+"""Rows/columns read from a truth sheet: openpyxl pads rows to the sheet's declared dimension
+(``A1:XFD1048576`` would make each row 16384 cells), so the width is capped and the row count
+bounded (the REFUGE sheets have 5 columns and a few hundred rows)."""
+
+
+def _xlsx_rows(path: Path, *, max_bytes: int = MAX_XLSX_BYTES) -> list[tuple]:
+    """Rows (values) of the first sheet of a truth ``.xlsx``, with bounded memory.
+
+    Raises
+    ------
+    TruthError : unreadable file, members declaring more than ``max_bytes`` uncompressed
+        (e.g. one multi-GiB shared string), or a sheet over :data:`MAX_XLSX_ROWS` rows.
+    """
     import openpyxl
 
+    from gpueval.io.archive import SafeArchive
+
+    try:  # central-directory checks only: nothing is inflated here
+        SafeArchive(path, max_total_bytes=max_bytes).close()
+    except Rejected as e:
+        raise TruthError(f"{path.name}: refused as a truth .xlsx ({e}); a REFUGE sheet needs "
+                         f"far less than {max_bytes} bytes") from e
+    _check_xlsx_streams(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         try:
-            return [tuple(r) for r in wb.active.iter_rows(values_only=True)]
+            ws = wb.active
+            declared = ws.max_column
+            capped = declared is None or declared > MAX_XLSX_COLUMNS
+            rows = []
+            for row in ws.iter_rows(values_only=True,
+                                    max_col=MAX_XLSX_COLUMNS if capped else None):
+                if len(rows) >= MAX_XLSX_ROWS:
+                    raise TruthError(f"{path.name}: more than {MAX_XLSX_ROWS} rows")
+                row = tuple(row)
+                if capped:  # padded to the cap: keep the cells the sheet has
+                    while row and row[-1] is None:
+                        row = row[:-1]
+                rows.append(row)
+            return rows
         finally:
             wb.close()
+    except TruthError:
+        raise
     except Exception as e:  # openpyxl raises many types on damaged files
-        raise TruthError(f"{path}: not a readable .xlsx file ({e})") from e
+        raise TruthError(f"{path.name}: not a readable .xlsx file ({e})") from e
+
+
+def _check_xlsx_streams(path: Path) -> None:
+    """Inflate every member in bounded pieces and require each stream to end exactly at its
+    declared size: ``zipfile`` silently stops at the declared size, so a header declaring 1 kB
+    in front of a multi-GiB stream (with the CRC of its first kilobyte) would otherwise be
+    parsed as a truncated sheet. Costs at most :data:`MAX_XLSX_BYTES` of inflation."""
+    import struct
+    import zipfile
+    import zlib
+
+    def refuse(name: str, why: str) -> TruthError:
+        return TruthError(f"{path.name}: member {name} {why}; re-save the sheet from a "
+                          "spreadsheet program")
+
+    try:
+        with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+            for info in z.infolist():
+                if info.is_dir():
+                    continue
+                if info.compress_type == zipfile.ZIP_STORED:
+                    if info.compress_size != info.file_size:
+                        raise refuse(info.filename, "declares two sizes")
+                    continue
+                if info.compress_type != zipfile.ZIP_DEFLATED:
+                    raise refuse(info.filename, "is not deflate-compressed")
+                f.seek(info.header_offset)
+                head = f.read(30)
+                if len(head) < 30:
+                    raise refuse(info.filename, "is truncated")
+                name_len, extra_len = struct.unpack("<HH", head[26:30])
+                f.seek(info.header_offset + 30 + name_len + extra_len)
+                inflater, left, out = zlib.decompressobj(-15), info.compress_size, 0
+                while not inflater.eof:
+                    data = inflater.unconsumed_tail
+                    if not data:
+                        data = f.read(min(left, 1 << 20))
+                        left -= len(data)
+                        if not data:
+                            raise refuse(info.filename, "is truncated")
+                    # max_length >= 1 (0 would mean unbounded): at most one byte past the size
+                    out += len(inflater.decompress(data, info.file_size + 1 - out))
+                    if out > info.file_size:
+                        raise refuse(info.filename, "inflates beyond its declared size")
+                if out != info.file_size:
+                    raise refuse(info.filename, "inflates to less than its declared size")
+    except TruthError:
+        raise
+    except (OSError, zipfile.BadZipFile, zlib.error, struct.error) as e:
+        raise TruthError(f"{path.name}: not a readable .xlsx file ({e})") from e
 
 
 def _official_jpg_name(name: str) -> str:
