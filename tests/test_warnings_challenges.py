@@ -137,3 +137,91 @@ def test_urisc_rejections_name_relative_paths(tmp_path):
     r = api.score("urisc", gt, z, device="cpu")
     assert r.status == "rejected" and "a.tiff" in r.error
     assert "gpueval-urisc-" not in r.error and "/tmp" not in r.error
+
+
+# ---------------------------------------------------------------------------------------------
+# REFUGE
+
+
+def _refuge_mask(cup_rows: slice) -> np.ndarray:
+    m = np.full((16, 16), 255, np.uint8)
+    m[2:14, 2:14] = 128  # disc
+    m[cup_rows, 5:11] = 0  # cup
+    return m
+
+
+def _refuge_case(root: Path) -> tuple[Path, Path]:
+    """Truth: masks a/b, labels (a glaucoma, b not); submission: both masks, both scores."""
+    truth, sub = root / "truth", root / "sub"
+    (truth / "Disc_Cup_Masks").mkdir(parents=True)
+    (sub / "segmentation").mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray(_refuge_mask(slice(5, 11))).save(truth / "Disc_Cup_Masks" / f"{name}.bmp")
+        Image.fromarray(_refuge_mask(slice(6, 11))).save(sub / "segmentation" / f"{name}.bmp")
+    (truth / "glaucoma_labels.csv").write_text("filename,label\na.jpg,1\nb.jpg,0\n")
+    (sub / "classification_results.csv").write_text("FileName,Glaucoma Risk\na.jpg,0.9\n"
+                                                    "b.jpg,0.2\n")
+    return truth, sub
+
+
+def test_refuge_png_masks_give_nan_with_a_warning(tmp_path):
+    truth, sub = _refuge_case(tmp_path)
+    for name in ("a", "b"):
+        (sub / "segmentation" / f"{name}.bmp").rename(sub / "segmentation" / f"{name}.png")
+    r = api.score("refuge", truth, sub, device="cpu")
+    assert r.status == "ok" and np.isnan(r.metrics["mean_cup_dice"])
+    assert r.metrics["auc"] == 1.0  # the other task is unaffected
+    text = " | ".join(r.warnings)
+    assert "segmentation/a.png" in text and ".bmp" in text and str(tmp_path) not in text
+    v = api.validate("refuge", sub, truth=truth)
+    assert any("segmentation/a.png" in w for w in v.warnings)
+
+
+def test_refuge_extra_files_warned_score_unchanged(tmp_path):
+    truth, sub = _refuge_case(tmp_path)
+    clean = api.score("refuge", truth, sub, device="cpu")
+    assert clean.warnings == []
+    Image.fromarray(_refuge_mask(slice(6, 11))).save(sub / "segmentation" / "c.png")
+    (sub / "fovea_results.csv").write_text("ImageName,Fovea_X,Fovea_Y\nx.jpg,1,2\n")
+    r = api.score("refuge", truth, sub, device="cpu")
+    # cup Dice per image: 2*30/(36+30) = 10/11 for both masks (5 rows x 6 vs 6 rows x 6)
+    assert r.metrics["mean_cup_dice"] == clean.metrics["mean_cup_dice"] == pytest.approx(10 / 11)
+    text = " | ".join(r.warnings)
+    assert "segmentation/c.png" in text and "fovea_results.csv" in text
+
+
+@pytest.mark.parametrize("compat", ["official", "corrected"])
+def test_refuge_unknown_rows_and_masks_are_warned(tmp_path, compat):
+    truth, sub = _refuge_case(tmp_path)
+    with open(sub / "classification_results.csv", "a") as f:
+        f.write("zz.jpg,0.5\n")
+    Image.fromarray(_refuge_mask(slice(6, 11))).save(sub / "segmentation" / "zz.bmp")
+    r = api.score("refuge", truth, sub, overrides=[f"compat={compat}"], device="cpu")
+    text = " | ".join(r.warnings)
+    assert "classification_results.csv" in text and "zz.jpg" in text
+    assert "segmentation/zz.bmp" in text
+    if compat == "official":
+        assert np.isnan(r.metrics["auc"]) and np.isnan(r.metrics["mean_cup_dice"])
+    else:
+        assert r.metrics["auc"] == 1.0
+        assert r.metrics["mean_cup_dice"] == pytest.approx(10 / 11)
+
+
+def test_refuge_data_looking_header_is_warned(tmp_path):
+    truth, sub = _refuge_case(tmp_path)
+    (sub / "classification_results.csv").write_text("c.jpg,0.4\na.jpg,0.9\nb.jpg,0.2\n")
+    r = api.score("refuge", truth, sub, overrides=["compat=corrected"], device="cpu")
+    assert any("classification_results.csv" in w and "header" in w for w in r.warnings)
+    v = api.validate("refuge", sub)
+    assert any("header" in w for w in v.warnings)
+
+
+def test_refuge_unreadable_mask_message_has_no_server_path(tmp_path):
+    truth, sub = _refuge_case(tmp_path)
+    (sub / "segmentation" / "a.bmp").write_bytes(b"BMnot really")
+    r = api.score("refuge", truth, sub, device="cpu")
+    assert r.status == "rejected" and "segmentation/a.bmp" in r.error
+    assert str(tmp_path) not in r.error
+    with pytest.raises(Exception) as e:
+        api.validate("refuge", sub)
+    assert "segmentation/a.bmp" in str(e.value) and str(tmp_path) not in str(e.value)
