@@ -225,3 +225,76 @@ def test_refuge_unreadable_mask_message_has_no_server_path(tmp_path):
     with pytest.raises(Exception) as e:
         api.validate("refuge", sub)
     assert "segmentation/a.bmp" in str(e.value) and str(tmp_path) not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# MedSegFM
+
+
+def _medseg_case(root: Path, names=("c1", "c2"), *, interactive=False) -> tuple[Path, Path]:
+    """Cases with one 4x4x4 cube of class 1 in an 8^3 volume; perfect predictions."""
+    truth, sub = root / "truth", root / "sub"
+    truth.mkdir(parents=True)
+    sub.mkdir(parents=True)
+    gts = np.zeros((8, 8, 8), np.uint8)
+    gts[2:6, 2:6, 2:6] = 1
+    for name in names:
+        np.savez(truth / f"{name}.npz", gts=gts, spacing=np.array([1.0, 1.0, 1.0]))
+        if interactive:
+            (sub / name).mkdir()
+            for k in range(1, 7):  # n_steps = 6 (configs/medsegfm.yaml)
+                np.savez(sub / name / f"step_{k}.npz", segs=gts)
+        else:
+            np.savez(sub / f"{name}.npz", segs=gts)
+    return truth, sub
+
+
+def test_medsegfm_missing_case_warned_and_marked(tmp_path):
+    truth, sub = _medseg_case(tmp_path)
+    (sub / "c2.npz").unlink()
+    r = api.score("medsegfm", truth, sub, device="cpu")
+    by_id = {it["id"]: it for it in r.items}
+    assert by_id["c2"]["status"] == "missing" and by_id["c2"]["dsc"] == 0.0
+    assert "status" not in by_id["c1"]
+    assert r.score == pytest.approx(0.5)  # (1 + 0) / 2: the missing case counts as zero
+    assert any(w.startswith("c2: no c2.npz") and "all-zero" in w for w in r.warnings)
+    v = api.validate("medsegfm", sub, truth=truth)
+    assert any("c2: no c2.npz" in w for w in v.warnings)
+
+
+def test_medsegfm_unread_files_warned_score_unchanged(tmp_path):
+    truth, sub = _medseg_case(tmp_path)
+    clean = api.score("medsegfm", truth, sub, device="cpu")
+    assert clean.score == 1.0 and clean.warnings == []
+    (sub / "c1.nii.gz").write_bytes(b"x")
+    np.savez(sub / "zz.npz", segs=np.zeros((8, 8, 8), np.uint8))
+    r = api.score("medsegfm", truth, sub, device="cpu")
+    assert r.score == clean.score
+    text = " | ".join(r.warnings)
+    assert "c1.nii.gz" in text and "zz.npz" in text and str(tmp_path) not in text
+    v = api.validate("medsegfm", sub)
+    assert any("c1.nii.gz" in w for w in v.warnings)
+
+
+@pytest.mark.parametrize("how", ["zeros", "previous"])
+def test_medsegfm_interactive_missing_step_warned(tmp_path, how):
+    truth, sub = _medseg_case(tmp_path, ["c1"], interactive=True)
+    (sub / "c1" / "step_3.npz").unlink()
+    (sub / "c1" / "notes.txt").write_text("x")
+    r = api.score("medsegfm", truth, sub, overrides=["track=interactive",
+                                                     f"interactive.missing_step={how}"],
+                  device="cpu")
+    assert r.status == "ok", r.error
+    text = " | ".join(r.warnings)
+    assert "c1/: no file for step_3" in text and "c1/notes.txt" in text
+    # zeros: DSC_3 = 0; previous: step 2's perfect file is reused, DSC_3 = 1
+    assert r.items[0]["dsc_3"] == (0.0 if how == "zeros" else 1.0)
+    assert r.items[0]["dsc"] == 1.0  # the final step is present either way
+
+
+def test_medsegfm_rejection_names_relative_path(tmp_path):
+    truth, sub = _medseg_case(tmp_path)
+    (sub / "c1.npz").write_bytes(b"PK\x03\x04 not a zip")
+    r = api.score("medsegfm", truth, sub.resolve(), device="cpu")
+    assert r.status == "rejected" and "c1.npz" in r.error
+    assert str(tmp_path.resolve()) not in r.error
