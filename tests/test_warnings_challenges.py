@@ -298,3 +298,86 @@ def test_medsegfm_rejection_names_relative_path(tmp_path):
     r = api.score("medsegfm", truth, sub.resolve(), device="cpu")
     assert r.status == "rejected" and "c1.npz" in r.error
     assert str(tmp_path.resolve()) not in r.error
+
+
+# ---------------------------------------------------------------------------------------------
+# XPRESS
+
+
+def _xpress(tmp_path: Path, *, dtype=None, attrs=None, name="merge"):
+    """Fixture ``name`` written as h5; ``dtype`` recasts the labels, ``attrs`` replaces the
+    grid attributes (None: the fixture's resolution/offset)."""
+    import h5py
+    from xpress_cases import fixture, write_case
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    skel, sub, ov = write_case(tmp_path, name)
+    if dtype is not None or attrs is not None:
+        seg = fixture(name)["segmentation"]
+        with h5py.File(sub, "r+") as f:
+            old = dict(f["submission"].attrs)
+            del f["submission"]
+            d = f.create_dataset("submission", data=seg.astype(dtype or seg.dtype))
+            for k, v in (old if attrs is None else attrs).items():
+                d.attrs[k] = v
+    return skel, sub, ov
+
+
+def _xpress_score(skel, sub, ov):
+    import json
+
+    sets = [f"{k}={json.dumps(v)}" if not isinstance(v, str) else f"{k}={v}"
+            for k, v in ov.items()]
+    return api.score("xpress", skel, sub, overrides=sets, device="cpu")
+
+
+def test_xpress_non_uint64_dtype_is_warned_same_score(tmp_path):
+    clean = _xpress_score(*_xpress(tmp_path / "a"))
+    assert clean.status == "ok", clean.error
+    assert clean.warnings == []
+    r = _xpress_score(*_xpress(tmp_path / "b", dtype=np.int32))
+    assert r.score == clean.score
+    assert any("merge.h5:submission" in w and "int32" in w and "uint64" in w
+               for w in r.warnings)
+
+
+def test_xpress_ignored_and_missing_grid_attributes_are_warned(tmp_path):
+    from xpress_cases import fixture
+
+    z = fixture("merge")
+    attrs = {"voxel_size": np.asarray(z["voxel_size"]), "translation": np.asarray(z["offset"])}
+    skel, sub, ov = _xpress(tmp_path, attrs=attrs)
+    r = _xpress_score(skel, sub, ov)
+    text = " | ".join(r.warnings)
+    assert "voxel_size, translation ignored" in text and "'resolution'" in text
+    assert "no 'resolution' attribute" in text and str(tmp_path) not in text
+    v = api.validate("xpress", sub, overrides=[f"roi={ov['roi']}"] if isinstance(
+        ov["roi"], str) else [])
+    assert any("voxel_size, translation ignored" in w for w in v.warnings)
+
+
+def test_xpress_nodes_outside_the_roi_are_warned(tmp_path):
+    from xpress_cases import fixture
+
+    z = fixture("merge")
+    far = np.asarray(z["offset"]) + 1000 * np.asarray(z["voxel_size"])  # far from every node
+    skel, sub, ov = _xpress(tmp_path, attrs={"resolution": np.asarray(z["voxel_size"]),
+                                             "offset": far})
+    r = _xpress_score(skel, sub, ov)
+    assert any("skeleton nodes lie outside the scored ROI" in w and "'offset'" in w
+               for w in r.warnings), (r.status, r.error, r.warnings)
+
+
+def test_xpress_rejections_name_the_submission_not_the_server_path(tmp_path):
+    import h5py
+
+    sub = tmp_path / "team.h5"
+    with h5py.File(sub, "w") as f:
+        f.create_dataset("other", data=np.zeros((4, 4, 4), np.uint64))
+    skel, _, _ = _xpress(tmp_path)
+    r = api.score("xpress", skel, sub.resolve(), overrides=["roi=none"], device="cpu")
+    assert r.status == "rejected" and "team.h5" in r.error
+    assert str(tmp_path.resolve()) not in r.error
+    r = api.score("xpress", skel, (tmp_path / "nope.h5").resolve(), overrides=["roi=none"],
+                  device="cpu")
+    assert r.status == "rejected" and str(tmp_path.resolve()) not in r.error
