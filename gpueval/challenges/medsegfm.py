@@ -34,7 +34,11 @@ Choices where the spec is silent or says "unknown" (documented for the organiser
   both kinds, the mean over cases of each case's headline (DSC or F1) — and the mean final
   DSC (interactive).
 * **Missing prediction file**: scored as an all-zero prediction (as the interactive protocol
-  does for a failed step), never skipped, so leaving out a hard case cannot help. This also
+  does for a failed step), never skipped, so leaving out a hard case cannot help; the item
+  has ``status: "missing"`` and the result a warning naming the case. Entries the scorer does
+  not read (other file types, unknown cases, an ``.npz`` beside a ``.zarr`` of the same case,
+  stray files in step folders), absent interactive steps and time-limit overruns are warnings
+  too (``validate`` says the same where it can). This also
   holds for a missing final interactive step, where the official script writes no CSV row
   for the case at all.
 * **No box** (interactive, spec §5): only an image npz can lack ``boxes``. A truth npz (or

@@ -55,7 +55,10 @@ duplicate classification/fovea names     scored as the official     rejected
 fovea row naming an unknown image        fovea NaN                  ignored, noted
 =======================================  =========================  ==========================
 
-Every NaN of this table comes with its reason in ``extra["notes"]``. Ground-truth images
+Every NaN of this table comes with its reason in ``extra["notes"]`` and as a user warning
+(:func:`gpueval.notices.warn`, the result's ``warnings``), as does every ignored file (masks
+that are not ``*.bmp``, CSV files with other names, a second fovea file), ignored row and a
+data-looking CSV header row; ``validate`` warns the same where it can tell. Ground-truth images
 without a submitted mask or fovea row are not scored (official: the submission's list rules).
 
 Rejected in both modes (format errors a person can fix): unreadable masks, a mask whose size
@@ -1028,7 +1031,8 @@ class _Submission:
             shown = [self.prefix + n for n in loose]
             self.notes.append(f"ignored {len(loose)} file(s) that are none of the parts: "
                               f"{_listing(shown)}")
-            if any(n.lower().endswith((".csv", ".xlsx", ".txt")) for n in loose):
+            # only files that look like results: a README beside them is no mistake
+            if any(n.lower().endswith((".csv", ".xlsx", ".xls")) for n in loose):
                 warn(f"{_listing(shown)}: ignored (not {CLASSIFICATION_FILE}, {FOVEA_FILES[0]} "
                      f"or {FOVEA_FILES[1]}, names are exact); rename the file if it holds "
                      "results")

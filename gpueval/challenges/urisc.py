@@ -29,8 +29,13 @@ Decisions where the spec is silent (documented choices)
   the submission naming the stems, as the official folder mode crashes on it; ``missing: zero``
   scores it as an empty prediction (§2.6: P = 1, R = 0, F = 0; F = 1 where the GT image is
   empty too) and counts it in the mean.
-* **Extra files** (stems not in the truth, other suffixes) are ignored and listed in
-  ``extra["notes"]``. Two submission files with one stem are a rejection.
+* **Extra files** (stems not in the truth, other suffixes) are ignored, listed in
+  ``extra["notes"]`` and named in a user warning (the result's ``warnings``, also from
+  ``validate``). Two submission files with one stem are a rejection. A missing image scored
+  under ``missing: zero`` is a warning too, and its item has ``status: "missing"``.
+* **Value check messages** (:func:`value_problem`): a map without any 255 (0/1, 0/127, all
+  0) is refused as "no pixel is background", not as too much membrane; "inverted map?" is only
+  suggested when most pixels are membrane. ``format_check: skip`` warns for each such map.
 * **Wrong size**: rejected, naming both shapes (the official code would broadcast or crash).
 * **Format check** (``format_check: reject``, default): the official check of §2.3 runs on
   every prediction (streamed, histogram per band); its crash cases (no value-0 pixel:

@@ -23,7 +23,9 @@ Documented choices
 ------------------
 * **dtype**: every integer (and bool) dtype is scored identically as uint64 ids. The official
   scorer crashes on anything but uint64 (``rand_voi`` buffer type); under ``compat=official``
-  the result carries a note saying so instead of failing. Floats are rejected; negative labels
+  the result carries a note and a user warning saying so instead of failing. Ignored grid
+  attributes, a missing ``resolution`` (1 nm), the ``transform.translate`` offset fallback and
+  skeleton nodes outside the scored ROI are warnings as well. Floats are rejected; negative labels
   are rejected.
 * **compat**: ``official`` reproduces the float64 merge-detection quirk for ids ≥ 2⁵³;
   ``corrected`` compares exact ids. Nothing else differs.
