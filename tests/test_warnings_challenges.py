@@ -381,3 +381,22 @@ def test_xpress_rejections_name_the_submission_not_the_server_path(tmp_path):
     r = api.score("xpress", skel, (tmp_path / "nope.h5").resolve(), overrides=["roi=none"],
                   device="cpu")
     assert r.status == "rejected" and str(tmp_path.resolve()) not in r.error
+
+
+def test_xpress_transform_translate_fallback_is_warned_same_score(tmp_path):
+    """A zarr whose offset is only in transform.translate scores as with 'offset' (the
+    fallback), with a warning saying so."""
+    import zarr
+    from xpress_cases import fixture, write_case
+
+    skel, sub, ov = write_case(tmp_path, "merge", fmt="zarr")
+    clean = _xpress_score(skel, sub, ov)
+    a = zarr.open_group(str(sub), mode="r+")["submission"]
+    offset = a.attrs["offset"]
+    attrs = dict(a.attrs)
+    del attrs["offset"]
+    a.attrs.clear()
+    a.attrs.update({**attrs, "transform": {"translate": offset}})
+    r = _xpress_score(skel, sub, ov)
+    assert r.score == clean.score and fixture("merge")["offset"].tolist() == offset
+    assert any("transform.translate" in w and "'offset'" in w for w in r.warnings)
