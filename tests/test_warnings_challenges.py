@@ -400,3 +400,10 @@ def test_xpress_transform_translate_fallback_is_warned_same_score(tmp_path):
     r = _xpress_score(skel, sub, ov)
     assert r.score == clean.score and fixture("merge")["offset"].tolist() == offset
     assert any("transform.translate" in w and "'offset'" in w for w in r.warnings)
+
+
+def test_medsegfm_validate_warns_stray_step_files(tmp_path):
+    truth, sub = _medseg_case(tmp_path, ["c1"], interactive=True)
+    (sub / "c1" / "step_7.npz").write_bytes(b"")  # n_steps = 6
+    v = api.validate("medsegfm", sub, overrides=["track=interactive"])
+    assert any("c1/step_7.npz: would be ignored" in w for w in v.warnings)

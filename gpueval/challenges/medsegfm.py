@@ -192,6 +192,9 @@ def _validate(submission, config: dict[str, Any], truth) -> list[str]:
                 if not m or not 1 <= int(m.group(1)) <= settings["n_steps"]:
                     notes.append(f"{name}/{step_path.name}: ignored (expected step_1..step_"
                                  f"{settings['n_steps']}.npz|.zarr)")
+                    if not step_path.name.startswith("."):
+                        warn(f"{name}/{step_path.name}: would be ignored (expected step_1.."
+                             f"step_{settings['n_steps']}.npz); rename the step files")
                     continue
                 load_prediction(step_path, shape)
                 _running_time(step_path)
@@ -283,7 +286,7 @@ def _warn_unread(sub: Path, cases: list[str] | None, settings: dict[str, Any], *
     if both:
         warn(f"{_listing([f'{n}.npz' for n in both])}: {verb}ignored, the .zarr of the same "
              "case is scored; keep one file per case")
-    if interactive:
+    if interactive and scoring:  # validate checks each step folder itself
         for case in sorted(c for c in (known or ()) if (sub / c).is_dir()):
             stray = [q.name for q in sorted((sub / case).iterdir())
                      if not q.name.startswith(".") and (
