@@ -376,3 +376,129 @@ def test_bench_workload_small():
     assert rec["check"] is True
     assert rec["images"] == 4
     assert rec["voxels"] == 4 * bench.SIZE**2
+
+
+# --------------------------------------------------------------------------------------------
+# Truth .xlsx files are zips of XML: what reading them inflates is bounded (issue 24)
+
+
+def _raw_zip(path: Path, members: list[tuple[str, bytes, int, int]]) -> None:
+    """Write a zip by hand: (name, raw deflate stream, declared size, crc) per member, so a
+    member may declare (and hold) gigabytes that ``zipfile`` could not write quickly."""
+    import struct
+
+    local, central, offset = b"", b"", 0
+    for name, data, size, crc in members:
+        n = name.encode()
+        head = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(data), size,
+                           len(n), 0) + n
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc,
+                               len(data), size, len(n), 0, 0, 0, 0, 0, offset) + n
+        local += head + data
+        offset += len(head) + len(data)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
+                      offset, 0)
+    path.write_bytes(local + central + end)
+
+
+def _deflate(prefix: bytes, fill: bytes, repeats: int, suffix: bytes) -> bytes:
+    """Raw deflate of ``prefix + fill * repeats + suffix`` without compressing every repeat:
+    after a full flush the compressor's state is reset, so each repeat is the same bytes."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(fill) + c.flush(zlib.Z_FULL_FLUSH)
+    return head + block * repeats + c.compress(suffix) + c.flush()
+
+
+def _bomb_xlsx(tmp_path: Path, *, honest: bool) -> Path:
+    """A valid GT.xlsx whose sharedStrings.xml holds one 3.5 GiB string (``honest``: the zip
+    declares it; otherwise the header declares 1 kB and the stream still inflates 3.5 GiB)."""
+    import zlib
+
+    good = tmp_path / "good.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["ImgName", "Glaucoma Label"])
+    wb.active.append(["V0001.bmp", 1])
+    wb.save(good)
+    members = []
+    with zipfile.ZipFile(good) as z:
+        for info in z.infolist():
+            raw = z.read(info.filename)
+            if info.filename == "xl/sharedStrings.xml":
+                continue
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            members.append((info.filename, c.compress(raw) + c.flush(), len(raw),
+                            zlib.crc32(raw)))
+    prefix = b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>'
+    fill, repeats = b"A" * (16 << 20), 224  # 3.5 GiB
+    suffix = b"</t></si><si><t>V0001.bmp</t></si></sst>"
+    size = len(prefix) + len(fill) * repeats + len(suffix)
+    declared = size if honest else 1024
+    crc = zlib.crc32((prefix + fill)[:1024]) if not honest else 0
+    members.append(("xl/sharedStrings.xml", _deflate(prefix, fill, repeats, suffix), declared,
+                    crc))
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    _raw_zip(truth / "GT.xlsx", members)
+    return truth
+
+
+@pytest.mark.parametrize("honest", [True, False], ids=["declared", "lying-header"])
+def test_truth_xlsx_shared_string_bomb_is_refused_bounded(tmp_path, honest):
+    """One multi-GiB shared string: TruthError within seconds, under a 3 GB address-space cap
+    (openpyxl would build the whole string; zipfile stops at the declared size)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    truth = _bomb_xlsx(tmp_path, honest=honest)
+    code = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (3_000_000_000, 3_000_000_000))
+        from gpueval.challenges import refuge
+        from gpueval.errors import TruthError
+        try:
+            refuge.load_truth({str(truth)!r})
+        except TruthError as e:
+            print("TruthError:", e)
+            sys.exit(0)
+        sys.exit(5)
+    """)
+    import os
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "GT.xlsx" in out.stdout and str(tmp_path) not in out.stdout
+    assert time.monotonic() - t0 < 30
+
+
+def test_truth_xlsx_huge_declared_dimension_is_capped(tmp_path):
+    """A sheet declaring A1:XFD1048576 reads as its real cells (openpyxl would pad every row to
+    16384 cells and add a million empty rows)."""
+    import re
+
+    good = tmp_path / "good.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["ImgName", "Glaucoma Label"])
+    wb.active.append(["V0001.bmp", 1])
+    wb.save(good)
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(truth / "GT.xlsx", "w",
+                                                        zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            raw = src.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                raw, n = re.subn(rb'<dimension ref="[^"]*" ?/>',
+                                 b'<dimension ref="A1:XFD1048576"/>', raw)
+                assert n == 1
+            dst.writestr(info.filename, raw)
+    rows = refuge._xlsx_rows(truth / "GT.xlsx")
+    assert rows[:2] == [("ImgName", "Glaucoma Label"), ("V0001.bmp", 1)]
+    assert refuge.load_truth(truth).labels == [("V0001.jpg", True)]

@@ -34,7 +34,11 @@ Choices where the spec is silent or says "unknown" (documented for the organiser
   both kinds, the mean over cases of each case's headline (DSC or F1) — and the mean final
   DSC (interactive).
 * **Missing prediction file**: scored as an all-zero prediction (as the interactive protocol
-  does for a failed step), never skipped, so leaving out a hard case cannot help. This also
+  does for a failed step), never skipped, so leaving out a hard case cannot help; the item
+  has ``status: "missing"`` and the result a warning naming the case. Entries the scorer does
+  not read (other file types, unknown cases, an ``.npz`` beside a ``.zarr`` of the same case,
+  stray files in step folders), absent interactive steps and time-limit overruns are warnings
+  too (``validate`` says the same where it can). This also
   holds for a missing final interactive step, where the official script writes no CSV row
   for the case at all.
 * **No box** (interactive, spec §5): only an image npz can lack ``boxes``. A truth npz (or
@@ -76,10 +80,12 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +109,7 @@ from gpueval.kernels.surface import (
 from gpueval.limits import Limits, use_limits
 from gpueval.metrics.matching import match_iou_threshold
 from gpueval.metrics.overlap import precision_recall_f
+from gpueval.notices import warn
 from gpueval.result import Result
 
 CHALLENGE = "medsegfm"
@@ -121,8 +128,17 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
 
     Returns
     -------
-    Result with one item per truth case (``id`` = case name).
+    Result with one item per truth case (``id`` = case name); a case without a prediction
+    has ``status: "missing"`` (and ``missing: True``) and is scored as all-zero, with a
+    warning.
     """
+    with _submission_relative(submission):
+        return _score(truth, submission, config, device=device, scheduler=scheduler,
+                      progress=progress)
+
+
+def _score(truth, submission, config: dict[str, Any], *, device: str, scheduler: Any,
+           progress: bool) -> Result:
     settings = _settings(config)
     cases = truth_cases(truth)
     sub = _submission_dir(submission)
@@ -139,8 +155,9 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
     if all(it.get("missing") for it in items):
         layout = ("<case>/step_<k>.npz" if settings["track"] == "interactive"
                   else "<case>.npz")
-        raise Rejected(f"{sub}: no prediction for any of the {len(items)} truth case(s); "
+        raise Rejected(f"{sub.name}: no prediction for any of the {len(items)} truth case(s); "
                        f"expected {layout} for track {settings['track']}")
+    _warn_unread(sub, [name for name, _ in cases], settings, scoring=True)
     result = Result(CHALLENGE, str(config["metric_version"]), items=items)
     result.metrics = _aggregate(items, settings)
     result.score = _headline(items, settings)
@@ -155,6 +172,11 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
 
 def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
     """Format checks of a submission folder (no scoring). Raises Rejected; returns notes."""
+    with _submission_relative(submission):
+        return _validate(submission, config, truth)
+
+
+def _validate(submission, config: dict[str, Any], truth) -> list[str]:
     settings = _settings(config)
     sub = _submission_dir(submission)
     notes: list[str] = []
@@ -170,6 +192,9 @@ def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
                 if not m or not 1 <= int(m.group(1)) <= settings["n_steps"]:
                     notes.append(f"{name}/{step_path.name}: ignored (expected step_1..step_"
                                  f"{settings['n_steps']}.npz|.zarr)")
+                    if not step_path.name.startswith("."):
+                        warn(f"{name}/{step_path.name}: would be ignored (expected step_1.."
+                             f"step_{settings['n_steps']}.npz); rename the step files")
                     continue
                 load_prediction(step_path, shape)
                 _running_time(step_path)
@@ -181,18 +206,100 @@ def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
     if not names:
         layout = ("<case>/step_<k>.npz folders" if settings["track"] == "interactive"
                   else "<case>.npz files")
-        raise Rejected(f"{sub}: no predictions found (expected {layout})")
+        raise Rejected(f"{sub.name}: no predictions found (expected {layout})")
     if expected is not None:
         absent = sorted(set(expected) - set(names))
         extra = sorted(set(names) - set(expected))
         if absent:
             notes.append(f"{len(absent)} case(s) without a prediction, scored as all-zero: "
                          + ", ".join(absent[:10]))
+            for name in absent:
+                warn(_missing_case_warning(name, settings, scoring=False))
         if extra:
             notes.append(f"{len(extra)} prediction(s) for unknown cases ignored: "
                          + ", ".join(extra[:10]))
+        _warn_unread(sub, list(expected), settings, scoring=False)
+    else:
+        _warn_unread(sub, None, settings, scoring=False)
     notes.append(f"{len(names)} case(s) checked for track {settings['track']}")
     return notes
+
+
+@contextmanager
+def _submission_relative(submission) -> Iterator[None]:
+    """Rejections name paths inside the submission, never the server's folder (the array
+    readers quote the full path of the file they were given)."""
+    try:
+        yield
+    except Rejected as e:
+        root = Path(submission)
+        msg = str(e)
+        # absolute forms only: a short relative name could match inside ordinary words
+        for shown in sorted({str(root.absolute()), str(root.resolve())}, key=len,
+                            reverse=True):
+            msg = msg.replace(shown + os.sep, "").replace(shown, root.name)
+        if msg == str(e):
+            raise
+        raise Rejected(msg) from e
+
+
+def _missing_case_warning(name: str, settings: dict[str, Any], *, scoring: bool) -> str:
+    verb = "scored" if scoring else "would be scored"
+    if settings["track"] == "interactive":
+        return (f"{name}/: no folder of step predictions in the submission, {verb} as "
+                f"all-zero (DSC 0) for every step; add {name}/step_<k>.npz")
+    return (f"{name}: no {name}.npz (or {name}.zarr) in the submission, {verb} as an all-zero "
+            f"prediction (DSC 0, counted in the mean); add {name}.npz")
+
+
+def _warn_unread(sub: Path, cases: list[str] | None, settings: dict[str, Any], *,
+                 scoring: bool) -> None:
+    """Warn about every submitted entry the scorer does not read: files of another type,
+    predictions of unknown cases, a case given both as .npz and .zarr, stray files in an
+    interactive case folder (``cases`` None: the truth is unknown, names are not checked)."""
+    interactive = settings["track"] == "interactive"
+    known = None if cases is None else set(cases)
+    ignored, unknown, both = [], [], []
+    for p in sorted(sub.iterdir(), key=lambda q: q.name):
+        if p.name.startswith("."):
+            continue  # .DS_Store and editor files
+        if interactive:
+            if not p.is_dir() or p.suffix == ".zarr":
+                ignored.append(p.name)
+            elif known is not None and p.name not in known:
+                unknown.append(p.name + "/")
+            continue
+        if p.suffix not in SUFFIXES:
+            ignored.append(p.name + ("/" if p.is_dir() else ""))
+        elif known is not None and p.stem not in known:
+            unknown.append(p.name)
+        elif p.suffix == ".npz" and (sub / f"{p.stem}.zarr").exists():
+            both.append(p.stem)
+    verb = "" if scoring else "would be "
+    if ignored:
+        layout = "<case>/step_<k>.npz folders" if interactive else "<case>.npz files"
+        warn(f"{_listing(ignored)}: {verb}ignored ({len(ignored)} entries that are not "
+             f"{layout}); convert predictions to .npz with a 'segs' array")
+    if unknown:
+        warn(f"{_listing(unknown)}: {verb}ignored, no truth case of that name; name "
+             "predictions as the truth cases")
+    if both:
+        warn(f"{_listing([f'{n}.npz' for n in both])}: {verb}ignored, the .zarr of the same "
+             "case is scored; keep one file per case")
+    if interactive and scoring:  # validate checks each step folder itself
+        for case in sorted(c for c in (known or ()) if (sub / c).is_dir()):
+            stray = [q.name for q in sorted((sub / case).iterdir())
+                     if not q.name.startswith(".") and (
+                         not (m := STEP_RE.match(q.name))
+                         or not 1 <= int(m.group(1)) <= settings["n_steps"])]
+            if stray:
+                warn(f"{_listing([f'{case}/{n}' for n in stray])}: {verb}ignored (expected "
+                     f"step_1..step_{settings['n_steps']}.npz); rename the step files")
+
+
+def _listing(names: list[str], n: int = 5) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def write_official_csv(result: Result, path: str | Path | None = None) -> str:
@@ -454,7 +561,7 @@ def _truth_shape(path: Path) -> tuple[int, ...]:
 def _submission_dir(submission) -> Path:
     sub = Path(submission)
     if not sub.is_dir():
-        raise Rejected(f"submission {sub} must be a folder of <case>.npz predictions")
+        raise Rejected(f"submission {sub.name} must be a folder of <case>.npz predictions")
     for _ in iter_files(sub):  # refuses links leaving the folder, hard links, FIFOs, floods
         pass
     return sub
@@ -689,6 +796,8 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
     item["running_time"] = running_time
     if missing:
         item["missing"] = True
+        item["status"] = "missing"
+        warn(_missing_case_warning(name, s, scoring=True))
     return item, ext
 
 
@@ -701,6 +810,7 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
     classes: list[int] = []
     dsc_k, nsd_k, time_k, per_step = {}, {}, {}, {}
     last_written: tuple[int, Path] | None = None
+    absent_steps: list[str] = []
     for k in steps:
         path = _find(folder, f"step_{k}")
         if k == 1 and not case.get("has_box", True):
@@ -718,9 +828,11 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
             reused, prev_path = last_written  # the file the last step left in outputs/
             segs = load_prediction(prev_path, gts.shape)
             time_k[k] = 0.0
+            absent_steps.append(f"step_{k} (step_{reused} reused)")
         else:
             segs = _zeros_like(gts)
             time_k[k] = 0.0
+            absent_steps.append(f"step_{k}")
         table = pair_table(ctx, gts, segs)
         if gt_table is None:
             gt_table = table
@@ -755,6 +867,19 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
                  "runtime_upperbound": limit, "time_limit_exceeded": exceeded})
     if not folder.is_dir():
         item["missing"] = True
+        item["status"] = "missing"
+        warn(_missing_case_warning(name, s, scoring=True))
+    elif absent_steps:
+        how = ("the previous step's file reused, as the official loop leaves it"
+               if s["missing_step"] == "previous" else "scored as all-zero")
+        warn(f"{name}/: no file for {', '.join(absent_steps)} ({how}, "
+             f"interactive.missing_step={s['missing_step']}); add {name}/step_<k>.npz for "
+             "every step")
+    if exceeded:
+        what = ("every DSC/NSD of the case set to 0" if s["time_action"] == "zero"
+                else "only flagged (time_limit_exceeded)")
+        warn(f"{name}/: total running time {total_time:g} s is over the limit {limit:g} s "
+             f"({what}, interactive.time_limit_action={s['time_action']})")
     ext = {"kind": "interactive", "classes": classes,
            "steps": {str(k): v for k, v in per_step.items()}}
     return item, ext

@@ -55,7 +55,10 @@ duplicate classification/fovea names     scored as the official     rejected
 fovea row naming an unknown image        fovea NaN                  ignored, noted
 =======================================  =========================  ==========================
 
-Every NaN of this table comes with its reason in ``extra["notes"]``. Ground-truth images
+Every NaN of this table comes with its reason in ``extra["notes"]`` and as a user warning
+(:func:`gpueval.notices.warn`, the result's ``warnings``), as does every ignored file (masks
+that are not ``*.bmp``, CSV files with other names, a second fovea file), ignored row and a
+data-looking CSV header row; ``validate`` warns the same where it can tell. Ground-truth images
 without a submitted mask or fovea row are not scored (official: the submission's list rules).
 
 Rejected in both modes (format errors a person can fix): unreadable masks, a mask whose size
@@ -88,6 +91,7 @@ from gpueval.backend import array_module, to_device
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.archive import iter_files
 from gpueval.metrics.classification import roc_auc, sensitivity_at_specificity
+from gpueval.notices import warn
 from gpueval.result import Result
 
 CHALLENGE = "refuge"
@@ -202,12 +206,19 @@ def validate(submission: str | Path, config: dict[str, Any], *,
                     continue
                 if name not in gt.masks:
                     notes.append(f"segmentation/{name} has no ground truth")
+                    warn(f"{sub.prefix}{SEGMENTATION_DIR}/{name}: no ground truth of that "
+                         "name (compat=official scores the whole segmentation NaN); remove or "
+                         "rename it")
                     continue
                 h, w = _mask_header_path(gt.masks[name], opts)
                 if shape != (h, w):
                     raise Rejected(f"segmentation/{name} is {shape[1]}x{shape[0]} pixels but "
                                    f"its ground truth is {w}x{h}")
             notes.append(f"segmentation: {len(masks)} masks")
+            if not masks:
+                warn(f"{sub.prefix}{SEGMENTATION_DIR}/: no *{opts.extension} mask, segmentation "
+                     f"would be NaN; save the masks as {SEGMENTATION_DIR}/<name>"
+                     f"{opts.extension}")
         if sub.classification:
             rows = _classification_rows(sub.read(sub.classification, opts.max_csv_bytes),
                                         sub.classification, notes)
@@ -231,9 +242,12 @@ def _coverage(task: str, submitted: list[str], truth: list[str]) -> list[str]:
     if unknown:
         out.append(f"{task}: {len(unknown)} name(s) not in the ground truth ({_listing(unknown)})"
                    " — compat=official scores this task NaN")
+        warn(out[-1] + "; fix or remove those rows")
     if missing:
         out.append(f"{task}: {len(missing)} ground-truth image(s) without a row "
                    f"({_listing(missing)})")
+        if task == "classification":  # the official code needs one row per image
+            warn(out[-1] + " — compat=official scores classification NaN; add their rows")
     if len(given) != len(submitted):
         out.append(f"{task}: {len(submitted) - len(given)} duplicate row(s)")
     return out
@@ -338,6 +352,8 @@ def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, devic
     if not names:
         notes.append(f"segmentation: no *{opts.extension} file in segmentation/: NaN (the "
                      "official mean of an empty list)")
+        warn(f"{SEGMENTATION_DIR}/: no *{opts.extension} mask, segmentation metrics are NaN; "
+             f"save the masks as {SEGMENTATION_DIR}/<name>{opts.extension}")
         return nan, [], 0
     missing_gt = [n for n in names if n not in gt.masks]
     failed = False
@@ -347,9 +363,14 @@ def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, devic
             notes.append(f"segmentation: {len(missing_gt)} mask(s) without ground truth "
                          f"({_listing(missing_gt)}): the official code raises, segmentation "
                          "NaN (compat=official)")
+            warn(f"{_listing([f'{SEGMENTATION_DIR}/{n}' for n in missing_gt])}: no ground "
+                 "truth of that name, so the whole segmentation is NaN as in the official "
+                 "code; remove or rename these masks (compat=corrected ignores them)")
         else:
             notes.append(f"segmentation: ignored {len(missing_gt)} mask(s) without ground "
                          f"truth ({_listing(missing_gt)})")
+            warn(f"{_listing([f'{SEGMENTATION_DIR}/{n}' for n in missing_gt])}: ignored, no "
+                 "ground truth of that name; check the mask names")
     scored = [n for n in names if n in gt.masks]
 
     def work(name: str) -> tuple[dict[str, Any], int]:
@@ -373,6 +394,9 @@ def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, devic
                      f"prediction and ground truth ({_listing(empty)}): the official Dice "
                      "divides 0 by 0, segmentation NaN (compat=official; compat=corrected "
                      "scores such a Dice as 1)")
+        warn(f"{_listing([f'{SEGMENTATION_DIR}/{n}' for n in empty])}: cup (or disc) empty in "
+             "both mask and ground truth, the official Dice is 0/0 and the whole segmentation "
+             "NaN; --set compat=corrected scores such a Dice as 1")
     if opts.compat == "official":
         items += [{"id": n, "disc_dice": None, "cup_dice": None, "vcdr_error": None}
                   for n in missing_gt]
@@ -381,6 +405,8 @@ def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, devic
         return nan, items, pixels
     if not items:
         notes.append("segmentation: no submitted mask has a ground truth: NaN")
+        warn(f"{SEGMENTATION_DIR}/: no submitted mask has a ground truth of its name, "
+             "segmentation metrics are NaN; name masks as the ground-truth images")
         return nan, items, pixels
     return {
         "mean_disc_dice": float(np.mean([it["disc_dice"] for it in items])),
@@ -419,7 +445,7 @@ def read_mask(src: str | Path | io.IOBase, *, opts: _Options | None = None, name
     except (Rejected, TruthError):
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise err(f"{label}: not a readable image ({e})") from e
+        raise err(f"{label}: not a readable image ({_scrub(e, src, label)})") from e
     if arr.ndim == 3:
         arr = arr[..., 0]
     if arr.ndim != 2:
@@ -439,7 +465,18 @@ def _mask_header(f, name: str, opts: _Options) -> tuple[int, int]:
     except Rejected:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise Rejected(f"segmentation/{name}: not a readable image ({e})") from e
+        raise Rejected(f"segmentation/{name}: not a readable image "
+                       f"({_scrub(e, f, 'segmentation/' + name)})") from e
+
+
+def _scrub(error: Exception, src: Any, label: str) -> str:
+    """A decoder's message without the server path of the file it was given (Pillow quotes
+    ``<_io.BufferedReader name='/abs/path'>``): participants see these messages."""
+    text = str(error)
+    for shown in (repr(src), str(getattr(src, "name", "")), str(src)):
+        if len(shown) > 1:
+            text = text.replace(shown, label)
+    return text
 
 
 def _mask_header_path(path: Path, opts: _Options) -> tuple[int, int]:
@@ -495,11 +532,17 @@ def _match_labels(rows: list[tuple[str, float | None]], truth: list[tuple[str, b
             notes.append(f"classification: {len(unknown)} row(s) name images not in the "
                          f"ground truth ({_listing(unknown)}): the official code raises, "
                          "classification NaN (compat=official)")
+            warn(f"{CLASSIFICATION_FILE}: {len(unknown)} row(s) name images not in the "
+                 f"ground truth ({_listing(unknown)}), so classification is NaN as in the "
+                 "official code; fix or remove those rows (compat=corrected ignores them)")
             return None
         if len(rows) != len(truth):
             notes.append(f"classification: {len(rows)} rows for {len(truth)} ground-truth "
                          "images: the official code fails on unequal lengths, classification "
                          "NaN (compat=official)")
+            warn(f"{CLASSIFICATION_FILE}: {len(rows)} rows for {len(truth)} ground-truth "
+                 "images, so classification is NaN as in the official code; give exactly one "
+                 "row per image")
             return None
         return np.array([truth[index[n.upper()]][1] for n, _ in rows], dtype=bool)
     seen: set[str] = set()
@@ -514,6 +557,8 @@ def _match_labels(rows: list[tuple[str, float | None]], truth: list[tuple[str, b
     if unknown:
         notes.append(f"classification: ignored {len(unknown)} row(s) naming images not in "
                      f"the ground truth ({_listing(unknown)})")
+        warn(f"{CLASSIFICATION_FILE}: ignored {len(unknown)} row(s) naming images not in the "
+             f"ground truth ({_listing(unknown)}); check the image names")
         for i, (n, _) in enumerate(rows):
             if n.upper() not in index:
                 rows[i] = (n, None)
@@ -555,6 +600,9 @@ def _score_fovea(gt: RefugeTruth, sub: _Submission, opts: _Options, notes: list[
         notes.append(f"fovea: {len(unknown)} row(s) name images not in the ground truth "
                      f"({_listing(unknown)}; names are case-sensitive): the official code "
                      "raises, fovea NaN (compat=official)")
+        warn(f"{sub.fovea}: {len(unknown)} row(s) name images not in the ground truth "
+             f"({_listing(unknown)}; names are case-sensitive), so fovea is NaN as in the "
+             "official code; fix or remove those rows (compat=corrected ignores them)")
         return nan, {}
     if opts.compat == "corrected":
         names = [n for n, _, _ in rows]
@@ -564,9 +612,13 @@ def _score_fovea(gt: RefugeTruth, sub: _Submission, opts: _Options, notes: list[
         if unknown:
             notes.append(f"fovea: ignored {len(unknown)} row(s) naming images not in the "
                          f"ground truth ({_listing(unknown)}; names are case-sensitive)")
+            warn(f"{sub.fovea}: ignored {len(unknown)} row(s) naming images not in the "
+                 f"ground truth ({_listing(unknown)}; names are case-sensitive); check the "
+                 "image names")
         rows = [r for r in rows if r[0] in index]
     if not rows:
         notes.append("fovea: no row to score: NaN")
+        warn(f"{sub.fovea}: no row to score, fovea is NaN; add one 'name,x,y' row per image")
         return nan, {}
     pred = np.array([[x, y] for _, x, y in rows], dtype=np.float64)
     ref = np.array([gt.fovea[index[n]][1:] for n, _, _ in rows], dtype=np.float64)
@@ -613,6 +665,8 @@ def _csv_body(data: bytes, where: str, notes: list[str]) -> Iterator[tuple[int, 
     if len(header) > 1 and _is_number(header[1]):
         notes.append(f"{where}: the first row {header!r} looks like data but is skipped as the "
                      "header, as the official reader does")
+        warn(f"{where}: the first row {', '.join(header)} looks like data but is skipped as "
+             "the header (as the official reader does); add a header row")
     for i, row in enumerate(rows[1:], start=2):
         if any(c.strip() for c in row):
             yield i, row
@@ -687,17 +741,108 @@ def load_truth(path: str | Path) -> RefugeTruth:
     return gt
 
 
-def _xlsx_rows(path: Path) -> list[tuple]:
+MAX_XLSX_BYTES = 64 * 2**20
+"""Sum of the uncompressed sizes of a truth ``.xlsx``'s zip members (a real REFUGE ``GT.xlsx``
+is about 30 kB): checked from the central directory before openpyxl inflates anything, and
+``zipfile`` never returns more than a member declares, so reading is bounded by it."""
+MAX_XLSX_ROWS = 200_000
+MAX_XLSX_COLUMNS = 64
+"""Rows/columns read from a truth sheet: openpyxl pads rows to the sheet's declared dimension
+(``A1:XFD1048576`` would make each row 16384 cells), so the width is capped and the row count
+bounded (the REFUGE sheets have 5 columns and a few hundred rows)."""
+
+
+def _xlsx_rows(path: Path, *, max_bytes: int = MAX_XLSX_BYTES) -> list[tuple]:
+    """Rows (values) of the first sheet of a truth ``.xlsx``, with bounded memory.
+
+    Raises
+    ------
+    TruthError : unreadable file, members declaring more than ``max_bytes`` uncompressed
+        (e.g. one multi-GiB shared string), or a sheet over :data:`MAX_XLSX_ROWS` rows.
+    """
     import openpyxl
 
+    from gpueval.io.archive import SafeArchive
+
+    try:  # central-directory checks only: nothing is inflated here
+        SafeArchive(path, max_total_bytes=max_bytes).close()
+    except Rejected as e:
+        raise TruthError(f"{path.name}: refused as a truth .xlsx ({e}); a REFUGE sheet needs "
+                         f"far less than {max_bytes} bytes") from e
+    _check_xlsx_streams(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         try:
-            return [tuple(r) for r in wb.active.iter_rows(values_only=True)]
+            ws = wb.active
+            declared = ws.max_column
+            capped = declared is None or declared > MAX_XLSX_COLUMNS
+            rows = []
+            for row in ws.iter_rows(values_only=True,
+                                    max_col=MAX_XLSX_COLUMNS if capped else None):
+                if len(rows) >= MAX_XLSX_ROWS:
+                    raise TruthError(f"{path.name}: more than {MAX_XLSX_ROWS} rows")
+                row = tuple(row)
+                if capped:  # padded to the cap: keep the cells the sheet has
+                    while row and row[-1] is None:
+                        row = row[:-1]
+                rows.append(row)
+            return rows
         finally:
             wb.close()
+    except TruthError:
+        raise
     except Exception as e:  # openpyxl raises many types on damaged files
-        raise TruthError(f"{path}: not a readable .xlsx file ({e})") from e
+        raise TruthError(f"{path.name}: not a readable .xlsx file ({e})") from e
+
+
+def _check_xlsx_streams(path: Path) -> None:
+    """Inflate every member in bounded pieces and require each stream to end exactly at its
+    declared size: ``zipfile`` silently stops at the declared size, so a header declaring 1 kB
+    in front of a multi-GiB stream (with the CRC of its first kilobyte) would otherwise be
+    parsed as a truncated sheet. Costs at most :data:`MAX_XLSX_BYTES` of inflation."""
+    import struct
+    import zipfile
+    import zlib
+
+    def refuse(name: str, why: str) -> TruthError:
+        return TruthError(f"{path.name}: member {name} {why}; re-save the sheet from a "
+                          "spreadsheet program")
+
+    try:
+        with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+            for info in z.infolist():
+                if info.is_dir():
+                    continue
+                if info.compress_type == zipfile.ZIP_STORED:
+                    if info.compress_size != info.file_size:
+                        raise refuse(info.filename, "declares two sizes")
+                    continue
+                if info.compress_type != zipfile.ZIP_DEFLATED:
+                    raise refuse(info.filename, "is not deflate-compressed")
+                f.seek(info.header_offset)
+                head = f.read(30)
+                if len(head) < 30:
+                    raise refuse(info.filename, "is truncated")
+                name_len, extra_len = struct.unpack("<HH", head[26:30])
+                f.seek(info.header_offset + 30 + name_len + extra_len)
+                inflater, left, out = zlib.decompressobj(-15), info.compress_size, 0
+                while not inflater.eof:
+                    data = inflater.unconsumed_tail
+                    if not data:
+                        data = f.read(min(left, 1 << 20))
+                        left -= len(data)
+                        if not data:
+                            raise refuse(info.filename, "is truncated")
+                    # max_length >= 1 (0 would mean unbounded): at most one byte past the size
+                    out += len(inflater.decompress(data, info.file_size + 1 - out))
+                    if out > info.file_size:
+                        raise refuse(info.filename, "inflates beyond its declared size")
+                if out != info.file_size:
+                    raise refuse(info.filename, "inflates to less than its declared size")
+    except TruthError:
+        raise
+    except (OSError, zipfile.BadZipFile, zlib.error, struct.error) as e:
+        raise TruthError(f"{path.name}: not a readable .xlsx file ({e})") from e
 
 
 def _official_jpg_name(name: str) -> str:
@@ -798,7 +943,7 @@ def _open_submission(path: str | Path, opts: _Options) -> _Submission:
     if p.is_file() and p.suffix.lower() == ".zip":
         return _Submission(_ZipFiles(p, opts), opts)
     if not p.exists():
-        raise Rejected(f"submission {p} does not exist")
+        raise Rejected(f"submission {p.name} does not exist")
     raise Rejected(f"submission {p.name} must be a folder or a .zip file")
 
 
@@ -874,6 +1019,23 @@ class _Submission:
             self.notes.append(f"segmentation: ignored {len(other)} file(s) that are not "
                               f"'*{opts.extension}' directly in segmentation/ (the official "
                               f"listing is case-sensitive): {_listing(other)}")
+            shown = [f"{self.prefix}{SEGMENTATION_DIR}/{n}" for n in other]
+            warn(f"{_listing(shown)}: ignored ({len(other)} file(s) not named "
+                 f"'*{opts.extension}' directly in {SEGMENTATION_DIR}/; the official scorer "
+                 f"reads only those, so .png/.BMP masks are not scored); save each mask as "
+                 f"{SEGMENTATION_DIR}/<name>{opts.extension}")
+        parts = {CLASSIFICATION_FILE, *FOVEA_FILES}
+        loose = sorted(n for n in rel if n not in parts
+                       and not n.startswith(SEGMENTATION_DIR + "/"))
+        if loose:
+            shown = [self.prefix + n for n in loose]
+            self.notes.append(f"ignored {len(loose)} file(s) that are none of the parts: "
+                              f"{_listing(shown)}")
+            # only files that look like results: a README beside them is no mistake
+            if any(n.lower().endswith((".csv", ".xlsx", ".xls")) for n in loose):
+                warn(f"{_listing(shown)}: ignored (not {CLASSIFICATION_FILE}, {FOVEA_FILES[0]} "
+                     f"or {FOVEA_FILES[1]}, names are exact); rename the file if it holds "
+                     "results")
         self.classification = (self.prefix + CLASSIFICATION_FILE
                                if CLASSIFICATION_FILE in rel else "")
         fovea = [f for f in FOVEA_FILES if f in rel]
@@ -881,6 +1043,8 @@ class _Submission:
         if len(fovea) > 1:
             self.notes.append(f"both {FOVEA_FILES[0]} and {FOVEA_FILES[1]} exist: scored "
                               f"{FOVEA_FILES[0]}")
+            warn(f"{self.prefix}{FOVEA_FILES[1]}: ignored, {self.prefix}{FOVEA_FILES[0]} is "
+                 "scored instead; keep only one fovea file")
 
     @staticmethod
     def _root(names: list[str]) -> str:

@@ -29,8 +29,13 @@ Decisions where the spec is silent (documented choices)
   the submission naming the stems, as the official folder mode crashes on it; ``missing: zero``
   scores it as an empty prediction (§2.6: P = 1, R = 0, F = 0; F = 1 where the GT image is
   empty too) and counts it in the mean.
-* **Extra files** (stems not in the truth, other suffixes) are ignored and listed in
-  ``extra["notes"]``. Two submission files with one stem are a rejection.
+* **Extra files** (stems not in the truth, other suffixes) are ignored, listed in
+  ``extra["notes"]`` and named in a user warning (the result's ``warnings``, also from
+  ``validate``). Two submission files with one stem are a rejection. A missing image scored
+  under ``missing: zero`` is a warning too, and its item has ``status: "missing"``.
+* **Value check messages** (:func:`value_problem`): a map without any 255 (0/1, 0/127, all
+  0) is refused as "no pixel is background", not as too much membrane; "inverted map?" is only
+  suggested when most pixels are membrane. ``format_check: skip`` warns for each such map.
 * **Wrong size**: rejected, naming both shapes (the official code would broadcast or crash).
 * **Format check** (``format_check: reject``, default): the official check of §2.3 runs on
   every prediction (streamed, histogram per band); its crash cases (no value-0 pixel:
@@ -101,6 +106,7 @@ from gpueval.kernels.boundary import (
     tolerance_match_counts,
     value_histogram,
 )
+from gpueval.notices import warn
 from gpueval.result import Result
 
 CHALLENGE = "urisc"
@@ -144,7 +150,7 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
     totals = BoundaryCounts()
     notes: list[str] = []
     with _Submission(submission, opts) as sub:
-        notes += sub.notes(gt_files)
+        notes += sub.notes(gt_files, warn_user=True)
         missing = [s for s in gt_files if s not in sub.stems]
         if missing and opts.missing == "reject":
             raise Rejected(f"{len(missing)} of {len(gt_files)} images missing from the "
@@ -155,10 +161,13 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
                           _GreyImage(pred_paths[s], name=sub.display_name(s))) for s in group]
                 counts = _score_pairs(pairs, opts, device, scheduler, progress)
                 for (stem, gt_img, pred_img), c in zip(pairs, counts, strict=True):
-                    problem = format_problem(c.pred_hist, pred_img.name,
-                                             min_background_ratio=opts.min_background_ratio)
+                    problem = value_problem(c.pred_hist, pred_img.name,
+                                            min_background_ratio=opts.min_background_ratio)
                     if problem and opts.format_check == "reject":
                         raise Rejected(problem)
+                    if problem:
+                        warn(f"{problem}; scored anyway with grey weights 255 - value "
+                             "(format_check=skip; the official check would refuse it)")
                     item = _item(stem, c)
                     if opts.tolerance_px is not None:
                         item.update(_tolerance_item(gt_img, pred_img, opts))
@@ -167,9 +176,12 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
         for stem in missing:  # missing == "zero": scored as an empty prediction
             gt_img = _GreyImage(gt_files[stem], truth=True)
             c = _score_pairs([(stem, gt_img, None)], opts, device, scheduler, False)[0]
-            items.append(_item(stem, c))
+            item = {**_item(stem, c), "status": "missing"}
+            items.append(item)
             totals = BoundaryCounts.combine([totals, c])
             notes.append(f"{stem}: missing, scored as an empty prediction")
+            warn(f"{stem}: no {stem}.tiff in the submission, scored as an empty prediction "
+                 f"(F = {item['f1']}, counted in the mean, missing=zero); add {stem}.tiff")
     items.sort(key=lambda it: it["id"])
     metrics = _aggregate(items, totals)
     result = Result(CHALLENGE, str(config["metric_version"]), score=metrics["f1"],
@@ -194,12 +206,17 @@ def validate(submission: str | Path, config: dict[str, Any], *,
         if not stems:
             raise Rejected("no .tiff image in the submission")
         if gt_files is not None:
-            notes += sub.notes(gt_files)
+            notes += sub.notes(gt_files, warn_user=True)
             missing = [s for s in gt_files if s not in sub.stems]
             if missing and opts.missing == "reject":
                 raise Rejected(f"{len(missing)} images missing from the submission: "
                                f"{_listing(missing)}")
+            for stem in missing:
+                warn(f"{stem}: no {stem}.tiff in the submission, would be scored as an empty "
+                     f"prediction (missing=zero); add {stem}.tiff")
             stems = [s for s in stems if s in gt_files]
+        elif sub.ignored:
+            notes += sub.notes({s: Path(s) for s in sub.stems}, warn_user=True)
         sizes = {s: 1 for s in stems}
         for group in _groups(stems, sizes, opts, by_count=True):
             with sub.spooled(group) as paths:
@@ -209,15 +226,54 @@ def validate(submission: str | Path, config: dict[str, Any], *,
                         _check_shapes(_GreyImage(gt_files[s], truth=True), img)
                 hists = _histograms(imgs, opts)
                 for img, h in zip(imgs, hists, strict=True):
-                    problem = format_problem(h, img.name,
-                                             min_background_ratio=opts.min_background_ratio)
+                    problem = value_problem(h, img.name,
+                                            min_background_ratio=opts.min_background_ratio)
                     if problem and opts.format_check == "reject":
                         raise Rejected(problem)
                     if problem:
                         notes.append(problem)
+                        warn(f"{problem}; would be scored anyway with grey weights 255 - value "
+                             "(format_check=skip; the official check would refuse it)")
     notes.insert(0, f"{len(stems)} prediction images checked: binary 0/255, membrane at most "
                     f"1/{opts.min_background_ratio + 1} of each image")
     return notes
+
+
+def value_problem(pred_hist: np.ndarray, name: str, *, min_background_ratio: int = 5
+                  ) -> str | None:
+    """Why a prediction fails the official format check (spec §2.3), with the real reason.
+
+    Same verdict as :func:`gpueval.kernels.boundary.format_problem` (the official check:
+    at most two values, ``#255 >= ratio · #0``), but a map without any background pixel
+    (value 255) — a 0/1 or 0/127 map, or all membrane — is named as such instead of as "too
+    much membrane (inverted map?)", and "inverted map?" is only suggested when most pixels
+    are membrane.
+
+    Parameters
+    ----------
+    pred_hist : 256-bin histogram of the stored prediction values.
+    name : the submission-relative file name, for the message.
+    min_background_ratio : official ``#background / #membrane`` minimum (5).
+
+    Returns
+    -------
+    A one-line reason, or ``None`` when the map passes.
+    """
+    values = np.flatnonzero(pred_hist)
+    listed = ", ".join(map(str, values[:6])) + (" ..." if len(values) > 6 else "")
+    if len(values) <= 2 and pred_hist[255] == 0 and pred_hist[0] > 0:
+        if len(values) == 1:
+            return (f"{name}: every pixel is 0 (membrane), no pixel is background (255); "
+                    "expected 255 = background, 0 = membrane")
+        return (f"{name}: no pixel is background: values are {listed} and none is 255; "
+                "expected 255 = background, 0 = membrane (rescale a 0/1 or 0/127 map to "
+                "0/255)")
+    problem = format_problem(pred_hist, name, min_background_ratio=min_background_ratio)
+    if problem and problem.endswith("(inverted map?)"):
+        membrane = int(pred_hist[0])
+        if 2 * membrane <= int(pred_hist.sum()):  # mostly background: too thick, not inverted
+            problem = problem[: -len(" (inverted map?)")] + " (membranes too thick?)"
+    return problem
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,42 +386,59 @@ class _Submission:
 
             entries = list(iter_files(self.path))
         else:
-            raise Rejected(f"submission {self.path} not found (expected a folder or result.zip)")
+            raise Rejected(f"submission {self.path.name} not found (expected a folder or "
+                           "result.zip)")
         rank: dict[str, int] = {}
         for e in entries:
             name = PurePosixPath(e).name if self.archive else Path(e).name
             stem, suffix = os.path.splitext(name)
             if suffix.lower() not in SUBMISSION_SUFFIXES:
-                self.ignored.append(str(e))
+                self.ignored.append(self._relative(e))
                 continue
             order = SUBMISSION_SUFFIXES.index(suffix.lower())
             if stem in self.files and order == rank[stem]:
-                raise Rejected(f"two submission files for image {stem!r}: {self.files[stem]} "
-                               f"and {e}")
+                raise Rejected(f"two submission files for image {stem!r}: "
+                               f"{self._relative(self.files[stem])} and {self._relative(e)}")
             if stem in self.files and order > rank[stem]:
-                self.ignored.append(str(e))  # e.g. x.png next to x.tiff: the TIFF counts
+                self.ignored.append(self._relative(e))  # x.png next to x.tiff: the TIFF counts
                 continue
             if stem in self.files:
-                self.ignored.append(str(self.files[stem]))
+                self.ignored.append(self._relative(self.files[stem]))
             self.files[stem], rank[stem] = e, order
+
+    def _relative(self, entry: Any) -> str:
+        """An entry as the submitter knows it: zip member, or path inside the folder."""
+        if self.archive is not None:
+            return str(entry)
+        if self.path.is_dir():
+            return Path(entry).relative_to(self.path).as_posix()
+        return Path(entry).name
 
     @property
     def stems(self) -> set[str]:
         return set(self.files)
 
     def display_name(self, stem: str) -> str:
-        e = self.files[stem]
-        return str(e) if self.archive else Path(e).name
+        return self._relative(self.files[stem])
 
-    def notes(self, gt_files: dict[str, Path]) -> list[str]:
+    def notes(self, gt_files: dict[str, Path], *, warn_user: bool = False) -> list[str]:
+        """What is ignored; with ``warn_user`` each line is also a user warning."""
         out = []
         extra = sorted(set(self.files) - set(gt_files))
         if extra:
             out.append(f"ignored {len(extra)} images without GT: {_listing(extra)}")
+            if warn_user:
+                warn(f"ignored {len(extra)} submitted image(s) whose stem is not a GT image: "
+                     f"{_listing([self.display_name(s) for s in extra])}; name each "
+                     "prediction <GT stem>.tiff")
         if self.ignored:
             out.append(f"ignored {len(self.ignored)} files (not .tiff/.tif/.png, or a "
                        "lower-priority duplicate of a stem): "
                        f"{_listing(self.ignored)}")
+            if warn_user:
+                warn(f"ignored {len(self.ignored)} submitted file(s) that are not .tiff/.tif/"
+                     f".png or duplicate a stem already given as .tiff: "
+                     f"{_listing(self.ignored)}; submit one <stem>.tiff per GT image")
         return out
 
     @contextmanager
@@ -448,6 +521,9 @@ class _GreyImage:
 
     def _fail(self, why: str, cause: Exception | None = None):
         err = TruthError if self.truth else Rejected
+        # a decoder's message may quote the file's path: a spooled zip member's temporary
+        # file or the server's folder, which the participant must not see
+        why = why.replace(self.path, self.name)
         raise err(f"{self.name}: {why}") from cause
 
     def __getstate__(self):

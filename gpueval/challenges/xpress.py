@@ -23,7 +23,9 @@ Documented choices
 ------------------
 * **dtype**: every integer (and bool) dtype is scored identically as uint64 ids. The official
   scorer crashes on anything but uint64 (``rand_voi`` buffer type); under ``compat=official``
-  the result carries a note saying so instead of failing. Floats are rejected; negative labels
+  the result carries a note and a user warning saying so instead of failing. Ignored grid
+  attributes, a missing ``resolution`` (1 nm), the ``transform.translate`` offset fallback and
+  skeleton nodes outside the scored ROI are warnings as well. Floats are rejected; negative labels
   are rejected.
 * **compat**: ``official`` reproduces the float64 merge-detection quirk for ids ≥ 2⁵³;
   ``corrected`` compares exact ids. Nothing else differs.
@@ -47,6 +49,9 @@ Documented choices
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,7 @@ from gpueval.errors import Rejected, TruthError
 from gpueval.io.skeleton import Skeleton, load_skeleton
 from gpueval.kernels.gather import GatherStats, gather, world_to_voxel
 from gpueval.metrics import run_length as rl
+from gpueval.notices import warn
 from gpueval.result import Result
 
 CHALLENGE = "xpress"
@@ -84,10 +90,11 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
 
     settings = _settings(config)
     skel = load_skeleton(truth)
-    with use_limits(config):
+    with use_limits(config), _submission_relative(submission):
         sub = open_submission(submission, settings)
         table = node_table(skel, sub, settings, device=device, scheduler=scheduler,
                            progress=progress)
+    _warn_outside(sub, settings, len(table.skeleton_ids), skel.n_nodes)
     result = Result(CHALLENGE, str(config["metric_version"]))
     metrics, items = evaluate_table(table, compat=settings["compat"])
     metrics["n_nodes"] = skel.n_nodes
@@ -113,17 +120,46 @@ def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
     from gpueval.limits import use_limits
 
     settings = _settings(config)
-    with use_limits(config):
+    with use_limits(config), _submission_relative(submission):
         sub = open_submission(submission, settings)
     notes = list(sub.notes)
-    notes.append(f"{sub.path}:{settings['dataset']}: {sub.dtype} {tuple(sub.full_shape)} "
+    notes.append(f"{Path(sub.path).name}:{settings['dataset']}: {sub.dtype} "
+                 f"{tuple(sub.full_shape)} "
                  f"voxel size {sub.voxel_size} nm (z,y,x), scored ROI {tuple(sub.shape)} "
                  f"voxels from {sub.begin} nm")
     if truth is not None:
         skel = load_skeleton(truth)
         _, inside = world_to_voxel(skel.positions, sub.begin, sub.voxel_size, sub.shape)
         notes.append(f"{int(inside.sum())} of {skel.n_nodes} skeleton nodes lie in the ROI")
+        _warn_outside(sub, settings, int(inside.sum()), skel.n_nodes)
     return notes
+
+
+@contextmanager
+def _submission_relative(submission) -> Iterator[None]:
+    """Rejections name the submission by its own name, never the server's folder (the
+    array readers quote the full path they were given)."""
+    try:
+        yield
+    except Rejected as e:
+        p = Path(submission)
+        msg = str(e)
+        for shown in sorted({str(p.absolute()), str(p.resolve())}, key=len, reverse=True):
+            msg = msg.replace(shown + os.sep, p.name + "/").replace(shown, p.name)
+        if msg == str(e):
+            raise
+        raise Rejected(msg) from e
+
+
+def _warn_outside(sub: Submission, settings: dict[str, Any], inside: int, total: int) -> None:
+    """Nodes outside the scored grid are dropped with their edges (as the official does);
+    many of them usually mean a wrong 'offset'/'resolution' or ROI."""
+    if inside < total:
+        warn(f"{Path(sub.path).name}:{settings['dataset']}: {total - inside} of {total} "
+             f"skeleton nodes lie outside the scored ROI ({tuple(sub.shape)} voxels of "
+             f"{sub.voxel_size} nm from {sub.begin} nm, z,y,x) and are dropped with their "
+             "edges as the official scorer does; check the 'offset' and 'resolution' "
+             "attributes if that is unexpected")
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +192,7 @@ def open_submission(path, settings: dict[str, Any]) -> Submission:
         raise Rejected(f"{p.name}: expected an HDF5 (.h5) or zarr (.zarr) container holding "
                        f"dataset {settings['dataset']!r}")
     if not p.exists():
-        raise Rejected(f"{p}: not found")
+        raise Rejected(f"{p.name}: not found")
     where = f"{p.name}:{settings['dataset']}"
     chunks = _storage_chunks(p, settings["dataset"]) if settings["fresh_ids"] == "nodes" \
         else None
@@ -172,6 +208,8 @@ def open_submission(path, settings: dict[str, Any]) -> Submission:
     if dt != np.uint64 and settings["compat"] == "official":
         notes.append(f"dtype {dt}: the official scorer accepts only uint64 (its rand_voi "
                      "raises a buffer dtype error); scored here as uint64 ids")
+        warn(f"{where}: dtype {dt}; the official scorer fails on anything but uint64, "
+             "gpueval scores the ids as uint64; save the labels as uint64")
     vs, off = _daisy_grid(vol.attrs, where, notes)   # official Coordinate: int() per entry
     if any(v <= 0 for v in vs):
         raise Rejected(f"{where}: voxel size {vol.voxel_size} nm truncates to {vs}; expected "
@@ -235,6 +273,15 @@ def _daisy_grid(attrs: dict[str, Any], where: str, notes: list[str]
     if ignored and (voxel is None or offset is None):
         notes.append(f"attribute(s) {', '.join(ignored)} ignored as the official reader "
                      "ignores them; it reads 'resolution' and 'offset' (z,y,x nm)")
+        warn(f"{where}: attribute(s) {', '.join(ignored)} ignored (the official reader "
+             "reads only 'resolution' and 'offset', z,y,x nm); add those attributes")
+    if voxel is None:
+        warn(f"{where}: no 'resolution' attribute, voxel size taken as 1 nm as the official "
+             "reader does; add 'resolution' (z,y,x nm)")
+    # a missing offset is 0, the official default and the usual case: no warning
+    if pick(("offset",)) is None and offset is not None:
+        warn(f"{where}: offset read from 'transform.translate', a gpueval fallback the "
+             "official reader is not known to use; add an 'offset' attribute (z,y,x nm)")
     return vector(voxel, 1, "resolution"), vector(offset, 0, "offset")
 
 
