@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from gpueval.pictures import error_overlay  # noqa: F401  (public name, kept here too)
 from gpueval.result import Result, format_value
 
 _CSS = """
@@ -223,17 +224,6 @@ def png_base64(img: np.ndarray, min_size: int = 256) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def error_overlay(truth: np.ndarray, pred: np.ndarray, base: np.ndarray | None = None
-                  ) -> np.ndarray:
-    """RGB slice: agreement grey, false positives red, false negatives blue (binary masks)."""
-    t, p = np.asarray(truth) > 0, np.asarray(pred) > 0
-    rgb = np.zeros(t.shape + (3,), np.uint8)
-    if base is not None:
-        rgb[:] = (np.asarray(base, np.float64) / max(float(np.max(base)), 1) * 120)[..., None]
-    rgb[t & p] = (200, 200, 200)
-    rgb[p & ~t] = (220, 40, 40)
-    rgb[t & ~p] = (40, 90, 230)
-    return rgb
 
 
 def _attach_viewer_link(result: Result, truth, submission) -> None:

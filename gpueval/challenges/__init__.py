@@ -1,26 +1,76 @@
-"""One module per challenge. Each exposes the same two functions::
+"""The challenges, one package each, found through one registry and one protocol.
 
+Every challenge — the five built-ins and any installed from elsewhere — is a module registered
+under the ``gpueval.challenges`` entry-point group (``name = "module.path"``) that satisfies
+:class:`Challenge`::
+
+    name: str                                   # the CLI's CHALLENGE
+    config_resource: Path                       # its YAML (every constant + metric_version)
     score(truth, submission, config, *, device="cpu", scheduler=None, progress=True) -> Result
-    validate(submission, config, *, truth=None) -> list[str]   # notes; raises Rejected
-
-A module may also define ``resolve_config(config) -> dict`` (idempotent) to map its own
-selector keys onto variants; :func:`gpueval.api.score` applies it first and records the result.
+    validate(submission, config, *, truth=None) -> list[str]      # notes; raises Rejected
+    resolve_config(config) -> dict              # idempotent; maps selector keys onto variants
+    report_images(result, truth, submission, config=None) -> list[(title, rgb uint8 array)]
 
 ``config`` is the resolved mapping of :func:`gpueval.config.load_config`. ``score`` raises
 :class:`~gpueval.errors.Rejected` for a bad submission and :class:`~gpueval.errors.TruthError`
-for unusable truth; :func:`gpueval.api.score` turns those into results and exit codes.
+for unusable truth; :func:`gpueval.api.score` turns those into results and exit codes. What a
+scorer skips, ignores or reads differently goes to :func:`gpueval.notices.warn`.
+
+Inside a built-in package the modules are named for what they hold: ``layout.py`` (finding and
+reading the submission and truth, with the format quirks), ``score.py`` (composing kernels and
+metrics into the result), ``images.py`` (its report pictures).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
 
-from gpueval.config import CHALLENGES
 from gpueval.errors import UsageError
+
+#: the built-ins, in the order the CLI lists them (also registered as entry points, so a source
+#: checkout that was never installed still finds them)
+BUILTIN = {name: f"gpueval.challenges.{name}"
+           for name in ("urisc", "xpress", "cellmap", "medsegfm", "refuge")}
+GROUP = "gpueval.challenges"
+
+
+@runtime_checkable
+class Challenge(Protocol):
+    """What every challenge module exposes (checked for each registered one by a test)."""
+
+    name: str
+    config_resource: Path
+    score: Callable[..., Any]
+    validate: Callable[..., list[str]]
+    resolve_config: Callable[[dict[str, Any]], dict[str, Any]]
+    report_images: Callable[..., list[tuple[str, Any]]]
+
+
+def registered() -> dict[str, str]:
+    """``{name: module path}`` of every challenge: the built-ins, then installed ones."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def names() -> tuple[str, ...]:
+    return tuple(registered())
 
 
 def get_challenge(name: str) -> ModuleType:
-    if name not in CHALLENGES:
-        raise UsageError(f"unknown challenge {name!r}; choose one of {', '.join(CHALLENGES)}")
-    return importlib.import_module(f"gpueval.challenges.{name}")
+    """The module of challenge ``name`` (imported on first use: challenges are heavy)."""
+    known = registered()
+    if name not in known:
+        raise UsageError(f"unknown challenge {name!r}; choose one of {', '.join(known)}")
+    module = importlib.import_module(known[name])
+    missing = [a for a in ("score", "validate") if not hasattr(module, a)]
+    if missing:
+        raise UsageError(f"challenge {name!r} ({known[name]}) does not implement the challenge "
+                         f"protocol: missing {', '.join(missing)}")
+    return module
