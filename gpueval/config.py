@@ -233,7 +233,7 @@ def format_config(challenge: str, cfg: Mapping[str, Any]) -> str:
     if variants:
         lines.append(f"# variants (--set variant=NAME): {', '.join(map(str, variants))}")
         lines.append(yaml.safe_dump({"variants": variants}, sort_keys=False,
-                                    default_flow_style=None).rstrip())
+                                    default_flow_style=False).rstrip())
     present = set(_paths(cfg))
     rest = sorted(k for k in known_keys(challenge)
                   if k.startswith("limits.") and k not in present)
