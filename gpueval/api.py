@@ -17,7 +17,7 @@ from typing import Any
 
 from gpueval.backend import limit_gpu_memory, resolve_device
 from gpueval.challenges import get_challenge
-from gpueval.config import load_config
+from gpueval.config import apply_overrides, load_config
 from gpueval.errors import GpuevalError, Rejected
 from gpueval.limits import Limits, use_limits
 from gpueval.notices import collecting
@@ -41,8 +41,8 @@ def score(
     ----------
     challenge : one of :data:`gpueval.config.CHALLENGES`.
     truth, submission : paths in the challenge's layout (``shared/specs/cli.md``).
-    config : a YAML path replacing the shipped config, or an already resolved config mapping
-        (used as is: its keys are not checked again).
+    config : a YAML path replacing the shipped config, or an already loaded config mapping
+        (used as is; ``overrides`` still apply to it).
     overrides : ``"key=value"`` strings or a mapping; an unknown key raises
         :class:`~gpueval.errors.UsageError` naming the closest known key.
     device, scheduler, progress : where and how to compute.
@@ -66,7 +66,8 @@ def score(
 
 def _score(challenge, truth, submission, *, config, overrides, device, scheduler,
            progress) -> Result:
-    cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
+    cfg = (apply_overrides(challenge, config, overrides) if isinstance(config, dict)
+           else load_config(challenge, config, overrides))
     dev = resolve_device(device)
     module = get_challenge(challenge)
     # a challenge may map its own selector keys (CellMap's ``version``) onto variants; resolve
@@ -128,7 +129,8 @@ def validate(
         The submission is invalid (exit 3); also ``UsageError``/``TruthError`` as :func:`score`.
     """
     with _scrubbed(submission, truth):
-        cfg = config if isinstance(config, dict) else load_config(challenge, config, overrides)
+        cfg = (apply_overrides(challenge, config, overrides) if isinstance(config, dict)
+           else load_config(challenge, config, overrides))
         module = get_challenge(challenge)
         cfg = getattr(module, "resolve_config", dict)(cfg)
         with collecting() as warnings, use_limits(Limits.from_config(cfg)):

@@ -63,25 +63,51 @@ def load_config(
         raise TruthError(f"config file {path} is not valid YAML: {e}") from e
     if not isinstance(cfg, dict):
         raise TruthError(f"config file {path} must hold a mapping")
-    pairs = overrides.items() if isinstance(overrides, dict) else map(_split, overrides)
-    pairs = list(pairs)
     known = known_keys(challenge)
     if path != config_dir() / f"{challenge}.yaml":
         for key in unknown_file_keys(cfg, known):
             raise UsageError(f"config file {path.name}: unknown key {key!r}"
                              f"{_closest_hint(key, known, challenge)}")
+    cfg = apply_overrides(challenge, cfg, overrides)
+    if "metric_version" not in cfg:
+        raise TruthError(f"config file {path} has no metric_version")
+    cfg["challenge"] = challenge
+    return cfg
+
+
+def apply_overrides(
+    challenge: str,
+    cfg: dict[str, Any],
+    overrides: Iterable[str] | dict[str, Any] = (),
+) -> dict[str, Any]:
+    """``cfg`` with ``overrides`` applied (a copy when there are any), keys checked.
+
+    Parameters
+    ----------
+    challenge : whose known keys (:func:`known_keys`) the override keys must be.
+    cfg : a loaded config mapping (not modified).
+    overrides : ``"key=value"`` strings (dotted keys), or a mapping key → value; ``variant``
+        is applied first so the other keys win over the variant's values.
+
+    Raises
+    ------
+    UsageError
+        An unknown key (naming the closest known one), an unknown variant, ``KEY`` without
+        ``=VALUE``.
+    """
+    pairs = list(overrides.items() if isinstance(overrides, dict) else map(_split, overrides))
+    if not pairs:
+        return cfg
+    known = known_keys(challenge)
     for key, _ in pairs:
         check_key(challenge, key, known)
-    # A variant is applied first, so explicit --set keys win over the variant's defaults.
+    cfg = copy.deepcopy(cfg)
     for key, value in pairs:
         if key == "variant":
             cfg = apply_variant(cfg, value)
     for key, value in pairs:
         if key != "variant":
             set_dotted(cfg, key, value)
-    if "metric_version" not in cfg:
-        raise TruthError(f"config file {path} has no metric_version")
-    cfg["challenge"] = challenge
     return cfg
 
 

@@ -253,3 +253,15 @@ def test_misspelt_set_key_exits_2_as_a_subprocess(tmp_path):
     assert p.returncode == 2, p.stderr
     assert "did you mean 'radius'" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()  # refused before anything was created
+
+
+def test_api_overrides_apply_to_a_config_mapping_too():
+    # a mapping config (as rescore passes) used to ignore overrides silently
+    base = load_config("urisc")
+    from gpueval.config import apply_overrides
+
+    out = apply_overrides("urisc", base, ["variant=bold", "radius=2"])
+    assert out["radius"] == 2 and out["metric_version"] == "urisc-bold-pre-2019-12-25"
+    assert base["radius"] == 0  # the caller's mapping is not modified
+    with pytest.raises(UsageError, match="did you mean 'radius'"):
+        api.score("urisc", "no_truth", "no_sub", config=base, overrides={"radious": 2})
