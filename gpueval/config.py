@@ -328,12 +328,19 @@ def _limits_doc() -> dict[str, str]:
 
 @functools.cache
 def _yaml_comments(challenge: str) -> dict[str, str]:
-    """``dotted key -> comment`` from the shipped YAML: the comment on the key's line, else the
-    comment lines just above it (indentation gives the nesting)."""
     try:
-        text = (config_dir() / f"{challenge}.yaml").read_text()
+        return yaml_key_comments((config_dir() / f"{challenge}.yaml").read_text())
     except OSError:
         return {}
+
+
+def yaml_key_comments(text: str) -> dict[str, str]:
+    """``dotted key -> comment`` of a YAML document: the comment on the key's line, else the
+    comment lines just above it (indentation gives the nesting).
+
+    >>> yaml_key_comments("# the radius\\nradius: 0\\nlimits:\\n  a: 1  # one\\n")
+    {'radius': 'the radius', 'limits.a': 'one'}
+    """
     out: dict[str, str] = {}
     stack: list[tuple[int, str]] = []
     above: list[str] = []

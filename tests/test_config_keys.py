@@ -265,3 +265,21 @@ def test_api_overrides_apply_to_a_config_mapping_too():
     assert base["radius"] == 0  # the caller's mapping is not modified
     with pytest.raises(UsageError, match="did you mean 'radius'"):
         api.score("urisc", "no_truth", "no_sub", config=base, overrides={"radious": 2})
+
+
+def test_a_key_added_to_a_yaml_with_a_comment_is_described_by_that_comment():
+    # the CellMap engineer adds keys to cellmap.yaml on another branch: a commented key needs
+    # no line in keys.yaml to be described
+    from gpueval.config import yaml_key_comments
+
+    text = ("metric_version: v  # the version\n"
+            "# checked before any graph is built\n# (voxels, nm)\n"
+            "limits:\n  min_voxel_size: 0.1   # smallest voxel size, nm\n"
+            "  max_translation: 1.0e+9\n"
+            "variants:\n  \"2025\":\n    version: \"2025\"  # old\n")
+    assert yaml_key_comments(text) == {
+        "metric_version": "the version",
+        "limits": "checked before any graph is built (voxels, nm)",
+        "limits.min_voxel_size": "smallest voxel size, nm",
+        "variants.2025.version": "old",
+    }
