@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def scrub_paths(message: str, *, submission: str | Path | None = None,
     return _cleaner(submission, truth)(message)
 
 
-def _cleaner(submission: str | Path | None, truth: str | Path | None):
+def _cleaner(submission: str | Path | None, truth: str | Path | None) -> Callable[[str], str]:
     swaps: dict[str, str] = {}
     for path, name in ((truth, "<truth>"), (submission, None)):
         if path is None or str(path) == "":

@@ -1,6 +1,17 @@
 """``gpueval`` command line (the contract is ``shared/specs/cli.md``; keep every name).
 
 Exit status: 0 scored · 2 bad command line · 3 submission rejected · 4 truth or config unusable.
+
+Choices the contract leaves open:
+
+* Warnings go to stderr as ``warning: <line>`` after the table (``score``) or the notes
+  (``validate``); ``--quiet`` prints errors only (no table, warnings, progress or "report
+  written to").
+* ``--json``/``--report`` into a folder that does not exist: the folder is created, before
+  scoring; a path that cannot be created or written is exit 2 before anything is scored, and a
+  write that fails after scoring is exit 2 too (never a traceback).
+* ``validate`` ends with ``valid`` (exit 0), ``valid, with N warning(s)`` (exit 0), or with
+  ``--strict`` and any warning ``rejected (--strict): N warning(s)`` (exit 3).
 """
 
 from __future__ import annotations
