@@ -184,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gpueval config x | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def cmd_score(args) -> int:
@@ -232,10 +236,13 @@ def cmd_validate(args) -> int:
 
 
 def cmd_config(args) -> int:
+    from gpueval.challenges import get_challenge
     from gpueval.config import format_config, load_config
 
-    print(format_config(args.challenge, load_config(args.challenge, args.config,
-                                                    args.overrides)))
+    cfg = load_config(args.challenge, args.config, args.overrides)
+    # as scoring resolves it (CellMap's ``version`` selects a variant)
+    cfg = getattr(get_challenge(args.challenge), "resolve_config", dict)(cfg)
+    print(format_config(args.challenge, cfg))
     return 0
 
 

@@ -283,3 +283,11 @@ def test_a_key_added_to_a_yaml_with_a_comment_is_described_by_that_comment():
         "limits.min_voxel_size": "smallest voxel size, nm",
         "variants.2025.version": "old",
     }
+
+
+def test_config_command_resolves_as_scoring_does(capsys):
+    # CellMap's `version` selects its variant at scoring time: show what would run
+    assert main(["config", "cellmap", "--set", "version=2025"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["metric_version"] == "cellmap-2025"
+    assert shown["instance_ratio_cutoff_2025"] == 50
