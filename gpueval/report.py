@@ -75,7 +75,7 @@ def write_report(result: Result, out: str | Path, *, truth: str | None = None,
     images = list(images) or _challenge_images(result, truth, submission)
     _attach_viewer_link(result, truth, submission)
     parts = [_header(result), _images_html(images), _viewer_html(result), _bar_chart(result),
-             _metrics_table(result.metrics), _per_class_html(result),
+             _metrics_table(result.metrics), _notes_html(result), _per_class_html(result),
              _items_table(result.items),
              "<details><summary>Result JSON</summary><pre>"
              + html.escape(result.to_json()) + "</pre></details>"]
@@ -128,6 +128,15 @@ def _warnings_html(warnings: Sequence[str]) -> str:
     lis = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
     return (f"<div id='warnings'><strong>{len(warnings)} warning(s)</strong>: the score may "
             f"differ from what the submitter meant<ul>{lis}</ul></div>")
+
+
+def _notes_html(r: Result) -> str:
+    """The scorer's explanations (``extra.notes``), e.g. why a metric is NaN."""
+    notes = [n for n in (r.extra or {}).get("notes") or [] if isinstance(n, str)]
+    if not notes:
+        return ""
+    lis = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<h2>Notes ({len(notes)})</h2><ul id='notes'>{lis}</ul>"
 
 
 def _per_class_html(r: Result) -> str:

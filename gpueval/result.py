@@ -204,7 +204,8 @@ def _rows_table(rows: list[list[str]], header: list[str]) -> list[str]:
 
 def format_table(result: Result, max_items: int = 20) -> str:
     """A readable plain-text summary: headline, aggregate metrics, the first items (a missing
-    item's scores read ``missing``), then per-class metrics where the result has them.
+    item's scores read ``missing``), per-class metrics where the result has them, and the first
+    of the scorer's ``extra.notes``.
 
     Warnings are not included: the command line prints them on stderr.
     """
@@ -243,6 +244,12 @@ def format_table(result: Result, max_items: int = 20) -> str:
         lines += _rows_table(rows, ["class"] + cols)
         if len(classes) > max_items:
             lines.append(f"... {len(classes) - max_items} more classes (see --json)")
+    notes = [n for n in (result.extra or {}).get("notes") or [] if isinstance(n, str)]
+    if notes:  # explanations a scorer computed (e.g. why a metric is NaN) are shown, not buried
+        lines.append("")
+        lines += [f"note: {n}" for n in notes[:5]]
+        if len(notes) > 5:
+            lines.append(f"... {len(notes) - 5} more notes (see --json, extra.notes)")
     rt = result.runtime
     lines.append("")
     lines.append(f"{rt.get('voxels', 0):,} voxels in {rt.get('seconds', 0):.2f} s "

@@ -177,3 +177,16 @@ def test_real_medsegfm_missing_case_and_per_class_in_the_table(tmp_path):
     row = next(ln for ln in text.splitlines() if ln.startswith("case2 "))
     assert "missing" in row and " 0 " not in f" {row} "
     assert "per class (mean over cases)" in text
+
+
+def test_scorer_notes_are_shown_in_the_table_and_the_report(tmp_path):
+    from gpueval.report import write_report
+    from gpueval.result import Result, format_table
+
+    notes = [f"x{i}.png: not a .bmp mask, segmentation metrics are NaN" for i in range(7)]
+    r = Result("refuge", "v", metrics={"mean_disc_dice": None}, extra={"notes": notes})
+    text = format_table(r)
+    assert "note: x0.png: not a .bmp mask" in text and "note: x5.png" not in text
+    assert "... 2 more notes" in text
+    page = write_report(r, tmp_path / "r.html").read_text()
+    assert "id='notes'" in page and page.count("not a .bmp mask") >= 7
