@@ -1,12 +1,24 @@
 """``gpueval`` command line (the contract is ``shared/specs/cli.md``; keep every name).
 
 Exit status: 0 scored · 2 bad command line · 3 submission rejected · 4 truth or config unusable.
+
+Choices the contract leaves open:
+
+* Warnings go to stderr as ``warning: <line>`` after the table (``score``) or the notes
+  (``validate``); ``--quiet`` prints errors only (no table, warnings, progress or "report
+  written to").
+* ``--json``/``--report`` into a folder that does not exist: the folder is created, before
+  scoring; a path that cannot be created or written is exit 2 before anything is scored, and a
+  write that fails after scoring is exit 2 too (never a traceback).
+* ``validate`` ends with ``valid`` (exit 0), ``valid, with N warning(s)`` (exit 0), or with
+  ``--strict`` and any warning ``rejected (--strict): N warning(s)`` (exit 3).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,13 +35,25 @@ examples:
   gpueval score urisc --truth gt/ --submission s/ --set variant=bold --set radius=2
   gpueval score cellmap --truth gt.zarr --submission sub.zip --device gpu
   gpueval score xpress --truth skel.npz --submission seg.h5 --set roi=none
-  gpueval validate medsegfm --submission preds/
+  gpueval validate medsegfm --submission preds/ --strict
+  gpueval config urisc --set variant=bold         every config key, its value and its meaning
   gpueval rescore urisc --truth gt/ --submissions all/ --db sqlite:///scores.db
   gpueval bench contingency confusion --json bench.json
 
 exit status: 0 scored, 2 bad command line, 3 submission rejected, 4 truth or config unusable.
 Each challenge's constants live in configs/<challenge>.yaml; --set KEY=VALUE overrides one
-(dotted keys), --config FILE replaces the file. Results are strict JSON (NaN -> null).
+(dotted keys; an unknown key is exit 2), --config FILE replaces the file; `gpueval config
+CHALLENGE` lists every key with its allowed values. Results are strict JSON (NaN -> null).
+Warnings (inputs ignored, scored as missing, read differently) are printed on stderr as
+"warning: ..." and kept in the JSON's "warnings" list; --quiet prints errors only.
+"""
+
+SCORE_EPILOG = """\
+config keys: `gpueval config CHALLENGE [--set KEY=VALUE ...]` prints the resolved
+configuration with a one-line description and the allowed values of every key --set accepts.
+warnings: printed on stderr ("warning: ...") unless --quiet, and always in the JSON.
+--json/--report into a folder that does not exist: the folder is created before scoring (a
+path that cannot be created is a bad command line, exit 2, and nothing is scored).
 """
 
 
@@ -42,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("score", help="score one submission",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SCORE_EPILOG,
                        description="Score one submission against the truth; print a table, "
                                    "write --json.")
     _challenge(s)
@@ -49,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--submission", required=True, help="the submission file, folder or zip")
     s.add_argument("--json", metavar="OUT", help="write the result JSON here")
     _common(s)
-    s.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    s.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors (no table, warnings or progress)")
     s.add_argument("--report", metavar="HTML", help="also write an HTML report")
 
     r = sub.add_parser("rescore", help="score every stored submission (resumable, with a DB)")
@@ -72,12 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")
 
-    v = sub.add_parser("validate", help="format checks only, no scoring")
+    v = sub.add_parser("validate", help="format checks only, no scoring",
+                       description="Check a submission's format (no scoring). Prints notes on "
+                                   "stdout, warnings on stderr, then 'valid' (exit 0) or "
+                                   "'rejected: ...' (exit 3).")
     _challenge(v)
     v.add_argument("--submission", required=True)
-    v.add_argument("--truth")
+    v.add_argument("--truth", help="also check the submission against this truth")
     v.add_argument("--config", metavar="YAML")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--strict", action="store_true",
+                   help="exit 3 when there is any warning (an input that would be ignored, "
+                        "scored as missing or read differently than meant)")
+
+    c = sub.add_parser("config", help="print a challenge's resolved config and what each key "
+                                      "means",
+                       description="Print the resolved configuration (after --config and --set) "
+                                   "as YAML usable with --config, with a one-line description "
+                                   "and the allowed values of every key.")
+    _challenge(c)
+    c.add_argument("--config", metavar="YAML", help="replace configs/<challenge>.yaml")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (dotted), e.g. --set variant=bold")
 
     b = sub.add_parser("bench", help="throughput benchmarks (voxels/s, peak RSS)")
     b.add_argument("workloads", nargs="*", metavar="WORKLOAD",
@@ -142,20 +184,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gpueval config x | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def cmd_score(args) -> int:
     from gpueval import api
+    from gpueval.config import load_config
 
-    result = api.score(args.challenge, args.truth, args.submission, config=args.config,
-                       overrides=args.overrides, device=args.device, scheduler=args.scheduler,
+    cfg = load_config(args.challenge, args.config, args.overrides)  # unknown keys: exit 2 now
+    # outputs are checked before scoring: an hour of scoring must not end in a traceback
+    for option, out in (("--json", args.json), ("--report", args.report)):
+        if out:
+            prepare_output(out, option)
+    result = api.score(args.challenge, args.truth, args.submission, config=cfg,
+                       device=args.device, scheduler=args.scheduler,
                        progress=not args.quiet)
     if args.json:
-        result.write_json(args.json)
+        _write_output(result.write_json, args.json, "--json")
     if args.report:
-        _write_report(result, args.report, truth=args.truth, submission=args.submission)
+        _write_report(result, args.report, truth=args.truth, submission=args.submission,
+                      quiet=args.quiet)
     if not args.quiet:
         print(format_table(result))
+        print_warnings(result.warnings)
     elif result.error:
         print(f"gpueval: rejected: {result.error}", file=sys.stderr)
     return 0 if result.status == "ok" else Rejected.exit_code
@@ -172,8 +226,61 @@ def cmd_validate(args) -> int:
         return Rejected.exit_code
     for n in notes or []:
         print(n)
-    print("valid")
+    warnings = list(getattr(notes, "warnings", []))
+    print_warnings(warnings)
+    if args.strict and warnings:
+        print(f"rejected (--strict): {len(warnings)} warning(s)")
+        return Rejected.exit_code
+    print("valid" if not warnings else f"valid, with {len(warnings)} warning(s)")
     return 0
+
+
+def cmd_config(args) -> int:
+    from gpueval.challenges import get_challenge
+    from gpueval.config import format_config, load_config
+
+    cfg = load_config(args.challenge, args.config, args.overrides)
+    # as scoring resolves it (CellMap's ``version`` selects a variant)
+    cfg = getattr(get_challenge(args.challenge), "resolve_config", dict)(cfg)
+    print(format_config(args.challenge, cfg))
+    return 0
+
+
+def print_warnings(warnings: Sequence[str]) -> None:
+    """Print each warning on stderr as ``warning: <line>``."""
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def prepare_output(out: str | Path, option: str = "--json") -> Path:
+    """Make sure a result can be written to ``out``, creating its folder if missing.
+
+    Called before scoring so a bad output path costs nothing.
+
+    Raises
+    ------
+    UsageError
+        The folder cannot be created, or ``out`` is an existing folder or not writable (exit 2).
+    """
+    path = Path(out)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{option} {out}: cannot create the folder {parent} "
+                         f"({e.strerror or e})") from e
+    if path.is_dir():
+        raise UsageError(f"{option} {out} is a folder; give a file name")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {out}: the folder {parent} is not writable")
+    return path
+
+
+def _write_output(write, out: str, option: str) -> None:
+    try:
+        write(out)
+    except OSError as e:  # vanished or filled up during scoring: still a contract exit code
+        raise UsageError(f"{option} {out}: cannot write ({e.strerror or e})") from e
 
 
 def cmd_rescore(args) -> int:
@@ -253,19 +360,20 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _write_report(result: Result, out: str, **inputs) -> None:
+def _write_report(result: Result, out: str, quiet: bool = False, **inputs) -> None:
     try:
         from gpueval.report import write_report
     except ImportError as e:  # pragma: no cover
         raise UsageError(f"reports are not available: {e}") from e
-    write_report(result, out, **inputs)
-    print(f"report written to {out}", file=sys.stderr)
+    _write_output(lambda o: write_report(result, o, **inputs), out, "--report")
+    if not quiet:
+        print(f"report written to {out}", file=sys.stderr)
 
 
 COMMANDS = {
     "score": cmd_score, "validate": cmd_validate, "rescore": cmd_rescore, "bench": cmd_bench,
     "demo": cmd_demo, "skeleton": cmd_skeleton, "leaderboard": cmd_leaderboard,
-    "report": cmd_report,
+    "report": cmd_report, "config": cmd_config,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,9 @@
 """Self-contained HTML reports: one file, no network at view time.
 
-:func:`write_report` renders a :class:`~gpueval.result.Result`: the headline, aggregate
-metrics, a bar chart of per-class (or per-item) scores, a sortable item table, and pictures of
+:func:`write_report` renders a :class:`~gpueval.result.Result`: the headline, its warnings at
+the top (``shared/specs/cli.md``), aggregate metrics, a bar chart of per-class (or per-item)
+scores, a per-class table where the result has per-class values, a sortable item table (a
+missing item's scores read "missing", not 0), and pictures of
 where the submission fails. Pictures come from the challenge module when it defines
 ``report_images(result, truth, submission, config) -> list[(title, rgb uint8 array)]``
 (volumetric challenges pick the worst items by chunked reductions and crop a few slices; U-RISC
@@ -26,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from gpueval.pictures import error_overlay  # noqa: F401  (public name, kept here too)
-from gpueval.result import Result, format_value
+from gpueval.result import (
+    Result,
+    format_value,
+    is_missing,
+    item_cell,
+    per_case_class_rows,
+    per_class_rows,
+)
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;padding:0 1em;max-width:1100px;color:#222}
@@ -37,6 +46,8 @@ border-bottom:1px solid #ddd;text-align:left} th{cursor:pointer;background:#f4f4
 td.num{text-align:right;font-variant-numeric:tabular-nums} figure{display:inline-block;
 margin:.5em} figure img{image-rendering:pixelated;border:1px solid #ccc;max-width:520px}
 .bar{fill:#4a7bd0} .axis{stroke:#999} svg text{font-size:11px}
+#warnings{background:#fff6d6;border:1px solid #e0c060;padding:.4em 1em;margin:1em 0}
+#warnings li{margin:.2em 0} td.missing{color:#b00;font-style:italic}
 """
 
 _SORT_JS = """
@@ -65,7 +76,8 @@ def write_report(result: Result, out: str | Path, *, truth: str | None = None,
     images = list(images) or _challenge_images(result, truth, submission)
     _attach_viewer_link(result, truth, submission)
     parts = [_header(result), _images_html(images), _viewer_html(result), _bar_chart(result),
-             _metrics_table(result.metrics), _items_table(result.items),
+             _metrics_table(result.metrics), _notes_html(result), _per_class_html(result),
+             _items_table(result.items),
              "<details><summary>Result JSON</summary><pre>"
              + html.escape(result.to_json()) + "</pre></details>"]
     return _write(out, f"gpueval — {result.challenge}", "\n".join(p for p in parts if p))
@@ -104,9 +116,42 @@ def _header(r: Result) -> str:
     rt = r.runtime
     return (f"<h1>{html.escape(r.challenge)} <span class='muted'>"
             f"{html.escape(str(r.metric_version))}</span>{status}</h1>{err}"
+            f"{_warnings_html(r.warnings)}"
             f"<div class='score' id='score'>{format_value(r.score)}</div>"
             f"<p class='muted'>{rt.get('voxels', 0):,} voxels in {rt.get('seconds', 0):.2f} s on "
             f"{html.escape(str(rt.get('device', '')))}</p>")
+
+
+def _warnings_html(warnings: Sequence[str]) -> str:
+    """The result's warnings, at the top: what was ignored, missing or read differently."""
+    if not warnings:
+        return ""
+    lis = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+    return (f"<div id='warnings'><strong>{len(warnings)} warning(s)</strong>: the score may "
+            f"differ from what the submitter meant<ul>{lis}</ul></div>")
+
+
+def _notes_html(r: Result) -> str:
+    """The scorer's explanations (``extra.notes``), e.g. why a metric is NaN."""
+    notes = [n for n in (r.extra or {}).get("notes") or [] if isinstance(n, str)]
+    if not notes:
+        return ""
+    lis = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<h2>Notes ({len(notes)})</h2><ul id='notes'>{lis}</ul>"
+
+
+def _per_class_html(r: Result) -> str:
+    """Per-class means (and, in a fold, every case × class value) where the result has them."""
+    rows = per_class_rows(r)
+    if not rows:
+        return ""
+    out = _items_table(rows, key="class", title="Per class", table_id="per-class")
+    detail = per_case_class_rows(r)
+    if detail:
+        out += ("<details><summary>every case and class</summary>"
+                + _items_table(detail, key="case", title="Per case and class",
+                               table_id="per-case-class") + "</details>")
+    return out
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -117,23 +162,29 @@ def _metrics_table(metrics: dict) -> str:
     return f"<h2>Metrics</h2><table id='metrics'><tbody>{rows}</tbody></table>"
 
 
-def _items_table(items: list[dict], key: str = "id") -> str:
+def _items_table(items: list[dict], key: str = "id", title: str = "Items",
+                 table_id: str = "items") -> str:
     if not items:
         return ""
     cols = list(dict.fromkeys(k for it in items for k in it))
     cols = [key] + [c for c in cols if c != key] if key in cols else cols
+    n_missing = sum(is_missing(it) for it in items)
+    note = f", {n_missing} missing (scored as empty predictions)" if n_missing else ""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(_cell(it.get(c)) for c in cols) + "</tr>" for it in items)
-    return (f"<h2>Items ({len(items)})</h2><table class='sortable' id='items'><thead><tr>"
-            f"{head}</tr></thead><tbody>{body}</tbody></table>")
+        "<tr>" + "".join(_cell(it.get(c), item_cell(it, c), is_missing(it)) for c in cols)
+        + "</tr>" for it in items)
+    return (f"<h2>{html.escape(title)} ({len(items)}{note})</h2><table class='sortable' "
+            f"id='{table_id}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, text: str | None = None, missing: bool = False) -> str:
     num = isinstance(v, int | float | np.number) and not isinstance(v, bool)
     sort = v if num and math.isfinite(float(v)) else ("" if v is None else v)
-    return (f"<td{' class=num' if num else ''} data-v='{html.escape(str(sort))}'>"
-            f"{html.escape(format_value(v))}</td>")
+    text = format_value(v) if text is None else text
+    cls = "missing" if missing and text == "missing" else ("num" if num else "")
+    return (f"<td{f' class={cls}' if cls else ''} data-v='{html.escape(str(sort))}'>"
+            f"{html.escape(text)}</td>")
 
 
 def _bar_chart(r: Result) -> str:

@@ -44,10 +44,11 @@ def test_result_json_is_strict():
 
 def test_config_set_and_variants(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("metric_version: v1\nradius: 0\nnested: {a: 1}\n"
+    cfg.write_text("metric_version: v1\nradius: 0\nlimits: {max_image_pixels: 1}\n"
                    "variants:\n  bold: {metric_version: v0, radius: 1}\n")
-    c = load_config("urisc", cfg, ["nested.a=5", "variant=bold", "radius=3"])
-    assert c["metric_version"] == "v0" and c["radius"] == 3 and c["nested"]["a"] == 5
+    c = load_config("urisc", cfg, ["limits.max_image_pixels=5", "variant=bold", "radius=3"])
+    assert c["metric_version"] == "v0" and c["radius"] == 3
+    assert c["limits"]["max_image_pixels"] == 5
     with pytest.raises(UsageError):
         load_config("urisc", cfg, ["variant=nope"])
     with pytest.raises(UsageError):

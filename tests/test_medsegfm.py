@@ -356,7 +356,7 @@ def test_binary_instance_split_is_chunk_independent(seed, chunk, wrap):
 
     rng = np.random.default_rng(seed)
     segs = np.where(rng.random((7, 9, 8)) < 0.35, 3, 0).astype(np.int64)
-    settings = M._settings(_cfg("track=text", f"chunk={chunk}"))
+    settings = M._settings(_cfg("track=text", f"chunk_size={chunk}"))
     ctx = M._Context(settings, "cpu", None, False)
     got = np.asarray(M._binary_to_instances(ctx, segs, 3, 6, wrap=wrap).compute())
     cc = cc3d.connected_components(segs, connectivity=6).astype(np.int64)
