@@ -753,7 +753,17 @@ def _check_store_links(root: Path, lim: Limits) -> None:
 
 
 def _guarded_store(root: str):
-    """A read-only zarr ``LocalStore`` that refuses keys leaving ``root`` (``..``, symlinks)."""
+    """A read-only zarr ``LocalStore`` that refuses keys leaving ``root`` (``..``, symlinks)
+    and decodes every compressed chunk itself, through :mod:`gpueval.io.bounded`.
+
+    The metadata documents it serves are rewritten without their compressors (zarr v2
+    ``compressor``, zarr v3 bytes-to-bytes codecs) and each chunk is served already
+    decompressed into at most the bytes its declared chunk shape holds, so no codec of zarr
+    or numcodecs ever inflates an unbounded stream. Sharded v3 arrays keep their codecs (the
+    shard index gives byte ranges of compressed inner chunks); each inner chunk is first
+    decoded here under its bound, and zarr decodes only what passed.
+    """
+    from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 
     class GuardedStore(LocalStore):
@@ -767,21 +777,232 @@ def _guarded_store(root: str):
 
         async def get(self, key, prototype=None, byte_range=None):
             self._inside(key)
-            return await super().get(key, prototype, byte_range)
+            prototype = prototype or default_buffer_prototype()
+            buf = await super().get(key, prototype, byte_range)
+            if buf is None:
+                return None
+            leaf = key.rsplit("/", 1)[-1]
+            if leaf in (".zarray", "zarr.json", ".zmetadata"):
+                doc = _rewrite_meta_doc(buf.to_bytes(), leaf, f"{_shown(root)}:{key}")
+                return prototype.buffer.from_bytes(doc)
+            if leaf in (".zgroup", ".zattrs"):
+                return buf
+            plan = await self._plan(key)
+            if plan is None:
+                return buf
+            where = f"{_shown(root)} chunk {key!r}"
+            if plan.sharded:
+                _check_shard_bytes(plan, buf.to_bytes(), byte_range, where)
+                return buf
+            return prototype.buffer.from_bytes(plan.decode(buf.to_bytes(), where))
 
         async def get_partial_values(self, prototype, key_ranges):
             key_ranges = list(key_ranges)
-            for key, _ in key_ranges:
-                self._inside(key)
-            return await super().get_partial_values(prototype, key_ranges)
+            return [await self.get(key, prototype, rng) for key, rng in key_ranges]
 
         async def exists(self, key):
             self._inside(key)
             return await super().exists(key)
 
+        async def _plan(self, key: str):
+            """The decoding plan of the array holding chunk ``key`` (nearest metadata above)."""
+            parts = key.split("/")[:-1]
+            for n in range(len(parts), -1, -1):
+                folder = "/".join(parts[:n])
+                if folder not in self._plans:
+                    self._plans[folder] = await self._read_plan(folder)
+                if self._plans[folder] is not None:
+                    return self._plans[folder]
+            return None
+
+        async def _read_plan(self, folder: str):
+            for doc in (".zarray", "zarr.json"):
+                name = f"{folder}/{doc}" if folder else doc
+                self._inside(name)
+                raw = await LocalStore.get(self, name, default_buffer_prototype())
+                if raw is None:
+                    continue
+                try:
+                    meta = json.loads(raw.to_bytes())
+                except ValueError:
+                    return None  # zarr itself refuses the document
+                if doc == "zarr.json" and meta.get("node_type") != "array":
+                    return None
+                where = f"{_shown(root)}:{folder}" if folder else _shown(root)
+                return _ChunkPlan.from_meta(meta, doc, where)
+            return None
+
     store = GuardedStore(root, read_only=True)
     store._real_root = os.path.realpath(root)
+    store._plans = {}
     return store
+
+
+# zarr v3 bytes-to-bytes codecs gpueval decodes itself (names with or without "numcodecs.")
+_ZARR_NO_SIZE_CHANGE = ("crc32c",)
+
+
+@dataclass
+class _ChunkPlan:
+    """How one zarr array's chunks are decoded: ``steps`` (outermost first) are codec
+    names, each decoded into at most ``bound`` bytes; the innermost into exactly
+    ``nbytes`` when ``exact``."""
+
+    steps: list[str]
+    nbytes: int
+    exact: bool
+    sharded: bool = False
+    inner_steps: list[str] = field(default_factory=list)
+    inner_nbytes: int = 0
+    index_bytes: int = 0
+    index_at_start: bool = False
+
+    @classmethod
+    def from_meta(cls, meta: dict, doc: str, where: str) -> _ChunkPlan | None:
+        if doc == ".zarray":
+            dtype = _v2_dtype(meta.get("dtype"), where)
+            chunks = _as_list(meta.get("chunks"), where)
+            nbytes = math.prod(int(c) for c in chunks) * dtype.itemsize
+            comp = meta.get("compressor")
+            filters = meta.get("filters") or []
+            steps = [] if comp is None else [_codec_id(comp, where)]
+            # filters (Delta, AsType…) change sizes by at most 8x (an 8-byte type)
+            return cls(steps, nbytes * (8 if filters else 1), exact=not filters)
+        dtype = np.dtype(meta.get("data_type"))
+        grid = (meta.get("chunk_grid") or {}).get("configuration") or {}
+        chunk = _as_list(grid.get("chunk_shape"), where)
+        nbytes = math.prod(int(c) for c in chunk) * dtype.itemsize
+        codecs = meta.get("codecs") or []
+        shard = next((c for c in codecs if isinstance(c, dict)
+                      and c.get("name") == "sharding_indexed"), None)
+        if shard is None:
+            return cls(_v3_bytes_codecs(codecs, where), nbytes, exact=True)
+        conf = shard.get("configuration") or {}
+        inner = _as_list(conf.get("chunk_shape"), where)
+        count = math.prod(-(-int(c) // max(int(i), 1)) for c, i in zip(chunk, inner,
+                                                                        strict=False))
+        crc = any(isinstance(c, dict) and c.get("name") == "crc32c"
+                  for c in conf.get("index_codecs") or [])
+        return cls([], nbytes, exact=False, sharded=True,
+                   inner_steps=_v3_bytes_codecs(conf.get("codecs") or [], where),
+                   inner_nbytes=math.prod(int(i) for i in inner) * dtype.itemsize,
+                   index_bytes=16 * count + (4 if crc else 0),
+                   index_at_start=conf.get("index_location") == "start")
+
+    def decode(self, data: bytes, where: str, steps: list[str] | None = None,
+               nbytes: int | None = None) -> bytes:
+        from gpueval.io.bounded import decode
+
+        steps = self.steps if steps is None else steps
+        nbytes = self.nbytes if nbytes is None else nbytes
+        for i, step in enumerate(steps):
+            last = i == len(steps) - 1
+            if step == "crc32c":
+                if len(data) < 4:
+                    raise Rejected(f"{where}: truncated crc32c chunk")
+                data = data[:-4]  # a checksum; verifying it is no part of a size bound
+                continue
+            # an outer layer holds compressed bytes: never more than the chunk plus overhead
+            bound = nbytes if last else nbytes + nbytes // 8 + 4096
+            data = decode(step, data, bound, where, exact=last and self.exact)
+        if self.exact and not self.sharded and len(data) != nbytes:
+            raise Rejected(f"{where}: holds {len(data)} bytes, its chunk shape needs {nbytes} "
+                           "(corrupt chunk)")
+        return data
+
+
+def _codec_id(conf: Any, where: str) -> str:
+    """``gzip``/``zstd``/``crc32c``… from a numcodecs config or a zarr v3 codec entry."""
+    from gpueval.io.bounded import codec_name
+
+    if not isinstance(conf, dict):
+        raise Rejected(f"{where}: codec {conf!r} is not an object")
+    name = str(conf.get("id") or conf.get("name") or "")
+    name = name.removeprefix("numcodecs.")
+    if name in _ZARR_NO_SIZE_CHANGE:
+        return name
+    canon = codec_name(name)
+    if canon is None:
+        raise Rejected(f"{where}: compression {name!r} is not accepted (use gzip, zlib, zstd, "
+                       "blosc, lz4, lzf, bz2 or lzma)")
+    return canon
+
+
+def _v3_bytes_codecs(codecs: list, where: str) -> list[str]:
+    """The bytes-to-bytes codecs after the array-to-bytes one, outermost first."""
+    names = [c.get("name") if isinstance(c, dict) else c for c in codecs]
+    if "bytes" not in names:
+        return []
+    after = codecs[names.index("bytes") + 1:]
+    return [_codec_id(c, where) for c in reversed(after)]
+
+
+def _rewrite_meta_doc(raw: bytes, leaf: str, where: str) -> bytes:
+    """The document zarr sees: compressors removed (the store serves decoded chunks)."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw  # zarr refuses it with its own message
+    if not isinstance(meta, dict):
+        return raw
+    if leaf == ".zarray":
+        _strip_v2(meta, where)
+    elif leaf == ".zmetadata":
+        for name, sub in (meta.get("metadata") or {}).items():
+            if str(name).endswith(".zarray") and isinstance(sub, dict):
+                _strip_v2(sub, where)
+    else:
+        _strip_v3(meta, where)
+        consolidated = meta.get("consolidated_metadata")
+        if isinstance(consolidated, dict) and isinstance(consolidated.get("metadata"), dict):
+            for sub in consolidated["metadata"].values():
+                if isinstance(sub, dict):
+                    _strip_v3(sub, where)
+    return json.dumps(meta).encode()
+
+
+def _strip_v2(meta: dict, where: str) -> None:
+    if meta.get("compressor") is not None:
+        _codec_id(meta["compressor"], where)  # refuse what gpueval cannot bound
+        meta["compressor"] = None
+
+
+def _strip_v3(meta: dict, where: str) -> None:
+    if meta.get("node_type") != "array":
+        return
+    codecs = meta.get("codecs") or []
+    names = [c.get("name") if isinstance(c, dict) else c for c in codecs]
+    if "sharding_indexed" in names or "bytes" not in names:
+        return
+    _v3_bytes_codecs(codecs, where)  # refuse what gpueval cannot bound
+    meta["codecs"] = codecs[:names.index("bytes") + 1]
+
+
+def _check_shard_bytes(plan: _ChunkPlan, data: bytes, byte_range, where: str) -> None:
+    """Decode (bounded, then drop) every inner chunk of a shard read before zarr decodes it."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
+    if isinstance(byte_range, SuffixByteRequest) or (
+            isinstance(byte_range, RangeByteRequest) and plan.index_at_start
+            and byte_range.start == 0 and byte_range.end == plan.index_bytes):
+        return  # the shard index: fixed size, not compressed data
+    if isinstance(byte_range, RangeByteRequest):
+        if data:
+            plan.decode(data, where, plan.inner_steps, plan.inner_nbytes)
+        return
+    if byte_range is not None or len(data) < plan.index_bytes:
+        plan.decode(data, where, plan.inner_steps, plan.inner_nbytes)
+        return
+    index = data[:plan.index_bytes] if plan.index_at_start else data[-plan.index_bytes:]
+    count = plan.index_bytes // 16
+    table = np.frombuffer(index[:16 * count], "<u8").reshape(count, 2)
+    for offset, length in table:
+        if offset == 2**64 - 1:
+            continue  # an empty inner chunk
+        if offset + length > len(data):
+            raise Rejected(f"{where}: shard index points past the end of the shard")
+        plan.decode(data[int(offset):int(offset + length)], where, plan.inner_steps,
+                    plan.inner_nbytes)
 
 
 def _check_zarr_metadata(root: Path, key: str, lim: Limits) -> None:
