@@ -62,7 +62,7 @@ import stat
 import threading
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -634,8 +634,34 @@ def _h5_check_storage(ds, where: str) -> None:
 
 
 def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None = None,
-                   limits: Limits | None = None) -> np.ndarray:
-    """One array of an ``.npz`` without pickles, its header checked before it is allocated."""
+                   limits: Limits | None = None,
+                   expect_shape: Sequence[int] | None = None) -> np.ndarray:
+    """One array of an ``.npz`` without pickles, its header checked before it is allocated.
+
+    Parameters
+    ----------
+    path : the ``.npz`` file.
+    key : the array (member ``<key>.npy``); ``None`` when the file holds exactly one.
+    max_voxels : override of ``limits.max_voxels``.
+    limits : the limits to check the header against (default: the current limits; truth
+        readers pass the truth limits).
+    expect_shape : the shape the array must have (e.g. the ground truth's): a header
+        declaring another shape is refused before anything is allocated or inflated.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array. Memory used is the checked header's ``shape × itemsize``: the zip member
+        must declare exactly the header plus that many bytes, and it is inflated in bounded
+        pieces straight into the array (a member inflating past its declared size is refused
+        by the zip reader, one short of it by :func:`_read_exact`).
+
+    Raises
+    ------
+    Rejected
+        A missing or duplicate key, pickled objects, a header over the limits or not of
+        ``expect_shape``, a member whose size disagrees with its header, corrupt data.
+    """
     lim = resolve(limits)
     if max_voxels is not None:
         lim = lim.replace(max_voxels=int(max_voxels))
@@ -655,9 +681,17 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
             if names.count(key) > 1:
                 raise Rejected(f"{path.name}: array {key!r} is stored twice")
             where = f"{path.name}:{key}"
-            with z.open(key + ".npy") as f:
+            info = z.getinfo(key + ".npy")
+            with z.open(info) as f:
                 shape, fortran, dtype = _npy_header(f, where)
                 lim.check_array_meta(shape, dtype, None, where)
+                if expect_shape is not None and tuple(shape) != tuple(expect_shape):
+                    raise Rejected(f"{where}: shape {tuple(shape)} declared, expected "
+                                   f"{tuple(int(s) for s in expect_shape)} (the ground truth's)")
+                need = f.tell() + math.prod(shape) * dtype.itemsize
+                if info.file_size != need:
+                    raise Rejected(f"{where}: the member holds {info.file_size} bytes, its "
+                                   f"header declares {need} (truncated or padded)")
                 # read the member we checked, straight into the array (np.load would reopen
                 # it by name, and a duplicate name could swap in another member)
                 arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
