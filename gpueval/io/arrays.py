@@ -1174,6 +1174,12 @@ def _check_tiff(tif, p: Path, lim: Limits) -> None:
         lim.check_file_count(n, p.name, what="TIFF pages")
         if not hasattr(page, "dataoffsets"):
             continue
+        if int(getattr(page, "compression", 1)) in _TIFF_IMAGE_CODECS:
+            # JPEG, PNG, WebP… tiles are decoded to whatever size their own header declares
+            # (tifffile gives them no output bound); lossy codecs are no format for labels
+            raise Rejected(f"{p.name}: page {n - 1} uses image compression "
+                           f"{_tiff_codec_name(page)}; use none, LZW, deflate, zstd or "
+                           "packbits")
         grid = math.prod(getattr(page, "chunked", None) or (1,))
         if len(page.dataoffsets) < grid:  # tifffile would read the missing strips as zeros
             raise Rejected(f"{p.name}: page {n - 1} declares {grid} strips/tiles but stores "
@@ -1222,6 +1228,24 @@ def _shown(path: str | Path) -> str:
         rel = os.path.relpath(full, root)
         return Path(root).name if rel == "." else rel
     return os.path.basename(full.rstrip(os.sep)) or text
+
+
+def _tiff_image_codecs() -> frozenset[int]:
+    try:
+        import tifffile
+
+        return frozenset(int(c) for c in tifffile.TIFF.IMAGE_COMPRESSIONS)
+    except Exception:  # pragma: no cover - older tifffile: the usual image codecs
+        return frozenset({6, 7, 33003, 33004, 33005, 33007, 34712, 34892, 34933, 34934,
+                          50001, 50002, 52546})
+
+
+_TIFF_IMAGE_CODECS = _tiff_image_codecs()
+
+
+def _tiff_codec_name(page) -> str:
+    comp = getattr(page, "compression", None)
+    return getattr(comp, "name", str(comp))
 
 
 def _why(e: BaseException) -> str:
