@@ -130,6 +130,10 @@ class SafeArchive:
         total = 0
         for info in infos:
             name = _check_name(info.filename)
+            if info.file_size > self.max_member_bytes:
+                raise Rejected(f"archive member {name!r} declares {info.file_size} bytes, over "
+                               f"the per-member limit {self.max_member_bytes} (one chunk, "
+                               "shard or image; limits.max_chunk_bytes)")
             _check_member(info, self.max_ratio)
             if not allow_nested and not info.is_dir() and name.lower().endswith(NESTED_SUFFIXES):
                 raise Rejected(f"archive member {name!r} is itself an archive; nested archives "
@@ -141,10 +145,6 @@ class SafeArchive:
                 raise Rejected(f"archive members {folded[key]!r} and {name!r} differ only in "
                                "case or Unicode normalisation")
             out[name], folded[key] = info, name
-            if info.file_size > self.max_member_bytes:
-                raise Rejected(f"archive member {name!r} declares {info.file_size} bytes, over "
-                               f"the per-member limit {self.max_member_bytes} (one chunk, "
-                               "shard or image; limits.max_chunk_bytes)")
             total += info.file_size
             if total > self.max_total_bytes:
                 raise Rejected(f"{self.path.name}: declared uncompressed size exceeds "

@@ -598,9 +598,6 @@ def _h5_resolve(f, name: str, where: str, depth: int = 0):
     for i, part in enumerate(parts):
         if not isinstance(node, h5py.Group):
             raise Rejected(f"{where}: {'/'.join(parts[:i])!r} is not a group")
-        if part == "..":
-            node = f[node.parent.name] if node.name != "/" else node
-            continue
         link = node.get(part, getlink=True)
         if link is None:
             raise Rejected(f"{where}: no dataset {name!r} in the file")
@@ -808,6 +805,13 @@ def _guarded_store(root: str):
             real = os.path.realpath(os.path.join(self._real_root, key))
             if real != self._real_root and not real.startswith(self._real_root + os.sep):
                 raise Rejected(f"{_shown(root)}: {key!r} is a link leaving the zarr store")
+            try:
+                mode = os.stat(real).st_mode
+            except OSError:
+                return  # missing: zarr reads the fill value
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block forever
+                raise Rejected(f"{_shown(root)}: {key!r} is not a regular file (a device, FIFO "
+                               "or socket is refused)")
 
         async def get(self, key, prototype=None, byte_range=None):
             self._inside(key)

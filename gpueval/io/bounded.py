@@ -179,6 +179,8 @@ def _lz4(data: bytes, max_out: int, where: str) -> bytes:
     declared = struct.unpack("<I", data[:4])[0]
     if declared > max_out:
         raise _too_big(where, max_out)
+    if declared == 0:
+        return b""  # numcodecs cannot decode its own encoding of nothing
     return bytes(numcodecs.LZ4().decode(data))
 
 
@@ -193,6 +195,8 @@ def _blosc(data: bytes, max_out: int, where: str) -> bytes:
     if cbytes > len(data):
         raise Rejected(f"{where}: blosc header declares {cbytes} compressed bytes, only "
                        f"{len(data)} stored (truncated)")
+    if nbytes == 0:
+        return b""  # c-blosc reports an empty buffer as an error
     return bytes(numcodecs.Blosc().decode(data[:cbytes]))
 
 
