@@ -37,16 +37,33 @@ Everything a file declares is checked against the current :class:`~gpueval.limit
   ``dimension_separator`` / ``chunk_key_encoding`` other than ``.``/``/``, storage transformers,
   or a consolidated ``.zmetadata`` declaring absurd arrays are refused; every key is read through
   a store that refuses ``..`` and files (e.g. symlinked chunks) resolving outside the store;
-* HDF5 external storage, virtual datasets and external links (which read other files of the
-  scoring machine) are refused; a truncated file is refused at open;
+* HDF5: every component of a dataset path is resolved by gpueval, link by link (hard links
+  followed, soft links resolved through the same walk so a soft link — or a chain of them —
+  passing through an external link is seen, cycles and more than 16 nested soft links
+  refused); external and user-defined links, virtual datasets and external raw storage
+  (``dcpl.get_external_count()``), which read other files of the scoring machine, are refused;
+  filters other than gzip, LZF, shuffle, Fletcher-32, szip, n-bit and scale-offset are
+  refused; a truncated file is refused at open;
+* decompression is bounded (:mod:`gpueval.io.bounded`, the one choke point): HDF5 gzip/LZF
+  chunks and every zarr chunk (zlib, gzip, zstd, lz4, blosc, bz2, lzma; v2 and v3, sharded
+  inner chunks included) are decoded into at most the bytes of their declared — and checked —
+  chunk shape, and refused as soon as a stream needs more; an ``.npz`` member is inflated
+  straight into an array of its checked header's shape (``expect_shape=`` compares that
+  shape with the truth's first) and must declare exactly that many bytes;
 * TIFF strips/tiles must lie inside the file (a truncated TIFF is refused at open, not read as
-  zeros); PNG/BMP headers are checked before decoding;
+  zeros) and are decoded by tifffile into buffers of the checked strip/tile size; image
+  compressions (JPEG, PNG, WebP… inside a TIFF, sized by their own headers) are refused;
+  PNG/BMP headers are checked before decoding and PIL decodes into the checked image size;
 * every block read is checked to have the shape asked for, and float blocks to be finite (NaN
   or ±inf is a rejection; ``finite=False`` turns this off);
-* the path itself must be a regular file or folder (a FIFO or device would hang a reader).
+* the path itself must be a regular file or folder, and so must every zarr key read (a FIFO
+  or device would hang a reader): "not a regular file", never "not found".
 
 Any failure of a third-party decoder on a corrupt file becomes a one-line
-:class:`~gpueval.errors.Rejected` naming the file and block.
+:class:`~gpueval.errors.Rejected` naming the file and block. Messages never carry a server
+path or a temporary folder: a file is named by its last component, or relative to the root
+set with :func:`shown_relative_to` (the submission folder, or where an archive was extracted);
+blocks are written ``[0:8, 0:8]``, never ``slice(...)``.
 """
 
 from __future__ import annotations
