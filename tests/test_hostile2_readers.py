@@ -180,3 +180,16 @@ def test_decode_round_trips_and_bounds(payload, codec, slack):
 def test_unknown_codec_is_refused():
     with pytest.raises(Rejected, match="compression 'snappy' is not accepted"):
         bounded.decode("snappy", b"", 10, "x")
+
+
+def test_require_regular_names_fifo_and_missing(tmp_path):
+    import os
+
+    from gpueval.io.arrays import require_regular
+
+    os.mkfifo(tmp_path / "sub.zip")
+    with pytest.raises(Rejected, match=r"^sub\.zip: not a regular file"):
+        require_regular(tmp_path / "sub.zip")
+    with pytest.raises(Rejected, match=r"^gone: not found$"):
+        require_regular(tmp_path / "gone")
+    require_regular(tmp_path)  # a folder is fine

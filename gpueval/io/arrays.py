@@ -759,6 +759,24 @@ def _load_npy(p: Path, lim: Limits) -> np.ndarray:
 # Hostile-input guards
 
 
+def require_regular(path: str | Path, *, folder_ok: bool = True) -> None:
+    """Refuse a submission path that is missing or not a regular file (or folder).
+
+    For challenge code that dispatches on ``is_file()``/``is_dir()``: a FIFO, socket or
+    device is neither, and must be reported as what it is, not as "not found".
+
+    Raises
+    ------
+    Rejected
+        ``"<name>: not found"`` or ``"<name>: not a regular file (a device, FIFO or socket
+        is refused)"``, the name without its folder.
+    """
+    try:
+        _check_regular_file(Path(path), folder_ok=folder_ok)
+    except FileNotFoundError as e:
+        raise Rejected(f"{_shown(path)}: not found") from e
+
+
 def _check_regular_file(p: Path, folder_ok: bool = False) -> None:
     """A FIFO, socket or device would block or stream forever: refuse anything irregular."""
     try:
@@ -766,7 +784,7 @@ def _check_regular_file(p: Path, folder_ok: bool = False) -> None:
     except FileNotFoundError:
         raise
     except OSError as e:
-        raise Rejected(f"{_shown(p)}: cannot be read ({e})") from e
+        raise Rejected(f"{_shown(p)}: cannot be read ({_why(e)})") from e
     if stat.S_ISREG(st.st_mode) or (folder_ok and stat.S_ISDIR(st.st_mode)):
         return
     raise Rejected(f"{_shown(p)}: not a regular file (a device, FIFO or socket is refused)")

@@ -150,8 +150,12 @@ def _stream(factory, data: bytes, max_out: int, where: str) -> bytes:
 def _fixed(name: str, data: bytes, max_out: int, where: str) -> bytes:
     import imagecodecs
 
-    if max_out == 0:
-        return b"" if not data or name == "lzf" else _fixed_empty(name, data, where)
+    if max_out == 0:  # libraries read out=0 as "unknown size": decide here
+        if not data:
+            return b""
+        if name == "lzf":  # every non-empty LZF stream holds at least one byte
+            raise _too_big(where, 0)
+        return _fixed_empty(data, where)
     fn = imagecodecs.zstd_decode if name == "zstd" else imagecodecs.lzf_decode
     try:
         return bytes(fn(data, out=max_out))
@@ -162,7 +166,7 @@ def _fixed(name: str, data: bytes, max_out: int, where: str) -> bytes:
         raise
 
 
-def _fixed_empty(name: str, data: bytes, where: str) -> bytes:
+def _fixed_empty(data: bytes, where: str) -> bytes:
     import imagecodecs
 
     out = imagecodecs.zstd_decode(data, out=1)
