@@ -193,3 +193,20 @@ def test_require_regular_names_fifo_and_missing(tmp_path):
     with pytest.raises(Rejected, match=r"^gone: not found$"):
         require_regular(tmp_path / "gone")
     require_regular(tmp_path)  # a folder is fine
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.tuples(
+    st.one_of(st.integers(-9, 8), st.slices(9)),
+    st.one_of(st.integers(-7, 6), st.slices(7))))
+def test_hdf5_bounded_path_any_key_equals_numpy(tmp_path_factory, key):
+    """Keys dask never sends (ints, steps, negative steps) still come from the bounded path
+    and equal NumPy's indexing of the same array."""
+    from gpueval.io.arrays import _Hdf5Reader
+
+    p = tmp_path_factory.mktemp("k") / "k.h5"
+    a = np.arange(9 * 7, dtype="<u4").reshape(9, 7)
+    with h5py.File(p, "w") as f:
+        f.create_dataset("x", data=a, chunks=(4, 3), compression="gzip")
+    got = _Hdf5Reader(str(p), "x")[key]
+    assert np.array_equal(got, a[key])

@@ -68,6 +68,7 @@ blocks are written ``[0:8, 0:8]``, never ``slice(...)``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -404,9 +405,9 @@ def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
         key = (key,)
     simple = (len(key) == len(shape) and all(isinstance(k, slice) for k in key)
               and all(k.indices(n)[2] == 1 for k, n in zip(key, shape, strict=True)))
-    if not simple:  # odd keys: read the whole extent through this path, then index it
-        return _read_direct(ds, tuple(slice(0, n) for n in shape), pipeline, shape,
-                            where)[key]
+    if not simple:  # ints, steps, fewer axes: read the bounding box here, then index it
+        box_key, post = _bounding_box(key, shape)
+        return _read_direct(ds, box_key, pipeline, shape, where)[post]
     box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
     lo = [a for a, _, _ in box]
     hi = [b for _, b, _ in box]
@@ -429,6 +430,38 @@ def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
                     for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
         out[dst] = data[src]
     return out
+
+
+def _bounding_box(key: tuple, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """Step-1 slices covering ``key`` (ints, slices with steps, a trailing ``...``) and the
+    index that takes ``key`` out of that box; anything else is refused."""
+    if key and key[-1] is Ellipsis:
+        key = key[:-1]
+    if len(key) > len(shape) or Ellipsis in key:
+        raise Rejected(f"unsupported block key {_show(key)}")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    box, post = [], []
+    for k, n in zip(key, shape, strict=True):
+        if isinstance(k, int | np.integer):
+            i = int(k) + (n if k < 0 else 0)
+            if not 0 <= i < n:
+                raise Rejected(f"block index {int(k)} outside an axis of length {n}")
+            box.append(slice(i, i + 1))
+            post.append(0)
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            idx = range(start, stop, step)
+            if not len(idx):
+                box.append(slice(0, 0))
+                post.append(slice(None))
+                continue
+            lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1
+            box.append(slice(lo, hi))
+            post.append(slice(idx[0] - lo, None if idx[-1] - lo + step < 0
+                              else idx[-1] - lo + (1 if step > 0 else -1), step))
+        else:
+            raise Rejected(f"unsupported block key {_show(key)}")
+    return tuple(box), tuple(post)
 
 
 def _undo_filters(buf: bytes, pipeline: list[int], mask: int, nbytes: int, itemsize: int,
@@ -864,10 +897,13 @@ def _guarded_store(root: str):
             if plan is None:
                 return buf
             where = f"{_shown(root)} chunk {key!r}"
+            # decode off zarr's event loop, as its own codecs do (parallel across chunks)
             if plan.sharded:
-                _check_shard_bytes(plan, buf.to_bytes(), byte_range, where)
+                await asyncio.to_thread(_check_shard_bytes, plan, buf.to_bytes(), byte_range,
+                                        where)
                 return buf
-            return prototype.buffer.from_bytes(plan.decode(buf.to_bytes(), where))
+            data = await asyncio.to_thread(plan.decode, buf.to_bytes(), where)
+            return prototype.buffer.from_bytes(data)
 
         async def get_partial_values(self, prototype, key_ranges):
             key_ranges = list(key_ranges)
