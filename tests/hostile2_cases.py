@@ -316,6 +316,20 @@ def zarr_v3_sharded_bomb(d: Path) -> tuple[Path, str]:
     return p, r"v3s\.zarr chunk 'c/0/0': compressed data decodes to more than the 128 bytes"
 
 
+def zarr_v3_sharded_decoy_metadata(d: Path) -> tuple[Path, str]:
+    """The sharded bomb plus a decoy uncompressed ``zarr.json`` planted in the chunk folder,
+    hoping the reader takes the decoy's codecs for the shard's."""
+    import json
+
+    p, words = zarr_v3_sharded_bomb(d)
+    decoy = {"zarr_format": 3, "node_type": "array", "shape": [2**20], "data_type": "uint8",
+             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2**20]}},
+             "chunk_key_encoding": {"name": "default"}, "fill_value": 0,
+             "codecs": [{"name": "bytes"}]}
+    (p / "c" / "0" / "zarr.json").write_text(json.dumps(decoy))
+    return p, words
+
+
 def _crc32c(data: bytes) -> int:
     """CRC-32C (Castagnoli), bitwise: only for the 64-byte shard index above."""
     crc = 0xFFFFFFFF
@@ -433,6 +447,8 @@ CASES: list[Case] = [
     *[Case(f"zarr_v3_{c}_bomb", "decode", _v3(c), dataset=None)
       for c in ("gzip", "zstd", "blosc")],
     Case("zarr_v3_sharded_bomb", "decode", zarr_v3_sharded_bomb, dataset=None),
+    Case("zarr_v3_sharded_decoy_metadata", "decode", zarr_v3_sharded_decoy_metadata,
+         dataset=None),
     Case("npz_other_shape", "decode", npz_other_shape, reader="npz", dataset="segs",
          kwargs={"expect_shape": (4, 5, 6)}),
     Case("zip_member_over_limit", "decode", zip_member_over_limit, reader="archive"),

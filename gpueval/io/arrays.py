@@ -914,9 +914,11 @@ def _guarded_store(root: str):
             return await super().exists(key)
 
         async def _plan(self, key: str):
-            """The decoding plan of the array holding chunk ``key`` (nearest metadata above)."""
+            """The decoding plan of the array holding chunk ``key``: the *outermost* array
+            above it (an array has no children, so a decoy ``zarr.json`` planted among the
+            chunks of an array must not choose how that array's chunks are decoded)."""
             parts = key.split("/")[:-1]
-            for n in range(len(parts), -1, -1):
+            for n in range(len(parts) + 1):
                 folder = "/".join(parts[:n])
                 if folder not in self._plans:
                     self._plans[folder] = await self._read_plan(folder)
