@@ -405,6 +405,13 @@ def h5_corrupt_chunk(d: Path) -> tuple[Path, str]:
             r"garbage\.h5:submission chunk at \(0, 0, 0\): corrupt zlib data")
 
 
+def h5_not_hdf5(d: Path) -> tuple[Path, str]:
+    """Not an HDF5 file: h5py's error, in one line, without the folder."""
+    p = d / "fake.h5"
+    p.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    return p, r"^fake\.h5: cannot be opened as an array \(OSError: "
+
+
 def missing_dataset_under_tmp(d: Path) -> tuple[Path, str]:
     import h5py
 
@@ -457,6 +464,7 @@ CASES: list[Case] = [
     Case("fifo_chunk_in_zarr", "messages", fifo_chunk_in_zarr, dataset=None),
     Case("h5_corrupt_chunk", "messages", h5_corrupt_chunk),
     Case("missing_dataset", "messages", missing_dataset_under_tmp),
+    Case("h5_not_hdf5", "messages", h5_not_hdf5),
 ]
 
 

@@ -210,3 +210,12 @@ def test_hdf5_bounded_path_any_key_equals_numpy(tmp_path_factory, key):
         f.create_dataset("x", data=a, chunks=(4, 3), compression="gzip")
     got = _Hdf5Reader(str(p), "x")[key]
     assert np.array_equal(got, a[key])
+
+
+def test_library_messages_lose_their_folders():
+    from gpueval.io.arrays import _why
+
+    e = OSError("Unable to open file (name = '/srv/uploads/team7/tmpab12/x.h5', errno = 2)")
+    assert _why(e) == "OSError: Unable to open file (name = 'x.h5', errno = 2)"
+    e = ValueError('Error reading local file "/tmp/cellmap-q1/crop1/mito/0/0": bad')
+    assert "/tmp" not in _why(e) and '"0": bad' in _why(e)
