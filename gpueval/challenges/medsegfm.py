@@ -492,7 +492,7 @@ def load_prediction(path: Path, shape: tuple[int, ...] | None):
     if path.suffix == ".zarr":
         segs = _open_zarr_segs(path).data
     else:
-        segs = load_npz_array(path, "segs")
+        segs = load_npz_array(path, "segs", expect_shape=shape)  # refused before allocating
     where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
     if isinstance(segs, np.ndarray) and segs.dtype.kind == "f":
         segs = _integral_floats(segs, where)

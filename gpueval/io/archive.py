@@ -7,7 +7,8 @@ with its reason, never an extraction:
 * path traversal: ``..`` components, absolute paths, drive letters, backslashes, NUL bytes;
 * symbolic links (Unix mode in ``external_attr``), device/FIFO members;
 * duplicate names (after normalisation), encrypted members, unsupported compression;
-* zip bombs: total or per-member declared size over the limit, a compression ratio over the
+* zip bombs: total declared size over ``max_archive_bytes`` or one member's over
+  ``max_chunk_bytes`` (a member is one chunk, shard or image), a compression ratio over the
   limit, or *actual* inflated bytes over the declared size (a lying header);
 * truncated or corrupt archives (bad central directory, member data past the end of the file,
   CRC errors), and overlapping members (the "non-recursive" zip bomb whose entries share
@@ -63,6 +64,9 @@ class SafeArchive:
     max_total_bytes : limit on the sum of uncompressed sizes (declared and actual).
     max_members : limit on the number of entries.
     max_ratio : limit on uncompressed/compressed size for members larger than 1 MiB.
+    max_member_bytes : limit on one member's uncompressed size (default
+        ``limits.max_chunk_bytes``: a member is one chunk, shard, strip or image, and the
+        bytes it actually inflates to are counted against what it declares).
     allow_nested : accept members that are archives themselves (``.zip``, ``.tar``…).
     limits : defaults for the three limits above (default: the current
         :class:`~gpueval.limits.Limits`).
@@ -82,10 +86,14 @@ class SafeArchive:
         max_members: int | None = None,
         max_ratio: float | None = None,
         allow_nested: bool | None = None,
+        max_member_bytes: int | None = None,
         limits: Limits | None = None,
     ):
         lim = resolve(limits)
         self.path = Path(path)
+        # one member is one stored chunk, shard, strip or image: never more than a chunk may be
+        self.max_member_bytes = int(lim.max_chunk_bytes if max_member_bytes is None
+                                    else max_member_bytes)
         self.max_total_bytes = int(lim.max_archive_bytes if max_total_bytes is None
                                    else max_total_bytes)
         self.max_ratio = float(lim.max_compression_ratio if max_ratio is None else max_ratio)
@@ -105,7 +113,7 @@ class SafeArchive:
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
                 struct.error, NotImplementedError, UnicodeDecodeError) as e:
-            raise Rejected(f"{self.path.name}: not a readable zip archive ({e})") from e
+            raise Rejected(f"{self.path.name}: not a readable zip archive ({_why(e)})") from e
         try:
             self._infos = self._check_all(infos, max_members, bool(allow_nested), file_size)
         except Rejected:
@@ -122,6 +130,10 @@ class SafeArchive:
         total = 0
         for info in infos:
             name = _check_name(info.filename)
+            if info.file_size > self.max_member_bytes:
+                raise Rejected(f"archive member {name!r} declares {info.file_size} bytes, over "
+                               f"the per-member limit {self.max_member_bytes} (one chunk, "
+                               "shard or image; limits.max_chunk_bytes)")
             _check_member(info, self.max_ratio)
             if not allow_nested and not info.is_dir() and name.lower().endswith(NESTED_SUFFIXES):
                 raise Rejected(f"archive member {name!r} is itself an archive; nested archives "
@@ -173,8 +185,7 @@ class SafeArchive:
         try:
             raw = self._zip.open(info)
         except Exception as e:  # bad local header, unsupported feature, password needed...
-            raise Rejected(f"archive member {name!r} cannot be opened: {type(e).__name__}: "
-                           f"{e}") from e
+            raise Rejected(f"archive member {name!r} cannot be opened: {_why(e)}") from e
         return _BoundedReader(raw, info.file_size, name)
 
     def read(self, name: str, limit: int | None = None) -> bytes:
@@ -227,7 +238,7 @@ class _BoundedReader(io.RawIOBase):
             n = self._raw.readinto(b)
         except Exception as e:  # BadZipFile, zlib.error, EOFError, lzma/bz2 errors, CRC...
             raise Rejected(f"archive member {self._name!r} is corrupt or truncated: "
-                           f"{type(e).__name__}: {e}") from e
+                           f"{_why(e)}") from e
         self._left -= n
         if self._left < 0:
             raise Rejected(f"archive member {self._name!r} inflates beyond its declared size")
@@ -236,6 +247,13 @@ class _BoundedReader(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def _why(e: BaseException) -> str:
+    """The exception in one line without server paths (a library may quote the file)."""
+    from gpueval.io.arrays import _why as why
+
+    return why(e)
 
 
 def _check_name(name: str) -> str:

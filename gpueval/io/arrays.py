@@ -37,28 +37,50 @@ Everything a file declares is checked against the current :class:`~gpueval.limit
   ``dimension_separator`` / ``chunk_key_encoding`` other than ``.``/``/``, storage transformers,
   or a consolidated ``.zmetadata`` declaring absurd arrays are refused; every key is read through
   a store that refuses ``..`` and files (e.g. symlinked chunks) resolving outside the store;
-* HDF5 external storage, virtual datasets and external links (which read other files of the
-  scoring machine) are refused; a truncated file is refused at open;
+* HDF5: every component of a dataset path is resolved by gpueval, link by link (hard links
+  followed, soft links resolved through the same walk so a soft link — or a chain of them —
+  passing through an external link is seen, cycles and more than 16 nested soft links
+  refused); external and user-defined links, virtual datasets and external raw storage
+  (``dcpl.get_external_count()``), which read other files of the scoring machine, are refused;
+  filters other than gzip, LZF, shuffle, Fletcher-32, szip, n-bit and scale-offset are
+  refused; a truncated file is refused at open;
+* decompression is bounded (:mod:`gpueval.io.bounded`, the one choke point): HDF5 gzip/LZF
+  chunks and every zarr chunk (zlib, gzip, zstd, lz4, blosc, bz2, lzma; v2 and v3, sharded
+  inner chunks included) are decoded into at most the bytes of their declared — and checked —
+  chunk shape, and refused as soon as a stream needs more; an ``.npz`` member is inflated
+  straight into an array of its checked header's shape (``expect_shape=`` compares that
+  shape with the truth's first) and must declare exactly that many bytes;
 * TIFF strips/tiles must lie inside the file (a truncated TIFF is refused at open, not read as
-  zeros); PNG/BMP headers are checked before decoding;
+  zeros) and are decoded by tifffile into buffers of the checked strip/tile size; image
+  compressions (JPEG, PNG, WebP… inside a TIFF, sized by their own headers) are refused;
+  PNG/BMP headers are checked before decoding and PIL decodes into the checked image size;
 * every block read is checked to have the shape asked for, and float blocks to be finite (NaN
   or ±inf is a rejection; ``finite=False`` turns this off);
-* the path itself must be a regular file or folder (a FIFO or device would hang a reader).
+* the path itself must be a regular file or folder, and so must every zarr key read (a FIFO
+  or device would hang a reader): "not a regular file", never "not found".
 
 Any failure of a third-party decoder on a corrupt file becomes a one-line
-:class:`~gpueval.errors.Rejected` naming the file and block.
+:class:`~gpueval.errors.Rejected` naming the file and block. Messages never carry a server
+path or a temporary folder: a file is named by its last component, or relative to the root
+set with :func:`shown_relative_to` (the submission folder, or where an archive was extracted);
+blocks are written ``[0:8, 0:8]``, never ``slice(...)``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import itertools
 import json
 import math
 import os
+import re
 import stat
 import threading
 import warnings
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,18 +159,18 @@ def open_volume(
     except Rejected:
         raise
     except FileNotFoundError as e:
-        raise Rejected(f"{p}: not found ({e})") from e
+        raise Rejected(f"{_shown(p)}: not found") from e
     except Exception as e:  # a decoder choking on a hostile file must not be a traceback
-        raise Rejected(f"{p}: cannot be opened as an array ({_why(e)})") from e
-    where = p if not dataset else f"{p}:{dataset}"
+        raise Rejected(f"{_shown(p)}: cannot be opened as an array ({_why(e)})") from e
+    where = _shown(p) if not dataset else f"{_shown(p)}:{dataset}"
     lim.check_array_meta(reader.shape, reader.dtype, reader.storage_chunks, where)
     ndim = len(reader.shape)
     voxel_size = _vector(voxel_size, ndim, 1.0, p, "voxel size")
     offset = _vector(offset, ndim, 0.0, p, "offset")
     if any(v <= 0 or not np.isfinite(v) for v in voxel_size):
-        raise Rejected(f"{p}: voxel size {voxel_size} must be positive and finite")
+        raise Rejected(f"{_shown(p)}: voxel size {voxel_size} must be positive and finite")
     if any(not np.isfinite(v) for v in offset):
-        raise Rejected(f"{p}: offset {offset} must be finite")
+        raise Rejected(f"{_shown(p)}: offset {offset} must be finite")
     reader.check_finite = finite and reader.dtype.kind == "f"
     blocks = chunks or _block_chunks(reader.shape, reader.storage_chunks, reader.dtype.itemsize)
     data = da.from_array(reader, chunks=blocks, asarray=False, lock=False, fancy=False,
@@ -279,13 +301,14 @@ class _Reader:
         except Rejected:
             raise
         except Exception as e:  # a corrupt chunk must name itself, not crash a worker
-            raise Rejected(f"{self.path}: cannot read block {_show(key)}: {_why(e)}") from e
+            raise Rejected(f"{_shown(self.path)}: cannot read block {_show(key)}: {_why(e)}") from e
         want = _expected_shape(key, self.shape)
         if want is not None and tuple(block.shape) != want:
-            raise Rejected(f"{self.path}: block {_show(key)} decoded to shape {block.shape}, "
+            raise Rejected(f"{_shown(self.path)}: block {_show(key)} decoded to shape "
+                           f"{block.shape}, "
                            f"expected {want} (corrupt chunk)")
         if self.check_finite and block.size and not np.isfinite(block).all():
-            raise Rejected(f"{self.path}: NaN or infinite values in block {_show(key)}; a "
+            raise Rejected(f"{_shown(self.path)}: NaN or infinite values in block {_show(key)}; a "
                            "float submission must be finite")
         return block
 
@@ -310,10 +333,13 @@ class _ZarrReader(_Reader):
 
 
 class _Hdf5Reader(_Reader):
-    """HDF5 dataset. Chunks compressed with LZF or gzip alone are read raw
-    (``read_direct_chunk``) and inflated outside HDF5, because HDF5's own filter pipeline runs
-    under h5py's global lock: one chunk at a time per process, however many threads dask has.
-    Anything else (shuffle, other filters, filtered-out chunks) takes h5py's normal path."""
+    """HDF5 dataset. Compressed chunks (gzip/deflate, LZF, with shuffle and Fletcher-32 in any
+    order) are read raw (``read_direct_chunk``) and decoded by :mod:`gpueval.io.bounded` into
+    at most one chunk's bytes: HDF5's own deflate filter grows its buffer until the stream
+    ends (a 4 MB chunk may inflate to gigabytes), and its pipeline runs under h5py's global
+    lock (one chunk at a time per process). Other filters are checked at open
+    (:data:`_H5_FILTERS`) and take h5py's normal path, which writes into a chunk-sized
+    buffer."""
 
     kind = "hdf5"
 
@@ -321,20 +347,26 @@ class _Hdf5Reader(_Reader):
         import h5py
 
         self._local.file = h5py.File(self.path, "r")
-        return self._local.file[self.dataset]
+        return _h5_resolve(self._local.file, self.dataset, f"{_shown(self.path)}:"
+                           f"{self.dataset}")
 
     def __getitem__(self, key):
         arr = self._array()
-        codec = _direct_codec(arr)
-        if codec is None or not isinstance(key, tuple) or len(key) != len(self.shape):
+        pipeline = _direct_pipeline(arr)
+        if pipeline is None:
             return super().__getitem__(key)
         try:
-            return _read_direct(arr, key, codec, self.shape)
+            block = _read_direct(arr, key, pipeline, self.shape,
+                                 f"{_shown(self.path)}:{self.dataset}")
         except Rejected:
             raise
         except Exception as e:  # a corrupt chunk names itself, as in the normal path
-            raise Rejected(f"{self.path}: cannot read block {key}: {type(e).__name__}: {e}"
+            raise Rejected(f"{_shown(self.path)}: cannot read block {_show(key)}: {_why(e)}"
                            ) from e
+        if self.check_finite and block.size and not np.isfinite(block).all():
+            raise Rejected(f"{_shown(self.path)}: NaN or infinite values in block "
+                           f"{_show(key)}; a float submission must be finite")
+        return block
 
     def _storage_chunks(self, arr):
         if arr.chunks:
@@ -345,48 +377,117 @@ class _Hdf5Reader(_Reader):
         return (first, *self.shape[1:]) if self.shape else ()
 
 
-def _direct_codec(ds) -> str | None:
-    filters = dict(ds._filters) if ds.chunks else {}
-    if list(filters) in (["lzf"], ["gzip"]) and ds.dtype.kind in "biuf" and not ds.fillvalue:
-        return next(iter(filters))
-    return None
+# HDF5 filter ids: 1 deflate, 2 shuffle, 3 fletcher32, 4 szip, 5 nbit, 6 scaleoffset, 32000 lzf.
+# 1, 2, 3 and 32000 are decoded by gpueval (bounded); 4, 5, 6 by HDF5 into a chunk-sized buffer.
+_H5_DIRECT = {1, 2, 3, 32000}
+_H5_FILTERS = _H5_DIRECT | {4, 5, 6}
 
 
-def _read_direct(ds, key: tuple, codec: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Assemble ``ds[key]`` (slices, step 1) from raw chunks inflated in this thread."""
-    import zlib
+def _h5_filters(ds) -> list[int]:
+    dcpl = ds.id.get_create_plist()
+    return [int(dcpl.get_filter(i)[0]) for i in range(dcpl.get_nfilters())]
 
-    import imagecodecs
 
+def _direct_pipeline(ds) -> list[int] | None:
+    """The filter ids of a chunked dataset gpueval decodes itself, in pipeline order."""
+    if not ds.chunks or ds.dtype.kind not in "biuf":
+        return None
+    ids = _h5_filters(ds)
+    return ids if ids and set(ids) <= _H5_DIRECT else None
+
+
+def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
+                 where: str) -> np.ndarray:
+    """Assemble ``ds[key]`` from raw chunks decoded here, each bounded to one chunk."""
+    from gpueval.io.bounded import decode
+
+    if not isinstance(key, tuple):
+        key = (key,)
+    simple = (len(key) == len(shape) and all(isinstance(k, slice) for k in key)
+              and all(k.indices(n)[2] == 1 for k, n in zip(key, shape, strict=True)))
+    if not simple:  # ints, steps, fewer axes: read the bounding box here, then index it
+        box_key, post = _bounding_box(key, shape)
+        return _read_direct(ds, box_key, pipeline, shape, where)[post]
     box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
-    if any(step != 1 for _, _, step in box):
-        return np.asarray(ds[key])
     lo = [a for a, _, _ in box]
     hi = [b for _, b, _ in box]
-    out = np.zeros([max(b - a, 0) for a, b in zip(lo, hi, strict=True)], ds.dtype)
+    fill = ds.fillvalue if ds.fillvalue is not None else 0
+    out = np.full([max(b - a, 0) for a, b in zip(lo, hi, strict=True)], fill, ds.dtype)
     chunk = ds.chunks
-    nbytes = int(np.prod(chunk)) * ds.dtype.itemsize
+    itemsize = ds.dtype.itemsize
+    nbytes = int(np.prod(chunk)) * itemsize
     starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
     for origin in itertools.product(*starts):
         if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
-            continue  # never written: the fill value (0, checked in _direct_codec)
+            continue  # never written: the fill value
         mask, raw = ds.id.read_direct_chunk(origin)
-        if mask:  # a filter was skipped for this chunk: let HDF5 decode it
-            sel = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunk, shape,
-                                                                     strict=True))
-            data = np.asarray(ds[sel])
-        else:
-            buf = (imagecodecs.lzf_decode(raw, out=nbytes) if codec == "lzf"
-                   else zlib.decompress(raw))
-            if len(buf) != nbytes:
-                raise ValueError(f"chunk {origin} inflates to {len(buf)} bytes, not {nbytes}")
-            data = np.frombuffer(buf, ds.dtype).reshape(chunk)
+        here = f"{where} chunk at {tuple(int(o) for o in origin)}"
+        buf = _undo_filters(bytes(raw), pipeline, mask, nbytes, itemsize, here, decode)
+        data = np.frombuffer(buf, ds.dtype).reshape(chunk)
         src = tuple(slice(max(a, o) - o, min(b, o + c) - o)
                     for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
         dst = tuple(slice(max(a, o) - a, min(b, o + c) - a)
                     for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
         out[dst] = data[src]
     return out
+
+
+def _bounding_box(key: tuple, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """Step-1 slices covering ``key`` (ints, slices with steps, a trailing ``...``) and the
+    index that takes ``key`` out of that box; anything else is refused."""
+    if key and key[-1] is Ellipsis:
+        key = key[:-1]
+    if len(key) > len(shape) or Ellipsis in key:
+        raise Rejected(f"unsupported block key {_show(key)}")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    box, post = [], []
+    for k, n in zip(key, shape, strict=True):
+        if isinstance(k, int | np.integer):
+            i = int(k) + (n if k < 0 else 0)
+            if not 0 <= i < n:
+                raise Rejected(f"block index {int(k)} outside an axis of length {n}")
+            box.append(slice(i, i + 1))
+            post.append(0)
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            idx = range(start, stop, step)
+            if not len(idx):
+                box.append(slice(0, 0))
+                post.append(slice(None))
+                continue
+            lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1
+            box.append(slice(lo, hi))
+            post.append(slice(idx[0] - lo, None if idx[-1] - lo + step < 0
+                              else idx[-1] - lo + (1 if step > 0 else -1), step))
+        else:
+            raise Rejected(f"unsupported block key {_show(key)}")
+    return tuple(box), tuple(post)
+
+
+def _undo_filters(buf: bytes, pipeline: list[int], mask: int, nbytes: int, itemsize: int,
+                  where: str, decode) -> bytes:
+    """Run HDF5's filter pipeline backwards; every step's output is bounded by ``nbytes``
+    (plus the 4-byte checksum Fletcher-32 appends)."""
+    for i in reversed(range(len(pipeline))):
+        if mask & (1 << i):
+            continue  # this filter was skipped when the chunk was written
+        fid = pipeline[i]
+        later_checksum = any(pipeline[j] == 3 and not mask & (1 << j) for j in range(i))
+        bound = nbytes + (4 if later_checksum else 0)
+        if fid == 1:
+            buf = decode("zlib", buf, bound, where)
+        elif fid == 32000:
+            buf = decode("lzf", buf, bound, where)
+        elif fid == 3:
+            if len(buf) < 4:
+                raise Rejected(f"{where}: truncated Fletcher-32 chunk")
+            buf = buf[:-4]  # the checksum; HDF5 would verify it, a wrong one is no bomb
+        elif fid == 2 and itemsize > 1 and len(buf) % itemsize == 0:
+            buf = np.frombuffer(buf, np.uint8).reshape(itemsize, -1).T.tobytes()
+    if len(buf) != nbytes:
+        raise Rejected(f"{where}: decodes to {len(buf)} bytes, expected {nbytes} (corrupt "
+                       "chunk)")
+    return buf
 
 
 class _TiffReader(_Reader):
@@ -462,7 +563,8 @@ def _open_reader(p: str, dataset: str | None, lim: Limits):
         return _MemoryReader(p, None, _load_npy(Path(p), lim)), None, None, {}
     if Path(p).is_dir():
         return _open_zarr(p, dataset, lim)
-    raise Rejected(f"{p}: unknown array format (expected zarr, n5, HDF5, TIFF, image or npz)")
+    raise Rejected(f"{_shown(p)}: unknown array format (expected zarr, n5, HDF5, TIFF, image "
+                   "or npz)")
 
 
 def _open_zarr(p: str, dataset: str | None, lim: Limits):
@@ -479,15 +581,15 @@ def _open_zarr(p: str, dataset: str | None, lim: Limits):
             dataset = level
             _check_zarr_metadata(root, dataset, lim)
         elif dataset is None:
-            raise Rejected(f"{p} is a zarr group: name the array inside it")
+            raise Rejected(f"{_shown(p)} is a zarr group: name the array inside it")
         if dataset not in node:
-            raise Rejected(f"{p}: no array {dataset!r} in the group")
+            raise Rejected(f"{_shown(p)}: no array {dataset!r} in the group")
         arr = node[dataset]
         if not isinstance(arr, zarr.Array):
-            raise Rejected(f"{p}: {dataset!r} is a group, not an array")
+            raise Rejected(f"{_shown(p)}: {dataset!r} is a group, not an array")
     else:
         arr = node
-    where = f"{p}:{dataset}" if dataset else p
+    where = f"{_shown(p)}:{dataset}" if dataset else _shown(p)
     lim.check_array_meta(arr.shape, arr.dtype, arr.chunks, where)
     attrs = dict(arr.attrs)
     voxel = voxel if voxel is not None else _first_attr(attrs, _VOXEL_KEYS)
@@ -503,47 +605,110 @@ def _open_hdf5(p: str, dataset: str | None, lim: Limits):
             names = [k for k in f if isinstance(f.get(k, getlink=True), h5py.HardLink)
                      and isinstance(f[k], h5py.Dataset)]
             if len(names) != 1:
-                raise Rejected(f"{p}: name the dataset (found {names})")
+                raise Rejected(f"{_shown(p)}: name the dataset (found {names})")
             dataset = names[0]
-        link = _h5_link(f, dataset)
-        if link is None or not isinstance(f[dataset], h5py.Dataset):
-            raise Rejected(f"{p}: no dataset {dataset!r}")
-        if isinstance(link, h5py.ExternalLink):
-            raise Rejected(f"{p}: dataset {dataset!r} is an external link to another file "
-                           f"({link.filename}); submit the data itself")
-        ds = f[dataset]
-        if ds.external:
-            raise Rejected(f"{p}: dataset {dataset!r} stores its data in external files; "
-                           "submit the data inside the HDF5 file")
-        if ds.is_virtual:
-            raise Rejected(f"{p}: dataset {dataset!r} is a virtual dataset over other files; "
-                           "submit the data inside the HDF5 file")
-        lim.check_array_meta(ds.shape, ds.dtype, ds.chunks, f"{p}:{dataset}")
+        where = f"{_shown(p)}:{dataset}"
+        ds = _h5_resolve(f, dataset, where)
+        if not isinstance(ds, h5py.Dataset):
+            raise Rejected(f"{where}: not a dataset (a group or other object)")
+        _h5_check_storage(ds, where)
+        unknown = sorted(set(_h5_filters(ds)) - _H5_FILTERS)
+        if unknown:
+            raise Rejected(f"{where}: HDF5 filter id(s) {unknown} are not accepted (use gzip or "
+                           "lzf, optionally with shuffle)")
+        lim.check_array_meta(ds.shape, ds.dtype, ds.chunks, where)
         attrs = {k: _plain(v) for k, v in ds.attrs.items()}
     return (_Hdf5Reader(p, dataset), _first_attr(attrs, _VOXEL_KEYS),
             _first_attr(attrs, _OFFSET_KEYS), attrs)
 
 
-def _h5_link(f, name: str):
-    """The link object behind every component of ``name`` (None if missing)."""
+_MAX_SOFT_LINKS = 16  # HDF5's own default nesting limit for link traversal
+
+
+def _h5_resolve(f, name: str, where: str, depth: int = 0):
+    """The object at ``name``, every path component's link resolved by gpueval itself.
+
+    Hard links are followed; soft links are resolved through this same function (so a soft
+    link whose target passes through an external link, or a chain of soft links ending in
+    one, is seen); external and user-defined links, and chains longer than
+    ``_MAX_SOFT_LINKS`` (or cyclic), are refused. HDF5 never follows a link we did not
+    inspect.
+
+    Raises
+    ------
+    Rejected
+        A component is missing, is not a group where a group is needed, or leaves the file.
+    """
     import h5py
 
-    node, parts, link = f, [s for s in name.split("/") if s], None
+    if depth > _MAX_SOFT_LINKS:
+        raise Rejected(f"{where}: more than {_MAX_SOFT_LINKS} nested soft links (a cycle?)")
+    parts = [s for s in name.split("/") if s not in ("", ".")]
+    node = f["/"]
     for i, part in enumerate(parts):
-        if not isinstance(node, h5py.Group) or part not in node:
-            return None
+        if not isinstance(node, h5py.Group):
+            raise Rejected(f"{where}: {'/'.join(parts[:i])!r} is not a group")
         link = node.get(part, getlink=True)
-        if isinstance(link, h5py.ExternalLink):
-            return link
-        node = node[part]
-        if i < len(parts) - 1 and not isinstance(node, h5py.Group):
-            return None
-    return link
+        if link is None:
+            raise Rejected(f"{where}: no dataset {name!r} in the file")
+        if isinstance(link, h5py.HardLink):
+            node = node[part]
+        elif isinstance(link, h5py.SoftLink):
+            target = link.path
+            if not target.startswith("/"):
+                target = node.name.rstrip("/") + "/" + target
+            node = _h5_resolve(f, target, where, depth + 1)
+        elif isinstance(link, h5py.ExternalLink):
+            raise Rejected(f"{where}: {'/'.join(parts[:i + 1])!r} is an external link to "
+                           "another file; submit the data itself")
+        else:
+            raise Rejected(f"{where}: {'/'.join(parts[:i + 1])!r} is a user-defined link; "
+                           "only plain datasets are read")
+    return node
+
+
+def _h5_check_storage(ds, where: str) -> None:
+    """Refuse a dataset whose raw data lives outside the file (external storage, VDS)."""
+    import h5py
+
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count() or ds.external:
+        raise Rejected(f"{where}: the dataset stores its data in external files; submit the "
+                       "data inside the HDF5 file")
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL or ds.is_virtual:
+        raise Rejected(f"{where}: a virtual dataset over other files; submit the data inside "
+                       "the HDF5 file")
 
 
 def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None = None,
-                   limits: Limits | None = None) -> np.ndarray:
-    """One array of an ``.npz`` without pickles, its header checked before it is allocated."""
+                   limits: Limits | None = None,
+                   expect_shape: Sequence[int] | None = None) -> np.ndarray:
+    """One array of an ``.npz`` without pickles, its header checked before it is allocated.
+
+    Parameters
+    ----------
+    path : the ``.npz`` file.
+    key : the array (member ``<key>.npy``); ``None`` when the file holds exactly one.
+    max_voxels : override of ``limits.max_voxels``.
+    limits : the limits to check the header against (default: the current limits; truth
+        readers pass the truth limits).
+    expect_shape : the shape the array must have (e.g. the ground truth's): a header
+        declaring another shape is refused before anything is allocated or inflated.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array. Memory used is the checked header's ``shape × itemsize``: the zip member
+        must declare exactly the header plus that many bytes, and it is inflated in bounded
+        pieces straight into the array (a member inflating past its declared size is refused
+        by the zip reader, one short of it by :func:`_read_exact`).
+
+    Raises
+    ------
+    Rejected
+        A missing or duplicate key, pickled objects, a header over the limits or not of
+        ``expect_shape``, a member whose size disagrees with its header, corrupt data.
+    """
     lim = resolve(limits)
     if max_voxels is not None:
         lim = lim.replace(max_voxels=int(max_voxels))
@@ -563,9 +728,17 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
             if names.count(key) > 1:
                 raise Rejected(f"{path.name}: array {key!r} is stored twice")
             where = f"{path.name}:{key}"
-            with z.open(key + ".npy") as f:
+            info = z.getinfo(key + ".npy")
+            with z.open(info) as f:
                 shape, fortran, dtype = _npy_header(f, where)
                 lim.check_array_meta(shape, dtype, None, where)
+                if expect_shape is not None and tuple(shape) != tuple(expect_shape):
+                    raise Rejected(f"{where}: shape {tuple(shape)} declared, expected "
+                                   f"{tuple(int(s) for s in expect_shape)} (the ground truth's)")
+                need = f.tell() + math.prod(shape) * dtype.itemsize
+                if info.file_size != need:
+                    raise Rejected(f"{where}: the member holds {info.file_size} bytes, its "
+                                   f"header declares {need} (truncated or padded)")
                 # read the member we checked, straight into the array (np.load would reopen
                 # it by name, and a duplicate name could swap in another member)
                 arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
@@ -619,6 +792,24 @@ def _load_npy(p: Path, lim: Limits) -> np.ndarray:
 # Hostile-input guards
 
 
+def require_regular(path: str | Path, *, folder_ok: bool = True) -> None:
+    """Refuse a submission path that is missing or not a regular file (or folder).
+
+    For challenge code that dispatches on ``is_file()``/``is_dir()``: a FIFO, socket or
+    device is neither, and must be reported as what it is, not as "not found".
+
+    Raises
+    ------
+    Rejected
+        ``"<name>: not found"`` or ``"<name>: not a regular file (a device, FIFO or socket
+        is refused)"``, the name without its folder.
+    """
+    try:
+        _check_regular_file(Path(path), folder_ok=folder_ok)
+    except FileNotFoundError as e:
+        raise Rejected(f"{_shown(path)}: not found") from e
+
+
 def _check_regular_file(p: Path, folder_ok: bool = False) -> None:
     """A FIFO, socket or device would block or stream forever: refuse anything irregular."""
     try:
@@ -626,10 +817,10 @@ def _check_regular_file(p: Path, folder_ok: bool = False) -> None:
     except FileNotFoundError:
         raise
     except OSError as e:
-        raise Rejected(f"{p}: cannot be read ({e})") from e
+        raise Rejected(f"{_shown(p)}: cannot be read ({_why(e)})") from e
     if stat.S_ISREG(st.st_mode) or (folder_ok and stat.S_ISDIR(st.st_mode)):
         return
-    raise Rejected(f"{p}: not a regular file (a device, FIFO or socket is refused)")
+    raise Rejected(f"{_shown(p)}: not a regular file (a device, FIFO or socket is refused)")
 
 
 def _check_store_links(root: Path, lim: Limits) -> None:
@@ -642,62 +833,299 @@ def _check_store_links(root: Path, lim: Limits) -> None:
         for name in dirnames + filenames:
             n += 1
             if n > lim.max_files * 100:  # chunk files: far more than submission files
-                raise Rejected(f"{root}: more than {lim.max_files * 100} entries in the store")
+                raise Rejected(f"{_shown(root)}: more than {lim.max_files * 100} entries in "
+                               "the store")
             full = os.path.join(dirpath, name)
             real = os.path.realpath(full)
             if os.path.islink(full) and not real.startswith(real_root + os.sep):
-                raise Rejected(f"{root}: {os.path.relpath(full, root)!r} is a link leaving the "
+                raise Rejected(f"{_shown(root)}: {os.path.relpath(full, root)!r} is a link "
+                               "leaving the "
                                "store")
             try:
                 mode = os.stat(full).st_mode
             except OSError as e:  # dangling link
-                raise Rejected(f"{root}: {os.path.relpath(full, root)!r} cannot be read "
+                raise Rejected(f"{_shown(root)}: {os.path.relpath(full, root)!r} cannot be read "
                                f"({e.strerror})") from e
             if name in filenames and not stat.S_ISREG(mode):
-                raise Rejected(f"{root}: {os.path.relpath(full, root)!r} is not a regular file")
+                raise Rejected(f"{_shown(root)}: {os.path.relpath(full, root)!r} is not a "
+                               "regular file")
 
 
 def _guarded_store(root: str):
-    """A read-only zarr ``LocalStore`` that refuses keys leaving ``root`` (``..``, symlinks)."""
+    """A read-only zarr ``LocalStore`` that refuses keys leaving ``root`` (``..``, symlinks)
+    and decodes every compressed chunk itself, through :mod:`gpueval.io.bounded`.
+
+    The metadata documents it serves are rewritten without their compressors (zarr v2
+    ``compressor``, zarr v3 bytes-to-bytes codecs) and each chunk is served already
+    decompressed into at most the bytes its declared chunk shape holds, so no codec of zarr
+    or numcodecs ever inflates an unbounded stream. Sharded v3 arrays keep their codecs (the
+    shard index gives byte ranges of compressed inner chunks); each inner chunk is first
+    decoded here under its bound, and zarr decodes only what passed.
+    """
+    from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 
     class GuardedStore(LocalStore):
         def _inside(self, key: str) -> None:
             parts = key.split("/")
             if ".." in parts or key.startswith("/") or "\\" in key or "\x00" in key:
-                raise Rejected(f"{root}: zarr key {key!r} points outside the store")
+                raise Rejected(f"{_shown(root)}: zarr key {key!r} points outside the store")
             real = os.path.realpath(os.path.join(self._real_root, key))
             if real != self._real_root and not real.startswith(self._real_root + os.sep):
-                raise Rejected(f"{root}: {key!r} is a link leaving the zarr store")
+                raise Rejected(f"{_shown(root)}: {key!r} is a link leaving the zarr store")
+            try:
+                mode = os.stat(real).st_mode
+            except OSError:
+                return  # missing: zarr reads the fill value
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block forever
+                raise Rejected(f"{_shown(root)}: {key!r} is not a regular file (a device, FIFO "
+                               "or socket is refused)")
 
         async def get(self, key, prototype=None, byte_range=None):
             self._inside(key)
-            return await super().get(key, prototype, byte_range)
+            prototype = prototype or default_buffer_prototype()
+            buf = await super().get(key, prototype, byte_range)
+            if buf is None:
+                return None
+            leaf = key.rsplit("/", 1)[-1]
+            if leaf in (".zarray", "zarr.json", ".zmetadata"):
+                doc = _rewrite_meta_doc(buf.to_bytes(), leaf, f"{_shown(root)}:{key}")
+                return prototype.buffer.from_bytes(doc)
+            if leaf in (".zgroup", ".zattrs"):
+                return buf
+            plan = await self._plan(key)
+            if plan is None:
+                return buf
+            where = f"{_shown(root)} chunk {key!r}"
+            # decode off zarr's event loop, as its own codecs do (parallel across chunks)
+            if plan.sharded:
+                await asyncio.to_thread(_check_shard_bytes, plan, buf.to_bytes(), byte_range,
+                                        where)
+                return buf
+            data = await asyncio.to_thread(plan.decode, buf.to_bytes(), where)
+            return prototype.buffer.from_bytes(data)
 
         async def get_partial_values(self, prototype, key_ranges):
             key_ranges = list(key_ranges)
-            for key, _ in key_ranges:
-                self._inside(key)
-            return await super().get_partial_values(prototype, key_ranges)
+            return [await self.get(key, prototype, rng) for key, rng in key_ranges]
 
         async def exists(self, key):
             self._inside(key)
             return await super().exists(key)
 
+        async def _plan(self, key: str):
+            """The decoding plan of the array holding chunk ``key``: the *outermost* array
+            above it (an array has no children, so a decoy ``zarr.json`` planted among the
+            chunks of an array must not choose how that array's chunks are decoded)."""
+            parts = key.split("/")[:-1]
+            for n in range(len(parts) + 1):
+                folder = "/".join(parts[:n])
+                if folder not in self._plans:
+                    self._plans[folder] = await self._read_plan(folder)
+                if self._plans[folder] is not None:
+                    return self._plans[folder]
+            return None
+
+        async def _read_plan(self, folder: str):
+            for doc in (".zarray", "zarr.json"):
+                name = f"{folder}/{doc}" if folder else doc
+                self._inside(name)
+                raw = await LocalStore.get(self, name, default_buffer_prototype())
+                if raw is None:
+                    continue
+                try:
+                    meta = json.loads(raw.to_bytes())
+                except ValueError:
+                    return None  # zarr itself refuses the document
+                if doc == "zarr.json" and meta.get("node_type") != "array":
+                    return None
+                where = f"{_shown(root)}:{folder}" if folder else _shown(root)
+                return _ChunkPlan.from_meta(meta, doc, where)
+            return None
+
     store = GuardedStore(root, read_only=True)
     store._real_root = os.path.realpath(root)
+    store._plans = {}
     return store
+
+
+# zarr v3 bytes-to-bytes codecs gpueval decodes itself (names with or without "numcodecs.")
+_ZARR_NO_SIZE_CHANGE = ("crc32c",)
+
+
+@dataclass
+class _ChunkPlan:
+    """How one zarr array's chunks are decoded: ``steps`` (outermost first) are codec
+    names, each decoded into at most ``bound`` bytes; the innermost into exactly
+    ``nbytes`` when ``exact``."""
+
+    steps: list[str]
+    nbytes: int
+    exact: bool
+    sharded: bool = False
+    inner_steps: list[str] = field(default_factory=list)
+    inner_nbytes: int = 0
+    index_bytes: int = 0
+    index_at_start: bool = False
+
+    @classmethod
+    def from_meta(cls, meta: dict, doc: str, where: str) -> _ChunkPlan | None:
+        if doc == ".zarray":
+            dtype = _v2_dtype(meta.get("dtype"), where)
+            chunks = _as_list(meta.get("chunks"), where)
+            nbytes = math.prod(int(c) for c in chunks) * dtype.itemsize
+            comp = meta.get("compressor")
+            filters = meta.get("filters") or []
+            steps = [] if comp is None else [_codec_id(comp, where)]
+            # filters (Delta, AsType…) change sizes by at most 8x (an 8-byte type)
+            return cls(steps, nbytes * (8 if filters else 1), exact=not filters)
+        dtype = np.dtype(meta.get("data_type"))
+        grid = (meta.get("chunk_grid") or {}).get("configuration") or {}
+        chunk = _as_list(grid.get("chunk_shape"), where)
+        nbytes = math.prod(int(c) for c in chunk) * dtype.itemsize
+        codecs = meta.get("codecs") or []
+        shard = next((c for c in codecs if isinstance(c, dict)
+                      and c.get("name") == "sharding_indexed"), None)
+        if shard is None:
+            return cls(_v3_bytes_codecs(codecs, where), nbytes, exact=True)
+        conf = shard.get("configuration") or {}
+        inner = _as_list(conf.get("chunk_shape"), where)
+        count = math.prod(-(-int(c) // max(int(i), 1)) for c, i in zip(chunk, inner,
+                                                                        strict=False))
+        crc = any(isinstance(c, dict) and c.get("name") == "crc32c"
+                  for c in conf.get("index_codecs") or [])
+        return cls([], nbytes, exact=False, sharded=True,
+                   inner_steps=_v3_bytes_codecs(conf.get("codecs") or [], where),
+                   inner_nbytes=math.prod(int(i) for i in inner) * dtype.itemsize,
+                   index_bytes=16 * count + (4 if crc else 0),
+                   index_at_start=conf.get("index_location") == "start")
+
+    def decode(self, data: bytes, where: str, steps: list[str] | None = None,
+               nbytes: int | None = None) -> bytes:
+        from gpueval.io.bounded import decode
+
+        steps = self.steps if steps is None else steps
+        nbytes = self.nbytes if nbytes is None else nbytes
+        for i, step in enumerate(steps):
+            last = i == len(steps) - 1
+            if step == "crc32c":
+                if len(data) < 4:
+                    raise Rejected(f"{where}: truncated crc32c chunk")
+                data = data[:-4]  # a checksum; verifying it is no part of a size bound
+                continue
+            # an outer layer holds compressed bytes: never more than the chunk plus overhead
+            bound = nbytes if last else nbytes + nbytes // 8 + 4096
+            data = decode(step, data, bound, where, exact=last and self.exact)
+        if self.exact and not self.sharded and len(data) != nbytes:
+            raise Rejected(f"{where}: holds {len(data)} bytes, its chunk shape needs {nbytes} "
+                           "(corrupt chunk)")
+        return data
+
+
+def _codec_id(conf: Any, where: str) -> str:
+    """``gzip``/``zstd``/``crc32c``… from a numcodecs config or a zarr v3 codec entry."""
+    from gpueval.io.bounded import codec_name
+
+    if not isinstance(conf, dict):
+        raise Rejected(f"{where}: codec {conf!r} is not an object")
+    name = str(conf.get("id") or conf.get("name") or "")
+    name = name.removeprefix("numcodecs.")
+    if name in _ZARR_NO_SIZE_CHANGE:
+        return name
+    canon = codec_name(name)
+    if canon is None:
+        raise Rejected(f"{where}: compression {name!r} is not accepted (use gzip, zlib, zstd, "
+                       "blosc, lz4, lzf, bz2 or lzma)")
+    return canon
+
+
+def _v3_bytes_codecs(codecs: list, where: str) -> list[str]:
+    """The bytes-to-bytes codecs after the array-to-bytes one, outermost first."""
+    names = [c.get("name") if isinstance(c, dict) else c for c in codecs]
+    if "bytes" not in names:
+        return []
+    after = codecs[names.index("bytes") + 1:]
+    return [_codec_id(c, where) for c in reversed(after)]
+
+
+def _rewrite_meta_doc(raw: bytes, leaf: str, where: str) -> bytes:
+    """The document zarr sees: compressors removed (the store serves decoded chunks)."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw  # zarr refuses it with its own message
+    if not isinstance(meta, dict):
+        return raw
+    if leaf == ".zarray":
+        _strip_v2(meta, where)
+    elif leaf == ".zmetadata":
+        for name, sub in (meta.get("metadata") or {}).items():
+            if str(name).endswith(".zarray") and isinstance(sub, dict):
+                _strip_v2(sub, where)
+    else:
+        _strip_v3(meta, where)
+        consolidated = meta.get("consolidated_metadata")
+        if isinstance(consolidated, dict) and isinstance(consolidated.get("metadata"), dict):
+            for sub in consolidated["metadata"].values():
+                if isinstance(sub, dict):
+                    _strip_v3(sub, where)
+    return json.dumps(meta).encode()
+
+
+def _strip_v2(meta: dict, where: str) -> None:
+    if meta.get("compressor") is not None:
+        _codec_id(meta["compressor"], where)  # refuse what gpueval cannot bound
+        meta["compressor"] = None
+
+
+def _strip_v3(meta: dict, where: str) -> None:
+    if meta.get("node_type") != "array":
+        return
+    codecs = meta.get("codecs") or []
+    names = [c.get("name") if isinstance(c, dict) else c for c in codecs]
+    if "sharding_indexed" in names or "bytes" not in names:
+        return
+    _v3_bytes_codecs(codecs, where)  # refuse what gpueval cannot bound
+    meta["codecs"] = codecs[:names.index("bytes") + 1]
+
+
+def _check_shard_bytes(plan: _ChunkPlan, data: bytes, byte_range, where: str) -> None:
+    """Decode (bounded, then drop) every inner chunk of a shard read before zarr decodes it."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
+    if isinstance(byte_range, SuffixByteRequest) or (
+            isinstance(byte_range, RangeByteRequest) and plan.index_at_start
+            and byte_range.start == 0 and byte_range.end == plan.index_bytes):
+        return  # the shard index: fixed size, not compressed data
+    if isinstance(byte_range, RangeByteRequest):
+        if data:
+            plan.decode(data, where, plan.inner_steps, plan.inner_nbytes)
+        return
+    if byte_range is not None or len(data) < plan.index_bytes:
+        plan.decode(data, where, plan.inner_steps, plan.inner_nbytes)
+        return
+    index = data[:plan.index_bytes] if plan.index_at_start else data[-plan.index_bytes:]
+    count = plan.index_bytes // 16
+    table = np.frombuffer(index[:16 * count], "<u8").reshape(count, 2)
+    for offset, length in table:
+        if offset == 2**64 - 1:
+            continue  # an empty inner chunk
+        if offset + length > len(data):
+            raise Rejected(f"{where}: shard index points past the end of the shard")
+        plan.decode(data[int(offset):int(offset + length)], where, plan.inner_steps,
+                    plan.inner_nbytes)
 
 
 def _check_zarr_metadata(root: Path, key: str, lim: Limits) -> None:
     """Size-check and pre-parse the metadata documents on the way from ``root`` to ``key``."""
     parts = [s for s in key.split("/") if s]
     if any(s in ("..", ".") for s in parts) or key.startswith("/"):
-        raise Rejected(f"{root}: array path {key!r} points outside the store")
+        raise Rejected(f"{_shown(root)}: array path {key!r} points outside the store")
     real_root = os.path.realpath(root)
     if not any((root / doc).exists() or (root / doc).is_symlink()
                for doc in (".zarray", ".zgroup", "zarr.json")):
-        raise Rejected(f"{root}: no zarr metadata (.zarray, .zgroup or zarr.json) at the top of "
+        raise Rejected(f"{_shown(root)}: no zarr metadata (.zarray, .zgroup or zarr.json) at "
+                       "the top of "
                        "the folder; not a zarr store")
     folder = root
     for depth in range(len(parts) + 1):
@@ -707,7 +1135,7 @@ def _check_zarr_metadata(root: Path, key: str, lim: Limits) -> None:
             meta = _read_meta_doc(folder / doc, real_root, lim)
             if meta is None:
                 continue
-            where = f"{root}:{key}" if key else str(root)
+            where = f"{_shown(root)}:{key}" if key else _shown(root)
             _check_meta_doc(meta, doc, where, lim)
 
 
@@ -718,18 +1146,18 @@ def _read_meta_doc(path: Path, real_root: str, lim: Limits) -> dict | None:
         return None
     real = os.path.realpath(path)
     if not real.startswith(real_root + os.sep):
-        raise Rejected(f"{path}: zarr metadata is a link leaving the store")
+        raise Rejected(f"{_shown(path)}: zarr metadata is a link leaving the store")
     if not stat.S_ISREG(os.stat(real).st_mode):
-        raise Rejected(f"{path}: zarr metadata is not a regular file")
+        raise Rejected(f"{_shown(path)}: zarr metadata is not a regular file")
     if max(st.st_size, os.stat(real).st_size) > lim.max_metadata_bytes:
         raise Rejected(f"{path.name}: zarr metadata of {os.stat(real).st_size} bytes, over the "
                        f"limit {lim.max_metadata_bytes}")
     try:
         meta = json.loads(Path(real).read_bytes())
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise Rejected(f"{path}: zarr metadata is not valid JSON ({_why(e)})") from e
+        raise Rejected(f"{_shown(path)}: zarr metadata is not valid JSON ({_why(e)})") from e
     if not isinstance(meta, dict):
-        raise Rejected(f"{path}: zarr metadata must be a JSON object")
+        raise Rejected(f"{_shown(path)}: zarr metadata must be a JSON object")
     return meta
 
 
@@ -823,6 +1251,12 @@ def _check_tiff(tif, p: Path, lim: Limits) -> None:
         lim.check_file_count(n, p.name, what="TIFF pages")
         if not hasattr(page, "dataoffsets"):
             continue
+        if int(getattr(page, "compression", 1)) in _TIFF_IMAGE_CODECS:
+            # JPEG, PNG, WebP… tiles are decoded to whatever size their own header declares
+            # (tifffile gives them no output bound); lossy codecs are no format for labels
+            raise Rejected(f"{p.name}: page {n - 1} uses image compression "
+                           f"{_tiff_codec_name(page)}; use none, LZW, deflate, zstd or "
+                           "packbits")
         grid = math.prod(getattr(page, "chunked", None) or (1,))
         if len(page.dataoffsets) < grid:  # tifffile would read the missing strips as zeros
             raise Rejected(f"{p.name}: page {n - 1} declares {grid} strips/tiles but stores "
@@ -838,8 +1272,62 @@ def _check_tiff(tif, p: Path, lim: Limits) -> None:
         raise Rejected(f"{p.name}: TIFF without pages")
 
 
+_SHOWN_ROOT: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpueval_shown_root",
+                                                                       default=None)
+_ABS_PATH = re.compile(r"(?<![\w.])(?:/[^\s'\"/:,()]+)+/([^\s'\"/:,()]*)")
+
+
+@contextlib.contextmanager
+def shown_relative_to(root: str | Path | None) -> Iterator[None]:
+    """Inside the block, messages name files relative to ``root`` (the submission folder or
+    the folder an archive was extracted to) instead of by their last component only.
+
+    Readers never put a server path or a temporary folder in a :class:`Rejected`: without a
+    root, a file is named by its last path component.
+    """
+    token = _SHOWN_ROOT.set(None if root is None else os.path.abspath(root))
+    try:
+        yield
+    finally:
+        _SHOWN_ROOT.reset(token)
+
+
+def _shown(path: str | Path) -> str:
+    """``path`` as a participant may see it: relative to :func:`shown_relative_to`'s root
+    when inside it, else its last component (never a server or temporary folder)."""
+    text = os.fspath(path)
+    if text.startswith("ts:"):
+        driver, _, rest = text[3:].partition(":")
+        return f"ts:{driver}:{_shown(rest)}"
+    full = os.path.abspath(text)
+    root = _SHOWN_ROOT.get()
+    if root is not None and (full == root or full.startswith(root.rstrip(os.sep) + os.sep)):
+        rel = os.path.relpath(full, root)
+        return Path(root).name if rel == "." else rel
+    return os.path.basename(full.rstrip(os.sep)) or text
+
+
+def _tiff_image_codecs() -> frozenset[int]:
+    try:
+        import tifffile
+
+        return frozenset(int(c) for c in tifffile.TIFF.IMAGE_COMPRESSIONS)
+    except Exception:  # pragma: no cover - older tifffile: the usual image codecs
+        return frozenset({6, 7, 33003, 33004, 33005, 33007, 34712, 34892, 34933, 34934,
+                          50001, 50002, 52546})
+
+
+_TIFF_IMAGE_CODECS = _tiff_image_codecs()
+
+
+def _tiff_codec_name(page) -> str:
+    comp = getattr(page, "compression", None)
+    return getattr(comp, "name", str(comp))
+
+
 def _why(e: BaseException) -> str:
     msg = str(e).splitlines()[0][:300] if str(e) else ""
+    msg = _ABS_PATH.sub(r"\1", msg)  # a library's message may quote the server path
     if isinstance(e, MemoryError):
         return "declares more data than memory allows (MemoryError)"
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
@@ -903,11 +1391,11 @@ def _vector(v, ndim: int, default: float, p: str, what: str) -> tuple[float, ...
     try:
         vals = [float(x) for x in (v if isinstance(v, list | tuple) else [v] * ndim)]
     except (TypeError, ValueError) as e:
-        raise Rejected(f"{p}: {what} {v!r} is not a list of numbers") from e
+        raise Rejected(f"{_shown(p)}: {what} {v!r} is not a list of numbers") from e
     if len(vals) > ndim:  # e.g. a channel axis in front: keep the spatial tail
         vals = vals[-ndim:]
     if len(vals) != ndim:
-        raise Rejected(f"{p}: {what} {vals} has {len(vals)} entries for a {ndim}-D array")
+        raise Rejected(f"{_shown(p)}: {what} {vals} has {len(vals)} entries for a {ndim}-D array")
     return tuple(vals)
 
 
