@@ -89,7 +89,8 @@ _NAN = float("nan")
 
 def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
           device: str = "cpu", scheduler: Any = None, progress: bool = False) -> Result:
-    """Score one REFUGE submission (see the module docstring for layouts and rules).
+    """Score one REFUGE submission (layouts: :mod:`.layout` and :mod:`.truth`; rules: the
+    module docstring).
 
     Returns
     -------
