@@ -18,7 +18,6 @@ XPRESS        the densest slab of skeleton nodes: the submission's labels (one s
               alone) with nodes coloured by outcome (correct / split / merged)
 MedSegFM      the worst case (lowest DSC, or F1 for instance cases): per class, the middle
               slice of the class's GT z range with FP/FN overlay
-REFUGE        the worst image (lowest disc + cup Dice): disc and cup agreement maps, pooled
 ============  ===============================================================================
 
 Colours: agreement grey, false positive red, false negative (missed) blue, as
@@ -386,42 +385,6 @@ def medsegfm_images(result: Result, truth, submission, config=None, *, n_classes
         label = "foreground" if binary else f"class {c}"
         out.append((f"{name} {label} z={z} (middle of its GT range{score}; FP red, FN blue)",
                     rgb))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# REFUGE
-
-
-def refuge_images(result: Result, truth, submission, config=None, *, max_side: int = 512
-                  ) -> Images:
-    """Disc and cup agreement of the worst image (lowest disc + cup Dice), pooled."""
-    from gpueval.challenges import refuge as R
-
-    def total(it):
-        d, c = it.get("disc_dice"), it.get("cup_dice")
-        return d + c if _finite(d) and _finite(c) else None
-
-    item = _worst(result.items, total)
-    if item is None:
-        return []
-    opts = R._Options.from_config(_config("refuge", config))
-    gt = R.load_truth(truth)
-    name = str(item["id"])
-    if name not in gt.masks:
-        return []
-    with R._open_submission(submission, opts) as sub:
-        with sub.open(name, opts.max_image_bytes) as f:
-            g = R.read_mask(gt.masks[name], opts=opts, truth=True)
-            p = R.read_mask(f, name=f"segmentation/{name}", opts=opts, expected_shape=g.shape)
-    f = _step(g.shape, max_side)
-    out: Images = []
-    for part, gm, pm, dice in (
-            ("disc", g < opts.background_value, p < opts.background_value, item["disc_dice"]),
-            ("cup", g == opts.cup_value, p == opts.cup_value, item["cup_dice"])):
-        rgb, fg = agreement_rgb(gm, pm)
-        out.append((f"{name}: {part}, Dice {dice:.3f} (worst image; grey both, red "
-                    f"predicted only, blue GT only; 1:{f})", pool_colours(rgb, fg, f)))
     return out
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from gpueval import api
 from gpueval.challenges import refuge
+from gpueval.challenges.refuge.truth import _xlsx_rows
 from gpueval.config import load_config
 from gpueval.errors import Rejected
 
@@ -499,6 +500,6 @@ def test_truth_xlsx_huge_declared_dimension_is_capped(tmp_path):
                                  b'<dimension ref="A1:XFD1048576"/>', raw)
                 assert n == 1
             dst.writestr(info.filename, raw)
-    rows = refuge._xlsx_rows(truth / "GT.xlsx")
+    rows = _xlsx_rows(truth / "GT.xlsx")
     assert rows[:2] == [("ImgName", "Glaucoma Label"), ("V0001.bmp", 1)]
     assert refuge.load_truth(truth).labels == [("V0001.jpg", True)]

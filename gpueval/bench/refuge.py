@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from gpueval.api import score
 from gpueval.bench import workload
+from gpueval.challenges.refuge import read_mask
 
 SIZE = 1634  # Canon CR-2 images of the REFUGE validation/test sets
 
@@ -49,8 +52,6 @@ def _ellipse_mask(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
 def build_dataset(root: Path, n_images: int, *, size: int = SIZE, n_distinct: int = 8,
                   seed: int = 0) -> tuple[Path, Path]:
     """Write a truth folder and a submission folder; return their paths."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     truth, sub = root / "truth", root / "submission"
     (truth / "Disc_Cup_Masks").mkdir(parents=True)
@@ -90,8 +91,6 @@ def _write_csv(path: Path, header: list[str], rows: list) -> None:
 
 def _reference_means(truth: Path, sub: Path, names: list[str]) -> tuple[list[float], float]:
     """Plain per-image formulas of the spec, timed without image decoding."""
-    from gpueval.challenges.refuge import read_mask
-
     def dice(a, b):
         return 2 * float(np.sum(a & b)) / (float(np.sum(a)) + float(np.sum(b)))
 
@@ -113,8 +112,6 @@ def _reference_means(truth: Path, sub: Path, names: list[str]) -> tuple[list[flo
 
 @workload("refuge", "REFUGE submission: 400 BMP masks of 1634x1634 (+ CSVs), scored whole")
 def bench_refuge(device: str, scale: float) -> dict:
-    from gpueval.api import score
-
     n = max(4, int(round(400 * scale)))
     with tempfile.TemporaryDirectory() as tmp:
         truth, sub = build_dataset(Path(tmp), n)
