@@ -603,6 +603,248 @@ def _rechunk(x: da.Array, chunk: tuple[int, ...] | None) -> da.Array:
 
 
 # --------------------------------------------------------------------------------------------
+# warnings: what is skipped, ignored or read differently than the submitter likely meant
+
+
+def submission_warnings(crops: list[TruthCrop], sub: Submission) -> None:
+    """Warn about whole crops not submitted, and about submitted folders and labels that no
+    ground truth names (ignored by the scorer, as the official one ignores them)."""
+    for t in sub.extra:
+        warn(f"{t}: not a crop of the ground truth ({_some(c.name for c in crops)}); "
+             "ignored — name crop folders crop<ID>")
+    for crop in crops:
+        if crop.name not in sub.crops:
+            warn(f"{crop.name}: not submitted; its {len(crop.labels)} label(s) "
+                 f"({_some(crop.labels)}) score as missing — add {crop.name}/<label> arrays")
+            continue
+        known = {lab.lower() for lab in crop.labels}
+        for name in sorted(sub.labels.get(crop.name, ())):
+            if name not in crop.labels and name.lower() not in known:
+                warn(f"{crop.name}/{name}: not a label of this crop's ground truth "
+                     f"({_some(crop.labels)}); ignored — check the label name")
+
+
+def _some(names: Any, n: int = 6) -> str:
+    names = list(names)
+    return ", ".join(names[:n]) + (f", … ({len(names)} in all)" if len(names) > n else "")
+
+
+def label_warnings(crop: TruthCrop, label: str, sub: Submission, grid: Grid, opts: Options,
+                   *, content: bool = True) -> None:
+    """Warn about one (crop, label): not read under the current ``compat`` (group, zarr v3,
+    case-only name mismatch, missing), geometry absent or different from ``grid`` (voxel
+    size, translation, swapped axis order) and, with ``content``, values that look like the
+    other class type (a sample of at most a few chunks is read)."""
+    where = f"{crop.name}/{label}"
+    folder = sub.crops.get(crop.name)
+    if folder is None:
+        return  # the whole crop is missing: said once by submission_warnings
+    submitted = sub.labels.get(crop.name, set())
+    node = folder / label
+    if label not in submitted:
+        other = sorted(n for n in submitted if n.lower() == label.lower())
+        if other:
+            warn(f"{where}: not submitted, but {crop.name}/{other[0]} was: label names are "
+                 f"case-sensitive, so it scores as missing — rename {other[0]} to {label}")
+        else:
+            warn(f"{where}: not submitted; scores as missing")
+        return
+    instance = label in opts.instance_classes
+    corrected = "--set compat=corrected"
+    if _is_array(node):
+        if opts.compat == "official" and not _is_v2_array(node):
+            warn(f"{where}: a zarr v3 array; the official scorer reads zarr v2 only, so it "
+                 f"scores as missing — write it as zarr v2 ({corrected} reads it as is)")
+            return
+        vs, tr = _geometry(_attrs(node))
+        data_node = node
+    elif _is_group(node):
+        try:
+            level, vs, tr, ngff = _group_level(node, grid)
+        except Rejected:
+            level, vs, tr, ngff = None, None, None, False
+        kind = "an OME-NGFF multiscale group" if ngff else "a multiscale group"
+        if opts.compat == "official":
+            read = (f"{corrected} would read its level {level!r} (voxel size "
+                    f"{_fmt(vs)})" if level is not None else
+                    f"{corrected} finds no array level in it")
+            warn(f"{where}: submitted as {kind}; the official scorer lists arrays only, so "
+                 f"it scores as missing — write {where} as one zarr v2 array ({read})")
+            return
+        if level is None or not _is_array(node / level):
+            return  # the score rejects it with its own message
+        data_node = node / level
+    else:
+        warn(f"{where}: neither a zarr array nor a group; scores as missing — write a zarr "
+             "v2 array")
+        return
+    svs, str_ = _as_vec(vs, where), _as_vec(tr, where)
+    shape = _shape_of(data_node)
+    if shape is None or len(shape) != len(grid.shape):
+        return  # unreadable or wrong rank: rejected by the score with its own message
+    _geometry_warnings(where, svs, str_, shape, grid, instance)
+    if content:
+        resampled = svs is not None and not np.allclose(
+            np.asarray(svs)[-len(grid.shape):], grid.voxel_size)
+        _content_warnings(where, data_node, crop.path / label, instance, resampled)
+
+
+def _fmt(v: Any) -> str:
+    try:
+        return "[" + ", ".join(f"{float(x):g}" for x in v) + "]"
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+def _shape_of(node: Path) -> tuple[int, ...] | None:
+    meta = _zarr_v2_meta(node)
+    if meta is not None:
+        return tuple(meta["shape"])
+    shape = _zarr_json(node).get("shape")
+    try:
+        return tuple(int(n) for n in shape) if isinstance(shape, list) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _no_overlap(offset: tuple[int, ...], shape: tuple[int, ...], target: tuple[int, ...]
+                ) -> bool:
+    return any(r + n <= 0 or r >= m for r, n, m in zip(offset, shape, target, strict=True))
+
+
+def _geometry_warnings(where: str, svs: tuple[float, ...] | None,
+                       str_: tuple[float, ...] | None, shape: tuple[int, ...], grid: Grid,
+                       instance: bool) -> None:
+    """Voxel size / translation absent, different from the crop's, or in reversed order."""
+    nd = len(grid.shape)
+    tvs = np.asarray(grid.voxel_size, float)
+    tgt_t = np.asarray(grid.translation, float)
+    want_vs, want_t = _fmt(tvs), _fmt(tgt_t)
+    out_shape = tuple(shape)
+    if svs is None:
+        if out_shape != tuple(grid.shape):
+            warn(f"{where}: no voxel_size attribute and shape {list(shape)} differs from the "
+                 f"crop's {list(grid.shape)}; centre padded/cropped as the official scorer "
+                 f"does — add voxel_size={want_vs} (z, y, x nm) or write the crop's shape")
+            out_shape = tuple(grid.shape)
+    elif len(svs) >= nd:
+        v = np.asarray(svs, float)[-nd:]
+        if not np.allclose(v, tvs):
+            out_shape = tuple(max(int(np.round(f * n)), 1) for f, n in zip(v / tvs, shape,
+                                                                           strict=True))
+            if np.allclose(v[::-1], tvs):
+                warn(f"{where}: voxel_size {_fmt(v)} matches the crop's {want_vs} only "
+                     "reversed (x, y, z order?); read as z, y, x it is resampled — write it "
+                     "in z, y, x order")
+            else:
+                how = "nearest neighbour" if instance else \
+                    "linear with anti-aliasing, then > 0.5"
+                warn(f"{where}: voxel_size {_fmt(v)} nm differs from the crop's {want_vs}; "
+                     f"resampled ({how}) as the official scorer does — write it at "
+                     f"{want_vs} nm to be scored as submitted")
+    if str_ is None:
+        if np.any(tgt_t != 0):
+            offset = translation_offset(np.zeros(nd), tgt_t, tvs)
+            gone = " and does not overlap the crop at all (scores as empty)" \
+                if _no_overlap(offset, out_shape, grid.shape) else ""
+            warn(f"{where}: no translation attribute, so its origin is taken as 0, not the "
+                 f"crop's {want_t} nm: shifted by {list(offset)} voxels{gone} — add "
+                 f"translation={want_t} (z, y, x nm)")
+        return
+    if len(str_) < nd:
+        return
+    t = np.asarray(str_, float)[-nd:]
+    offset = translation_offset(t, tgt_t, tvs)
+    if not any(offset):
+        return
+    gone = " and does not overlap the crop at all (scores as empty)" \
+        if _no_overlap(offset, out_shape, grid.shape) else ""
+    swapped = not any(translation_offset(t[::-1], tgt_t, tvs))
+    covers = all(r <= 0 and r + n >= m for r, n, m in zip(offset, out_shape, grid.shape,
+                                                         strict=True))
+    if covers and not swapped:
+        return  # a larger prediction around the crop: cropping it is what was meant
+    if swapped:
+        warn(f"{where}: translation {_fmt(t)} matches the crop's {want_t} only reversed "
+             f"(x, y, z order?); read as z, y, x it shifts the prediction by {list(offset)} "
+             f"voxels{gone} — write it in z, y, x order")
+    else:
+        warn(f"{where}: translation {_fmt(t)} nm is {list(offset)} voxels off the crop's "
+             f"origin {want_t}; the prediction is shifted, leaving part of the crop unpredicted"
+             f"{gone} — check it is the world position of voxel [0, 0, 0], z, y, x nm")
+
+
+#: how many chunks of a submitted label the class-type check reads, and their edge cap
+SAMPLE_BLOCKS = 4
+SAMPLE_EDGE = 64
+
+
+def _sample(node: Path) -> np.ndarray | None:
+    """Up to :data:`SAMPLE_BLOCKS` blocks (each cut to :data:`SAMPLE_EDGE` per axis) of an
+    array, preferring stored zarr v2 chunks, flattened; ``None`` when unreadable."""
+    try:
+        x = open_volume(node, finite=False).data
+    except Rejected:
+        return None
+    if x.size == 0:
+        return np.zeros(0, x.dtype)
+    idx = np.arange(math.prod(x.numblocks))
+    meta, stored = _zarr_v2_meta(node), stored_chunk_grid(node)
+    if stored is not None and meta is not None:
+        hit = _any_stored(stored, meta["chunks"], x.chunks).ravel()
+        if hit.any():
+            idx = np.flatnonzero(hit)
+    pick = idx[np.unique(np.linspace(0, len(idx) - 1, SAMPLE_BLOCKS).round().astype(int))]
+    parts = []
+    for flat in pick:
+        block = x.blocks[np.unravel_index(int(flat), x.numblocks)]
+        block = block[tuple(slice(0, SAMPLE_EDGE) for _ in range(block.ndim))]
+        try:
+            parts.append(np.asarray(block.compute(scheduler="sync")).ravel())
+        except Rejected:
+            return None
+    return np.concatenate(parts)
+
+
+def _content_warnings(where: str, node: Path, truth: Path, instance: bool,
+                      resampled: bool) -> None:
+    """Values that look like the other class type (semantic vs instance), from a sample."""
+    vals = _sample(node)
+    if vals is None or vals.size == 0:
+        return
+    if vals.dtype.kind == "f":
+        vals = vals[~np.isnan(vals)]
+    nonzero = vals[vals != 0]
+    if nonzero.size == 0:
+        return
+    ids = np.unique(nonzero)
+    if instance:
+        if vals.dtype.kind == "f" and np.any(ids != np.round(ids)):
+            frac = ids[ids != np.round(ids)][0]
+            warn(f"{where}: an instance label holding fractional values such as {frac:g} "
+                 "(probabilities?); every distinct value is an instance id to the scorer — "
+                 "submit integer instance ids")
+        elif ids.size == 1:
+            gt = _sample(truth)
+            gt_ids = np.unique(gt[gt != 0]) if gt is not None else np.zeros(0)
+            if gt_ids.size > 1:
+                warn(f"{where}: an instance label holding the single value {ids[0]:g} where "
+                     f"the ground truth has {gt_ids.size}+ ids (a semantic mask?); the scorer "
+                     "splits it into connected components, so touching objects merge — "
+                     "submit one id per object")
+        return
+    if vals.dtype.kind in "iu" and ids.size > 2:
+        warn(f"{where}: a semantic label holding {ids.size}+ distinct values up to "
+             f"{ids.max():g} (instance ids?); semantic scoring counts every non-zero voxel as "
+             "foreground — fine if meant, else check the label name")
+    elif vals.dtype.kind == "f" and not resampled and np.any((ids > 0) & (ids <= 0.5)):
+        low = ids[(ids > 0) & (ids <= 0.5)][0]
+        warn(f"{where}: float values such as {low:g} (probabilities?) on the crop's grid; the "
+             "official scorer counts every value > 0 as foreground here (no 0.5 threshold) — "
+             "threshold the prediction before submitting")
+
+
+# --------------------------------------------------------------------------------------------
 # the challenge interface
 
 
@@ -620,6 +862,7 @@ def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], 
             if not crops:
                 raise TruthError("no crop of the manifest exists in the truth")
         with open_submission(submission, crops) as sub:
+            submission_warnings(crops, sub)
             if opts.version == "2025":
                 from gpueval.challenges._cellmap_2025 import score_2025
 
@@ -630,8 +873,9 @@ def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], 
     return _result(per_crop, cfg, opts, manifest, voxels)
 
 
-def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Options):
-    """(gt dask, aligned prediction or None, mask or None, Grid, instance?) of one label."""
+def target_grid(crop: TruthCrop, label: str, manifest, opts: Options):
+    """``(truth volume, target Grid)`` of one label: the manifest row, else the truth
+    array's own attributes (see the module docstring)."""
     where = f"{crop.name}/{label}"
     gvol = _open_truth(crop.path / label)
     grid = manifest.get((crop.crop_id, label))
@@ -657,6 +901,14 @@ def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Opti
     if tuple(grid.shape) != tuple(gvol.shape):
         raise TruthError(f"truth {where}: shape {gvol.shape} differs from the manifest "
                          f"shape {grid.shape}")
+    return gvol, grid
+
+
+def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Options):
+    """(gt dask, aligned prediction or None, mask or None, Grid, instance?) of one label."""
+    where = f"{crop.name}/{label}"
+    gvol, grid = target_grid(crop, label, manifest, opts)
+    label_warnings(crop, label, sub, grid, opts)
     instance = label in opts.instance_classes
     gt = _rechunk(gvol.data, opts.chunk)
     mask = None
@@ -872,7 +1124,14 @@ def _result(per_crop, cfg, opts: Options, manifest, voxels: int) -> Result:
 
 def validate(submission: str | Path, config: Mapping[str, Any], *,
              truth: str | Path | None = None) -> list[str]:
-    """Layout checks only; with ``truth``, also crop/label coverage and array geometry."""
+    """Layout checks only; with ``truth``, also each label against the truth and manifest.
+
+    With ``truth`` every (crop, label) is checked as :func:`score` reads it: the same
+    warnings (:func:`gpueval.notices.warn`: labels not read under the current ``compat``,
+    case-only name mismatches, unknown labels, geometry absent, different from the target or
+    in reversed axis order, values that look like the other class type) and the same
+    rejections (geometry sanity, dimensionality, unreadable arrays); no score is computed.
+    """
     cfg = resolve_config(config)
     opts = Options.from_config(cfg)
     notes: list[str] = []
@@ -880,16 +1139,24 @@ def validate(submission: str | Path, config: Mapping[str, Any], *,
         if truth is None:
             return _validate_layout_only(_submission_names(submission))
         crops = list_truth(truth, opts)
-        read_manifest(opts.manifest)  # a bad manifest is a configuration error
+        manifest = read_manifest(opts.manifest)  # a bad manifest is a configuration error
+        if opts.restrict_to_manifest:
+            listed = {c for c, _ in manifest}
+            crops = [c for c in crops if c.crop_id in listed]
+            if not crops:
+                raise TruthError("no crop of the manifest exists in the truth")
         with open_submission(submission, crops) as sub:
             notes += sub.notes
+            submission_warnings(crops, sub)
             for crop in crops:
                 if crop.name not in sub.crops:
                     notes.append(f"{crop.name}: missing (all its labels score as missing)")
                     continue
                 for label in crop.labels:
+                    _, grid = target_grid(crop, label, manifest, opts)
+                    label_warnings(crop, label, sub, grid, opts)
                     notes += _check_label(sub.crops[crop.name] / label, f"{crop.name}/{label}",
-                                          opts, label in opts.instance_classes)
+                                          opts, label in opts.instance_classes, grid)
     notes.append("layout ok")
     return notes
 
@@ -919,8 +1186,10 @@ def _validate_layout_only(names: list[str]) -> list[str]:
     return notes
 
 
-def _check_label(node: Path, where: str, opts: Options, instance: bool) -> list[str]:
-    """Metadata-only check of one submitted label (no data read, no resampling)."""
+def _check_label(node: Path, where: str, opts: Options, instance: bool,
+                 grid: Grid) -> list[str]:
+    """Metadata check of one submitted label (no resampling): what :func:`score` would
+    reject (unreadable array, absurd geometry, wrong rank) raises :class:`Rejected`."""
     if not node.is_dir():
         return [f"{where}: missing"]
     if _is_array(node):
@@ -928,9 +1197,13 @@ def _check_label(node: Path, where: str, opts: Options, instance: bool) -> list[
             return [f"{where}: a zarr v3 array; the official scorer reads zarr v2 only, so it "
                     "scores as missing (compat=corrected reads it)"]
         vol = _open_array(node, finite=instance)
-        _as_vec(_geometry(_attrs(node))[0], where)
-        if vol.data.ndim != 3:
-            raise Rejected(f"{where}: {vol.data.ndim}-D array, expected 3-D (z, y, x)")
+        vs, tr = _geometry(_attrs(node))
+        svs, str_ = _as_vec(vs, where), _as_vec(tr, where)
+        if vol.data.ndim != len(grid.shape):
+            raise Rejected(f"{where}: {vol.data.ndim}-D array, expected "
+                           f"{len(grid.shape)}-D (z, y, x)")
+        check_geometry(svs, str_, tuple(vol.data.shape),
+                       tuple(max(c) for c in vol.data.chunks), grid, opts.geometry, where)
         return []
     if _is_group(node):
         if opts.compat == "official":
