@@ -680,8 +680,10 @@ def label_warnings(crop: TruthCrop, label: str, sub: Submission, grid: Grid, opt
         return
     svs, str_ = _as_vec(vs, where), _as_vec(tr, where)
     shape = _shape_of(data_node)
-    if shape is None or len(shape) != len(grid.shape):
-        return  # unreadable or wrong rank: rejected by the score with its own message
+    nd = len(grid.shape)
+    if shape is None or len(shape) != nd or any(v is not None and len(v) < nd
+                                                for v in (svs, str_)):
+        return  # unreadable, wrong rank or short vectors: rejected by the score itself
     _geometry_warnings(where, svs, str_, shape, grid, instance)
     if content:
         resampled = svs is not None and not np.allclose(
