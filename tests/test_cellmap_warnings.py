@@ -367,3 +367,16 @@ def test_other_data_reusing_an_official_crop_id_falls_back(tmp_path):
     warned(r.warnings, "truth crop982/mito", "differs from the shipped official manifest",
            "--set manifest=PATH")
     assert counts(items["crop982/mito"]) == (2, 0, 0)
+
+
+def test_absurd_group_level_rejected_in_corrected_mode(tmp_path):
+    truth, sub = store(tmp_path, {"er": semantic_gt()})
+    _group(sub, "mito", blob_gt(), ngff=False)
+    (sub / "crop1" / "mito" / "s0" / ".zattrs").write_text(
+        json.dumps({"voxel_size": [1e-300, 8.0, 8.0], "translation": [0.0] * 3}))
+    r = score("cellmap", truth, sub, device="cpu", overrides=["compat=corrected"])
+    assert r.status == "rejected" and "crop1/mito" in r.error and "min_voxel_size" in r.error
+    with pytest.raises(Rejected, match="min_voxel_size"):
+        validate("cellmap", sub, truth=truth, overrides=["compat=corrected"])
+    # official: the group is not read at all, so it is missing (with its warning), not rejected
+    warned(scored(truth, sub)[0].warnings, "crop1/mito", "multiscale group")

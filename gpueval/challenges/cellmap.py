@@ -784,14 +784,20 @@ SAMPLE_EDGE = 64
 def _sample(node: Path) -> np.ndarray | None:
     """Up to :data:`SAMPLE_BLOCKS` blocks (each cut to :data:`SAMPLE_EDGE` per axis) of an
     array, preferring stored zarr v2 chunks, flattened; ``None`` when unreadable."""
+    meta = _zarr_v2_meta(node)
+    grid = (_zarr_json(node).get("chunk_grid") or {}).get("configuration") or {}
+    storage = meta["chunks"] if meta is not None else grid.get("chunk_shape")
     try:
-        x = open_volume(node, finite=False).data
-    except Rejected:
+        # one dask block per storage chunk: the sample reads a few chunks, never ~64 MiB
+        # groups of them (the score reads every chunk anyway; this adds at most a few)
+        x = open_volume(node, finite=False, chunks=tuple(
+            max(int(c), SAMPLE_EDGE) for c in storage) if storage else None).data
+    except (Rejected, TypeError, ValueError):
         return None
     if x.size == 0:
         return np.zeros(0, x.dtype)
     idx = np.arange(math.prod(x.numblocks))
-    meta, stored = _zarr_v2_meta(node), stored_chunk_grid(node)
+    stored = stored_chunk_grid(node)
     if stored is not None and meta is not None:
         hit = _any_stored(stored, meta["chunks"], x.chunks).ravel()
         if hit.any():
@@ -1211,6 +1217,10 @@ def _check_label(node: Path, where: str, opts: Options, instance: bool,
         if opts.compat == "official":
             return [f"{where}: submitted as a group; the official scorer lists arrays only, "
                     "so it scores as missing (compat=corrected reads it)"]
+        vol, vs, tr = _read_group(node, grid, instance, where)
+        if vol.data.ndim == len(grid.shape):
+            check_geometry(_as_vec(vs, where), _as_vec(tr, where), tuple(vol.data.shape),
+                           tuple(max(c) for c in vol.data.chunks), grid, opts.geometry, where)
         return []
     return [f"{where}: neither a zarr array nor a group (scores as missing)"]
 
