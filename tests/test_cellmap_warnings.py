@@ -380,3 +380,28 @@ def test_absurd_group_level_rejected_in_corrected_mode(tmp_path):
         validate("cellmap", sub, truth=truth, overrides=["compat=corrected"])
     # official: the group is not read at all, so it is missing (with its warning), not rejected
     warned(scored(truth, sub)[0].warnings, "crop1/mito", "multiscale group")
+
+
+def test_truth_mask_scored_as_a_label_is_explained(tmp_path):
+    truth, sub = store(tmp_path, {"mito": blob_gt(), "er": semantic_gt()})
+    put(truth, "crop1", "er_mask", np.ones((8, 8, 8), np.uint8))
+    _, items = both(truth, sub, "crop1/er_mask", "the truth's mask for er",
+                    "--set compat=corrected")
+    assert items["crop1/er_mask"]["fn"] == 8 ** 3  # the official quirk, kept
+    r, items = scored(truth, sub, "compat=corrected")
+    assert r.warnings == [] and "crop1/er_mask" not in items
+
+
+def test_zip_submission_names_case_mismatch_and_unknown_label(tmp_path):
+    import zipfile
+
+    truth, sub = store(tmp_path, {"Mito": blob_gt(), "er": semantic_gt(),
+                                  "golgi": semantic_gt()})
+    zpath = tmp_path / "upload.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for f in sub.rglob("*"):
+            if f.is_file():
+                z.write(f, f.relative_to(sub).as_posix())
+    _, items = both(truth, zpath, "crop1/mito", "rename Mito to mito")
+    warned(validate("cellmap", zpath, truth=truth).warnings, "crop1/golgi", "not a label")
+    assert items["crop1/mito"]["status"] == "missing"

@@ -30,6 +30,25 @@ Layouts
   than ``max_align_blocks`` Dask blocks, is rejected before its graph is built
   (:func:`check_geometry`).
 
+Warnings (``Result.warnings``, ``validate``'s ``.warnings``)
+-----------------------------------------------------------
+Scores are never changed by them; each names the crop/label and the fix
+(:func:`submission_warnings`, :func:`label_warnings`): crops and labels not submitted (scored
+as missing); top-level folders and labels that no truth names (ignored); case-only name
+mismatches (``Mito`` for ``mito``: missing); under ``compat=official`` labels written as a
+group (plain multiscale or OME-NGFF, with the level ``--set compat=corrected`` would read) or
+as zarr v3 (missing), and a truth ``<label>_mask`` scored as a label; a missing
+``translation`` when the crop's origin is not 0; a missing ``voxel_size`` with a shape other
+than the crop's (centre pad/crop); a voxel size other than the crop's (resampled); a
+translation that leaves part of the crop unpredicted (a larger prediction around the crop is
+not warned about); voxel size or translation that match the crop only reversed (x, y, z
+order); values that look like the other class type, from a sample of at most
+:data:`SAMPLE_BLOCKS` chunks (instance labels holding fractions, or one value where the truth
+has several ids; semantic labels holding 3+ integer ids, or floats in (0, 0.5] on the crop's
+grid, which the official ``> 0`` counts as foreground); truth attributes that disagree with
+the manifest row (the row is used) or a truth shape that differs from the shipped manifest's
+row (the attributes are used).
+
 Modes (``compat``)
 ------------------
 ``official`` (default): a label submitted as a *group* (multiscale or OME-NGFF) or as a
@@ -643,7 +662,12 @@ def label_warnings(crop: TruthCrop, label: str, sub: Submission, grid: Grid, opt
     node = folder / label
     if label not in submitted:
         other = sorted(n for n in submitted if n.lower() == label.lower())
-        if other:
+        base = label.removesuffix("_mask")
+        if base != label and base in crop.arrays and opts.compat == "official":
+            warn(f"{where}: the truth's mask for {base}; the official scorer also scores it "
+                 "as a semantic label, missing here (every voxel a false negative) — "
+                 "--set compat=corrected uses it only as a mask")
+        elif other:
             warn(f"{where}: not submitted, but {crop.name}/{other[0]} was: label names are "
                  f"case-sensitive, so it scores as missing — rename {other[0]} to {label}")
         else:
