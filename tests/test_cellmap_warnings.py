@@ -405,3 +405,19 @@ def test_zip_submission_names_case_mismatch_and_unknown_label(tmp_path):
     _, items = both(truth, zpath, "crop1/mito", "rename Mito to mito")
     warned(validate("cellmap", zpath, truth=truth).warnings, "crop1/golgi", "not a label")
     assert items["crop1/mito"]["status"] == "missing"
+
+
+def test_tiny_resampled_array_on_a_large_crop_is_refused_before_the_graph(tmp_path):
+    """Issue #24: a 20³ label at 0.1 nm (in range) on a 500³ crop at 8 nm rescales to 1³,
+    and pasting it would take one Dask block per voxel (1.25·10⁸): refused by the block
+    bound, in well under a second of graph work. Never-written chunks keep the stores tiny."""
+    truth, sub = tmp_path / "t", tmp_path / "s"
+    g = zarr.open_group(str(truth), mode="a", zarr_format=2).require_group("crop1")
+    a = g.create_array("er", shape=(500, 500, 500), dtype=np.uint8, chunks=(100, 100, 100))
+    a.attrs.update({"voxel_size": list(V8), "translation": list(T0)})
+    put(sub, "crop1", "er", np.ones((20, 20, 20), np.uint8), vs=(0.1, 0.1, 0.1),
+        chunks=(20, 20, 20))
+    t = time.monotonic()
+    r = score("cellmap", truth, sub, device="cpu")
+    assert r.status == "rejected" and "max_align_blocks" in r.error and "crop1/er" in r.error
+    assert time.monotonic() - t < 20

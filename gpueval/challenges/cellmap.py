@@ -192,7 +192,7 @@ GEOMETRY_DEFAULTS: dict[str, float] = {
     "max_voxel_size": 100000.0,     # nm (0.1 mm)
     "max_abs_translation": 1.0e9,   # nm (1 m)
     "max_scale_factor": 256.0,      # source / target voxel size per axis, either way
-    "max_align_blocks": 1000000.0,  # Dask blocks the alignment (resample + paste) may create
+    "max_align_blocks": 100000.0,   # Dask blocks the alignment (resample + paste) may create
 }
 
 
