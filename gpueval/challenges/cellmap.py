@@ -833,8 +833,8 @@ def _sample(node: Path) -> np.ndarray | None:
         block = block[tuple(slice(0, SAMPLE_EDGE) for _ in range(block.ndim))]
         try:
             parts.append(np.asarray(block.compute(scheduler="sync")).ravel())
-        except Rejected:
-            return None
+        except (Rejected, OSError, ValueError, TypeError):
+            return None  # a best-effort look: the score reads it and says what is wrong
     return np.concatenate(parts)
 
 
@@ -940,7 +940,6 @@ def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Opti
     """(gt dask, aligned prediction or None, mask or None, Grid, instance?) of one label."""
     where = f"{crop.name}/{label}"
     gvol, grid = target_grid(crop, label, manifest, opts)
-    label_warnings(crop, label, sub, grid, opts)
     instance = label in opts.instance_classes
     gt = _rechunk(gvol.data, opts.chunk)
     mask = None
@@ -952,6 +951,8 @@ def load_pair(crop: TruthCrop, label: str, sub: Submission, manifest, opts: Opti
         pred = _read_prediction(node / label, grid, opts, instance=instance, where=where)
         if pred is not None:
             pred = pred.rechunk(gt.chunks)
+    # after the reading checks (geometry bounds first), before any chunk is scored
+    label_warnings(crop, label, sub, grid, opts)
     return gt, pred, mask, grid, instance
 
 
@@ -1186,9 +1187,9 @@ def validate(submission: str | Path, config: Mapping[str, Any], *,
                     continue
                 for label in crop.labels:
                     _, grid = target_grid(crop, label, manifest, opts)
-                    label_warnings(crop, label, sub, grid, opts)
                     notes += _check_label(sub.crops[crop.name] / label, f"{crop.name}/{label}",
                                           opts, label in opts.instance_classes, grid)
+                    label_warnings(crop, label, sub, grid, opts)
     notes.append("layout ok")
     return notes
 
