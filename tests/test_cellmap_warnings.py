@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import zarr
 from cellmap_cases import V8, counts, put
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpueval.api import score, validate
 from gpueval.challenges import cellmap
@@ -421,3 +423,21 @@ def test_tiny_resampled_array_on_a_large_crop_is_refused_before_the_graph(tmp_pa
     r = score("cellmap", truth, sub, device="cpu")
     assert r.status == "rejected" and "max_align_blocks" in r.error and "crop1/er" in r.error
     assert time.monotonic() - t < 20
+
+
+@settings(max_examples=60, deadline=None)
+@given(vs=st.floats(0.1, 1e5), ratio=st.floats(1 / 256, 256),
+       shape=st.tuples(*[st.integers(1, 300)] * 3))
+def test_check_geometry_accepts_every_sane_voxel_size(vs, ratio, shape):
+    """In-range voxel sizes within the scale bound pass unless the alignment graph would be
+    large; below the minimum always fails, naming the key."""
+    target = cellmap.Grid((vs,) * 3, (0.0,) * 3, shape)
+    limits = dict(cellmap.GEOMETRY_DEFAULTS)
+    src = vs * ratio
+    if 0.1 <= src <= 1e5:
+        try:
+            cellmap.check_geometry((src,) * 3, (0.0,) * 3, shape, shape, target, limits, "x")
+        except Rejected as e:
+            assert "max_align_blocks" in str(e)  # the only other reason
+    with pytest.raises(Rejected, match="min_voxel_size"):
+        cellmap.check_geometry((0.099,) * 3, None, shape, shape, target, limits, "x")
