@@ -401,13 +401,13 @@ def test_other_shape_pasted_at_origin_or_centred(tmp_path, vs):
     assert counts(items["crop1/er"]) == ((1, 1, 1) if vs else (2, 0, 0))
 
 
-# ------------------------------------------------------------ shipped synthetic manifest
+# ------------------------------------------------------------ shipped (official) manifest
 def test_shipped_manifest_rows_do_not_override_other_crops_with_same_id(tmp_path):
-    """The shipped manifest only holds the synthetic e2e rows (crop9001 48³ at 8 nm,
-    origin (800, 1600, 2400)). Another truth reusing the id crop9001 with its own geometry
-    (4×4×4 at 4 nm, origin 0) is scored on that geometry (its attributes), not refused
-    (shape mismatch) or shifted (crop9003: the row's origin): a prediction written at the
-    GT's own origin is perfect."""
+    """The shipped manifest is the official 413-row one: the synthetic ids crop9001/9003
+    have no row, so their attributes give the geometry (4×4×4 at 4 nm, origin 0; 32³ at
+    8 nm, origin z = 16 nm); an official id reused by other data with another shape
+    (crop982/ld_mem, 140×400×400 in the manifest) falls back to its attributes too, not refused
+    (shape mismatch) or shifted: a prediction written at the GT's own origin is perfect."""
     truth, sub = tmp_path / "t", tmp_path / "s"
     gt = np.zeros((4, 4, 4), np.uint8)
     gt[1:3, 1:3, 1:3] = 1
@@ -419,6 +419,9 @@ def test_shipped_manifest_rows_do_not_override_other_crops_with_same_id(tmp_path
     big[0:2, 0, 0] = 1
     put(truth, "crop9003", "er", big, vs=V8, tr=(16.0, 0.0, 0.0), chunks=(16, 16, 16))
     put(sub, "crop9003", "er", big, vs=V8, tr=(16.0, 0.0, 0.0), chunks=(16, 16, 16))
+    put(truth, "crop982", "ld_mem", gt, vs=(4.0, 4.0, 4.0), tr=(4.0, 0.0, 0.0))
+    put(sub, "crop982", "ld_mem", gt, vs=(4.0, 4.0, 4.0), tr=(4.0, 0.0, 0.0))
     _, items = run(truth, sub)
     assert counts(items["crop9001/er"]) == (8, 0, 0)
     assert counts(items["crop9003/er"]) == (2, 0, 0)
+    assert counts(items["crop982/ld_mem"]) == (8, 0, 0)
