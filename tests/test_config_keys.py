@@ -82,7 +82,8 @@ class _Recorder(dict):
 
 
 def _read_keys(challenge: str, overrides=()) -> set[str]:
-    from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
+    from gpueval.challenges import cellmap, medsegfm, urisc, xpress
+    from gpueval.challenges.refuge import options as refuge
 
     readers = {
         "urisc": urisc._Options.from_config,
