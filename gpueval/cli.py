@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gpueval import __version__
-from gpueval.config import CHALLENGES
+from gpueval.challenges import names as challenge_names
 from gpueval.errors import GpuevalError, Rejected, UsageError
 from gpueval.result import Result, format_table, to_jsonable
 
@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _challenge(p: argparse.ArgumentParser) -> None:
-    p.add_argument("challenge", choices=CHALLENGES, metavar="CHALLENGE",
-                   help="one of: " + ", ".join(CHALLENGES))
+    p.add_argument("challenge", choices=challenge_names(), metavar="CHALLENGE",
+                   help="one of: " + ", ".join(challenge_names()))
 
 
 def _common(p: argparse.ArgumentParser) -> None:

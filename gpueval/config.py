@@ -32,7 +32,19 @@ import yaml
 from gpueval.errors import TruthError, UsageError
 from gpueval.resources import config_dir
 
+#: the built-in challenges (installed ones are found through :mod:`gpueval.challenges`)
 CHALLENGES = ("urisc", "xpress", "cellmap", "medsegfm", "refuge")
+
+
+def shipped_config(challenge: str) -> Path:
+    """The YAML a challenge ships: ``configs/<name>.yaml`` for a built-in, the module's
+    ``config_resource`` for an installed one."""
+    if challenge in CHALLENGES:
+        return config_dir() / f"{challenge}.yaml"
+    # the lazy challenge registry: importing a challenge module here at import time would cycle
+    from gpueval.challenges import get_challenge
+
+    return Path(get_challenge(challenge).config_resource)
 
 
 def load_config(
@@ -52,9 +64,8 @@ def load_config(
     -------
     dict with at least ``metric_version``.
     """
-    if challenge not in CHALLENGES:
-        raise UsageError(f"unknown challenge {challenge!r}; choose one of {', '.join(CHALLENGES)}")
-    path = Path(path) if path else config_dir() / f"{challenge}.yaml"
+    shipped = shipped_config(challenge)
+    path = Path(path) if path else shipped
     try:
         cfg = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as e:
@@ -64,7 +75,7 @@ def load_config(
     if not isinstance(cfg, dict):
         raise TruthError(f"config file {path} must hold a mapping")
     known = known_keys(challenge)
-    if path != config_dir() / f"{challenge}.yaml":
+    if path != shipped:
         for key in unknown_file_keys(cfg, known):
             raise UsageError(f"config file {path.name}: unknown key {key!r}"
                              f"{_closest_hint(key, known, challenge)}")
@@ -292,9 +303,7 @@ def _paths(node: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 @functools.cache
 def _shipped(challenge: str) -> dict[str, Any]:
-    if challenge not in CHALLENGES:
-        raise UsageError(f"unknown challenge {challenge!r}; choose one of {', '.join(CHALLENGES)}")
-    path = config_dir() / f"{challenge}.yaml"
+    path = shipped_config(challenge)
     try:
         cfg = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
@@ -329,7 +338,7 @@ def _limits_doc() -> dict[str, str]:
 @functools.cache
 def _yaml_comments(challenge: str) -> dict[str, str]:
     try:
-        return yaml_key_comments((config_dir() / f"{challenge}.yaml").read_text())
+        return yaml_key_comments(shipped_config(challenge).read_text())
     except OSError:
         return {}
 
