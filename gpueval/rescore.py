@@ -88,6 +88,7 @@ from gpueval.config import load_config
 from gpueval.db import Record, ResultConflict, ResultsDB, config_hash, connect, default_url
 from gpueval.errors import TruthError, UsageError
 from gpueval.metrics.ranking import refuge_leaderboard
+from gpueval.notices import warn
 from gpueval.result import Result, format_value, to_jsonable
 
 DEFAULT_SCORER = "gpueval.api:score"
@@ -113,13 +114,102 @@ def list_submissions(directory: str | Path, *, exclude: Iterable[str | Path] = (
     skip = {Path(p).resolve() for p in exclude}
     skip |= {Path(str(p) + s) for p in skip for s in ("-wal", "-shm", "-journal")}
     out = []
-    for entry in sorted(d.iterdir(), key=lambda p: p.name):
+    for entry in sorted(d.iterdir(), key=lambda p: os.fsencode(p.name)):
         if entry.name.startswith(".") or ".gpueval-results.sqlite" in entry.name:
             continue
-        if entry.resolve() in skip:
-            continue
+        try:  # a link loop or an unreadable target is the entry's problem, found later
+            if Path(os.path.abspath(entry)) in skip or entry.resolve() in skip:
+                continue
+        except (OSError, RuntimeError):
+            pass
         out.append(entry)
     return out
+
+
+def escape_name(name: str) -> str:
+    """A file name as printable text that maps back to its exact bytes (:func:`unescape_name`).
+
+    A name that is valid, printable UTF-8 is itself, except that ``\\`` is doubled; every
+    byte that is not valid UTF-8 (Python's ``surrogateescape`` form of it) and every byte of a
+    non-printable character is written ``\\xNN``. So no lone surrogate reaches the database or
+    the JSON, and two different names never share an escaped form.
+    """
+    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        if ch == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif not ch.isprintable():
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape_name(text: str) -> bytes:
+    """The bytes of the file name that :func:`escape_name` wrote as ``text``."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1:i + 2] == "\\":
+            out += b"\\"
+            i += 2
+        elif text[i] == "\\" and text[i + 1:i + 2] == "x":
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out += text[i].encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
+def clean_text(text: str) -> str:
+    """``text`` without lone surrogates (undecodable file-name bytes become ``\\xNN``)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape" if _only_escapes(text)
+                           else "backslashreplace").decode("utf-8", "backslashreplace")
+
+
+def _only_escapes(text: str) -> bool:
+    return all(not ("\ud800" <= c <= "\udfff") or "\udc80" <= c <= "\udcff" for c in text)
+
+
+# Top-level files a challenge's scorer reads (folders are always candidates: the scorer
+# checks their layout). Anything else in the folder (a notes.txt, a spreadsheet) is skipped
+# with a warning rather than ranked as a rejected team.
+SUBMISSION_FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "urisc": (".zip",),
+    "xpress": (".h5", ".hdf5", ".hdf", ".zip"),
+    "cellmap": (".zip",),
+    "medsegfm": (".zip",),
+    "refuge": (".zip",),
+}
+
+
+def is_submission_entry(challenge: str, entry: str | Path) -> str | None:
+    """Why ``entry`` is not a submission of ``challenge`` (None: it may be one).
+
+    Folders (``.zarr`` and ``.n5`` included) are always candidates; files must carry one of
+    :data:`SUBMISSION_FILE_SUFFIXES` (an unknown challenge accepts every file). Symbolic links
+    and special files are candidates here: they are refused with their reason later.
+    """
+    p = Path(entry)
+    try:
+        st = p.lstat()
+    except OSError:
+        return None  # unreadable: recorded as rejected with its reason, not skipped
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    suffixes = SUBMISSION_FILE_SUFFIXES.get(challenge)
+    if suffixes is None or p.name.lower().endswith(suffixes):
+        return None
+    return (f"not a {challenge} submission (expected a folder or a "
+            f"{'/'.join(suffixes)} file); skipped, not ranked")
 
 
 def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
@@ -138,7 +228,7 @@ def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
     others (what makes resuming a batch of huge submissions cheap).
     """
     path = Path(path).resolve()
-    memo = _DigestMemo(cache, str(path))
+    memo = _DigestMemo(cache, escape_name(str(path)))
     h = hashlib.sha256()
     st = path.stat()
     if stat.S_ISDIR(st.st_mode):
@@ -163,7 +253,8 @@ class _DigestMemo:
 
     def digest(self, p: Path, st: os.stat_result) -> bytes:
         sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        hit = self.known.get(str(p))
+        key = escape_name(str(p))  # undecodable bytes in a path: stored escaped, losslessly
+        hit = self.known.get(key)
         if hit is not None and hit[:4] == sig:
             return bytes.fromhex(hit[4])
         d = hashlib.sha256()
@@ -173,7 +264,7 @@ class _DigestMemo:
         after = p.stat()  # changed while being read: use the digest, do not memoise it
         if self.cache is not None and sig == (after.st_size, after.st_mtime_ns,
                                               after.st_ctime_ns, after.st_ino):
-            self.new.append((str(p), *sig, d.hexdigest()))
+            self.new.append((key, *sig, d.hexdigest()))
         return d.digest()
 
     def save(self) -> None:
@@ -228,6 +319,11 @@ class Summary:
     unchanged: int = 0
     conflicts: list[str] = field(default_factory=list)
     duplicates: dict[str, str] = field(default_factory=dict)
+    not_submissions: dict[str, str] = field(default_factory=dict)
+    revised: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -245,7 +341,19 @@ class Summary:
             parts.append(f"{len(self.conflicts)} CONFLICTS")
         if self.duplicates:
             parts.append(f"{len(self.duplicates)} duplicates")
+        if self.revised:
+            parts.append(f"{len(self.revised)} changed since last run")
+        if self.withdrawn:
+            parts.append(f"{len(self.withdrawn)} withdrawn")
+        if self.not_submissions:
+            parts.append(f"{len(self.not_submissions)} not submissions (skipped)")
+        if self.errors:
+            parts.append(f"{len(self.errors)} NOT RECORDED")
         return ", ".join(parts) + f" — {self.seconds:.1f} s, {rate:.1f} submissions/min"
+
+
+DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_MEMORY_FRACTION = 0.5
 
 
 def rescore(
@@ -264,6 +372,7 @@ def rescore(
     memory_limit: int | str | None = None,
     progress: bool | None = None,
     scorer: str = DEFAULT_SCORER,
+    accepts: Callable[[Path], str | None] | None = None,
     on_record: Callable[[Record], None] | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> Summary:
@@ -278,10 +387,15 @@ def rescore(
     scheduler : a dask.distributed address or ``Client`` to run the submissions on.
     workers : start a ``LocalCluster`` with this many worker processes (0: in-process).
     force : re-score everything; changed results are kept as new revisions.
-    timeout : wall-clock seconds allowed per submission (its child is killed after).
-    memory_limit : resident bytes (or ``"8GiB"``) allowed per submission's child.
+    timeout : wall-clock seconds allowed per submission (its child is killed after and the
+        submission recorded as rejected); None: :data:`DEFAULT_TIMEOUT_S`; 0: no limit.
+    memory_limit : resident bytes (or ``"8GiB"``) allowed per submission's child (over it:
+        rejected); None: ``$GPUEVAL_RESCORE_MEMORY_LIMIT`` or :data:`DEFAULT_MEMORY_FRACTION`
+        of this machine's memory; 0: no limit.
     progress : show a tqdm bar (default: when stderr is a terminal).
     scorer : ``"module:function"`` called in the child like :func:`gpueval.api.score`.
+    accepts : ``entry -> reason or None``: which folder entries are submissions (default:
+        :func:`is_submission_entry` for gpueval's own scorer, every entry for another).
     on_record : called in this process with each record as it is written.
     echo : where to print the dashboard link (default: stderr; ``None``-like: silent).
 
@@ -293,21 +407,27 @@ def rescore(
     cfg = load_config(challenge, config, overrides)
     metric_version = str(cfg["metric_version"])
     echo = echo or (lambda s: print(s, file=sys.stderr))
+    if accepts is None:
+        accepts = ((lambda e: is_submission_entry(challenge, e)) if scorer == DEFAULT_SCORER
+                   else (lambda e: None))
     sub_dir = Path(submissions)
     own_db = not isinstance(db, ResultsDB)
     store = connect(db or default_url(sub_dir)) if own_db else db
     try:
         exclude = [store.path] if store.dialect == "sqlite" else []
-        entries = list_submissions(sub_dir, exclude=exclude)
-        summary = Summary(challenge, metric_version, store.url, total=len(entries))
+        listed = list_submissions(sub_dir, exclude=exclude)
+        summary = Summary(challenge, metric_version, store.url)
         truth_hash = _truth_hash(truth, store)
         cfg_hash = config_hash(cfg)
-        hashes = _hash_all(entries, store)
-        todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, hashes,
-                     force, summary)
+        entries = _check_all(listed, store, accepts, summary)
+        summary.total = len(entries)
+        _sync_names(store, challenge, entries, summary)
+        limits = (_timeout_s(timeout), _memory_bytes(memory_limit))
+        todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, force,
+                     summary)
         if todo:
-            tasks = [_task(challenge, truth, p, h, truth_hash, cfg, cfg_hash, device, timeout,
-                           _memory_bytes(memory_limit), scorer) for p, h in todo]
+            tasks = [_task(challenge, truth, e, truth_hash, cfg, cfg_hash, device, *limits,
+                           scorer) for e in todo]
             _run(tasks, store, summary, scheduler=scheduler, workers=workers, force=force,
                  progress=progress, on_record=on_record, echo=echo)
     finally:
@@ -323,54 +443,191 @@ def _truth_hash(truth: str | Path, store: ResultsDB) -> str:
     return content_hash(truth, store)
 
 
-def _hash_all(entries: Sequence[Path], store: ResultsDB) -> list[str]:
+@dataclass
+class Entry:
+    """One entry of the submissions folder, as checked before scoring.
+
+    ``name`` is the escaped entry name (:func:`escape_name`); ``submission_hash`` its content
+    hash, or for an entry refused before scoring (``problem``: the one-line reason) a hash of
+    its name and reason, so that the refusal is recorded once and found again on resume.
+    """
+
+    path: Path
+    name: str
+    submission_hash: str
+    problem: str | None = None
+
+
+def _check_all(listed: Sequence[Path], store: ResultsDB,
+               accepts: Callable[[Path], str | None], summary: Summary) -> list[Entry]:
+    """Check and hash every listed entry, each in its own isolation: whatever one entry does
+    (an undecodable name, a link into /proc, a FIFO, no permission) is that entry's reason."""
+    entries: list[Entry] = []
+    candidates: list[tuple[Path, str]] = []
+    for path in listed:
+        name = escape_name(path.name)
+        try:
+            why_not = accepts(path)
+        except Exception as e:  # an acceptor error is the entry's, not the batch's
+            why_not = None
+            entries.append(_refused(path, name, f"cannot be read: {_os_reason(e, path)}"))
+            continue
+        if why_not:
+            msg = f"{name}: {why_not}"
+            summary.not_submissions[name] = why_not
+            summary.warnings.append(msg)
+            warn(msg)
+            continue
+        candidates.append((path, name))
     # hashing is I/O bound and hashlib releases the GIL on large blocks
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(entries)))) as ex:
-        return list(ex.map(lambda p: content_hash(p, store), entries))
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(candidates)))) as ex:
+        entries += ex.map(lambda c: _check_entry(c[0], c[1], store), candidates)
+    entries.sort(key=lambda e: os.fsencode(e.path.name))
+    return entries
+
+
+def _check_entry(path: Path, name: str, store: ResultsDB) -> Entry:
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return _refused(path, name, "symbolic link leaving the submission: the entries of "
+                                        "the submissions folder must be the submissions "
+                                        "themselves")
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return _refused(path, name, f"not a regular file or folder ({_kind(st.st_mode)})")
+        if stat.S_ISDIR(st.st_mode):
+            leaving = _link_leaving(path)
+            if leaving is not None:
+                return _refused(path, name, f"{leaving}: symbolic link leaving the submission")
+        return Entry(path, name, content_hash(path, store))
+    except Exception as e:  # noqa: BLE001 - whatever reading it raised is the entry's reason
+        return _refused(path, name, f"cannot be read: {_os_reason(e, path)}")
+
+
+def _refused(path: Path, name: str, reason: str) -> Entry:
+    digest = hashlib.sha256(b"refused\0" + name.encode() + b"\0" + reason.encode()).hexdigest()
+    return Entry(path, name, digest, f"{name}: {reason}")
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "a special file"
+
+
+def _link_leaving(root: Path) -> str | None:
+    """The escaped relative path of the first symbolic link below ``root`` whose target is
+    outside ``root`` (None: every link stays inside)."""
+    top = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for n in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, n)
+            if os.path.islink(p):
+                target = os.path.realpath(p)
+                if target != top and not target.startswith(top + os.sep):
+                    return escape_name(os.path.relpath(p, root))
+    return None
+
+
+def _os_reason(e: BaseException, entry: Path) -> str:
+    """One line for an error reading ``entry``, naming paths relative to it (never the
+    server's absolute paths)."""
+    if isinstance(e, OSError) and e.strerror:
+        where = ""
+        if e.filename is not None:
+            rel = os.path.relpath(os.fsdecode(e.filename), entry)
+            where = "" if rel == "." else f"{escape_name(rel)}: "
+            if rel.startswith(".."):
+                where = ""
+        return f"{where}{e.strerror.lower()}"
+    text = _one_line(e)
+    for prefix in (str(entry.resolve()) if entry.exists() else "", str(entry.absolute())):
+        if prefix:
+            text = text.replace(prefix, escape_name(entry.name))
+    return clean_text(f"{type(e).__name__}: {text}")
+
+
+def _sync_names(store: ResultsDB, challenge: str, entries: Sequence[Entry],
+                summary: Summary) -> None:
+    """Record which content each name holds now; mark names gone from the folder withdrawn.
+    One transaction per name, each isolated: a write that fails is reported, not fatal."""
+    present = set()
+    for e in entries:
+        present.add(e.name)
+        try:
+            state = store.record_name(challenge, e.name, e.submission_hash)
+        except Exception as err:  # noqa: BLE001 - reported; the batch goes on
+            summary.errors.append(f"{e.name}: could not be recorded: {_one_line(err)}")
+            continue
+        if state == "revised":
+            summary.revised.append(e.name)
+    for row in store.current_names(challenge):
+        if row.name not in present:
+            try:
+                if store.withdraw_name(challenge, row.name):
+                    summary.withdrawn.append(row.name)
+            except Exception as err:  # noqa: BLE001
+                summary.errors.append(f"{row.name}: could not be marked withdrawn: "
+                                      f"{_one_line(err)}")
 
 
 def _plan(store: ResultsDB, challenge: str, metric_version: str, truth_hash: str, cfg_hash: str,
-          entries: Sequence[Path], hashes: Sequence[str], force: bool,
-          summary: Summary) -> list[tuple[Path, str]]:
-    """Which entries need scoring; fills ``summary.skipped`` and ``summary.duplicates``."""
+          entries: Sequence[Entry], force: bool, summary: Summary) -> list[Entry]:
+    """Which entries need scoring; fills ``summary.skipped`` and ``summary.duplicates``.
+
+    Results are a cache by content: identical bytes under two names are scored once (the
+    leaderboard gives both names their row)."""
     done = {r.submission_hash: r for r in store.latest(challenge, metric_version, truth_hash)}
     todo, first_name = [], {}
-    for path, h in zip(entries, hashes, strict=True):
-        if h in first_name:
-            summary.duplicates[path.name] = first_name[h]
+    for e in entries:
+        if e.submission_hash in first_name:
+            summary.duplicates[e.name] = first_name[e.submission_hash]
             continue
-        first_name[h] = path.name
-        rec = done.get(h)
+        first_name[e.submission_hash] = e.name
+        rec = done.get(e.submission_hash)
         if (not force and rec is not None and rec.status != "failed"
                 and rec.config_hash == cfg_hash):
             summary.skipped += 1
             continue
-        todo.append((path, h))
+        todo.append(e)
     return todo
 
 
-def _task(challenge: str, truth: str | Path, path: Path, sub_hash: str, truth_hash: str,
+def _task(challenge: str, truth: str | Path, entry: Entry, truth_hash: str,
           cfg: dict[str, Any], cfg_hash: str, device: str, timeout: float | None,
           memory_limit: int | None, scorer: str) -> dict[str, Any]:
     return {"challenge": challenge, "truth": str(Path(truth).resolve()),
-            "submission": str(path.resolve()), "name": path.name, "submission_hash": sub_hash,
-            "truth_hash": truth_hash, "config": to_jsonable(cfg), "config_hash": cfg_hash,
+            "submission": os.path.abspath(entry.path), "name": entry.name,
+            "problem": entry.problem,
+            "submission_hash": entry.submission_hash, "truth_hash": truth_hash,
+            "config": to_jsonable(cfg), "config_hash": cfg_hash,
             "metric_version": str(cfg["metric_version"]), "device": device, "timeout": timeout,
             "memory_limit": memory_limit, "scorer": scorer, "gpueval_version": __version__}
+
+
+def _timeout_s(timeout: float | None) -> float | None:
+    if timeout is None:
+        return DEFAULT_TIMEOUT_S
+    return float(timeout) if timeout > 0 else None
 
 
 def _memory_bytes(limit: int | str | None) -> int | None:
     limit = limit if limit is not None else os.environ.get(MEMORY_ENV) or None
     if limit is None:
-        return None
+        import psutil
+
+        return int(psutil.virtual_memory().total * DEFAULT_MEMORY_FRACTION)
     if isinstance(limit, int | float):
-        return int(limit)
+        return int(limit) if limit > 0 else None
     from dask.utils import parse_bytes
 
     try:
-        return int(parse_bytes(str(limit)))
+        value = int(parse_bytes(str(limit)))
     except ValueError as e:
         raise UsageError(f"memory limit {limit!r}: write bytes or e.g. 8GiB") from e
+    return value if value > 0 else None
 
 
 def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: Any,
@@ -382,12 +639,17 @@ def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: An
     bar = tqdm(total=len(tasks), unit="sub", desc="rescore", disable=not show, leave=False)
     try:
         for task, outcome in _execute(tasks, scheduler, workers, echo):
-            rec = _record(task, outcome)
             try:
+                rec = _record(task, outcome)
                 state = store.insert(rec, force=force)
             except ResultConflict as e:
                 summary.conflicts.append(str(e))
                 state = "conflict"
+            except Exception as e:  # noqa: BLE001 - one entry's write never stops the batch
+                summary.errors.append(f"{task['name']}: could not be recorded: "
+                                      f"{_one_line(e)}")
+                bar.update(1)
+                continue
             if state == "unchanged":
                 summary.unchanged += 1
             if state != "conflict":
@@ -403,7 +665,18 @@ def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: An
 
 def _execute(tasks: list[dict], scheduler: Any, workers: int,
              echo: Callable[[str], None]) -> Iterator[tuple[dict, dict]]:
-    """Yield ``(task, outcome)`` as submissions finish; stop everything on a TruthError."""
+    """Yield ``(task, outcome)`` as submissions finish; stop everything on a TruthError.
+    Entries refused before scoring (``task["problem"]``) are answered here, never run."""
+    from gpueval.db import utc_now
+
+    for t in tasks:
+        if t.get("problem"):
+            now = utc_now()
+            yield t, {"kind": "refused", "error": t["problem"], "started_at": now,
+                      "finished_at": now, "seconds": 0.0}
+    tasks = [t for t in tasks if not t.get("problem")]
+    if not tasks:
+        return
     if scheduler is None and workers <= 0:
         yield from _execute_local(tasks)
     else:
@@ -486,10 +759,16 @@ def _record(task: dict, outcome: dict) -> Record:
 
     finished = outcome.get("finished_at") or utc_now()
     if outcome.get("kind") == "result":
-        result = outcome["result"]
+        result = _scrub(outcome["result"], task)
     else:
-        result = Result(task["challenge"], task["metric_version"], status="failed",
-                        error=outcome["error"]).to_dict()
+        # a refusal before scoring, or a time/memory limit: the submission's verdict under
+        # the batch's limits (rejected, not retried); a crash or a lost worker: failed
+        status = "rejected" if outcome.get("kind") in ("refused", "limit") else "failed"
+        error = _scrub(outcome["error"], task)
+        if status == "rejected" and outcome.get("kind") == "limit":
+            error = f"{task['name']}: {error}"
+        result = Result(task["challenge"], task["metric_version"], status=status,
+                        error=error).to_dict()
         result["runtime"]["seconds"] = outcome.get("seconds")
         result["runtime"]["device"] = None
     runtime = result.get("runtime") or {}
@@ -504,6 +783,23 @@ def _record(task: dict, outcome: dict) -> Record:
         device=runtime.get("device"), gpueval_version=task["gpueval_version"],
         config_hash=task["config_hash"], started_at=outcome.get("started_at") or finished,
         finished_at=finished)
+
+
+def _scrub(value: Any, task: dict) -> Any:
+    """``value`` (a result, or a string in it) with server paths replaced by the entry name
+    (the submission's) or ``<truth>``, and lone surrogates escaped: what participants see."""
+    if isinstance(value, dict):
+        return {k: _scrub(v, task) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, task) for v in value]
+    if not isinstance(value, str):
+        return value
+    sub = task["submission"]
+    for prefix, name in ((sub, task["name"]), (os.path.dirname(sub) + os.sep, ""),
+                         (task["truth"], "<truth>")):
+        if prefix and prefix != os.sep:
+            value = value.replace(prefix, name)
+    return clean_text(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,7 +1010,7 @@ def _kill_tree(psutil: Any, proc: subprocess.Popen) -> None:
 
 def _outcome(rc: int | None, killed: str | None, tail: str) -> dict[str, Any]:
     if killed:
-        return {"kind": "failed", "error": killed}
+        return {"kind": "limit", "error": killed}
     if rc is not None and rc < 0:
         try:
             sig = signal.Signals(-rc).name
@@ -922,6 +1218,11 @@ def public_rows(board: Board) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in board.rows]
 
 
+def export_rows(board: Board) -> list[dict[str, Any]]:
+    """The rows an export writes (CSV/Parquet): :func:`public_rows`."""
+    return public_rows(board)
+
+
 def format_board(board: Board, max_rows: int | None = None) -> str:
     """Plain-text ranked table (with rank changes when compared)."""
     head = f"{board.challenge} leaderboard — metric version {board.metric_version}"
@@ -962,7 +1263,10 @@ def export_board(board: Board, path: str | Path) -> Path:
     import pandas as pd
 
     path = Path(path)
-    df = pd.DataFrame(public_rows(board))
+    df = pd.DataFrame(export_rows(board))
+    for col in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[col]):  # object or pandas' string dtype
+            df[col] = df[col].map(neutralise_formula)
     for col in ("rank", "previous_rank", "rank_change", "segmentation_rank",
                 "classification_rank", "revision"):
         if col in df:
@@ -981,6 +1285,18 @@ def export_board(board: Board, path: str | Path) -> Path:
         raise UsageError(f"--export {path}: name a .csv or .parquet file")
     tmp.replace(path)
     return path
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return), prefixed with ``'`` so it is shown as text;
+    anything else unchanged. (OWASP's CSV-injection advice; names are the participants'.)"""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def write_board_html(board: Board, path: str | Path) -> Path:
