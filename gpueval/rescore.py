@@ -1092,9 +1092,27 @@ def _score_here(task: dict[str, Any]) -> dict[str, Any]:
 # leaderboards
 
 
+# The metrics a leaderboard shows as columns, per challenge (those a participant compares;
+# shared/specs/cli.md's per-challenge table). A challenge not listed shows every scalar metric.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "urisc": ("f1", "precision", "recall"),
+    "xpress": ("xpress_erl_rand", "xpress_erl_voi", "erl_norm", "rand_split", "rand_merge",
+               "voi_split", "voi_merge"),
+    "cellmap": ("overall_score", "overall_instance_score", "overall_semantic_score"),
+    "medsegfm": ("dsc", "nsd", "f1", "dsc_tp", "dsc_auc", "nsd_auc", "dsc_final", "nsd_final"),
+    "refuge": ("mean_cup_dice", "mean_disc_dice", "vcdr_mae", "auc",
+               "sensitivity_at_085_specificity", "fovea_mean_distance"),
+}
+SHORT_HASH = 12
+
+
 @dataclass
 class Board:
-    """A ranked table of one metric version (``rows``: dicts, ranked first)."""
+    """A ranked table of one metric version (``rows``: dicts, ranked first, unranked last).
+
+    ``weights``: REFUGE's effective ranking weights (``segmentation_weights``,
+    ``final_weights``); ``sections``: extra ``(heading, html)`` parts the HTML page appends
+    after the table (the metric-change impact report, rank stability, ...)."""
 
     challenge: str
     metric_version: str
@@ -1102,19 +1120,40 @@ class Board:
     compare: str | None = None
     previous: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
+    weights: dict[str, list[float]] = field(default_factory=dict)
+    sections: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """The headline metrics present in at least one row (column order of the board)."""
+        present = {k for r in self.rows for k, v in (r.get("_metrics") or {}).items()
+                   if _finite(v)}
+        names = HEADLINE_METRICS.get(self.challenge)
+        if names is None:
+            names = tuple(dict.fromkeys(k for r in self.rows for k, v in
+                                        (r.get("_metrics") or {}).items() if _finite(v)))
+        return [n for n in names if n in present]
 
 
 def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = None,
                 compare: str | None = None, *, auto_compare: bool = True,
                 ranking: dict[str, Any] | None = None) -> Board:
-    """Rank the latest results of ``metric_version`` (default: the newest in the database).
+    """Rank every submission of ``challenge`` under ``metric_version`` (default: the newest
+    in the database).
+
+    A submission is a name of the submissions folder (the ``submission_names`` table that
+    ``rescore`` keeps): every current name gets a row with the result of the content it holds
+    now, so two names holding the same bytes are both ranked; withdrawn names and superseded
+    contents are not shown (they stay in the database). A name whose content has no result
+    under this version is listed unranked as ``not scored``. A database without names (rows
+    inserted directly) ranks its results by their recorded name.
 
     ``ranking`` is the config's ``ranking`` section (REFUGE: ``segmentation_weights``,
     ``final_weights``); default: the shipped config's.
 
     ``compare`` (default with ``auto_compare``: the version recorded before it, if any) adds
     ``previous_rank``, ``rank_change`` (positive = moved up) and ``previous_score`` per
-    submission, matched by content hash.
+    submission, matched by name.
     """
     versions = store.metric_versions(challenge)
     if not versions:
@@ -1133,35 +1172,57 @@ def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = N
     notes: list[str] = []
     if ranking is None:
         ranking = load_config(challenge).get("ranking") or {}
-    rows = _ranked_rows(store, challenge, metric_version, notes, ranking)
+    names = store.current_names(challenge)
+    rows = _ranked_rows(store, challenge, metric_version, notes, ranking, names)
     board = Board(challenge, metric_version, rows, compare, notes=notes)
+    if challenge == "refuge":
+        board.weights = _refuge_weights(ranking)
+        board.notes.insert(0, "final ranking: segmentation weights "
+                              f"{_weights_text(board.weights['segmentation_weights'])} (cup "
+                              "Dice, disc Dice, vCDR MAE ranks), final weights "
+                              f"{_weights_text(board.weights['final_weights'])} "
+                              "(segmentation, classification positions)")
     if compare is not None:
-        prev = _ranked_rows(store, challenge, compare, notes, ranking)
-        by_hash = {r["submission_hash"]: r for r in prev}
+        # each current name as it stood under the older version: the newest of its contents
+        # (current or superseded) scored under it, so a file changed since still compares
+        history: dict[str, list[Any]] = {}
+        for n in store.names(challenge, states=("current", "superseded")):
+            history.setdefault(n.name, []).append(n)
+        prev = _ranked_rows(store, challenge, compare, notes, ranking, names, history)
+        by_name = {r["name"]: r for r in prev}
         for r in rows:
-            p = by_hash.get(r["submission_hash"])
+            p = by_name.get(r["name"])
             r["previous_rank"] = p["rank"] if p else None
             r["previous_score"] = p["score"] if p else None
             r["rank_change"] = (p["rank"] - r["rank"]
                                 if p and p["rank"] is not None and r["rank"] is not None
                                 else None)
-        names = {r["submission_hash"]: r["name"] for r in rows}
-        board.previous = [dict(p, name=names.get(p["submission_hash"], p["name"]))
-                          for p in prev]
+        board.previous = prev
     return board
 
 
-def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
-                 notes: list[str], ranking: dict[str, Any]) -> list[dict[str, Any]]:
+def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str, notes: list[str],
+                 ranking: dict[str, Any], names: Sequence[Any],
+                 history: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     recs = store.latest(challenge, metric_version)
     truths = {r.truth_hash for r in recs}
     if len(truths) > 1:  # several truths scored under one version: the most recent wins
         latest_truth = max(recs, key=lambda r: r.finished_at).truth_hash
         notes.append(f"{metric_version}: results against {len(truths)} truths recorded; "
-                     f"ranking those against the most recent ({latest_truth[:12]})")
+                     f"ranking those against the most recent ({latest_truth[:SHORT_HASH]})")
         recs = [r for r in recs if r.truth_hash == latest_truth]
-    recs.sort(key=lambda r: r.submission_name)
-    rows = [_row(r) for r in recs]
+    if names:
+        by_hash = {r.submission_hash: r for r in recs}
+        if history is not None:
+            names = [next((h for h in sorted(history.get(n.name, [n]),
+                                             key=lambda h: -h.revision)
+                           if h.submission_hash in by_hash), n) for n in names]
+        rows = [_row(by_hash[n.submission_hash], n.name, n.revision)
+                if n.submission_hash in by_hash else _unscored_row(n, metric_version)
+                for n in names]
+    else:  # no identity recorded (rows inserted directly): the results' own names
+        recs.sort(key=lambda r: r.submission_name)
+        rows = [_row(r, r.submission_name, None) for r in recs]
     if challenge == "refuge":
         _rank_refuge(rows, ranking)
     else:
@@ -1170,19 +1231,34 @@ def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
     return rows
 
 
-def _row(r: Record) -> dict[str, Any]:
+def _row(r: Record, name: str, name_revision: int | None) -> dict[str, Any]:
     result = r.result
-    row: dict[str, Any] = {"rank": None, "name": r.submission_name, "score": r.score,
+    row: dict[str, Any] = {"rank": None, "name": name, "score": r.score,
                            "status": r.status, "error": r.error,
+                           "hash": r.submission_hash[:SHORT_HASH],
+                           "scored_at": r.finished_at,
+                           "warnings": len(result.get("warnings") or []),
                            "metric_version": r.metric_version,
                            "submission_hash": r.submission_hash, "truth_hash": r.truth_hash,
-                           "revision": r.revision, "runtime_seconds": r.runtime_seconds,
-                           "device": r.device, "finished_at": r.finished_at}
+                           "name_revision": name_revision, "revision": r.revision,
+                           "runtime_seconds": r.runtime_seconds, "device": r.device,
+                           "finished_at": r.finished_at}
     for k, v in (result.get("metrics") or {}).items():
         if v is None or isinstance(v, int | float | str | bool):
             row[f"metrics.{k}"] = v
     row["_metrics"] = result.get("metrics") or {}
+    row["_warnings"] = list(result.get("warnings") or [])
     return row
+
+
+def _unscored_row(n: Any, metric_version: str) -> dict[str, Any]:
+    return {"rank": None, "name": n.name, "score": None, "status": "not scored",
+            "error": f"not scored under {metric_version} yet (run gpueval rescore)",
+            "hash": n.submission_hash[:SHORT_HASH], "scored_at": None, "warnings": 0,
+            "metric_version": metric_version, "submission_hash": n.submission_hash,
+            "truth_hash": None, "name_revision": n.revision, "revision": None,
+            "runtime_seconds": None, "device": None, "finished_at": None,
+            "_metrics": {}, "_warnings": []}
 
 
 def _rank_by_score(rows: list[dict[str, Any]]) -> None:
@@ -1191,11 +1267,22 @@ def _rank_by_score(rows: list[dict[str, Any]]) -> None:
         r["rank"] = None if s is None else 1 + sum(1 for t in scores if t is not None and t > s)
 
 
+def _refuge_weights(ranking: dict[str, Any]) -> dict[str, list[float]]:
+    import inspect
+
+    params = inspect.signature(refuge_leaderboard).parameters
+    return {k: [float(w) for w in (ranking.get(k) or params[k].default)]
+            for k in ("segmentation_weights", "final_weights")}
+
+
+def _weights_text(weights: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{w:g}" for w in weights) + "]"
+
+
 def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> None:
     ok = [r for r in rows if r["status"] == "ok"]
-    weights = {k: [float(w) for w in ranking[k]]
-               for k in ("segmentation_weights", "final_weights") if ranking.get(k)}
-    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok}, **weights)
+    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok},
+                                **_refuge_weights(ranking))
     final = boards["final"]["teams_in_order"]
     seg = boards["segmentation"]["teams_in_order"]
     cls = boards["classification"]["teams_in_order"]
@@ -1204,23 +1291,56 @@ def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> None:
         r["rank"] = final.index(n) + 1 if n in final else None
         r["segmentation_rank"] = seg.index(n) + 1 if n in seg else None
         r["classification_rank"] = cls.index(n) + 1 if n in cls else None
+        r["final_score"] = None
+        if r["rank"] is None and r["status"] == "ok":
+            r["error"] = "not on the final ranking (a metric it needs is missing)"
     by_name = {r["name"]: r for r in rows}
     for i, n in enumerate(final):
         by_name[n]["final_score"] = boards["final"]["scores"][i][0]
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def public_rows(board: Board) -> list[dict[str, Any]]:
-    """The board's rows without private keys (what exports and prints show)."""
+    """The board's rows without private keys."""
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in board.rows]
 
 
+def board_columns(board: Board) -> list[str]:
+    """Column order of every presentation: rank, name, score (REFUGE: its final ranking),
+    the headline metrics, short hash, scored-at, warnings count, status and reason; then the
+    comparison with the older version, if any."""
+    cols = ["rank", "name"]
+    cols += (["final_score", "segmentation_rank", "classification_rank"]
+             if board.challenge == "refuge" else ["score"])
+    cols += board.metric_columns
+    cols += ["hash", "scored_at", "warnings", "status", "reason"]
+    if board.compare:
+        cols += ["previous_rank", "rank_change", "previous_score"]
+    return cols
+
+
+def _presented(board: Board, r: dict[str, Any]) -> dict[str, Any]:
+    row = {c: r.get(c) for c in board_columns(board)}
+    for m in board.metric_columns:
+        row[m] = r["_metrics"].get(m) if _finite(r["_metrics"].get(m)) else None
+    row["reason"] = r.get("error") if r["status"] != "ok" or r["rank"] is None else None
+    return row
+
+
 def export_rows(board: Board) -> list[dict[str, Any]]:
-    """The rows an export writes (CSV/Parquet): :func:`public_rows`."""
-    return public_rows(board)
+    """The rows an export writes (CSV/Parquet): the :func:`board_columns`, then provenance
+    (full hashes, revisions, runtime) and every other scalar metric as ``metrics.<name>``."""
+    out = []
+    shown = set(board_columns(board)) | {f"metrics.{m}" for m in board.metric_columns}
+    for r in board.rows:
+        row = _presented(board, r)
+        row.update({k: v for k, v in r.items() if not k.startswith("_") and k not in shown
+                    and k not in ("error", "finished_at")})
+        out.append(row)
+    return out
 
 
 def format_board(board: Board, max_rows: int | None = None) -> str:
@@ -1228,16 +1348,23 @@ def format_board(board: Board, max_rows: int | None = None) -> str:
     head = f"{board.challenge} leaderboard — metric version {board.metric_version}"
     if board.compare:
         head += f" (rank change against {board.compare})"
-    cols = ["rank"] + (["change", "was"] if board.compare else []) + ["submission", "score",
-                                                                        "status"]
-    if board.challenge == "refuge":
-        cols[cols.index("score")] = "final_score"
+    cols = ["rank"] + (["change", "was"] if board.compare else []) + ["submission"]
+    cols += (["final", "seg", "cls"] if board.challenge == "refuge" else ["score"])
+    cols += board.metric_columns + ["hash", "scored at", "warn", "status"]
     lines_ = []
     for r in board.rows[:max_rows]:
+        p = _presented(board, r)
         cells = {"rank": _cell(r["rank"]), "submission": r["name"],
-                 "score": format_value(r["score"]),
-                 "final_score": format_value(r.get("final_score")),
-                 "status": r["status"] + (f": {r['error']}" if r["error"] else "")}
+                 "score": format_value(r["score"]) if r["score"] is not None else "",
+                 "final": format_value(r.get("final_score"))
+                 if r.get("final_score") is not None else "",
+                 "seg": _cell(r.get("segmentation_rank")),
+                 "cls": _cell(r.get("classification_rank")),
+                 "hash": r["hash"], "scored at": _when(r["scored_at"]),
+                 "warn": str(r["warnings"]) if r["warnings"] else "",
+                 "status": r["status"] + (f": {p['reason']}" if p["reason"] else "")}
+        for m in board.metric_columns:
+            cells[m] = "" if p[m] is None else format_value(p[m])
         if board.compare:
             ch = r.get("rank_change")
             cells["change"] = "new" if r.get("previous_rank") is None and r["rank"] else (
@@ -1255,11 +1382,19 @@ def format_board(board: Board, max_rows: int | None = None) -> str:
 
 
 def _cell(v: Any) -> str:
-    return "-" if v is None else str(v)
+    return "" if v is None else str(v)  # an unranked row's rank is empty, not "null"
+
+
+def _when(iso: str | None) -> str:
+    """``2026-12-05T23:12:35.123456+00:00`` → ``2026-12-05 23:12Z``."""
+    return "" if not iso else iso[:16].replace("T", " ") + "Z"
 
 
 def export_board(board: Board, path: str | Path) -> Path:
-    """Write the board as ``.csv`` or ``.parquet`` (pandas; parquet needs pyarrow)."""
+    """Write the board as ``.csv`` or ``.parquet`` (pandas; parquet needs pyarrow).
+
+    Columns: :func:`export_rows`. Text cells that a spreadsheet would run as a formula are
+    prefixed with ``'`` (:func:`neutralise_formula`): names are chosen by participants."""
     import pandas as pd
 
     path = Path(path)
@@ -1268,7 +1403,7 @@ def export_board(board: Board, path: str | Path) -> Path:
         if not pd.api.types.is_numeric_dtype(df[col]):  # object or pandas' string dtype
             df[col] = df[col].map(neutralise_formula)
     for col in ("rank", "previous_rank", "rank_change", "segmentation_rank",
-                "classification_rank", "revision"):
+                "classification_rank", "revision", "name_revision", "warnings"):
         if col in df:
             df[col] = df[col].astype("Int64")  # integers with missing values, not floats
     suffix = path.suffix.lower()
@@ -1299,11 +1434,21 @@ def neutralise_formula(value: Any) -> Any:
     return value
 
 
-def write_board_html(board: Board, path: str | Path) -> Path:
-    from gpueval.report import write_leaderboard
+def write_board_html(board: Board, path: str | Path,
+                     sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write the leaderboard as one self-contained HTML page (:mod:`gpueval.leaderboard_page`).
 
-    title = f"{board.challenge} — {board.metric_version}"
-    return write_leaderboard(public_rows(board), path, title=title, previous=board.previous)
+    ``sections``: extra ``(heading, html)`` parts appended after the table, with
+    ``board.sections`` (where the metric-change impact report and rank stability plug in)."""
+    from gpueval.leaderboard_page import render
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(board, [_presented(board, r) | {"_row": r} for r in board.rows],
+                          board_columns(board), [*board.sections, *sections]),
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1325,11 +1470,21 @@ def run_cli(args: Any) -> int:
             progress=None if not quiet else False, echo=echo)
         for c in summary.conflicts:
             print(f"gpueval: conflict: {c}", file=sys.stderr)
+        for e in summary.errors:
+            print(f"gpueval: not recorded: {e}", file=sys.stderr)
+        for w in summary.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         if not quiet:
             print(summary.line())
             print(f"results: {db_url}")
             for dup, first in summary.duplicates.items():
-                print(f"note: {dup} has the same content as {first} (scored once)")
+                print(f"note: {dup} has the same content as {first} (scored once, both "
+                      "ranked)")
+            for name in summary.revised:
+                print(f"note: {name} changed since the last run: a new revision (the old "
+                      "one is kept, superseded)")
+            for name in summary.withdrawn:
+                print(f"note: {name} is no longer in the folder: marked withdrawn")
         if args.export or args.report:
             cfg = load_config(args.challenge, args.config, args.overrides)
             board = leaderboard(store, args.challenge, summary.metric_version,
