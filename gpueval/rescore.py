@@ -9,35 +9,51 @@
 What it does
 ------------
 * Every entry of ``--submissions DIR`` (a file, a zip or a folder) is one submission, named by
-  its entry name. Hidden entries (``.*``) and gpueval's own database files are skipped.
-* Each submission is identified by the sha256 of its content (:func:`content_hash`: a file's
-  bytes, or a folder tree's sorted relative paths and bytes, streamed); the truth likewise.
-  A result is keyed by ``(challenge, metric_version, submission hash, truth hash)`` in the
-  results database (:mod:`gpueval.db`; default: the SQLite file ``<DIR>.gpueval-results.sqlite``
-  beside ``DIR``). Identical submissions under two names are scored once, under the first
-  name (the others are listed in the summary). Per-file digests are memoised in the database
-  (valid while size, mtime, ctime and inode are unchanged), so a resumed batch does not
-  re-read every submission.
+  its entry name. Hidden entries (``.*``) and gpueval's own database files are skipped; so are
+  files that are not submissions of the challenge (:func:`is_submission_entry`: folders, or
+  the challenge's container suffixes such as ``.zip`` / ``.h5``), with a warning, never
+  ranked. Names that are not valid UTF-8 are stored and shown escaped (:func:`escape_name`,
+  lossless: :func:`unescape_name` gives back the bytes).
+* **Identity.** A submission is (name in the folder, content hash). Content is hashed with
+  sha256 (:func:`content_hash`: a file's bytes, or a folder tree's sorted relative paths and
+  bytes, streamed; per-file digests are memoised in the database while size, mtime, ctime and
+  inode are unchanged, so a resumed batch does not re-read every submission). Results are a
+  cache keyed by ``(challenge, metric_version, submission hash, truth hash)`` with the config
+  hash recorded (:mod:`gpueval.db`; default database: the SQLite file
+  ``<DIR>.gpueval-results.sqlite`` beside ``DIR``): identical bytes under two names are scored
+  once and both names are ranked. The ``submission_names`` table says which content each name
+  holds: a changed file becomes a new revision of its name (the old one kept, ``superseded``),
+  a file gone from the folder is marked ``withdrawn``, never deleted. One database holds one
+  submissions folder per challenge.
 * Resumable and idempotent: a key already recorded as ``ok`` or ``rejected`` under the same
-  configuration is skipped; ``failed`` ones (timeout, crash, memory, lost worker) are retried
-  and the retry is added as a new revision. Each row is written in its own transaction as its
-  submission finishes, so a run killed at any point (even SIGKILL) loses only the
-  submissions in flight, and the next run scores just what is missing.
+  configuration is skipped; ``failed`` ones (crash, lost worker) are retried and the retry is
+  added as a new revision. Each row is written in its own transaction as its submission
+  finishes, so a run killed at any point (even SIGKILL) loses only the submissions in flight,
+  and the next run scores just what is missing.
 * Never silently overwritten: a submission already recorded under the same metric version but
   a different configuration hash (say ``--set radius=2`` without a new ``metric_version``) is
   scored again; an identical outcome writes nothing, a different one is a conflict (reported,
   exit status 1) unless ``--force``, which adds it as a new revision (both kept with their
   timestamps). ``--force`` re-scores everything.
-* Isolation: submissions are scored outside the batch's processes, in a child scoring process
-  (``python -c``, so it also works from daemonic dask workers) which a wall-clock limit
-  (``--timeout``) and a resident-memory limit (Python: ``memory_limit=``; CLI: the environment
-  variable ``GPUEVAL_RESCORE_MEMORY_LIMIT``, e.g. ``8GiB``; the child's whole resident set,
-  imports included, counts) kill. A rejected, crashing, hung or too large submission is
-  recorded with its reason and the batch goes on. The child is kept warm between submissions
-  (imports cost more than scoring a small one: 5-10x throughput on U-RISC-sized batches) and
-  replaced after any crash or kill, every 100 submissions, or when idling above 2 GiB; the
-  scorers are pure functions, so nothing carries over. It dies with its parent
-  (``PR_SET_PDEATHSIG``), so killing the batch leaves no orphan scoring.
+* **One bad entry never kills the batch**, on any run: every step that touches an entry
+  (accepting it, ``lstat``, link checks, hashing, the digest memo, the database writes) runs
+  in that entry's own isolation. An entry that cannot be read (a link into ``/proc``, a
+  FIFO, a link loop, permission denied) is recorded as rejected with a one-line reason naming
+  the entry. Symbolic links at every level are refused when they leave the entry: a
+  top-level entry that is a link, or a link inside a folder submission whose target is
+  outside it. Messages name the entry, never server paths (:func:`_scrub`).
+* Isolation of scoring: submissions are scored in a child scoring process (``python -c``, so
+  it also works from daemonic dask workers) which a wall-clock limit (``--timeout``, default
+  :data:`DEFAULT_TIMEOUT_S`) and a resident-memory limit (``--memory-limit`` or the variable
+  ``GPUEVAL_RESCORE_MEMORY_LIMIT``, e.g. ``8GiB``; default :data:`DEFAULT_MEMORY_FRACTION` of
+  the machine's memory; the child's whole resident set, imports included, counts) kill; ``0``
+  lifts a limit. A submission over a limit is recorded as **rejected** with the reason (its
+  verdict under the batch's limits: not retried); a crashing one as failed; the batch goes
+  on. The child is kept warm between submissions (imports cost more than scoring a small
+  one: 5-10x throughput on U-RISC-sized batches) and replaced after any crash or kill, every
+  100 submissions, or when idling above 2 GiB; the scorers are pure functions, so nothing
+  carries over. It dies with its parent (``PR_SET_PDEATHSIG``), so killing the batch leaves
+  no orphan scoring.
 * Parallelism: in-process by default (one child at a time, scheduled from this process);
   ``--workers N`` starts a dask ``LocalCluster`` of N single-threaded worker processes;
   ``--scheduler ADDRESS`` uses an existing dask.distributed cluster (the submissions and truth
@@ -50,12 +66,15 @@ What it does
 * A truth or configuration that is unusable (``TruthError``) stops the batch (exit status 4):
   it is not any submission's fault and would fail them all.
 
-Leaderboards rank the latest revision of each submission under one metric version: by ``score``
-(higher is better, ties share a rank: 1, 2, 2, 4), or for REFUGE by the official final ranking
-(:func:`gpueval.metrics.ranking.refuge_leaderboard`, teams in submission-name order, the
-official table's row order). Rejected and failed submissions are listed unranked. ``--compare``
-(default: the previous metric version in the database) adds each submission's rank under that
-version and the change (positive = moved up), matching submissions by content hash.
+Leaderboards rank every current name under one metric version with the result of the content
+it holds: by ``score`` (higher is better, ties share a rank: 1, 2, 2, 4), or for REFUGE by the
+official final ranking (:func:`gpueval.metrics.ranking.refuge_leaderboard` with the config's
+weights, teams in name order, the official table's row order). Columns: rank, name, score,
+the challenge's :data:`HEADLINE_METRICS`, a 12-character hash, scored-at, the warnings count;
+rejected, failed and unscored names are listed last, unranked (an empty rank), with their
+reason. ``--compare`` (default: the previous metric version in the database) adds each name's
+rank under that version and the change (positive = moved up). Exports (CSV/Parquet)
+neutralise spreadsheet formula prefixes; the HTML page is :mod:`gpueval.leaderboard_page`.
 """
 
 from __future__ import annotations
