@@ -24,7 +24,7 @@ from gpueval.result import format_value
 
 _EXTRA_CSS = """
 table#leaderboard tr.unranked td{color:#777} table#leaderboard td.reason{color:#b00}
-code{font-size:.9em} .warn{color:#a60;font-weight:600}
+code{font-size:.9em} .warn{color:#a60;font-weight:600} td.when{white-space:nowrap}
 """
 
 _HEADINGS = {"rank": "rank", "name": "submission", "score": "score",
@@ -96,8 +96,8 @@ def _td(col: str, r: dict[str, Any]) -> str:
     if col == "reason":
         return f"<td class='reason'>{html.escape(v or '')}</td>"
     if col == "scored_at":
-        text = "" if not v else str(v)[:19].replace("T", " ")
-        return f"<td data-v='{html.escape(str(v or ''))}'>{html.escape(text)}</td>"
+        text = "" if not v else str(v)[:16].replace("T", " ")
+        return f"<td class='when' data-v='{html.escape(str(v or ''))}'>{html.escape(text)}</td>"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return f"<td>{html.escape('' if v is None else str(v))}</td>"
     sort = v if math.isfinite(v) else ""

@@ -250,3 +250,27 @@ def test_compare_follows_names_across_versions(batch):
     assert board.compare == "urisc-2019-12-25"
     got = {r["name"]: (r["rank"], r["previous_rank"], r["rank_change"]) for r in board.rows}
     assert got == {"team-a": (1, 2, 1), "team-b": (2, 1, -1)}
+
+
+def test_leaderboard_page_renders_in_headless_chromium(tmp_path):
+    import shutil
+    import subprocess
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (.ci/run installs it where it can)")
+    url = f"sqlite:///{tmp_path}/r.sqlite"
+    with connect(url) as d:
+        for name, score in (("a", 0.9), ("<b>", 0.8)):
+            d.insert(_record(name, name.ljust(64, "0"), score, utc_now()))
+        page = write_board_html(leaderboard(d, "urisc"), tmp_path / "b.html")
+    try:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.skip("headless Chromium did not answer in 60 s")
+    dom = done.stdout
+    assert 'data-ready="1"' in dom  # the page's script ran to its end
+    assert "&lt;b&gt;" in dom and "<b>" not in dom.split("<table", 1)[1]  # names escaped
