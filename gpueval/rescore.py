@@ -291,9 +291,13 @@ class _DigestMemo:
             self.cache.store_digests(self.new)
 
 
+def _raise(e: OSError) -> None:
+    raise e  # os.walk would skip an unreadable folder silently: the hash must not
+
+
 def _tree(root: Path) -> list[tuple[str, Path]]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
         base = Path(dirpath)
         for n in dirnames + filenames:
             p = base / n
@@ -540,7 +544,7 @@ def _link_leaving(root: Path) -> str | None:
     """The escaped relative path of the first symbolic link below ``root`` whose target is
     outside ``root`` (None: every link stays inside)."""
     top = os.path.realpath(root)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
         for n in sorted(dirnames + filenames):
             p = os.path.join(dirpath, n)
             if os.path.islink(p):
@@ -1341,9 +1345,11 @@ def board_columns(board: Board) -> list[str]:
     return cols
 
 
-def _presented(board: Board, r: dict[str, Any]) -> dict[str, Any]:
-    row = {c: r.get(c) for c in board_columns(board)}
-    for m in board.metric_columns:
+def _presented(board: Board, r: dict[str, Any], cols: Sequence[str],
+               metrics: Sequence[str]) -> dict[str, Any]:
+    """One row as shown: a value per column (``cols``; ``metrics``: the headline ones)."""
+    row = {c: r.get(c) for c in cols}
+    for m in metrics:
         row[m] = r["_metrics"].get(m) if _finite(r["_metrics"].get(m)) else None
     row["reason"] = r.get("error") if r["status"] != "ok" or r["rank"] is None else None
     return row
@@ -1353,9 +1359,10 @@ def export_rows(board: Board) -> list[dict[str, Any]]:
     """The rows an export writes (CSV/Parquet): the :func:`board_columns`, then provenance
     (full hashes, revisions, runtime) and every other scalar metric as ``metrics.<name>``."""
     out = []
-    shown = set(board_columns(board)) | {f"metrics.{m}" for m in board.metric_columns}
+    cols, metrics = board_columns(board), board.metric_columns
+    shown = set(cols) | {f"metrics.{m}" for m in metrics}
     for r in board.rows:
-        row = _presented(board, r)
+        row = _presented(board, r, cols, metrics)
         row.update({k: v for k, v in r.items() if not k.startswith("_") and k not in shown
                     and k not in ("error", "finished_at")})
         out.append(row)
@@ -1369,10 +1376,12 @@ def format_board(board: Board, max_rows: int | None = None) -> str:
         head += f" (rank change against {board.compare})"
     cols = ["rank"] + (["change", "was"] if board.compare else []) + ["submission"]
     cols += (["final", "seg", "cls"] if board.challenge == "refuge" else ["score"])
-    cols += board.metric_columns + ["hash", "scored at", "warn", "status"]
+    metrics = board.metric_columns
+    cols += metrics + ["hash", "scored at", "warn", "status"]
+    shown = board_columns(board)
     lines_ = []
     for r in board.rows[:max_rows]:
-        p = _presented(board, r)
+        p = _presented(board, r, shown, metrics)
         cells = {"rank": _cell(r["rank"]), "submission": r["name"],
                  "score": format_value(r["score"]) if r["score"] is not None else "",
                  "final": format_value(r.get("final_score"))
@@ -1382,7 +1391,7 @@ def format_board(board: Board, max_rows: int | None = None) -> str:
                  "hash": r["hash"], "scored at": _when(r["scored_at"]),
                  "warn": str(r["warnings"]) if r["warnings"] else "",
                  "status": r["status"] + (f": {p['reason']}" if p["reason"] else "")}
-        for m in board.metric_columns:
+        for m in metrics:
             cells[m] = "" if p[m] is None else format_value(p[m])
         if board.compare:
             ch = r.get("rank_change")
@@ -1463,8 +1472,9 @@ def write_board_html(board: Board, path: str | Path,
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(board, [_presented(board, r) | {"_row": r} for r in board.rows],
-                          board_columns(board), [*board.sections, *sections]),
+    cols, metrics = board_columns(board), board.metric_columns
+    tmp.write_text(render(board, [_presented(board, r, cols, metrics) | {"_row": r}
+                                  for r in board.rows], cols, [*board.sections, *sections]),
                    encoding="utf-8")
     tmp.replace(path)
     return path

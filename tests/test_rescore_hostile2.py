@@ -215,3 +215,24 @@ def test_a_failing_database_write_costs_only_its_entry(tmp_path, child_imports_t
         monkeypatch.setattr(store, "insert", insert)
         s = rescore("urisc", truth, subs, db=store, scorer=SCORER, progress=False)
         assert (s.ok, s.skipped, s.errors) == (1, 2, [])  # the next run records it
+
+
+def test_an_unreadable_folder_inside_an_entry_is_its_reason(tmp_path, monkeypatch):
+    """os.walk skips folders it cannot list unless told not to: the entry must be refused,
+    not hashed (and scored) without them. Simulated: root reads every folder."""
+    from gpueval.rescore import _check_entry
+
+    entry = tmp_path / "subs" / "team"
+    (entry / "locked").mkdir(parents=True)
+    (entry / "score.txt").write_text("0.5")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    got = _check_entry(entry, "team", None)
+    assert got.problem == "team: cannot be read: locked: permission denied"
+    assert str(tmp_path) not in got.problem
