@@ -414,7 +414,7 @@ def rescore(
         submission recorded as rejected); None: :data:`DEFAULT_TIMEOUT_S`; 0: no limit.
     memory_limit : resident bytes (or ``"8GiB"``) allowed per submission's child (over it:
         rejected); None: ``$GPUEVAL_RESCORE_MEMORY_LIMIT`` or :data:`DEFAULT_MEMORY_FRACTION`
-        of this machine's memory; 0: no limit.
+        of this machine's memory shared between the ``workers``; 0: no limit.
     progress : show a tqdm bar (default: when stderr is a terminal).
     scorer : ``"module:function"`` called in the child like :func:`gpueval.api.score`.
     accepts : ``entry -> reason or None``: which folder entries are submissions (default:
@@ -445,7 +445,7 @@ def rescore(
         entries = _check_all(listed, store, accepts, summary)
         summary.total = len(entries)
         _sync_names(store, challenge, entries, summary)
-        limits = (_timeout_s(timeout), _memory_bytes(memory_limit))
+        limits = (_timeout_s(timeout), _memory_bytes(memory_limit, max(1, workers)))
         todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, force,
                      summary)
         if todo:
@@ -636,12 +636,16 @@ def _timeout_s(timeout: float | None) -> float | None:
     return float(timeout) if timeout > 0 else None
 
 
-def _memory_bytes(limit: int | str | None) -> int | None:
+def _memory_bytes(limit: int | str | None, children: int = 1) -> int | None:
+    """Resident bytes allowed per scoring child (None: no limit). The default shares
+    :data:`DEFAULT_MEMORY_FRACTION` of this machine's memory between the ``children`` that
+    may score at once (``--workers``)."""
     limit = limit if limit is not None else os.environ.get(MEMORY_ENV) or None
     if limit is None:
         import psutil
 
-        return int(psutil.virtual_memory().total * DEFAULT_MEMORY_FRACTION)
+        return int(psutil.virtual_memory().total * DEFAULT_MEMORY_FRACTION
+                   / max(1, children))
     if isinstance(limit, int | float):
         return int(limit) if limit > 0 else None
     from dask.utils import parse_bytes

@@ -149,6 +149,7 @@ def test_limits_have_defaults_and_can_be_lifted(monkeypatch):
     assert _timeout_s(12) == 12.0
     total = psutil.virtual_memory().total
     assert 0 < _memory_bytes(None) < total
+    assert _memory_bytes(None, 4) == pytest.approx(_memory_bytes(None) / 4, abs=1)
     assert _memory_bytes("1GiB") == 1 << 30 and _memory_bytes(0) is None
     monkeypatch.setenv("GPUEVAL_RESCORE_MEMORY_LIMIT", "2GiB")
     assert _memory_bytes(None) == 2 << 30
