@@ -341,25 +341,41 @@ class ResultsDB:
         seen, or seen only withdrawn: a new current revision) or ``"revised"`` (the name's
         content changed: the previous revision is marked ``superseded``, the new one added).
         """
-        now = utc_now()
         with self.transaction() as c:
-            row = c.execute(self._sql(
-                "SELECT revision, submission_hash, state FROM submission_names WHERE "
-                "challenge = ? AND name = ? ORDER BY revision DESC LIMIT 1"),
-                (challenge, name)).fetchone()
-            if row is not None and row[2] == "current" and row[1] == submission_hash:
-                return "same"
-            revision = 0 if row is None else int(row[0]) + 1
-            outcome = "revised" if row is not None and row[2] == "current" else "new"
-            if outcome == "revised":
-                c.execute(self._sql(
-                    "UPDATE submission_names SET state = 'superseded', state_changed_at = ? "
-                    "WHERE challenge = ? AND name = ? AND revision = ?"),
-                    (now, challenge, name, int(row[0])))
+            return self._record_name(c, challenge, name, submission_hash, utc_now())
+
+    def record_names(self, challenge: str,
+                     pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """:meth:`record_name` for many ``(name, submission_hash)`` pairs in one transaction
+        (a batch's first run records every name: one commit, not one per name). All or
+        nothing: on an error, nothing is written."""
+        now = utc_now()
+        out: dict[str, str] = {}
+        with self.transaction() as c:
+            for name, submission_hash in pairs:
+                out[name] = self._record_name(c, challenge, name, submission_hash, now)
+        return out
+
+    def _record_name(self, c: Any, challenge: str, name: str, submission_hash: str,
+                     now: str) -> str:
+        """One name's :meth:`record_name`, inside the caller's transaction ``c``."""
+        row = c.execute(self._sql(
+            "SELECT revision, submission_hash, state FROM submission_names WHERE "
+            "challenge = ? AND name = ? ORDER BY revision DESC LIMIT 1"),
+            (challenge, name)).fetchone()
+        if row is not None and row[2] == "current" and row[1] == submission_hash:
+            return "same"
+        revision = 0 if row is None else int(row[0]) + 1
+        outcome = "revised" if row is not None and row[2] == "current" else "new"
+        if outcome == "revised":
             c.execute(self._sql(
-                f"INSERT INTO submission_names ({', '.join(NAME_COLUMNS)}) VALUES "
-                f"({', '.join('?' * len(NAME_COLUMNS))})"),
-                (challenge, name, revision, submission_hash, "current", now, now))
+                "UPDATE submission_names SET state = 'superseded', state_changed_at = ? "
+                "WHERE challenge = ? AND name = ? AND revision = ?"),
+                (now, challenge, name, int(row[0])))
+        c.execute(self._sql(
+            f"INSERT INTO submission_names ({', '.join(NAME_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(NAME_COLUMNS))})"),
+            (challenge, name, revision, submission_hash, "current", now, now))
         return outcome
 
     def withdraw_name(self, challenge: str, name: str) -> bool:

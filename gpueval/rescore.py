@@ -576,16 +576,17 @@ def _sync_names(store: ResultsDB, challenge: str, entries: Sequence[Entry],
                 summary: Summary) -> None:
     """Record which content each name holds now; mark names gone from the folder withdrawn.
     One transaction per name, each isolated: a write that fails is reported, not fatal."""
-    present = set()
-    for e in entries:
-        present.add(e.name)
-        try:
-            state = store.record_name(challenge, e.name, e.submission_hash)
-        except Exception as err:  # noqa: BLE001 - reported; the batch goes on
-            summary.errors.append(f"{e.name}: could not be recorded: {_one_line(err)}")
-            continue
-        if state == "revised":
-            summary.revised.append(e.name)
+    present = {e.name for e in entries}
+    try:  # one transaction for the whole folder (a first run records every name) ...
+        states = store.record_names(challenge, [(e.name, e.submission_hash) for e in entries])
+    except Exception:  # noqa: BLE001 - ... and on any error, each name on its own
+        states = {}
+        for e in entries:
+            try:
+                states[e.name] = store.record_name(challenge, e.name, e.submission_hash)
+            except Exception as err:  # noqa: BLE001 - reported; the batch goes on
+                summary.errors.append(f"{e.name}: could not be recorded: {_one_line(err)}")
+    summary.revised += [e.name for e in entries if states.get(e.name) == "revised"]
     for row in store.current_names(challenge):
         if row.name not in present:
             try:

@@ -237,3 +237,29 @@ def test_an_unreadable_folder_inside_an_entry_is_its_reason(tmp_path, monkeypatc
     got = _check_entry(entry, "team", None)
     assert got.problem == "team: cannot be read: locked: permission denied"
     assert str(tmp_path) not in got.problem
+
+
+def test_a_failing_name_write_costs_only_its_entry(tmp_path, monkeypatch):
+    """The names are written in one transaction; if that fails, each on its own, so one bad
+    write is reported for its entry and the others are recorded."""
+    from gpueval.rescore import Entry, Summary, _sync_names
+
+    entries = [Entry(tmp_path / n, n, n * 32) for n in ("aa", "bb", "cc")]
+    with connect(f"sqlite:///{tmp_path}/r.sqlite") as store:
+        one = store.record_name
+
+        def flaky(challenge, name, h):
+            if name == "bb":
+                raise OSError("disk full")
+            return one(challenge, name, h)
+
+        def batch_fails(challenge, pairs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(store, "record_names", batch_fails)
+        monkeypatch.setattr(store, "record_name", flaky)
+        summary = Summary("urisc", "v", store.url)
+        _sync_names(store, "urisc", entries, summary)
+        assert summary.errors == ["bb: could not be recorded: disk full"]
+        assert [n.name for n in store.current_names("urisc")] == ["aa", "cc"]
+        assert summary.withdrawn == []  # a name not written is not "gone"
