@@ -1123,7 +1123,7 @@ def _score_here(task: dict[str, Any]) -> dict[str, Any]:
 # The metrics a leaderboard shows as columns, per challenge (those a participant compares;
 # shared/specs/cli.md's per-challenge table). A challenge not listed shows every scalar metric.
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
-    "urisc": ("f1", "precision", "recall"),
+    "urisc": ("f1", "mean_precision", "mean_recall"),
     "xpress": ("xpress_erl_rand", "xpress_erl_voi", "erl_norm", "rand_split", "rand_merge",
                "voi_split", "voi_merge"),
     "cellmap": ("overall_score", "overall_instance_score", "overall_semantic_score"),

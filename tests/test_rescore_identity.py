@@ -40,7 +40,8 @@ def fake_score(challenge, truth, submission, *, config, device="cpu"):
     if text.startswith("warn "):
         text, warnings = text[5:], ["b.tiff: ignored (no such image)", "c.tiff: ignored"]
     s = float(text)
-    r = Result(challenge, version, score=s, metrics={"f1": s, "precision": s, "recall": 1.0})
+    r = Result(challenge, version, score=s, metrics={"f1": s, "mean_precision": s,
+                                                      "mean_recall": 1.0})
     r.warnings = warnings
     return r
 
@@ -188,7 +189,8 @@ def test_leaderboard_columns_console_csv_and_html(batch, tmp_path):
     board = _board(url)
     text = format_board(board)
     lines = text.splitlines()
-    assert lines[2].split() == ["rank", "submission", "score", "f1", "precision", "recall",
+    assert lines[2].split() == ["rank", "submission", "score", "f1", "mean_precision",
+                                "mean_recall",
                                 "hash", "scored", "at", "warn", "status"]
     assert lines[-1].split()[0] == "team-x" and "a.tiff: not a TIFF" in lines[-1]  # no rank
     assert "null" not in text and "None" not in text
@@ -197,7 +199,8 @@ def test_leaderboard_columns_console_csv_and_html(batch, tmp_path):
     assert " 2 " in f" {row_a} "  # two warnings
     export_board(board, tmp_path / "b.csv")
     got = list(csv.DictReader((tmp_path / "b.csv").open()))
-    assert list(got[0])[:13] == ["rank", "name", "score", "f1", "precision", "recall", "hash",
+    assert list(got[0])[:13] == ["rank", "name", "score", "f1", "mean_precision",
+                                 "mean_recall", "hash",
                                  "scored_at", "warnings", "status", "reason",
                                  "metric_version", "submission_hash"]
     assert [(r["rank"], r["name"]) for r in got] == [("1", "team-b"), ("2", "team-a"),
