@@ -491,8 +491,7 @@ def _check_all(listed: Sequence[Path], store: ResultsDB,
         name = escape_name(path.name)
         try:
             why_not = accepts(path)
-        except Exception as e:  # an acceptor error is the entry's, not the batch's
-            why_not = None
+        except Exception as e:  # noqa: BLE001 - an acceptor error is the entry's, not the batch's
             entries.append(_refused(path, name, f"cannot be read: {_os_reason(e, path)}"))
             continue
         if why_not:
