@@ -90,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true",
                    help="re-score submissions already in the database (keeps both rows)")
     r.add_argument("--timeout", type=float, default=None,
-                   help="seconds allowed per submission (exceeded: recorded as failed)")
+                   help="seconds allowed per submission (default 3600, 0: no limit; "
+                        "exceeded: recorded as rejected)")
     r.add_argument("--memory-limit", metavar="BYTES", default=None,
                    help="resident-memory limit per submission's scoring process, e.g. 8GiB "
-                        "(exceeded: recorded as failed)")
+                        "(default half the machine's memory, 0: no limit; exceeded: recorded "
+                        "as rejected)")
     _common(r)
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")

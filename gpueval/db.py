@@ -16,12 +16,16 @@ Gpueval's own, created and upgraded by the numbered SQL files in :mod:`gpueval.m
 serialise on a lock, so two batches starting at once migrate once). One table, ``results``,
 keyed by ``(challenge, metric_version, submission_hash, truth_hash, revision)``; and
 ``file_digests``, a memo of per-file sha256 digests (valid while size, mtime, ctime and inode
-are unchanged) so that resuming a batch does not re-read terabytes of submissions.
+are unchanged) so that resuming a batch does not re-read terabytes of submissions;
+``submission_names``, which content each name of the submissions folder holds, with every
+revision kept (``current``, ``superseded`` when the file changed, ``withdrawn`` when it left the
+folder): ``results`` is a cache by content, the names are the teams.
 
 Write rules
 -----------
 Each result is inserted in its own transaction (a killed process leaves whole rows or none).
-Rows are never updated nor deleted. :meth:`ResultsDB.insert` for a key that already has a row:
+Rows of ``results`` are never updated nor deleted (``submission_names`` rows only change
+state). :meth:`ResultsDB.insert` for a key that already has a row:
 
 * the latest row ``failed`` (timeout, crash, memory: not the submission's verdict): the new
   result is added as the next revision (a retry; the failure is kept);
@@ -50,6 +54,8 @@ from gpueval.errors import GpuevalError, UsageError
 COLUMNS = ("challenge", "metric_version", "submission_hash", "truth_hash", "revision",
            "submission_name", "status", "error", "score", "result_json", "runtime_seconds",
            "device", "gpueval_version", "config_hash", "started_at", "finished_at")
+NAME_COLUMNS = ("challenge", "name", "revision", "submission_hash", "state", "first_seen",
+                "state_changed_at")
 _PG_LOCK_ID = 0x67707565  # advisory lock serialising migrations ("gpue")
 
 
@@ -101,6 +107,19 @@ class Record:
     def from_row(cls, row: Sequence[Any]) -> Record:
         d = dict(zip(COLUMNS, row, strict=True))
         return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass
+class NameRow:
+    """One revision of a submission name (``gpueval/migrations/0003_submission_names.sql``)."""
+
+    challenge: str
+    name: str
+    revision: int
+    submission_hash: str
+    state: str
+    first_seen: str
+    state_changed_at: str
 
 
 def utc_now() -> str:
@@ -295,6 +314,79 @@ class ResultsDB:
                                 f"({', '.join('?' * len(COLUMNS))})"), values)
         return outcome
 
+
+    # -- submission identity (migration 0003) ----------------------------------------------
+
+    def names(self, challenge: str, *, states: Sequence[str] | None = None) -> list[NameRow]:
+        """Revisions of the submission names of ``challenge`` (optionally only those in
+        ``states``), by name then revision."""
+        sql = f"SELECT {', '.join(NAME_COLUMNS)} FROM submission_names WHERE challenge = ?"
+        params: list[Any] = [challenge]
+        if states:
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
+            params += list(states)
+        rows = self._query(sql + " ORDER BY name, revision", params)
+        return [NameRow(*r) for r in rows]
+
+    def current_names(self, challenge: str) -> list[NameRow]:
+        """The current revision of every name that is in the folder (not withdrawn)."""
+        return self.names(challenge, states=("current",))
+
+    def record_name(self, challenge: str, name: str, submission_hash: str) -> str:
+        """Say that ``name`` holds ``submission_hash`` now (one transaction).
+
+        Returns
+        -------
+        ``"same"`` (already its current content: nothing written), ``"new"`` (a name never
+        seen, or seen only withdrawn: a new current revision) or ``"revised"`` (the name's
+        content changed: the previous revision is marked ``superseded``, the new one added).
+        """
+        with self.transaction() as c:
+            return self._record_name(c, challenge, name, submission_hash, utc_now())
+
+    def record_names(self, challenge: str,
+                     pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """:meth:`record_name` for many ``(name, submission_hash)`` pairs in one transaction
+        (a batch's first run records every name: one commit, not one per name). All or
+        nothing: on an error, nothing is written."""
+        now = utc_now()
+        out: dict[str, str] = {}
+        with self.transaction() as c:
+            for name, submission_hash in pairs:
+                out[name] = self._record_name(c, challenge, name, submission_hash, now)
+        return out
+
+    def _record_name(self, c: Any, challenge: str, name: str, submission_hash: str,
+                     now: str) -> str:
+        """One name's :meth:`record_name`, inside the caller's transaction ``c``."""
+        row = c.execute(self._sql(
+            "SELECT revision, submission_hash, state FROM submission_names WHERE "
+            "challenge = ? AND name = ? ORDER BY revision DESC LIMIT 1"),
+            (challenge, name)).fetchone()
+        if row is not None and row[2] == "current" and row[1] == submission_hash:
+            return "same"
+        revision = 0 if row is None else int(row[0]) + 1
+        outcome = "revised" if row is not None and row[2] == "current" else "new"
+        if outcome == "revised":
+            c.execute(self._sql(
+                "UPDATE submission_names SET state = 'superseded', state_changed_at = ? "
+                "WHERE challenge = ? AND name = ? AND revision = ?"),
+                (now, challenge, name, int(row[0])))
+        c.execute(self._sql(
+            f"INSERT INTO submission_names ({', '.join(NAME_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(NAME_COLUMNS))})"),
+            (challenge, name, revision, submission_hash, "current", now, now))
+        return outcome
+
+    def withdraw_name(self, challenge: str, name: str) -> bool:
+        """Mark the current revision of ``name`` withdrawn (its file left the folder); the
+        row is kept. Returns whether there was a current revision."""
+        with self.transaction() as c:
+            cur = c.execute(self._sql(
+                "UPDATE submission_names SET state = 'withdrawn', state_changed_at = ? "
+                "WHERE challenge = ? AND name = ? AND state = 'current'"),
+                (utc_now(), challenge, name))
+            return bool(cur.rowcount)
 
     # -- file digest memo (migration 0002) -------------------------------------------------
 

@@ -9,35 +9,51 @@
 What it does
 ------------
 * Every entry of ``--submissions DIR`` (a file, a zip or a folder) is one submission, named by
-  its entry name. Hidden entries (``.*``) and gpueval's own database files are skipped.
-* Each submission is identified by the sha256 of its content (:func:`content_hash`: a file's
-  bytes, or a folder tree's sorted relative paths and bytes, streamed); the truth likewise.
-  A result is keyed by ``(challenge, metric_version, submission hash, truth hash)`` in the
-  results database (:mod:`gpueval.db`; default: the SQLite file ``<DIR>.gpueval-results.sqlite``
-  beside ``DIR``). Identical submissions under two names are scored once, under the first
-  name (the others are listed in the summary). Per-file digests are memoised in the database
-  (valid while size, mtime, ctime and inode are unchanged), so a resumed batch does not
-  re-read every submission.
+  its entry name. Hidden entries (``.*``) and gpueval's own database files are skipped; so are
+  files that are not submissions of the challenge (:func:`is_submission_entry`: folders, or
+  the challenge's container suffixes such as ``.zip`` / ``.h5``), with a warning, never
+  ranked. Names that are not valid UTF-8 are stored and shown escaped (:func:`escape_name`,
+  lossless: :func:`unescape_name` gives back the bytes).
+* **Identity.** A submission is (name in the folder, content hash). Content is hashed with
+  sha256 (:func:`content_hash`: a file's bytes, or a folder tree's sorted relative paths and
+  bytes, streamed; per-file digests are memoised in the database while size, mtime, ctime and
+  inode are unchanged, so a resumed batch does not re-read every submission). Results are a
+  cache keyed by ``(challenge, metric_version, submission hash, truth hash)`` with the config
+  hash recorded (:mod:`gpueval.db`; default database: the SQLite file
+  ``<DIR>.gpueval-results.sqlite`` beside ``DIR``): identical bytes under two names are scored
+  once and both names are ranked. The ``submission_names`` table says which content each name
+  holds: a changed file becomes a new revision of its name (the old one kept, ``superseded``),
+  a file gone from the folder is marked ``withdrawn``, never deleted. One database holds one
+  submissions folder per challenge.
 * Resumable and idempotent: a key already recorded as ``ok`` or ``rejected`` under the same
-  configuration is skipped; ``failed`` ones (timeout, crash, memory, lost worker) are retried
-  and the retry is added as a new revision. Each row is written in its own transaction as its
-  submission finishes, so a run killed at any point (even SIGKILL) loses only the
-  submissions in flight, and the next run scores just what is missing.
+  configuration is skipped; ``failed`` ones (crash, lost worker) are retried and the retry is
+  added as a new revision. Each row is written in its own transaction as its submission
+  finishes, so a run killed at any point (even SIGKILL) loses only the submissions in flight,
+  and the next run scores just what is missing.
 * Never silently overwritten: a submission already recorded under the same metric version but
   a different configuration hash (say ``--set radius=2`` without a new ``metric_version``) is
   scored again; an identical outcome writes nothing, a different one is a conflict (reported,
   exit status 1) unless ``--force``, which adds it as a new revision (both kept with their
   timestamps). ``--force`` re-scores everything.
-* Isolation: submissions are scored outside the batch's processes, in a child scoring process
-  (``python -c``, so it also works from daemonic dask workers) which a wall-clock limit
-  (``--timeout``) and a resident-memory limit (Python: ``memory_limit=``; CLI: the environment
-  variable ``GPUEVAL_RESCORE_MEMORY_LIMIT``, e.g. ``8GiB``; the child's whole resident set,
-  imports included, counts) kill. A rejected, crashing, hung or too large submission is
-  recorded with its reason and the batch goes on. The child is kept warm between submissions
-  (imports cost more than scoring a small one: 5-10x throughput on U-RISC-sized batches) and
-  replaced after any crash or kill, every 100 submissions, or when idling above 2 GiB; the
-  scorers are pure functions, so nothing carries over. It dies with its parent
-  (``PR_SET_PDEATHSIG``), so killing the batch leaves no orphan scoring.
+* **One bad entry never kills the batch**, on any run: every step that touches an entry
+  (accepting it, ``lstat``, link checks, hashing, the digest memo, the database writes) runs
+  in that entry's own isolation. An entry that cannot be read (a link into ``/proc``, a
+  FIFO, a link loop, permission denied) is recorded as rejected with a one-line reason naming
+  the entry. Symbolic links at every level are refused when they leave the entry: a
+  top-level entry that is a link, or a link inside a folder submission whose target is
+  outside it. Messages name the entry, never server paths (:func:`_scrub`).
+* Isolation of scoring: submissions are scored in a child scoring process (``python -c``, so
+  it also works from daemonic dask workers) which a wall-clock limit (``--timeout``, default
+  :data:`DEFAULT_TIMEOUT_S`) and a resident-memory limit (``--memory-limit`` or the variable
+  ``GPUEVAL_RESCORE_MEMORY_LIMIT``, e.g. ``8GiB``; default :data:`DEFAULT_MEMORY_FRACTION` of
+  the machine's memory; the child's whole resident set, imports included, counts) kill; ``0``
+  lifts a limit. A submission over a limit is recorded as **rejected** with the reason (its
+  verdict under the batch's limits: not retried); a crashing one as failed; the batch goes
+  on. The child is kept warm between submissions (imports cost more than scoring a small
+  one: 5-10x throughput on U-RISC-sized batches) and replaced after any crash or kill, every
+  100 submissions, or when idling above 2 GiB; the scorers are pure functions, so nothing
+  carries over. It dies with its parent (``PR_SET_PDEATHSIG``), so killing the batch leaves
+  no orphan scoring.
 * Parallelism: in-process by default (one child at a time, scheduled from this process);
   ``--workers N`` starts a dask ``LocalCluster`` of N single-threaded worker processes;
   ``--scheduler ADDRESS`` uses an existing dask.distributed cluster (the submissions and truth
@@ -50,12 +66,15 @@ What it does
 * A truth or configuration that is unusable (``TruthError``) stops the batch (exit status 4):
   it is not any submission's fault and would fail them all.
 
-Leaderboards rank the latest revision of each submission under one metric version: by ``score``
-(higher is better, ties share a rank: 1, 2, 2, 4), or for REFUGE by the official final ranking
-(:func:`gpueval.metrics.ranking.refuge_leaderboard`, teams in submission-name order, the
-official table's row order). Rejected and failed submissions are listed unranked. ``--compare``
-(default: the previous metric version in the database) adds each submission's rank under that
-version and the change (positive = moved up), matching submissions by content hash.
+Leaderboards rank every current name under one metric version with the result of the content
+it holds: by ``score`` (higher is better, ties share a rank: 1, 2, 2, 4), or for REFUGE by the
+official final ranking (:func:`gpueval.metrics.ranking.refuge_leaderboard` with the config's
+weights, teams in name order, the official table's row order). Columns: rank, name, score,
+the challenge's :data:`HEADLINE_METRICS`, a 12-character hash, scored-at, the warnings count;
+rejected, failed and unscored names are listed last, unranked (an empty rank), with their
+reason. ``--compare`` (default: the previous metric version in the database) adds each name's
+rank under that version and the change (positive = moved up). Exports (CSV/Parquet)
+neutralise spreadsheet formula prefixes; the HTML page is :mod:`gpueval.leaderboard_page`.
 """
 
 from __future__ import annotations
@@ -88,6 +107,7 @@ from gpueval.config import load_config
 from gpueval.db import Record, ResultConflict, ResultsDB, config_hash, connect, default_url
 from gpueval.errors import TruthError, UsageError
 from gpueval.metrics.ranking import refuge_leaderboard
+from gpueval.notices import warn
 from gpueval.result import Result, format_value, to_jsonable
 
 DEFAULT_SCORER = "gpueval.api:score"
@@ -113,13 +133,102 @@ def list_submissions(directory: str | Path, *, exclude: Iterable[str | Path] = (
     skip = {Path(p).resolve() for p in exclude}
     skip |= {Path(str(p) + s) for p in skip for s in ("-wal", "-shm", "-journal")}
     out = []
-    for entry in sorted(d.iterdir(), key=lambda p: p.name):
+    for entry in sorted(d.iterdir(), key=lambda p: os.fsencode(p.name)):
         if entry.name.startswith(".") or ".gpueval-results.sqlite" in entry.name:
             continue
-        if entry.resolve() in skip:
-            continue
+        try:  # a link loop or an unreadable target is the entry's problem, found later
+            if Path(os.path.abspath(entry)) in skip or entry.resolve() in skip:
+                continue
+        except (OSError, RuntimeError):
+            pass
         out.append(entry)
     return out
+
+
+def escape_name(name: str) -> str:
+    """A file name as printable text that maps back to its exact bytes (:func:`unescape_name`).
+
+    A name that is valid, printable UTF-8 is itself, except that ``\\`` is doubled; every
+    byte that is not valid UTF-8 (Python's ``surrogateescape`` form of it) and every byte of a
+    non-printable character is written ``\\xNN``. So no lone surrogate reaches the database or
+    the JSON, and two different names never share an escaped form.
+    """
+    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        if ch == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif not ch.isprintable():
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape_name(text: str) -> bytes:
+    """The bytes of the file name that :func:`escape_name` wrote as ``text``."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1:i + 2] == "\\":
+            out += b"\\"
+            i += 2
+        elif text[i] == "\\" and text[i + 1:i + 2] == "x":
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out += text[i].encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
+def clean_text(text: str) -> str:
+    """``text`` without lone surrogates (undecodable file-name bytes become ``\\xNN``)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape" if _only_escapes(text)
+                           else "backslashreplace").decode("utf-8", "backslashreplace")
+
+
+def _only_escapes(text: str) -> bool:
+    return all(not ("\ud800" <= c <= "\udfff") or "\udc80" <= c <= "\udcff" for c in text)
+
+
+# Top-level files a challenge's scorer reads (folders are always candidates: the scorer
+# checks their layout). Anything else in the folder (a notes.txt, a spreadsheet) is skipped
+# with a warning rather than ranked as a rejected team.
+SUBMISSION_FILE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "urisc": (".zip",),
+    "xpress": (".h5", ".hdf5", ".hdf", ".zip"),
+    "cellmap": (".zip",),
+    "medsegfm": (".zip",),
+    "refuge": (".zip",),
+}
+
+
+def is_submission_entry(challenge: str, entry: str | Path) -> str | None:
+    """Why ``entry`` is not a submission of ``challenge`` (None: it may be one).
+
+    Folders (``.zarr`` and ``.n5`` included) are always candidates; files must carry one of
+    :data:`SUBMISSION_FILE_SUFFIXES` (an unknown challenge accepts every file). Symbolic links
+    and special files are candidates here: they are refused with their reason later.
+    """
+    p = Path(entry)
+    try:
+        st = p.lstat()
+    except OSError:
+        return None  # unreadable: recorded as rejected with its reason, not skipped
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    suffixes = SUBMISSION_FILE_SUFFIXES.get(challenge)
+    if suffixes is None or p.name.lower().endswith(suffixes):
+        return None
+    return (f"not a {challenge} submission (expected a folder or a "
+            f"{'/'.join(suffixes)} file); skipped, not ranked")
 
 
 def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
@@ -138,7 +247,7 @@ def content_hash(path: str | Path, cache: ResultsDB | None = None) -> str:
     others (what makes resuming a batch of huge submissions cheap).
     """
     path = Path(path).resolve()
-    memo = _DigestMemo(cache, str(path))
+    memo = _DigestMemo(cache, escape_name(str(path)))
     h = hashlib.sha256()
     st = path.stat()
     if stat.S_ISDIR(st.st_mode):
@@ -163,7 +272,8 @@ class _DigestMemo:
 
     def digest(self, p: Path, st: os.stat_result) -> bytes:
         sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        hit = self.known.get(str(p))
+        key = escape_name(str(p))  # undecodable bytes in a path: stored escaped, losslessly
+        hit = self.known.get(key)
         if hit is not None and hit[:4] == sig:
             return bytes.fromhex(hit[4])
         d = hashlib.sha256()
@@ -173,7 +283,7 @@ class _DigestMemo:
         after = p.stat()  # changed while being read: use the digest, do not memoise it
         if self.cache is not None and sig == (after.st_size, after.st_mtime_ns,
                                               after.st_ctime_ns, after.st_ino):
-            self.new.append((str(p), *sig, d.hexdigest()))
+            self.new.append((key, *sig, d.hexdigest()))
         return d.digest()
 
     def save(self) -> None:
@@ -181,9 +291,13 @@ class _DigestMemo:
             self.cache.store_digests(self.new)
 
 
+def _raise(e: OSError) -> None:
+    raise e  # os.walk would skip an unreadable folder silently: the hash must not
+
+
 def _tree(root: Path) -> list[tuple[str, Path]]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
         base = Path(dirpath)
         for n in dirnames + filenames:
             p = base / n
@@ -228,6 +342,11 @@ class Summary:
     unchanged: int = 0
     conflicts: list[str] = field(default_factory=list)
     duplicates: dict[str, str] = field(default_factory=dict)
+    not_submissions: dict[str, str] = field(default_factory=dict)
+    revised: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -245,7 +364,19 @@ class Summary:
             parts.append(f"{len(self.conflicts)} CONFLICTS")
         if self.duplicates:
             parts.append(f"{len(self.duplicates)} duplicates")
+        if self.revised:
+            parts.append(f"{len(self.revised)} changed since last run")
+        if self.withdrawn:
+            parts.append(f"{len(self.withdrawn)} withdrawn")
+        if self.not_submissions:
+            parts.append(f"{len(self.not_submissions)} not submissions (skipped)")
+        if self.errors:
+            parts.append(f"{len(self.errors)} NOT RECORDED")
         return ", ".join(parts) + f" — {self.seconds:.1f} s, {rate:.1f} submissions/min"
+
+
+DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_MEMORY_FRACTION = 0.5
 
 
 def rescore(
@@ -264,6 +395,7 @@ def rescore(
     memory_limit: int | str | None = None,
     progress: bool | None = None,
     scorer: str = DEFAULT_SCORER,
+    accepts: Callable[[Path], str | None] | None = None,
     on_record: Callable[[Record], None] | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> Summary:
@@ -278,10 +410,15 @@ def rescore(
     scheduler : a dask.distributed address or ``Client`` to run the submissions on.
     workers : start a ``LocalCluster`` with this many worker processes (0: in-process).
     force : re-score everything; changed results are kept as new revisions.
-    timeout : wall-clock seconds allowed per submission (its child is killed after).
-    memory_limit : resident bytes (or ``"8GiB"``) allowed per submission's child.
+    timeout : wall-clock seconds allowed per submission (its child is killed after and the
+        submission recorded as rejected); None: :data:`DEFAULT_TIMEOUT_S`; 0: no limit.
+    memory_limit : resident bytes (or ``"8GiB"``) allowed per submission's child (over it:
+        rejected); None: ``$GPUEVAL_RESCORE_MEMORY_LIMIT`` or :data:`DEFAULT_MEMORY_FRACTION`
+        of this machine's memory shared between the ``workers``; 0: no limit.
     progress : show a tqdm bar (default: when stderr is a terminal).
     scorer : ``"module:function"`` called in the child like :func:`gpueval.api.score`.
+    accepts : ``entry -> reason or None``: which folder entries are submissions (default:
+        :func:`is_submission_entry` for gpueval's own scorer, every entry for another).
     on_record : called in this process with each record as it is written.
     echo : where to print the dashboard link (default: stderr; ``None``-like: silent).
 
@@ -293,21 +430,27 @@ def rescore(
     cfg = load_config(challenge, config, overrides)
     metric_version = str(cfg["metric_version"])
     echo = echo or (lambda s: print(s, file=sys.stderr))
+    if accepts is None:
+        accepts = ((lambda e: is_submission_entry(challenge, e)) if scorer == DEFAULT_SCORER
+                   else (lambda e: None))
     sub_dir = Path(submissions)
     own_db = not isinstance(db, ResultsDB)
     store = connect(db or default_url(sub_dir)) if own_db else db
     try:
         exclude = [store.path] if store.dialect == "sqlite" else []
-        entries = list_submissions(sub_dir, exclude=exclude)
-        summary = Summary(challenge, metric_version, store.url, total=len(entries))
+        listed = list_submissions(sub_dir, exclude=exclude)
+        summary = Summary(challenge, metric_version, store.url)
         truth_hash = _truth_hash(truth, store)
         cfg_hash = config_hash(cfg)
-        hashes = _hash_all(entries, store)
-        todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, hashes,
-                     force, summary)
+        entries = _check_all(listed, store, accepts, summary)
+        summary.total = len(entries)
+        _sync_names(store, challenge, entries, summary)
+        limits = (_timeout_s(timeout), _memory_bytes(memory_limit, max(1, workers)))
+        todo = _plan(store, challenge, metric_version, truth_hash, cfg_hash, entries, force,
+                     summary)
         if todo:
-            tasks = [_task(challenge, truth, p, h, truth_hash, cfg, cfg_hash, device, timeout,
-                           _memory_bytes(memory_limit), scorer) for p, h in todo]
+            tasks = [_task(challenge, truth, e, truth_hash, cfg, cfg_hash, device, *limits,
+                           scorer) for e in todo]
             _run(tasks, store, summary, scheduler=scheduler, workers=workers, force=force,
                  progress=progress, on_record=on_record, echo=echo)
     finally:
@@ -323,54 +466,195 @@ def _truth_hash(truth: str | Path, store: ResultsDB) -> str:
     return content_hash(truth, store)
 
 
-def _hash_all(entries: Sequence[Path], store: ResultsDB) -> list[str]:
+@dataclass
+class Entry:
+    """One entry of the submissions folder, as checked before scoring.
+
+    ``name`` is the escaped entry name (:func:`escape_name`); ``submission_hash`` its content
+    hash, or for an entry refused before scoring (``problem``: the one-line reason) a hash of
+    its name and reason, so that the refusal is recorded once and found again on resume.
+    """
+
+    path: Path
+    name: str
+    submission_hash: str
+    problem: str | None = None
+
+
+def _check_all(listed: Sequence[Path], store: ResultsDB,
+               accepts: Callable[[Path], str | None], summary: Summary) -> list[Entry]:
+    """Check and hash every listed entry, each in its own isolation: whatever one entry does
+    (an undecodable name, a link into /proc, a FIFO, no permission) is that entry's reason."""
+    entries: list[Entry] = []
+    candidates: list[tuple[Path, str]] = []
+    for path in listed:
+        name = escape_name(path.name)
+        try:
+            why_not = accepts(path)
+        except Exception as e:  # noqa: BLE001 - an acceptor error is the entry's, not the batch's
+            entries.append(_refused(path, name, f"cannot be read: {_os_reason(e, path)}"))
+            continue
+        if why_not:
+            msg = f"{name}: {why_not}"
+            summary.not_submissions[name] = why_not
+            summary.warnings.append(msg)
+            warn(msg)
+            continue
+        candidates.append((path, name))
     # hashing is I/O bound and hashlib releases the GIL on large blocks
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(entries)))) as ex:
-        return list(ex.map(lambda p: content_hash(p, store), entries))
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(candidates)))) as ex:
+        entries += ex.map(lambda c: _check_entry(c[0], c[1], store), candidates)
+    entries.sort(key=lambda e: os.fsencode(e.path.name))
+    return entries
+
+
+def _check_entry(path: Path, name: str, store: ResultsDB) -> Entry:
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return _refused(path, name, "symbolic link leaving the submission: the entries of "
+                                        "the submissions folder must be the submissions "
+                                        "themselves")
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return _refused(path, name, f"not a regular file or folder ({_kind(st.st_mode)})")
+        if stat.S_ISDIR(st.st_mode):
+            leaving = _link_leaving(path)
+            if leaving is not None:
+                return _refused(path, name, f"{leaving}: symbolic link leaving the submission")
+        return Entry(path, name, content_hash(path, store))
+    except Exception as e:  # noqa: BLE001 - whatever reading it raised is the entry's reason
+        return _refused(path, name, f"cannot be read: {_os_reason(e, path)}")
+
+
+def _refused(path: Path, name: str, reason: str) -> Entry:
+    digest = hashlib.sha256(b"refused\0" + name.encode() + b"\0" + reason.encode()).hexdigest()
+    return Entry(path, name, digest, f"{name}: {reason}")
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "a special file"
+
+
+def _link_leaving(root: Path) -> str | None:
+    """The escaped relative path of the first symbolic link below ``root`` whose target is
+    outside ``root`` (None: every link stays inside)."""
+    top = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
+        for n in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, n)
+            if os.path.islink(p):
+                target = os.path.realpath(p)
+                if target != top and not target.startswith(top + os.sep):
+                    return escape_name(os.path.relpath(p, root))
+    return None
+
+
+def _os_reason(e: BaseException, entry: Path) -> str:
+    """One line for an error reading ``entry``, naming paths relative to it (never the
+    server's absolute paths)."""
+    if isinstance(e, OSError) and e.strerror:
+        where = ""
+        if e.filename is not None:
+            rel = os.path.relpath(os.fsdecode(e.filename), entry)
+            where = "" if rel == "." else f"{escape_name(rel)}: "
+            if rel.startswith(".."):
+                where = ""
+        return f"{where}{e.strerror.lower()}"
+    text = _one_line(e)
+    for prefix in (str(entry.resolve()) if entry.exists() else "", str(entry.absolute())):
+        if prefix:
+            text = text.replace(prefix, escape_name(entry.name))
+    return clean_text(f"{type(e).__name__}: {text}")
+
+
+def _sync_names(store: ResultsDB, challenge: str, entries: Sequence[Entry],
+                summary: Summary) -> None:
+    """Record which content each name holds now; mark names gone from the folder withdrawn.
+    One transaction per name, each isolated: a write that fails is reported, not fatal."""
+    present = {e.name for e in entries}
+    try:  # one transaction for the whole folder (a first run records every name) ...
+        states = store.record_names(challenge, [(e.name, e.submission_hash) for e in entries])
+    except Exception:  # noqa: BLE001 - ... and on any error, each name on its own
+        states = {}
+        for e in entries:
+            try:
+                states[e.name] = store.record_name(challenge, e.name, e.submission_hash)
+            except Exception as err:  # noqa: BLE001 - reported; the batch goes on
+                summary.errors.append(f"{e.name}: could not be recorded: {_one_line(err)}")
+    summary.revised += [e.name for e in entries if states.get(e.name) == "revised"]
+    for row in store.current_names(challenge):
+        if row.name not in present:
+            try:
+                if store.withdraw_name(challenge, row.name):
+                    summary.withdrawn.append(row.name)
+            except Exception as err:  # noqa: BLE001
+                summary.errors.append(f"{row.name}: could not be marked withdrawn: "
+                                      f"{_one_line(err)}")
 
 
 def _plan(store: ResultsDB, challenge: str, metric_version: str, truth_hash: str, cfg_hash: str,
-          entries: Sequence[Path], hashes: Sequence[str], force: bool,
-          summary: Summary) -> list[tuple[Path, str]]:
-    """Which entries need scoring; fills ``summary.skipped`` and ``summary.duplicates``."""
+          entries: Sequence[Entry], force: bool, summary: Summary) -> list[Entry]:
+    """Which entries need scoring; fills ``summary.skipped`` and ``summary.duplicates``.
+
+    Results are a cache by content: identical bytes under two names are scored once (the
+    leaderboard gives both names their row)."""
     done = {r.submission_hash: r for r in store.latest(challenge, metric_version, truth_hash)}
     todo, first_name = [], {}
-    for path, h in zip(entries, hashes, strict=True):
-        if h in first_name:
-            summary.duplicates[path.name] = first_name[h]
+    for e in entries:
+        if e.submission_hash in first_name:
+            summary.duplicates[e.name] = first_name[e.submission_hash]
             continue
-        first_name[h] = path.name
-        rec = done.get(h)
+        first_name[e.submission_hash] = e.name
+        rec = done.get(e.submission_hash)
         if (not force and rec is not None and rec.status != "failed"
                 and rec.config_hash == cfg_hash):
             summary.skipped += 1
             continue
-        todo.append((path, h))
+        todo.append(e)
     return todo
 
 
-def _task(challenge: str, truth: str | Path, path: Path, sub_hash: str, truth_hash: str,
+def _task(challenge: str, truth: str | Path, entry: Entry, truth_hash: str,
           cfg: dict[str, Any], cfg_hash: str, device: str, timeout: float | None,
           memory_limit: int | None, scorer: str) -> dict[str, Any]:
     return {"challenge": challenge, "truth": str(Path(truth).resolve()),
-            "submission": str(path.resolve()), "name": path.name, "submission_hash": sub_hash,
-            "truth_hash": truth_hash, "config": to_jsonable(cfg), "config_hash": cfg_hash,
+            "submission": os.path.abspath(entry.path), "name": entry.name,
+            "problem": entry.problem,
+            "submission_hash": entry.submission_hash, "truth_hash": truth_hash,
+            "config": to_jsonable(cfg), "config_hash": cfg_hash,
             "metric_version": str(cfg["metric_version"]), "device": device, "timeout": timeout,
             "memory_limit": memory_limit, "scorer": scorer, "gpueval_version": __version__}
 
 
-def _memory_bytes(limit: int | str | None) -> int | None:
+def _timeout_s(timeout: float | None) -> float | None:
+    if timeout is None:
+        return DEFAULT_TIMEOUT_S
+    return float(timeout) if timeout > 0 else None
+
+
+def _memory_bytes(limit: int | str | None, children: int = 1) -> int | None:
+    """Resident bytes allowed per scoring child (None: no limit). The default shares
+    :data:`DEFAULT_MEMORY_FRACTION` of this machine's memory between the ``children`` that
+    may score at once (``--workers``)."""
     limit = limit if limit is not None else os.environ.get(MEMORY_ENV) or None
     if limit is None:
-        return None
+        import psutil
+
+        return int(psutil.virtual_memory().total * DEFAULT_MEMORY_FRACTION
+                   / max(1, children))
     if isinstance(limit, int | float):
-        return int(limit)
+        return int(limit) if limit > 0 else None
     from dask.utils import parse_bytes
 
     try:
-        return int(parse_bytes(str(limit)))
+        value = int(parse_bytes(str(limit)))
     except ValueError as e:
         raise UsageError(f"memory limit {limit!r}: write bytes or e.g. 8GiB") from e
+    return value if value > 0 else None
 
 
 def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: Any,
@@ -382,12 +666,17 @@ def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: An
     bar = tqdm(total=len(tasks), unit="sub", desc="rescore", disable=not show, leave=False)
     try:
         for task, outcome in _execute(tasks, scheduler, workers, echo):
-            rec = _record(task, outcome)
             try:
+                rec = _record(task, outcome)
                 state = store.insert(rec, force=force)
             except ResultConflict as e:
                 summary.conflicts.append(str(e))
                 state = "conflict"
+            except Exception as e:  # noqa: BLE001 - one entry's write never stops the batch
+                summary.errors.append(f"{task['name']}: could not be recorded: "
+                                      f"{_one_line(e)}")
+                bar.update(1)
+                continue
             if state == "unchanged":
                 summary.unchanged += 1
             if state != "conflict":
@@ -403,7 +692,18 @@ def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: An
 
 def _execute(tasks: list[dict], scheduler: Any, workers: int,
              echo: Callable[[str], None]) -> Iterator[tuple[dict, dict]]:
-    """Yield ``(task, outcome)`` as submissions finish; stop everything on a TruthError."""
+    """Yield ``(task, outcome)`` as submissions finish; stop everything on a TruthError.
+    Entries refused before scoring (``task["problem"]``) are answered here, never run."""
+    from gpueval.db import utc_now
+
+    for t in tasks:
+        if t.get("problem"):
+            now = utc_now()
+            yield t, {"kind": "refused", "error": t["problem"], "started_at": now,
+                      "finished_at": now, "seconds": 0.0}
+    tasks = [t for t in tasks if not t.get("problem")]
+    if not tasks:
+        return
     if scheduler is None and workers <= 0:
         yield from _execute_local(tasks)
     else:
@@ -486,10 +786,16 @@ def _record(task: dict, outcome: dict) -> Record:
 
     finished = outcome.get("finished_at") or utc_now()
     if outcome.get("kind") == "result":
-        result = outcome["result"]
+        result = _scrub(outcome["result"], task)
     else:
-        result = Result(task["challenge"], task["metric_version"], status="failed",
-                        error=outcome["error"]).to_dict()
+        # a refusal before scoring, or a time/memory limit: the submission's verdict under
+        # the batch's limits (rejected, not retried); a crash or a lost worker: failed
+        status = "rejected" if outcome.get("kind") in ("refused", "limit") else "failed"
+        error = _scrub(outcome["error"], task)
+        if status == "rejected" and outcome.get("kind") == "limit":
+            error = f"{task['name']}: {error}"
+        result = Result(task["challenge"], task["metric_version"], status=status,
+                        error=error).to_dict()
         result["runtime"]["seconds"] = outcome.get("seconds")
         result["runtime"]["device"] = None
     runtime = result.get("runtime") or {}
@@ -504,6 +810,23 @@ def _record(task: dict, outcome: dict) -> Record:
         device=runtime.get("device"), gpueval_version=task["gpueval_version"],
         config_hash=task["config_hash"], started_at=outcome.get("started_at") or finished,
         finished_at=finished)
+
+
+def _scrub(value: Any, task: dict) -> Any:
+    """``value`` (a result, or a string in it) with server paths replaced by the entry name
+    (the submission's) or ``<truth>``, and lone surrogates escaped: what participants see."""
+    if isinstance(value, dict):
+        return {k: _scrub(v, task) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, task) for v in value]
+    if not isinstance(value, str):
+        return value
+    sub = task["submission"]
+    for prefix, name in ((sub, task["name"]), (os.path.dirname(sub) + os.sep, ""),
+                         (task["truth"], "<truth>")):
+        if prefix and prefix != os.sep:
+            value = value.replace(prefix, name)
+    return clean_text(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,7 +1037,7 @@ def _kill_tree(psutil: Any, proc: subprocess.Popen) -> None:
 
 def _outcome(rc: int | None, killed: str | None, tail: str) -> dict[str, Any]:
     if killed:
-        return {"kind": "failed", "error": killed}
+        return {"kind": "limit", "error": killed}
     if rc is not None and rc < 0:
         try:
             sig = signal.Signals(-rc).name
@@ -796,9 +1119,27 @@ def _score_here(task: dict[str, Any]) -> dict[str, Any]:
 # leaderboards
 
 
+# The metrics a leaderboard shows as columns, per challenge (those a participant compares;
+# shared/specs/cli.md's per-challenge table). A challenge not listed shows every scalar metric.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "urisc": ("f1", "mean_precision", "mean_recall"),
+    "xpress": ("xpress_erl_rand", "xpress_erl_voi", "erl_norm", "rand_split", "rand_merge",
+               "voi_split", "voi_merge"),
+    "cellmap": ("overall_score", "overall_instance_score", "overall_semantic_score"),
+    "medsegfm": ("dsc", "nsd", "f1", "dsc_tp", "dsc_auc", "nsd_auc", "dsc_final", "nsd_final"),
+    "refuge": ("mean_cup_dice", "mean_disc_dice", "vcdr_mae", "auc",
+               "sensitivity_at_085_specificity", "fovea_mean_distance"),
+}
+SHORT_HASH = 12
+
+
 @dataclass
 class Board:
-    """A ranked table of one metric version (``rows``: dicts, ranked first)."""
+    """A ranked table of one metric version (``rows``: dicts, ranked first, unranked last).
+
+    ``weights``: REFUGE's effective ranking weights (``segmentation_weights``,
+    ``final_weights``); ``sections``: extra ``(heading, html)`` parts the HTML page appends
+    after the table (the metric-change impact report, rank stability, ...)."""
 
     challenge: str
     metric_version: str
@@ -806,19 +1147,40 @@ class Board:
     compare: str | None = None
     previous: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
+    weights: dict[str, list[float]] = field(default_factory=dict)
+    sections: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """The headline metrics present in at least one row (column order of the board)."""
+        present = {k for r in self.rows for k, v in (r.get("_metrics") or {}).items()
+                   if _finite(v)}
+        names = HEADLINE_METRICS.get(self.challenge)
+        if names is None:
+            names = tuple(dict.fromkeys(k for r in self.rows for k, v in
+                                        (r.get("_metrics") or {}).items() if _finite(v)))
+        return [n for n in names if n in present]
 
 
 def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = None,
                 compare: str | None = None, *, auto_compare: bool = True,
                 ranking: dict[str, Any] | None = None) -> Board:
-    """Rank the latest results of ``metric_version`` (default: the newest in the database).
+    """Rank every submission of ``challenge`` under ``metric_version`` (default: the newest
+    in the database).
+
+    A submission is a name of the submissions folder (the ``submission_names`` table that
+    ``rescore`` keeps): every current name gets a row with the result of the content it holds
+    now, so two names holding the same bytes are both ranked; withdrawn names and superseded
+    contents are not shown (they stay in the database). A name whose content has no result
+    under this version is listed unranked as ``not scored``. A database without names (rows
+    inserted directly) ranks its results by their recorded name.
 
     ``ranking`` is the config's ``ranking`` section (REFUGE: ``segmentation_weights``,
     ``final_weights``); default: the shipped config's.
 
     ``compare`` (default with ``auto_compare``: the version recorded before it, if any) adds
     ``previous_rank``, ``rank_change`` (positive = moved up) and ``previous_score`` per
-    submission, matched by content hash.
+    submission, matched by name.
     """
     versions = store.metric_versions(challenge)
     if not versions:
@@ -837,35 +1199,57 @@ def leaderboard(store: ResultsDB, challenge: str, metric_version: str | None = N
     notes: list[str] = []
     if ranking is None:
         ranking = load_config(challenge).get("ranking") or {}
-    rows = _ranked_rows(store, challenge, metric_version, notes, ranking)
+    names = store.current_names(challenge)
+    rows = _ranked_rows(store, challenge, metric_version, notes, ranking, names)
     board = Board(challenge, metric_version, rows, compare, notes=notes)
+    if challenge == "refuge":
+        board.weights = _refuge_weights(ranking)
+        board.notes.insert(0, "final ranking: segmentation weights "
+                              f"{_weights_text(board.weights['segmentation_weights'])} (cup "
+                              "Dice, disc Dice, vCDR MAE ranks), final weights "
+                              f"{_weights_text(board.weights['final_weights'])} "
+                              "(segmentation, classification positions)")
     if compare is not None:
-        prev = _ranked_rows(store, challenge, compare, notes, ranking)
-        by_hash = {r["submission_hash"]: r for r in prev}
+        # each current name as it stood under the older version: the newest of its contents
+        # (current or superseded) scored under it, so a file changed since still compares
+        history: dict[str, list[Any]] = {}
+        for n in store.names(challenge, states=("current", "superseded")):
+            history.setdefault(n.name, []).append(n)
+        prev = _ranked_rows(store, challenge, compare, notes, ranking, names, history)
+        by_name = {r["name"]: r for r in prev}
         for r in rows:
-            p = by_hash.get(r["submission_hash"])
+            p = by_name.get(r["name"])
             r["previous_rank"] = p["rank"] if p else None
             r["previous_score"] = p["score"] if p else None
             r["rank_change"] = (p["rank"] - r["rank"]
                                 if p and p["rank"] is not None and r["rank"] is not None
                                 else None)
-        names = {r["submission_hash"]: r["name"] for r in rows}
-        board.previous = [dict(p, name=names.get(p["submission_hash"], p["name"]))
-                          for p in prev]
+        board.previous = prev
     return board
 
 
-def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
-                 notes: list[str], ranking: dict[str, Any]) -> list[dict[str, Any]]:
+def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str, notes: list[str],
+                 ranking: dict[str, Any], names: Sequence[Any],
+                 history: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     recs = store.latest(challenge, metric_version)
     truths = {r.truth_hash for r in recs}
     if len(truths) > 1:  # several truths scored under one version: the most recent wins
         latest_truth = max(recs, key=lambda r: r.finished_at).truth_hash
         notes.append(f"{metric_version}: results against {len(truths)} truths recorded; "
-                     f"ranking those against the most recent ({latest_truth[:12]})")
+                     f"ranking those against the most recent ({latest_truth[:SHORT_HASH]})")
         recs = [r for r in recs if r.truth_hash == latest_truth]
-    recs.sort(key=lambda r: r.submission_name)
-    rows = [_row(r) for r in recs]
+    if names:
+        by_hash = {r.submission_hash: r for r in recs}
+        if history is not None:
+            names = [next((h for h in sorted(history.get(n.name, [n]),
+                                             key=lambda h: -h.revision)
+                           if h.submission_hash in by_hash), n) for n in names]
+        rows = [_row(by_hash[n.submission_hash], n.name, n.revision)
+                if n.submission_hash in by_hash else _unscored_row(n, metric_version)
+                for n in names]
+    else:  # no identity recorded (rows inserted directly): the results' own names
+        recs.sort(key=lambda r: r.submission_name)
+        rows = [_row(r, r.submission_name, None) for r in recs]
     if challenge == "refuge":
         _rank_refuge(rows, ranking)
     else:
@@ -874,19 +1258,34 @@ def _ranked_rows(store: ResultsDB, challenge: str, metric_version: str,
     return rows
 
 
-def _row(r: Record) -> dict[str, Any]:
+def _row(r: Record, name: str, name_revision: int | None) -> dict[str, Any]:
     result = r.result
-    row: dict[str, Any] = {"rank": None, "name": r.submission_name, "score": r.score,
+    row: dict[str, Any] = {"rank": None, "name": name, "score": r.score,
                            "status": r.status, "error": r.error,
+                           "hash": r.submission_hash[:SHORT_HASH],
+                           "scored_at": r.finished_at,
+                           "warnings": len(result.get("warnings") or []),
                            "metric_version": r.metric_version,
                            "submission_hash": r.submission_hash, "truth_hash": r.truth_hash,
-                           "revision": r.revision, "runtime_seconds": r.runtime_seconds,
-                           "device": r.device, "finished_at": r.finished_at}
+                           "name_revision": name_revision, "revision": r.revision,
+                           "runtime_seconds": r.runtime_seconds, "device": r.device,
+                           "finished_at": r.finished_at}
     for k, v in (result.get("metrics") or {}).items():
         if v is None or isinstance(v, int | float | str | bool):
             row[f"metrics.{k}"] = v
     row["_metrics"] = result.get("metrics") or {}
+    row["_warnings"] = list(result.get("warnings") or [])
     return row
+
+
+def _unscored_row(n: Any, metric_version: str) -> dict[str, Any]:
+    return {"rank": None, "name": n.name, "score": None, "status": "not scored",
+            "error": f"not scored under {metric_version} yet (run gpueval rescore)",
+            "hash": n.submission_hash[:SHORT_HASH], "scored_at": None, "warnings": 0,
+            "metric_version": metric_version, "submission_hash": n.submission_hash,
+            "truth_hash": None, "name_revision": n.revision, "revision": None,
+            "runtime_seconds": None, "device": None, "finished_at": None,
+            "_metrics": {}, "_warnings": []}
 
 
 def _rank_by_score(rows: list[dict[str, Any]]) -> None:
@@ -895,11 +1294,22 @@ def _rank_by_score(rows: list[dict[str, Any]]) -> None:
         r["rank"] = None if s is None else 1 + sum(1 for t in scores if t is not None and t > s)
 
 
+def _refuge_weights(ranking: dict[str, Any]) -> dict[str, list[float]]:
+    import inspect
+
+    params = inspect.signature(refuge_leaderboard).parameters
+    return {k: [float(w) for w in (ranking.get(k) or params[k].default)]
+            for k in ("segmentation_weights", "final_weights")}
+
+
+def _weights_text(weights: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{w:g}" for w in weights) + "]"
+
+
 def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> None:
     ok = [r for r in rows if r["status"] == "ok"]
-    weights = {k: [float(w) for w in ranking[k]]
-               for k in ("segmentation_weights", "final_weights") if ranking.get(k)}
-    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok}, **weights)
+    boards = refuge_leaderboard({r["name"]: r["_metrics"] for r in ok},
+                                **_refuge_weights(ranking))
     final = boards["final"]["teams_in_order"]
     seg = boards["segmentation"]["teams_in_order"]
     cls = boards["classification"]["teams_in_order"]
@@ -908,18 +1318,59 @@ def _rank_refuge(rows: list[dict[str, Any]], ranking: dict[str, Any]) -> None:
         r["rank"] = final.index(n) + 1 if n in final else None
         r["segmentation_rank"] = seg.index(n) + 1 if n in seg else None
         r["classification_rank"] = cls.index(n) + 1 if n in cls else None
+        r["final_score"] = None
+        if r["rank"] is None and r["status"] == "ok":
+            r["error"] = "not on the final ranking (a metric it needs is missing)"
     by_name = {r["name"]: r for r in rows}
     for i, n in enumerate(final):
         by_name[n]["final_score"] = boards["final"]["scores"][i][0]
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def public_rows(board: Board) -> list[dict[str, Any]]:
-    """The board's rows without private keys (what exports and prints show)."""
+    """The board's rows without private keys."""
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in board.rows]
+
+
+def board_columns(board: Board) -> list[str]:
+    """Column order of every presentation: rank, name, score (REFUGE: its final ranking),
+    the headline metrics, short hash, scored-at, warnings count, status and reason; then the
+    comparison with the older version, if any."""
+    cols = ["rank", "name"]
+    cols += (["final_score", "segmentation_rank", "classification_rank"]
+             if board.challenge == "refuge" else ["score"])
+    cols += board.metric_columns
+    cols += ["hash", "scored_at", "warnings", "status", "reason"]
+    if board.compare:
+        cols += ["previous_rank", "rank_change", "previous_score"]
+    return cols
+
+
+def _presented(board: Board, r: dict[str, Any], cols: Sequence[str],
+               metrics: Sequence[str]) -> dict[str, Any]:
+    """One row as shown: a value per column (``cols``; ``metrics``: the headline ones)."""
+    row = {c: r.get(c) for c in cols}
+    for m in metrics:
+        row[m] = r["_metrics"].get(m) if _finite(r["_metrics"].get(m)) else None
+    row["reason"] = r.get("error") if r["status"] != "ok" or r["rank"] is None else None
+    return row
+
+
+def export_rows(board: Board) -> list[dict[str, Any]]:
+    """The rows an export writes (CSV/Parquet): the :func:`board_columns`, then provenance
+    (full hashes, revisions, runtime) and every other scalar metric as ``metrics.<name>``."""
+    out = []
+    cols, metrics = board_columns(board), board.metric_columns
+    shown = set(cols) | {f"metrics.{m}" for m in metrics}
+    for r in board.rows:
+        row = _presented(board, r, cols, metrics)
+        row.update({k: v for k, v in r.items() if not k.startswith("_") and k not in shown
+                    and k not in ("error", "finished_at")})
+        out.append(row)
+    return out
 
 
 def format_board(board: Board, max_rows: int | None = None) -> str:
@@ -927,16 +1378,25 @@ def format_board(board: Board, max_rows: int | None = None) -> str:
     head = f"{board.challenge} leaderboard — metric version {board.metric_version}"
     if board.compare:
         head += f" (rank change against {board.compare})"
-    cols = ["rank"] + (["change", "was"] if board.compare else []) + ["submission", "score",
-                                                                        "status"]
-    if board.challenge == "refuge":
-        cols[cols.index("score")] = "final_score"
+    cols = ["rank"] + (["change", "was"] if board.compare else []) + ["submission"]
+    cols += (["final", "seg", "cls"] if board.challenge == "refuge" else ["score"])
+    metrics = board.metric_columns
+    cols += metrics + ["hash", "scored at", "warn", "status"]
+    shown = board_columns(board)
     lines_ = []
     for r in board.rows[:max_rows]:
+        p = _presented(board, r, shown, metrics)
         cells = {"rank": _cell(r["rank"]), "submission": r["name"],
-                 "score": format_value(r["score"]),
-                 "final_score": format_value(r.get("final_score")),
-                 "status": r["status"] + (f": {r['error']}" if r["error"] else "")}
+                 "score": format_value(r["score"]) if r["score"] is not None else "",
+                 "final": format_value(r.get("final_score"))
+                 if r.get("final_score") is not None else "",
+                 "seg": _cell(r.get("segmentation_rank")),
+                 "cls": _cell(r.get("classification_rank")),
+                 "hash": r["hash"], "scored at": _when(r["scored_at"]),
+                 "warn": str(r["warnings"]) if r["warnings"] else "",
+                 "status": r["status"] + (f": {p['reason']}" if p["reason"] else "")}
+        for m in metrics:
+            cells[m] = "" if p[m] is None else format_value(p[m])
         if board.compare:
             ch = r.get("rank_change")
             cells["change"] = "new" if r.get("previous_rank") is None and r["rank"] else (
@@ -954,17 +1414,28 @@ def format_board(board: Board, max_rows: int | None = None) -> str:
 
 
 def _cell(v: Any) -> str:
-    return "-" if v is None else str(v)
+    return "" if v is None else str(v)  # an unranked row's rank is empty, not "null"
+
+
+def _when(iso: str | None) -> str:
+    """``2026-12-05T23:12:35.123456+00:00`` → ``2026-12-05 23:12Z``."""
+    return "" if not iso else iso[:16].replace("T", " ") + "Z"
 
 
 def export_board(board: Board, path: str | Path) -> Path:
-    """Write the board as ``.csv`` or ``.parquet`` (pandas; parquet needs pyarrow)."""
+    """Write the board as ``.csv`` or ``.parquet`` (pandas; parquet needs pyarrow).
+
+    Columns: :func:`export_rows`. Text cells that a spreadsheet would run as a formula are
+    prefixed with ``'`` (:func:`neutralise_formula`): names are chosen by participants."""
     import pandas as pd
 
     path = Path(path)
-    df = pd.DataFrame(public_rows(board))
+    df = pd.DataFrame(export_rows(board))
+    for col in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[col]):  # object or pandas' string dtype
+            df[col] = df[col].map(neutralise_formula)
     for col in ("rank", "previous_rank", "rank_change", "segmentation_rank",
-                "classification_rank", "revision"):
+                "classification_rank", "revision", "name_revision", "warnings"):
         if col in df:
             df[col] = df[col].astype("Int64")  # integers with missing values, not floats
     suffix = path.suffix.lower()
@@ -983,11 +1454,34 @@ def export_board(board: Board, path: str | Path) -> Path:
     return path
 
 
-def write_board_html(board: Board, path: str | Path) -> Path:
-    from gpueval.report import write_leaderboard
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-    title = f"{board.challenge} — {board.metric_version}"
-    return write_leaderboard(public_rows(board), path, title=title, previous=board.previous)
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return), prefixed with ``'`` so it is shown as text;
+    anything else unchanged. (OWASP's CSV-injection advice; names are the participants'.)"""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def write_board_html(board: Board, path: str | Path,
+                     sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write the leaderboard as one self-contained HTML page (:mod:`gpueval.leaderboard_page`).
+
+    ``sections``: extra ``(heading, html)`` parts appended after the table, with
+    ``board.sections`` (where the metric-change impact report and rank stability plug in)."""
+    from gpueval.leaderboard_page import render
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    cols, metrics = board_columns(board), board.metric_columns
+    tmp.write_text(render(board, [_presented(board, r, cols, metrics) | {"_row": r}
+                                  for r in board.rows], cols, [*board.sections, *sections]),
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1009,11 +1503,21 @@ def run_cli(args: Any) -> int:
             progress=None if not quiet else False, echo=echo)
         for c in summary.conflicts:
             print(f"gpueval: conflict: {c}", file=sys.stderr)
+        for e in summary.errors:
+            print(f"gpueval: not recorded: {e}", file=sys.stderr)
+        for w in summary.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         if not quiet:
             print(summary.line())
             print(f"results: {db_url}")
             for dup, first in summary.duplicates.items():
-                print(f"note: {dup} has the same content as {first} (scored once)")
+                print(f"note: {dup} has the same content as {first} (scored once, both "
+                      "ranked)")
+            for name in summary.revised:
+                print(f"note: {name} changed since the last run: a new revision (the old "
+                      "one is kept, superseded)")
+            for name in summary.withdrawn:
+                print(f"note: {name} is no longer in the folder: marked withdrawn")
         if args.export or args.report:
             cfg = load_config(args.challenge, args.config, args.overrides)
             board = leaderboard(store, args.challenge, summary.metric_version,

@@ -26,6 +26,10 @@ BAD = {  # submission name -> regex its recorded error must match
     "bad_overlap.zip": "overlap",
     "bad_link_out": "symbolic link leaving",
     "bad_tiff_truncated": "truncat|corrupt|cannot",
+    # issue #24 part 1/5: entries of the folder itself
+    "bad_top_link_to_truth": "symbolic link leaving",
+    "bad_proc_link": "symbolic link leaving",
+    "bad_fifo": "FIFO",
 }
 
 
@@ -51,6 +55,11 @@ def _batch(tmp: Path) -> tuple[Path, Path]:
     shutil.copytree(good, subs / "bad_tiff_truncated")
     (subs / "bad_tiff_truncated" / "img.tiff").unlink()
     _truncated_pred_tiff(subs / "bad_tiff_truncated")
+    (subs / "bad_top_link_to_truth").symlink_to(truth, target_is_directory=True)
+    (subs / "bad_proc_link").symlink_to("/proc/self/environ")
+    os.mkfifo(subs / "bad_fifo")
+    # a good submission whose name is not valid UTF-8: scored, stored escaped
+    shutil.copytree(good, os.fsdecode(os.fsencode(str(subs)) + b"/good_\xff"))
     return truth, subs
 
 
@@ -67,8 +76,21 @@ def test_mixed_batch_scores_good_and_records_hostile(tmp_path):
         summary = rescore("urisc", truth, subs, db=url, device="cpu", progress=False,
                           timeout=120, echo=lambda s: None)
         with connect(url) as db:
-            rows = {r.submission_name: (r.status, r.error, r.score) for r in db.latest("urisc")}
+            by_hash = {r.submission_hash: (r.status, r.error, r.score)
+                       for r in db.latest("urisc")}
+            rows = {n.name: by_hash[n.submission_hash] for n in db.current_names("urisc")}
         assert (summary.ok, summary.rejected, summary.failed) == (2, len(BAD), 0), rows
+        assert not summary.errors
+        # the same bytes as good_folder: scored once, but the name has its own row
+        assert summary.duplicates == {"good_\\xff": "good_folder"}
+        assert rows["good_\\xff"][:2] == ("ok", None) and rows["good_\\xff"][2] == 1.0
+        for _status, error, _ in rows.values():
+            assert error is None or str(tmp_path) not in error  # no server path shown
+        # a resume finds every verdict recorded: nothing raises, nothing is re-scored
+        again = rescore("urisc", truth, subs, db=url, device="cpu", progress=False,
+                        timeout=120, echo=lambda s: None)
+        assert (again.ok, again.rejected, again.failed) == (0, 0, 0)
+        assert again.skipped == 2 + len(BAD)
     else:  # pragma: no cover - rescore has landed
         from gpueval.api import score
 

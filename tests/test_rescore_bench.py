@@ -21,3 +21,9 @@ def test_rescore_urisc_workload_tiny():
     assert rec["voxels"] == 4 * 3 * 144 * 144
     for key in ("in_process", "1_worker", "2_workers"):
         assert rec[f"submissions_per_min_{key}"] > 0
+
+
+def test_rescore_resume_workload_tiny():
+    rec = load_all()["rescore_resume_urisc"].func("cpu", 0.004)
+    assert rec["check"] is True and rec["submissions"] == 4
+    assert rec["resume_seconds"] > 0 and rec["leaderboard_seconds"] > 0

@@ -73,18 +73,24 @@ def test_bad_submissions_are_recorded_and_the_batch_goes_on(tmp_path, child_impo
         "5-memory": "memory", "6-raise": "raise", "7-good": "ok:0.5"})
     url = f"sqlite:///{tmp_path}/r.sqlite"
     t0 = time.perf_counter()
-    s = rescore("urisc", truth, subs, db=url, scorer=SCORER, timeout=4,
-                memory_limit="600MiB", progress=False)
+    # on a loaded 2-core machine touching memory runs at ~100 MB/s (page faults): a limit
+    # not far above the warm child's own resident set, and a time limit the hog cannot reach
+    # first
+    s = rescore("urisc", truth, subs, db=url, scorer=SCORER, timeout=8,
+                memory_limit="400MiB", progress=False)
     assert time.perf_counter() - t0 < 60  # the hang was cut short
-    assert (s.ok, s.rejected, s.failed, s.skipped) == (2, 1, 4, 0)
+    # over the time or memory limit: the submission's verdict (rejected, with the reason);
+    # a crash or a scorer exception: failed (not the submission's verdict, retried)
+    assert (s.ok, s.rejected, s.failed, s.skipped) == (2, 3, 2, 0)
     with connect(url) as d:
         rows = {r.submission_name: r for r in d.latest("urisc")}
     assert len(rows) == 7
     assert rows["1-good"].score == 0.75 and rows["7-good"].score == 0.5
     assert rows["2-reject"].status == "rejected" and "not a TIFF" in rows["2-reject"].error
     assert rows["3-crash"].status == "failed" and "SIGSEGV" in rows["3-crash"].error
-    assert "time limit of 4 s" in rows["4-hang"].error
-    assert "memory limit of 600 MiB" in rows["5-memory"].error
+    assert rows["4-hang"].status == "rejected" and "time limit of 8 s" in rows["4-hang"].error
+    assert rows["5-memory"].status == "rejected"
+    assert "memory limit of 400 MiB" in rows["5-memory"].error
     assert "ValueError: boom at line 3" in rows["6-raise"].error
     for r in rows.values():  # every row holds a full result JSON with the contract's keys
         assert set(r.result) >= {"challenge", "metric_version", "status", "error", "score",
@@ -93,8 +99,8 @@ def test_bad_submissions_are_recorded_and_the_batch_goes_on(tmp_path, child_impo
 
     # a second run skips the verdicts (ok, rejected) and retries the failures, keeping both
     s2 = rescore("urisc", truth, subs, db=url, scorer=SCORER, timeout=2,
-                 memory_limit="600MiB", progress=False)
-    assert s2.skipped == 3 and s2.failed == 4 and s2.ok == 0
+                 memory_limit="400MiB", progress=False)
+    assert s2.skipped == 5 and s2.failed == 2 and s2.ok == 0
     with connect(url) as d:
         crash = next(r for r in d.latest("urisc") if r.submission_name == "3-crash")
         assert [h.revision for h in d.history(crash.key)] == [0, 1]
