@@ -105,4 +105,3 @@ def _crop(where, begin, size, vs, off, shape) -> tuple[tuple[int, ...], tuple[in
                        f"voxel grid (offset {off}, voxel size {vs} nm)")
     start = tuple((b - o) // v for b, o, v in zip(begin, off, vs, strict=True))
     return start, tuple(s // v for s, v in zip(size, vs, strict=True))
-

@@ -13,6 +13,7 @@ segment or it lies on background, merged when its segment also holds another ske
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,8 @@ from gpueval.pictures import run_config as _config
 from gpueval.result import Result
 
 
-def report_images(result: Result, truth, submission, config: dict[str, Any] | None = None
-                  ) -> Images:
+def report_images(result: Result, truth: str | Path, submission: str | Path,
+                  config: dict[str, Any] | None = None) -> Images:
     """The challenge protocol's pictures: :func:`xpress_images` with its default slab and size.
 
     Parameters
@@ -48,11 +49,31 @@ def report_images(result: Result, truth, submission, config: dict[str, Any] | No
     return xpress_images(result, truth, submission, config)
 
 
-def xpress_images(result: Result, truth, submission, config=None, *, slab: int = 2,
+def xpress_images(result: Result, truth: str | Path, submission: str | Path,
+                  config: dict[str, Any] | None = None, *, slab: int = 2,
                   max_side: int = 768) -> Images:
     """One slice of the submission at the densest slab of skeleton nodes, nodes coloured by
     outcome. Node labels are gathered from the chunks holding nodes only (``fresh_ids:
-    nodes``: background nodes are marked split, whatever their fresh id)."""
+    nodes``: background nodes are marked split, whatever their fresh id).
+
+    Parameters
+    ----------
+    result : Result
+        The scored result (not read: the slab is chosen from the nodes).
+    truth, submission : path
+        The skeleton file and the submission container that were scored.
+    config : dict, optional
+        The config the score ran with; the shipped ``xpress.yaml`` when ``None``.
+    slab : int
+        Nodes within ``±slab`` slices of the shown one are drawn.
+    max_side : int
+        The slice is strided to at most this many pixels per side.
+
+    Returns
+    -------
+    list of (title, RGB uint8 array)
+        One picture, or none when no skeleton node lies in the scored ROI.
+    """
     settings = dict(_settings(_config("xpress", config)), fresh_ids="nodes")
     skel = load_skeleton(truth)
     sub = open_submission(submission, settings)
@@ -84,7 +105,23 @@ def xpress_images(result: Result, truth, submission, config=None, *, slab: int =
 def node_outcomes(skeleton_ids: np.ndarray, segment_ids: np.ndarray, edges: np.ndarray,
                   next_id: int) -> np.ndarray:
     """Per node: 0 correct, 1 split (an incident edge changes segment, or background),
-    2 merged (its segment also covers another skeleton)."""
+    2 merged (its segment also covers another skeleton).
+
+    Parameters
+    ----------
+    skeleton_ids, segment_ids : ndarray
+        Per node: its skeleton (component) and segment (fresh ids ``≥ next_id`` for
+        background).
+    edges : ndarray
+        ``(E, 2)`` node positions within the arrays.
+    next_id : int
+        The first fresh id (background nodes are split, never merged).
+
+    Returns
+    -------
+    ndarray
+        int64 outcome per node; merged wins over split.
+    """
     seg = np.asarray(segment_ids, np.uint64)
     sk = np.asarray(skeleton_ids, np.int64)
     out = np.zeros(len(seg), np.int64)

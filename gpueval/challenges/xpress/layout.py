@@ -9,7 +9,7 @@ Documented choices
 ------------------
 * **dtype**: every integer (and bool) dtype is scored identically as uint64 ids. The official
   scorer crashes on anything but uint64 (``rand_voi`` buffer type); under ``compat=official``
-  the submission carries a note and a user warning saying so instead of failing. Floats are
+  the result carries a note and a user warning saying so instead of failing. Floats are
   rejected; negative labels are rejected (when the labels are gathered,
   :func:`gpueval.challenges.xpress.score.node_table`).
 * **offset** must be a multiple of the voxel size (daisy asserts it for the array's own ROI,
@@ -56,8 +56,27 @@ class Submission:
     notes: list[str] = field(default_factory=list)
 
 
-def open_submission(path, settings: dict[str, Any]) -> Submission:
-    """Open and check a submission container; crop it to the configured ROI (lazily)."""
+def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
+    """Open and check a submission container; crop it to the configured ROI (lazily).
+
+    Parameters
+    ----------
+    path : path
+        ``.h5`` / ``.hdf5`` / ``.hdf`` file or ``.zarr`` folder.
+    settings : dict
+        The checked settings of the config (``dataset``, ``roi``, ``rois``, ``compat``,
+        ``fresh_ids``, ``downsampling``).
+
+    Returns
+    -------
+    Submission
+        The lazy array of the scored grid and where it lies (nm, z y x).
+
+    Raises
+    ------
+    Rejected
+        Wrong container, missing dataset, not 3-D, not integer, grid off the ROI.
+    """
     p = Path(path)
     low = p.name.lower().rstrip("/")
     if not (low.endswith(SUFFIXES_H5) or low.endswith(".zarr")):
@@ -109,7 +128,6 @@ def open_submission(path, settings: dict[str, Any]) -> Submission:
                       d, notes)
 
 
-
 def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
     """The container's own chunk shape (so a node-only gather reads storage chunks)."""
     try:
@@ -122,7 +140,6 @@ def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
         return tuple(arr.chunks)
     except Exception:  # open_volume reports the real problem with a proper message
         return None
-
 
 
 @contextmanager
@@ -139,4 +156,3 @@ def _submission_relative(submission) -> Iterator[None]:
         if msg == str(e):
             raise
         raise Rejected(msg) from e
-

@@ -70,14 +70,35 @@ METRIC_NAMES = ("erl", "erl_norm", "rand_split", "rand_merge", "voi_split", "voi
 # Public interface
 
 
-def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
-          scheduler: Any = None, progress: bool = False) -> Result:
+def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
+          device: str = "cpu", scheduler: Any = None, progress: bool = False) -> Result:
     """Score one XPRESS submission (``.h5``/``.zarr``) against a skeleton file.
+
+    Parameters
+    ----------
+    truth : path
+        The skeleton: the official pickled graph or gpueval's ``.npz``
+        (:func:`gpueval.io.skeleton.load_skeleton`).
+    submission : path
+        HDF5 or zarr container holding the label volume (config ``dataset``).
+    config : dict
+        The resolved config (:func:`gpueval.config.load_config`).
+    device, scheduler, progress
+        Where the chunked gather runs (``cpu`` / ``gpu``, a dask.distributed address) and
+        whether it shows a progress bar.
 
     Returns
     -------
-    Result with ``score`` = ``xpress_erl_rand`` (config ``score``), the metrics of cli.md and
-    one item per skeleton (``id`` = skeleton index, its ``length`` and ``erl_contribution``).
+    Result
+        ``score`` = ``xpress_erl_rand`` (config ``score``), the metrics of cli.md and one item
+        per skeleton (``id`` = skeleton index, its ``length`` and ``erl_contribution``).
+
+    Raises
+    ------
+    Rejected
+        The submission cannot be scored (container, dataset, dtype, grid, negative labels).
+    TruthError
+        The skeleton or the config is unusable.
     """
     settings = _settings(config)
     skel = load_skeleton(truth)
@@ -106,8 +127,29 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
     return result
 
 
-def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
-    """Format checks only (container, dataset, dtype, grid vs ROI); raises Rejected."""
+def validate(submission: str | Path, config: dict[str, Any], *,
+             truth: str | Path | None = None) -> list[str]:
+    """Format checks only (container, dataset, dtype, grid vs ROI); nothing is gathered.
+
+    Parameters
+    ----------
+    submission : path
+        HDF5 or zarr container holding the label volume.
+    config : dict
+        The resolved config.
+    truth : path, optional
+        The skeleton; when given, the notes say how many of its nodes lie in the ROI.
+
+    Returns
+    -------
+    list of str
+        Notes on what was found (dtype, shape, voxel size, scored ROI).
+
+    Raises
+    ------
+    Rejected
+        The submission cannot be scored.
+    """
     settings = _settings(config)
     with use_limits(config), _submission_relative(submission):
         sub = open_submission(submission, settings)
@@ -173,7 +215,30 @@ class NodeTable:
 
 def node_table(skel: Skeleton, sub: Submission, settings: dict[str, Any], *,
                device: str = "cpu", scheduler: Any = None, progress: bool = False) -> NodeTable:
-    """Look up every node's segment (fresh ids for background) and skeleton (component)."""
+    """Look up every node's segment (fresh ids for background) and skeleton (component).
+
+    Parameters
+    ----------
+    skel : Skeleton
+        The skeleton graph (nodes in graph order).
+    sub : Submission
+        The opened submission (:func:`~gpueval.challenges.xpress.layout.open_submission`).
+    settings : dict
+        The checked settings of the config (``fresh_ids``, ``dataset``).
+    device, scheduler, progress
+        As for :func:`score`.
+
+    Returns
+    -------
+    NodeTable
+        The nodes inside the ROI with their edges and lengths, and the first fresh id.
+
+    Raises
+    ------
+    Rejected
+        A negative label (at a node, or anywhere with ``fresh_ids: scan``), or no uint64 ids
+        left for the background nodes.
+    """
     index, inside = world_to_voxel(skel.positions, sub.begin, sub.voxel_size, sub.shape)
     index = index[inside]
     scan = settings["fresh_ids"] == "scan"
@@ -231,7 +296,22 @@ def _fresh_ids(labels: np.ndarray, flat: np.ndarray, next_id: int, where: str) -
 
 def evaluate_table(t: NodeTable, *, compat: str = "official"
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """All XPRESS metrics and the per-skeleton items of a node table."""
+    """All XPRESS metrics and the per-skeleton items of a node table.
+
+    Parameters
+    ----------
+    t : NodeTable
+        The node table of :func:`node_table`.
+    compat : {"official", "corrected"}
+        ``official`` keys merges by float64 ids, as the official scorer does.
+
+    Returns
+    -------
+    metrics : dict
+        ERL, Rand / VOI and their XPRESS combinations, counts (cli.md names).
+    items : list of dict
+        Per skeleton: ``id``, ``length``, ``erl_contribution``, ``n_nodes``, ``n_edges``.
+    """
     erl = rl.expected_run_length(t.skeleton_ids, t.segment_ids, t.edges, t.lengths,
                                  n_skeletons=t.n_skeletons,
                                  float64_merge_keys=compat == "official")
@@ -271,6 +351,17 @@ def rand_voi_nodes(skeleton_ids: np.ndarray, segment_ids: np.ndarray, voxel: np.
     Truth of a voxel = the largest component index among its nodes (components are written in
     order, later ones overwrite); test = its (relabelled) segment. Voxels with truth 0 — the
     first component — are not counted.
+
+    Parameters
+    ----------
+    skeleton_ids, segment_ids, voxel : ndarray
+        Per node: its skeleton (component), its segment and its flat voxel index.
+
+    Returns
+    -------
+    dict
+        ``rand_split``, ``rand_merge``, ``voi_split``, ``voi_merge``, ``nvi_split``,
+        ``nvi_merge``, ``nid`` (NaN ratios and zero VOI when nothing is counted).
     """
     if len(voxel):
         order = np.lexsort((skeleton_ids, voxel))
@@ -348,4 +439,3 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         raise TruthError(f"config fresh_ids={s['fresh_ids']!r}; expected one of "
                          f"{', '.join(FRESH)}")
     return s
-
