@@ -14,15 +14,13 @@ CellMap       the worst (crop, label) items (highest ``(fp + fn) / (tp + fp + fn
               slice with the most wrong voxels (per-slice counts reduced chunk by chunk) and
               the middle slice; semantic: FP/FN; instance: splits/merges/misses/FPs relative to
               each object's main partner (one chunked contingency pass)
-XPRESS        the densest slab of skeleton nodes: the submission's labels (one slice, read
-              alone) with nodes coloured by outcome (correct / split / merged)
 MedSegFM      the worst case (lowest DSC, or F1 for instance cases): per class, the middle
               slice of the class's GT z range with FP/FN overlay
 ============  ===============================================================================
 
 Colours: agreement grey, false positive red, false negative (missed) blue, as
 :func:`gpueval.report.error_overlay`; for instances, split fragments orange and merged
-objects magenta; XPRESS nodes green (correct), orange (split), magenta (merged).
+objects magenta (XPRESS's pictures: :mod:`gpueval.challenges.xpress.images`).
 
 :func:`neuroglancer_state` builds a Neuroglancer state (truth, submission and an error layer
 at the worst item); :func:`attach_neuroglancer` stores it under ``result.extra["neuroglancer"]``
@@ -35,9 +33,6 @@ Choices (pictures are diagnostics, not scores):
   works for semantic labels too. Instance colours are relative to each object's *main*
   partner (largest overlap, from one chunked contingency pass) in the submitted ids, not the
   scorer's connected-component relabelling or its optimal matching.
-* XPRESS node labels are gathered with ``fresh_ids: nodes`` (only chunks holding nodes are
-  read); a node is split when an incident edge changes segment or it lies on background,
-  merged when its segment also holds another skeleton's node (merged wins).
 * U-RISC prediction membrane = value < 128; the ``bold`` variant's dilation is not drawn.
 * Neuroglancer ``file://`` sources open only where the viewer can read local files (its
   Python server); pass ``url_prefix`` (an http server of the data folder) otherwise.
@@ -55,7 +50,6 @@ import numpy as np
 
 from gpueval.pictures import (
     BLUE,
-    GREEN,
     GREY,
     MAGENTA,
     ORANGE,
@@ -66,7 +60,6 @@ from gpueval.pictures import (
     pool_colours,
 )
 from gpueval.pictures import finite as _finite
-from gpueval.pictures import label_colours as _label_colours
 from gpueval.pictures import pool_factor as _step
 from gpueval.pictures import run_config as _config
 from gpueval.pictures import worst as _worst
@@ -254,66 +247,6 @@ def instance_overlay(g: np.ndarray, p: np.ndarray, maps) -> np.ndarray:
     rgb[m["fp"]] = RED
     rgb[m["miss"]] = BLUE
     return rgb
-
-
-# --------------------------------------------------------------------------------------------
-# XPRESS
-
-
-def xpress_images(result: Result, truth, submission, config=None, *, slab: int = 2,
-                  max_side: int = 768) -> Images:
-    """One slice of the submission at the densest slab of skeleton nodes, nodes coloured by
-    outcome. Node labels are gathered from the chunks holding nodes only (``fresh_ids:
-    nodes``: background nodes are marked split, whatever their fresh id)."""
-    from gpueval.challenges import xpress as X
-    from gpueval.io.skeleton import load_skeleton
-
-    settings = dict(X._settings(_config("xpress", config)), fresh_ids="nodes")
-    skel = load_skeleton(truth)
-    sub = X.open_submission(submission, settings)
-    table = X.node_table(skel, sub, settings)
-    if not len(table.voxel):
-        return []
-    outcome = node_outcomes(table.skeleton_ids, table.segment_ids, table.edges, table.next_id)
-    zyx = np.stack(np.unravel_index(table.voxel, sub.shape), axis=1)
-    counts = np.bincount(zyx[:, 0], minlength=sub.shape[0])
-    window = np.convolve(counts, np.ones(2 * slab + 1, np.int64), mode="same")
-    z = int(np.argmax(window))
-    s = _step(sub.shape[1:], max_side)
-    labels = np.asarray(sub.data[z, ::s, ::s].compute())
-    rgb = _label_colours(labels)
-    near = np.abs(zyx[:, 0] - z) <= slab
-    order = np.argsort(outcome[near], kind="stable")  # draw errors last (on top)
-    ys, xs, oc = zyx[near][order, 1] // s, zyx[near][order, 2] // s, outcome[near][order]
-    colours = np.array([GREEN, ORANGE, MAGENTA], np.uint8)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            yy = np.clip(ys + dy, 0, rgb.shape[0] - 1)
-            xx = np.clip(xs + dx, 0, rgb.shape[1] - 1)
-            rgb[yy, xx] = colours[oc]
-    n = np.bincount(oc, minlength=3)
-    return [(f"submission z={z} with {int(near.sum())} skeleton nodes within ±{slab} slices: "
-             f"{n[0]} correct (green), {n[1]} split (orange), {n[2]} merged (magenta)", rgb)]
-
-
-def node_outcomes(skeleton_ids: np.ndarray, segment_ids: np.ndarray, edges: np.ndarray,
-                  next_id: int) -> np.ndarray:
-    """Per node: 0 correct, 1 split (an incident edge changes segment, or background),
-    2 merged (its segment also covers another skeleton)."""
-    seg = np.asarray(segment_ids, np.uint64)
-    sk = np.asarray(skeleton_ids, np.int64)
-    out = np.zeros(len(seg), np.int64)
-    if len(edges):
-        e = np.asarray(edges)
-        cut = seg[e[:, 0]] != seg[e[:, 1]]
-        out[e[cut].ravel()] = 1
-    if next_id < 2**64:
-        out[seg >= np.uint64(next_id)] = 1
-    pairs = np.unique(np.stack([seg, sk.astype(np.uint64)], axis=1), axis=0)
-    segs, n = np.unique(pairs[:, 0], return_counts=True)
-    merged = np.isin(seg, segs[n > 1]) & (seg < np.uint64(min(next_id, 2**64 - 1)))
-    out[merged] = 2
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from xpress_cases import fixture, write_case
 
 from gpueval import api
 from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
+from gpueval.challenges.xpress import node_outcomes
 from gpueval.report import write_report
 from gpueval.report_images import (
     BLUE,
@@ -24,7 +25,6 @@ from gpueval.report_images import (
     attach_neuroglancer,
     instance_overlay,
     neuroglancer_state,
-    node_outcomes,
     pool_colours,
     urisc_images,
 )

@@ -8,7 +8,8 @@ ids given to background nodes), so the pipeline is
 1. load the skeleton (:mod:`gpueval.io.skeleton`), open the submission lazily, check its grid
    against the configured ROI (``roi``: ``test`` = the official exact 334³ @ 99 nm check,
    ``validation``, ``none`` or an explicit ``{begin, shape}`` in nm), crop, stride
-   (``downsampling``);
+   (``downsampling``) (:mod:`~gpueval.challenges.xpress.layout`,
+   :mod:`~gpueval.challenges.xpress.grid`);
 2. node positions → voxels with the official truncate-then-floor rule; nodes outside the ROI
    are dropped with their edges (:func:`gpueval.kernels.gather.world_to_voxel`);
 3. one chunked pass gathers the labels at node voxels and, with ``fresh_ids: scan`` (default,
@@ -21,21 +22,12 @@ ids given to background nodes), so the pipeline is
 
 Documented choices
 ------------------
-* **dtype**: every integer (and bool) dtype is scored identically as uint64 ids. The official
-  scorer crashes on anything but uint64 (``rand_voi`` buffer type); under ``compat=official``
-  the result carries a note and a user warning saying so instead of failing. Ignored grid
-  attributes, a missing ``resolution`` (1 nm), the ``transform.translate`` offset fallback and
-  skeleton nodes outside the scored ROI are warnings as well. Floats are rejected; negative labels
-  are rejected.
 * **compat**: ``official`` reproduces the float64 merge-detection quirk for ids ≥ 2⁵³;
-  ``corrected`` compares exact ids. Nothing else differs.
-* **voxel size / offset** are truncated to integers as the official ``Coordinate`` does;
-  the offset and the ROI must be multiples of the voxel size (the official daisy asserts
-  "all ROIs must be multiples of the voxel size", the array's own ROI included), else
-  Rejected.
-* **test ROI check** is applied to the array as stored (before ``downsampling``).
-* **explicit ROI** entries are truncated with ``int()`` as the official; a shape under 1 nm on any
-  axis (empty: the official has no max label to take) or a non-finite entry is a config error.
+  ``corrected`` compares exact ids. Nothing else differs (the dtype note of
+  :mod:`~gpueval.challenges.xpress.layout` is given under ``official`` only).
+* **skeleton nodes outside the scored ROI** are dropped as the official does, with a warning.
+* **explicit ROI**: a shape under 1 nm on any axis once truncated to whole nm (empty: the
+  official has no max label to take) or a non-finite entry is a config error.
 * **Rand/VOI with nothing counted** (one component): Rand and NVI are NaN (0/0) and VOI is 0,
   as funlib's C++ sums give.
 * ``merge_count`` is the official ``find_merge_errors`` count of xpress.md §4, exactly: its
@@ -49,24 +41,25 @@ Documented choices
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from gpueval.challenges.xpress.layout import Submission, _submission_relative, open_submission
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.skeleton import Skeleton, load_skeleton
 from gpueval.kernels.gather import GatherStats, gather, world_to_voxel
+from gpueval.kernels.stats import contingency
+from gpueval.limits import use_limits
 from gpueval.metrics import run_length as rl
+from gpueval.metrics.overlap import rand_voi
 from gpueval.notices import warn
 from gpueval.result import Result
 
 CHALLENGE = "xpress"
-SUFFIXES_H5 = (".h5", ".hdf5", ".hdf")
 ROI_NAMES = ("test", "validation", "none")
 COMPAT = ("official", "corrected")
 FRESH = ("scan", "nodes")
@@ -77,17 +70,36 @@ METRIC_NAMES = ("erl", "erl_norm", "rand_split", "rand_merge", "voi_split", "voi
 # Public interface
 
 
-def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
-          scheduler: Any = None, progress: bool = False) -> Result:
+def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
+          device: str = "cpu", scheduler: Any = None, progress: bool = False) -> Result:
     """Score one XPRESS submission (``.h5``/``.zarr``) against a skeleton file.
+
+    Parameters
+    ----------
+    truth : path
+        The skeleton: the official pickled graph or gpueval's ``.npz``
+        (:func:`gpueval.io.skeleton.load_skeleton`).
+    submission : path
+        HDF5 or zarr container holding the label volume (config ``dataset``).
+    config : dict
+        The resolved config (:func:`gpueval.config.load_config`).
+    device, scheduler, progress
+        Where the chunked gather runs (``cpu`` / ``gpu``, a dask.distributed address) and
+        whether it shows a progress bar.
 
     Returns
     -------
-    Result with ``score`` = ``xpress_erl_rand`` (config ``score``), the metrics of cli.md and
-    one item per skeleton (``id`` = skeleton index, its ``length`` and ``erl_contribution``).
-    """
-    from gpueval.limits import use_limits
+    Result
+        ``score`` = ``xpress_erl_rand`` (config ``score``), the metrics of cli.md and one item
+        per skeleton (``id`` = skeleton index, its ``length`` and ``erl_contribution``).
 
+    Raises
+    ------
+    Rejected
+        The submission cannot be scored (container, dataset, dtype, grid, negative labels).
+    TruthError
+        The skeleton or the config is unusable.
+    """
     settings = _settings(config)
     skel = load_skeleton(truth)
     with use_limits(config), _submission_relative(submission):
@@ -115,10 +127,29 @@ def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
     return result
 
 
-def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
-    """Format checks only (container, dataset, dtype, grid vs ROI); raises Rejected."""
-    from gpueval.limits import use_limits
+def validate(submission: str | Path, config: dict[str, Any], *,
+             truth: str | Path | None = None) -> list[str]:
+    """Format checks only (container, dataset, dtype, grid vs ROI); nothing is gathered.
 
+    Parameters
+    ----------
+    submission : path
+        HDF5 or zarr container holding the label volume.
+    config : dict
+        The resolved config.
+    truth : path, optional
+        The skeleton; when given, the notes say how many of its nodes lie in the ROI.
+
+    Returns
+    -------
+    list of str
+        Notes on what was found (dtype, shape, voxel size, scored ROI).
+
+    Raises
+    ------
+    Rejected
+        The submission cannot be scored.
+    """
     settings = _settings(config)
     with use_limits(config), _submission_relative(submission):
         sub = open_submission(submission, settings)
@@ -135,20 +166,20 @@ def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
     return notes
 
 
-@contextmanager
-def _submission_relative(submission) -> Iterator[None]:
-    """Rejections name the submission by its own name, never the server's folder (the
-    array readers quote the full path they were given)."""
-    try:
-        yield
-    except Rejected as e:
-        p = Path(submission)
-        msg = str(e)
-        for shown in sorted({str(p.absolute()), str(p.resolve())}, key=len, reverse=True):
-            msg = msg.replace(shown + os.sep, p.name + "/").replace(shown, p.name)
-        if msg == str(e):
-            raise
-        raise Rejected(msg) from e
+def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as given: XPRESS has no selector keys to map onto variants.
+
+    Parameters
+    ----------
+    config : dict
+        The mapping of :func:`gpueval.config.load_config`.
+
+    Returns
+    -------
+    dict
+        A shallow copy (the protocol's ``resolve_config`` is idempotent).
+    """
+    return dict(config)
 
 
 def _warn_outside(sub: Submission, settings: dict[str, Any], inside: int, total: int) -> None:
@@ -160,181 +191,6 @@ def _warn_outside(sub: Submission, settings: dict[str, Any], inside: int, total:
              f"{sub.voxel_size} nm from {sub.begin} nm, z,y,x) and are dropped with their "
              "edges as the official scorer does; check the 'offset' and 'resolution' "
              "attributes if that is unexpected")
-
-
-# --------------------------------------------------------------------------------------------
-# Submission: open, check, crop
-
-
-@dataclass
-class Submission:
-    """The submission cropped (and strided) to the scored ROI, still lazy."""
-
-    path: str
-    data: Any                      # dask array of the scored grid (after crop and stride)
-    dtype: np.dtype
-    full_shape: tuple[int, ...]
-    begin: tuple[int, ...]         # nm, z y x, of voxel 0 of ``data`` (after downsampling)
-    voxel_size: tuple[int, ...]    # nm, z y x (after downsampling)
-    shape: tuple[int, ...]         # voxels of ``data``
-    roi_voxels: int                # voxels of the crop before striding (what is read)
-    downsampling: int = 1
-    notes: list[str] = field(default_factory=list)
-
-
-def open_submission(path, settings: dict[str, Any]) -> Submission:
-    """Open and check a submission container; crop it to the configured ROI (lazily)."""
-    from gpueval.io.arrays import open_volume
-
-    p = Path(path)
-    low = p.name.lower().rstrip("/")
-    if not (low.endswith(SUFFIXES_H5) or low.endswith(".zarr")):
-        raise Rejected(f"{p.name}: expected an HDF5 (.h5) or zarr (.zarr) container holding "
-                       f"dataset {settings['dataset']!r}")
-    if not p.exists():
-        raise Rejected(f"{p.name}: not found")
-    where = f"{p.name}:{settings['dataset']}"
-    chunks = _storage_chunks(p, settings["dataset"]) if settings["fresh_ids"] == "nodes" \
-        else None
-    vol = open_volume(p, settings["dataset"], chunks=chunks, finite=False)
-    notes: list[str] = []
-    if vol.data.ndim != 3:
-        raise Rejected(f"{where}: {vol.data.ndim}-D array; expected a 3-D (z, y, x) "
-                       "label volume")
-    dt = np.dtype(vol.dtype)
-    if dt.kind not in "iub":
-        raise Rejected(f"{where}: dtype {dt} is not an integer type; submit instance ids as "
-                       "uint64 (0 = background)")
-    if dt != np.uint64 and settings["compat"] == "official":
-        notes.append(f"dtype {dt}: the official scorer accepts only uint64 (its rand_voi "
-                     "raises a buffer dtype error); scored here as uint64 ids")
-        warn(f"{where}: dtype {dt}; the official scorer fails on anything but uint64, "
-             "gpueval scores the ids as uint64; save the labels as uint64")
-    vs, off = _daisy_grid(vol.attrs, where, notes)   # official Coordinate: int() per entry
-    if any(v <= 0 for v in vs):
-        raise Rejected(f"{where}: voxel size {vol.voxel_size} nm truncates to {vs}; expected "
-                       "positive whole nm ('resolution' attribute, z,y,x)")
-    if any(o % v for o, v in zip(off, vs, strict=True)):
-        # the official reader (daisy) asserts every ROI, the array's own included, is a
-        # multiple of the voxel size (xpress.md §2.1): such an array is never scored there
-        raise Rejected(f"{where}: offset {off} nm is not a multiple of the voxel size {vs} nm "
-                       "(z,y,x); the official reader refuses such an array ('offset' "
-                       "attribute)")
-    shape = tuple(int(s) for s in vol.data.shape)
-    begin, roi_shape_nm = _roi(settings, where, vs, off, shape)
-    start, size = _crop(where, begin, roi_shape_nm, vs, off, shape)
-    data = vol.data
-    if start != (0, 0, 0) or size != shape:
-        data = data[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))]
-    d = settings["downsampling"]
-    vs_out, begin_out = vs, begin
-    if d > 1:
-        data = data[::d, ::d, ::d]
-        vs_out = tuple(v * d for v in vs)
-        begin_out = tuple((b // v) * v for b, v in zip(begin, vs_out, strict=True))
-    return Submission(str(p), data, dt, shape, begin_out, vs_out,
-                      tuple(int(s) for s in data.shape), int(np.prod(size, dtype=np.int64)),
-                      d, notes)
-
-
-def _daisy_grid(attrs: dict[str, Any], where: str, notes: list[str]
-                ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Voxel size and offset (nm, z,y,x) read as the official daisy reader reads them.
-
-    Voxel size: ``resolution``, else ``pixelResolution.dimensions``, else ``transform.scale``,
-    else 1; offset: ``offset``, else ``transform.translate`` (our choice: the spec names no
-    fallback), else 0; every entry truncated with ``int()`` (xpress.md §1.1). Other grid
-    attributes (``voxel_size``, ``scale``, ``translation``) are ignored as the official ignores
-    them, with a note.
-    """
-    def pick(*paths):
-        for path in paths:
-            v: Any = attrs
-            for key in path:
-                v = v.get(key) if isinstance(v, dict) else None
-            if v is not None:
-                return v
-        return None
-
-    def vector(v, default: int, what: str) -> tuple[int, ...]:
-        if v is None:
-            return (default,) * 3
-        try:
-            vals = tuple(int(float(x)) for x in (v if isinstance(v, list | tuple) else [v] * 3))
-        except (TypeError, ValueError, OverflowError) as e:
-            raise Rejected(f"{where}: {what} attribute {v!r} is not a list of numbers") from e
-        if len(vals) != 3:
-            raise Rejected(f"{where}: {what} attribute {list(v)} needs 3 entries (z,y,x nm)")
-        return vals
-
-    voxel = pick(("resolution",), ("pixelResolution", "dimensions"), ("transform", "scale"))
-    offset = pick(("offset",), ("transform", "translate"))
-    ignored = [k for k in ("voxel_size", "scale", "translation") if k in attrs]
-    if ignored and (voxel is None or offset is None):
-        notes.append(f"attribute(s) {', '.join(ignored)} ignored as the official reader "
-                     "ignores them; it reads 'resolution' and 'offset' (z,y,x nm)")
-        warn(f"{where}: attribute(s) {', '.join(ignored)} ignored (the official reader "
-             "reads only 'resolution' and 'offset', z,y,x nm); add those attributes")
-    if voxel is None:
-        warn(f"{where}: no 'resolution' attribute, voxel size taken as 1 nm as the official "
-             "reader does; add 'resolution' (z,y,x nm)")
-    # a missing offset is 0, the official default and the usual case: no warning
-    if pick(("offset",)) is None and offset is not None:
-        warn(f"{where}: offset read from 'transform.translate', a gpueval fallback the "
-             "official reader is not known to use; add an 'offset' attribute (z,y,x nm)")
-    return vector(voxel, 1, "resolution"), vector(offset, 0, "offset")
-
-
-def _roi(settings, where, vs, off, shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The ROI (begin, shape) in nm, z y x; the official test check when asked."""
-    roi = settings["roi"]
-    if roi == "none":
-        return off, tuple(n * v for n, v in zip(shape, vs, strict=True))
-    spec = settings["rois"][roi] if isinstance(roi, str) else roi
-    begin = tuple(int(float(v)) for v in spec["begin"])       # official: int() of floats
-    size = tuple(int(float(v)) for v in spec["shape"])
-    if spec.get("exact"):
-        want_vs = tuple(int(v) for v in spec["voxel_size"])
-        want_shape = tuple(s // v for s, v in zip(size, want_vs, strict=True))
-        if vs != want_vs:
-            raise Rejected(f"{where}: voxel size {vs} nm (z,y,x), expected {want_vs} nm for "
-                           f"the {roi} ROI ('resolution' attribute); or --set roi=none")
-        if off != begin or shape != want_shape:
-            raise Rejected(f"{where}: array covers offset {off} nm, shape {shape} voxels; "
-                           f"the {roi} ROI needs offset {begin} nm ('offset' attribute) and "
-                           f"shape {want_shape}")
-    return begin, size
-
-
-def _crop(where, begin, size, vs, off, shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    end = tuple(o + n * v for o, n, v in zip(off, shape, vs, strict=True))
-    if any(b < o or b + s > e for b, s, o, e in zip(begin, size, off, end, strict=True)):
-        raise Rejected(f"{where}: array covers [{off}, {end}) nm (z,y,x) but the ROI is "
-                       f"[{begin}, {tuple(b + s for b, s in zip(begin, size, strict=True))}) "
-                       "nm; submit the whole ROI")
-    if any((b - o) % v or s % v for b, s, o, v in zip(begin, size, off, vs, strict=True)):
-        raise Rejected(f"{where}: ROI begin {begin} / shape {size} nm is not aligned to the "
-                       f"voxel grid (offset {off}, voxel size {vs} nm)")
-    start = tuple((b - o) // v for b, o, v in zip(begin, off, vs, strict=True))
-    return start, tuple(s // v for s, v in zip(size, vs, strict=True))
-
-
-def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
-    """The container's own chunk shape (so a node-only gather reads storage chunks)."""
-    try:
-        if p.name.lower().endswith(SUFFIXES_H5):
-            import h5py
-
-            with h5py.File(p, "r") as f:
-                ds = f.get(dataset)
-                return tuple(ds.chunks) if ds is not None and ds.chunks else None
-        import zarr
-
-        node = zarr.open(str(p), mode="r")
-        arr = node[dataset] if isinstance(node, zarr.Group) else node
-        return tuple(arr.chunks)
-    except Exception:  # open_volume reports the real problem with a proper message
-        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,7 +215,30 @@ class NodeTable:
 
 def node_table(skel: Skeleton, sub: Submission, settings: dict[str, Any], *,
                device: str = "cpu", scheduler: Any = None, progress: bool = False) -> NodeTable:
-    """Look up every node's segment (fresh ids for background) and skeleton (component)."""
+    """Look up every node's segment (fresh ids for background) and skeleton (component).
+
+    Parameters
+    ----------
+    skel : Skeleton
+        The skeleton graph (nodes in graph order).
+    sub : Submission
+        The opened submission (:func:`~gpueval.challenges.xpress.layout.open_submission`).
+    settings : dict
+        The checked settings of the config (``fresh_ids``, ``dataset``).
+    device, scheduler, progress
+        As for :func:`score`.
+
+    Returns
+    -------
+    NodeTable
+        The nodes inside the ROI with their edges and lengths, and the first fresh id.
+
+    Raises
+    ------
+    Rejected
+        A negative label (at a node, or anywhere with ``fresh_ids: scan``), or no uint64 ids
+        left for the background nodes.
+    """
     index, inside = world_to_voxel(skel.positions, sub.begin, sub.voxel_size, sub.shape)
     index = index[inside]
     scan = settings["fresh_ids"] == "scan"
@@ -417,7 +296,22 @@ def _fresh_ids(labels: np.ndarray, flat: np.ndarray, next_id: int, where: str) -
 
 def evaluate_table(t: NodeTable, *, compat: str = "official"
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """All XPRESS metrics and the per-skeleton items of a node table."""
+    """All XPRESS metrics and the per-skeleton items of a node table.
+
+    Parameters
+    ----------
+    t : NodeTable
+        The node table of :func:`node_table`.
+    compat : {"official", "corrected"}
+        ``official`` keys merges by float64 ids, as the official scorer does.
+
+    Returns
+    -------
+    metrics : dict
+        ERL, Rand / VOI and their XPRESS combinations, counts (cli.md names).
+    items : list of dict
+        Per skeleton: ``id``, ``length``, ``erl_contribution``, ``n_nodes``, ``n_edges``.
+    """
     erl = rl.expected_run_length(t.skeleton_ids, t.segment_ids, t.edges, t.lengths,
                                  n_skeletons=t.n_skeletons,
                                  float64_merge_keys=compat == "official")
@@ -457,10 +351,18 @@ def rand_voi_nodes(skeleton_ids: np.ndarray, segment_ids: np.ndarray, voxel: np.
     Truth of a voxel = the largest component index among its nodes (components are written in
     order, later ones overwrite); test = its (relabelled) segment. Voxels with truth 0 — the
     first component — are not counted.
-    """
-    from gpueval.kernels.stats import contingency
-    from gpueval.metrics.overlap import rand_voi
 
+    Parameters
+    ----------
+    skeleton_ids, segment_ids, voxel : ndarray
+        Per node: its skeleton (component), its segment and its flat voxel index.
+
+    Returns
+    -------
+    dict
+        ``rand_split``, ``rand_merge``, ``voi_split``, ``voi_merge``, ``nvi_split``,
+        ``nvi_merge``, ``nid`` (NaN ratios and zero VOI when nothing is counted).
+    """
     if len(voxel):
         order = np.lexsort((skeleton_ids, voxel))
         v = voxel[order]
@@ -492,8 +394,6 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
     }
     roi = s["roi"]
     if isinstance(roi, str) and roi not in ROI_NAMES:  # --set 'roi={begin: [...], ...}'
-        import yaml
-
         try:
             roi = yaml.safe_load(roi)
         except yaml.YAMLError:
@@ -539,11 +439,3 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         raise TruthError(f"config fresh_ids={s['fresh_ids']!r}; expected one of "
                          f"{', '.join(FRESH)}")
     return s
-
-
-def report_images(result: Result, truth, submission, config) -> list:
-    """Pictures of where the submission fails, for the HTML report (see
-    :func:`gpueval.report_images.xpress_images`)."""
-    from gpueval.report_images import xpress_images
-
-    return xpress_images(result, truth, submission, config)

@@ -1,0 +1,158 @@
+"""XPRESS's submission layout: finding, opening and checking the label volume, lazily.
+
+A submission is one HDF5 (``.h5``, ``.hdf5``, ``.hdf``) or zarr (``.zarr``) container holding
+a 3-D integer dataset (config ``dataset``, default ``submission``) with daisy's grid
+attributes (:mod:`gpueval.challenges.xpress.grid`). :func:`open_submission` checks it, crops
+it to the configured ROI and strides it (``downsampling``) without reading a voxel.
+
+Documented choices
+------------------
+* **dtype**: every integer (and bool) dtype is scored identically as uint64 ids. The official
+  scorer crashes on anything but uint64 (``rand_voi`` buffer type); under ``compat=official``
+  the result carries a note and a user warning saying so instead of failing. Floats are
+  rejected; negative labels are rejected (when the labels are gathered,
+  :func:`gpueval.challenges.xpress.score.node_table`).
+* **offset** must be a multiple of the voxel size (daisy asserts it for the array's own ROI,
+  xpress.md §2.1), else Rejected.
+* With ``fresh_ids: nodes`` the volume is chunked as stored, so a node-only gather reads
+  whole storage chunks once.
+* Rejections name the submission by its own name, never the server's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import zarr
+
+from gpueval.challenges.xpress.grid import _crop, _daisy_grid, _roi
+from gpueval.errors import Rejected
+from gpueval.io.arrays import open_volume
+from gpueval.notices import warn
+
+SUFFIXES_H5 = (".h5", ".hdf5", ".hdf")
+
+
+@dataclass
+class Submission:
+    """The submission cropped (and strided) to the scored ROI, still lazy."""
+
+    path: str
+    data: Any                      # dask array of the scored grid (after crop and stride)
+    dtype: np.dtype
+    full_shape: tuple[int, ...]
+    begin: tuple[int, ...]         # nm, z y x, of voxel 0 of ``data`` (after downsampling)
+    voxel_size: tuple[int, ...]    # nm, z y x (after downsampling)
+    shape: tuple[int, ...]         # voxels of ``data``
+    roi_voxels: int                # voxels of the crop before striding (what is read)
+    downsampling: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
+    """Open and check a submission container; crop it to the configured ROI (lazily).
+
+    Parameters
+    ----------
+    path : path
+        ``.h5`` / ``.hdf5`` / ``.hdf`` file or ``.zarr`` folder.
+    settings : dict
+        The checked settings of the config (``dataset``, ``roi``, ``rois``, ``compat``,
+        ``fresh_ids``, ``downsampling``).
+
+    Returns
+    -------
+    Submission
+        The lazy array of the scored grid and where it lies (nm, z y x).
+
+    Raises
+    ------
+    Rejected
+        Wrong container, missing dataset, not 3-D, not integer, grid off the ROI.
+    """
+    p = Path(path)
+    low = p.name.lower().rstrip("/")
+    if not (low.endswith(SUFFIXES_H5) or low.endswith(".zarr")):
+        raise Rejected(f"{p.name}: expected an HDF5 (.h5) or zarr (.zarr) container holding "
+                       f"dataset {settings['dataset']!r}")
+    if not p.exists():
+        raise Rejected(f"{p.name}: not found")
+    where = f"{p.name}:{settings['dataset']}"
+    chunks = _storage_chunks(p, settings["dataset"]) if settings["fresh_ids"] == "nodes" \
+        else None
+    vol = open_volume(p, settings["dataset"], chunks=chunks, finite=False)
+    notes: list[str] = []
+    if vol.data.ndim != 3:
+        raise Rejected(f"{where}: {vol.data.ndim}-D array; expected a 3-D (z, y, x) "
+                       "label volume")
+    dt = np.dtype(vol.dtype)
+    if dt.kind not in "iub":
+        raise Rejected(f"{where}: dtype {dt} is not an integer type; submit instance ids as "
+                       "uint64 (0 = background)")
+    if dt != np.uint64 and settings["compat"] == "official":
+        notes.append(f"dtype {dt}: the official scorer accepts only uint64 (its rand_voi "
+                     "raises a buffer dtype error); scored here as uint64 ids")
+        warn(f"{where}: dtype {dt}; the official scorer fails on anything but uint64, "
+             "gpueval scores the ids as uint64; save the labels as uint64")
+    vs, off = _daisy_grid(vol.attrs, where, notes)   # official Coordinate: int() per entry
+    if any(v <= 0 for v in vs):
+        raise Rejected(f"{where}: voxel size {vol.voxel_size} nm truncates to {vs}; expected "
+                       "positive whole nm ('resolution' attribute, z,y,x)")
+    if any(o % v for o, v in zip(off, vs, strict=True)):
+        # the official reader (daisy) asserts every ROI, the array's own included, is a
+        # multiple of the voxel size (xpress.md §2.1): such an array is never scored there
+        raise Rejected(f"{where}: offset {off} nm is not a multiple of the voxel size {vs} nm "
+                       "(z,y,x); the official reader refuses such an array ('offset' "
+                       "attribute)")
+    shape = tuple(int(s) for s in vol.data.shape)
+    begin, roi_shape_nm = _roi(settings, where, vs, off, shape)
+    start, size = _crop(where, begin, roi_shape_nm, vs, off, shape)
+    data = vol.data
+    if start != (0, 0, 0) or size != shape:
+        data = data[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))]
+    d = settings["downsampling"]
+    vs_out, begin_out = vs, begin
+    if d > 1:
+        data = data[::d, ::d, ::d]
+        vs_out = tuple(v * d for v in vs)
+        begin_out = tuple((b // v) * v for b, v in zip(begin, vs_out, strict=True))
+    return Submission(str(p), data, dt, shape, begin_out, vs_out,
+                      tuple(int(s) for s in data.shape), int(np.prod(size, dtype=np.int64)),
+                      d, notes)
+
+
+def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
+    """The container's own chunk shape (so a node-only gather reads storage chunks)."""
+    try:
+        if p.name.lower().endswith(SUFFIXES_H5):
+            with h5py.File(p, "r") as f:
+                ds = f.get(dataset)
+                return tuple(ds.chunks) if ds is not None and ds.chunks else None
+        node = zarr.open(str(p), mode="r")
+        arr = node[dataset] if isinstance(node, zarr.Group) else node
+        return tuple(arr.chunks)
+    except Exception:  # open_volume reports the real problem with a proper message
+        return None
+
+
+@contextmanager
+def _submission_relative(submission) -> Iterator[None]:
+    """Rejections name the submission by its own name, never the server's folder (the
+    array readers quote the full path they were given)."""
+    try:
+        yield
+    except Rejected as e:
+        p = Path(submission)
+        msg = str(e)
+        for shown in sorted({str(p.absolute()), str(p.resolve())}, key=len, reverse=True):
+            msg = msg.replace(shown + os.sep, p.name + "/").replace(shown, p.name)
+        if msg == str(e):
+            raise
+        raise Rejected(msg) from e
