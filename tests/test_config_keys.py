@@ -82,12 +82,13 @@ class _Recorder(dict):
 
 
 def _read_keys(challenge: str, overrides=()) -> set[str]:
-    from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
+    from gpueval.challenges import cellmap, refuge, urisc, xpress
+    from gpueval.challenges.medsegfm import options as medsegfm_options
 
     readers = {
         "urisc": urisc._Options.from_config,
         "xpress": xpress._settings,
-        "medsegfm": medsegfm._settings,
+        "medsegfm": medsegfm_options._settings,
         "refuge": refuge._Options.from_config,
         "cellmap": cellmap.Options.from_config,
     }
