@@ -14,8 +14,6 @@ CellMap       the worst (crop, label) items (highest ``(fp + fn) / (tp + fp + fn
               slice with the most wrong voxels (per-slice counts reduced chunk by chunk) and
               the middle slice; semantic: FP/FN; instance: splits/merges/misses/FPs relative to
               each object's main partner (one chunked contingency pass)
-MedSegFM      the worst case (lowest DSC, or F1 for instance cases): per class, the middle
-              slice of the class's GT z range with FP/FN overlay
 ============  ===============================================================================
 
 Colours: agreement grey, false positive red, false negative (missed) blue, as
@@ -59,7 +57,6 @@ from gpueval.pictures import (
     error_overlay,
     pool_colours,
 )
-from gpueval.pictures import finite as _finite
 from gpueval.pictures import pool_factor as _step
 from gpueval.pictures import run_config as _config
 from gpueval.pictures import worst as _worst
@@ -247,78 +244,6 @@ def instance_overlay(g: np.ndarray, p: np.ndarray, maps) -> np.ndarray:
     rgb[m["fp"]] = RED
     rgb[m["miss"]] = BLUE
     return rgb
-
-
-# --------------------------------------------------------------------------------------------
-# MedSegFM
-
-
-def medsegfm_images(result: Result, truth, submission, config=None, *, n_classes: int = 6,
-                    max_side: int = 512) -> Images:
-    """Per class of the worst case: the middle slice of the class's GT z range, FP/FN overlay.
-
-    npz cases are loaded whole (npz cannot be read in part, the scorer loads them too); zarr
-    cases are read lazily: the z range is a chunked reduction and only the shown slices are
-    read.
-    """
-    import dask.array as da
-
-    from gpueval.challenges import medsegfm as M
-
-    settings = M._settings(_config("medsegfm", config))
-
-    def headline(it):
-        return it.get("dsc") if _finite(it.get("dsc")) else it.get("f1")
-
-    item = _worst(result.items, headline)
-    if item is None:
-        return []
-    name = str(item["id"])
-    path = dict(M.truth_cases(truth)).get(name)
-    if path is None:
-        return []
-    case = M.load_truth_case(path, settings["track"])
-    gts = case["gts"]
-    sub = Path(submission)
-    if settings["track"] == "interactive":
-        pred_path = M._find(sub / name, f"step_{settings['final_step']}")
-    else:
-        pred_path = M._find(sub, name)
-    segs = M.load_prediction(pred_path, gts.shape) if pred_path.exists() else None
-    ext = ((result.extra or {}).get("cases") or {}).get(name) or {}
-    g = gts if isinstance(gts, da.Array) else da.from_array(gts, chunks=(16, -1, -1))
-    if ext.get("kind") == "instance":
-        classes, binary = [1], True
-    else:
-        classes = ext.get("classes")
-        if classes is None:
-            ids = np.unique(np.asarray(da.unique(g).compute()))
-            classes = ids[1:].tolist()
-        binary = False
-    per_class = ext.get("per_class") or (ext.get("steps") or {}).get(
-        str(settings.get("final_step")), {}).get("per_class") or {}
-    out: Images = []
-    for c in list(classes)[:n_classes]:
-        present = (g > 0) if binary else (g == c)
-        zs = np.flatnonzero(np.asarray(present.any(axis=(1, 2)).compute()))
-        if not len(zs):
-            continue
-        z = int((zs[0] + zs[-1]) // 2)
-        s = _step(gts.shape[1:], max_side)
-        gz = np.asarray(gts[z, ::s, ::s])
-        pz = (np.zeros_like(gz) if segs is None else np.asarray(segs[z, ::s, ::s]))
-        if settings.get("uint8_cast"):
-            gz, pz = gz.astype(np.uint8), pz.astype(np.uint8)
-        if binary:
-            rgb = error_overlay(gz > 0, pz > 0)
-        else:
-            rgb = error_overlay(gz == c, pz == c)
-        dsc = (per_class.get(str(c)) or {}).get("dsc")
-        score = f", DSC {dsc:.3f}" if _finite(dsc) else ""
-        label = "foreground" if binary else f"class {c}"
-        out.append((f"{name} {label} z={z} (middle of its GT range{score}; FP red, FN blue)",
-                    rgb))
-    return out
 
 
 # --------------------------------------------------------------------------------------------

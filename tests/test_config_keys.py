@@ -82,13 +82,14 @@ class _Recorder(dict):
 
 
 def _read_keys(challenge: str, overrides=()) -> set[str]:
-    from gpueval.challenges import cellmap, medsegfm, urisc, xpress
+    from gpueval.challenges import cellmap, urisc, xpress
+    from gpueval.challenges.medsegfm import options as medsegfm_options
     from gpueval.challenges.refuge import options as refuge
 
     readers = {
         "urisc": urisc._Options.from_config,
         "xpress": xpress._settings,
-        "medsegfm": medsegfm._settings,
+        "medsegfm": medsegfm_options._settings,
         "refuge": refuge._Options.from_config,
         "cellmap": cellmap.Options.from_config,
     }

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from gpueval import api
 from gpueval.challenges import medsegfm as M
+from gpueval.challenges.medsegfm.options import _Context, _settings
+from gpueval.challenges.medsegfm.text import _binary_to_instances
 from gpueval.config import load_config
 from gpueval.errors import Rejected, TruthError
 from gpueval.metrics.matching import match_iou_threshold
@@ -356,9 +358,9 @@ def test_binary_instance_split_is_chunk_independent(seed, chunk, wrap):
 
     rng = np.random.default_rng(seed)
     segs = np.where(rng.random((7, 9, 8)) < 0.35, 3, 0).astype(np.int64)
-    settings = M._settings(_cfg("track=text", f"chunk_size={chunk}"))
-    ctx = M._Context(settings, "cpu", None, False)
-    got = np.asarray(M._binary_to_instances(ctx, segs, 3, 6, wrap=wrap).compute())
+    settings = _settings(_cfg("track=text", f"chunk_size={chunk}"))
+    ctx = _Context(settings, "cpu", None, False)
+    got = np.asarray(_binary_to_instances(ctx, segs, 3, 6, wrap=wrap).compute())
     cc = cc3d.connected_components(segs, connectivity=6).astype(np.int64)
     want = np.where(cc > 0, cc + 3, segs)
     np.testing.assert_array_equal(got, want.astype(np.uint8) if wrap else want)

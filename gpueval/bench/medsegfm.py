@@ -23,8 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
 
 from gpueval.bench import workload
+from gpueval.challenges import medsegfm
+from gpueval.config import load_config
 
 BASE_SHAPE = (300, 512, 512)
 SPACING = (2.5, 0.8, 0.8)
@@ -94,9 +98,6 @@ def instance_case(shape, seed: int = 0, n_blobs: int = 200):
 
 
 def _score_one(gts, segs, overrides, device, prompts=None):
-    from gpueval.challenges import medsegfm
-    from gpueval.config import load_config
-
     with tempfile.TemporaryDirectory() as tmp:
         truth, sub = Path(tmp) / "truth", Path(tmp) / "sub"
         truth.mkdir()
@@ -131,8 +132,6 @@ def bench_nsd(device: str, scale: float) -> dict:
 
 
 def _check_nsd_small(device: str) -> tuple[bool, float]:
-    from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
-
     gts, segs = organ_case((48, 96, 96), seed=1)
     result, _ = _score_one(gts, segs, [], device)
     per_class = result.extra["cases"]["case"]["per_class"]
@@ -169,8 +168,6 @@ def bench_instance(device: str, scale: float) -> dict:
 
 def _reference_instance(gts, segs):
     """The official formulas written densely (independent of gpueval's sparse path)."""
-    from scipy.optimize import linear_sum_assignment
-
     n_gt, n_pred = int(gts.max()), int(segs.max())
     g_ids = np.unique(gts)
     p_ids = np.unique(segs)

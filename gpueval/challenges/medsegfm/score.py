@@ -1,0 +1,304 @@
+"""MedSegFM's scoring: cases composed into the :class:`~gpueval.result.Result`, and the CSV.
+
+:func:`score` reads each truth case (:mod:`.layout`), scores its prediction — one file per
+case on the semantic and text tracks (:func:`_score_single_case`: per-class DSC/NSD from
+:mod:`.semantic`, or instance F1 from :mod:`.text`), six step files on the interactive track
+(:mod:`.interactive`) — and aggregates the items; :func:`validate` runs the format checks
+only. Per-class values (DSC, NSD, surfel counts and areas, overlaps, HD95/HD100, ASD) are in
+``result.extra["cases"]``; :func:`write_official_csv` writes the official CSV columns.
+
+Choices where the spec is silent (documented for the organisers):
+
+* **Across cases** (not in the official repository): every aggregate in ``metrics`` is the
+  mean over cases, skipping NaN case values (pandas' default); ``score`` is the mean case DSC
+  (semantic), the mean case F1 (text track, instance cases) — for a text submission mixing
+  both kinds, the mean over cases of each case's headline (DSC or F1) — and the mean final
+  DSC (interactive).
+* **Missing prediction file**: scored as an all-zero prediction (as the interactive protocol
+  does for a failed step), never skipped, so leaving out a hard case cannot help; the item
+  has ``status: "missing"`` and the result a warning naming the case. A submission with no
+  prediction for any truth case is rejected.
+* The semantic track reports the ungated NSD; ``extra`` also lists the gated value.
+* A missing ``instance_label`` in a text case's prompts means 0 (semantic scoring).
+* Text-track ``RunningTime`` (CSV view) is the optional ``running_time`` of the prediction
+  npz, 0 when absent.
+* Text CSV values are rounded as ``round(np.float64, 4)`` rounds (``np.round``), not with
+  Python's correctly rounded ``round`` (they differ on near-halves such as 0.12345).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpueval.challenges.medsegfm.chunked import _zeros_like, pair_table
+from gpueval.challenges.medsegfm.interactive import _score_interactive_case
+from gpueval.challenges.medsegfm.layout import (
+    STEP_RE,
+    SUFFIXES,
+    _find,
+    _missing_case_warning,
+    _running_time,
+    _submission_dir,
+    _submission_relative,
+    _truth_shape,
+    _warn_unread,
+    load_prediction,
+    load_truth_case,
+    truth_cases,
+)
+from gpueval.challenges.medsegfm.options import _Context, _settings
+from gpueval.challenges.medsegfm.semantic import _case_mean, class_set, semantic_scores
+from gpueval.challenges.medsegfm.text import instance_scores
+from gpueval.errors import Rejected
+from gpueval.notices import warn
+from gpueval.result import Result
+
+CHALLENGE = "medsegfm"
+
+
+def score(truth, submission, config: dict[str, Any], *, device: str = "cpu",
+          scheduler: Any = None, progress: bool = False) -> Result:
+    """Score a MedSegFM submission folder against a truth folder (see the module docstring).
+
+    Returns
+    -------
+    Result with one item per truth case (``id`` = case name); a case without a prediction
+    has ``status: "missing"`` (and ``missing: True``) and is scored as all-zero, with a
+    warning.
+    """
+    with _submission_relative(submission):
+        return _score(truth, submission, config, device=device, scheduler=scheduler,
+                      progress=progress)
+
+
+def _score(truth, submission, config: dict[str, Any], *, device: str, scheduler: Any,
+           progress: bool) -> Result:
+    settings = _settings(config)
+    cases = truth_cases(truth)
+    sub = _submission_dir(submission)
+    ctx = _Context(settings, device, scheduler, progress)
+    items, extended = [], {}
+    for name, path in cases:
+        case = load_truth_case(path, settings["track"])
+        if settings["track"] == "interactive":
+            item, ext = _score_interactive_case(ctx, name, case, sub / name)
+        else:
+            item, ext = _score_single_case(ctx, name, case, _find(sub, name))
+        items.append(item)
+        extended[name] = ext
+    if all(it.get("missing") for it in items):
+        layout = ("<case>/step_<k>.npz" if settings["track"] == "interactive"
+                  else "<case>.npz")
+        raise Rejected(f"{sub.name}: no prediction for any of the {len(items)} truth case(s); "
+                       f"expected {layout} for track {settings['track']}")
+    _warn_unread(sub, [name for name, _ in cases], settings, scoring=True)
+    result = Result(CHALLENGE, str(config["metric_version"]), items=items)
+    result.metrics = _aggregate(items, settings)
+    result.score = _headline(items, settings)
+    result.runtime["voxels"] = ctx.voxels
+    result.extra["cases"] = extended
+    result.extra["track"] = settings["track"]
+    missing = [it["id"] for it in items if it.get("missing")]
+    if missing:
+        result.extra["missing_cases"] = missing
+    return result
+
+
+def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as scored: MedSegFM's selector keys (``track``, ``variant``) are resolved by
+    :func:`gpueval.config.load_config` already, so a plain copy (idempotent).
+
+    Parameters
+    ----------
+    config : the mapping of :func:`gpueval.config.load_config`.
+
+    Returns
+    -------
+    A new dict with the same keys and values.
+    """
+    return dict(config)
+
+
+def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:
+    """Format checks of a submission folder (no scoring). Raises Rejected; returns notes."""
+    with _submission_relative(submission):
+        return _validate(submission, config, truth)
+
+
+def _validate(submission, config: dict[str, Any], truth) -> list[str]:
+    settings = _settings(config)
+    sub = _submission_dir(submission)
+    notes: list[str] = []
+    expected = None
+    if truth is not None:
+        expected = {name: path for name, path in truth_cases(truth)}
+    if settings["track"] == "interactive":
+        names = sorted(p.name for p in sub.iterdir() if p.is_dir())
+        for name in names:
+            shape = _truth_shape(expected[name]) if expected and name in expected else None
+            for step_path in sorted((sub / name).iterdir()):
+                m = STEP_RE.match(step_path.name)
+                if not m or not 1 <= int(m.group(1)) <= settings["n_steps"]:
+                    notes.append(f"{name}/{step_path.name}: ignored (expected step_1..step_"
+                                 f"{settings['n_steps']}.npz|.zarr)")
+                    if not step_path.name.startswith("."):
+                        warn(f"{name}/{step_path.name}: would be ignored (expected step_1.."
+                             f"step_{settings['n_steps']}.npz); rename the step files")
+                    continue
+                load_prediction(step_path, shape)
+                _running_time(step_path)
+    else:
+        names = sorted({p.stem for p in sub.iterdir() if p.suffix in SUFFIXES})
+        for name in names:
+            shape = _truth_shape(expected[name]) if expected and name in expected else None
+            load_prediction(_find(sub, name), shape)
+    if not names:
+        layout = ("<case>/step_<k>.npz folders" if settings["track"] == "interactive"
+                  else "<case>.npz files")
+        raise Rejected(f"{sub.name}: no predictions found (expected {layout})")
+    if expected is not None:
+        absent = sorted(set(expected) - set(names))
+        extra = sorted(set(names) - set(expected))
+        if absent:
+            notes.append(f"{len(absent)} case(s) without a prediction, scored as all-zero: "
+                         + ", ".join(absent[:10]))
+            for name in absent:
+                warn(_missing_case_warning(name, settings, scoring=False))
+        if extra:
+            notes.append(f"{len(extra)} prediction(s) for unknown cases ignored: "
+                         + ", ".join(extra[:10]))
+        _warn_unread(sub, list(expected), settings, scoring=False)
+    else:
+        _warn_unread(sub, None, settings, scoring=False)
+    notes.append(f"{len(names)} case(s) checked for track {settings['track']}")
+    return notes
+
+
+def write_official_csv(result: Result, path: str | Path | None = None) -> str:
+    """The official per-case CSV of the result's track (column order of the scripts).
+
+    Text track values are rounded to 4 decimals (as ``CVPR25_text_eval.py`` writes them);
+    interactive values are not rounded. NaN is written as an empty field (pandas' default).
+    Returns the CSV text and writes it to ``path`` when given.
+    """
+    track = result.extra.get("track", "semantic")
+    if track == "interactive":
+        cols = (["CaseName", "TotalRunningTime"] + [f"RunningTime_{k}" for k in range(1, 7)]
+                + ["DSC_AUC", "NSD_AUC", "DSC_Final", "NSD_Final"]
+                + [f"DSC_{k}" for k in range(1, 7)] + [f"NSD_{k}" for k in range(1, 7)]
+                + ["num_class", "runtime_upperbound"])
+        keys = (["id", "total_running_time"] + [f"running_time_{k}" for k in range(1, 7)]
+                + ["dsc_auc", "nsd_auc", "dsc_final", "nsd_final"]
+                + [f"dsc_{k}" for k in range(1, 7)] + [f"nsd_{k}" for k in range(1, 7)]
+                + ["num_class", "runtime_upperbound"])
+        digits = None
+    elif track == "text":
+        cols = ["CaseName", "RunningTime", "DSC", "NSD", "F1", "DSC_TP"]
+        keys = ["id", "running_time", "dsc", "nsd", "f1", "dsc_tp"]
+        digits = 4
+    else:
+        cols = ["CaseName", "DSC", "NSD"]
+        keys = ["id", "dsc", "nsd"]
+        digits = None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for it in result.items:
+        writer.writerow([_csv_value(it.get(k), digits) for k in keys])
+    text = buf.getvalue()
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path: Path):
+    s = ctx.settings
+    gts = case["gts"]
+    missing = not pred_path.exists()
+    if missing:
+        segs = _zeros_like(gts)
+        running_time = 0.0
+    else:
+        segs = load_prediction(pred_path, gts.shape)
+        running_time = _running_time(pred_path)
+    if s["uint8_cast"]:
+        gts, segs = gts.astype(np.uint8), segs.astype(np.uint8)
+    instance = s["track"] == "text" and int(case["prompts"].get("instance_label", 0)) == 1
+    item: dict[str, Any] = {"id": name}
+    if instance:
+        inst = instance_scores(ctx, gts, segs)
+        item.update({"dsc": math.nan, "nsd": math.nan, "f1": inst["f1"],
+                     "dsc_tp": inst["dsc_tp"]})
+        ext = {"kind": "instance", **inst}
+    else:
+        table = pair_table(ctx, gts, segs)
+        classes = class_set(table.sizes_a()[0], s, case["prompts"])
+        per_class = semantic_scores(ctx, gts, segs, case["spacing"], classes, table)
+        dsc = _case_mean([v["dsc"] for v in per_class.values()], s["case_mean"])
+        nsd = _case_mean([v["nsd_2mm"] for v in per_class.values()], s["case_mean"])
+        gate = s["nsd_gate"]
+        nsd_gated = nsd if gate is None or dsc > gate else 0.0
+        item.update({"dsc": dsc, "nsd": nsd_gated})
+        if s["track"] == "semantic":  # the interactive scorer's per-step value, for reference
+            item["nsd_gated"] = nsd if dsc > 0.2 else 0.0
+        if s["track"] == "text":
+            item.update({"f1": math.nan, "dsc_tp": math.nan})
+        ext = {"kind": "semantic", "classes": classes, "nsd_ungated": nsd,
+               "nsd_gated_0.2": nsd if dsc > 0.2 else 0.0,
+               "per_class": {str(c): v for c, v in per_class.items()}}
+    item["running_time"] = running_time
+    if missing:
+        item["missing"] = True
+        item["status"] = "missing"
+        warn(_missing_case_warning(name, s, scoring=True))
+    return item, ext
+
+
+def _nanmean(values) -> float:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if len(arr) else math.nan
+
+
+def _aggregate(items: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    if settings["track"] == "interactive":
+        names = ["dsc_auc", "nsd_auc", "dsc_final", "nsd_final", "dsc", "nsd"]
+    elif settings["track"] == "text":
+        names = ["dsc", "nsd", "f1", "dsc_tp"]
+    else:
+        names = ["dsc", "nsd"]
+    metrics = {n: _nanmean(it.get(n, math.nan) for it in items) for n in names}
+    metrics["n_cases"] = len(items)
+    if settings["track"] == "interactive":
+        metrics["n_time_limit_exceeded"] = sum(bool(it["time_limit_exceeded"]) for it in items)
+    return metrics
+
+
+def _headline(items: list[dict[str, Any]], settings: dict[str, Any]) -> float:
+    if settings["track"] != "text":
+        return _nanmean(it["dsc"] for it in items)
+    # each text case's headline: F1 for instance cases, DSC for semantic ones
+    return _nanmean(it["dsc"] if math.isnan(it["f1"]) else it["f1"] for it in items)
+
+
+def _csv_value(v: Any, digits: int | None) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float | np.floating):
+        if math.isnan(v):
+            return ""
+        if digits is None:
+            return repr(float(v))
+        # the official values are np.float64, whose round() is np.round (scale, rint, unscale):
+        # 0.12345 -> 0.1234, where Python's correctly rounded round() gives 0.1235
+        return repr(float(np.round(np.float64(v), digits)))
+    return str(v)

@@ -1,0 +1,89 @@
+"""MedSegFM's per-class DSC and NSD (spec §2–§4), shared by every track.
+
+The scored classes of a case are the sorted unique GT labels minus the first (spec §4); the
+text track keeps only the prompted ones. Per class: DSC from the pair table, NSD at the
+tolerance (2 mm) from the class surfaces (:func:`gpueval.kernels.surface.surface_stats`), plus
+the surface diagnostics (surfel counts and areas, HD95/HD100, ASD).
+
+Choices where the spec is silent:
+
+* ``compat=corrected`` drops only label 0 (not the smallest label) when a GT has no
+  background voxel.
+* Text prompt keys are read with Python's ``int()`` as the script does (``"+1"``, ``" 1"``,
+  ``"01"`` are class 1); keys ``int()`` refuses (other than ``instance_label``) are ignored,
+  where the script would fail on the case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gpueval.challenges.medsegfm.chunked import class_surfaces
+from gpueval.challenges.medsegfm.options import _Context
+from gpueval.kernels.stats import Contingency
+from gpueval.kernels.surface import SurfacePoints, surface_stats
+
+
+def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
+              prompts: dict[str, Any] | None = None) -> list[int]:
+    """The scored classes of a case (spec §4), from the sorted unique GT labels."""
+    ids = sorted(int(v) for v in gt_ids)
+    if settings["compat"] == "official":
+        classes = ids[1:]  # drops the first label, background or not (official quirk)
+    else:
+        classes = [v for v in ids if v != 0]
+    if settings["class_set"] == "gt_prompted":
+        prompted = {v for v in (_prompt_class(k) for k in (prompts or {})
+                                if k != "instance_label") if v is not None}
+        classes = [c for c in classes if c in prompted]
+    return classes
+
+
+def _prompt_class(key: Any) -> int | None:
+    """A prompt key as the official ``int(k)`` reads it (``" 1"``, ``"+1"``, ``"01"``,
+    ``"1_0"`` are classes 1, 1, 1, 10); None for a key ``int`` refuses (the script would fail
+    on the case; gpueval ignores the key)."""
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        return None
+
+
+def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
+                    table: Contingency, gt_surfaces: dict[int, SurfacePoints] | None = None,
+                    ) -> dict[int, dict[str, Any]]:
+    """Per-class DSC, NSD and surface diagnostics (spec §2–§3)."""
+    gt_ids, gt_sizes = table.sizes_a()
+    pr_ids, pr_sizes = table.sizes_b()
+    gsize = dict(zip(gt_ids.tolist(), gt_sizes.tolist(), strict=True))
+    psize = dict(zip(pr_ids.tolist(), pr_sizes.tolist(), strict=True))
+    same = table.ids_a == table.ids_b
+    inter = dict(zip(table.ids_a[same].tolist(), table.counts[same].tolist(), strict=True))
+    if gt_surfaces is None:
+        gt_surfaces = class_surfaces(ctx, gts, classes)
+    pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
+    out = {}
+    for c in classes:
+        g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
+        dsc = 2 * tp / (g + p) if g + p else math.nan
+        stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
+                              pr_surfaces.get(c, SurfacePoints.empty()), spacing,
+                              tolerance=ctx.settings["tolerance"],
+                              workers=ctx.settings["workers"], device=ctx.device)
+        summary = stats.summary(ctx.settings["tolerance"])
+        out[c] = {"dsc": dsc, "nsd_2mm": summary.pop("nsd"), "gt_voxels": g,
+                  "pred_voxels": p, **summary}
+    return out
+
+
+def _case_mean(values: list[float], how: str) -> float:
+    if not values:
+        return math.nan
+    arr = np.asarray(values, dtype=np.float64)
+    if how == "nanmean":
+        return float(np.nanmean(arr)) if np.any(~np.isnan(arr)) else math.nan
+    return float(np.mean(arr))
