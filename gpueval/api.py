@@ -45,7 +45,9 @@ def score(
         (used as is; ``overrides`` still apply to it).
     overrides : ``"key=value"`` strings or a mapping; an unknown key raises
         :class:`~gpueval.errors.UsageError` naming the closest known key.
-    device, scheduler, progress : where and how to compute.
+    device, scheduler : where to compute.
+    progress : show progress bars (named phases, the current item) on stderr when it is a
+        terminal; ``False`` shows none (:mod:`gpueval.progress`).
 
     Returns
     -------
@@ -59,7 +61,11 @@ def score(
         Bad arguments or config (exit 2); unusable truth or config (exit 4). Messages are
         scrubbed as well.
     """
-    with _scrubbed(submission, truth):
+    from gpueval import progress as bars
+
+    # progress=False (the CLI's --quiet) silences every bar; True shows them on a terminal only
+    with _scrubbed(submission, truth), bars.enabled(None if progress else False), \
+            bars.phase("scoring", item=challenge):
         return _score(challenge, truth, submission, config=config, overrides=overrides,
                       device=device, scheduler=scheduler, progress=progress)
 
