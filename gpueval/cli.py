@@ -195,6 +195,28 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set ranking.final_weights=[0.5,0.5]")
 
+    w = sub.add_parser("view", help="open truth, submission and their errors in a local "
+                                    "neuroglancer (3-D challenges; needs the viewer extra)",
+                       description="Serve the local files to a neuroglancer viewer in the "
+                                   "browser (nothing is copied: chunks are read as the viewer "
+                                   "asks for them), with segmentation layers truth, submission "
+                                   "and errors (1 false object, 2 miss, 3 split, 4 merge; "
+                                   "semantic labels: 3 wrong class). Install with "
+                                   "pip install \"gpueval[viewer]\".")
+    w.add_argument("challenge", choices=("cellmap", "medsegfm", "xpress"), metavar="CHALLENGE",
+                   help="cellmap, medsegfm or xpress (U-RISC and REFUGE are 2-D: use "
+                        "score --report)")
+    w.add_argument("--truth", required=True, metavar="PATH", help="ground truth, as for score")
+    w.add_argument("--submission", required=True, metavar="PATH",
+                   help="the submission (an unzipped folder), as for score")
+    w.add_argument("--item", metavar="ID",
+                   help="which CellMap crop<ID>/<label> or MedSegFM case (default: the first)")
+    w.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                   help="address the server listens on (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    w.add_argument("--no-browser", action="store_true",
+                   help="print the viewer's URL without opening a browser")
+
     rep = sub.add_parser("report", help="HTML report of a result JSON")
     rep.add_argument("result", metavar="RESULT.json", help="a result written by score --json")
     rep.add_argument("--truth", metavar="PATH",
@@ -431,6 +453,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    from gpueval.viewer import serve
+
+    viewer = serve(args.challenge, args.truth, args.submission, item=args.item,
+                   bind_address=args.bind, port=args.port)
+    url = viewer.get_viewer_url()
+    print(f"neuroglancer: {url}  (Ctrl-C stops the server)", flush=True)
+    if not args.no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        import threading
+
+        threading.Event().wait()  # the server runs in neuroglancer's thread until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _write_report(result: Result, out: str, quiet: bool = False, **inputs) -> None:
     try:
         from gpueval.report import write_report
@@ -444,7 +486,7 @@ def _write_report(result: Result, out: str, quiet: bool = False, **inputs) -> No
 COMMANDS = {
     "score": cmd_score, "validate": cmd_validate, "rescore": cmd_rescore, "bench": cmd_bench,
     "demo": cmd_demo, "skeleton": cmd_skeleton, "leaderboard": cmd_leaderboard,
-    "report": cmd_report, "config": cmd_config,
+    "report": cmd_report, "config": cmd_config, "view": cmd_view,
 }
 
 if __name__ == "__main__":  # pragma: no cover
