@@ -27,9 +27,22 @@ class ArrayLike:
         return self._a if dtype is None else self._a.astype(dtype)
 
 
+class DLPackOnly:
+    """Only the DLPack protocol (what JAX, CuPy and torch share), on the CPU."""
+
+    def __init__(self, a):
+        self._a = np.ascontiguousarray(a)
+
+    def __dlpack__(self, **kwargs):
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
 def _kinds():
     kinds = {"numpy": lambda a: a, "dask": lambda a: da.from_array(a, chunks=16),
-             "array_like": ArrayLike}
+             "array_like": ArrayLike, "dlpack": DLPackOnly}
     try:
         import torch
 
