@@ -37,7 +37,11 @@ examples:
   gpueval score urisc --truth gt/ --submission s/ --set variant=bold --set radius=2
   gpueval score cellmap --truth gt.zarr --submission sub.zip --device gpu
   gpueval score xpress --truth skel.npz --submission seg.h5 --set roi=none
+  gpueval score medsegfm --truth gt/ --submission preds/ --format grand-challenge \
+                --json /output/metrics.json       the platform's own result layout
   gpueval validate medsegfm --submission preds/ --strict
+  gpueval view cellmap --truth gt.zarr --submission sub.zarr    errors in a local neuroglancer
+  gpueval bench                                   a quick benchmark set (under a minute)
   gpueval config urisc --set variant=bold         every config key, its value and its meaning
   gpueval rescore urisc --truth gt/ --submissions all/ --db sqlite:///scores.db
   gpueval bench contingency confusion --json bench.json
@@ -76,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score segmentation-challenge submissions exactly as the official scorers "
                     "do, out of core, on the GPU or the CPU.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"gpueval {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="what to do; `gpueval COMMAND --help` explains each option")
 
     s = sub.add_parser("score", help="score one submission",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SCORE_EPILOG,

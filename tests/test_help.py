@@ -35,6 +35,11 @@ def test_every_option_has_help(command):
     assert missing == [], f"gpueval {command}: options without help: {missing}"
 
 
+def test_top_level_options_have_help():
+    parser = cli.build_parser()
+    assert all(a.help for a in parser._actions if not isinstance(a, argparse._HelpAction))
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_runs(command, capsys):
     with pytest.raises(SystemExit) as e:

@@ -175,3 +175,43 @@ def test_cli_view_help_lists_the_3d_challenges(capsys):
         main(["view", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "cellmap, medsegfm or xpress" in out
+
+
+def test_cli_view_prints_the_url_and_stops_on_ctrl_c(cellmap_pair, monkeypatch, capsys):
+    import threading
+
+    from gpueval.cli import main
+
+    class FakeViewer:
+        def get_viewer_url(self):
+            return "http://127.0.0.1:1/v/x/"
+
+    calls = {}
+
+    def fake_serve(challenge, truth, submission, **kw):
+        calls.update(challenge=challenge, **kw)
+        return FakeViewer()
+
+    def interrupted(self, timeout=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(viewer, "serve", fake_serve)
+    monkeypatch.setattr(threading.Event, "wait", interrupted)
+    truth, sub, _, _ = cellmap_pair
+    assert main(["view", "cellmap", "--truth", str(truth), "--submission", str(sub),
+                 "--item", "crop1/mito", "--no-browser", "--port", "8123"]) == 0
+    assert "http://127.0.0.1:1/v/x/" in capsys.readouterr().out
+    assert calls == {"challenge": "cellmap", "item": "crop1/mito", "bind_address": "127.0.0.1",
+                     "port": 8123}
+
+
+def test_xpress_view_shows_the_volume_and_skeleton_nodes(tmp_path):
+    from xpress_cases import fixture, write_case
+
+    skel, sub, _ = write_case(tmp_path, "mixed", fmt="zarr")
+    z = fixture("mixed")
+    vols = viewer.input_volumes("xpress", skel, sub)
+    assert vols["truth"] is None and vols["submission"].shape == z["segmentation"].shape
+    # node positions (x, y, z nm) become (z, y, x) voxels of the submission's grid
+    want = (z["node_position_xyz"][:, ::-1] - z["offset"]) / z["voxel_size"]
+    np.testing.assert_allclose(vols["points"], want)
