@@ -87,6 +87,11 @@ def _block_to_host(block: Any) -> np.ndarray:
         else np.asarray(block)
 
 
+def _named(x: Any, default: str) -> Mapping[Any, Any]:
+    """``x`` as ``{name: array}``: a mapping as is, one array as ``{default: x}``."""
+    return x if isinstance(x, Mapping) else {default: x}
+
+
 def _in_memory(x: Any) -> np.ndarray:
     h = host_array(x)
     return np.asarray(h.compute() if hasattr(h, "compute") else h)
@@ -117,13 +122,15 @@ def _score(challenge: str, truth: Path, submission: Path, kwargs: dict[str, Any]
 # U-RISC
 
 
-def urisc(truth: Mapping[str, Any], submission: Mapping[str, Any], **kwargs: Any) -> Result:
+def urisc(truth: Mapping[str, Any] | Any, submission: Mapping[str, Any] | Any,
+          **kwargs: Any) -> Result:
     """U-RISC membrane F-score of 2-D images given as arrays.
 
     Parameters
     ----------
     truth : ``{image name: 2-D uint8 array}``, the ground-truth membrane images as stored
-        (the scorer binarises them as the config's ``variant`` says).
+        (the scorer binarises them as the config's ``variant`` says); one array is image
+        ``"image"``.
     submission : ``{image name: 2-D uint8 array}``, the predicted membrane images; an image of
         the truth missing here is scored as the file path scores a missing file.
     **kwargs : passed to :func:`gpueval.api.score` (``overrides``, ``config``, ``device``,
@@ -137,6 +144,7 @@ def urisc(truth: Mapping[str, Any], submission: Mapping[str, Any], **kwargs: Any
     import tifffile
     from PIL import Image
 
+    truth, submission = _named(truth, "image"), _named(submission, "image")
     with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
         gt_dir, sub_dir = Path(tmp) / "truth", Path(tmp) / "submission"
         gt_dir.mkdir()
@@ -160,7 +168,7 @@ def _uint8_image(x: Any, where: str) -> np.ndarray:
 # MedSegFM
 
 
-def medsegfm(truth: Mapping[str, Any], submission: Mapping[str, Any], *,
+def medsegfm(truth: Mapping[str, Any] | Any, submission: Mapping[str, Any] | Any, *,
              spacing: Sequence[float] | Mapping[str, Sequence[float]],
              text_prompts: Mapping[str, Mapping[str, Any]] | None = None,
              **kwargs: Any) -> Result:
@@ -168,7 +176,8 @@ def medsegfm(truth: Mapping[str, Any], submission: Mapping[str, Any], *,
 
     Parameters
     ----------
-    truth : ``{case name: (D, H, W) integer array}`` of ground-truth labels (``gts``).
+    truth : ``{case name: (D, H, W) integer array}`` of ground-truth labels (``gts``); one
+        array is case ``"case"``.
     submission : ``{case name: (D, H, W) array}`` (``segs``); for the interactive track
         (``overrides=["track=interactive"]``) a sequence of up to six such arrays, one per click
         step (a missing step counts as all-zero, as on files).
@@ -182,6 +191,7 @@ def medsegfm(truth: Mapping[str, Any], submission: Mapping[str, Any], *,
         Items keyed by case: ``dsc``, ``nsd`` (semantic), ``f1``, ``dsc_tp`` (instance), and
         the interactive track's ``dsc_auc``, ``nsd_auc``, ``dsc_final``, ``nsd_final``.
     """
+    truth, submission = _named(truth, "case"), _named(submission, "case")
     with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
         gt_dir, sub_dir = Path(tmp) / "truth", Path(tmp) / "submission"
         gt_dir.mkdir()

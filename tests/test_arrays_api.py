@@ -168,3 +168,17 @@ def test_score_arrays_dispatch_and_refusal():
     r = gpueval.score_arrays("medsegfm", {"p": z["gts"]}, {"p": z["segs"]},
                              spacing=tuple(z["spacing"]), device="cpu")
     assert r.items[0]["dsc"] == 1.0
+
+
+def test_score_takes_arrays_too():
+    from gpueval.errors import UsageError
+
+    z = np.load(FIX / "medsegfm" / "tiny_and_low_dice.npz", allow_pickle=False)
+    want = json.loads((FIX / "medsegfm" / "scores.json").read_text())["semantic"][
+        "tiny_and_low_dice"]["case_dsc"]
+    r = gpueval.score("medsegfm", da.from_array(z["gts"]), z["segs"],
+                      spacing=tuple(z["spacing"]), device="cpu")
+    assert [it["id"] for it in r.items] == ["case"]
+    assert r.items[0]["dsc"] == pytest.approx(want, abs=1e-6)
+    with pytest.raises(UsageError, match="only for array inputs"):
+        gpueval.score("medsegfm", "gt/", "sub/", spacing=(1, 1, 1))
