@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -80,8 +81,8 @@ def score(
     from gpueval import progress as bars
 
     # progress=False (the CLI's --quiet) silences every bar; True shows them on a terminal only
-    with _scrubbed(submission, truth), bars.enabled(None if progress else False), \
-            bars.phase("scoring", item=challenge):
+    quiet = contextlib.nullcontext() if progress else bars.enabled(False)
+    with _scrubbed(submission, truth), quiet, bars.phase("scoring", item=challenge):
         return _score(challenge, truth, submission, config=config, overrides=overrides,
                       device=device, scheduler=scheduler, progress=progress)
 

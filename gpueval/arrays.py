@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,34 @@ def _store(group: Any, name: str, x: Any, chunks: Sequence[int] | None = None) -
     return arr
 
 
+@contextmanager
+def _writing(kwargs: dict[str, Any], *volumes: Mapping[Any, Any]) -> Iterator[None]:
+    """The ``writing`` phase (bytes) while the arrays go to the temporary folder; bars only
+    when the call asked for progress, as :func:`gpueval.api.score`."""
+    from gpueval import progress
+
+    total = sum(_nbytes(v) for m in volumes for v in m.values())
+    quiet = nullcontext() if kwargs.get("progress") else progress.enabled(False)
+    with quiet, progress.phase("writing", total=total, unit="B"):
+        yield
+
+
+def _nbytes(x: Any) -> int:
+    if isinstance(x, list | tuple):
+        return sum(_nbytes(v) for v in x)
+    n = getattr(x, "nbytes", None)
+    if n is None and hasattr(x, "shape") and hasattr(x, "dtype"):
+        n = int(np.prod(x.shape)) * np.dtype(str(x.dtype).replace("torch.", "")).itemsize
+    return int(n or 0)
+
+
+def _wrote(name: Any, x: Any) -> None:
+    from gpueval import progress
+
+    progress.set_item(str(name))
+    progress.advance(_nbytes(x))
+
+
 def _score(challenge: str, truth: Path, submission: Path, kwargs: dict[str, Any]) -> Result:
     from gpueval.api import score
 
@@ -149,10 +178,13 @@ def urisc(truth: Mapping[str, Any] | Any, submission: Mapping[str, Any] | Any,
         gt_dir, sub_dir = Path(tmp) / "truth", Path(tmp) / "submission"
         gt_dir.mkdir()
         sub_dir.mkdir()
-        for name, image in truth.items():
-            Image.fromarray(_uint8_image(image, f"truth {name}")).save(gt_dir / f"{name}.png")
-        for name, image in submission.items():
-            tifffile.imwrite(sub_dir / f"{name}.tiff", _in_memory(image))
+        with _writing(kwargs, truth, submission):
+            for name, image in truth.items():
+                Image.fromarray(_uint8_image(image, f"truth {name}")).save(gt_dir / f"{name}.png")
+                _wrote(name, image)
+            for name, image in submission.items():
+                tifffile.imwrite(sub_dir / f"{name}.tiff", _in_memory(image))
+                _wrote(name, image)
         return _score("urisc", gt_dir, sub_dir, kwargs)
 
 
@@ -196,20 +228,23 @@ def medsegfm(truth: Mapping[str, Any] | Any, submission: Mapping[str, Any] | Any
         gt_dir, sub_dir = Path(tmp) / "truth", Path(tmp) / "submission"
         gt_dir.mkdir()
         sub_dir.mkdir()
-        for name, gts in truth.items():
-            sp = spacing[name] if isinstance(spacing, Mapping) else spacing
-            extra = {}
-            if text_prompts is not None and name in text_prompts:
-                extra["text_prompts_json"] = np.array(json.dumps(text_prompts[name]))
-            np.savez(gt_dir / f"{name}.npz", gts=_in_memory(gts),
-                     spacing=np.asarray(sp, np.float64), **extra)
-        for name, segs in submission.items():
-            if isinstance(segs, list | tuple):  # interactive: one volume per click step
-                (sub_dir / name).mkdir()
-                for k, step in enumerate(segs, start=1):
-                    np.savez(sub_dir / name / f"step_{k}.npz", segs=_in_memory(step))
-            else:
-                np.savez(sub_dir / f"{name}.npz", segs=_in_memory(segs))
+        with _writing(kwargs, truth, submission):
+            for name, gts in truth.items():
+                sp = spacing[name] if isinstance(spacing, Mapping) else spacing
+                extra = {}
+                if text_prompts is not None and name in text_prompts:
+                    extra["text_prompts_json"] = np.array(json.dumps(text_prompts[name]))
+                np.savez(gt_dir / f"{name}.npz", gts=_in_memory(gts),
+                         spacing=np.asarray(sp, np.float64), **extra)
+                _wrote(name, gts)
+            for name, segs in submission.items():
+                if isinstance(segs, list | tuple):  # interactive: one volume per click step
+                    (sub_dir / name).mkdir()
+                    for k, step in enumerate(segs, start=1):
+                        np.savez(sub_dir / name / f"step_{k}.npz", segs=_in_memory(step))
+                else:
+                    np.savez(sub_dir / f"{name}.npz", segs=_in_memory(segs))
+                _wrote(name, segs)
         return _score("medsegfm", gt_dir, sub_dir, kwargs)
 
 
@@ -247,28 +282,36 @@ def cellmap(truth: Mapping[tuple[int | str, str], Any],
     Result
         One item per truth (crop, label), ``id`` = ``crop<ID>/<label>``.
     """
+    with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
+        roots = {"truth": Path(tmp) / "truth.zarr", "submission": Path(tmp) / "submission.zarr"}
+        with _writing(kwargs, truth, submission):
+            _write_cellmap(roots, truth, submission, voxel_size, translation,
+                           submission_voxel_size, submission_translation, chunks)
+        return _score("cellmap", roots["truth"], roots["submission"], kwargs)
+
+
+def _write_cellmap(roots, truth, submission, voxel_size, translation, submission_voxel_size,
+                   submission_translation, chunks) -> None:
     import zarr
 
     def pick(value, key):
         return value[key] if isinstance(value, Mapping) else value
 
-    with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
-        roots = {"truth": Path(tmp) / "truth.zarr", "submission": Path(tmp) / "submission.zarr"}
-        for side, volumes in (("truth", truth), ("submission", submission)):
-            root = zarr.open_group(str(roots[side]), mode="w", zarr_format=2)
-            for (crop, label), volume in volumes.items():
-                crop_name = crop if str(crop).startswith("crop") else f"crop{crop}"
-                vs = pick(voxel_size, (crop, label))
-                tr = pick(translation, (crop, label))
-                if side == "submission":
-                    if submission_voxel_size is not None:
-                        vs = pick(submission_voxel_size, (crop, label))
-                    if submission_translation is not None:
-                        tr = pick(submission_translation, (crop, label))
-                arr = _store(root.require_group(crop_name), label, volume, chunks)
-                arr.attrs["voxel_size"] = [float(v) for v in vs]
-                arr.attrs["translation"] = [float(t) for t in tr]
-        return _score("cellmap", roots["truth"], roots["submission"], kwargs)
+    for side, volumes in (("truth", truth), ("submission", submission)):
+        root = zarr.open_group(str(roots[side]), mode="w", zarr_format=2)
+        for (crop, label), volume in volumes.items():
+            crop_name = crop if str(crop).startswith("crop") else f"crop{crop}"
+            vs = pick(voxel_size, (crop, label))
+            tr = pick(translation, (crop, label))
+            if side == "submission":
+                if submission_voxel_size is not None:
+                    vs = pick(submission_voxel_size, (crop, label))
+                if submission_translation is not None:
+                    tr = pick(submission_translation, (crop, label))
+            arr = _store(root.require_group(crop_name), label, volume, chunks)
+            arr.attrs["voxel_size"] = [float(v) for v in vs]
+            arr.attrs["translation"] = [float(t) for t in tr]
+            _wrote(f"{crop_name}/{label}", volume)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,10 +356,12 @@ def xpress(skeleton: Any, segmentation: Any, *, voxel_size: Sequence[float],
             skel_path = Path(tmp) / "skeleton.pkl"
             skel_path.write_bytes(pickle.dumps(skeleton))
         sub = Path(tmp) / "submission.zarr"
-        group = zarr.open_group(str(sub), mode="w")
-        arr = _store(group, "submission", segmentation, chunks)
-        arr.attrs["resolution"] = [_plain(v) for v in voxel_size]
-        arr.attrs["offset"] = [_plain(v) for v in offset]
+        with _writing(kwargs, {"submission": segmentation}):
+            group = zarr.open_group(str(sub), mode="w")
+            arr = _store(group, "submission", segmentation, chunks)
+            arr.attrs["resolution"] = [_plain(v) for v in voxel_size]
+            arr.attrs["offset"] = [_plain(v) for v in offset]
+            _wrote("submission", segmentation)
         return _score("xpress", skel_path, sub, kwargs)
 
 

@@ -182,3 +182,17 @@ def test_score_takes_arrays_too():
     assert r.items[0]["dsc"] == pytest.approx(want, abs=1e-6)
     with pytest.raises(UsageError, match="only for array inputs"):
         gpueval.score("medsegfm", "gt/", "sub/", spacing=(1, 1, 1))
+
+
+def test_writing_phase_counts_bytes(monkeypatch):
+    from gpueval import progress
+
+    done = []
+    real = progress.Phase.update
+    monkeypatch.setattr(progress.Phase, "update",
+                        lambda self, n=1: done.append((self.label, n)) or real(self, n))
+    z = np.load(FIX / "medsegfm" / "perfect.npz", allow_pickle=False)
+    arrays.medsegfm({"p": z["gts"]}, {"p": da.from_array(z["segs"])},
+                    spacing=tuple(z["spacing"]), device="cpu", progress=True)
+    writes = [(label, n) for label, n in done if label.startswith("writing")]
+    assert writes == [("writing p", z["gts"].nbytes), ("writing p", z["segs"].nbytes)]
