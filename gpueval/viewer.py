@@ -251,6 +251,9 @@ def input_volumes(challenge: str, truth: str | Path, submission: str | Path,
         raise UsageError(f"gpueval view shows volumes: {challenge} scores 2-D images; use "
                          f"score --report for its pictures (view: {', '.join(VOLUME_CHALLENGES)})")
     truth, submission = Path(truth), Path(submission)
+    if challenge != "xpress" and submission.is_file():
+        raise UsageError(f"--submission {submission.name}: gpueval view reads folders in place "
+                         "(nothing is copied); unzip it first")
     out: dict[str, Any] = {"units": "nm", "item": item, "instance": True, "points": None}
     if challenge == "cellmap":
         from gpueval.config import load_config

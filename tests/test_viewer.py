@@ -109,6 +109,9 @@ def test_view_refuses_2d_challenges_and_unknown_items(cellmap_pair):
         viewer.input_volumes("urisc", truth, sub)
     with pytest.raises(UsageError, match="crop1/mito"):
         viewer.input_volumes("cellmap", truth, sub, item="crop9/er")
+    (truth.parent / "sub.zip").write_bytes(b"PK")
+    with pytest.raises(UsageError, match="unzip"):
+        viewer.input_volumes("cellmap", truth, truth.parent / "sub.zip")
 
 
 def test_medsegfm_volumes_are_in_mm(tmp_path):
