@@ -55,6 +55,7 @@ def test_report_link_with_prefix_opens_the_published_layers(cellmap_pair, tmp_pa
                         url_prefix="https://host/data").read_text()
     entry = r.extra["neuroglancer"]
     sources = {layer["name"]: layer.get("source") for layer in entry["state"]["layers"]}
+    assert set(sources) == {"truth", "submission", "errors"}  # the layers `view` serves
     assert sources["truth"] == "zarr2://https://host/data/gt.zarr/crop1/mito"
     assert sources["submission"] == "zarr2://https://host/data/sub.zarr/crop1/mito"
     assert entry["state"]["dimensions"] == {k: [8e-9, "m"] for k in "zyx"}
