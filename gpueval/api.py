@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -18,7 +19,7 @@ from typing import Any
 from gpueval.backend import limit_gpu_memory, resolve_device
 from gpueval.challenges import get_challenge
 from gpueval.config import apply_overrides, load_config
-from gpueval.errors import GpuevalError, Rejected
+from gpueval.errors import GpuevalError, Rejected, UsageError
 from gpueval.limits import Limits, use_limits
 from gpueval.notices import collecting
 from gpueval.result import Result
@@ -34,18 +35,27 @@ def score(
     device: str = "auto",
     scheduler: str | None = None,
     progress: bool = False,
+    **array_options: Any,
 ) -> Result:
-    """Score one submission.
+    """Score one submission, given as files or as arrays.
 
     Parameters
     ----------
     challenge : one of :data:`gpueval.config.CHALLENGES`.
-    truth, submission : paths in the challenge's layout (``shared/specs/cli.md``).
+    truth, submission : paths in the challenge's layout (``shared/specs/cli.md``), or arrays
+        (NumPy, Dask, CuPy, torch, DLPack, ``__array__``) as :mod:`gpueval.arrays` takes them:
+        one array or ``{name: array}`` (U-RISC images, MedSegFM cases), ``{(crop, label):
+        array}`` (CellMap), a skeleton graph and a volume (XPRESS).
+    **array_options : for array inputs only, the geometry files would carry: ``spacing``
+        (MedSegFM), ``voxel_size``/``translation`` (CellMap), ``voxel_size``/``offset``
+        (XPRESS); see :mod:`gpueval.arrays`.
     config : a YAML path replacing the shipped config, or an already loaded config mapping
         (used as is; ``overrides`` still apply to it).
     overrides : ``"key=value"`` strings or a mapping; an unknown key raises
         :class:`~gpueval.errors.UsageError` naming the closest known key.
-    device, scheduler, progress : where and how to compute.
+    device, scheduler : where to compute.
+    progress : show progress bars (named phases, the current item) on stderr when it is a
+        terminal; ``False`` shows none (:mod:`gpueval.progress`).
 
     Returns
     -------
@@ -59,7 +69,20 @@ def score(
         Bad arguments or config (exit 2); unusable truth or config (exit 4). Messages are
         scrubbed as well.
     """
-    with _scrubbed(submission, truth):
+    if not (_is_path(truth) and _is_path(submission)):
+        from gpueval.arrays import score_arrays
+
+        return score_arrays(challenge, truth, submission, config=config, overrides=overrides,
+                            device=device, scheduler=scheduler, progress=progress,
+                            **array_options)
+    if array_options:
+        raise UsageError(f"{', '.join(sorted(array_options))}: only for array inputs; files "
+                         "carry their own geometry")
+    from gpueval import progress as bars
+
+    # progress=False (the CLI's --quiet) silences every bar; True shows them on a terminal only
+    quiet = contextlib.nullcontext() if progress else bars.enabled(False)
+    with _scrubbed(submission, truth), quiet, bars.phase("scoring", item=challenge):
         return _score(challenge, truth, submission, config=config, overrides=overrides,
                       device=device, scheduler=scheduler, progress=progress)
 
@@ -97,6 +120,10 @@ def _score(challenge, truth, submission, *, config, overrides, device, scheduler
     if isinstance(notes, list):
         result.extra["notes"] = [clean(n) if isinstance(n, str) else n for n in notes]
     return result
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, str | os.PathLike)
 
 
 class Validation(list):

@@ -26,6 +26,8 @@ from pathlib import Path
 from gpueval import __version__
 from gpueval.challenges import names as challenge_names
 from gpueval.errors import GpuevalError, Rejected, UsageError
+from gpueval.formats import FORMATS, check_format
+from gpueval.formats import write as write_format
 from gpueval.result import Result, format_table, to_jsonable
 
 EPILOG = """\
@@ -35,7 +37,11 @@ examples:
   gpueval score urisc --truth gt/ --submission s/ --set variant=bold --set radius=2
   gpueval score cellmap --truth gt.zarr --submission sub.zip --device gpu
   gpueval score xpress --truth skel.npz --submission seg.h5 --set roi=none
+  gpueval score medsegfm --truth gt/ --submission preds/ --format grand-challenge \
+                --json /output/metrics.json       the platform's own result layout
   gpueval validate medsegfm --submission preds/ --strict
+  gpueval view cellmap --truth gt.zarr --submission sub.zarr    errors in a local neuroglancer
+  gpueval bench                                   a quick benchmark set (under a minute)
   gpueval config urisc --set variant=bold         every config key, its value and its meaning
   gpueval rescore urisc --truth gt/ --submissions all/ --db sqlite:///scores.db
   gpueval bench contingency confusion --json bench.json
@@ -49,11 +55,22 @@ Warnings (inputs ignored, scored as missing, read differently) are printed on st
 """
 
 SCORE_EPILOG = """\
-config keys: `gpueval config CHALLENGE [--set KEY=VALUE ...]` prints the resolved
-configuration with a one-line description and the allowed values of every key --set accepts.
+config keys: run `gpueval config CHALLENGE` (e.g. `gpueval config urisc`) to see every key
+--set accepts, with its current value, a one-line description and its allowed values; add
+`--set KEY=VALUE` there to preview a change. Common keys: urisc variant/radius, xpress roi/
+dataset, cellmap version/manifest, medsegfm track, refuge sensitivity, and compat everywhere.
 warnings: printed on stderr ("warning: ...") unless --quiet, and always in the JSON.
 --json/--report into a folder that does not exist: the folder is created before scoring (a
 path that cannot be created is a bad command line, exit 2, and nothing is scored).
+"""
+
+FORMAT_CHOICES = tuple(FORMATS)
+
+BENCH_EPILOG = """\
+Without names, `gpueval bench` runs a quick set (contingency, confusion, cc, medsegfm_nsd at
+--scale 0.25, i.e. 128³-class volumes; under a minute on 2 cores). For the full sizes the
+benchmark results were recorded at, name workloads (`gpueval bench urisc xpress`) or run
+`gpueval bench all`; some need tens of GiB of disk and minutes each (see --list).
 """
 
 
@@ -63,24 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score segmentation-challenge submissions exactly as the official scorers "
                     "do, out of core, on the GPU or the CPU.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"gpueval {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="what to do; `gpueval COMMAND --help` explains each option")
 
     s = sub.add_parser("score", help="score one submission",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SCORE_EPILOG,
                        description="Score one submission against the truth; print a table, "
                                    "write --json.")
     _challenge(s)
-    s.add_argument("--truth", required=True, help="ground truth (layout per challenge)")
-    s.add_argument("--submission", required=True, help="the submission file, folder or zip")
-    s.add_argument("--json", metavar="OUT", help="write the result JSON here")
+    s.add_argument("--truth", required=True, metavar="PATH",
+                   help="ground truth: file or folder in the challenge's layout (README, cli.md)")
+    s.add_argument("--submission", required=True, metavar="PATH",
+                   help="the submission file, folder or zip, as uploaded")
+    s.add_argument("--json", metavar="OUT",
+                   help="write the result here, in the layout --format names")
+    s.add_argument("--format", default="gpueval", choices=FORMAT_CHOICES,
+                   help="layout of the --json file: gpueval (the result JSON, default), "
+                        "grand-challenge (metrics.json with case and aggregates), cellmap "
+                        "(csc evaluate's result.json), medsegfm-csv (the official per-case CSV)")
     _common(s)
     s.add_argument("--quiet", action="store_true",
                    help="print nothing but errors (no table, warnings or progress)")
     s.add_argument("--report", metavar="HTML", help="also write an HTML report")
+    _url_prefix(s)
 
     r = sub.add_parser("rescore", help="score every stored submission (resumable, with a DB)")
     _challenge(r)
-    r.add_argument("--truth", required=True)
+    r.add_argument("--truth", required=True, metavar="PATH",
+                   help="ground truth shared by every submission (layout per challenge)")
     r.add_argument("--submissions", required=True, metavar="DIR",
                    help="folder whose entries (files or folders) are one submission each")
     r.add_argument("--db", metavar="URL", help="results database (default sqlite next to DIR)")
@@ -97,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default half the machine's memory, 0: no limit; exceeded: recorded "
                         "as rejected)")
     _common(r)
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors (no per-submission lines or progress)")
     r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")
 
     v = sub.add_parser("validate", help="format checks only, no scoring",
@@ -105,10 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stdout, warnings on stderr, then 'valid' (exit 0) or "
                                    "'rejected: ...' (exit 3).")
     _challenge(v)
-    v.add_argument("--submission", required=True)
-    v.add_argument("--truth", help="also check the submission against this truth")
-    v.add_argument("--config", metavar="YAML")
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--submission", required=True, metavar="PATH",
+                   help="the submission file, folder or zip to check")
+    v.add_argument("--truth", metavar="PATH",
+                   help="also check the submission against this truth (names, shapes)")
+    v.add_argument("--config", metavar="YAML", help="replace configs/<challenge>.yaml")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (dotted); `gpueval config CHALLENGE` lists "
+                        "them")
     v.add_argument("--strict", action="store_true",
                    help="exit 3 when there is any warning (an input that would be ignored, "
                         "scored as missing or read differently than meant)")
@@ -123,48 +155,98 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (dotted), e.g. --set variant=bold")
 
-    b = sub.add_parser("bench", help="throughput benchmarks (voxels/s, peak RSS)")
+    b = sub.add_parser("bench", help="throughput benchmarks (voxels/s, peak RSS)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Time gpueval on synthetic data, each workload in a fresh "
+                                   "process, beside the reference implementation where one "
+                                   "exists.", epilog=BENCH_EPILOG)
     b.add_argument("workloads", nargs="*", metavar="WORKLOAD",
-                   help="names to run (default: all; --list shows them)")
-    b.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
-    b.add_argument("--json", metavar="OUT")
-    b.add_argument("--scale", type=float, default=1.0,
-                   help="problem size factor (1 = the size the issue names)")
+                   help="workloads to run (default: a quick set at a small size, under a "
+                        "minute; `all` runs every workload; --list names them)")
+    b.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="auto: the GPU when CuPy sees one, else the CPU")
+    b.add_argument("--json", metavar="OUT",
+                   help="write every record (seconds, voxels/s, peak RSS, machine) as JSON")
+    b.add_argument("--scale", type=float, default=None, metavar="S",
+                   help="size of the synthetic data along each edge, relative to the full "
+                        "size --list shows: 1 = full size (e.g. 512³ voxels), 0.5 = half each "
+                        "edge (1/8 of the voxels); default 1 for named workloads")
     b.add_argument("--list", action="store_true", help="list workloads and exit")
 
     d = sub.add_parser("demo", help="score a built-in synthetic instance pair on the CPU")
-    d.add_argument("--json", metavar="OUT")
+    d.add_argument("--json", metavar="OUT", help="write the result JSON here")
     d.add_argument("--size", type=int, default=96, help="edge of the synthetic cube")
-    d.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu"))
+    d.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu"),
+                   help="where to compute (default cpu: the demo needs no GPU)")
     d.add_argument("--report", metavar="HTML", help="also write an HTML report")
 
     k = sub.add_parser("skeleton", help="convert an XPRESS skeleton (pickle -> safe .npz)")
-    k.add_argument("source")
-    k.add_argument("dest")
+    k.add_argument("source", metavar="SRC",
+                   help="skeleton to read: the official pickled networkx graph or a .npz")
+    k.add_argument("dest", metavar="DEST.npz", help="gpueval's safe .npz skeleton to write")
 
     lb = sub.add_parser("leaderboard", help="print the ranked table from a results database")
     _challenge(lb)
-    lb.add_argument("--db", required=True, metavar="URL")
-    lb.add_argument("--metric-version", help="default: the newest in the database")
+    lb.add_argument("--db", required=True, metavar="URL",
+                    help="results database written by `gpueval rescore` (sqlite:///... or "
+                         "postgresql://...)")
+    lb.add_argument("--metric-version", metavar="VERSION",
+                    help="rank the results of this metric version (default: the newest in the "
+                         "database)")
     lb.add_argument("--compare", metavar="VERSION", help="show rank changes against VERSION")
     lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard")
-    lb.add_argument("--export", metavar="CSV_OR_PARQUET")
+    lb.add_argument("--export", metavar="CSV_OR_PARQUET",
+                    help="write the ranked table (.csv, or .parquet with pyarrow)")
     lb.add_argument("--config", metavar="YAML", help="config whose 'ranking' section to use "
                     "(REFUGE weights); default configs/<challenge>.yaml")
     lb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set ranking.final_weights=[0.5,0.5]")
 
+    w = sub.add_parser("view", help="open truth, submission and their errors in a local "
+                                    "neuroglancer (3-D challenges; needs the viewer extra)",
+                       description="Serve the local files to a neuroglancer viewer in the "
+                                   "browser (nothing is copied: chunks are read as the viewer "
+                                   "asks for them), with segmentation layers truth, submission "
+                                   "and errors (1 false object, 2 miss, 3 split, 4 merge; "
+                                   "semantic labels: 3 wrong class). Install with "
+                                   "pip install \"gpueval[viewer]\".")
+    w.add_argument("challenge", choices=("cellmap", "medsegfm", "xpress"), metavar="CHALLENGE",
+                   help="cellmap, medsegfm or xpress (U-RISC and REFUGE are 2-D: use "
+                        "score --report)")
+    w.add_argument("--truth", required=True, metavar="PATH", help="ground truth, as for score")
+    w.add_argument("--submission", required=True, metavar="PATH",
+                   help="the submission (an unzipped folder), as for score")
+    w.add_argument("--item", metavar="ID",
+                   help="which CellMap crop<ID>/<label> or MedSegFM case (default: the first)")
+    w.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                   help="address the server listens on (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    w.add_argument("--no-browser", action="store_true",
+                   help="print the viewer's URL without opening a browser")
+
     rep = sub.add_parser("report", help="HTML report of a result JSON")
-    rep.add_argument("result", metavar="RESULT.json")
-    rep.add_argument("--truth")
-    rep.add_argument("--submission")
-    rep.add_argument("-o", "--output", required=True, metavar="HTML")
+    rep.add_argument("result", metavar="RESULT.json", help="a result written by score --json")
+    rep.add_argument("--truth", metavar="PATH",
+                     help="the truth it was scored on (adds pictures of where it fails)")
+    rep.add_argument("--submission", metavar="PATH",
+                     help="the submission it was scored on (adds pictures of where it fails)")
+    rep.add_argument("-o", "--output", required=True, metavar="HTML",
+                     help="the HTML file to write")
+    _url_prefix(rep)
     return p
 
 
 def _challenge(p: argparse.ArgumentParser) -> None:
     p.add_argument("challenge", choices=challenge_names(), metavar="CHALLENGE",
                    help="one of: " + ", ".join(challenge_names()))
+
+
+def _url_prefix(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url-prefix", metavar="URL",
+                   help="where the truth's and submission's folders are published (http(s)://, "
+                        "s3://, gs://): the report's neuroglancer link opens <URL>/<folder "
+                        "name>/... in the public viewer; without it the report shows the "
+                        "`gpueval view` command that serves the local files")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -197,6 +279,9 @@ def cmd_score(args) -> int:
     from gpueval.config import load_config
 
     cfg = load_config(args.challenge, args.config, args.overrides)  # unknown keys: exit 2 now
+    check_format(args.format, args.challenge)
+    if args.format != "gpueval" and not args.json:
+        raise UsageError(f"--format {args.format} writes a file: give --json OUT")
     # outputs are checked before scoring: an hour of scoring must not end in a traceback
     for option, out in (("--json", args.json), ("--report", args.report)):
         if out:
@@ -204,11 +289,12 @@ def cmd_score(args) -> int:
     result = api.score(args.challenge, args.truth, args.submission, config=cfg,
                        device=args.device, scheduler=args.scheduler,
                        progress=not args.quiet)
-    if args.json:
-        _write_output(result.write_json, args.json, "--json")
+    if args.json and (args.format == "gpueval" or result.status == "ok"):
+        # a platform layout has no rejected form: nothing is written and the exit is 3
+        _write_output(lambda out: write_format(result, args.format, out), args.json, "--json")
     if args.report:
         _write_report(result, args.report, truth=args.truth, submission=args.submission,
-                      quiet=args.quiet)
+                      quiet=args.quiet, url_prefix=args.url_prefix)
     if not args.quiet:
         print(format_table(result))
         print_warnings(result.warnings)
@@ -308,13 +394,24 @@ def cmd_bench(args) -> int:
         for name, wl in sorted(workloads.items()):
             print(f"{name:<22} {wl.description}")
         return 0
-    unknown = [w for w in args.workloads if w not in workloads]
+    names = list(args.workloads)
+    quick = not names
+    if quick:
+        names = list(bench.QUICK)
+    elif names == ["all"]:
+        names = sorted(workloads)
+    unknown = [w for w in names if w not in workloads]
     if unknown:
         raise UsageError(f"unknown workload(s) {', '.join(unknown)}; see gpueval bench --list")
+    scale = args.scale if args.scale is not None else (bench.QUICK_SCALE if quick else 1.0)
     device = resolve_device(args.device)
+    if quick:
+        print(f"quick set at --scale {scale:g} ({', '.join(names)}); `gpueval bench all` or "
+              "`gpueval bench NAME ...` runs full sizes, `gpueval bench --list` names them",
+              file=sys.stderr, flush=True)
     records = []
-    for name in args.workloads or sorted(workloads):
-        rec = bench.run_isolated(name, device, args.scale)
+    for name in names:
+        rec = bench.run_isolated(name, device, scale)
         records.append(rec)
         print(_bench_line(rec), flush=True)
     out = {"machine": bench.machine_info(), "results": records}
@@ -358,7 +455,28 @@ def cmd_skeleton(args) -> int:
 
 def cmd_report(args) -> int:
     result = Result.from_dict(json.loads(Path(args.result).read_text()))
-    _write_report(result, args.output, truth=args.truth, submission=args.submission)
+    _write_report(result, args.output, truth=args.truth, submission=args.submission,
+                  url_prefix=args.url_prefix)
+    return 0
+
+
+def cmd_view(args) -> int:
+    from gpueval.viewer import serve
+
+    viewer = serve(args.challenge, args.truth, args.submission, item=args.item,
+                   bind_address=args.bind, port=args.port)
+    url = viewer.get_viewer_url()
+    print(f"neuroglancer: {url}  (Ctrl-C stops the server)", flush=True)
+    if not args.no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        import threading
+
+        threading.Event().wait()  # the server runs in neuroglancer's thread until Ctrl-C
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -375,7 +493,7 @@ def _write_report(result: Result, out: str, quiet: bool = False, **inputs) -> No
 COMMANDS = {
     "score": cmd_score, "validate": cmd_validate, "rescore": cmd_rescore, "bench": cmd_bench,
     "demo": cmd_demo, "skeleton": cmd_skeleton, "leaderboard": cmd_leaderboard,
-    "report": cmd_report, "config": cmd_config,
+    "report": cmd_report, "config": cmd_config, "view": cmd_view,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,11 +70,17 @@ document.body.dataset.ready = '1';
 
 
 def write_report(result: Result, out: str | Path, *, truth: str | None = None,
-                 submission: str | None = None, images: Sequence[tuple[str, np.ndarray]] = ()
-                 ) -> Path:
-    """Write ``out`` (HTML) for ``result``; ``truth``/``submission`` enable error pictures."""
+                 submission: str | None = None, images: Sequence[tuple[str, np.ndarray]] = (),
+                 url_prefix: str | None = None) -> Path:
+    """Write ``out`` (HTML) for ``result``; ``truth``/``submission`` enable error pictures.
+
+    ``url_prefix`` is where the folders holding ``truth`` and ``submission`` are published
+    (http(s)/s3/gs): the neuroglancer link then opens those copies in the public viewer
+    (:func:`gpueval.viewer.report_link`); without it the report shows the ``gpueval view``
+    command, since the public viewer cannot read local files.
+    """
     images = list(images) or _challenge_images(result, truth, submission)
-    _attach_viewer_link(result, truth, submission)
+    _attach_viewer_link(result, truth, submission, url_prefix)
     parts = [_header(result), _images_html(images), _viewer_html(result), _bar_chart(result),
              _metrics_table(result.metrics), _notes_html(result), _per_class_html(result),
              _items_table(result.items),
@@ -277,27 +283,34 @@ def png_base64(img: np.ndarray, min_size: int = 256) -> str:
 
 
 
-def _attach_viewer_link(result: Result, truth, submission) -> None:
+def _attach_viewer_link(result: Result, truth, submission, url_prefix=None) -> None:
     if truth is None or submission is None or "neuroglancer" in (result.extra or {}):
         return
     try:
-        from gpueval.report_images import attach_neuroglancer
+        from gpueval.viewer import report_link
 
-        attach_neuroglancer(result, truth, submission)
+        entry = report_link(result, truth, submission, url_prefix)
     except Exception:  # a link must never cost the report
-        pass
+        return
+    if entry is not None:
+        result.extra["neuroglancer"] = entry
 
 
 def _viewer_html(result: Result) -> str:
-    """A link to neuroglancer (a click, not a view-time fetch) and its state JSON."""
+    """A link to neuroglancer for published data (a click, not a view-time fetch) and its
+    state, or the ``gpueval view`` command that serves local files."""
     ng = (result.extra or {}).get("neuroglancer")
     if not ng:
         return ""
-    return ("<h2>Open in neuroglancer</h2><p><a id='neuroglancer' href='"
-            + html.escape(ng.get("url", "")) + "'>truth, submission and errors at the worst "
-            "item</a> (local file sources need neuroglancer's Python server or a "
-            "<code>url_prefix</code>)</p><details><summary>viewer state</summary><pre>"
-            + html.escape(json.dumps(ng.get("state", {}), indent=1)) + "</pre></details>")
+    if ng.get("url"):
+        return ("<h2>Open in neuroglancer</h2><p><a id='neuroglancer' href='"
+                + html.escape(ng["url"]) + "'>truth, submission and errors at the worst "
+                "item</a></p><details><summary>viewer state</summary><pre>"
+                + html.escape(json.dumps(ng.get("state", {}), indent=1)) + "</pre></details>")
+    return ("<h2>Open in neuroglancer</h2><p>The files are local, which the public viewer "
+            "cannot read: run <code id='neuroglancer'>" + html.escape(ng.get("command", ""))
+            + "</code> (needs <code>pip install \"gpueval[viewer]\"</code>), or publish the "
+            "folders and write the report with <code>--url-prefix URL</code>.</p>")
 
 
 def _challenge_images(result: Result, truth, submission) -> list[tuple[str, np.ndarray]]:

@@ -43,6 +43,12 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {}
 
+#: what a bare ``gpueval bench`` runs: small, fast workloads covering the engine's statistics,
+#: connected components and a challenge scorer, at ``QUICK_SCALE`` (128³ instead of 512³;
+#: measured ~35 s together on 2 cores, each in its own process)
+QUICK: tuple[str, ...] = ("contingency", "confusion", "cc", "medsegfm_nsd")
+QUICK_SCALE = 0.25
+
 
 def workload(name: str, description: str):
     """Register ``func(device, scale) -> dict`` as workload ``name``."""
