@@ -20,6 +20,7 @@ from gpueval.backend import limit_gpu_memory, resolve_device
 from gpueval.challenges import get_challenge
 from gpueval.config import apply_overrides, load_config
 from gpueval.errors import GpuevalError, Rejected, UsageError
+from gpueval.io.arrays import shown_relative_to
 from gpueval.limits import Limits, use_limits
 from gpueval.notices import collecting
 from gpueval.result import Result
@@ -102,7 +103,9 @@ def _score(challenge, truth, submission, *, config, overrides, device, scheduler
     t0 = time.perf_counter()
     with collecting() as warnings:
         try:
-            with use_limits(limits):  # the config's `limits:` reach every reader
+            # the config's `limits:` reach every reader; readers name files from the
+            # submission's folder down (crop1/mito), never by a server path
+            with use_limits(limits), shown_relative_to(_shown_root(submission)):
                 result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
                                       progress=progress)
         except Rejected as e:
@@ -160,7 +163,8 @@ def validate(
            else load_config(challenge, config, overrides))
         module = get_challenge(challenge)
         cfg = getattr(module, "resolve_config", dict)(cfg)
-        with collecting() as warnings, use_limits(Limits.from_config(cfg)):
+        with collecting() as warnings, use_limits(Limits.from_config(cfg)), \
+                shown_relative_to(_shown_root(submission)):
             notes = module.validate(submission, cfg, truth=truth)
     clean = _cleaner(submission, truth)
     return Validation([clean(str(n)) for n in notes or []],
@@ -243,3 +247,9 @@ class _scrubbed:
             exc.args = (_cleaner(self.submission, self.truth)(str(exc.args[0])),
                         *exc.args[1:])
         return False
+
+
+def _shown_root(submission: str | Path) -> Path:
+    """The folder messages name files from: the submission folder, or a file's own folder."""
+    p = Path(submission)
+    return p if p.is_dir() else p.parent
