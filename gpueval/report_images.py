@@ -131,8 +131,8 @@ def _urisc_map(gt, pred, threshold, max_side: int, band_bytes: int) -> np.ndarra
 def cellmap_images(result: Result, truth, submission, config=None, *, n_items: int = 3,
                    max_side: int = 512) -> Images:
     """Two slices (most wrong voxels, middle) of each of the ``n_items`` worst (crop, label)."""
-    from gpueval.challenges import _cellmap_scoring as sc
     from gpueval.challenges import cellmap as C
+    from gpueval.challenges.cellmap import scoring_2026 as sc
 
     cfg = C.resolve_config(_config("cellmap", config))
     opts = C.Options.from_config(cfg)

@@ -62,7 +62,7 @@ def build_crop(side: int, n_instances: int, seed: int = 0) -> tuple[np.ndarray, 
 @workload("cellmap_instance",
           "CellMap score_instance: 256^3 crop at 8 nm, 300 GT instances, 128^3 chunks")
 def bench_cellmap_instance(device: str, scale: float) -> dict:
-    from gpueval.challenges._cellmap_scoring import score_instance
+    from gpueval.challenges.cellmap.scoring_2026 import score_instance
 
     side = max(32, int(round(256 * scale ** (1 / 3))))
     n = max(5, int(round(300 * scale)))
@@ -119,7 +119,7 @@ def bench_cellmap_600(device: str, scale: float) -> dict:
     """
     import tempfile
 
-    from gpueval.challenges._cellmap_scoring import score_instance
+    from gpueval.challenges.cellmap.scoring_2026 import score_instance
 
     side = max(32, int(round(600 * scale ** (1 / 3))))
     n = max(5, int(round(2000 * scale)))
@@ -182,7 +182,7 @@ def bench_cellmap_ooc(device: str, scale: float) -> dict:
     import tempfile
 
     from gpueval.api import score
-    from gpueval.challenges._cellmap_scoring import score_instance, score_semantic
+    from gpueval.challenges.cellmap.scoring_2026 import score_instance, score_semantic
 
     n_crops = max(1, int(round(12 * scale)))
     shape = (OOC_SIDE,) * 3

@@ -108,7 +108,7 @@ import dask.array as da
 import numpy as np
 
 from gpueval.backend import array_module
-from gpueval.challenges import _cellmap_scoring as sc
+from gpueval.challenges.cellmap import scoring_2026 as sc
 from gpueval.config import apply_variant
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.align import Grid, align_to_grid, choose_level, translation_offset
@@ -896,7 +896,7 @@ def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], 
         with open_submission(submission, crops) as sub:
             submission_warnings(crops, sub)
             if opts.version == "2025":
-                from gpueval.challenges._cellmap_2025 import score_2025
+                from gpueval.challenges.cellmap.scoring_2025 import score_2025
 
                 return score_2025(crops, sub, manifest, cfg, opts, device=device,
                                   scheduler=scheduler)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from gpueval.challenges import _cellmap_scoring as sc
+from gpueval.challenges.cellmap import scoring_2026 as sc
 from gpueval.kernels.stats import contingency
 from gpueval.result import Result
 
@@ -117,7 +117,7 @@ SEMANTIC_KEYS = ("iou", "dice")
 
 def score_2025(crops, sub, manifest, cfg: Mapping[str, Any], opts, *, device: str = "cpu",
                scheduler: Any = None) -> Result:
-    from gpueval.challenges.cellmap import load_pair
+    from gpueval.challenges.cellmap.score import load_pair
 
     cutoff = float(opts.consts.get("instance_ratio_cutoff_2025", 50))
     per: dict[tuple[str, str], dict[str, Any]] = {}
