@@ -18,6 +18,10 @@ ids, not the scorer's connected-component relabelling or its optimal matching.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from gpueval.challenges.cellmap import scoring_2026 as sc
@@ -34,9 +38,23 @@ from gpueval.pictures import run_config as _config
 from gpueval.result import Result
 
 
-def report_images(result: Result, truth, submission, config=None) -> Images:
+def report_images(result: Result, truth: str | Path, submission: str | Path,
+                  config: Mapping[str, Any] | None = None) -> Images:
     """Pictures of where the submission fails, for the HTML report (the challenge protocol's
-    ``report_images``; see :func:`cellmap_images`)."""
+    ``report_images``).
+
+    Parameters
+    ----------
+    result : the scored :class:`~gpueval.result.Result` (its items rank the (crop, label)s).
+    truth, submission : the paths that were scored.
+    config : the config the score ran with; ``None`` reads ``configs/cellmap.yaml``.
+
+    Returns
+    -------
+    Images
+        ``(title, RGB uint8 array)`` pairs from :func:`cellmap_images`; empty when nothing is
+        wrong.
+    """
     return cellmap_images(result, truth, submission, config)
 
 
