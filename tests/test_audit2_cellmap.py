@@ -21,7 +21,7 @@ import pytest
 from cellmap_cases import V8, counts, h_norm, put, run
 
 from gpueval.api import score
-from gpueval.challenges._cellmap_scoring import INSTANCE_CLASSES, combine_scores
+from gpueval.challenges.cellmap.scoring_2026 import INSTANCE_CLASSES, combine_scores
 
 
 # ------------------------------------------------------------------------ §6 aggregation

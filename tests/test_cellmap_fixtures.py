@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpueval.challenges._cellmap_scoring import (
+from gpueval.challenges.cellmap.scoring_2026 import (
     INSTANCE_CLASSES,
     combine_scores,
     score_instance,
@@ -66,7 +66,7 @@ def test_aggregation_fixture(include):
 
 
 def test_ratio_cutoff_values():
-    from gpueval.challenges._cellmap_scoring import ratio_cutoff
+    from gpueval.challenges.cellmap.scoring_2026 import ratio_cutoff
 
     assert ratio_cutoff(1, 10, 50, 5) == pytest.approx(50.94, abs=0.01)
     assert ratio_cutoff(5, 10, 50, 5) == pytest.approx(28.39, abs=0.01)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpueval.challenges._cellmap_2025 import score_instance_2025, score_semantic_2025
-from gpueval.challenges._cellmap_scoring import score_instance, score_semantic
+from gpueval.challenges.cellmap.scoring_2025 import score_instance_2025, score_semantic_2025
+from gpueval.challenges.cellmap.scoring_2026 import score_instance, score_semantic
 
 CONSTS = dict(final_instance_ratio_cutoff=10, initial_instance_ratio_cutoff=50,
               instance_ratio_factor=5, max_overlap_edges=5_000_000, mcmf_cost_scale=1_000_000)

@@ -14,16 +14,14 @@ from xpress_cases import fixture, write_case
 
 from gpueval import api
 from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
+from gpueval.challenges.cellmap.images import instance_overlay
 from gpueval.challenges.xpress import node_outcomes
+from gpueval.pictures import BLUE, GREY, RED
 from gpueval.report import write_report
 from gpueval.report_images import (
-    BLUE,
-    GREY,
     MAGENTA,
     ORANGE,
-    RED,
     attach_neuroglancer,
-    instance_overlay,
     neuroglancer_state,
     pool_colours,
     urisc_images,

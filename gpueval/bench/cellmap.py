@@ -18,12 +18,19 @@ voxel or two, drops some, adds extra blobs and splits a few in two.
 
 from __future__ import annotations
 
+import multiprocessing
+import resource
+import shutil
+import tempfile
 import time
 
 import dask.array as da
 import numpy as np
+import zarr
 
+from gpueval.api import score
 from gpueval.bench import workload
+from gpueval.challenges.cellmap.scoring_2026 import score_instance, score_semantic
 
 CONSTS = dict(final_instance_ratio_cutoff=10, initial_instance_ratio_cutoff=50,
               instance_ratio_factor=5, max_overlap_edges=5_000_000, mcmf_cost_scale=1_000_000)
@@ -62,8 +69,6 @@ def build_crop(side: int, n_instances: int, seed: int = 0) -> tuple[np.ndarray, 
 @workload("cellmap_instance",
           "CellMap score_instance: 256^3 crop at 8 nm, 300 GT instances, 128^3 chunks")
 def bench_cellmap_instance(device: str, scale: float) -> dict:
-    from gpueval.challenges._cellmap_scoring import score_instance
-
     side = max(32, int(round(256 * scale ** (1 / 3))))
     n = max(5, int(round(300 * scale)))
     gt, pred = build_crop(side, n)
@@ -91,8 +96,6 @@ def _write_zarr(path, data: np.ndarray | None, shape, chunks, dtype, offset=None
                 attrs=None) -> None:
     """A zarr v2 array of ``shape``; ``data`` written at ``offset`` only (the rest of the
     chunks are never written, i.e. the fill value 0, as in a sparse official submission)."""
-    import zarr
-
     a = zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=2,
                           fill_value=0, config={"write_empty_chunks": False})
     if data is not None:
@@ -102,8 +105,6 @@ def _write_zarr(path, data: np.ndarray | None, shape, chunks, dtype, offset=None
 
 
 def _peak_rss_bytes() -> int:
-    import resource
-
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
@@ -117,18 +118,12 @@ def bench_cellmap_600(device: str, scale: float) -> dict:
     one Hausdorff term per GT id and unmatched component (the exact equality with the
     whole-volume path is the ``cellmap_instance`` workload's and the tests' job).
     """
-    import tempfile
-
-    from gpueval.challenges._cellmap_scoring import score_instance
-
     side = max(32, int(round(600 * scale ** (1 / 3))))
     n = max(5, int(round(2000 * scale)))
     chunk = min(256, side)
     with tempfile.TemporaryDirectory(prefix="bench-cellmap600-") as tmp:
         # the crop is built and written in a child process, so that this process's peak RSS
         # is the scorer's alone
-        import multiprocessing
-
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
             n_gt_ids = pool.apply(_build_600, (tmp, side, n, chunk))
@@ -178,12 +173,6 @@ def bench_cellmap_ooc(device: str, scale: float) -> dict:
     scorer run on the dense region alone in memory (the zero surroundings change only the
     Hausdorff cap ``D_max``, not the counts).
     """
-    import shutil
-    import tempfile
-
-    from gpueval.api import score
-    from gpueval.challenges._cellmap_scoring import score_instance, score_semantic
-
     n_crops = max(1, int(round(12 * scale)))
     shape = (OOC_SIDE,) * 3
     chunks = (OOC_CHUNK,) * 3

@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 
-from gpueval.challenges._cellmap_scoring import score_instance, score_semantic  # noqa: E402
+from gpueval.challenges.cellmap.scoring_2026 import score_instance, score_semantic  # noqa: E402
 
 FIX = Path(__file__).parents[1] / "fixtures" / "cellmap"
 SCORES = json.loads((FIX / "scores.json").read_text())

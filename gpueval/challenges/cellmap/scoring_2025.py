@@ -30,10 +30,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import fastremap
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from gpueval.challenges import _cellmap_scoring as sc
+from gpueval.challenges.cellmap import scoring_2026 as sc
+from gpueval.challenges.cellmap.pairs import load_pair
+from gpueval.kernels.components import connected_components
 from gpueval.kernels.stats import contingency
 from gpueval.result import Result
 
@@ -41,8 +44,6 @@ from gpueval.result import Result
 def score_instance_2025(gt: np.ndarray, pred: np.ndarray, voxel_size, ratio_cutoff: float,
                         base: float = 1.01) -> dict[str, Any]:
     """Per-crop 2025 instance scores on whole arrays."""
-    from gpueval.kernels.components import connected_components
-
     gt = np.asarray(gt)
     pcc, _ = connected_components(np.ascontiguousarray(pred), connectivity=26)
     table = contingency(gt, pcc)
@@ -70,8 +71,6 @@ def score_instance_2025(gt: np.ndarray, pred: np.ndarray, voxel_size, ratio_cuto
     painted = np.zeros(gt.shape, gt.dtype)
     lut = {int(p_ids[c]): int(g_ids[r]) for r, c in zip(rows, cols, strict=True)}
     if lut:
-        import fastremap
-
         src = np.asarray(list(lut.keys()), pcc.dtype)
         hit = np.isin(pcc, src)
         painted[hit] = fastremap.remap(pcc[hit], lut, preserve_missing_labels=True)
@@ -117,8 +116,6 @@ SEMANTIC_KEYS = ("iou", "dice")
 
 def score_2025(crops, sub, manifest, cfg: Mapping[str, Any], opts, *, device: str = "cpu",
                scheduler: Any = None) -> Result:
-    from gpueval.challenges.cellmap import load_pair
-
     cutoff = float(opts.consts.get("instance_ratio_cutoff_2025", 50))
     per: dict[tuple[str, str], dict[str, Any]] = {}
     voxels = 0

@@ -33,8 +33,11 @@ import numpy as np
 from dask.delayed import Delayed
 from scipy import ndimage
 
+from gpueval.backend import array_module
 from gpueval.engine import Opaque, chunk_tasks, compute, timed, tree_reduce
 from gpueval.kernels import components as cc
+from gpueval.kernels.distance import hausdorff
+from gpueval.kernels.regions import RegionStats, chunk_region_stats
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.metrics.matching import match_max_total_iou
 
@@ -109,11 +112,7 @@ def _hausdorff_one(gt_box, pcc_box, t: int, m: int, t_free: bool, voxel_size, d_
 def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size) -> float:
     """Symmetric Hausdorff (nm) of two non-empty masks: the shared kernel
     (:func:`gpueval.kernels.distance.hausdorff`, ``edt`` in float32 on the CPU, ≤ ~3e-7
-    relative from SciPy's float64 value) or SciPy's EDT when it is absent."""
-    try:
-        from gpueval.kernels.distance import hausdorff
-    except ImportError:  # pragma: no cover
-        return max(_directed_max(a, b, voxel_size), _directed_max(b, a, voxel_size))
+    relative from SciPy's float64 value)."""
     return float(hausdorff(a, b, voxel_size))
 
 
@@ -184,8 +183,6 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
                         with_slices=True, extra=(merged, shape, _bounds(gt)))
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
-        from gpueval.kernels.regions import chunk_region_stats
-
         zero = np.zeros((1,) * gt.ndim, gt.dtype)
         c = contingency(zero, np.zeros_like(zero, np.uint32))
         empty = chunk_region_stats(np.zeros((0,) * gt.ndim, np.uint32))
@@ -230,8 +227,6 @@ def _bounds(arr: da.Array) -> tuple[np.ndarray, ...]:
 
 
 def _stats_chunk(slices, g, p, merged, shape, bounds):
-    from gpueval.kernels.regions import chunk_region_stats
-
     origin = tuple(int(s.start or 0) for s in slices)
     index = int(np.ravel_multi_index(
         tuple(int(np.searchsorted(b, o, "right") - 1) for b, o in zip(bounds, origin,
@@ -401,8 +396,6 @@ def _finish_instance(plan, bucket_results, vs, consts) -> dict[str, Any]:
 
 
 def _stats_combine(parts):
-    from gpueval.kernels.regions import RegionStats
-
     return (Contingency.combine([q[0] for q in parts]),
             RegionStats.combine([q[1] for q in parts]),
             RegionStats.combine([q[2] for q in parts]))
@@ -421,7 +414,7 @@ def _box_gap_nm(a, b, vs) -> float:
 
 
 def _semantic_chunk(g, p) -> np.ndarray:
-    xp = np if isinstance(g, np.ndarray) else __import__("cupy")
+    xp = array_module(g)  # NumPy, or CuPy for a GPU chunk
     gb = g > 0
     pb = p > 0
     return np.array([int(xp.count_nonzero(gb & pb)), int(xp.count_nonzero(pb)),
