@@ -16,14 +16,11 @@ from gpueval import api
 from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
 from gpueval.challenges.cellmap.images import instance_overlay
 from gpueval.challenges.xpress import node_outcomes
-from gpueval.pictures import BLUE, GREY, RED
+from gpueval.pictures import BLUE, GREY, MAGENTA, ORANGE, RED, pool_colours
 from gpueval.report import write_report
 from gpueval.report_images import (
-    MAGENTA,
-    ORANGE,
     attach_neuroglancer,
     neuroglancer_state,
-    pool_colours,
     urisc_images,
 )
 
