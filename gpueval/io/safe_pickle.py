@@ -36,6 +36,7 @@ PLAIN: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
     ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "bytearray"),
     ("builtins", "complex"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("builtins", "bytes"),
     ("collections", "OrderedDict"),
     ("_codecs", "encode"),  # protocol-2 bytes/arrays travel as latin-1 text (checked wrapper)
 })
@@ -61,6 +62,15 @@ def _checked_bytearray(*args):
     if args and isinstance(args[0], int):
         raise _Forbidden("bytearray(size) is not allowed (allocation from a declared size)")
     return bytearray(*args)
+
+
+_checked_bytearray.real_type = bytearray
+
+
+def _checked_bytes(*args):
+    if args and isinstance(args[0], int):
+        raise _Forbidden("bytes(size) is not allowed (allocation from a declared size)")
+    return bytes(*args)
 
 
 def _checked_codecs_encode(obj, encoding="utf-8", errors="strict"):
@@ -93,6 +103,7 @@ _COPYING = {  # constructors that copy an iterable argument: charged its length 
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "list"): list,
     ("builtins", "dict"): dict, ("builtins", "tuple"): tuple,
     ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "bytes"): _checked_bytes,  # protocols 0-2 write b"" as bytes()
 }
 
 _CHECKED = {
@@ -278,14 +289,17 @@ class _Restricted(pickle._Unpickler):  # noqa: SLF001
 
     def _copying(self, ctor):
         def build(*args):
-            if args:
+            if args and not isinstance(args[0], int):  # bytes(int) refuses by itself
                 self._charge(_expansion(args[0]))
             return ctor(*args)
+        build.real_type = ctor
         return build
 
     def _reconstructor(self, cls, base, state):
         import copyreg
 
+        # the allow-listed names resolve to checked wrappers: back to the types they wrap
+        cls, base = (getattr(t, "real_type", t) for t in (cls, base))
         if base is bytearray and isinstance(state, int):
             raise _Forbidden("bytearray(size) is not allowed (allocation from a declared size)")
         if state is not None and base in _CONTAINERS + (bytearray,):
