@@ -178,13 +178,23 @@ def test_array_under_the_byte_cap_but_over_the_budget_is_refused():
         restricted_load(pickle.dumps(Reconstruct(), protocol=2), NUMPY, max_items=10**6)
 
 
-def test_object_arrays_and_dtypes_are_refused():
-    arr = np.array([1, "a", None], dtype=object)
+def test_object_arrays_load_but_not_from_a_declared_size():
+    """MedSegFM's text prompts are a pickled object array: allowed, built element by element;
+    ``_reconstruct`` with an object dtype and a size (never written by NumPy) is refused."""
+    import numpy._core.multiarray as mu
+
+    arr = np.empty(1, dtype=object)
+    arr[0] = {"1": "liver", "instance_label": 0}
     for protocol in (2, 4, 5):
-        with pytest.raises(Rejected, match="Python objects"):
-            restricted_load(pickle.dumps(arr, protocol=protocol), NUMPY)
-    with pytest.raises(Rejected, match="Python objects"):
-        restricted_load(pickle.dumps(np.dtype([("a", "O")]), protocol=2), NUMPY)
+        out = restricted_load(pickle.dumps(arr, protocol=protocol), NUMPY)
+        assert out.dtype == object and out[0] == arr[0]
+
+    class ObjectReconstruct:
+        def __reduce__(self):
+            return (mu._reconstruct, (np.ndarray, (10**8,), "O"))
+
+    with pytest.raises(Rejected, match="Python objects declared with a size"):
+        restricted_load(pickle.dumps(ObjectReconstruct(), protocol=2), NUMPY)
 
 
 def test_deep_nesting_is_refused():
