@@ -405,3 +405,34 @@ def test_capped_declared_sizes_in_the_pickle(tmp_path):
     assert results[1] == "list"
     assert results[2].startswith("refused to unpickle") and "max_pickle_items" in results[2]
     assert got["rss"] < RSS_BOUND
+
+
+# -- end to end: ``gpueval score xpress`` with a hostile truth exits 4 with one line ------------
+
+
+@pytest.mark.parametrize("case", ["adj_list", "npz_4e9", "npz_missing", "bomb"])
+def test_cli_hostile_truth_exits_4_with_one_line(tmp_path, capsys, case):
+    from gpueval.cli import main
+
+    truth = tmp_path / "skels.npz"
+    if case == "adj_list":
+        g = _graph()
+        g.__dict__["_adj"] = []
+        truth.write_bytes(pickle.dumps(g))
+    elif case == "npz_4e9":
+        _npz_with_headers(truth, {"node_ids": ((4_000_000_000,), "<i8"),
+                                  "positions": ((4_000_000_000, 3), "<f8"),
+                                  "edges": ((0, 2), "<i8")})
+    elif case == "npz_missing":
+        np.savez(truth, node_ids=np.arange(3), edges=np.zeros((0, 2), np.int64))
+    else:
+        g = _graph()
+        g.graph["junk"] = _shared_bomb(12)
+        truth.write_bytes(pickle.dumps(g))
+    sub = tmp_path / "sub.zarr"
+    sub.mkdir()
+    rc = main(["score", "xpress", "--truth", str(truth), "--submission", str(sub), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 4, err
+    assert err.startswith("gpueval: skels.npz: ") and "\n" not in err
+    assert "Traceback" not in err
