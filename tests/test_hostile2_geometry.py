@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -233,3 +234,29 @@ def test_default_limit_refuses_the_old_per_voxel_paste_graph():
     with pytest.raises(engine.GraphTooLarge, match="over the limit 1e"):
         engine.compute(x)
     assert time.perf_counter() - t0 < 2
+
+
+# -- end to end: a CellMap label with a hostile voxel size ---------------------------------------
+
+
+@pytest.mark.parametrize("voxel_size, status", [(0.01, "ok"), (1e-300, "rejected"),
+                                                (float("nan"), "rejected"), (-8.0, "rejected")])
+def test_cellmap_label_with_hostile_voxel_size_scores_fast(tmp_path, voxel_size, status):
+    """The issue's case scaled to a 64³ crop: 0.01 nm voxels used to build ~2.6·10⁵ tasks."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cellmap_cases import put
+
+    from gpueval.api import score
+
+    gt = np.zeros((64, 64, 64), np.uint8)
+    gt[10:20, 10:20, 10:20] = 1
+    put(tmp_path / "truth.zarr", "crop1", "mito", gt, chunks=(32, 32, 32))
+    put(tmp_path / "sub.zarr", "crop1", "mito", gt, vs=(voxel_size,) * 3, chunks=(32, 32, 32))
+    t0 = time.perf_counter()
+    res = score("cellmap", tmp_path / "truth.zarr", tmp_path / "sub.zarr", device="cpu")
+    assert time.perf_counter() - t0 < 30
+    assert res.status == status, res.error
+    if status == "rejected":
+        assert "voxel" in res.error and "\n" not in res.error
