@@ -41,6 +41,8 @@ key                         default             meaning
                                                 for CellMap): ``io.align.check_geometry``
 ``max_voxel_size``          ``1e6``             largest declared voxel size (1 mm in nm)
 ``max_abs_translation``     ``1e12``            largest declared |translation| (1 km in nm)
+``max_voxel_size_ratio``    ``256``             largest ratio, either way, of a declared voxel
+                                                size to the grid it is resampled onto
 ``max_graph_tasks``         ``1e7``             tasks of one Dask graph, checked by
                                                 ``engine.compute`` before it runs (the
                                                 scheduler alone needs hours for 10⁷)
@@ -101,6 +103,7 @@ class Limits:
     min_voxel_size: float = 1e-3
     max_voxel_size: float = 1e6
     max_abs_translation: float = 1e12
+    max_voxel_size_ratio: float = 256.0
     max_graph_tasks: int = 10**7
     max_pickle_items: int = 10**8
     max_pickle_depth: int = 1000

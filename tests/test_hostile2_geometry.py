@@ -66,13 +66,20 @@ def test_pad_crop_centre_of_a_tiny_finely_chunked_source_is_bounded():
     assert got.sum() == 6 and got[0:3, 1:3, 1].all()
 
 
-@pytest.mark.parametrize("voxel_size", [0.01, 1e-3, 1.5e-3, 7.9])
+@pytest.mark.parametrize("voxel_size", [0.01, 1e-3, 1.5e-3, 0.04, 7.9])
 def test_tiny_source_voxel_size_aligns_fast(voxel_size):
-    """The issue's case: a 500³ crop labelled at 0.01 nm rescales to ~1 voxel, then is pasted."""
+    """The issue's case: a 500³ crop labelled at 0.01 nm rescales to ~1 voxel, then is pasted.
+
+    Refused by the default ``max_voxel_size_ratio`` (256) below 8/256 nm; with the ratio
+    lifted the graph is still bounded (the paste no longer follows the target's voxels)."""
     target = Grid((8.0, 8.0, 8.0), (0.0, 0.0, 0.0), (500, 500, 500))
     src = da.ones((200, 200, 200), dtype=np.uint8, chunks=100)
+    if 8.0 / voxel_size > 256:
+        with pytest.raises(Rejected, match="max_voxel_size_ratio"):
+            align_to_grid(src, (voxel_size,) * 3, (0, 0, 0), target, instance=True)
     t0 = time.perf_counter()
-    out = align_to_grid(src, (voxel_size,) * 3, (0, 0, 0), target, instance=True)
+    with use_limits(Limits(max_voxel_size_ratio=1e9)):
+        out = align_to_grid(src, (voxel_size,) * 3, (0, 0, 0), target, instance=True)
     assert time.perf_counter() - t0 < 5
     assert out.shape == target.shape
     assert _tasks(out) < 20 * _target_chunks(target.shape, 100) + 2 * 8
@@ -82,8 +89,11 @@ def test_huge_upscale_builds_only_the_window_that_lands_in_the_target():
     """Source voxel 10⁵× the target's: the rescaled image would be 10⁷ voxels per axis."""
     target = Grid((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (40, 30, 20))
     src = np.arange(8, dtype=np.uint32).reshape(2, 2, 2) + 1
-    out = align_to_grid(da.from_array(src, chunks=1), (1e5,) * 3, (0, 0, 0), target,
-                        instance=True)
+    with pytest.raises(Rejected, match="coarser than the target"):
+        align_to_grid(src, (1e5,) * 3, (0, 0, 0), target, instance=True)
+    with use_limits(Limits(max_voxel_size_ratio=1e9)):
+        out = align_to_grid(da.from_array(src, chunks=1), (1e5,) * 3, (0, 0, 0), target,
+                            instance=True)
     assert _tasks(out) < 200
     # nearest neighbour of a 10⁵× upscale: every target voxel reads source voxel (0, 0, 0)
     np.testing.assert_array_equal(out.compute(), np.ones(target.shape, np.uint32))
@@ -166,6 +176,37 @@ def test_check_geometry_accepts_real_values_and_none():
     check_geometry(np.array([2.0, 2.0]), np.array([0.0, 0.0]))
 
 
+def test_check_geometry_bounds_the_ratio_to_the_target():
+    check_geometry((2.0, 8.0, 2048.0), None, target_voxel_size=(8.0, 8.0, 8.0))  # 4×, 1×, 256×
+    for vs in ((8 / 257, 8, 8), (8, 8, 8 * 257.0)):
+        with pytest.raises(Rejected, match="max_voxel_size_ratio"):
+            check_geometry(vs, None, where="c/l", target_voxel_size=(8.0, 8.0, 8.0))
+    check_geometry((1.0, 1.0), None, target_voxel_size=(1e3, 4.0, 4.0))  # last axes compared
+    with use_limits(Limits(max_voxel_size_ratio=2.0)):
+        with pytest.raises(Rejected, match="2 times finer or coarser"):
+            check_geometry((4.0,), None, target_voxel_size=(12.0,))
+
+
+def test_semantic_shrink_of_a_tiny_source_reads_no_padding(monkeypatch):
+    """Zero padding out to the Gaussian's radius (~2z) made a 64³ label at 0.04 nm filter a
+    ~700³ block; only the voxels the taps touch are padded now (same values, tested against
+    skimage in test_align.py)."""
+    import gpueval.io.align as align
+
+    sizes: list[int] = []
+    original = align._rescale_block
+
+    def recording(region, pad, *args):
+        sizes.append(int(np.prod([n + a + b for n, (a, b) in zip(np.shape(region), pad,
+                                                                  strict=True)])))
+        return original(region, pad, *args)
+
+    monkeypatch.setattr(align, "_rescale_block", recording)
+    img = np.random.default_rng(1).random((64, 64, 64)) > 0.5
+    got = align.rescale(da.from_array(img, chunks=32), (0.005,) * 3, instance=False).compute()
+    assert got.shape == (1, 1, 1) and sizes and max(sizes) <= 68**3
+
+
 def test_check_geometry_bounds_come_from_the_config():
     with use_limits({"limits": {"min_voxel_size": 1, "max_voxel_size": "64",
                                 "max_abs_translation": 1e5}}):
@@ -239,8 +280,9 @@ def test_default_limit_refuses_the_old_per_voxel_paste_graph():
 # -- end to end: a CellMap label with a hostile voxel size ---------------------------------------
 
 
-@pytest.mark.parametrize("voxel_size, status", [(0.01, "ok"), (1e-300, "rejected"),
-                                                (float("nan"), "rejected"), (-8.0, "rejected")])
+@pytest.mark.parametrize("voxel_size, status", [
+    (0.04, "ok"), (0.01, "rejected"), (1e-300, "rejected"), (float("nan"), "rejected"),
+    (-8.0, "rejected")])
 def test_cellmap_label_with_hostile_voxel_size_scores_fast(tmp_path, voxel_size, status):
     """The issue's case scaled to a 64³ crop: 0.01 nm voxels used to build ~2.6·10⁵ tasks."""
     import sys
