@@ -46,8 +46,10 @@ key                         default             meaning
 ``max_graph_tasks``         ``1e7``             tasks of one Dask graph, checked by
                                                 ``engine.compute`` before it runs (the
                                                 scheduler alone needs hours for 10⁷)
-``max_pickle_items``        ``1e8``             elements + bytes a truth pickle may build
-                                                (``io.safe_pickle``), counted as it builds
+``max_pickle_items``        ``1e8``             elements a truth pickle may build, counted
+                                                as it builds (``io.safe_pickle``: shared
+                                                references count each time, strings one per
+                                                8 bytes), and values a skeleton npz declares
 ``max_pickle_depth``        ``1000``            nesting of containers in a truth pickle
 ==========================  ==================  =============================================
 

@@ -31,6 +31,13 @@ those borders for such large sources (likewise, the official large-source path i
 from the shape ratio when no voxel size is given; gpueval always centre pads/crops then).
 Centre pad/crop splits an odd difference with the smaller half before (``diff // 2``), an
 unknown in the spec.
+
+Hostile geometry: :func:`check_geometry` refuses voxel sizes and translations that are not
+finite, not positive, outside the configurable ranges of :mod:`gpueval.limits`, or too far
+(``max_voxel_size_ratio``) from the target's, before anything is built. Whatever passes, the
+graph :func:`align_to_grid` builds is proportional to the chunks of the target (only the
+window of the rescaled image that lands in it is resampled; :func:`paste` chunks on the
+target grid), never to its voxels.
 """
 
 from __future__ import annotations
