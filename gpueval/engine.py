@@ -32,6 +32,7 @@ from dask.callbacks import Callback
 from dask.delayed import Delayed, delayed
 
 from gpueval.backend import is_cupy, to_device
+from gpueval.errors import Rejected
 from gpueval.limits import current_limits
 
 T = TypeVar("T")
@@ -316,12 +317,69 @@ def stage_times() -> Iterator[StageTimes]:
         _STAGES = previous
 
 
+class GraphTooLarge(Rejected):
+    """A Dask graph with more tasks than ``limits.max_graph_tasks`` (exit 3, like any refusal).
+
+    Raised by :func:`compute` (through :func:`check_graph_size`) before anything runs. The
+    usual cause is a submission whose declared geometry or chunking multiplies the tasks (tiny
+    chunks, an absurd voxel size); a legitimate huge job raises the limit with
+    ``--set limits.max_graph_tasks=...``.
+    """
+
+
+def graph_size(*objs: Any) -> int:
+    """Number of tasks of the graphs of ``objs`` (shared layers counted once; cheap).
+
+    Counted layer by layer without materialising blockwise layers, so a graph of 10⁸ tasks is
+    measured in microseconds. Objects that are not Dask collections count 0.
+    """
+    from dask.base import is_dask_collection
+    from dask.highlevelgraph import HighLevelGraph
+
+    layers: dict[Any, int] = {}
+    plain = 0
+    for obj in objs:
+        if not is_dask_collection(obj):
+            continue
+        graph = obj.__dask_graph__()
+        if isinstance(graph, HighLevelGraph):
+            for name, layer in graph.layers.items():
+                if name not in layers:
+                    layers[name] = len(layer)
+        else:
+            plain += len(graph)
+    return plain + sum(layers.values())
+
+
+def check_graph_size(*objs: Any, limit: int | None = None) -> int:
+    """Refuse graphs over ``limit`` tasks (default ``limits.max_graph_tasks``); their size.
+
+    Raises
+    ------
+    GraphTooLarge
+        With the task count and the limit, in one line.
+    """
+    limit = current_limits().max_graph_tasks if limit is None else int(limit)
+    n = graph_size(*objs)
+    if n > limit:
+        raise GraphTooLarge(f"the computation needs {n:.3g} tasks, over the limit {limit:.3g} "
+                            "(limits.max_graph_tasks): tiny chunks or an absurd geometry")
+    return n
+
+
 def compute(*objs: Any, scheduler: Any = None, progress: bool = False) -> tuple:
     """``dask.compute`` in-process (threads) or on a distributed scheduler, with a progress bar.
 
     ``scheduler`` may be ``None``, ``"threads"``, ``"sync"``, an address such as
     ``"tcp://127.0.0.1:8786"``, or a :class:`distributed.Client`.
+
+    Raises
+    ------
+    GraphTooLarge
+        The graphs of ``objs`` hold more than ``limits.max_graph_tasks`` tasks (checked
+        before anything runs).
     """
+    check_graph_size(*objs)
     with _scheduler(scheduler) as (kwargs, client), _progress(progress, client):
         return dask.compute(*objs, **kwargs)
 

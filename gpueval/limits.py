@@ -37,6 +37,20 @@ key                         default             meaning
 ``gpu_memory_bytes``        ``0`` (no cap)      CuPy memory-pool cap with ``--device gpu``: a
                                                 kernel asking for more raises
                                                 ``OutOfMemoryError`` instead of taking the card
+``min_voxel_size``          ``1e-3``            smallest declared voxel size (world units, nm
+                                                for CellMap): ``io.align.check_geometry``
+``max_voxel_size``          ``1e6``             largest declared voxel size (1 mm in nm)
+``max_abs_translation``     ``1e12``            largest declared |translation| (1 km in nm)
+``max_voxel_size_ratio``    ``256``             largest ratio, either way, of a declared voxel
+                                                size to the grid it is resampled onto
+``max_graph_tasks``         ``1e7``             tasks of one Dask graph, checked by
+                                                ``engine.compute`` before it runs (the
+                                                scheduler alone needs hours for 10⁷)
+``max_pickle_items``        ``1e8``             elements a truth pickle may build, counted
+                                                as it builds (``io.safe_pickle``: shared
+                                                references count each time, strings one per
+                                                8 bytes), and values a skeleton npz declares
+``max_pickle_depth``        ``1000``            nesting of containers in a truth pickle
 ==========================  ==================  =============================================
 
 Example (``configs/<challenge>.yaml``)::
@@ -88,6 +102,13 @@ class Limits:
     allowed_dtypes: tuple[str, ...] = DEFAULT_DTYPES
     threads: int = 0
     gpu_memory_bytes: int = 0
+    min_voxel_size: float = 1e-3
+    max_voxel_size: float = 1e6
+    max_abs_translation: float = 1e12
+    max_voxel_size_ratio: float = 256.0
+    max_graph_tasks: int = 10**7
+    max_pickle_items: int = 10**8
+    max_pickle_depth: int = 1000
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:

@@ -31,6 +31,13 @@ those borders for such large sources (likewise, the official large-source path i
 from the shape ratio when no voxel size is given; gpueval always centre pads/crops then).
 Centre pad/crop splits an odd difference with the smaller half before (``diff // 2``), an
 unknown in the spec.
+
+Hostile geometry: :func:`check_geometry` refuses voxel sizes and translations that are not
+finite, not positive, outside the configurable ranges of :mod:`gpueval.limits`, or too far
+(``max_voxel_size_ratio``) from the target's, before anything is built. Whatever passes, the
+graph :func:`align_to_grid` builds is proportional to the chunks of the target (only the
+window of the rescaled image that lands in it is resampled; :func:`paste` chunks on the
+target grid), never to its voxels.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from dask import delayed
 
 from gpueval.engine import timed
 from gpueval.errors import Rejected
+from gpueval.limits import Limits, resolve
 
 NO_VOXEL_SIZE_SCORE = 1e18
 COARSER_PENALTY = 1e6
@@ -89,6 +97,7 @@ def align_to_grid(
     threshold: float = 0.5,
     max_ratio: float = 4096,
     where: str = "prediction",
+    chunks: Any = None,
 ) -> da.Array:
     """Resample and shift ``data`` onto ``target`` (see the module docstring).
 
@@ -102,6 +111,11 @@ def align_to_grid(
     threshold : semantic threshold applied after resampling only.
     max_ratio : size guard on source voxels / target voxels.
     where : name used in error messages.
+    chunks : chunking of the result (default :func:`target_chunks` of the source).
+
+    The source geometry is checked with :func:`check_geometry` first; the graph holds a
+    number of tasks proportional to the chunks of the target (and of the source region that
+    lands in it), never to its voxels, whatever the voxel sizes.
 
     Returns
     -------
@@ -116,17 +130,113 @@ def align_to_grid(
     if n_tgt and n_src / n_tgt > max_ratio:
         raise Rejected(f"{where}: {n_src} voxels is more than {max_ratio:g} times the "
                        f"{n_tgt} voxels of the target crop (size-ratio guard)")
+    check_geometry(source_voxel_size, source_translation, where=where,
+                   target_voxel_size=target.voxel_size)
+    shape = tuple(int(n) for n in target.shape)
+    out_chunks = target_chunks(x, shape) if chunks is None else chunks
     tvs = np.asarray(target.voxel_size, float)
-    if source_voxel_size is not None:
-        svs = np.asarray(source_voxel_size, float)[-ndim:]
-        if not np.allclose(svs, tvs):
-            x = rescale(x, svs / tvs, instance=instance, threshold=threshold)
-    elif tuple(x.shape) != tuple(target.shape):
-        x = pad_crop_centre(x, target.shape)
     t = np.zeros(ndim) if source_translation is None else \
         np.asarray(source_translation, float)[-ndim:]
     offset = translation_offset(t, target.translation, tvs)
-    return paste(x, offset, target.shape)
+    if source_voxel_size is not None:
+        svs = np.asarray(source_voxel_size, float)[-ndim:]
+        if not np.allclose(svs, tvs):
+            # resample only the part of the rescaled image that lands in the target: a tiny
+            # source voxel size makes the rescaled image huge, never its graph
+            scale = svs / tvs
+            full = rescaled_shape(x.shape, scale)
+            window = tuple((max(0, -r), min(m, n - r))
+                           for r, m, n in zip(offset, full, shape, strict=True))
+            dtype = x.dtype if instance else np.dtype(bool)
+            if any(b <= a for a, b in window):  # no overlap: an all-zero prediction
+                return da.zeros(shape, dtype=dtype, chunks=out_chunks)
+            x = rescale(x, scale, instance=instance, threshold=threshold, window=window)
+            offset = tuple(max(0, r) for r in offset)
+    elif tuple(x.shape) != shape:
+        x = pad_crop_centre(x, shape, chunks=out_chunks)
+    return paste(x, offset, shape, chunks=out_chunks)
+
+
+#: The :class:`~gpueval.limits.Limits` keys :func:`check_geometry` applies (world units).
+GEOMETRY_LIMIT_KEYS = ("min_voxel_size", "max_voxel_size", "max_abs_translation")
+
+
+def check_geometry(voxel_size: Sequence[Any] | None, translation: Sequence[Any] | None, *,
+                   where: str = "prediction", bounds: Limits | None = None,
+                   target_voxel_size: Sequence[float] | None = None) -> None:
+    """Refuse a voxel size or translation no real image has, before any graph is built.
+
+    Parameters
+    ----------
+    voxel_size, translation : declared geometry (world units per voxel / of voxel 0), or
+        ``None`` when not declared (nothing to check).
+    where : the label or file named in the message (submission-relative).
+    bounds : the limits to apply (default: the current ones, :func:`gpueval.limits.
+        current_limits`): every voxel size must lie in ``[min_voxel_size, max_voxel_size]``
+        (defaults 10⁻³ and 10⁶: 1 pm to 1 mm in nm) and every translation within
+        ``±max_abs_translation`` (default 10¹², 1 km in nm). Configure them in the challenge
+        YAML ``limits:`` mapping or with ``--set limits.min_voxel_size=0.1``.
+    target_voxel_size : the grid the array will be resampled onto, if known: each axis's
+        ratio (either way) must then be at most ``max_voxel_size_ratio`` (default 256).
+        Shrinking by a factor z costs a Gaussian of ~4z taps per axis over the whole source
+        (skimage's anti-aliasing, reproduced exactly), so a label declared at 0.01 nm for an
+        8 nm crop would take hours; no real submission is 256× finer or coarser.
+
+    Raises
+    ------
+    Rejected
+        A value that is not a finite number, a voxel size that is zero, negative or outside
+        the bounds, a translation outside the bounds — one line naming ``where``.
+
+    Examples
+    --------
+    >>> check_geometry([8, 8, 8], [0, 40, 80])
+    >>> check_geometry([8, 0.0001, 8], None, where="crop1/mito")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gpueval.errors.Rejected: crop1/mito: voxel_size [8, 0.0001, 8] has 0.0001, outside ...
+    """
+    lim = resolve(bounds)
+    for name, values, ok, rng in (
+        ("voxel_size", voxel_size, lambda v: lim.min_voxel_size <= v <= lim.max_voxel_size,
+         f"[{lim.min_voxel_size:g}, {lim.max_voxel_size:g}] (limits.min_voxel_size / "
+         "max_voxel_size)"),
+        ("translation", translation, lambda v: abs(v) <= lim.max_abs_translation,
+         f"[{-lim.max_abs_translation:g}, {lim.max_abs_translation:g}] "
+         "(limits.max_abs_translation)"),
+    ):
+        if values is None:
+            continue
+        try:
+            vals = [float(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+        except (TypeError, ValueError) as e:
+            raise Rejected(f"{where}: {name} {_short(values)} is not a list of numbers") from e
+        for v in vals:
+            if not math.isfinite(v):
+                raise Rejected(f"{where}: {name} {_short(values)} holds {v}, not a finite "
+                               "number")
+            if name == "voxel_size" and v <= 0:
+                raise Rejected(f"{where}: voxel_size {_short(values)} holds {v:g}; voxel "
+                               "sizes must be positive")
+            if not ok(v):
+                raise Rejected(f"{where}: {name} {_short(values)} has {v:g}, outside the "
+                               f"allowed range {rng}")
+    if voxel_size is None or target_voxel_size is None:
+        return
+    src = np.asarray(voxel_size, float).reshape(-1)
+    tgt = np.asarray(target_voxel_size, float).reshape(-1)
+    n = min(len(src), len(tgt))
+    for v, t in zip(src[len(src) - n:], tgt[len(tgt) - n:], strict=True):
+        if t > 0 and max(v / t, t / v) > lim.max_voxel_size_ratio:
+            raise Rejected(f"{where}: voxel_size {_short(voxel_size)} is more than "
+                           f"{lim.max_voxel_size_ratio:g} times finer or coarser than the "
+                           f"target's {_short(target_voxel_size)} "
+                           "(limits.max_voxel_size_ratio)")
+
+
+def _short(values: Any) -> str:
+    text = repr(list(values)) if isinstance(values, tuple | list) else repr(values)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def translation_offset(source: Sequence[float], target: Sequence[float],
@@ -138,44 +248,110 @@ def translation_offset(source: Sequence[float], target: Sequence[float],
     return tuple(int(v) for v in np.sign(diff) * np.floor(np.abs(diff) / vs))
 
 
-def paste(x: da.Array, offset: Sequence[int], shape: Sequence[int]) -> da.Array:
-    """Place ``x`` with its voxel 0 at ``offset`` in a zero array of ``shape`` (lazy)."""
-    sl, pads = [], []
+def paste(x: da.Array, offset: Sequence[int], shape: Sequence[int],
+          chunks: Any = None) -> da.Array:
+    """Place ``x`` with its voxel 0 at ``offset`` in a zero array of ``shape`` (lazy).
+
+    The result is chunked on the target grid ``chunks`` (anything
+    :func:`dask.array.core.normalize_chunks` accepts for ``shape``; default
+    :func:`target_chunks`), and its graph holds a number of tasks proportional to the chunks of
+    ``x`` that land in the target plus the chunks of the target, whatever the sizes: a 1-voxel
+    ``x`` pasted into a 500³ target is a few hundred tasks, not one per voxel (which is what
+    :func:`dask.array.pad` builds, as it chunks the padding like ``x``).
+    """
+    x = x if isinstance(x, da.Array) else da.from_array(np.asarray(x), chunks=-1)
+    shape = tuple(int(n) for n in shape)
+    out_chunks = da.core.normalize_chunks(
+        target_chunks(x, shape) if chunks is None else chunks, shape, dtype=x.dtype)
+    sl, spans = [], []
     for r, n_src, n_tgt in zip(offset, x.shape, shape, strict=True):
         start = max(0, -int(r))
-        before = max(0, int(r))
+        before = min(max(0, int(r)), n_tgt)
         length = max(0, min(n_src - start, n_tgt - before))
-        if length == 0:
-            start, before = 0, n_tgt  # no overlap on this axis: all zeros
         sl.append(slice(start, start + length))
-        pads.append((min(before, n_tgt), n_tgt - min(before, n_tgt) - length))
-    if any(s.stop == s.start for s in sl):  # no overlap at all: an all-zero prediction
-        return da.zeros(tuple(int(n) for n in shape), dtype=x.dtype,
-                        chunks=x.chunksize if x.size else -1)
+        spans.append((before, length))
+    if any(length == 0 for _, length in spans):  # no overlap: an all-zero prediction
+        return da.zeros(shape, dtype=x.dtype, chunks=out_chunks)
     y = x[tuple(sl)]
-    if any(p != (0, 0) for p in pads):
-        y = da.pad(y, pads, mode="constant", constant_values=0)
-    return y
+    # cut the overlap at the target's chunk borders, then add the zero margins (chunked on the
+    # same borders) axis by axis: every piece lies inside one target chunk, and the final
+    # rechunk only merges the (at most three) pieces of each target chunk
+    y = y.rechunk(tuple(_cut(c, b, b + n) for c, (b, n) in zip(out_chunks, spans, strict=True)))
+    for ax, (c, (before, length)) in enumerate(zip(out_chunks, spans, strict=True)):
+        pieces = []
+        for lo, hi in ((0, before), (before + length, shape[ax])):
+            if hi > lo:
+                margin_chunks = list(y.chunks)
+                margin_chunks[ax] = _cut(c, lo, hi)
+                pieces.append((lo, da.zeros(tuple(sum(m) for m in margin_chunks),
+                                            dtype=y.dtype, chunks=tuple(margin_chunks))))
+        if pieces:
+            parts = [p for lo, p in pieces if lo == 0] + [y] + \
+                [p for lo, p in pieces if lo > 0]
+            y = da.concatenate(parts, axis=ax)
+    return y.rechunk(out_chunks) if y.chunks != out_chunks else y
 
 
-def pad_crop_centre(x: da.Array, shape: Sequence[int]) -> da.Array:
-    """Centre pad (zeros) / crop to ``shape`` (used when no voxel size is known)."""
-    sl, pads = [], []
-    for n, m in zip(x.shape, shape, strict=True):
-        d = int(m) - int(n)
-        if d >= 0:
-            sl.append(slice(0, n))
-            pads.append((d // 2, d - d // 2))
-        else:
-            s = (-d) // 2
-            sl.append(slice(s, s + int(m)))
-            pads.append((0, 0))
-    y = x[tuple(sl)]
-    return da.pad(y, pads, mode="constant", constant_values=0) if any(pads) else y
+#: Smallest target chunk edge :func:`target_chunks` picks (voxels per axis).
+MIN_CHUNK_EDGE = 64
+
+
+def target_chunks(x: da.Array, shape: Sequence[int]) -> tuple[int, ...]:
+    """Default chunk shape of an aligned array: the source's, at least :data:`MIN_CHUNK_EDGE`.
+
+    Never smaller than ``MIN_CHUNK_EDGE`` per axis (clipped to the target extent), so a tiny or
+    finely chunked source cannot make the target grid (and the graph) follow its voxels.
+    """
+    src = x.chunksize if x.size else tuple(shape)
+    return tuple(max(1, min(int(n), max(int(c), MIN_CHUNK_EDGE)))
+                 for c, n in zip(src, shape, strict=True))
+
+
+def _cut(chunks: Sequence[int], lo: int, hi: int) -> tuple[int, ...]:
+    """Sizes of ``[lo, hi)`` cut at the borders of the chunk sizes ``chunks``."""
+    out, edge = [], 0
+    for c in chunks:
+        a, b = max(edge, lo), min(edge + c, hi)
+        if b > a:
+            out.append(b - a)
+        edge += c
+        if edge >= hi:
+            break
+    return tuple(out) or (0,)
+
+
+def pad_crop_centre(x: da.Array, shape: Sequence[int], chunks: Any = None) -> da.Array:
+    """Centre pad (zeros) / crop to ``shape`` (used when no voxel size is known).
+
+    An odd difference puts the smaller half before (``diff // 2``); chunked like
+    :func:`paste`, which does the work (a centre pad is a paste at ``diff // 2``, a centre crop
+    one at ``-(-diff // 2)``).
+    """
+    offset = [(int(m) - int(n)) // 2 if int(m) >= int(n) else -((int(n) - int(m)) // 2)
+              for n, m in zip(x.shape, shape, strict=True)]
+    return paste(x, offset, shape, chunks=chunks)
+
+
+def rescaled_shape(shape: Sequence[int], scale: Sequence[float]) -> tuple[int, ...]:
+    """Shape of ``skimage.transform.rescale(img, scale)``: ``max(round(scale·n), 1)`` per axis.
+
+    Raises
+    ------
+    Rejected
+        A non-finite or non-positive scale (from a hostile voxel size).
+    """
+    out = []
+    for s, n in zip(scale, shape, strict=True):
+        s = float(s)
+        if not math.isfinite(s) or s <= 0 or not math.isfinite(s * int(n)):
+            raise Rejected(f"rescale factor {s!r} is not a finite positive number")
+        out.append(max(int(np.round(s * int(n))), 1))
+    return tuple(out)
 
 
 def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float = 0.5,
-            block: int = 128, footprint: int = 256) -> da.Array:
+            block: int = 128, footprint: int = 256,
+            window: Sequence[tuple[int, int]] | None = None) -> da.Array:
     """``skimage.transform.rescale`` as the official one-shot path calls it, chunk by chunk.
 
     Output equals ``skimage.transform.rescale(img, scale, mode="constant",
@@ -207,6 +383,9 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     threshold : semantic threshold.
     block : output block edge (voxels), reduced per axis so that one block reads at most
         about ``footprint`` source voxels along that axis.
+    window : ``(start, stop)`` per axis: compute only this part of the rescaled image
+        (default: all of it). The result is ``rescaled[start:stop, ...]`` exactly; the graph
+        follows the window's size, not the rescaled image's.
 
     Notes
     -----
@@ -217,10 +396,19 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     """
     x = x if isinstance(x, da.Array) else da.from_array(np.asarray(x), chunks=-1)
     n_in = tuple(int(n) for n in x.shape)
-    n_out = tuple(max(int(np.round(float(s) * n)), 1) for s, n in zip(scale, n_in, strict=True))
-    zoom = np.divide(np.array(n_in, float), np.array(n_out, float))
-    coords = [(np.arange(m, dtype=np.float64) + 0.5) * z - 0.5 for m, z in zip(n_out, zoom,
-                                                                                strict=True)]
+    full = rescaled_shape(n_in, scale)
+    zoom = np.divide(np.array(n_in, float), np.array(full, float))
+    if window is None:
+        window = tuple((0, m) for m in full)
+    window = tuple((max(0, int(a)), min(int(b), m)) for (a, b), m in zip(window, full,
+                                                                          strict=True))
+    if any(b <= a for a, b in window):
+        raise ValueError(f"empty rescale window {window} of {full}")
+    # source coordinates of the window's voxels only: an upscaled output may be far larger
+    # than what the target keeps (a 10⁻³ nm voxel size), and is never enumerated whole
+    coords = [(np.arange(a, b, dtype=np.float64) + 0.5) * z - 0.5
+              for (a, b), z in zip(window, zoom, strict=True)]
+    n_out = tuple(b - a for a, b in window)
     if instance:
         taps = [np.floor(c + 0.5).astype(np.int64) for c in coords]
         sigma = np.zeros(len(n_in))
@@ -228,22 +416,33 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         floor = None
     else:
         taps = [np.floor(c).astype(np.int64) for c in coords]
-        shrink = any(o < i for o, i in zip(n_out, n_in, strict=True))
+        shrink = any(o < i for o, i in zip(full, n_in, strict=True))
         sigma = np.maximum(0, (zoom - 1) / 2) if shrink else np.zeros(len(n_in))
         dtype = np.dtype(bool)
         floor = da.nanmin(x)  # skimage clips to the NaN-safe source minimum, used if > 0
     radius = [int(4.0 * sd + 0.5) if sd > 1e-15 else 0 for sd in sigma]
     steps = [max(1, min(block, int(footprint / max(z, 1e-12)))) for z in zoom]
     grid = [list(range(0, m, st)) for m, st in zip(n_out, steps, strict=True)]
+    # ``taps``/``coords`` are indexed from the window's start: ``sel`` below is window-local
     rows = []
     for starts in itertools.product(*grid):
         sel = tuple(slice(a, min(a + st, m)) for a, st, m in zip(starts, steps, n_out,
                                                                  strict=True))
-        lo = [int(t[s.start]) - r - 1 for t, s, r in zip(taps, sel, radius, strict=True)]
-        hi = [int(t[s.stop - 1]) + r + 3 for t, s, r in zip(taps, sel, radius, strict=True)]
-        region = x[tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, n_in,
-                                                                         strict=True))]
-        pad = tuple((max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, n_in, strict=True))
+        # read the source within the filter radius of the taps; zero-pad only the voxels
+        # the taps themselves touch outside the source: the filter's mode="constant" sees
+        # zeros beyond the array, so padding out to the radius (mostly zeros when a tiny
+        # source shrinks a lot) would give the same values at a far higher cost
+        lo, hi = [], []
+        read = []
+        for t, s, r, n in zip(taps, sel, radius, n_in, strict=True):
+            need_lo, need_hi = int(t[s.start]) - 1, int(t[s.stop - 1]) + 3
+            read_lo = max(need_lo - r, 0)
+            read_hi = max(min(need_hi + r, n), read_lo)
+            read.append(slice(read_lo, read_hi))
+            lo.append(min(read_lo, need_lo))
+            hi.append(max(read_hi, need_hi))
+        region = x[tuple(read)]
+        pad = tuple((r.start - a, b - r.stop) for r, a, b in zip(read, lo, hi, strict=True))
         local = tuple(t[s] - a for t, s, a in zip(taps, sel, lo, strict=True))
         frac = tuple(c[s] - np.floor(c[s]) for c, s in zip(coords, sel, strict=True))
         shape = tuple(s.stop - s.start for s in sel)

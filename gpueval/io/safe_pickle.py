@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
+import itertools
 import pickle
 import struct
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +36,7 @@ PLAIN: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
     ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "bytearray"),
     ("builtins", "complex"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("builtins", "bytes"),
     ("collections", "OrderedDict"),
     ("_codecs", "encode"),  # protocol-2 bytes/arrays travel as latin-1 text (checked wrapper)
 })
@@ -61,22 +64,13 @@ def _checked_bytearray(*args):
     return bytearray(*args)
 
 
-def _checked_reconstructor(cls, base, state):
-    import copyreg
-
-    if base is bytearray and isinstance(state, int):
-        raise _Forbidden("bytearray(size) is not allowed (allocation from a declared size)")
-    return copyreg._reconstructor(cls, base, state)
+_checked_bytearray.real_type = bytearray
 
 
-def _checked_np_reconstruct(subtype, shape, dtype):
-
-    n = 1
-    for s in (shape if isinstance(shape, tuple | list) else (shape,)):
-        n *= int(s)
-    if n * np.dtype(dtype).itemsize > MAX_PICKLE_BYTES:
-        raise _Forbidden(f"ndarray of shape {shape} is larger than a pickle may declare")
-    return np.ndarray.__new__(subtype, shape, dtype)
+def _checked_bytes(*args):
+    if args and isinstance(args[0], int):
+        raise _Forbidden("bytes(size) is not allowed (allocation from a declared size)")
+    return bytes(*args)
 
 
 def _checked_codecs_encode(obj, encoding="utf-8", errors="strict"):
@@ -87,29 +81,189 @@ def _checked_codecs_encode(obj, encoding="utf-8", errors="strict"):
     return codecs.encode(obj, "latin1", errors)
 
 
+def _expansion(obj: Any) -> int:
+    """Elements a constructor makes from iterating ``obj`` (refused if it has no length)."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.size)
+    try:
+        return len(obj)
+    except TypeError:
+        raise _Forbidden(f"a constructor over a {type(obj).__name__} (no length) is not "
+                         "allowed") from None
+
+
+_COPYING = {  # constructors that copy an iterable argument: charged its length first
+    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "list"): list,
+    ("builtins", "dict"): dict, ("builtins", "tuple"): tuple,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "bytes"): _checked_bytes,  # protocols 0-2 write b"" as bytes()
+}
+
 _CHECKED = {
     ("builtins", "bytearray"): _checked_bytearray,
-    ("copyreg", "_reconstructor"): _checked_reconstructor,
-    ("numpy.core.multiarray", "_reconstruct"): _checked_np_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _checked_np_reconstruct,
     ("_codecs", "encode"): _checked_codecs_encode,
 }
 
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+_ATOMS = frozenset({int, float, bool, complex, type(None), np.float64, np.int64})
+
+
+def _own_weight(x: Any) -> tuple[int, int]:
+    """(weight, depth) of an object the unpickler did not build as a container."""
+    if isinstance(x, str | bytes | bytearray):
+        return 1 + len(x) // 8, 0
+    if isinstance(x, np.ndarray):
+        return 1 + int(x.size), 1
+    return 1, 0
+
+
+def _shared(load: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap a memo ``GET``/``DUP`` opcode: another reference costs its whole weight again."""
+    def run(self) -> None:
+        load(self)
+        weight, _ = self._measure(self.stack[-1])
+        self._charge(weight)
+    return run
+
 
 class _Restricted(pickle._Unpickler):  # noqa: SLF001
-    """The pure-Python unpickler: its memo is a dict and it reads what a length declares.
+    """The pure-Python unpickler, counting what it builds.
 
-    CPython's C unpickler preallocates from declared sizes: a ``LONG_BINPUT 0xFFFFFFFF`` of 5
-    bytes grows (and zero-fills) a 64 GiB memo table, ``BINBYTES8`` allocates its declared
-    length before reading. The Python one is ~5x slower (20 MB skeleton pickle: ~6 s instead
-    of ~1.2 s, measured on a shared machine), a price paid only for official ground-truth
-    pickles, which ``gpueval skeleton`` converts once to the fast ``.npz`` format.
+    Why not CPython's C unpickler (~5x faster): it preallocates from declared sizes — a
+    ``LONG_BINPUT 0xFFFFFFFF`` of 5 bytes grows (and zero-fills) a 64 GiB memo table,
+    ``BINBYTES8`` allocates its declared length before reading — and it has no hook where
+    the elements it builds could be counted. The Python one reads only what is there (its
+    memo is a dict) and its opcodes are overridden here to keep a budget (20 MB skeleton
+    pickle: ~6 s instead of ~1.2 s), a price paid only for official ground-truth pickles,
+    which ``gpueval skeleton`` converts once to the fast ``.npz`` format.
+
+    The budget (``max_items``) counts the *logical* size of what is built: one per
+    container entry, one per 8 bytes of a string, one per array element, and — the point —
+    the whole weight of a container again each time the memo hands out another reference to
+    it (``GET``/``DUP``): nested lists of shared references (``a = [x]*10; b = [a]*10; …``)
+    are a few bytes of pickle, but expand to 10ᵈ elements in any consumer that walks or
+    converts them. Container nesting is bounded by ``max_depth`` (a 10⁵-deep list makes
+    ``repr``, ``==`` and NumPy overflow the C stack).
     """
 
-    def __init__(self, file: IO[bytes], allowed: frozenset[tuple[str, str]], size: int):
+    def __init__(self, file: IO[bytes], allowed: frozenset[tuple[str, str]], size: int,
+                 max_items: int, max_depth: int):
         super().__init__(file)
         self._allowed = allowed
         self._size = size
+        self._max_items = max_items
+        self._max_depth = max_depth
+        self._used = 0
+        self._info: dict[int, tuple[int, int]] = {}  # id → (logical weight, depth)
+        self._pinned: list[Any] = []  # keeps measured objects alive: their ids stay unique
+
+    # -- the budget ------------------------------------------------------------------------
+
+    def _charge(self, n: int) -> None:
+        self._used += n
+        if self._used > self._max_items:
+            raise _Forbidden(f"it builds more than {self._max_items:.3g} elements "
+                             "(limits.max_pickle_items; shared references count each time)")
+
+    def _measure(self, x: Any) -> tuple[int, int]:
+        got = self._info.get(id(x))
+        return _own_weight(x) if got is None else got
+
+    def _record(self, obj: Any, items: Iterable[Any], base: tuple[int, int] = (1, 0)) -> None:
+        # the hot loop of a large graph: atoms (ints, floats) take the first two branches
+        weight, depth = base
+        n = 0
+        info_get = self._info.get
+        own_weight = _own_weight
+        for item in items:
+            n += 1
+            if type(item) in _ATOMS:
+                weight += 1
+                if depth == 0:
+                    depth = 1
+                continue
+            got = info_get(id(item))
+            if got is None:
+                got = own_weight(item)
+            weight += got[0]
+            if got[1] >= depth:
+                depth = got[1] + 1
+        if depth > self._max_depth:
+            raise _Forbidden(f"containers nested deeper than {self._max_depth} "
+                             "(limits.max_pickle_depth)")
+        self._charge(n)
+        if id(obj) not in self._info:
+            self._pinned.append(obj)
+        self._info[id(obj)] = (weight, depth)
+
+    def _grow(self, obj: Any, items: Iterable[Any]) -> None:
+        self._record(obj, items, self._info.get(id(obj), (1, 0)))
+
+    # -- opcodes that build containers or hand out shared references -----------------------
+
+    def _load_append(self):
+        self._grow(self.stack[-2], (self.stack[-1],))
+        super().load_append()
+
+    def _load_appends(self):
+        # after MARK the pure-Python unpickler's ``stack`` holds just the items; the list
+        # being extended is on top of the stack saved in ``metastack``
+        self._grow(self.metastack[-1][-1], self.stack)
+        super().load_appends()
+
+    def _load_list(self):
+        super().load_list()
+        self._record(self.stack[-1], self.stack[-1])
+
+    def _load_tuple(self):
+        super().load_tuple()
+        self._record(self.stack[-1], self.stack[-1])
+
+    def _load_small_tuple(self, n):
+        items = self.stack[-n:] if n else []
+        self.stack[len(self.stack) - n:] = [tuple(items)]
+        self._record(self.stack[-1], items)
+
+    def _load_dict(self):
+        super().load_dict()
+        d = self.stack[-1]
+        self._record(d, itertools.chain(d.keys(), d.values()))
+
+    def _load_frozenset(self):
+        super().load_frozenset()
+        self._record(self.stack[-1], self.stack[-1])
+
+    def _load_setitem(self):
+        self._grow(self.stack[-3], self.stack[-2:])
+        super().load_setitem()
+
+    def _load_setitems(self):
+        self._grow(self.metastack[-1][-1], self.stack)
+        super().load_setitems()
+
+    def _load_additems(self):
+        self._grow(self.metastack[-1][-1], self.stack)
+        super().load_additems()
+
+    def _load_reduce(self):
+        func, args = self.stack[-2], self.stack[-1]
+        super().load_reduce()
+        out = self.stack[-1]
+        if isinstance(out, dict):
+            self._record(out, itertools.chain(out.keys(), out.values()))
+        elif isinstance(out, _CONTAINERS) and func is not _checked_bytearray:
+            self._record(out, out)
+        elif hasattr(out, "__dict__") and not isinstance(out, np.ndarray | np.dtype):
+            self._record(out, (args,))  # an instance (a networkx view) weighs its arguments
+
+    def _load_build(self):
+        # object arrays are allowed (MedSegFM's text prompts are one): their elements are
+        # objects this unpickler built and charged, their state list is charged as built
+        state, inst = self.stack[-1], self.stack[-2]
+        base = self._info.get(id(inst), (1, 0))
+        super().load_build()
+        if not isinstance(inst, np.ndarray | np.dtype):
+            self._record(inst, (state,), base)
 
     def _load_bytearray8(self):
         # the one Python opcode that allocates (and zero-fills) its declared length first
@@ -120,17 +274,77 @@ class _Restricted(pickle._Unpickler):  # noqa: SLF001
         self.readinto(b)
         self.append(b)
 
-    dispatch = pickle._Unpickler.dispatch.copy()  # noqa: SLF001
-    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    # -- constructors -----------------------------------------------------------------------
+
+    def _copying(self, ctor):
+        def build(*args):
+            if args and not isinstance(args[0], int):  # bytes(int) refuses by itself
+                self._charge(_expansion(args[0]))
+            return ctor(*args)
+        build.real_type = ctor
+        return build
+
+    def _reconstructor(self, cls, base, state):
+        import copyreg
+
+        # the allow-listed names resolve to checked wrappers: back to the types they wrap
+        cls, base = (getattr(t, "real_type", t) for t in (cls, base))
+        if base is bytearray and isinstance(state, int):
+            raise _Forbidden("bytearray(size) is not allowed (allocation from a declared size)")
+        if state is not None and base in _CONTAINERS + (bytearray,):
+            self._charge(_expansion(state))
+        return copyreg._reconstructor(cls, base, state)
+
+    def _np_reconstruct(self, subtype, shape, dtype):
+        dims = shape if isinstance(shape, tuple | list) else (shape,)
+        n = 1
+        for s in dims:
+            n *= int(s)
+        dt = np.dtype(dtype)
+        if dt.hasobject and n:  # NumPy writes (0,) b"b"; NULL-filled object slots are touched
+            raise _Forbidden("ndarray of Python objects declared with a size")
+        if n * dt.itemsize > MAX_PICKLE_BYTES:
+            raise _Forbidden(f"ndarray of shape {tuple(dims)} is larger than a pickle may "
+                             "declare")
+        self._charge(n)
+        return np.ndarray.__new__(subtype, shape, dt)
 
     def find_class(self, module: str, name: str) -> Any:
         # protocol 0-2 pickles name Python 2 modules (__builtin__.set): map them first, as
         # pickle's own find_class does, so the allow-list sees the Python 3 names
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in self._allowed:
-            return _CHECKED.get((module, name)) or super().find_class(module, name)
-        raise _Forbidden(f"global {module}.{name} is not allowed")
+        key = (module, name)
+        if key not in self._allowed:
+            raise _Forbidden(f"global {module}.{name} is not allowed")
+        if key in _COPYING:
+            return self._copying(_COPYING[key])
+        if key == ("copyreg", "_reconstructor"):
+            return self._reconstructor
+        if name == "_reconstruct" and module in ("numpy.core.multiarray",
+                                                 "numpy._core.multiarray"):
+            return self._np_reconstruct
+        return _CHECKED.get(key) or super().find_class(module, name)
+
+    dispatch = pickle._Unpickler.dispatch.copy()  # noqa: SLF001
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    dispatch[pickle.APPEND[0]] = _load_append
+    dispatch[pickle.APPENDS[0]] = _load_appends
+    dispatch[pickle.LIST[0]] = _load_list
+    dispatch[pickle.TUPLE[0]] = _load_tuple
+    dispatch[pickle.TUPLE1[0]] = lambda self: self._load_small_tuple(1)
+    dispatch[pickle.TUPLE2[0]] = lambda self: self._load_small_tuple(2)
+    dispatch[pickle.TUPLE3[0]] = lambda self: self._load_small_tuple(3)
+    dispatch[pickle.DICT[0]] = _load_dict
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.BUILD[0]] = _load_build
+    for _op in (pickle.GET, pickle.BINGET, pickle.LONG_BINGET, pickle.DUP):
+        dispatch[_op[0]] = _shared(dispatch[_op[0]])
+    del _op
 
 
 def restricted_load(
@@ -138,20 +352,32 @@ def restricted_load(
     allowed: Iterable[tuple[str, str]] = (),
     *,
     max_bytes: int = MAX_PICKLE_BYTES,
+    max_items: int | None = None,
+    max_depth: int | None = None,
 ) -> Any:
-    """Unpickle ``source`` admitting only :data:`PLAIN` globals plus ``allowed``.
+    """Unpickle ``source`` admitting only :data:`PLAIN` globals plus ``allowed``, bounded.
 
     Parameters
     ----------
     source : pickle bytes, a path, or a binary file object.
     allowed : extra ``(module, name)`` pairs, e.g. ``("networkx.classes.graph", "Graph")``.
     max_bytes : refuse larger inputs before reading them.
+    max_items : the most elements it may build, counted as it builds (see
+        :class:`_Restricted`; default ``limits.max_pickle_items`` of the current limits).
+    max_depth : the deepest nesting of containers (default ``limits.max_pickle_depth``).
 
     Raises
     ------
     Rejected
-        If the pickle names a global outside the allow-list, is truncated or corrupt.
+        If the pickle names a global outside the allow-list, builds more than ``max_items``
+        elements or nests deeper than ``max_depth``, is truncated or corrupt (callers reading
+        ground truth turn it into :class:`~gpueval.errors.TruthError`).
     """
+    from gpueval.limits import current_limits
+
+    lim = current_limits()
+    max_items = lim.max_pickle_items if max_items is None else int(max_items)
+    max_depth = lim.max_pickle_depth if max_depth is None else int(max_depth)
     if isinstance(source, str | Path):
         path = Path(source)
         if path.stat().st_size > max_bytes:
@@ -161,9 +387,18 @@ def restricted_load(
         source = source.read(max_bytes + 1)
     if len(source) > max_bytes:
         raise Rejected(f"pickle larger than {max_bytes} bytes")
+    unpickler = _Restricted(io.BytesIO(source), PLAIN | frozenset(allowed), len(source),
+                            max_items, max_depth)
     try:
-        return _Restricted(io.BytesIO(source), PLAIN | frozenset(allowed), len(source)).load()
+        return unpickler.load()
     except _Forbidden as e:
         raise Rejected(f"refused to unpickle: {e}") from e
+    except RecursionError as e:
+        raise Rejected("refused to unpickle: nesting too deep to build") from e
+    except MemoryError as e:
+        raise Rejected("refused to unpickle: out of memory while building it") from e
     except Exception as e:  # struct.error, EOFError, IndexError, TypeError from allowed calls…
         raise Rejected(f"corrupt or truncated pickle: {type(e).__name__}: {e}") from e
+    finally:
+        unpickler._info.clear()  # noqa: SLF001 - drop the bookkeeping before returning
+        unpickler._pinned.clear()  # noqa: SLF001

@@ -28,13 +28,14 @@ are dropped, first occurrence kept); self-loops are kept (length 0).
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gpueval.errors import Rejected, TruthError
+from gpueval.errors import GpuevalError, Rejected, TruthError
 
 #: The globals a pickled ``networkx.Graph`` of numbers needs beyond plain containers: the
 #: class itself and NumPy scalars/arrays (positions and node ids are often NumPy values).
@@ -100,10 +101,16 @@ def load_skeleton(path: str | Path) -> Skeleton:
     if not p.is_file():
         raise TruthError(f"skeleton file {p} not found")
     if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            members = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
-        if set(NPZ_KEYS) <= members:
-            return _load_npz(p)
+        try:
+            with zipfile.ZipFile(p) as z:
+                members = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise TruthError(f"{p.name}: unreadable zip ({e})") from e
+        missing = [k for k in NPZ_KEYS if k not in members]
+        if missing:  # the official pickle is never a zip: a broken npz, say what it lacks
+            raise TruthError(f"{p.name}: skeleton npz lacks {', '.join(missing)} "
+                             f"(needs {', '.join(NPZ_KEYS)})")
+        return _load_npz(p)
     return _load_pickled_graph(p)
 
 
@@ -125,21 +132,43 @@ def convert_skeleton(src: str | Path, dst: str | Path) -> Skeleton:
 
 
 def skeleton_from_graph(graph, where: str = "graph") -> Skeleton:
-    """Build a :class:`Skeleton` from a ``networkx.Graph`` with ``position`` node attributes."""
+    """Build a :class:`Skeleton` from a ``networkx.Graph`` with ``position`` node attributes.
+
+    A graph unpickled from a hostile or broken file may be inconsistent inside (``_adj`` a
+    list, an attribute shadowing a method, a neighbour missing from ``_node``): its internals
+    are checked first and any failure while reading it is a one-line :class:`TruthError`.
+    """
+    try:
+        return _skeleton_from_graph(graph, where)
+    except GpuevalError:
+        raise
+    except (RecursionError, MemoryError) as e:
+        raise TruthError(f"{where}: skeleton graph too large or too deep to read "
+                         f"({type(e).__name__})") from e
+    except Exception as e:  # anything an inconsistent graph object raises when walked
+        detail = " ".join(str(e).split())[:120]
+        raise TruthError(f"{where}: not a usable skeleton graph ({type(e).__name__}: "
+                         f"{detail})") from e
+
+
+def _skeleton_from_graph(graph, where: str) -> Skeleton:
     import networkx as nx
 
-    if not isinstance(graph, nx.Graph) or graph.is_directed() or graph.is_multigraph():
+    if not isinstance(graph, nx.Graph) or type(graph).is_directed(graph) or \
+            type(graph).is_multigraph(graph):
         raise TruthError(f"{where}: expected an undirected networkx.Graph, got "
                          f"{type(graph).__name__}")
+    state = graph.__dict__
     for cached in ("adj", "nodes", "edges", "degree"):  # views cached at pickling time
-        graph.__dict__.pop(cached, None)                # are rebuilt from the graph's data
-    nodes = list(graph.nodes)
+        state.pop(cached, None)                         # are rebuilt from the graph's data
+    _check_graph_internals(state, where)
+    nodes = list(state["_node"])
     try:
         ids = np.array([_as_int(n) for n in nodes], dtype=np.int64).reshape(-1)
     except (TypeError, ValueError, OverflowError) as e:
         raise TruthError(f"{where}: node ids must be integers ({e})") from e
     try:
-        pos = np.array([np.asarray(graph.nodes[n]["position"], dtype=np.float64).reshape(3)
+        pos = np.array([np.asarray(state["_node"][n]["position"], dtype=np.float64).reshape(3)
                         for n in nodes], dtype=np.float64).reshape(-1, 3)
     except KeyError as e:
         raise TruthError(f"{where}: a node has no 'position' attribute") from e
@@ -148,6 +177,28 @@ def skeleton_from_graph(graph, where: str = "graph") -> Skeleton:
     edges = np.array([(_as_int(u), _as_int(v)) for u, v in graph.edges],
                      dtype=np.int64).reshape(-1, 2)
     return _checked(ids, pos, edges, where)
+
+
+def _check_graph_internals(state: dict, where: str) -> None:
+    """``_node`` and ``_adj`` are dicts of dicts over the same nodes (networkx's invariant)."""
+    node, adj = state.get("_node"), state.get("_adj")
+    for name, table in (("_node", node), ("_adj", adj)):
+        if type(table) is not dict:
+            raise TruthError(f"{where}: graph {name} is a {type(table).__name__}, not a dict "
+                             "(a corrupt or hand-made pickle)")
+    if len(node) != len(adj) or any(n not in node for n in adj):
+        raise TruthError(f"{where}: graph _adj and _node name different nodes")
+    for n, attrs in node.items():
+        if type(attrs) is not dict:
+            raise TruthError(f"{where}: attributes of node {n!r:.40} are a "
+                             f"{type(attrs).__name__}, not a dict")
+    for n, nbrs in adj.items():
+        if type(nbrs) is not dict:
+            raise TruthError(f"{where}: neighbours of node {n!r:.40} are a "
+                             f"{type(nbrs).__name__}, not a dict")
+        for m in nbrs:
+            if m not in node:
+                raise TruthError(f"{where}: edge ({n!r:.40}, {m!r:.40}) names an unknown node")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,15 +211,69 @@ def _as_int(v) -> int:
 
 
 def _load_npz(p: Path) -> Skeleton:
+    _check_npz_headers(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             ids, pos, edges = (np.asarray(z[k]) for k in NPZ_KEYS)
-    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
-        raise TruthError(f"{p.name}: not a readable skeleton npz ({e})") from e
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, EOFError, MemoryError) as e:
+        raise TruthError(f"{p.name}: not a readable skeleton npz ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:120]})") from e
     if ids.dtype.kind not in "iu" or edges.dtype.kind not in "iu" or pos.dtype.kind not in "fiu":
         raise TruthError(f"{p.name}: node_ids/edges must be integers and positions numbers")
     return _checked(ids.astype(np.int64).reshape(-1), pos.astype(np.float64),
                     edges.astype(np.int64), p.name)
+
+
+def _check_npz_headers(p: Path) -> None:
+    """Check each member's declared shape and dtype before NumPy allocates from them.
+
+    ``np.load`` allocates ``shape × itemsize`` from a member's header before reading it: a
+    few hundred bytes declaring 4·10⁹ nodes would take 32 GiB. Refused here: shapes other
+    than (N,), (N, 3), (E, 2), non-number dtypes, a header declaring more bytes than the
+    member holds, and more elements in all than ``limits.max_pickle_items`` (the bound on
+    what one truth skeleton may build, pickled or not).
+    """
+    from numpy.lib import format as npy
+
+    from gpueval.limits import current_limits
+
+    budget = current_limits().max_pickle_items
+    shapes: dict[str, tuple[int, ...]] = {}
+    total = 0
+    try:
+        with zipfile.ZipFile(p) as z:
+            for key in NPZ_KEYS:
+                info = z.getinfo(key + ".npy")
+                with z.open(info) as f:
+                    version = npy.read_magic(f)
+                    read_header = {(1, 0): npy.read_array_header_1_0,
+                                   (2, 0): npy.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise TruthError(f"{p.name}: {key} is .npy format {version}, not "
+                                         "1.0/2.0")
+                    shape, _, dtype = read_header(f, max_header_size=10_000)
+                    header_end = f.tell()
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise TruthError(f"{p.name}: {key} has dtype {dtype}, not numbers")
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                if header_end + n * dtype.itemsize > info.file_size:
+                    raise TruthError(f"{p.name}: {key} declares shape {shape} ({n} values) but "
+                                     f"the member holds only {info.file_size} bytes")
+                total += n
+                if total > budget:
+                    raise TruthError(f"{p.name}: {key} declares shape {shape}: more than "
+                                     f"{budget:.3g} values in all (limits.max_pickle_items)")
+                shapes[key] = tuple(int(d) for d in shape)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, EOFError) as e:
+        raise TruthError(f"{p.name}: not a readable skeleton npz ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:120]})") from e
+    ids, pos, edges = (shapes[k] for k in NPZ_KEYS)
+    edges_ok = (len(edges) == 2 and edges[1] == 2) or math.prod(edges) == 0
+    if len(ids) != 1 or pos != (ids[0], 3) or not edges_ok:
+        raise TruthError(f"{p.name}: shapes node_ids {ids}, positions {pos}, edges {edges}; "
+                         "expected (N,), (N, 3), (E, 2)")
 
 
 def _load_pickled_graph(p: Path) -> Skeleton:
