@@ -22,7 +22,8 @@ real device, so tests can cap it per chunk or region:
   ``__index__``/``.item()`` of a device value, boolean-mask indexing, ``unique``/``nonzero``/
   ``flatnonzero``/``argwhere`` (their output size is only known on the device), and an upload of
   pageable host memory (a synchronous copy on the null stream);
-* ``d2h``/``d2h_bytes`` and ``h2d``/``h2d_bytes``: copies and their sizes.
+* ``d2h``/``d2h_bytes`` and ``h2d``/``h2d_bytes``: copies and their sizes;
+* ``sorted_keys``: elements handed to sorts (the cost that launches do not show).
 
 Reductions return 0-d device arrays, as CuPy's do, so ``int(x.sum())`` counts a sync. Work
 done *inside* one counted call (NumPy running the emulated kernel on the subclass) is not
@@ -59,6 +60,7 @@ class DeviceCounters:
     d2h_bytes: int = 0
     h2d: int = 0
     h2d_bytes: int = 0
+    sorted_keys: int = 0  # elements passed to sorts (unique/sort/argsort/lexsort)
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -82,7 +84,7 @@ def _inside():
         _state.depth -= 1
 
 
-def _count(ops=0, syncs=0, d2h=0, d2h_bytes=0, h2d=0, h2d_bytes=0) -> None:
+def _count(ops=0, syncs=0, d2h=0, d2h_bytes=0, h2d=0, h2d_bytes=0, sorted_keys=0) -> None:
     if _depth():
         return
     with _lock:
@@ -92,6 +94,7 @@ def _count(ops=0, syncs=0, d2h=0, d2h_bytes=0, h2d=0, h2d_bytes=0) -> None:
         _counters.d2h_bytes += d2h_bytes
         _counters.h2d += h2d
         _counters.h2d_bytes += h2d_bytes
+        _counters.sorted_keys += sorted_keys
 
 
 @contextlib.contextmanager
@@ -214,7 +217,9 @@ def _lift(fn):
     name = getattr(fn, "__name__", "f")
 
     def wrapped(*args, **kwargs):
-        _count(ops=SORT_OPS if name in _SORTING else 1, syncs=1 if name in _SYNCING else 0)
+        keys = np.size(args[0]) if name in _SORTING and args else 0
+        _count(ops=SORT_OPS if name in _SORTING else 1, syncs=1 if name in _SYNCING else 0,
+               sorted_keys=keys)
         with _inside():
             result = fn(*args, **kwargs)
         return _wrap(result) if name in _HOST_RESULTS else _wrap_result(result)
@@ -296,6 +301,17 @@ def _needs_device(*args, **kwargs):
     pytest.skip("raw CUDA kernel: needs a real GPU (not emulated)")
 
 
+def _stable_argsort(a, axis=-1, kind=None):
+    return np.argsort(a, axis=axis, kind="stable")
+
+
+def _stable_sort(a, axis=-1, kind=None):
+    return np.sort(a, axis=axis, kind="stable")
+
+
+_stable_argsort.__name__, _stable_sort.__name__ = "argsort", "sort"
+
+
 def build() -> dict[str, types.ModuleType]:
     cupy = _Module("cupy", np)
     cupy.ndarray = ndarray
@@ -313,6 +329,9 @@ def build() -> dict[str, types.ModuleType]:
                  "float32", "float64", "bool_", "intp", "inf", "nan", "newaxis", "dtype",
                  "iinfo", "finfo"):
         setattr(cupy, name, getattr(np, name))
+    # CuPy's sorts are always stable (thrust/CUB radix sort); NumPy's default is not
+    cupy.argsort = _lift(_stable_argsort)
+    cupy.sort = _lift(_stable_sort)
     cupy.get_default_memory_pool = functools.cache(lambda: _MemoryPool())
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = _lift(np.add).at
