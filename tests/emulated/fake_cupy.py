@@ -266,8 +266,8 @@ class _MemoryPool:
 
 def _upload(x):
     """Count an upload when ``x`` is host data (a device array stays where it is)."""
-    if isinstance(x, ndarray):
-        return
+    if isinstance(x, ndarray) or hasattr(x, "__cuda_array_interface__"):
+        return  # already device memory (CuPy wraps it without a copy)
     nbytes = np.asarray(x).nbytes
     _count(ops=1, syncs=1, h2d=1, h2d_bytes=nbytes)  # pageable: synchronous on the null stream
 
