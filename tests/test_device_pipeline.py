@@ -285,3 +285,29 @@ def test_layouts_the_pipeline_does_not_take(tmp_path):
                           shards=(8, 8, 8), dtype=a.dtype)
     assert dd.layout_of(tmp_path / "s.zarr") is None  # sharding
     assert dd.layout_of(tmp_path / "nothing") is None
+
+
+# --------------------------------------------------------------------------------------------
+# The device script's probe runs end to end on the emulation (so it does not rot unrun)
+
+
+def test_device_probe_steps_run_under_emulation(gpu, tmp_path, monkeypatch):
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from gpueval.kernels import components
+
+    monkeypatch.setattr(components, "_cc_cupy", lambda *a: None)  # raw CUDA: device only
+    path = Path(__file__).parents[1] / "benchmarks" / "issue20_probe.py"
+    spec = importlib.util.spec_from_file_location("issue20_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    args = argparse.Namespace(scale=1e-4, work=str(tmp_path), out=str(tmp_path))
+    ops = probe.step_ops(args)
+    assert ops["contingency_new_equals_old"] and ops["contingency_new_equals_cpu"]
+    decode = probe.step_decode(args)
+    assert all(decode[c]["nvcomp_batch16"]["equal"] for c in ("zstd-1", "lz4", "gzip-6"))
+    monkeypatch.setattr(probe, "ProcessPoolExecutor", probe.ThreadPoolExecutor)  # no fork here
+    e2e = probe.step_e2e(args)
+    assert e2e["gpu_pipeline_equal"] and e2e["cpu_processes_equal"]
