@@ -37,9 +37,9 @@ runs in CI on the emulated CuPy. The real nvCOMP call signature is exercised by
 ``benchmarks/on_device.sh`` (step ``decode``): it has not yet run on a device.
 
 Hook for the engine (not wired here: ``engine.py`` belongs to another task):
-``device_decode.regions(path, region_chunks, xp=cupy, trusted=...)`` yields
-``(slices, device_block)`` pairs that ``engine._apply`` can consume instead of decoded dask
-blocks when ``--device gpu`` and :func:`layout_of` returns a layout.
+:func:`map_reduce_regions` is the device counterpart of ``engine.map_reduce(func, arrays,
+combine, with_slices=True)`` for zarr arrays whose :func:`layout_of` is not None; a scorer
+can call it instead when the device is the GPU and every input has a layout.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ import numpy as np
 from gpueval.errors import Rejected
 
 __all__ = [
-    "ChunkLayout", "DecodeJob", "HostDecoder", "NvcompDecoder", "PipelineStats", "default_decoder",
-    "layout_of", "plan_chunk", "read_region", "regions", "validate_zstd", "validate_lz4",
-    "validate_gzip", "validate_zlib", "validate_blosc"]
+    "ChunkLayout", "DecodeJob", "HostDecoder", "NvcompDecoder", "PipelineStats",
+    "default_decoder", "layout_of", "map_reduce_regions", "plan_chunk", "read_region",
+    "regions", "validate_blosc", "validate_gzip", "validate_lz4", "validate_zlib",
+    "validate_zstd"]
 
 #: codecs an nvCOMP batched decoder handles, by the algorithm name nvCOMP uses for them
 NVCOMP_ALGORITHM = {"zstd": "Zstd", "lz4": "LZ4", "gzip": "Deflate", "zlib": "Deflate"}
@@ -551,7 +552,8 @@ def _upload(parts: list, xp, stats: PipelineStats) -> list:
 def read_region(layout: ChunkLayout, region: tuple[slice, ...], *, xp, trusted: bool,
                 decoder: BatchDecoder | None = None, threads: int = 4,
                 device_untrusted: bool = False, stats: PipelineStats | None = None):
-    """Decode the chunks covering ``region`` (chunk-aligned slices) into one device array.
+    """Decode the chunks covering ``region`` (any slices with steps of 1) into one device
+    array; chunks only partly inside are decoded whole and cropped on the device.
 
     Parameters
     ----------
@@ -606,15 +608,19 @@ def read_region(layout: ChunkLayout, region: tuple[slice, ...], *, xp, trusted: 
     if host:  # host-decoded chunks: one H2D of decoded bytes for the batch
         for job, buf in zip(host, _upload([j.payload for j in host], xp, stats), strict=True):
             decoded[job.index] = buf
-    for job in jobs:
-        origin = [i * c for i, c in zip(job.index, layout.chunks, strict=True)]
-        dst = tuple(slice(o - s.start, min(o + c, s.stop) - s.start)
-                    for o, c, s in zip(origin, layout.chunks, region, strict=True))
+    for job in jobs:  # the part of each chunk inside the region
+        lo = [max(i * c, r.start) for i, c, r in zip(job.index, layout.chunks, region,
+                                                      strict=True)]
+        hi = [min((i + 1) * c, r.stop) for i, c, r in zip(job.index, layout.chunks, region,
+                                                          strict=True)]
+        dst = tuple(slice(a - r.start, b - r.start) for a, b, r in zip(lo, hi, region,
+                                                                       strict=True))
         if job.route == "fill":
             out[dst] = layout.fill_value
             continue
-        chunk = decoded[job.index].view(layout.dtype).reshape(layout.chunks)
-        out[dst] = chunk[tuple(slice(0, d.stop - d.start) for d in dst)]
+        src = tuple(slice(a - i * c, b - i * c) for a, b, i, c in zip(lo, hi, job.index,
+                                                                      layout.chunks, strict=True))
+        out[dst] = decoded[job.index].view(layout.dtype).reshape(layout.chunks)[src]
     with stats.lock:
         for job in jobs:
             stats.compressed_bytes += job.compressed_bytes
@@ -627,8 +633,45 @@ def regions(layout: ChunkLayout, region_chunks: Sequence[int], **kwargs
     """Tile the array into regions of ``region_chunks`` chunks per axis; yield
     ``(slices, device_array)`` for each (keyword arguments as :func:`read_region`)."""
     steps = [c * r for c, r in zip(layout.chunks, region_chunks, strict=True)]
-    for start in itertools.product(*(range(0, s, st) for s, st in zip(layout.shape, steps,
-                                                                      strict=True))):
-        region = tuple(slice(a, min(a + st, s))
-                       for a, st, s in zip(start, steps, layout.shape, strict=True))
+    for region in _tiles(layout.shape, steps):
         yield region, read_region(layout, region, **kwargs)
+
+
+def _tiles(shape: Sequence[int], steps: Sequence[int]) -> Iterator[tuple[slice, ...]]:
+    for start in itertools.product(*(range(0, s, st) for s, st in zip(shape, steps,
+                                                                      strict=True))):
+        yield tuple(slice(a, min(a + st, s)) for a, st, s in zip(start, steps, shape,
+                                                                 strict=True))
+
+
+def map_reduce_regions(func, layouts: Sequence[ChunkLayout], combine, *,
+                       region_shape: Sequence[int], xp, trusted: Sequence[bool],
+                       decoder: BatchDecoder | None = None, threads: int = 4,
+                       device_untrusted: bool = False, stats: PipelineStats | None = None):
+    """``combine([func(slices, *device_blocks) for each region])`` over equally shaped arrays.
+
+    The device counterpart of ``engine.map_reduce(..., with_slices=True)`` for zarr arrays
+    whose :func:`layout_of` is not None: each region (``region_shape`` voxels per axis, any
+    alignment; the arrays may be chunked differently) is decoded through :func:`read_region`,
+    ``func`` runs on the device-resident blocks and returns a small host statistic.
+
+    Parameters
+    ----------
+    func : ``func(slices, *blocks) -> T``.
+    layouts : one per array, all of the same shape.
+    combine : ``combine(list[T]) -> T``, exact (e.g. :meth:`Contingency.combine`).
+    region_shape : voxels per axis of one region (a multiple of the chunks avoids decoding a
+        chunk twice).
+    trusted : per array, as in :func:`read_region` (truth True, submission False).
+    """
+    shapes = {tuple(lay.shape) for lay in layouts}
+    if len(shapes) != 1:
+        raise Rejected(f"arrays of different shapes: {sorted(shapes)}")
+    decoder = decoder or default_decoder()
+    parts = []
+    for region in _tiles(layouts[0].shape, region_shape):
+        blocks = [read_region(lay, region, xp=xp, trusted=t, decoder=decoder, threads=threads,
+                              device_untrusted=device_untrusted, stats=stats)
+                  for lay, t in zip(layouts, trusted, strict=True)]
+        parts.append(func(region, *blocks))
+    return combine(parts)
