@@ -1,11 +1,13 @@
 """A NumPy-backed stand-in for CuPy, to run the GPU twins' *array logic* on a machine without
 a GPU.
 
-This is not a GPU test: raw CUDA kernels cannot run here and device semantics (streams, memory
-pools, int32 indexing limits) are not emulated. What it does catch is the GPU path rotting —
-a CuPy twin calling a function with the wrong arguments, mixing host and device arrays, or
-computing something different from its CPU twin. The real check is ``pytest -m gpu`` on a
-machine with a device.
+This is not a GPU test: raw CUDA kernels cannot run here — the kernels of ``kernels/*.cu``
+that have a NumPy stand-in with the same contract (:data:`RAW_STANDINS`, the connected-component
+union-find) run as that stand-in, any other raw kernel skips the test — and device semantics
+(streams, memory pools, int32 indexing limits) are not emulated. What it does catch is the GPU
+path rotting — a CuPy twin calling a function with the wrong arguments, mixing host and device
+arrays, or computing something different from its CPU twin. The real check is ``pytest -m gpu``
+on a machine with a device.
 
 ``install(monkeypatch)`` puts modules named ``cupy``, ``cupyx``, ``cupyx.scipy`` and
 ``cupyx.scipy.ndimage`` into ``sys.modules``; their arrays are a NumPy subclass whose type
@@ -301,6 +303,63 @@ def _needs_device(*args, **kwargs):
     pytest.skip("raw CUDA kernel: needs a real GPU (not emulated)")
 
 
+# NumPy stand-ins for the raw kernels of ``kernels/*.cu``, with the same contract (issue 20:
+# "the raw kernels have NumPy stand-ins"), so code around them runs here. Each is called as
+# CuPy calls a RawKernel: ``kernel(grid, block, args)``, writing into device arrays in place.
+
+_NEIGHBOURS_TO_CONNECTIVITY = {13: 26, 4: 26, 9: 18, 3: 6, 2: 6}  # 3-D and 2-D (nz = 1)
+
+
+def _cc_init(grid, block, args):
+    keys, parent, n = args
+    np.asarray(parent)[:] = np.where(np.asarray(keys) != 0, np.arange(int(n)), -1)
+
+
+def _cc_merge(grid, block, args):
+    """cc_union_find.cu's contract: afterwards every voxel's root is the first (smallest
+    linear index) voxel of its component, same non-zero key, given connectivity."""
+    import cc3d
+    import fastremap
+
+    keys, parent, nz, ny, nx, nbrs, n_nbrs, binary = args
+    keys = np.asarray(keys).reshape(int(nz), int(ny), int(nx))
+    dense = (keys != 0).astype(np.uint32) if int(binary) else \
+        fastremap.renumber(keys, in_place=False)[0].astype(np.uint32)  # cc3d-safe ids
+    labels = cc3d.connected_components(
+        dense, connectivity=_NEIGHBOURS_TO_CONNECTIVITY[int(n_nbrs)]).reshape(-1)
+    _, first = np.unique(labels, return_index=True)  # first occurrence = smallest index
+    lut = np.full(int(labels.max()) + 1, -1, np.int64)
+    lut[labels[first]] = first
+    lut[0] = -1
+    np.asarray(parent)[:] = lut[labels]
+
+
+def _cc_compress(grid, block, args):
+    pass  # _cc_merge already points every voxel at its root
+
+
+RAW_STANDINS = {"cc_init": _cc_init, "cc_merge": _cc_merge, "cc_compress": _cc_compress}
+
+
+class _RawModule:
+    """``cupy.RawModule``: functions with a NumPy stand-in run, others skip the test."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def get_function(self, name):
+        fn = RAW_STANDINS.get(name)
+        if fn is None:
+            _needs_device()
+
+        def launch(grid, block, args, **kwargs):
+            _count(ops=1)
+            with _inside():
+                fn(grid, block, args)
+
+        return launch
+
+
 def _stable_argsort(a, axis=-1, kind=None):
     return np.argsort(a, axis=axis, kind="stable")
 
@@ -319,8 +378,8 @@ def build() -> dict[str, types.ModuleType]:
     cupy.array = _array
     cupy.asnumpy = asnumpy
     cupy.get_array_module = lambda *a: cupy
-    cupy.RawModule = cupy.RawKernel = cupy.ElementwiseKernel = cupy.ReductionKernel = (
-        _needs_device)
+    cupy.RawModule = _RawModule
+    cupy.RawKernel = cupy.ElementwiseKernel = cupy.ReductionKernel = _needs_device
     cupy.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
         Device=lambda *a: types.SimpleNamespace(id=0, synchronize=lambda: None),
