@@ -172,7 +172,7 @@ def test_region_stats_twin_budget(cp):
     heads[:, 1:] = rows[:, 1:] != rows[:, :-1]
     foreground_runs = int((heads & (rows != 0)).sum())
     assert c.sorted_keys == foreground_runs < a.size // 8
-    assert c.ops <= 72
+    assert c.ops <= 64
 
 
 def _region_tuple(s):

@@ -246,34 +246,27 @@ def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
     last = cupy.concatenate([starts[1:] - 1, cupy.full(1, values.size - 1, starts.dtype)])
     done = cupy.cumsum(ends - heads)[last]
     counts = cupy.diff(done, prepend=0)
-    table = cupy.empty((m, 3 + 2 * ndim), dtype=cupy.int64)
     # ids travel as their bit patterns in the int64 table (one D2H for everything)
     ids_dev = values[starts]
     size = ids_dev.dtype.itemsize
-    table[:, 0] = (ids_dev.view(cupy.int64) if size == 8 else
-                   ids_dev.view(f"u{size}").astype(cupy.int64))
-    table[:, 1] = counts
-    table[:, 2] = heads[starts]
+    id_bits = (ids_dev.view(cupy.int64) if size == 8 else
+               ids_dev.view(f"u{size}").astype(cupy.int64))
     # bounds: coordinates of run heads (and tails on the last axis)
     coord_head = _unravel(heads, block.shape, cupy)
     tail_x = (ends - 1) % nx
+    los, his = [], []
     for ax in range(ndim):
-        lo_col, hi_col = 3 + ax, 3 + ndim + ax
         if ax == 0:  # raster order: the first run has the smallest, the last the largest
             lo = coord_head[0][starts]
             hi = (coord_head[0] if ndim > 1 else tail_x)[last]
-        elif ax == ndim - 1:
-            lo = cupy.full(m, np.iinfo(np.int64).max, cupy.int64)
-            hi = cupy.full(m, -1, cupy.int64)
-            cupy.minimum.at(lo, seg, coord_head[ax])
-            cupy.maximum.at(hi, seg, tail_x)
         else:
             lo = cupy.full(m, np.iinfo(np.int64).max, cupy.int64)
             hi = cupy.full(m, -1, cupy.int64)
             cupy.minimum.at(lo, seg, coord_head[ax])
-            cupy.maximum.at(hi, seg, coord_head[ax])
-        table[:, lo_col] = lo
-        table[:, hi_col] = hi
+            cupy.maximum.at(hi, seg, tail_x if ax == ndim - 1 else coord_head[ax])
+        los.append(lo)
+        his.append(hi)
+    table = cupy.stack([id_bits, counts, heads[starts], *los, *his], axis=1)
     table = table.get()  # host wait 4: the only D2H
     ids = table[:, 0].view(np.uint64).astype(f"u{size}").view(
         np.uint8 if dtype.kind == "b" else dtype)
