@@ -262,7 +262,7 @@ def test_oversized_and_linked_chunk_files_are_rejected(gpu, tmp_path):
         dd.plan_chunk(layout, (0, 0, 0), trusted=True)
     (path / "0.0.0").unlink()
     (path / "0.0.0").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(Rejected, match="not a regular file"):
+    with pytest.raises(Rejected, match="link leaving the zarr store"):
         dd.plan_chunk(layout, (0, 0, 0), trusted=True)
 
 
@@ -342,3 +342,34 @@ def test_map_reduce_regions_over_differently_chunked_arrays(gpu, tmp_path, regio
     # 4 (region stats) waits, and no decoded chunk comes back to the host
     assert c.syncs <= n_regions * (2 * 2 + 4 + 4)
     assert c.d2h <= n_regions * (2 + 1)
+
+
+def test_hostile_zarr_corpus_is_refused_or_left_to_the_reader(gpu, tmp_path):
+    """Every zarr case of the hostile corpus: the pipeline either declines the layout (None:
+    the ordinary reader, which rejects it, takes over) or rejects it in one line; nothing
+    else escapes and nothing allocates past the limits."""
+    import cupy
+    from hostile_corpus import CASES
+
+    from gpueval.limits import Limits, use_limits
+
+    seen = 0
+    for case in CASES:
+        if not case.name.startswith("zarr_"):
+            continue
+        folder = tmp_path / case.name
+        folder.mkdir()
+        path = case.build(folder)
+        seen += 1
+        with use_limits(Limits(**case.limits)):
+            try:
+                layout = dd.layout_of(path)
+                if layout is None:
+                    continue
+                region = tuple(slice(0, min(s, 2 * c)) for s, c in zip(layout.shape,
+                                                                        layout.chunks,
+                                                                        strict=True))
+                dd.read_region(layout, region, xp=cupy, trusted=False)
+            except Rejected as e:
+                assert "\n" not in str(e), case.name
+    assert seen >= 15

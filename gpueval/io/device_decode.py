@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import struct
 import threading
@@ -72,7 +73,6 @@ NVCOMP_ALGORITHM = {"zstd": "Zstd", "lz4": "LZ4", "gzip": "Deflate", "zlib": "De
 ROBUST_ON_INVALID = frozenset({"lz4"})
 _ZSTD_MAGIC = 0xFD2FB528
 _ZSTD_BLOCK_MAX = 128 * 1024
-_META_MAX_BYTES = 1 << 20
 
 
 def compressed_bound(nbytes: int) -> int:
@@ -264,7 +264,7 @@ class ChunkLayout:
 
     @property
     def chunk_nbytes(self) -> int:
-        return int(np.prod(self.chunks)) * self.dtype.itemsize
+        return math.prod(self.chunks) * self.dtype.itemsize
 
     def key_of(self, index: Sequence[int]) -> str:
         return self.prefix + self.separator.join(str(int(i)) for i in index)
@@ -276,10 +276,16 @@ _V2_CODEC = {"zstd": "zstd", "lz4": "lz4", "gzip": "gzip", "zlib": "zlib", "blos
 
 
 def _read_json(path: Path) -> dict | None:
+    from gpueval.limits import current_limits
+
+    if path.is_symlink():
+        raise Rejected(f"{path}: zarr metadata is a link")
     if not path.is_file():
         return None
-    if path.stat().st_size > _META_MAX_BYTES:
-        raise Rejected(f"{path}: zarr metadata over {_META_MAX_BYTES} bytes")
+    limit = current_limits().max_metadata_bytes
+    if path.stat().st_size > limit:
+        raise Rejected(f"{path}: zarr metadata of {path.stat().st_size} bytes, over the "
+                       f"limit {limit}")
     try:
         doc = json.loads(path.read_bytes())
     except ValueError as e:
@@ -295,15 +301,32 @@ def layout_of(path: str | Path) -> ChunkLayout | None:
     data, object/string dtypes, irregular chunk grids.
     """
     root = Path(path)
+    if not root.is_dir() or root.is_symlink():
+        return None
     v2, v3 = _read_json(root / ".zarray"), _read_json(root / "zarr.json")
+    layout = None
     try:
         if v2 is not None:
-            return _layout_v2(root, v2)
-        if v3 is not None and v3.get("node_type") == "array":
-            return _layout_v3(root, v3)
-    except (KeyError, TypeError, ValueError):
+            layout = _layout_v2(root, v2)
+        elif v3 is not None and v3.get("node_type") == "array":
+            layout = _layout_v3(root, v3)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return None
+    if layout is not None:
+        _check_layout(layout)
+    return layout
+
+
+def _check_layout(layout: ChunkLayout) -> None:
+    """The reader's limits (:meth:`gpueval.limits.Limits.check_array_meta`: axes, voxels,
+    bytes, dtype, one chunk's bytes, number of chunks), so no declared size allocates
+    unbounded memory here, and a key separator that cannot leave the folder."""
+    from gpueval.limits import current_limits
+
+    where = str(layout.root)
+    current_limits().check_array_meta(layout.shape, layout.dtype, layout.chunks, where)
+    if layout.separator not in (".", "/") or layout.prefix not in ("", "c.", "c/"):
+        raise Rejected(f"{where}: chunk key separator {layout.separator!r} is not '.' or '/'")
 
 
 def _numeric(dtype: np.dtype) -> np.dtype | None:
@@ -319,14 +342,20 @@ def _layout_v2(root: Path, meta: dict) -> ChunkLayout | None:
     comp = meta.get("compressor")
     codec = "raw" if comp is None else _V2_CODEC.get(str(comp.get("id")), "host")
     return ChunkLayout(root, tuple(map(int, meta["shape"])), tuple(map(int, meta["chunks"])),
-                       dtype, meta.get("fill_value") or 0, codec, comp,
+                       dtype, _fill(meta.get("fill_value"), dtype), codec, comp,
                        str(meta.get("dimension_separator", ".")), "")
+
+
+def _fill(value, dtype: np.dtype):
+    """The fill value as a scalar of ``dtype`` (zarr writes "NaN"/"Infinity" for floats)."""
+    return np.array(0 if value is None else value).astype(dtype, casting="unsafe")[()] \
+        if not isinstance(value, str) else np.array(float(value), dtype=dtype)[()]
 
 
 def _layout_v3(root: Path, meta: dict) -> ChunkLayout | None:
     dtype = _numeric(np.dtype(str(meta["data_type"])))
     grid = meta["chunk_grid"]
-    if dtype is None or grid.get("name") != "regular":
+    if dtype is None or grid.get("name") != "regular" or meta.get("storage_transformers"):
         return None
     codecs = list(meta["codecs"])
     if not codecs or codecs[0].get("name") != "bytes":
@@ -350,7 +379,7 @@ def _layout_v3(root: Path, meta: dict) -> ChunkLayout | None:
     prefix = "c" + sep if enc["name"] == "default" else ""
     return ChunkLayout(root, tuple(map(int, meta["shape"])),
                        tuple(map(int, grid["configuration"]["chunk_shape"])), dtype,
-                       meta.get("fill_value") or 0, codec, config, sep, prefix)
+                       _fill(meta.get("fill_value"), dtype), codec, config, sep, prefix)
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,7 +408,10 @@ def _read_chunk(layout: ChunkLayout, index: tuple[int, ...]) -> bytes | None:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
-    if not os.path.isfile(path) or os.path.islink(path):
+    real_root = os.path.realpath(layout.root)
+    if os.path.islink(path) or not os.path.realpath(path).startswith(real_root + os.sep):
+        raise Rejected(f"{path}: chunk is a link leaving the zarr store")
+    if not os.path.isfile(path):
         raise Rejected(f"{path}: chunk is not a regular file")
     bound = compressed_bound(layout.chunk_nbytes) if layout.codec != "host" else None
     if bound is not None and st.st_size > bound:
@@ -663,6 +695,13 @@ def map_reduce_regions(func, layouts: Sequence[ChunkLayout], combine, *,
     region_shape : voxels per axis of one region (a multiple of the chunks avoids decoding a
         chunk twice).
     trusted : per array, as in :func:`read_region` (truth True, submission False).
+
+    Notes
+    -----
+    This checks what decoding needs (metadata limits, chunk framing, sizes). Content checks of
+    the volume reader (NaN/inf in float labels, negative ids, ``.zattrs`` limits) stay with
+    ``gpueval.io.arrays.open_volume``: open each input with it first (it rejects what the
+    scorer must reject), then route the decode here.
     """
     shapes = {tuple(lay.shape) for lay in layouts}
     if len(shapes) != 1:
