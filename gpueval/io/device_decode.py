@@ -567,18 +567,25 @@ def _pinned_empty(nbytes: int, xp):
     return np.empty(nbytes, np.uint8)
 
 
-def _upload(parts: list, xp, stats: PipelineStats) -> list:
-    """Pack host byte strings into one staging buffer, copy it with one H2D, return views."""
+def _upload(parts: list, xp, stats: PipelineStats, align: int = 16) -> list:
+    """Pack host byte strings into one staging buffer, copy it with one H2D, return views.
+
+    Each part starts on an ``align``-byte boundary: decoders and typed views of the decoded
+    chunks read the device buffer with aligned (up to 16-byte) loads."""
     sizes = [len(p) for p in parts]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    staging = _pinned_empty(int(offsets[-1]), xp)
-    for p, a, b in zip(parts, offsets[:-1], offsets[1:], strict=True):
-        staging[a:b] = np.frombuffer(p, np.uint8)
+    starts = np.zeros(len(parts), np.int64)
+    pos = 0
+    for i, n in enumerate(sizes):
+        starts[i] = pos
+        pos += -(-n // align) * align
+    staging = _pinned_empty(pos, xp)
+    for p, a, n in zip(parts, starts, sizes, strict=True):
+        staging[a:a + n] = np.frombuffer(p, np.uint8)
     dev = xp.asarray(staging)
     with stats.lock:
         stats.uploads += 1
-        stats.uploaded_bytes += int(offsets[-1])
-    return [dev[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        stats.uploaded_bytes += pos
+    return [dev[a:a + n] for a, n in zip(starts, sizes, strict=True)]
 
 
 def read_region(layout: ChunkLayout, region: tuple[slice, ...], *, xp, trusted: bool,

@@ -245,7 +245,7 @@ def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
     seg = cupy.cumsum(new_id) - 1
     last = cupy.concatenate([starts[1:] - 1, cupy.full(1, values.size - 1, starts.dtype)])
     done = cupy.cumsum(ends - heads)[last]
-    counts = cupy.diff(done, prepend=0)
+    counts = cupy.diff(cupy.concatenate([cupy.zeros(1, done.dtype), done]))
     # ids travel as their bit patterns in the int64 table (one D2H for everything)
     ids_dev = values[starts]
     size = ids_dev.dtype.itemsize

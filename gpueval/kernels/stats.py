@@ -348,7 +348,7 @@ def _contingency_cupy(a, b) -> Contingency:
     change[0] = True
     change[1:] = (ka[1:] != ka[:-1]) | (kb[1:] != kb[:-1])
     heads = cp.flatnonzero(change)  # host wait 1: the number of runs
-    lengths = cp.diff(heads, append=n)
+    lengths = cp.diff(cp.concatenate([heads, cp.full(1, n, heads.dtype)]))
     ka, kb = ka[heads], kb[heads]
     lo_a = lo_b = np.uint64(0)
     if bits_a + bits_b > 64:  # host wait 2 (64-bit ids only): the range of the run heads
@@ -371,7 +371,7 @@ def _contingency_cupy(a, b) -> Contingency:
         last[:-1] = (ka[1:] != ka[:-1]) | (kb[1:] != kb[:-1])
     ends = cp.flatnonzero(last)  # host wait 3: the number of pairs
     csum = cp.cumsum(lengths[order])[ends]
-    counts = cp.diff(csum, prepend=0)
+    counts = cp.diff(cp.concatenate([cp.zeros(1, csum.dtype), csum]))
     if bits_a + bits_b <= 64:
         table = cp.stack([key[ends], counts.view(cp.uint64)]).get()  # host wait 4
         mask_b = np.uint64((1 << bits_b) - 1) if bits_b < 64 else np.uint64(2**64 - 1)
