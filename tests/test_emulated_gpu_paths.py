@@ -245,3 +245,51 @@ def test_raw_kernel_standins_label_like_cc3d(cp, shape, connectivity):
         out, n = connected_components(cp.asarray(a), connectivity)
     np.testing.assert_array_equal(np.asarray(out), ref)
     assert n == ref.max() and c.ops >= 3  # three launches at least
+
+
+# --------------------------------------------------------------------------------------------
+# The fused twin (kernels/fused.py): three statistics from one run compaction
+
+
+def _stats_tuple(t: tuple):
+    table, ra, rb = t
+    return ((table.ids_a.dtype, table.ids_b.dtype, table.ids_a.tolist(), table.ids_b.tolist(),
+             table.counts.tolist()), _region_tuple(ra), _region_tuple(rb))
+
+
+def test_fused_statistics_budget_against_the_separate_twins(cp):
+    from gpueval.kernels.fused import chunk_statistics
+    from gpueval.kernels.regions import chunk_region_stats
+    from gpueval.kernels.stats import contingency
+
+    a, b = _blocky(8, np.uint32), _blocky(9, np.uint64)
+    da_, db_ = cp.asarray(a), cp.asarray(b)
+    with fake_cupy.counting() as separate:
+        parts = (contingency(da_, db_), chunk_region_stats(da_, (0, 0, 64), (64, 64, 128)),
+                 chunk_region_stats(db_, (0, 0, 64), (64, 64, 128)))
+    with fake_cupy.counting() as fused:
+        out = chunk_statistics(da_, db_, (0, 0, 64), (64, 64, 128))
+    assert _stats_tuple(out) == _stats_tuple(parts)
+    assert _stats_tuple(out) == _stats_tuple(chunk_statistics(a, b, (0, 0, 64), (64, 64, 128)))
+    # waits: runs, 64-bit range, segment sizes, tables (the separate twins: 4 + 4 + 4)
+    assert fused.syncs <= 4 < separate.syncs and fused.d2h <= 3 < separate.d2h
+    rows_a, rows_b = a.reshape(-1, 64), b.reshape(-1, 64)  # runs along x, cut at row starts
+    heads = np.ones(rows_a.shape, bool)
+    heads[:, 1:] = (rows_a[:, 1:] != rows_a[:, :-1]) | (rows_b[:, 1:] != rows_b[:, :-1])
+    assert fused.sorted_keys == 2 * int(heads.sum()) < separate.sorted_keys  # pair, b
+    assert fused.ops <= separate.ops
+
+
+@given(_label_volumes(2), st.sampled_from(_LABEL_DTYPES))
+def test_fused_statistics_equal_the_cpu_twins_bit_for_bit(pair, dtype_b):
+    import pytest
+
+    from gpueval.kernels.fused import chunk_statistics
+
+    a, b = pair[0], pair[1].astype(dtype_b)
+    origin = tuple(range(2, a.ndim + 2))
+    shape = tuple(s + 5 for s in a.shape)
+    with pytest.MonkeyPatch.context() as mp:
+        cp = fake_cupy.install(mp)
+        dev = chunk_statistics(cp.asarray(a), cp.asarray(b), origin, shape)
+    assert _stats_tuple(dev) == _stats_tuple(chunk_statistics(a, b, origin, shape))
