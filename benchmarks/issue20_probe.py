@@ -11,7 +11,8 @@ instead, so one run of ``benchmarks/on_device.sh issue20`` always returns someth
                with ``device_decode.NvcompDecoder`` in batches of 16/64 (bytes checked equal).
                Records the nvCOMP call that worked (the adapter's signature is unverified).
 * ``ops``      per-kernel timings on a 256³ chunk: contingency (new twin, the previous
-               three-sort twin, Numba on 1 core), region stats (new vs previous twin), CC, and
+               three-sort twin, Numba on 1 core), region stats (new vs previous twin), the fused
+               three statistics vs three separate calls, CC, and
                ``distance_transform_edt`` on 64³/128³ boxes.
 * ``cold``     fresh CuPy kernel cache in a subprocess: first contingency + region stats
                (NVRTC compiles), and loading ``cc_union_find`` from source vs from a fatbin.
@@ -249,7 +250,7 @@ def step_ops(args) -> dict:
     import cupy
     from cupyx.scipy import ndimage as cnd
 
-    from gpueval.kernels import components, regions, stats
+    from gpueval.kernels import components, fused, regions, stats
 
     side = max(32, int(256 * args.scale ** (1 / 3)))
     a, b = _blocky(1, (side,) * 3), _blocky(2, (side,) * 3, dtype=np.uint64)
@@ -261,6 +262,10 @@ def step_ops(args) -> dict:
         "region_stats_new": lambda: regions._chunk_stats_cupy(da_, (0, 0, 0), a.shape),
         "region_stats_old_voxel_atomics": lambda: _old_region_stats(da_),
         "cc_union_find": lambda: components._cc_cupy(da_, 26, False),
+        "fused_3_statistics": lambda: fused.chunk_statistics(da_, db_),
+        "separate_3_statistics": lambda: (stats._contingency_cupy(da_, db_),
+                                          regions._chunk_stats_cupy(da_, (0, 0, 0), a.shape),
+                                          regions._chunk_stats_cupy(db_, (0, 0, 0), a.shape)),
     }
     for name, fn in timings.items():
         try:
