@@ -496,13 +496,19 @@ class NvcompDecoder:
         self._local = threading.local()
 
     def _codec(self, algorithm: str):
+        import cupy
         from nvidia import nvcomp
 
+        # decode on CuPy's current stream: the H2D copy of the payloads before and the
+        # kernels reading the output after are then ordered with it (a Codec otherwise makes
+        # an internal stream of its own)
+        stream = cupy.cuda.get_current_stream().ptr
         cache = self._local.__dict__.setdefault("codecs", {})
-        if algorithm not in cache:
-            cache[algorithm] = nvcomp.Codec(algorithm=algorithm,
-                                            bitstream_kind=nvcomp.BitstreamKind.RAW)
-        return cache[algorithm]
+        if (algorithm, stream) not in cache:
+            cache[algorithm, stream] = nvcomp.Codec(
+                algorithm=algorithm, bitstream_kind=nvcomp.BitstreamKind.RAW,
+                cuda_stream=stream)
+        return cache[algorithm, stream]
 
     def decode(self, algorithm: str, payloads: list, nbytes: int) -> list:
         import cupy

@@ -383,7 +383,8 @@ def build() -> dict[str, types.ModuleType]:
     cupy.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
         Device=lambda *a: types.SimpleNamespace(id=0, synchronize=lambda: None),
-        Stream=None)
+        Stream=None,
+        get_current_stream=lambda: types.SimpleNamespace(ptr=0))
     for name in ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
                  "float32", "float64", "bool_", "intp", "inf", "nan", "newaxis", "dtype",
                  "iinfo", "finfo"):
