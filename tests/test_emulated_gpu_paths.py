@@ -293,3 +293,25 @@ def test_fused_statistics_equal_the_cpu_twins_bit_for_bit(pair, dtype_b):
         cp = fake_cupy.install(mp)
         dev = chunk_statistics(cp.asarray(a), cp.asarray(b), origin, shape)
     assert _stats_tuple(dev) == _stats_tuple(chunk_statistics(a, b, origin, shape))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, np.float32, np.bool_])
+@pytest.mark.parametrize("labels", [[1, 2, 3], [0, 1, 2, 3, 4, 5, 300], [2, 5, 9, 1, 7, 8]])
+def test_label_surfaces_twin_budget(cp, dtype, labels):
+    # all labels' codes in one pass: ≤ 4 waits per block (mixed corners, label upload,
+    # code compaction, one D2H) where the per-label loop waited 4 times a label
+    from gpueval.kernels.surface import label_surfaces
+
+    rng = np.random.default_rng(12)
+    block = np.repeat(rng.integers(0, 10, (17, 18, 5)), 4, axis=2).astype(dtype)
+    block[3:6] = 0
+    host = label_surfaces(block, labels, (3, 4, 5))
+    dev_block = cp.asarray(block)
+    with fake_cupy.counting() as c:
+        dev = label_surfaces(dev_block, labels, (3, 4, 5))
+    for lab in labels:
+        assert host[lab].coords.dtype == dev[lab].coords.dtype == np.int64
+        assert host[lab].codes.dtype == dev[lab].codes.dtype == np.uint8
+        np.testing.assert_array_equal(host[lab].coords, dev[lab].coords)
+        np.testing.assert_array_equal(host[lab].codes, dev[lab].codes)
+    assert c.syncs <= 4 and c.d2h == 1
