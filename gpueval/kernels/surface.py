@@ -29,8 +29,9 @@ Why a hand-written kernel: no library computes DeepMind surfels chunk-wise or wi
 over the bounding box (MonAI's ``use_subvoxels`` path also runs an EDT on the whole crop).
 
 CuPy twin: :func:`label_surfaces` and :func:`mask_surface` run the same array code on CuPy
-chunks (shifted views, ``nonzero``, gathers; the binary path uses
-``cupyx.scipy.ndimage.correlate`` for the codes); :func:`nearest_distances` on CuPy point sets
+chunks (shifted views, ``nonzero``, gathers; all labels' codes in one matrix and one D2H,
+:func:`_label_surfaces_cupy`; the binary path uses ``cupyx.scipy.ndimage.correlate`` for the
+codes); :func:`nearest_distances` on CuPy point sets
 runs ``cupyx.scipy.ndimage.distance_transform_edt`` (with feature indices, i.e. the official
 exact-EDT method) on the bounding box of the two sets and recomputes the distance with the
 formula above. :func:`surface_stats` takes that path for ``device="gpu"`` while the box holds
