@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
 # GPU verification on a lent device machine (the workplace's `device` tool; see benchmarks/README).
-#   benchmarks/on_device.sh tests | bench cold|warm [GPU_SECONDS [ALL_SECONDS]] | all
+#   benchmarks/on_device.sh tests | bench cold|warm [GPU_SECONDS [ALL_SECONDS]] | issue20 | all
+#
+# `issue20` answers issue 20's device questions in <= 8 minutes (steps of
+# benchmarks/issue20_probe.py, each under its own timeout, each writing $OUT/issue20-STEP.json and
+# $OUT/issue20-STEP.log; a step starts only if the 8-minute budget still covers its timeout):
+#   env (versions) · h2d (pinned vs pageable, streams) · decode (nvCOMP batched vs numcodecs 1/16
+#   threads: the GB/s the design hinges on, and which nvCOMP call works) · ops (new vs previous
+#   contingency / region-stats twins, CC, EDT) · cold (fresh kernel cache; fatbin vs NVRTC) ·
+#   e2e (512³ zstd pair: GPU pipeline vs 16 CPU threads vs 16 processes, tables equal) ·
+#   cellmap_dense (only if `gpueval bench --list` has it: GPU vs --device cpu).
+# Carry to the device: `.whl/` with the wheels it lacks, for Python 3.12 / CUDA 13:
+#   pip download --python-version 3.12 --only-binary=:all: --no-deps -d .whl \
+#       nvidia-nvcomp-cu13 nvidia-libnvcomp-cu13 numcodecs zarr donfig crc32c dask cc3d fastremap edt
+# and the fatbin built here (gitignored): `python -m gpueval.kernels.device build` →
+# kernels/cc_union_find.fatbin.
 # The machine has CuPy, NumPy, Numba, SciPy, scikit-image, tensorstore, h5py and pytest but none of
 # dask, zarr, cc3d, fastremap or edt, and no network: the missing wheels travel in `.whl/`
 # (gitignored; `pip download --python-version 3.12 ... -d .whl`, see benchmarks/README.md).
@@ -66,8 +80,48 @@ run_bench() {  # run_bench cold|warm [SECONDS_FOR_GPU [SECONDS_FOR_ALL]]
     done
 }
 
+ISSUE20_BUDGET=${ISSUE20_BUDGET:-480}  # seconds for the whole issue-20 run
+
+probe_step() {  # probe_step STEP TIMEOUT [ARGS...]: run one probe step if the budget allows
+    local step=$1 limit=$2; shift 2
+    local left=$((ISSUE20_BUDGET - (SECONDS - START)))
+    if (( left < limit )); then
+        echo "== issue20 $step skipped: ${left} s left, needs ${limit} s" | tee "$OUT/issue20-$step.log"
+        return 0
+    fi
+    echo "== issue20 $step (t=$((SECONDS - START)) s, timeout ${limit} s)"
+    timeout -k 5 "$limit" python3 benchmarks/issue20_probe.py "$step" --out "$OUT" "$@" \
+        > "$OUT/issue20-$step.log" 2>&1
+    local rc=$?
+    echo "   rc=$rc"; tail -c 1500 "$OUT/issue20-$step.log"
+}
+
+run_issue20() {
+    mkdir -p "$OUT" /tmp/issue20-work
+    probe_step env 30
+    probe_step h2d 45
+    probe_step decode 100
+    probe_step ops 80
+    probe_step cold 60
+    probe_step e2e 150 --work /tmp/issue20-work
+    if python3 -m gpueval bench --list 2>/dev/null | grep -q '^cellmap_dense'; then
+        local left=$((ISSUE20_BUDGET - (SECONDS - START)))
+        if (( left > 60 )); then
+            local half=$(( (left - 10) / 2 ))
+            timeout "$half" python3 -m gpueval.bench cellmap_dense --device gpu --scale 1 2>&1 \
+                | tail -1 >> "$OUT/issue20-cellmap_dense.jsonl"
+            timeout "$half" python3 -m gpueval.bench cellmap_dense --device cpu --scale 1 2>&1 \
+                | tail -1 >> "$OUT/issue20-cellmap_dense.jsonl"
+        fi
+    else
+        echo "cellmap_dense is not a bench workload in this checkout" > "$OUT/issue20-cellmap_dense.log"
+    fi
+    echo "== issue20 done in $((SECONDS - START)) s"
+}
+
 case "${1:-all}" in
     tests) run_tests ;;
     bench) shift; run_bench "$@" ;;
+    issue20) run_issue20 ;;
     all) run_tests; run_bench ;;
 esac

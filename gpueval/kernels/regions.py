@@ -7,7 +7,8 @@ is a sum, min or max, so a volume reduces chunk by chunk with :meth:`RegionStats
 CPU path: ``fastremap.renumber`` (dense ids per chunk) and one compiled pass over the chunk
 (Numba). ``cc3d.statistics`` sizes its tables by the largest id, which fails on sparse 64-bit
 ids, and returns bounding boxes as Python slice objects; a single pass of our own returns the
-first voxel too. GPU twin: ``cupy.unique`` + ``bincount`` + ``cupy.minimum.at``/``cupy.maximum.at``.
+first voxel too. GPU twin: runs along the last axis, background skipped, one stable sort of the
+run heads by id (:func:`_chunk_stats_cupy`).
 """
 
 from __future__ import annotations
@@ -202,36 +203,86 @@ def _stats_kernel(dense, m):  # pragma: no cover - compiled
 
 
 def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
+    """GPU twin: statistics from runs along the last axis, background skipped.
+
+    The previous twin scattered every voxel with ``cupy.minimum.at``/``maximum.at``, so all
+    background voxels hit the same address (id 0) with contended 64-bit atomics. Here each row
+    of the last axis is cut into runs of equal ids (one compare + one compaction); background
+    runs are dropped; the remaining run heads are sorted by id once (a stable sort, so each id's
+    runs stay in raster order). Then per id: count = sum of run lengths (cumsum differences),
+    first voxel and the first axis's bounds = its first / last run (raster order), the last
+    axis's bounds = min run start / max run end, middle axes by scatter min/max over runs only
+    (contention per id ≤ its number of runs, never per voxel). Host waits: the run compaction,
+    the non-background selection, the id segments, one D2H of the whole table (≤ 4).
+    """
     import cupy
 
     dtype = block.dtype
+    ndim = block.ndim
+    nx = block.shape[-1]
     flat = block.reshape(-1)
     if dtype.kind == "b":
         flat = flat.astype(cupy.uint8)
-    ids, inv = cupy.unique(flat, return_inverse=True)
-    inv = inv.reshape(-1)
-    m = len(ids)
-    counts = cupy.bincount(inv, minlength=m)
-    index = cupy.arange(flat.size, dtype=cupy.int64)
-    first = cupy.full(m, flat.size, cupy.int64)
-    cupy.minimum.at(first, inv, index)
-    lo = cupy.full((m, block.ndim), np.iinfo(np.int64).max, cupy.int64)
-    hi = cupy.full((m, block.ndim), -1, cupy.int64)
-    stride = 1
-    for ax in range(block.ndim - 1, -1, -1):
-        coord = (index // stride) % block.shape[ax]
-        stride *= block.shape[ax]
-        col_lo = lo[:, ax].copy()
-        col_hi = hi[:, ax].copy()
-        cupy.minimum.at(col_lo, inv, coord)
-        cupy.maximum.at(col_hi, inv, coord)
-        lo[:, ax] = col_lo
-        hi[:, ax] = col_hi
-    ids, counts, lo, hi, first = (x.get() for x in (ids, counts, lo, hi, first))
-    keep = ids != 0
+    n = flat.size
+    rows = flat.reshape(-1, nx)
+    change = cupy.empty(rows.shape, dtype=cupy.bool_)
+    change[:, 0] = True  # runs never cross a row: the last axis's bounds stay run-local
+    change[:, 1:] = rows[:, 1:] != rows[:, :-1]
+    heads = cupy.flatnonzero(change)  # host wait 1
+    ends = cupy.concatenate([heads[1:], cupy.full(1, n, heads.dtype)])
+    values = flat[heads]
+    keep = cupy.flatnonzero(values != 0)  # host wait 2
+    if keep.size == 0:
+        return _empty(dtype, ndim)
+    heads, ends, values = heads[keep], ends[keep], values[keep]
+    order = cupy.argsort(values)  # CuPy sorts are stable
+    heads, ends, values = heads[order], ends[order], values[order]
+    new_id = cupy.empty(values.size, dtype=cupy.bool_)
+    new_id[0] = True
+    new_id[1:] = values[1:] != values[:-1]
+    starts = cupy.flatnonzero(new_id)  # host wait 3: the number of ids
+    m = starts.size
+    seg = cupy.cumsum(new_id) - 1
+    last = cupy.concatenate([starts[1:] - 1, cupy.full(1, values.size - 1, starts.dtype)])
+    done = cupy.cumsum(ends - heads)[last]
+    counts = cupy.diff(cupy.concatenate([cupy.zeros(1, done.dtype), done]))
+    # ids travel as their bit patterns in the int64 table (one D2H for everything)
+    ids_dev = values[starts]
+    size = ids_dev.dtype.itemsize
+    id_bits = (ids_dev.view(cupy.int64) if size == 8 else
+               ids_dev.view(f"u{size}").astype(cupy.int64))
+    # bounds: coordinates of run heads (and tails on the last axis)
+    coord_head = _unravel(heads, block.shape, cupy)
+    tail_x = (ends - 1) % nx
+    los, his = [], []
+    for ax in range(ndim):
+        if ax == 0:  # raster order: the first run has the smallest, the last the largest
+            lo = coord_head[0][starts]
+            hi = (coord_head[0] if ndim > 1 else tail_x)[last]
+        else:
+            lo = cupy.full(m, np.iinfo(np.int64).max, cupy.int64)
+            hi = cupy.full(m, -1, cupy.int64)
+            cupy.minimum.at(lo, seg, coord_head[ax])
+            cupy.maximum.at(hi, seg, tail_x if ax == ndim - 1 else coord_head[ax])
+        los.append(lo)
+        his.append(hi)
+    table = cupy.stack([id_bits, counts, heads[starts], *los, *his], axis=1)
+    table = table.get()  # host wait 4: the only D2H
+    ids = table[:, 0].view(np.uint64).astype(f"u{size}").view(
+        np.uint8 if dtype.kind == "b" else dtype)
     if dtype.kind == "b":
         ids = ids.astype(bool)
     off = np.asarray(origin, np.int64)
-    return RegionStats(ids=ids[keep], counts=counts[keep].astype(np.int64),
-                       bbox_min=lo[keep] + off, bbox_max=hi[keep] + off,
-                       first_index=_to_global(first[keep], block.shape, origin, shape))
+    return RegionStats(ids=ids, counts=table[:, 1].copy(),
+                       bbox_min=table[:, 3:3 + ndim] + off,
+                       bbox_max=table[:, 3 + ndim:] + off,
+                       first_index=_to_global(table[:, 2], block.shape, origin, shape))
+
+
+def _unravel(index, shape, xp) -> list:
+    """Coordinates of C-order linear indices on the device (``unravel_index`` without a sync)."""
+    coords = []
+    for ax in range(len(shape) - 1, -1, -1):
+        coords.append(index % shape[ax])
+        index = index // shape[ax]
+    return coords[::-1]
