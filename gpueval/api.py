@@ -92,7 +92,7 @@ def _score(challenge, truth, submission, *, config, overrides, device, scheduler
            progress) -> Result:
     cfg = (apply_overrides(challenge, config, overrides) if isinstance(config, dict)
            else load_config(challenge, config, overrides))
-    dev = resolve_device(device)
+    dev = resolve_device(device, workload=challenge)  # auto: the GPU only where it measured faster
     module = get_challenge(challenge)
     # a challenge may map its own selector keys (CellMap's ``version``) onto variants; resolve
     # first so the result records the configuration that actually ran
@@ -112,7 +112,8 @@ def _score(challenge, truth, submission, *, config, overrides, device, scheduler
             result = Result.rejected(challenge, str(cfg["metric_version"]), str(e))
     result.warnings = list(dict.fromkeys([*result.warnings, *warnings]))
     result.runtime["seconds"] = time.perf_counter() - t0
-    result.runtime["device"] = dev
+    result.runtime["device"] = str(dev)
+    result.runtime["device_reason"] = dev.reason  # why this device ran (an addition to cli.md)
     result.runtime.setdefault("voxels", 0)
     result.extra.setdefault("config", {k: v for k, v in cfg.items() if k != "variants"})
     clean = _cleaner(submission, truth)
