@@ -56,6 +56,19 @@ warnings: printed on stderr ("warning: ...") unless --quiet, and always in the J
 path that cannot be created is a bad command line, exit 2, and nothing is scored).
 """
 
+LEADERBOARD_EPILOG = """\
+impact (with --compare, or automatically against the version recorded before): per submission
+the old and new rank and score, Δrank = old − new (positive: moved up) and Δscore; Kendall's τ
+and Spearman's ρ between the two rankings (submissions ranked under both); for each rank change
+the cases/items whose change contributed most to the score difference (REFUGE: ranks of its
+final ranking, scores and items are mean cup Dice).
+stability (--stability): the challenge's own aggregation and ranking over cases drawn with
+replacement (--resamples, --seed): each submission's median rank, 95 % interval and tied
+group. Challenges whose score has no per-case items (xpress, cellmap) print why instead.
+exports: --export board.csv also writes board.impact.csv and board.stability.csv (or .parquet);
+--json OUT writes {"board": [...], "impact": {...}|null, "stability": {...}|null}.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -142,13 +155,36 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("source")
     k.add_argument("dest")
 
-    lb = sub.add_parser("leaderboard", help="print the ranked table from a results database")
+    lb = sub.add_parser("leaderboard", help="print the ranked table from a results database",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog=LEADERBOARD_EPILOG,
+                        description="Rank every current submission under one metric version; "
+                                    "with --compare, what the change of metric version did to "
+                                    "the ranking; with --stability, how stable the ranking is.")
     _challenge(lb)
     lb.add_argument("--db", required=True, metavar="URL")
     lb.add_argument("--metric-version", help="default: the newest in the database")
-    lb.add_argument("--compare", metavar="VERSION", help="show rank changes against VERSION")
-    lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard")
-    lb.add_argument("--export", metavar="CSV_OR_PARQUET")
+    lb.add_argument("--compare", metavar="VERSION",
+                    help="show rank changes against VERSION (default: the version recorded "
+                         "before) and the impact report: Δscore, Δrank, Kendall τ, Spearman ρ "
+                         "and the items behind each rank change")
+    lb.add_argument("--stability", action="store_true",
+                    help="bootstrap the cases: each submission's rank interval and the groups "
+                         "of statistically tied submissions")
+    lb.add_argument("--resamples", type=int, default=1000, metavar="N",
+                    help="bootstrap resamples for --stability (default 1000)")
+    lb.add_argument("--seed", type=int, default=0, metavar="S",
+                    help="seed of the --stability resamples (default 0: reproducible)")
+    lb.add_argument("--top-items", type=int, default=3, metavar="K",
+                    help="items named per rank change in the impact report (default 3)")
+    lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard (one page, with the "
+                                                  "bump chart and the blob plot)")
+    lb.add_argument("--export", metavar="CSV_OR_PARQUET",
+                    help="write the table; the impact and stability tables go beside it as "
+                         "NAME.impact.EXT and NAME.stability.EXT")
+    lb.add_argument("--json", metavar="OUT",
+                    help="write the board, the impact report and the stability report as one "
+                         "JSON file (keys board, impact, stability; null when not computed)")
     lb.add_argument("--config", metavar="YAML", help="config whose 'ranking' section to use "
                     "(REFUGE weights); default configs/<challenge>.yaml")
     lb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
