@@ -4,7 +4,8 @@
 
     gpueval rescore urisc --truth gt/ --submissions all/ [--db URL] [--workers N |
         --scheduler ADDRESS] [--timeout S] [--force] [--export board.csv|board.parquet]
-    gpueval leaderboard urisc --db URL [--metric-version V] [--compare V0]
+    gpueval leaderboard urisc --db URL [--metric-version V] [--compare V0] [--stability
+        [--resamples N] [--seed S]] [--html OUT] [--json OUT] [--export board.csv]
 
 What it does
 ------------
@@ -75,6 +76,16 @@ rejected, failed and unscored names are listed last, unranked (an empty rank), w
 reason. ``--compare`` (default: the previous metric version in the database) adds each name's
 rank under that version and the change (positive = moved up). Exports (CSV/Parquet)
 neutralise spreadsheet formula prefixes; the HTML page is :mod:`gpueval.leaderboard_page`.
+
+What a metric change did, and whether the ranking is stable (:func:`analyse_board`): a
+compared board gets the impact report (:func:`board_impact`:
+:func:`gpueval.metrics.impact.metric_change_impact` on the two boards' own ranks and the
+stored per-case items — Δscore, Δrank, Kendall τ, Spearman ρ, the items behind each rank
+change); ``--stability`` the bootstrap over cases (:func:`board_stability`:
+:func:`gpueval.metrics.stability.challenge_stability` with the challenge's rule, REFUGE with
+the board's weights). Console: :func:`format_impact`, :func:`format_stability`; JSON:
+:func:`analyses_json`; tables beside a board export: :func:`export_analyses`; HTML: sections
+of the board page (:mod:`gpueval.board_html`).
 """
 
 from __future__ import annotations
