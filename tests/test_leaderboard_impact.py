@@ -268,3 +268,13 @@ def test_one_html_page_holds_the_board_the_bump_chart_and_the_blob_plot(swapped,
     green = (img[..., 1] > img[..., 0] + 40) & (img[..., 1] > img[..., 2] + 20)  # moved up
     blue = img[..., 2] > img[..., 0] + 40  # the blobs
     assert green.any() and blue.any()
+
+
+@pytest.mark.slow
+def test_rescore_impact_workload_tiny():
+    """The benchmark's own check at 4 submissions (two real scoring passes: a few seconds)."""
+    from gpueval.bench import load_all
+
+    rec = load_all()["rescore_impact_urisc"].func("cpu", 0.004)
+    assert rec["check"] is True and rec["submissions"] == 4
+    assert rec["rescore_seconds"] > 0 and rec["impact_seconds"] > 0
