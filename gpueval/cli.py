@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--submissions", required=True, metavar="DIR",
                    help="folder whose entries (files or folders) are one submission each")
     r.add_argument("--db", metavar="URL", help="results database (default sqlite next to DIR)")
-    r.add_argument("--export", metavar="CSV_OR_PARQUET", help="write the leaderboard table")
+    r.add_argument("--export", metavar="CSV_OR_PARQUET",
+                   help="write the leaderboard table (and, when an older metric version is "
+                        "recorded, the impact table beside it as NAME.impact.EXT)")
     r.add_argument("--workers", type=int, default=0,
                    help="start a LocalCluster with this many workers (0: in-process)")
     r.add_argument("--force", action="store_true",
@@ -111,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as rejected)")
     _common(r)
     r.add_argument("--quiet", action="store_true")
-    r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")
+    r.add_argument("--report", metavar="HTML",
+                   help="also write an HTML leaderboard (with the impact of the metric change "
+                        "when an older metric version is recorded)")
 
     v = sub.add_parser("validate", help="format checks only, no scoring",
                        description="Check a submission's format (no scoring). Prints notes on "

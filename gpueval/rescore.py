@@ -1780,8 +1780,12 @@ def run_cli(args: Any) -> int:
             cfg = load_config(args.challenge, args.config, args.overrides)
             board = leaderboard(store, args.challenge, summary.metric_version,
                                 ranking=cfg.get("ranking") or {})
+            # under a new metric version the board compares with the one before: its impact
+            # report goes into the same exports and page as with `gpueval leaderboard`
+            analyse_board(board)
             if args.export:
                 export_board(board, args.export)
+                export_analyses(board, args.export)
             if args.report:
                 write_board_html(board, args.report)
     return 1 if summary.conflicts else 0

@@ -11,6 +11,8 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from gpueval import cli
@@ -270,11 +272,68 @@ def test_one_html_page_holds_the_board_the_bump_chart_and_the_blob_plot(swapped,
     assert green.any() and blue.any()
 
 
-@pytest.mark.slow
-def test_rescore_impact_workload_tiny():
-    """The benchmark's own check at 4 submissions (two real scoring passes: a few seconds)."""
-    from gpueval.bench import load_all
+def test_bad_resamples_is_a_command_line_error(swapped, capsys):
+    assert cli.main(["leaderboard", "urisc", "--db", swapped, "--stability",
+                     "--resamples", "0"]) == 2
+    assert "--resamples 0" in capsys.readouterr().err
 
-    rec = load_all()["rescore_impact_urisc"].func("cpu", 0.004)
-    assert rec["check"] is True and rec["submissions"] == 4
-    assert rec["rescore_seconds"] > 0 and rec["impact_seconds"] > 0
+
+_score = st.one_of(st.none(), st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9]))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_score, _score), min_size=1, max_size=6))
+def test_impact_agrees_with_the_board_and_with_scipy(tmp_path_factory, pairs):
+    """Whatever the scores (ties, unscored, new and gone): the report's ranks and Δranks are the
+    board's own, and its τ and ρ are scipy's over the names ranked under both."""
+    db = tmp_path_factory.mktemp("prop") / "p.sqlite"
+    with connect(f"sqlite:///{db}") as d:
+        for i, (old, new) in enumerate(pairs):
+            for version, s in (("v1", old), ("v2", new)):
+                if s is not None:  # one image whose F is the score
+                    d.insert(_rec(f"t{i}", version, [{"id": "c1", "f1": s}]))
+        if not d.metric_versions("urisc"):
+            return
+        versions = d.metric_versions("urisc")
+        board = leaderboard(d, "urisc", versions[-1], versions[0] if len(versions) > 1
+                            else None, auto_compare=False)
+    report = board_impact(board)
+    if len(versions) == 1:
+        assert report is None
+        return
+    rows = {r.name: r for r in report.rows}
+    for r in board.rows:
+        assert rows[r["name"]].new_rank == r["rank"]
+        assert rows[r["name"]].delta_rank == r["rank_change"]
+        assert rows[r["name"]].old_rank == r["previous_rank"]
+    both = [r for r in report.rows if r.old_rank is not None and r.new_rank is not None]
+    assert report.n_compared == len(both)
+    old_r, new_r = [r.old_rank for r in both], [r.new_rank for r in both]
+    if len(both) >= 2 and len(set(old_r)) > 1 and len(set(new_r)) > 1:
+        assert report.kendall_tau == pytest.approx(stats.kendalltau(old_r, new_r)[0])
+        assert report.spearman_rho == pytest.approx(stats.spearmanr(old_r, new_r)[0])
+    for r in report.changed:  # one item: it carries the whole score change
+        if r.delta_score:
+            assert [c.item for c in r.top_items] == ["c1"]
+            assert r.top_items[0].contribution == pytest.approx(r.delta_score)
+
+
+@pytest.mark.slow
+def test_rescore_under_a_new_version_reports_the_impact(tmp_path, capsys):
+    """`gpueval rescore --report/--export` after a metric change: the page has the bump chart,
+    the impact table sits beside the export (two real scoring passes of 3 submissions)."""
+    from gpueval.bench.rescore import make_batch
+
+    gt, subs = make_batch(tmp_path, 3, 64)
+    db = f"sqlite:///{tmp_path}/r.sqlite"
+    base = ["rescore", "urisc", "--truth", str(gt), "--submissions", str(subs), "--db", db,
+            "--device", "cpu", "--quiet"]
+    assert cli.main([*base, "--set", "variant=bold", "--set", "radius=1"]) == 0
+    page, table = tmp_path / "b.html", tmp_path / "b.csv"
+    assert cli.main([*base, "--report", str(page), "--export", str(table)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "id='bump'" in text and "urisc-bold-pre-2019-12-25" in text
+    impact = list(csv.DictReader((tmp_path / "b.impact.csv").open()))
+    assert sorted(r["name"] for r in impact) == ["team_000", "team_001", "team_002"]
+    assert all(r["old_rank"] and r["new_rank"] for r in impact)
