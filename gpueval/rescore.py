@@ -1804,6 +1804,9 @@ def leaderboard_cli(args: Any) -> int:
     resamples = getattr(args, "resamples", DEFAULT_RESAMPLES)
     if resamples < 1:
         raise UsageError(f"--resamples {resamples}: at least 1")
+    top_k = getattr(args, "top_items", 3)
+    if top_k < 0:
+        raise UsageError(f"--top-items {top_k}: 0 or more")
     for option in ("export", "html", "json"):
         if getattr(args, option, None):
             prepare_output(getattr(args, option), f"--{option}")
@@ -1813,7 +1816,7 @@ def leaderboard_cli(args: Any) -> int:
         board = leaderboard(store, args.challenge, args.metric_version, args.compare,
                             ranking=cfg.get("ranking") or {})
     analyse_board(board, stability=getattr(args, "stability", False), n_resamples=resamples,
-                  seed=getattr(args, "seed", 0), top_k=getattr(args, "top_items", 3))
+                  seed=getattr(args, "seed", 0), top_k=top_k)
     print(format_board(board))
     if board.impact is not None:
         print()

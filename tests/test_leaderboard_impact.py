@@ -276,6 +276,8 @@ def test_bad_resamples_is_a_command_line_error(swapped, capsys):
     assert cli.main(["leaderboard", "urisc", "--db", swapped, "--stability",
                      "--resamples", "0"]) == 2
     assert "--resamples 0" in capsys.readouterr().err
+    assert cli.main(["leaderboard", "urisc", "--db", swapped, "--top-items", "-1"]) == 2
+    assert "--top-items -1" in capsys.readouterr().err
 
 
 _score = st.one_of(st.none(), st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9]))
