@@ -166,8 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with --compare, what the change of metric version did to "
                                     "the ranking; with --stability, how stable the ranking is.")
     _challenge(lb)
-    lb.add_argument("--db", required=True, metavar="URL")
-    lb.add_argument("--metric-version", help="default: the newest in the database")
+    lb.add_argument("--db", required=True, metavar="URL",
+                    help="results database written by `gpueval rescore` (sqlite:///... or "
+                         "postgresql://...)")
+    lb.add_argument("--metric-version", metavar="VERSION",
+                    help="rank the results of this metric version (default: the newest in the "
+                         "database)")
     lb.add_argument("--compare", metavar="VERSION",
                     help="show rank changes against VERSION (default: the version recorded "
                          "before) and the impact report: Δscore, Δrank, Kendall τ, Spearman ρ "
@@ -184,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard (one page, with the "
                                                   "bump chart and the blob plot)")
     lb.add_argument("--export", metavar="CSV_OR_PARQUET",
-                    help="write the table; the impact and stability tables go beside it as "
-                         "NAME.impact.EXT and NAME.stability.EXT")
+                    help="write the ranked table (.csv, or .parquet with pyarrow); the impact "
+                         "and stability tables go beside it as NAME.impact.EXT and "
+                         "NAME.stability.EXT")
     lb.add_argument("--json", metavar="OUT",
                     help="write the board, the impact report and the stability report as one "
                          "JSON file (keys board, impact, stability; null when not computed)")
