@@ -1569,6 +1569,8 @@ def board_impact(board: Board, *, top_k: int = 3) -> ImpactReport | None:
     except ValueError as e:  # items stored in a shape the report cannot read
         report = metric_change_impact(scores(board.previous), scores(board.rows), **kwargs)
         report.notes.append(f"item contributions left out: {e}")
+    if callable(metric):  # MedSegFM's text track: the report (and its JSON) carry a name
+        report.item_metric = "f1 (dsc where f1 is undefined: semantic cases)"
     if metric is None:
         report.notes.append(f"{board.challenge}: the score is not a mean of per-case items, so "
                             "no item contributions are given")

@@ -4,6 +4,7 @@ the results database (console, JSON, CSV, one HTML page rendered in Chromium).""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -339,3 +340,30 @@ def test_rescore_under_a_new_version_reports_the_impact(tmp_path, capsys):
     impact = list(csv.DictReader((tmp_path / "b.impact.csv").open()))
     assert sorted(r["name"] for r in impact) == ["team_000", "team_001", "team_002"]
     assert all(r["old_rank"] and r["new_rank"] for r in impact)
+
+
+def test_medsegfm_text_track_items_are_read_by_the_recorded_track(tmp_path, capsys):
+    """Text-track items hold F1 for instance cases and only DSC for semantic ones: the impact
+    reads F1, falling back to DSC, and the JSON names that rule (not a Python function)."""
+    db = tmp_path / "m.sqlite"
+
+    def rec(name, version, f1_case1, dsc_case2):
+        items = [{"id": "case1", "f1": f1_case1, "dsc": 0.1},
+                 {"id": "case2", "f1": None, "dsc": dsc_case2}]
+        score = (f1_case1 + dsc_case2) / 2
+        r = _rec(name, version, items, challenge="medsegfm", score=score,
+                 metrics={"dsc": score})
+        result = json.loads(r.result_json) | {"extra": {"track": "text"}}
+        return dataclasses.replace(r, result_json=json.dumps(result))
+
+    with connect(f"sqlite:///{db}") as d:
+        d.insert(rec("m1", "t1", 0.9, 0.5))  # .7
+        d.insert(rec("m2", "t1", 0.6, 0.6))  # .6
+        d.insert(rec("m1", "t2", 0.9, 0.2))  # .55: case2's DSC drops it below m2
+        d.insert(rec("m2", "t2", 0.6, 0.6))
+    out_json = tmp_path / "m.json"
+    assert cli.main(["leaderboard", "medsegfm", "--db", str(db), "--json", str(out_json)]) == 0
+    block = _section(capsys.readouterr().out, "metric-change impact: t1 -> t2")
+    assert "case2 (0.5000 -> 0.2000: -0.1500)" in _line_of(block, "m1")  # (.2 − .5)/2
+    doc = json.loads(out_json.read_text())
+    assert doc["impact"]["item_metric"].startswith("f1 (dsc where f1 is undefined")
