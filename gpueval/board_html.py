@@ -11,6 +11,10 @@ can be mailed or attached to a challenge report.
   area proportional to how often; the median rank as a black dot; the 95 % interval as a black
   bar; the observed rank as a cross), the statistically tied groups as shaded bands, and a table.
 
+:func:`impact_section` and :func:`stability_section` are the same content without the page, for
+``gpueval leaderboard --html`` which appends them to the leaderboard page (with
+:data:`SECTION_CSS`).
+
 Names are untrusted (a team may call itself ``<script>``, and a file name may hold bytes that
 are not UTF-8 — Python carries them as surrogate escapes): every name goes through
 :func:`display_name` (undecodable bytes shown as ``\\xNN``) and :func:`html.escape`.
@@ -33,6 +37,13 @@ table{border-collapse:collapse;margin:1em 0;width:100%} td,th{padding:3px 8px;
 border-bottom:1px solid #ddd;text-align:left;vertical-align:top} th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums} .up{color:#17813a} .down{color:#c0302b}
 .chart{overflow-x:auto} svg text{font-size:11px;font-family:system-ui,sans-serif}
+.note{background:#fff7d6;padding:.4em .8em;border-left:3px solid #e0b000}
+"""
+
+#: The rules the sections' classes need on a page with its own styles (the leaderboard's).
+SECTION_CSS = """
+.up{color:#17813a} .down{color:#c0302b} .chart{overflow-x:auto}
+svg text{font-size:11px;font-family:system-ui,sans-serif}
 .note{background:#fff7d6;padding:.4em .8em;border-left:3px solid #e0b000}
 """
 
@@ -121,18 +132,24 @@ def impact_page(report: ImpactReport, *, challenge: str = "") -> str:
     title = (f"{challenge + ': ' if challenge else ''}what metric version "
              f"{display_name(report.new_version)} did to the ranking under "
              f"{display_name(report.old_version)}")
+    return _page(title, f"<h1>{html.escape(title)}</h1>{impact_section(report)}")
+
+
+def impact_section(report: ImpactReport) -> str:
+    """The body of :func:`impact_page` without the page around it (summary, notes, bump chart,
+    table), for appending to another page such as the leaderboard's (its styles:
+    :data:`SECTION_CSS`)."""
     moved = report.changed
     summary = (f"{len(moved)} of {report.n_compared} submissions ranked under both versions "
                f"changed rank; Kendall τ = {_num(report.kendall_tau, 3)}, Spearman ρ = "
                f"{_num(report.spearman_rho, 3)}.")
     notes = "".join(f"<p class='note'>{_esc(n)}</p>" for n in report.notes)
-    body = (f"<h1>{html.escape(title)}</h1><p class='muted'>{html.escape(summary)} "
+    return (f"<p class='muted'>{html.escape(summary)} "
             f"Δrank = old − new (positive: moved up). Item contributions: "
             f"{html.escape(report.contribution_rule)}"
             f"{'; item metric ' + _esc(report.item_metric) if report.item_metric else ''}.</p>"
             f"{notes}<h2>Rank changes</h2><div class='chart'>{bump_chart(report)}</div>"
             f"<h2>Submissions</h2>{_impact_table(report)}")
-    return _page(title, body)
 
 
 def write_impact_page(report: ImpactReport, out: str | Path, *, challenge: str = "") -> Path:
@@ -225,9 +242,15 @@ def stability_page(report: StabilityReport, *, challenge: str = "") -> str:
     The HTML text.
     """
     title = f"{challenge + ': ' if challenge else ''}rank stability of the leaderboard"
+    return _page(title, f"<h1>{html.escape(title)}</h1>{stability_section(report)}")
+
+
+def stability_section(report: StabilityReport) -> str:
+    """The body of :func:`stability_page` without the page around it (intro, notes, blob plot,
+    table; for an unsupported report, why), for appending to another page (its styles:
+    :data:`SECTION_CSS`)."""
     if not report.supported:
-        return _page(title, f"<h1>{html.escape(title)}</h1>"
-                            f"<p class='note'>{_esc(report.message)}</p>")
+        return f"<p class='note'>{_esc(report.message)}</p>"
     cover = round(100 * (1 - report.alpha))
     seed = "explicit resamples" if report.seed is None else f"seed {report.seed}"
     notes = "".join(f"<p class='note'>{_esc(n)}</p>" for n in report.notes)
@@ -239,11 +262,10 @@ def stability_page(report: StabilityReport, *, challenge: str = "") -> str:
     legend = (f"Circle area: how often the submission took that rank. Black dot: median "
               f"rank; black bar: {cover} % interval; ×: observed rank. Shaded bands: tied "
               f"groups.")
-    body = (f"<h1>{html.escape(title)}</h1><p class='muted'>{html.escape(intro)}</p>{notes}"
+    return (f"<p class='muted'>{html.escape(intro)}</p>{notes}"
             f"<h2>Bootstrap ranks</h2><p class='muted'>{html.escape(legend)}</p>"
             f"<div class='chart'>{blob_plot(report)}</div>"
             f"<h2>Submissions</h2>{_stability_table(report)}")
-    return _page(title, body)
 
 
 def write_stability_page(report: StabilityReport, out: str | Path, *,

@@ -73,6 +73,19 @@ benchmark results were recorded at, name workloads (`gpueval bench urisc xpress`
 `gpueval bench all`; some need tens of GiB of disk and minutes each (see --list).
 """
 
+LEADERBOARD_EPILOG = """\
+impact (with --compare, or automatically against the version recorded before): per submission
+the old and new rank and score, Δrank = old − new (positive: moved up) and Δscore; Kendall's τ
+and Spearman's ρ between the two rankings (submissions ranked under both); for each rank change
+the cases/items whose change contributed most to the score difference (REFUGE: ranks of its
+final ranking, scores and items are mean cup Dice).
+stability (--stability): the challenge's own aggregation and ranking over cases drawn with
+replacement (--resamples, --seed): each submission's median rank, 95 % interval and tied
+group. Challenges whose score has no per-case items (xpress, cellmap) print why instead.
+exports: --export board.csv also writes board.impact.csv and board.stability.csv (or .parquet);
+--json OUT writes {"board": [...], "impact": {...}|null, "stability": {...}|null}.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -111,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--submissions", required=True, metavar="DIR",
                    help="folder whose entries (files or folders) are one submission each")
     r.add_argument("--db", metavar="URL", help="results database (default sqlite next to DIR)")
-    r.add_argument("--export", metavar="CSV_OR_PARQUET", help="write the leaderboard table")
+    r.add_argument("--export", metavar="CSV_OR_PARQUET",
+                   help="write the leaderboard table (and, when an older metric version is "
+                        "recorded, the impact table beside it as NAME.impact.EXT)")
     r.add_argument("--workers", type=int, default=0,
                    help="start a LocalCluster with this many workers (0: in-process)")
     r.add_argument("--force", action="store_true",
@@ -126,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("--quiet", action="store_true",
                    help="print nothing but errors (no per-submission lines or progress)")
-    r.add_argument("--report", metavar="HTML", help="also write an HTML leaderboard")
+    r.add_argument("--report", metavar="HTML",
+                   help="also write an HTML leaderboard (with the impact of the metric change "
+                        "when an older metric version is recorded)")
 
     v = sub.add_parser("validate", help="format checks only, no scoring",
                        description="Check a submission's format (no scoring). Prints notes on "
@@ -185,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skeleton to read: the official pickled networkx graph or a .npz")
     k.add_argument("dest", metavar="DEST.npz", help="gpueval's safe .npz skeleton to write")
 
-    lb = sub.add_parser("leaderboard", help="print the ranked table from a results database")
+    lb = sub.add_parser("leaderboard", help="print the ranked table from a results database",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog=LEADERBOARD_EPILOG,
+                        description="Rank every current submission under one metric version; "
+                                    "with --compare, what the change of metric version did to "
+                                    "the ranking; with --stability, how stable the ranking is.")
     _challenge(lb)
     lb.add_argument("--db", required=True, metavar="URL",
                     help="results database written by `gpueval rescore` (sqlite:///... or "
@@ -193,10 +215,28 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--metric-version", metavar="VERSION",
                     help="rank the results of this metric version (default: the newest in the "
                          "database)")
-    lb.add_argument("--compare", metavar="VERSION", help="show rank changes against VERSION")
-    lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard")
+    lb.add_argument("--compare", metavar="VERSION",
+                    help="show rank changes against VERSION (default: the version recorded "
+                         "before) and the impact report: Δscore, Δrank, Kendall τ, Spearman ρ "
+                         "and the items behind each rank change")
+    lb.add_argument("--stability", action="store_true",
+                    help="bootstrap the cases: each submission's rank interval and the groups "
+                         "of statistically tied submissions")
+    lb.add_argument("--resamples", type=int, default=1000, metavar="N",
+                    help="bootstrap resamples for --stability (default 1000)")
+    lb.add_argument("--seed", type=int, default=0, metavar="S",
+                    help="seed of the --stability resamples (default 0: reproducible)")
+    lb.add_argument("--top-items", type=int, default=3, metavar="K",
+                    help="items named per rank change in the impact report (default 3)")
+    lb.add_argument("--html", metavar="OUT", help="write an HTML leaderboard (one page, with the "
+                                                  "bump chart and the blob plot)")
     lb.add_argument("--export", metavar="CSV_OR_PARQUET",
-                    help="write the ranked table (.csv, or .parquet with pyarrow)")
+                    help="write the ranked table (.csv, or .parquet with pyarrow); the impact "
+                         "and stability tables go beside it as NAME.impact.EXT and "
+                         "NAME.stability.EXT")
+    lb.add_argument("--json", metavar="OUT",
+                    help="write the board, the impact report and the stability report as one "
+                         "JSON file (keys board, impact, stability; null when not computed)")
     lb.add_argument("--config", metavar="YAML", help="config whose 'ranking' section to use "
                     "(REFUGE weights); default configs/<challenge>.yaml")
     lb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -6,7 +6,8 @@ ranking with its weights, the headline metrics, a 12-character hash with the ful
 hover, when it was scored, how many warnings its result carries), ranked rows first and the
 rejected ones at the bottom with their reason (an empty rank, never "null"). Columns sort on
 click. Extra sections (the metric-change impact report, rank stability) are appended as given:
-see ``sections`` of :func:`render`.
+see ``sections`` of :func:`render`; when the board carries an impact report its bump chart
+replaces the simple rank-change slope chart (one chart of the same changes per page).
 
 The styling, the column sorter, the score histogram and the rank-change slope chart are the
 per-submission report's (:mod:`gpueval.report`), so both pages look alike.
@@ -19,6 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from gpueval.board_html import SECTION_CSS
 from gpueval.report import _CSS, _SORT_JS, _histogram, _slope_chart
 from gpueval.result import format_value
 
@@ -61,13 +63,14 @@ def render(board: Any, rows: Sequence[dict[str, Any]], columns: Sequence[str],
     parts.append(_table(rows, columns))
     scores = [r.get("final_score" if board.challenge == "refuge" else "score") for r in rows]
     parts.append(_histogram(scores, "score distribution"))  # "" when nothing is scored
-    if board.previous:
+    if board.previous and getattr(board, "impact", None) is None:
+        # with an impact report its bump chart (a section below) draws the same rank changes
         parts.append(_slope_chart(board.previous, [r["_row"] for r in rows]))
     for heading, body in sections:
         parts.append(f"<section><h2>{html.escape(heading)}</h2>{body}</section>")
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{_CSS}{_EXTRA_CSS}</style></head>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}{_EXTRA_CSS}{SECTION_CSS}</style></head>"
             f"<body>{''.join(parts)}<script>{_SORT_JS}</script></body></html>")
 
 

@@ -4,7 +4,8 @@
 
     gpueval rescore urisc --truth gt/ --submissions all/ [--db URL] [--workers N |
         --scheduler ADDRESS] [--timeout S] [--force] [--export board.csv|board.parquet]
-    gpueval leaderboard urisc --db URL [--metric-version V] [--compare V0]
+    gpueval leaderboard urisc --db URL [--metric-version V] [--compare V0] [--stability
+        [--resamples N] [--seed S]] [--html OUT] [--json OUT] [--export board.csv]
 
 What it does
 ------------
@@ -75,6 +76,16 @@ rejected, failed and unscored names are listed last, unranked (an empty rank), w
 reason. ``--compare`` (default: the previous metric version in the database) adds each name's
 rank under that version and the change (positive = moved up). Exports (CSV/Parquet)
 neutralise spreadsheet formula prefixes; the HTML page is :mod:`gpueval.leaderboard_page`.
+
+What a metric change did, and whether the ranking is stable (:func:`analyse_board`): a
+compared board gets the impact report (:func:`board_impact`:
+:func:`gpueval.metrics.impact.metric_change_impact` on the two boards' own ranks and the
+stored per-case items — Δscore, Δrank, Kendall τ, Spearman ρ, the items behind each rank
+change); ``--stability`` the bootstrap over cases (:func:`board_stability`:
+:func:`gpueval.metrics.stability.challenge_stability` with the challenge's rule, REFUGE with
+the board's weights). Console: :func:`format_impact`, :func:`format_stability`; JSON:
+:func:`analyses_json`; tables beside a board export: :func:`export_analyses`; HTML: sections
+of the board page (:mod:`gpueval.board_html`).
 """
 
 from __future__ import annotations
@@ -106,7 +117,16 @@ from gpueval import __version__
 from gpueval.config import load_config
 from gpueval.db import Record, ResultConflict, ResultsDB, config_hash, connect, default_url
 from gpueval.errors import TruthError, UsageError
+from gpueval.metrics.impact import ImpactReport, metric_change_impact
 from gpueval.metrics.ranking import refuge_leaderboard
+from gpueval.metrics.stability import (
+    DEFAULT_RESAMPLES,
+    HEADLINE_ITEM_METRIC,
+    StabilityReport,
+    challenge_stability,
+    item_metric_for,
+    unsupported,
+)
 from gpueval.notices import warn
 from gpueval.result import Result, format_value, to_jsonable
 
@@ -1139,7 +1159,8 @@ class Board:
 
     ``weights``: REFUGE's effective ranking weights (``segmentation_weights``,
     ``final_weights``); ``sections``: extra ``(heading, html)`` parts the HTML page appends
-    after the table (the metric-change impact report, rank stability, ...)."""
+    after the table (the metric-change impact report, rank stability, ...); ``impact`` and
+    ``stability``: the reports :func:`analyse_board` attached (None until then)."""
 
     challenge: str
     metric_version: str
@@ -1149,6 +1170,8 @@ class Board:
     notes: list[str] = field(default_factory=list)
     weights: dict[str, list[float]] = field(default_factory=dict)
     sections: list[tuple[str, str]] = field(default_factory=list)
+    impact: ImpactReport | None = None
+    stability: StabilityReport | None = None
 
     @property
     def metric_columns(self) -> list[str]:
@@ -1275,6 +1298,8 @@ def _row(r: Record, name: str, name_revision: int | None) -> dict[str, Any]:
             row[f"metrics.{k}"] = v
     row["_metrics"] = result.get("metrics") or {}
     row["_warnings"] = list(result.get("warnings") or [])
+    row["_items"] = result.get("items") or []  # per-case values: impact and stability
+    row["_track"] = (result.get("extra") or {}).get("track")  # MedSegFM's item metric
     return row
 
 
@@ -1285,7 +1310,7 @@ def _unscored_row(n: Any, metric_version: str) -> dict[str, Any]:
             "metric_version": metric_version, "submission_hash": n.submission_hash,
             "truth_hash": None, "name_revision": n.revision, "revision": None,
             "runtime_seconds": None, "device": None, "finished_at": None,
-            "_metrics": {}, "_warnings": []}
+            "_metrics": {}, "_warnings": [], "_items": [], "_track": None}
 
 
 def _rank_by_score(rows: list[dict[str, Any]]) -> None:
@@ -1427,29 +1452,37 @@ def export_board(board: Board, path: str | Path) -> Path:
 
     Columns: :func:`export_rows`. Text cells that a spreadsheet would run as a formula are
     prefixed with ``'`` (:func:`neutralise_formula`): names are chosen by participants."""
+    return _write_table(export_rows(board), path,
+                        ("rank", "previous_rank", "rank_change", "segmentation_rank",
+                         "classification_rank", "revision", "name_revision", "warnings"))
+
+
+def _write_table(rows: Sequence[dict[str, Any]], path: str | Path,
+                 int_columns: Sequence[str] = ()) -> Path:
+    """``rows`` as a CSV or Parquet table at ``path`` (by suffix), atomically, formulas
+    neutralised, ``int_columns`` as nullable integers."""
     import pandas as pd
 
     path = Path(path)
-    df = pd.DataFrame(export_rows(board))
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UsageError(f"--export {path}: name a .csv or .parquet file")
+    df = pd.DataFrame(list(rows))
     for col in df.columns:
         if not pd.api.types.is_numeric_dtype(df[col]):  # object or pandas' string dtype
             df[col] = df[col].map(neutralise_formula)
-    for col in ("rank", "previous_rank", "rank_change", "segmentation_rank",
-                "classification_rank", "revision", "name_revision", "warnings"):
+    for col in int_columns:
         if col in df:
             df[col] = df[col].astype("Int64")  # integers with missing values, not floats
-    suffix = path.suffix.lower()
     tmp = path.with_name(path.name + ".tmp")
     if suffix == ".csv":
         df.to_csv(tmp, index=False)
-    elif suffix in (".parquet", ".pq"):
+    else:
         try:
             df.to_parquet(tmp, index=False)
         except ImportError as e:
             raise UsageError(f"--export {path}: parquet needs pyarrow "
                              "(pip install pyarrow)") from e
-    else:
-        raise UsageError(f"--export {path}: name a .csv or .parquet file")
     tmp.replace(path)
     return path
 
@@ -1482,6 +1515,233 @@ def write_board_html(board: Board, path: str | Path,
                    encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# what a metric change did to the board, and how stable the board is (issue #22)
+
+
+def board_impact(board: Board, *, top_k: int = 3) -> ImpactReport | None:
+    """The metric-change impact of a compared board (None when ``board.compare`` is not set).
+
+    Compares ``board.previous`` (each current name under ``board.compare``) with ``board.rows``
+    through :func:`gpueval.metrics.impact.metric_change_impact`, with each board's own ranks
+    (REFUGE: positions on its final ranking with the board's weights) and the stored
+    per-case items read at :func:`gpueval.metrics.stability.item_metric_for` (MedSegFM: the
+    track recorded in the results). REFUGE has no headline score: its Δscore is the change of
+    mean cup Dice, the metric its item contributions explain (a note says so). Challenges
+    whose score is not a mean of items (XPRESS, CellMap) get Δscore and Δrank without items.
+
+    Parameters
+    ----------
+    board : from :func:`leaderboard` with a ``compare`` version.
+    top_k : how many items to name per rank change.
+
+    Returns
+    -------
+    :class:`gpueval.metrics.impact.ImpactReport` (rows in new-rank order), or None.
+    """
+    if board.compare is None or board.previous is None:
+        return None
+    refuge = board.challenge == "refuge"
+    metric = item_metric_for(board.challenge, _board_track(board))
+
+    def scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        if refuge:
+            return {r["name"]: r["_metrics"].get("mean_cup_dice") if r["status"] == "ok"
+                    else None for r in rows}
+        return {r["name"]: r["score"] if r["status"] == "ok" else None for r in rows}
+
+    def items(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+        if metric is None:
+            return None
+        return {r["name"]: r["_items"] for r in rows if r["status"] == "ok" and r["_items"]}
+
+    def ranks(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {r["name"]: r["rank"] for r in rows}
+
+    kwargs = dict(item_metric=metric, old_ranks=ranks(board.previous),
+                  new_ranks=ranks(board.rows), top_k=top_k, old_version=board.compare,
+                  new_version=board.metric_version)
+    try:
+        report = metric_change_impact(scores(board.previous), scores(board.rows),
+                                      items(board.previous), items(board.rows), **kwargs)
+    except ValueError as e:  # items stored in a shape the report cannot read
+        report = metric_change_impact(scores(board.previous), scores(board.rows), **kwargs)
+        report.notes.append(f"item contributions left out: {e}")
+    if callable(metric):  # MedSegFM's text track: the report (and its JSON) carry a name
+        report.item_metric = "f1 (dsc where f1 is undefined: semantic cases)"
+    if metric is None:
+        report.notes.append(f"{board.challenge}: the score is not a mean of per-case items, so "
+                            "no item contributions are given")
+    elif not any(r["_items"] for r in (*board.previous, *board.rows)):
+        report.notes.append("the stored results carry no per-case items: no item "
+                            "contributions")
+    if refuge:
+        report.notes.insert(0, "refuge: ranks are the final ranking (weights "
+                               f"{_weights_text(board.weights['segmentation_weights'])}, "
+                               f"{_weights_text(board.weights['final_weights'])}); scores "
+                               "and item contributions are mean cup Dice")
+    return report
+
+
+def board_stability(board: Board, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                    alpha: float = 0.05) -> StabilityReport:
+    """Bootstrap rank stability of the board over its stored per-case items.
+
+    :func:`gpueval.metrics.stability.challenge_stability` with the challenge's own rule: the
+    ranked submissions' items (U-RISC per-image F, MedSegFM per-case DSC/F1 by the recorded
+    track); REFUGE: every scored team in name order (the official table's row order) with
+    the board's ranking weights — per-image glaucoma probabilities are not stored, so its
+    segmentation board is the one resampled (the report's notes say so). A challenge without
+    per-case items in its score (XPRESS, CellMap), or results stored without items, gives an
+    unsupported report whose ``message`` says why.
+
+    Parameters
+    ----------
+    board : from :func:`leaderboard`.
+    n_resamples, seed, alpha : as :func:`gpueval.metrics.stability.bootstrap_mean_ranking`.
+
+    Returns
+    -------
+    :class:`gpueval.metrics.stability.StabilityReport`.
+    """
+    challenge = board.challenge
+    if challenge != "refuge" and challenge not in HEADLINE_ITEM_METRIC:
+        return unsupported(challenge)
+    if challenge == "refuge":
+        rows = sorted((r for r in board.rows if r["status"] == "ok"), key=lambda r: r["name"])
+    else:
+        rows = [r for r in board.rows if r["rank"] is not None]
+    items = {r["name"]: r["_items"] for r in rows if r["_items"]}
+    if not items:
+        return unsupported(challenge, f"no per-case items stored for the ranked {challenge} "
+                                      f"submissions under {board.metric_version}")
+    return challenge_stability(challenge, items, n_resamples=n_resamples, seed=seed,
+                               alpha=alpha, track=_board_track(board), ranking=board.weights)
+
+
+def _board_track(board: Board) -> str | None:
+    """The MedSegFM track the board's results were scored on (recorded in each result)."""
+    return next((r["_track"] for r in board.rows if r.get("_track")), None)
+
+
+def analyse_board(board: Board, *, stability: bool = False,
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                  top_k: int = 3) -> Board:
+    """Attach the impact report (when the board is compared) and, with ``stability``, the
+    rank stability to ``board`` (``board.impact``, ``board.stability``), and their HTML
+    sections to ``board.sections`` (one page: :func:`write_board_html`). Returns ``board``."""
+    from gpueval.board_html import impact_section, stability_section
+
+    board.impact = board_impact(board, top_k=top_k)
+    if board.impact is not None:
+        board.sections.append((f"What metric version {board.metric_version} did to the "
+                               f"ranking under {board.compare}", impact_section(board.impact)))
+    if stability:
+        board.stability = board_stability(board, n_resamples=n_resamples, seed=seed)
+        board.sections.append(("Rank stability", stability_section(board.stability)))
+    return board
+
+
+def format_impact(report: ImpactReport) -> str:
+    """Plain-text impact report: τ and ρ, then per submission Δrank, Δscore and, for each rank
+    change, the items that contributed most (``item (old → new: contribution)``)."""
+    def num(x: Any, digits: int = 4) -> str:
+        return "" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+    head = [f"metric-change impact: {report.old_version} -> {report.new_version} "
+            f"({len(report.changed)} of {report.n_compared} submissions ranked under both "
+            "changed rank)",
+            f"Kendall tau = {num(report.kendall_tau)} (p = {num(report.kendall_pvalue)}), "
+            f"Spearman rho = {num(report.spearman_rho)} (p = {num(report.spearman_pvalue)}), "
+            f"over {report.n_compared} submissions",
+            f"Δrank = old − new (positive: moved up); items: {report.contribution_rule}"
+            + (f", item metric {report.item_metric}" if isinstance(report.item_metric, str)
+               else "")]
+    cols = ["rank", "was", "Δrank", "submission", "old score", "new score", "Δscore",
+            "items that contributed most"]
+    lines_ = []
+    for r in report.rows:
+        d = r.delta_rank
+        lines_.append([_cell(r.new_rank), _cell(r.old_rank),
+                       "" if d is None else ("=" if d == 0 else f"{d:+d}"), r.name,
+                       num(r.old_score), num(r.new_score),
+                       "" if r.delta_score is None else f"{r.delta_score:+.4f}",
+                       "; ".join(f"{c.item} ({num(c.old)} -> {num(c.new)}: "
+                                 f"{c.contribution:+.4f})" for c in r.top_items)])
+    return "\n".join([*head, "", *_columns(cols, lines_),
+                      *(f"note: {n}" for n in report.notes)])
+
+
+def format_stability(report: StabilityReport) -> str:
+    """Plain-text rank stability: each submission's observed and median rank, its interval
+    and tied group, then the groups; an unsupported report is its one-line message."""
+    if not report.supported:
+        return report.message
+    cover = round(100 * (1 - report.alpha))
+    seed = "explicit resamples" if report.seed is None else f"seed {report.seed}"
+    group_of = {n: g + 1 for g, grp in enumerate(report.tied_groups) for n in grp}
+    cols = ["rank", "submission", "median", f"{cover}% interval", "group"]
+    lines_ = [[str(report.observed_rank[i]), n, str(report.median_rank[i]),
+               f"{report.interval[i][0]}-{report.interval[i][1]}", str(group_of.get(n, ""))]
+              for i, n in enumerate(report.names)]
+    out = [f"rank stability: {report.n_resamples} bootstrap resamples of {report.n_cases} "
+           f"cases ({seed}); {report.rule}", "", *_columns(cols, lines_), ""]
+    out += [f"tied group {g + 1}: {', '.join(grp)}" for g, grp in enumerate(report.tied_groups)]
+    out += [f"note: {n}" for n in report.notes]
+    return "\n".join(out)
+
+
+def _columns(cols: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
+    return ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(),
+            "  ".join("-" * w for w in widths),
+            *("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows)]
+
+
+def analyses_json(board: Board) -> dict[str, Any]:
+    """The board and its analyses as one JSON-ready dict (``gpueval leaderboard --json``):
+    ``challenge``, ``metric_version``, ``compare``, ``board`` (:func:`export_rows`),
+    ``impact`` (:meth:`ImpactReport.as_dict` or None), ``stability``
+    (:meth:`StabilityReport.as_dict` or None)."""
+    return to_jsonable({"challenge": board.challenge, "metric_version": board.metric_version,
+                        "compare": board.compare, "board": export_rows(board),
+                        "impact": board.impact.as_dict() if board.impact else None,
+                        "stability": board.stability.as_dict() if board.stability else None})
+
+
+def export_analyses(board: Board, path: str | Path) -> list[Path]:
+    """Write the analyses next to a board export ``path`` (same format): ``<stem>.impact<ext>``
+    (one row per submission: ranks, scores, deltas, the top items as text) and
+    ``<stem>.stability<ext>`` (observed and median rank, interval, tied group, the fraction of
+    resamples at each rank as ``p_rank_<r>``). Only the analyses the board carries (an
+    unsupported stability report writes nothing). Returns the paths written."""
+    path = Path(path)
+    written = []
+    if board.impact is not None:
+        rows = [{"name": r.name, "new_rank": r.new_rank, "old_rank": r.old_rank,
+                 "delta_rank": r.delta_rank, "old_score": r.old_score,
+                 "new_score": r.new_score, "delta_score": r.delta_score,
+                 "top_items": "; ".join(f"{c.item} ({c.old} -> {c.new}: {c.contribution:+.6g})"
+                                        for c in r.top_items)}
+                for r in board.impact.rows]
+        written.append(_write_table(rows, path.with_name(f"{path.stem}.impact{path.suffix}"),
+                                    ("new_rank", "old_rank", "delta_rank")))
+    st = board.stability
+    if st is not None and st.supported:
+        group_of = {n: g + 1 for g, grp in enumerate(st.tied_groups) for n in grp}
+        b = max(st.n_resamples, 1)
+        rows = [{"name": n, "observed_rank": st.observed_rank[i],
+                 "median_rank": st.median_rank[i], "interval_low": st.interval[i][0],
+                 "interval_high": st.interval[i][1], "tied_group": group_of.get(n),
+                 **{f"p_rank_{k + 1}": float(c) / b for k, c in enumerate(st.rank_counts[i])}}
+                for i, n in enumerate(st.names)]
+        written.append(_write_table(rows,
+                                    path.with_name(f"{path.stem}.stability{path.suffix}"),
+                                    ("tied_group",)))
+    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1522,28 +1782,58 @@ def run_cli(args: Any) -> int:
             cfg = load_config(args.challenge, args.config, args.overrides)
             board = leaderboard(store, args.challenge, summary.metric_version,
                                 ranking=cfg.get("ranking") or {})
+            # under a new metric version the board compares with the one before: its impact
+            # report goes into the same exports and page as with `gpueval leaderboard`
+            analyse_board(board)
             if args.export:
                 export_board(board, args.export)
+                export_analyses(board, args.export)
             if args.report:
                 write_board_html(board, args.report)
     return 1 if summary.conflicts else 0
 
 
 def leaderboard_cli(args: Any) -> int:
-    """``gpueval leaderboard``: print the ranked table (and write --export / --html)."""
+    """``gpueval leaderboard``: print the ranked table, the metric-change impact (when compared)
+    and the rank stability (``--stability``); write ``--export`` (with the analyses beside it),
+    ``--html`` (one page) and ``--json``."""
+    from gpueval.cli import prepare_output
     from gpueval.db import sqlite_path
 
     if "://" not in args.db or args.db.startswith("sqlite:"):
         if not sqlite_path(args.db).exists():
             raise UsageError(f"--db {args.db}: no such database file")
+    resamples = getattr(args, "resamples", DEFAULT_RESAMPLES)
+    if resamples < 1:
+        raise UsageError(f"--resamples {resamples}: at least 1")
+    top_k = getattr(args, "top_items", 3)
+    if top_k < 0:
+        raise UsageError(f"--top-items {top_k}: 0 or more")
+    for option in ("export", "html", "json"):
+        if getattr(args, option, None):
+            prepare_output(getattr(args, option), f"--{option}")
     with connect(args.db) as store:
         cfg = load_config(args.challenge, getattr(args, "config", None),
                           getattr(args, "overrides", ()))
         board = leaderboard(store, args.challenge, args.metric_version, args.compare,
                             ranking=cfg.get("ranking") or {})
-        print(format_board(board))
-        if args.export:
-            export_board(board, args.export)
-        if args.html:
-            write_board_html(board, args.html)
+    analyse_board(board, stability=getattr(args, "stability", False), n_resamples=resamples,
+                  seed=getattr(args, "seed", 0), top_k=top_k)
+    print(format_board(board))
+    if board.impact is not None:
+        print()
+        print(format_impact(board.impact))
+    if board.stability is not None:
+        print()
+        print(format_stability(board.stability))
+    if args.export:
+        export_board(board, args.export)
+        export_analyses(board, args.export)
+    if args.html:
+        write_board_html(board, args.html)
+    if getattr(args, "json", None):
+        tmp = Path(args.json).with_name(Path(args.json).name + ".tmp")
+        tmp.write_text(json.dumps(analyses_json(board), indent=1, allow_nan=False) + "\n",
+                       encoding="utf-8")
+        tmp.replace(args.json)
     return 0

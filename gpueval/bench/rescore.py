@@ -187,3 +187,72 @@ def rescore_resume_urisc(device: str, scale: float) -> dict[str, Any]:
             "submissions": n, "resume_seconds": resume_s, "leaderboard_seconds": board_s,
             "check": bool(check),
             "notes": "resume: every entry hashed (memo warm from the seeding), all skipped"}
+
+
+@workload("rescore_impact_urisc", "re-score 1,000 U-RISC submissions under a changed metric "
+                                  "version (all cached under the old one) and build the "
+                                  "metric-change impact report (console, JSON, CSV, HTML)")
+def rescore_impact_urisc(device: str, scale: float) -> dict[str, Any]:
+    """What an organiser pays after a metric change: every submission has a result under the
+    old version (``variant=bold``, ``radius=1``: scored for real, untimed, so the items are
+    real); ``rescore`` under the current version (``2019-12-25``) lists and hashes the folder
+    (memoised digests), finds nothing cached for the new version and scores all of them (timed:
+    ``rescore_seconds``); then the leaderboard compared with the old version and its impact
+    report — Δscore, Δrank, τ, ρ and the top items of every rank change — printed, exported
+    (JSON, CSV) and written as the HTML page (timed: ``impact_seconds``). ``scale`` multiplies
+    the number of submissions (at least 4); images are 3 × 64² per submission."""
+    import json
+
+    from gpueval.db import connect
+    from gpueval.rescore import (
+        analyse_board,
+        analyses_json,
+        export_analyses,
+        export_board,
+        format_board,
+        format_impact,
+        leaderboard,
+        rescore,
+        write_board_html,
+    )
+
+    n = max(4, int(round(1000 * scale)))
+    old = ["variant=bold", "radius=1"]
+    with tempfile.TemporaryDirectory(prefix="gpueval-bench-impact-") as tmp:
+        root = Path(tmp)
+        gt, subs = make_batch(root, n, 64)
+        db = f"sqlite:///{root}/r.sqlite"
+        t0 = time.perf_counter()
+        first = rescore("urisc", gt, subs, db=db, overrides=old, device=device,
+                        progress=False, echo=lambda s: None)
+        old_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summary = rescore("urisc", gt, subs, db=db, device=device, progress=False,
+                          echo=lambda s: None)
+        rescore_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with connect(db) as store:
+            board = leaderboard(store, "urisc", compare=first.metric_version)
+        analyse_board(board)
+        text = format_board(board) + "\n" + format_impact(board.impact)
+        export_board(board, root / "board.csv")
+        export_analyses(board, root / "board.csv")
+        (root / "board.json").write_text(json.dumps(analyses_json(board)))
+        write_board_html(board, root / "board.html")
+        impact_s = time.perf_counter() - t0
+        with connect(db) as store:
+            old_rows = len(store.latest("urisc", first.metric_version))
+    report = board.impact
+    check = (first.ok == n and summary.processed == n and summary.ok == n
+             and old_rows == n and report.n_compared == n
+             and all(r.top_items for r in report.changed)
+             and len(text.splitlines()) >= 2 * n)
+    return {"voxels": n * IMAGES * 64 * 64, "seconds": rescore_s + impact_s,
+            "submissions": n, "old_version_seconds": old_s, "rescore_seconds": rescore_s,
+            "impact_seconds": impact_s,
+            "submissions_per_min": n / rescore_s * 60,
+            "rank_changes": len(report.changed),
+            "kendall_tau": report.kendall_tau, "spearman_rho": report.spearman_rho,
+            "check": bool(check),
+            "notes": "old version scored for real (untimed); seconds = re-score under the "
+                     "new version + impact report"}
