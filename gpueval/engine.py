@@ -33,7 +33,11 @@ from dask.delayed import Delayed, delayed
 
 from gpueval.backend import is_cupy, to_device
 from gpueval.errors import Rejected
-from gpueval.limits import current_limits
+
+#: Dask config keys the engine reads its bounds from. The engine owns no limits: the caller
+#: sets them (``gpueval.limits.use_limits`` does, from the config's ``limits:``).
+THREADS_KEY = "gpueval.threads"
+MAX_GRAPH_TASKS_KEY = "gpueval.max_graph_tasks"
 
 T = TypeVar("T")
 
@@ -359,9 +363,10 @@ def check_graph_size(*objs: Any, limit: int | None = None) -> int:
     GraphTooLarge
         With the task count and the limit, in one line.
     """
-    limit = current_limits().max_graph_tasks if limit is None else int(limit)
+    if limit is None:
+        limit = dask.config.get(MAX_GRAPH_TASKS_KEY, None)  # set by gpueval.limits.use_limits
     n = graph_size(*objs)
-    if n > limit:
+    if limit is not None and n > int(limit):
         raise GraphTooLarge(f"the computation needs {n:.3g} tasks, over the limit {limit:.3g} "
                             "(limits.max_graph_tasks): tiny chunks or an absurd geometry")
     return n
@@ -387,7 +392,8 @@ def compute(*objs: Any, scheduler: Any = None, progress: bool = False) -> tuple:
 @contextlib.contextmanager
 def _scheduler(scheduler: Any) -> Iterator[tuple[dict, Any]]:
     if scheduler is None or scheduler in ("threads", "threading"):
-        threads = current_limits().threads  # 0: dask's default, one per core
+        # set by gpueval.limits.use_limits; 0 or unset: dask's default, one per core
+        threads = dask.config.get(THREADS_KEY, 0)
         yield {"scheduler": "threads", **({"num_workers": threads} if threads else {})}, None
     elif scheduler in ("sync", "synchronous", "single-threaded"):
         yield {"scheduler": "sync"}, None

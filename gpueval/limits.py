@@ -74,8 +74,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 
+from gpueval.backend import array_module
+from gpueval.engine import MAX_GRAPH_TASKS_KEY, THREADS_KEY, compute
 from gpueval.errors import Rejected, TruthError
 
 DEFAULT_DTYPES: tuple[str, ...] = (
@@ -241,7 +245,9 @@ def use_limits(limits: Limits | Mapping[str, Any] | None) -> Iterator[Limits]:
     lim = limits if isinstance(limits, Limits) else Limits.from_config(limits)
     token = _ACTIVE.set(lim)
     try:
-        yield lim
+        # the engine reads its own bounds from Dask's config, so it never imports limits
+        with dask.config.set({THREADS_KEY: lim.threads, MAX_GRAPH_TASKS_KEY: lim.max_graph_tasks}):
+            yield lim
     finally:
         _ACTIVE.reset(token)
 
@@ -306,23 +312,15 @@ def check_nonnegative(x: Any, where: str = "submission", *, scheduler: Any = Non
 
 
 def _count(x: Any, per_block, scheduler: Any) -> int:
-    try:
-        import dask.array as da
-    except ImportError:  # pragma: no cover - dask is a dependency
-        da = None
-    if da is not None and isinstance(x, da.Array):
+    if isinstance(x, da.Array):
         counts = x.map_blocks(lambda b: np.array([int(per_block(b))]).reshape((1,) * b.ndim),
                               dtype=np.int64, chunks=(1,) * x.ndim)
-        from gpueval.engine import compute
-
         (total,) = compute(counts.sum(), scheduler=scheduler)
         return int(total)
     return int(per_block(x))
 
 
 def _xp(b: Any):
-    from gpueval.backend import array_module
-
     return array_module(b)
 
 
