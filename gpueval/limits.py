@@ -38,9 +38,13 @@ key                         default             meaning
                                                 kernel asking for more raises
                                                 ``OutOfMemoryError`` instead of taking the card
 ``min_voxel_size``          ``1e-3``            smallest declared voxel size (world units, nm
-                                                for CellMap): ``io.align.check_geometry``
-``max_voxel_size``          ``1e6``             largest declared voxel size (1 mm in nm)
-``max_abs_translation``     ``1e12``            largest declared |translation| (1 km in nm)
+                                                for CellMap): ``io.align.check_geometry``,
+                                                the one geometry rule (CellMap's config sets
+                                                0.1, see ``configs/cellmap.yaml``)
+``max_voxel_size``          ``1e6``             largest declared voxel size (1 mm in nm;
+                                                CellMap 1e5)
+``max_abs_translation``     ``1e12``            largest declared |translation| (1 km in nm;
+                                                CellMap 1e9)
 ``max_voxel_size_ratio``    ``256``             largest ratio, either way, of a declared voxel
                                                 size to the grid it is resampled onto
 ``max_graph_tasks``         ``1e7``             tasks of one Dask graph, checked by

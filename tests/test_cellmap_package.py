@@ -21,7 +21,7 @@ PREFIX = "gpueval.challenges.cellmap"
 #: every public name of the former module ``gpueval/challenges/cellmap.py`` (``Grid`` was
 #: imported there from :mod:`gpueval.io.align` and is used through it by tests)
 FORMER_PUBLIC = (
-    "CROP_RE", "GEOMETRY_DEFAULTS", "SAMPLE_BLOCKS", "SAMPLE_EDGE", "Grid", "Options",
+    "CROP_RE", "SAMPLE_BLOCKS", "SAMPLE_EDGE", "Grid", "Options",
     "Submission", "TruthCrop", "check_geometry", "label_warnings", "list_truth", "load_pair",
     "open_submission", "read_manifest", "report_images", "resolve_config", "score",
     "stored_chunk_grid", "submission_warnings", "target_grid", "validate", "write_manifest",

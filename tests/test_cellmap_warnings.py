@@ -263,7 +263,7 @@ def test_instance_label_holding_a_mask(tmp_path):
     ({"vs": (0.0, 8.0, 8.0)}, "positive"),       # refused by the array reader already
     ({"vs": (-8.0, 8.0, 8.0)}, "positive"),
     ({"vs": (1e12, 8.0, 8.0)}, "max_voxel_size"),
-    ({"vs": (8000.0, 8.0, 8.0)}, "max_scale_factor"),
+    ({"vs": (8000.0, 8.0, 8.0)}, "max_voxel_size_ratio"),  # 1000x the crop's 8 nm
     ({"vs": (8.0, 8.0)}, "entries"),
     ({"vs": V8, "tr": (1e15, 0.0, 0.0)}, "max_abs_translation"),
     ({"vs": V8, "tr": (0.0, 0.0)}, "entries"),
@@ -287,14 +287,15 @@ def test_nan_voxel_size_rejected(tmp_path):
 
 
 def test_alignment_graph_bound(tmp_path):
-    # a 4³ array (one block) pasted into the 8³ crop: (8/4)³ = 8 blocks > a bound of 4
+    """The alignment's graph is bounded by the engine's ``limits.max_graph_tasks`` (one rule for
+    every graph), not by an estimate of CellMap's own: a bound of 3 tasks cannot hold even
+    this 8³ crop's read and paste; the default lets it through."""
     small = np.zeros((4, 4, 4), np.uint8)
     truth, sub = store(tmp_path, {"mito": blob_gt()})
     put(sub, "crop1", "er", small, chunks=(4, 4, 4))
-    r = score("cellmap", truth, sub, device="cpu",
-              overrides=["geometry.max_align_blocks=4"])
-    assert r.status == "rejected" and "max_align_blocks" in r.error
-    assert scored(truth, sub)[0].status == "ok"  # the default bound lets it through
+    r = score("cellmap", truth, sub, device="cpu", overrides=["limits.max_graph_tasks=3"])
+    assert r.status == "rejected" and "max_graph_tasks" in r.error and "\n" not in r.error
+    assert scored(truth, sub)[0].status == "ok"
 
 
 def test_absurd_truth_geometry_is_a_truth_error(tmp_path):
@@ -305,10 +306,24 @@ def test_absurd_truth_geometry_is_a_truth_error(tmp_path):
 
 
 def test_geometry_config_is_checked():
-    with pytest.raises(TruthError, match="geometry.min_voxelsize"):
-        cellmap.Options.from_config({"geometry": {"min_voxelsize": 1}})
-    with pytest.raises(TruthError, match="positive"):
-        cellmap.Options.from_config({"geometry": {"max_scale_factor": 0}})
+    """CellMap's geometry bounds are ``limits:`` keys (io.align.check_geometry's): a bad
+    value is a config error, and the former ``geometry:`` section is an unknown key."""
+    from gpueval.config import load_config
+    from gpueval.errors import UsageError
+
+    with pytest.raises(TruthError, match="limits.max_voxel_size_ratio"):
+        cellmap.Options.from_config({"limits": {"max_voxel_size_ratio": 0}})
+    with pytest.raises(TruthError, match="limits.min_voxel_size"):
+        cellmap.Options.from_config({"limits": {"min_voxel_size": "tiny"}})
+    with pytest.raises(UsageError, match="geometry.max_align_blocks"):
+        load_config("cellmap", overrides=["geometry.max_align_blocks=4"])
+    lim = cellmap.Options.from_config(load_config("cellmap")).geometry
+    # CellMap's shipped bounds (configs/cellmap.yaml), stricter than the generic defaults
+    assert (lim.min_voxel_size, lim.max_voxel_size, lim.max_abs_translation,
+            lim.max_voxel_size_ratio) == (0.1, 1e5, 1e9, 256)
+    lim = cellmap.Options.from_config(load_config(
+        "cellmap", overrides=["limits.min_voxel_size=0.01"])).geometry
+    assert lim.min_voxel_size == 0.01
 
 
 # ------------------------------------------------------------------- the official manifest
@@ -409,10 +424,13 @@ def test_zip_submission_names_case_mismatch_and_unknown_label(tmp_path):
     assert items["crop1/mito"]["status"] == "missing"
 
 
-def test_tiny_resampled_array_on_a_large_crop_is_refused_before_the_graph(tmp_path):
-    """Issue #24: a 20³ label at 0.1 nm (in range) on a 500³ crop at 8 nm rescales to 1³,
-    and pasting it would take one Dask block per voxel (1.25·10⁸): refused by the block
-    bound, in well under a second of graph work. Never-written chunks keep the stores tiny."""
+def test_tiny_resampled_array_on_a_large_crop_scores_fast(tmp_path):
+    """Issue #24: a 20³ label at 0.1 nm (in range, 80 times finer than the crop) on a 500³
+    crop at 8 nm rescales to 1³ voxel; pasting it once took one Dask block per voxel
+    (1.25·10⁸). The paste now follows the crop's chunks, so it is scored, quickly: the one
+    foreground voxel lands at the crop's origin, where the truth is empty (a false positive
+    for a semantic label, no true positive). At 0.01 nm it is refused (under
+    limits.min_voxel_size and 800 times finer). Never-written chunks keep the stores tiny."""
     truth, sub = tmp_path / "t", tmp_path / "s"
     g = zarr.open_group(str(truth), mode="a", zarr_format=2).require_group("crop1")
     a = g.create_array("er", shape=(500, 500, 500), dtype=np.uint8, chunks=(100, 100, 100))
@@ -421,23 +439,35 @@ def test_tiny_resampled_array_on_a_large_crop_is_refused_before_the_graph(tmp_pa
         chunks=(20, 20, 20))
     t = time.monotonic()
     r = score("cellmap", truth, sub, device="cpu")
-    assert r.status == "rejected" and "max_align_blocks" in r.error and "crop1/er" in r.error
+    assert r.status == "ok", r.error
     assert time.monotonic() - t < 20
+    shutil.rmtree(sub)
+    put(sub, "crop1", "er", np.ones((20, 20, 20), np.uint8), vs=(0.01, 0.01, 0.01),
+        chunks=(20, 20, 20))
+    r = score("cellmap", truth, sub, device="cpu")
+    assert r.status == "rejected" and "crop1/er" in r.error and "min_voxel_size" in r.error
+
+
+def _cellmap_limits():
+    from gpueval.config import load_config
+
+    return cellmap.Options.from_config(load_config("cellmap")).geometry
 
 
 @settings(max_examples=60, deadline=None)
-@given(vs=st.floats(0.1, 1e5), ratio=st.floats(1 / 256, 256),
+@given(vs=st.floats(0.1, 1e5), ratio=st.floats(1 / 255, 255),
        shape=st.tuples(*[st.integers(1, 300)] * 3))
 def test_check_geometry_accepts_every_sane_voxel_size(vs, ratio, shape):
-    """In-range voxel sizes within the scale bound pass unless the alignment graph would be
-    large; below the minimum always fails, naming the key."""
+    """In-range voxel sizes within the ratio bound always pass, whatever the shapes (the graph
+    size is no longer estimated here); below the minimum always fails, naming the key, as a
+    TruthError for a truth attribute."""
     target = cellmap.Grid((vs,) * 3, (0.0,) * 3, shape)
-    limits = dict(cellmap.GEOMETRY_DEFAULTS)
+    limits = _cellmap_limits()
     src = vs * ratio
     if 0.1 <= src <= 1e5:
-        try:
-            cellmap.check_geometry((src,) * 3, (0.0,) * 3, shape, shape, target, limits, "x")
-        except Rejected as e:
-            assert "max_align_blocks" in str(e)  # the only other reason
-    with pytest.raises(Rejected, match="min_voxel_size"):
+        cellmap.check_geometry((src,) * 3, (0.0,) * 3, shape, shape, target, limits, "x")
+    with pytest.raises(Rejected, match="x: voxel_size.*min_voxel_size.*in nm"):
         cellmap.check_geometry((0.099,) * 3, None, shape, shape, target, limits, "x")
+    with pytest.raises(TruthError, match="truth x: voxel_size.*min_voxel_size"):
+        cellmap.check_geometry((0.099,) * 3, None, shape, shape, target, limits, "truth x",
+                               TruthError)

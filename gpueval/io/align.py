@@ -37,7 +37,11 @@ finite, not positive, outside the configurable ranges of :mod:`gpueval.limits`, 
 (``max_voxel_size_ratio``) from the target's, before anything is built. Whatever passes, the
 graph :func:`align_to_grid` builds is proportional to the chunks of the target (only the
 window of the rescaled image that lands in it is resampled; :func:`paste` chunks on the
-target grid), never to its voxels.
+target grid), never to its voxels. This is the one geometry rule: challenges call it (CellMap
+through ``challenges/cellmap/checks.py``, which adds its per-axis entry count and names the
+``crop/label``) and set stricter bounds in their config's ``limits:`` (CellMap: 0.1 nm ..
+10⁵ nm); the size of any graph is bounded once more by ``limits.max_graph_tasks`` in
+``engine.compute``.
 """
 
 from __future__ import annotations
@@ -175,7 +179,8 @@ def check_geometry(voxel_size: Sequence[Any] | None, translation: Sequence[Any] 
         current_limits`): every voxel size must lie in ``[min_voxel_size, max_voxel_size]``
         (defaults 10⁻³ and 10⁶: 1 pm to 1 mm in nm) and every translation within
         ``±max_abs_translation`` (default 10¹², 1 km in nm). Configure them in the challenge
-        YAML ``limits:`` mapping or with ``--set limits.min_voxel_size=0.1``.
+        YAML ``limits:`` mapping or with ``--set limits.min_voxel_size=0.1`` (CellMap's
+        config sets 0.1 nm .. 10⁵ nm and 10⁹ nm).
     target_voxel_size : the grid the array will be resampled onto, if known: each axis's
         ratio (either way) must then be at most ``max_voxel_size_ratio`` (default 256).
         Shrinking by a factor z costs a Gaussian of ~4z taps per axis over the whole source

@@ -42,7 +42,7 @@ from gpueval.challenges.cellmap.layout import (
     stored_chunk_grid,
 )
 from gpueval.challenges.cellmap.manifest import read_manifest, target_grid, write_manifest
-from gpueval.challenges.cellmap.options import GEOMETRY_DEFAULTS, Options
+from gpueval.challenges.cellmap.options import Options
 from gpueval.challenges.cellmap.pairs import load_pair
 from gpueval.challenges.cellmap.score import resolve_config, score, validate
 from gpueval.challenges.cellmap.warnings import (
@@ -59,7 +59,6 @@ config_resource: Path = config_dir() / "cellmap.yaml"
 
 __all__ = [
     "CROP_RE",
-    "GEOMETRY_DEFAULTS",
     "SAMPLE_BLOCKS",
     "SAMPLE_EDGE",
     "Grid",

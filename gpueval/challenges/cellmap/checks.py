@@ -1,24 +1,33 @@
 """CellMap geometry checks: submitted (or truth) geometry attributes read into vectors and
 refused when no real crop has them, before any Dask graph is built.
 
-Geometry sanity (``geometry`` in the config, bounds
-:data:`gpueval.challenges.cellmap.options.GEOMETRY_DEFAULTS`): a submitted voxel size,
-translation or resampling factor outside the configured bounds, or an alignment that would
-create more than ``max_align_blocks`` Dask blocks, is rejected before its graph is built
-(:func:`check_geometry`); truth attributes used as the target grid are held to the same bounds
-(a :class:`~gpueval.errors.TruthError`). A geometry attribute that is not a list of finite
-numbers is rejected as well (:func:`_as_vec`).
+One rule, one place: the bounds themselves are :func:`gpueval.io.align.check_geometry`'s
+(the :class:`~gpueval.limits.Limits` keys ``min_voxel_size``, ``max_voxel_size``,
+``max_abs_translation`` and ``max_voxel_size_ratio``), which ``align_to_grid`` applies to
+every challenge. CellMap sets stricter values of the same keys in the ``limits:`` section of
+``configs/cellmap.yaml`` (voxel sizes 0.1 nm .. 10⁵ nm, |translation| <= 10⁹ nm; the official
+crops are 2..128 nm, so anything under 0.1 nm — less than an atom — is a unit mistake such as
+micrometres written for nanometres, and is refused with a one-line fix rather than scored as
+an almost empty prediction). :func:`check_geometry` here only adds what is CellMap's own: the
+vectors must have one entry per axis of the crop (z, y, x), a truth attribute out of bounds is
+a :class:`~gpueval.errors.TruthError`, and the message names ``crop/label``.
+
+The size of the alignment graph needs no estimate of its own: ``align_to_grid`` builds a graph
+proportional to the chunks of the target crop whatever the voxel sizes, and
+``engine.compute`` refuses any graph over ``limits.max_graph_tasks``. A geometry attribute
+that is not a list of finite numbers is rejected as well (:func:`_as_vec`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from gpueval.errors import Rejected
+from gpueval.io import align
 from gpueval.io.align import Grid
+from gpueval.limits import Limits
 
 
 def _as_vec(v: Any, where: str) -> tuple[float, ...] | None:
@@ -35,76 +44,52 @@ def _as_vec(v: Any, where: str) -> tuple[float, ...] | None:
 
 def check_geometry(voxel_size: tuple[float, ...] | None,
                    translation: tuple[float, ...] | None, shape: tuple[int, ...],
-                   chunks: tuple[int, ...], target: Grid, limits: Mapping[str, float],
+                   chunks: tuple[int, ...], target: Grid, limits: Limits | None,
                    where: str, error: type[Exception] = Rejected) -> None:
     """Refuse geometry no real crop has, before the alignment builds its Dask graph.
 
-    A voxel size of 0.01 nm on a 500³ crop makes the resampled array tiny and the paste one
-    task per voxel (10⁸ tasks); 1e5 times coarser makes the resampling graph huge. Bounds:
-    ``limits`` (``geometry`` in the config): voxel sizes in ``[min_voxel_size,
-    max_voxel_size]`` nm, ``|translation| <= max_abs_translation`` nm, source/target voxel
-    size within ``max_scale_factor`` either way per axis, and at most ``max_align_blocks``
-    Dask blocks created by resampling and pasting.
+    The bounds are :func:`gpueval.io.align.check_geometry`'s, read from ``limits`` (CellMap's
+    defaults: ``limits:`` in ``configs/cellmap.yaml``): every voxel size in
+    ``[limits.min_voxel_size, limits.max_voxel_size]`` nm (0.1 .. 10⁵), every
+    ``|translation| <= limits.max_abs_translation`` nm (10⁹), and each axis of the voxel size
+    within ``limits.max_voxel_size_ratio`` (256) of the crop's, either way. A 20³ label at
+    0.1 nm on a 500³ crop at 8 nm passes and is aligned through a graph proportional to the
+    crop's chunks; at 0.01 nm it is refused (under the minimum, and 800 times finer).
 
     Parameters
     ----------
     voxel_size, translation : the submitted (or truth-attribute) geometry, ``None`` = absent;
         finite already (:func:`_as_vec`); longer vectors keep their last entries.
-    shape, chunks : the array's shape and largest chunk per axis.
+    shape : the array's shape (a rank other than the crop's is left to ``align_to_grid``,
+        which refuses it with its own message).
+    chunks : the array's largest chunk per axis (unused: the alignment graph no longer
+        depends on it; kept so callers need not change).
     target : the crop's grid.
-    limits : the bounds (:data:`GEOMETRY_DEFAULTS` keys).
+    limits : the bounds; ``None`` = the current ones (:func:`gpueval.limits.current_limits`).
     where : ``crop/label`` for the message.
-    error : :class:`Rejected` for a submission, :class:`TruthError` for truth attributes.
+    error : :class:`Rejected` for a submission, :class:`~gpueval.errors.TruthError` for truth
+        attributes (the generic check's :class:`Rejected` is re-raised as this type, its
+        message kept and a hint on CellMap's units added).
 
     Raises
     ------
     error
-        One line naming the label, the value, the bound and its config key.
+        One line naming the label, the value, the bound and its ``limits.`` config key.
     """
+    del chunks  # see the docstring: the graph bound lives in align_to_grid / engine.compute
     nd = len(target.shape)
     if len(shape) != nd:
-        return  # align_to_grid refuses the dimensionality with its own message
-    tvs = np.asarray(target.voxel_size, float)
+        return
     for name, vec in (("voxel_size", voxel_size), ("translation", translation)):
         if vec is not None and len(vec) < nd:
             raise error(f"{where}: {name} {list(vec)} has {len(vec)} entries; expected {nd} "
                         "(z, y, x in nm)")
-    scaled = np.asarray(shape, float)
-    steps = np.asarray([max(1, min(int(c), int(n))) for c, n in zip(chunks, shape,
-                                                                     strict=True)], float)
-    resample_blocks = 0.0
-    if voxel_size is not None:
-        v = np.asarray(voxel_size, float)[-nd:]
-        lo, hi = limits["min_voxel_size"], limits["max_voxel_size"]
-        if np.any(v < lo) or np.any(v > hi):
-            raise error(f"{where}: voxel_size {v.tolist()} is outside the sane range "
-                        f"[{lo:g}, {hi:g}] nm (config geometry.min_voxel_size/max_voxel_size);"
-                        " write the voxel size in nm, z, y, x")
-        ratio = v / tvs
-        far = limits["max_scale_factor"]
-        if np.any(ratio > far) or np.any(ratio < 1 / far):
-            raise error(f"{where}: voxel_size {v.tolist()} differs from the crop's "
-                        f"{tvs.tolist()} nm by more than a factor {far:g} on an axis (config "
-                        "geometry.max_scale_factor); write the prediction near the crop's "
-                        "voxel size")
-        if not np.allclose(v, tvs):
-            # mirrors align.rescale's output shape and block edge (128, footprint 256)
-            scaled = np.maximum(np.round(ratio * np.asarray(shape, float)), 1)
-            zoom = np.asarray(shape, float) / scaled
-            steps = np.minimum(np.maximum(1, np.minimum(128, np.floor(256 / zoom))), scaled)
-            resample_blocks = float(np.prod(np.ceil(scaled / steps)))
-    if translation is not None:
-        t = np.asarray(translation, float)[-nd:]
-        if np.any(np.abs(t) > limits["max_abs_translation"]):
-            raise error(f"{where}: translation {t.tolist()} nm is beyond "
-                        f"{limits['max_abs_translation']:g} nm (config "
-                        "geometry.max_abs_translation); write the crop's world origin in nm")
-    # the paste pads with blocks as large as the (resampled) array's own blocks
-    paste_blocks = float(np.prod(np.ceil(np.asarray(target.shape, float) / steps)))
-    blocks = resample_blocks + paste_blocks
-    if blocks > limits["max_align_blocks"]:
-        raise error(f"{where}: aligning this array ({list(shape)} voxels at voxel size "
-                    f"{list(voxel_size) if voxel_size else 'unknown'}) onto the crop's "
-                    f"{list(target.shape)} would take ~{blocks:.3g} Dask blocks (config "
-                    f"geometry.max_align_blocks = {limits['max_align_blocks']:g}); write the "
-                    "prediction on the crop's grid or with larger chunks")
+    vs = None if voxel_size is None else tuple(voxel_size)[-nd:]
+    tr = None if translation is None else tuple(translation)[-nd:]
+    try:
+        align.check_geometry(vs, tr, where=where, bounds=limits,
+                             target_voxel_size=target.voxel_size)
+    except Rejected as e:
+        # CellMap's attributes are nm, z, y, x: say so, since a unit or axis-order mistake
+        # is the usual cause of an out-of-bounds value
+        raise error(f"{e}; CellMap voxel_size and translation are in nm, z, y, x") from e

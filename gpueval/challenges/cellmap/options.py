@@ -2,10 +2,11 @@
 
 ``version`` (``--set version=2025``) is applied to the config by
 :func:`gpueval.challenges.cellmap.score.resolve_config` before the options are read. The
-``geometry`` section holds the sanity bounds of
-:func:`gpueval.challenges.cellmap.checks.check_geometry` (:data:`GEOMETRY_DEFAULTS` when
-absent); an unknown key or a bound that is not a positive number is a configuration error
-(:class:`~gpueval.errors.TruthError`, exit 4).
+geometry sanity bounds of :func:`gpueval.challenges.cellmap.checks.check_geometry` are the
+config's ``limits:`` (:class:`~gpueval.limits.Limits`: ``min_voxel_size``,
+``max_voxel_size``, ``max_abs_translation``, ``max_voxel_size_ratio``; CellMap's stricter
+values are in ``configs/cellmap.yaml``), read into :attr:`Options.geometry`; a bound that is
+not a positive number is a configuration error (:class:`~gpueval.errors.TruthError`, exit 4).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from gpueval.challenges.cellmap import scoring_2026 as sc
 from gpueval.errors import TruthError
+from gpueval.limits import Limits
 from gpueval.resources import config_dir
 
 
@@ -31,7 +33,9 @@ class Options:
     chunk: tuple[int, ...] | None
     manifest: Path
     restrict_to_manifest: bool
-    geometry: dict[str, float] = field(default_factory=dict)
+    #: the limits bounding geometry attributes (the config's ``limits:``; generic defaults
+    #: for a key it leaves out)
+    geometry: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Options:
@@ -57,35 +61,6 @@ class Options:
             chunk=tuple(int(c) for c in chunk) if chunk else None,
             manifest=path,
             restrict_to_manifest=not default,
-            geometry=_geometry_limits(cfg.get("geometry")),
+            geometry=Limits.from_config(cfg),
         )
 
-
-#: Sanity bounds on submitted geometry (``geometry`` in ``configs/cellmap.yaml``); a value
-#: outside them is rejected before any Dask graph is built (issue #24 part 3).
-GEOMETRY_DEFAULTS: dict[str, float] = {
-    "min_voxel_size": 0.1,          # nm; EM voxels are ~1-100 nm
-    "max_voxel_size": 100000.0,     # nm (0.1 mm)
-    "max_abs_translation": 1.0e9,   # nm (1 m)
-    "max_scale_factor": 256.0,      # source / target voxel size per axis, either way
-    "max_align_blocks": 100000.0,   # Dask blocks the alignment (resample + paste) may create
-}
-
-
-def _geometry_limits(section: Any) -> dict[str, float]:
-    out = dict(GEOMETRY_DEFAULTS)
-    if section is None:
-        return out
-    if not isinstance(section, Mapping):
-        raise TruthError(f"cellmap config: geometry must be a mapping, got {section!r}")
-    for k, v in section.items():
-        if k not in GEOMETRY_DEFAULTS:
-            raise TruthError(f"cellmap config: unknown key geometry.{k}; known: "
-                             f"{', '.join(GEOMETRY_DEFAULTS)}")
-        try:
-            out[k] = float(v)
-        except (TypeError, ValueError) as e:
-            raise TruthError(f"cellmap config: geometry.{k} must be a number, got {v!r}") from e
-        if not out[k] > 0:
-            raise TruthError(f"cellmap config: geometry.{k} must be positive, got {v!r}")
-    return out
