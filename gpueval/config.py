@@ -29,7 +29,9 @@ from typing import Any
 
 import yaml
 
+from gpueval import limits
 from gpueval.errors import TruthError, UsageError
+from gpueval.limits import Limits
 from gpueval.resources import config_dir
 
 #: the built-in challenges (installed ones are found through :mod:`gpueval.challenges`)
@@ -144,8 +146,6 @@ def known_keys(challenge: str) -> frozenset[str]:
     :class:`~gpueval.limits.Limits` fields as ``limits.<field>``, and ``metric_version``,
     ``variant``, ``challenge``, ``limits``, ``variants``.
     """
-    from gpueval.limits import Limits
-
     shipped = _shipped(challenge)
     keys = set(_ALWAYS_KNOWN)
     keys.update(_paths({k: v for k, v in shipped.items() if k != "variants"}))
@@ -325,8 +325,6 @@ def _descriptions() -> dict[str, dict[str, str]]:
 @functools.lru_cache(maxsize=1)
 def _limits_doc() -> dict[str, str]:
     """``key -> meaning`` from the table in :mod:`gpueval.limits`' docstring."""
-    from gpueval import limits
-
     out: dict[str, str] = {}
     for line in (limits.__doc__ or "").splitlines():
         m = re.match(r"^``(\w+)``\s+(.+?)\s{2,}(.+)$", line)

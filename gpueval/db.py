@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gpueval.errors import GpuevalError, UsageError
+from gpueval.result import to_jsonable
 
 COLUMNS = ("challenge", "metric_version", "submission_hash", "truth_hash", "revision",
            "submission_name", "status", "error", "score", "result_json", "runtime_seconds",
@@ -486,8 +487,6 @@ def _connect_pg(url: str):
 def config_hash(config: dict[str, Any]) -> str:
     """sha256 of the resolved configuration (``variants`` dropped: only the applied one
     matters), as canonical JSON."""
-    from gpueval.result import to_jsonable
-
     cfg = {k: v for k, v in config.items() if k != "variants"}
     text = json.dumps(to_jsonable(cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -31,13 +31,14 @@ import numpy as np
 from dask.callbacks import Callback
 from dask.delayed import Delayed, delayed
 
-from gpueval.backend import is_cupy, to_device
+from gpueval.backend import array_module, is_cupy, to_device
 from gpueval.errors import Rejected
+from gpueval.progress import TqdmCallback
 
 #: Dask config keys the engine reads its bounds from. The engine owns no limits: the caller
 #: sets them (``gpueval.limits.use_limits`` does, from the config's ``limits:``).
 THREADS_KEY = "gpueval.threads"
-MAX_GRAPH_TASKS_KEY = "gpueval.max_graph_tasks"
+MAX_GRAPH_TASKS_KEY = "gpueval.max_graph_tasks"  # (gpueval.limits writes both names literally)
 
 T = TypeVar("T")
 
@@ -412,9 +413,50 @@ def _progress(enabled: bool, client: Any) -> Iterator[None]:
         yield
         return
     if client is None:
-        from gpueval.progress import TqdmCallback
-
         with TqdmCallback():
             yield
     else:
         yield  # the dashboard shows progress on a cluster
+
+
+# --------------------------------------------------------------------------------------------
+# Content checks, chunk by chunk
+
+
+def check_finite(x: Any, where: str = "submission", *, scheduler: Any = None) -> None:
+    """Refuse NaN or ±inf anywhere in a float array, chunk by chunk (integer arrays pass).
+
+    ``x`` may be a dask array (one small count per chunk, never the whole volume in memory),
+    a NumPy or a CuPy array.
+
+    Raises
+    ------
+    Rejected
+        With the number of non-finite values found.
+    """
+    if np.dtype(x.dtype).kind not in "fc":
+        return
+    def per_block(b):
+        return b.size - array_module(b).count_nonzero(array_module(b).isfinite(b))
+
+    bad = _count(x, per_block, scheduler)
+    if bad:
+        raise Rejected(f"{where}: {bad} NaN or infinite value(s) in a float submission")
+
+
+def check_nonnegative(x: Any, where: str = "submission", *, scheduler: Any = None) -> None:
+    """Refuse negative values (label ids must be ≥ 0), chunk by chunk; unsigned arrays pass."""
+    if np.dtype(x.dtype).kind in "ub":
+        return
+    bad = _count(x, lambda b: array_module(b).count_nonzero(b < 0), scheduler)
+    if bad:
+        raise Rejected(f"{where}: {bad} negative value(s); label ids must be 0 or positive")
+
+
+def _count(x: Any, per_block, scheduler: Any) -> int:
+    if isinstance(x, da.Array):
+        counts = x.map_blocks(lambda b: np.array([int(per_block(b))]).reshape((1,) * b.ndim),
+                              dtype=np.int64, chunks=(1,) * x.ndim)
+        (total,) = compute(counts.sum(), scheduler=scheduler)
+        return int(total)
+    return int(per_block(x))

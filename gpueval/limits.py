@@ -79,11 +79,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 
-from gpueval.backend import array_module
-from gpueval.engine import MAX_GRAPH_TASKS_KEY, THREADS_KEY, compute
 from gpueval.errors import Rejected, TruthError
 
 DEFAULT_DTYPES: tuple[str, ...] = (
@@ -250,7 +247,8 @@ def use_limits(limits: Limits | Mapping[str, Any] | None) -> Iterator[Limits]:
     token = _ACTIVE.set(lim)
     try:
         # the engine reads its own bounds from Dask's config, so it never imports limits
-        with dask.config.set({THREADS_KEY: lim.threads, MAX_GRAPH_TASKS_KEY: lim.max_graph_tasks}):
+        with dask.config.set({"gpueval.threads": lim.threads,
+                              "gpueval.max_graph_tasks": lim.max_graph_tasks}):
             yield lim
     finally:
         _ACTIVE.reset(token)
@@ -286,46 +284,6 @@ def check_label_count(n: int, where: str = "submission", *,
                       limits: Limits | None = None) -> None:
     """:meth:`Limits.check_label_count` with the current (or given) limits."""
     resolve(limits).check_label_count(n, where)
-
-
-def check_finite(x: Any, where: str = "submission", *, scheduler: Any = None) -> None:
-    """Refuse NaN or ±inf anywhere in a float array, chunk by chunk (integer arrays pass).
-
-    ``x`` may be a dask array (one small count per chunk, never the whole volume in memory),
-    a NumPy or a CuPy array.
-
-    Raises
-    ------
-    Rejected
-        With the number of non-finite values found.
-    """
-    if np.dtype(x.dtype).kind not in "fc":
-        return
-    bad = _count(x, lambda b: b.size - _xp(b).count_nonzero(_xp(b).isfinite(b)), scheduler)
-    if bad:
-        raise Rejected(f"{where}: {bad} NaN or infinite value(s) in a float submission")
-
-
-def check_nonnegative(x: Any, where: str = "submission", *, scheduler: Any = None) -> None:
-    """Refuse negative values (label ids must be ≥ 0), chunk by chunk; unsigned arrays pass."""
-    if np.dtype(x.dtype).kind in "ub":
-        return
-    bad = _count(x, lambda b: _xp(b).count_nonzero(b < 0), scheduler)
-    if bad:
-        raise Rejected(f"{where}: {bad} negative value(s); label ids must be 0 or positive")
-
-
-def _count(x: Any, per_block, scheduler: Any) -> int:
-    if isinstance(x, da.Array):
-        counts = x.map_blocks(lambda b: np.array([int(per_block(b))]).reshape((1,) * b.ndim),
-                              dtype=np.int64, chunks=(1,) * x.ndim)
-        (total,) = compute(counts.sum(), scheduler=scheduler)
-        return int(total)
-    return int(per_block(x))
-
-
-def _xp(b: Any):
-    return array_module(b)
 
 
 def _dims(values: Iterable[Any], where: str, what: str) -> list[int]:

@@ -34,7 +34,7 @@ def read(kind: str, path: Path, limits: Any = None, dataset: str | None = None) 
     from gpueval.io.archive import SafeArchive, iter_files
     from gpueval.io.arrays import load_npz_array, open_volume, read_image
     from gpueval.io.safe_pickle import NUMPY, restricted_load
-    from gpueval.limits import check_nonnegative
+    from gpueval.engine import check_nonnegative
 
     if kind == "volume":
         v = open_volume(path, dataset, limits=limits)

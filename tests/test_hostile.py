@@ -17,6 +17,7 @@ import zarr
 from hostile_corpus import CASES, read
 from PIL import Image
 
+from gpueval.engine import check_finite, check_nonnegative
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.archive import SafeArchive, iter_files
 from gpueval.io.arrays import load_npz_array, open_volume, read_image
@@ -24,9 +25,7 @@ from gpueval.limits import (
     Limits,
     check_array_meta,
     check_file_count,
-    check_finite,
     check_label_count,
-    check_nonnegative,
     current_limits,
     use_limits,
 )

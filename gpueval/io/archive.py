@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from gpueval.errors import Rejected
+from gpueval.io.arrays import _why as why
 from gpueval.limits import Limits, resolve
 
 DEFAULT_MAX_TOTAL_BYTES = Limits.max_archive_bytes
@@ -251,8 +252,6 @@ class _BoundedReader(io.RawIOBase):
 
 def _why(e: BaseException) -> str:
     """The exception in one line without server paths (a library may quote the file)."""
-    from gpueval.io.arrays import _why as why
-
     return why(e)
 
 

@@ -89,6 +89,7 @@ import dask.array as da
 import numpy as np
 
 from gpueval.errors import Rejected
+from gpueval.io.bounded import codec_name, decode
 from gpueval.limits import Limits, resolve
 
 DEFAULT_MAX_VOXELS = Limits.max_voxels
@@ -399,8 +400,6 @@ def _direct_pipeline(ds) -> list[int] | None:
 def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
                  where: str) -> np.ndarray:
     """Assemble ``ds[key]`` from raw chunks decoded here, each bounded to one chunk."""
-    from gpueval.io.bounded import decode
-
     if not isinstance(key, tuple):
         key = (key,)
     simple = (len(key) == len(shape) and all(isinstance(k, slice) for k in key)
@@ -1002,8 +1001,6 @@ class _ChunkPlan:
 
     def decode(self, data: bytes, where: str, steps: list[str] | None = None,
                nbytes: int | None = None) -> bytes:
-        from gpueval.io.bounded import decode
-
         steps = self.steps if steps is None else steps
         nbytes = self.nbytes if nbytes is None else nbytes
         for i, step in enumerate(steps):
@@ -1024,8 +1021,6 @@ class _ChunkPlan:
 
 def _codec_id(conf: Any, where: str) -> str:
     """``gzip``/``zstd``/``crc32c``… from a numcodecs config or a zarr v3 codec entry."""
-    from gpueval.io.bounded import codec_name
-
     if not isinstance(conf, dict):
         raise Rejected(f"{where}: codec {conf!r} is not an object")
     name = str(conf.get("id") or conf.get("name") or "")

@@ -60,6 +60,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gpueval.errors import Rejected
+from gpueval.limits import current_limits
 
 __all__ = [
     "ChunkLayout", "DecodeJob", "HostDecoder", "NvcompDecoder", "PipelineStats",
@@ -276,8 +277,6 @@ _V2_CODEC = {"zstd": "zstd", "lz4": "lz4", "gzip": "gzip", "zlib": "zlib", "blos
 
 
 def _read_json(path: Path) -> dict | None:
-    from gpueval.limits import current_limits
-
     if path.is_symlink():
         raise Rejected(f"{path}: zarr metadata is a link")
     if not path.is_file():
@@ -321,8 +320,6 @@ def _check_layout(layout: ChunkLayout) -> None:
     """The reader's limits (:meth:`gpueval.limits.Limits.check_array_meta`: axes, voxels,
     bytes, dtype, one chunk's bytes, number of chunks), so no declared size allocates
     unbounded memory here, and a key separator that cannot leave the folder."""
-    from gpueval.limits import current_limits
-
     where = str(layout.root)
     current_limits().check_array_meta(layout.shape, layout.dtype, layout.chunks, where)
     if layout.separator not in (".", "/") or layout.prefix not in ("", "c.", "c/"):

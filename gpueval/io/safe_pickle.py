@@ -29,6 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from gpueval.errors import Rejected
+from gpueval.limits import current_limits
 
 #: Globals a pickle of plain containers of numbers and strings may name (protocol 2+ uses
 #: ``copyreg``/``builtins`` helpers for sets, frozensets and bytearrays).
@@ -373,8 +374,6 @@ def restricted_load(
         elements or nests deeper than ``max_depth``, is truncated or corrupt (callers reading
         ground truth turn it into :class:`~gpueval.errors.TruthError`).
     """
-    from gpueval.limits import current_limits
-
     lim = current_limits()
     max_items = lim.max_pickle_items if max_items is None else int(max_items)
     max_depth = lim.max_pickle_depth if max_depth is None else int(max_depth)

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from gpueval.errors import GpuevalError, Rejected, TruthError
+from gpueval.io.safe_pickle import restricted_load
+from gpueval.limits import current_limits
 
 #: The globals a pickled ``networkx.Graph`` of numbers needs beyond plain containers: the
 #: class itself and NumPy scalars/arrays (positions and node ids are often NumPy values).
@@ -235,8 +237,6 @@ def _check_npz_headers(p: Path) -> None:
     """
     from numpy.lib import format as npy
 
-    from gpueval.limits import current_limits
-
     budget = current_limits().max_pickle_items
     shapes: dict[str, tuple[int, ...]] = {}
     total = 0
@@ -277,8 +277,6 @@ def _check_npz_headers(p: Path) -> None:
 
 
 def _load_pickled_graph(p: Path) -> Skeleton:
-    from gpueval.io.safe_pickle import restricted_load
-
     try:
         graph = restricted_load(p, GRAPH_GLOBALS)
     except Rejected as e:  # the truth is the organiser's file: exit 4, not 3

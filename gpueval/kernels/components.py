@@ -49,8 +49,10 @@ import numpy as np
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from gpueval import engine
 from gpueval.backend import is_cupy, to_device, to_host
 from gpueval.engine import timed
+from gpueval.resources import cuda_source
 
 __all__ = ["ChunkedLabels", "connected_components", "label_chunked", "max_neighbour_order"]
 
@@ -177,8 +179,6 @@ def label_chunked(
         (its dtype is the smallest of uint16/32/64 that holds ``n``, which may differ from the
         dtype cc3d picks from its own estimate).
     """
-    from gpueval import engine
-
     arr = _drop_empty_chunks(arr)
     luts, n, first_index = engine.compute(
         label_graph(arr, connectivity, binary, device=device),
@@ -552,8 +552,6 @@ _KERNELS: dict[str, Any] = {}
 def _cuda_kernels():
     if not _KERNELS:
         import cupy
-
-        from gpueval.resources import cuda_source
 
         mod = cupy.RawModule(code=cuda_source("cc_union_find.cu"))
         for name in ("cc_init", "cc_merge", "cc_compress"):

@@ -30,7 +30,7 @@ from uuid import uuid4
 import numpy as np
 
 from gpueval.backend import array_module, to_device, to_host
-from gpueval.engine import timed
+from gpueval.engine import compute, timed
 
 
 @dataclass
@@ -161,8 +161,6 @@ def gather(
     import dask.array as da
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
-
-    from gpueval.engine import compute
 
     arr = array if isinstance(array, da.Array) else da.asarray(array)
     index = np.asarray(index, np.int64).reshape(-1, arr.ndim)

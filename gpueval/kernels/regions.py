@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from gpueval.backend import is_cupy
+from gpueval.engine import map_reduce
 
 __all__ = ["RegionStats", "chunk_region_stats", "region_stats"]
 
@@ -102,8 +103,6 @@ def region_stats(arr: da.Array, *, device: str = "cpu", scheduler: Any = None,
     >>> s.ids.tolist(), s.counts.tolist(), s.bbox_max.tolist(), s.first_index.tolist()
     ([3, 5], [3, 1], [[1, 2], [1, 0]], [1, 3])
     """
-    from gpueval.engine import map_reduce
-
     func = functools.partial(_chunk_task, shape=tuple(arr.shape))
     out = map_reduce(func, [arr], RegionStats.combine, device=device, scheduler=scheduler,
                      progress=progress, with_slices=True)
