@@ -31,10 +31,10 @@ import numpy as np
 
 def read(kind: str, path: Path, limits: Any = None, dataset: str | None = None) -> Any:
     """Read ``path`` completely with the reader ``kind``; returns what it read."""
+    from gpueval.engine import check_nonnegative
     from gpueval.io.archive import SafeArchive, iter_files
     from gpueval.io.arrays import load_npz_array, open_volume, read_image
     from gpueval.io.safe_pickle import NUMPY, restricted_load
-    from gpueval.engine import check_nonnegative
 
     if kind == "volume":
         v = open_volume(path, dataset, limits=limits)
