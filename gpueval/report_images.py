@@ -88,7 +88,10 @@ def urisc_images(result: Result, truth, submission, config=None, *, max_side: in
     prediction: value < 128 (weight ``255 - value`` above one half). Rows are read in bands
     (as the scorer reads them), so peak memory is one band, not the image.
     """
-    from gpueval.challenges import urisc as U
+    import importlib
+
+    # the scorer module (the package exports the function ``score`` under the same name)
+    U = importlib.import_module("gpueval.challenges.urisc.score")
 
     item = _worst(result.items, lambda it: it.get("f1"))
     if item is None:
