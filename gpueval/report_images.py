@@ -7,9 +7,7 @@ are read: a whole volume is never loaded.
 ============  ===============================================================================
 challenge     picture
 ============  ===============================================================================
-U-RISC        the worst image (lowest F): membrane agreement map, read band by band and
-              pooled to at most ``max_side`` px (colour of a block = mean colour of its
-              membrane pixels, so a block with any membrane stays visible)
+U-RISC        moved to :mod:`gpueval.challenges.urisc.images`
 CellMap       the worst (crop, label) items (highest ``(fp + fn) / (tp + fp + fn)``): the
               slice with the most wrong voxels (per-slice counts reduced chunk by chunk) and
               the middle slice; semantic: FP/FN; instance: splits/merges/misses/FPs relative to
@@ -39,7 +37,6 @@ Choices (pictures are diagnostics, not scores):
 * XPRESS node labels are gathered with ``fresh_ids: nodes`` (only chunks holding nodes are
   read); a node is split when an incident edge changes segment or it lies on background,
   merged when its segment also holds another skeleton's node (merged wins).
-* U-RISC prediction membrane = value < 128; the ``bold`` variant's dilation is not drawn.
 * Neuroglancer ``file://`` sources open only where the viewer can read local files (its
   Python server); pass ``url_prefix`` (an http server of the data folder) otherwise.
 """
@@ -75,58 +72,6 @@ from gpueval.result import Result
 
 #: public viewer the link opens (the report stays self-contained: the link is only followed)
 NEUROGLANCER_URL = "https://neuroglancer-demo.appspot.com/#!"
-
-# --------------------------------------------------------------------------------------------
-# U-RISC
-
-
-def urisc_images(result: Result, truth, submission, config=None, *, max_side: int = 1024
-                 ) -> Images:
-    """Membrane agreement map of the worst image (lowest F), pooled to ``max_side`` px.
-
-    Membrane: GT ``≤ gt_threshold`` (any value < 255 when the variant has no threshold);
-    prediction: value < 128 (weight ``255 - value`` above one half). Rows are read in bands
-    (as the scorer reads them), so peak memory is one band, not the image.
-    """
-    import importlib
-
-    # the scorer module (the package exports the function ``score`` under the same name)
-    U = importlib.import_module("gpueval.challenges.urisc.score")
-
-    item = _worst(result.items, lambda it: it.get("f1"))
-    if item is None:
-        return []
-    opts = U._Options.from_config(_config("urisc", config))
-    stem = str(item["id"])
-    gt_files = U._truth_files(truth)
-    if stem not in gt_files:
-        return []
-    with U._Submission(submission, opts) as sub:
-        if stem not in sub.stems:
-            return []
-        with sub.spooled([stem]) as paths:
-            gt = U._GreyImage(gt_files[stem], truth=True)
-            pred = U._GreyImage(paths[stem], name=sub.display_name(stem))
-            rgb = _urisc_map(gt, pred, opts.gt_threshold, max_side, opts.band_bytes)
-    f = _step(gt.shape, max_side)
-    return [(f"{stem}: membrane agreement, F = {item['f1']:.3f} (worst image; grey both, "
-             f"red predicted only, blue GT only; 1:{f})", rgb)]
-
-
-def _urisc_map(gt, pred, threshold, max_side: int, band_bytes: int) -> np.ndarray:
-    rows, cols = gt.shape
-    f = _step(gt.shape, max_side)
-    band = f * max(1, band_bytes // max(cols * f, 1))
-    out = []
-    for a in range(0, rows, band):
-        b = min(rows, a + band)
-        g = gt.rows(a, b)
-        gm = g <= threshold if threshold is not None else g != 255
-        pm = pred.rows(a, b) < 128
-        rgb, fg = agreement_rgb(gm, pm)
-        out.append(pool_colours(rgb, fg, f))
-    return np.concatenate(out, axis=0)
-
 
 # --------------------------------------------------------------------------------------------
 # CellMap

@@ -14,6 +14,7 @@ from xpress_cases import fixture, write_case
 
 from gpueval import api
 from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
+from gpueval.challenges.urisc import urisc_images
 from gpueval.report import write_report
 from gpueval.report_images import (
     BLUE,
@@ -26,7 +27,6 @@ from gpueval.report_images import (
     neuroglancer_state,
     node_outcomes,
     pool_colours,
-    urisc_images,
 )
 
 FIX = Path(__file__).parent / "fixtures"
