@@ -232,8 +232,19 @@ def value_problem(pred_hist: np.ndarray, name: str, *, min_background_ratio: int
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config as scored: U-RISC has no selector keys to map (``variant`` is read by
-    :class:`~gpueval.challenges.urisc.options._Options` itself), so a copy, unchanged."""
+    """The config as scored (the protocol's ``resolve_config``; idempotent).
+
+    U-RISC has no selector keys to map onto other keys: ``variant`` is read by
+    :class:`~gpueval.challenges.urisc.options._Options` itself.
+
+    Parameters
+    ----------
+    config : the mapping of :func:`gpueval.config.load_config` for ``urisc``.
+
+    Returns
+    -------
+    A copy of ``config``, unchanged.
+    """
     return dict(config)
 
 
