@@ -20,7 +20,8 @@ from emulated.audit_device import DEVICE, _emulated_cupy  # noqa: F401  (autouse
 from PIL import Image
 
 from gpueval.api import score
-from gpueval.challenges import urisc
+from gpueval.challenges.urisc.imread import _GreyImage
+from gpueval.challenges.urisc.options import _Options
 from gpueval.config import load_config
 from gpueval.errors import Rejected, TruthError
 
@@ -164,7 +165,7 @@ def test_non_integral_radius_is_refused_not_truncated(tmp_path):
     with pytest.raises(TruthError, match="whole number"):
         _run(tmp_path, {"x": (gt, gt)}, "min_background_ratio=4.5")
     cfg = load_config("urisc", overrides=["variant=bold", "radius=2.0"])
-    assert urisc._Options.from_config(cfg).radius == 2
+    assert _Options.from_config(cfg).radius == 2
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -194,7 +195,7 @@ def test_transposed_size_is_rejected(tmp_path):
 
 # ----------------------------------------------------------------------------- reading
 def _read(path) -> np.ndarray:
-    img = urisc._GreyImage(path)
+    img = _GreyImage(path)
     return img.rows(0, img.shape[0])
 
 
@@ -300,9 +301,9 @@ def test_tiffs_opencv_cannot_read_as_is_are_rejected(tmp_path, kind):
     else:
         tifffile.imwrite(tmp_path / "t.tiff", arr * 17, extratags=[(274, 3, 1, 4, True)])
     with pytest.raises(Rejected, match="4-bit|Orientation"):
-        urisc._GreyImage(tmp_path / "t.tiff")
+        _GreyImage(tmp_path / "t.tiff")
     with pytest.raises(TruthError):  # the same file as GT is a truth error
-        urisc._GreyImage(tmp_path / "t.tiff", truth=True)
+        _GreyImage(tmp_path / "t.tiff", truth=True)
 
 
 def test_orientation_one_is_accepted(tmp_path):

@@ -32,7 +32,9 @@ from emulated.audit_device import DEVICE, _emulated_cupy  # noqa: F401  (autouse
 from PIL import Image
 
 from gpueval.api import score, validate
-from gpueval.challenges import urisc
+from gpueval.challenges.urisc import imread as urisc_imread
+from gpueval.challenges.urisc.imread import _GreyImage
+from gpueval.challenges.urisc.options import _Options
 from gpueval.config import load_config
 from gpueval.errors import Rejected, UsageError
 
@@ -323,7 +325,7 @@ def test_gt_tiff_suffix_accepted(tmp_path):
 
 # ----------------------------------------------------------------------------- reading
 def _read(path) -> np.ndarray:
-    img = urisc._GreyImage(path)
+    img = _GreyImage(path)
     return img.rows(0, img.shape[0])
 
 
@@ -351,10 +353,10 @@ def test_png_grey_16bit_high_byte_and_1bit(tmp_path):
     """OpenCV asks libpng for strip_16 (high byte) and expands 1-bit grey to 0/255."""
     a16 = np.array([[0, 255, 256, 65535, 0x80FF]], np.uint16)
     Image.fromarray(a16).save(tmp_path / "g16.png")
-    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "g16.png", truth=True).rows(0, 1),
+    np.testing.assert_array_equal(_GreyImage(tmp_path / "g16.png", truth=True).rows(0, 1),
                                   [[0, 0, 1, 255, 128]])
     Image.fromarray(np.array([[True, False, True]])).save(tmp_path / "b.png")
-    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "b.png", truth=True).rows(0, 1),
+    np.testing.assert_array_equal(_GreyImage(tmp_path / "b.png", truth=True).rows(0, 1),
                                   [[255, 0, 255]])
 
 
@@ -367,7 +369,7 @@ def test_palette_png_with_transparency_ignores_alpha(tmp_path):
     im.putpalette([255, 255, 255, 0, 0, 0, 10, 200, 30])
     im.info["transparency"] = 0
     im.save(tmp_path / "p.png", transparency=0)
-    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "p.png", truth=True).rows(0, 1),
+    np.testing.assert_array_equal(_GreyImage(tmp_path / "p.png", truth=True).rows(0, 1),
                                   [[255, 0, 123]])
 
 
@@ -377,9 +379,9 @@ def test_explicit_radius_wins_whatever_the_set_order():
     for order in (["radius=2", "variant=bold"], ["variant=bold", "radius=2"]):
         cfg = load_config("urisc", overrides=order)
         assert cfg["radius"] == 2 and cfg["metric_version"] == "urisc-bold-pre-2019-12-25"
-        assert urisc._Options.from_config(cfg).gt_threshold == 122
+        assert _Options.from_config(cfg).gt_threshold == 122
     cfg = load_config("urisc", overrides=["variant=released-script", "radius=3"])
-    opts = urisc._Options.from_config(cfg)
+    opts = _Options.from_config(cfg)
     assert (opts.radius, opts.gt_threshold) == (3, None)
 
 
@@ -387,8 +389,8 @@ def test_unknown_variant_and_negative_radius_are_usage_errors():
     with pytest.raises(UsageError, match="variant"):
         load_config("urisc", overrides=["variant=2020-01-15"])
     with pytest.raises(UsageError, match="radius"):
-        urisc._Options.from_config(load_config("urisc", overrides=["variant=bold",
-                                                                   "radius=-1"]))
+        _Options.from_config(load_config("urisc", overrides=["variant=bold",
+                                                             "radius=-1"]))
 
 
 # ----------------------------------------------------------------------------- huge strips
@@ -409,7 +411,7 @@ def test_opencv_raw_scanline_path_for_huge_single_strips(tmp_path, monkeypatch):
     # below the threshold: libtiff's RGBA reader (inverted MINISWHITE, OpenCV weights)
     np.testing.assert_array_equal(_read(tmp_path / "w.tiff"), 255 - grey)
     np.testing.assert_array_equal(_read(tmp_path / "c.tiff"), np.full((3, 4), 124))
-    monkeypatch.setattr(urisc, "_CV_SCANLINE_MIN_BYTES", 48)
+    monkeypatch.setattr(urisc_imread, "_CV_SCANLINE_MIN_BYTES", 48)
     np.testing.assert_array_equal(_read(tmp_path / "w.tiff"), grey)
     np.testing.assert_array_equal(_read(tmp_path / "c.tiff"), np.full((3, 4), 128))
     np.testing.assert_array_equal(_read(tmp_path / "c16.tiff"), np.full((3, 4), 128))
@@ -421,6 +423,6 @@ def test_opencv_raw_scanline_path_for_huge_single_strips(tmp_path, monkeypatch):
     cmap = np.full((3, 256), 65535, np.uint16)
     tifffile.imwrite(tmp_path / "p.tiff", idx, photometric="palette", colormap=cmap)
     np.testing.assert_array_equal(_read(tmp_path / "p.tiff"), np.full((3, 4), 255))
-    monkeypatch.setattr(urisc, "_CV_RGBA_MAX_BYTES", 48)
+    monkeypatch.setattr(urisc_imread, "_CV_RGBA_MAX_BYTES", 48)
     with pytest.raises(Rejected, match="too large for OpenCV"):
         _read(tmp_path / "p.tiff")

@@ -82,9 +82,10 @@ class _Recorder(dict):
 
 
 def _read_keys(challenge: str, overrides=()) -> set[str]:
-    from gpueval.challenges import cellmap, urisc, xpress
+    from gpueval.challenges import cellmap, xpress
     from gpueval.challenges.medsegfm import options as medsegfm_options
     from gpueval.challenges.refuge import options as refuge
+    from gpueval.challenges.urisc import options as urisc
 
     readers = {
         "urisc": urisc._Options.from_config,

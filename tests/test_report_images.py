@@ -1,4 +1,5 @@
-"""Failure pictures of every challenge (gpueval.report_images) and the Neuroglancer state."""
+"""Failure pictures of every challenge (each package's ``images.py``) and the report's
+neuroglancer link."""
 
 from __future__ import annotations
 
@@ -15,14 +16,11 @@ from xpress_cases import fixture, write_case
 from gpueval import api
 from gpueval.challenges import cellmap, medsegfm, refuge, urisc, xpress
 from gpueval.challenges.cellmap.images import instance_overlay
+from gpueval.challenges.urisc import urisc_images
 from gpueval.challenges.xpress import node_outcomes
 from gpueval.pictures import BLUE, GREY, MAGENTA, ORANGE, RED, pool_colours
 from gpueval.report import write_report
-from gpueval.report_images import (
-    attach_neuroglancer,
-    neuroglancer_state,
-    urisc_images,
-)
+from gpueval.viewer import report_link
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -258,31 +256,14 @@ def test_report_renders_challenge_pictures(refuge_case, tmp_path):
 # Neuroglancer
 
 
-def test_neuroglancer_state_round_trips(cellmap_case):
-    _, truth, sub = cellmap_case
-    t, s = truth / "crop9001" / "mito", sub / "crop9001" / "mito"
-    state = neuroglancer_state(t, s, position=[4, 5, 6], voxel_size=[8, 8, 8])
-    back = json.loads(json.dumps(state))
-    assert back == state
-    assert [layer["name"] for layer in back["layers"]] == ["truth", "submission", "errors"]
-    assert back["layers"][0]["source"] == f"zarr2://file://{t.resolve()}"
-    assert back["layers"][2]["annotations"][0]["point"] == [4.0, 5.0, 6.0]
-    assert back["position"] == [4.0, 5.0, 6.0]
-    v3 = tmp = truth.parent / "v3.zarr"
-    zarr.create_array(str(tmp), shape=(4, 4), dtype="u1", zarr_format=3)
-    with_err = neuroglancer_state(v3, s, error_layer=v3)
-    assert with_err["layers"][0]["source"].startswith("zarr3://file://")
-    assert with_err["layers"][2]["type"] == "image"
-
-
-def test_attach_neuroglancer(cellmap_case):
+def test_report_link_opens_the_worst_crop(cellmap_case):
     r, truth, sub = cellmap_case
-    entry = attach_neuroglancer(r, truth, sub)
-    assert entry is not None and r.extra["neuroglancer"] is entry
-    assert entry["url"].startswith("https://")
+    entry = report_link(r, truth, sub, url_prefix="https://data.example/pub")
+    assert entry is not None and entry["url"].startswith("https://")
+    assert entry["command"].startswith("gpueval view cellmap")
     names = [layer["name"] for layer in entry["state"]["layers"]]
     assert names == ["truth", "submission", "errors"]
-    json.loads(r.to_json())  # still strict JSON
+    json.loads(json.dumps(entry))  # strict JSON
 
 
 def test_medsegfm_zarr_case_lazy_pictures_and_link(tmp_path):
@@ -300,7 +281,7 @@ def test_medsegfm_zarr_case_lazy_pictures_and_link(tmp_path):
     images = medsegfm.report_images(r, truth, sub, r.extra.get("config"))
     _check_images(images)
     assert any(_has(img, RED) or _has(img, BLUE) for _, img in images)
-    entry = attach_neuroglancer(r, truth, sub)
+    entry = report_link(r, truth, sub, url_prefix="https://data.example/pub")
     sources = [layer.get("source", "") for layer in entry["state"]["layers"]]
     assert sources[0].startswith("zarr3://") and sources[0].endswith("ct.zarr/gts")
     assert sources[1].endswith("ct.zarr/segs")

@@ -15,6 +15,7 @@ from PIL import Image
 
 from gpueval import api
 from gpueval.challenges import urisc
+from gpueval.challenges.urisc.imread import _GreyImage
 from gpueval.config import load_config
 from gpueval.errors import Rejected, TruthError, UsageError
 from gpueval.kernels.boundary import boundary_counts, precision_recall_f
@@ -256,30 +257,30 @@ def test_greyscale_reading_rules(tmp_path):
     rgb[0, 1] = (10, 250, 130)
     rgb[1, 2] = (77, 77, 77)
     tifffile.imwrite(tmp_path / "c.tiff", rgb, photometric="rgb")
-    got = urisc._GreyImage(tmp_path / "c.tiff").rows(0, 2)
+    got = _GreyImage(tmp_path / "c.tiff").rows(0, 2)
     r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
     np.testing.assert_array_equal(got, (4899 * r + 9617 * g + 1868 * b + 8192) >> 14)
     Image.fromarray(rgb).save(tmp_path / "c.png")
-    got = urisc._GreyImage(tmp_path / "c.png", truth=True).rows(0, 2)
+    got = _GreyImage(tmp_path / "c.png", truth=True).rows(0, 2)
     lib = (9797 * r + 19234 * g + 3737 * b) >> 15
     np.testing.assert_array_equal(got, np.where((r == g) & (g == b), r, lib))
     v16 = np.array([[0, 255, 256], [65535, 32768, 511]], np.uint16)
     tifffile.imwrite(tmp_path / "w.tiff", v16)
-    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "w.tiff").rows(0, 2),
+    np.testing.assert_array_equal(_GreyImage(tmp_path / "w.tiff").rows(0, 2),
                                   [[0, 0, 1], [255, 128, 1]])
     bits = np.zeros((3, 9), bool)
     bits[1, 2] = True
     tifffile.imwrite(tmp_path / "b.tiff", bits)  # 1-bit MINISWHITE: a set bit is black
-    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "b.tiff").rows(0, 3),
+    np.testing.assert_array_equal(_GreyImage(tmp_path / "b.tiff").rows(0, 3),
                                   np.where(bits, 0, 255))
     planar = np.random.default_rng(0).integers(0, 256, (3, 6, 7)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "p.tiff", planar, photometric="rgb", planarconfig="separate")
     r, g, b = (planar[i].astype(np.int64) for i in range(3))
-    np.testing.assert_array_equal(urisc._GreyImage(tmp_path / "p.tiff").rows(1, 4),
+    np.testing.assert_array_equal(_GreyImage(tmp_path / "p.tiff").rows(1, 4),
                                   ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14)[1:4])
     tifffile.imwrite(tmp_path / "f.tiff", v16.astype(np.float32))
     with pytest.raises(Rejected, match="float32"):
-        urisc._GreyImage(tmp_path / "f.tiff")
+        _GreyImage(tmp_path / "f.tiff")
 
 
 def test_config_variants_and_purity(folder_mean_case):
@@ -354,7 +355,7 @@ def test_pickled_image_reads_the_same(tmp_path):
 
     gt, _ = _case("grey_gt_exact")
     Image.fromarray(np.stack([gt] * 3, -1)).save(tmp_path / "g.png")
-    img = urisc._GreyImage(tmp_path / "g.png", truth=True)
+    img = _GreyImage(tmp_path / "g.png", truth=True)
     a, b = pickle.loads(pickle.dumps(img)), pickle.loads(pickle.dumps(img))
     np.testing.assert_array_equal(a.rows(3, 60), gt[3:60])
     assert b.rows(0, 256) is not None and a._decoded is b._decoded  # decoded once per process

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
+from gpueval import api
 from gpueval.bench import workload
 
 OFFICIAL_SECONDS = {0: 14.7, 3: 22.2}
@@ -36,8 +38,6 @@ def _line(n: int, shift: int) -> np.ndarray:
 
 
 def _write_tiff(path: Path, rows: int, cols: int, shift: int, band: int = 512) -> None:
-    import tifffile
-
     mm = tifffile.memmap(path, shape=(rows, cols), dtype=np.uint8)
     del mm  # only the header is written; data go in with pwrite (no resident pages)
     with tifffile.TiffFile(path) as tf:
@@ -72,8 +72,6 @@ def _expected(rows: int, cols: int, shift_gt: int, shift_pred: int) -> dict[str,
 
 def run_pair(rows: int, cols: int, *, radius: int = 0, device: str = "cpu") -> dict:
     """Build the pair in a temp folder, score it, return timings and the check."""
-    from gpueval import api
-
     with tempfile.TemporaryDirectory(prefix="gpueval-bench-urisc-") as tmp:
         gt_dir, sub_dir = Path(tmp, "gt"), Path(tmp, "sub")
         gt_dir.mkdir()

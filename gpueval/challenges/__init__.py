@@ -69,8 +69,8 @@ def get_challenge(name: str) -> ModuleType:
     if name not in known:
         raise UsageError(f"unknown challenge {name!r}; choose one of {', '.join(known)}")
     module = importlib.import_module(known[name])
-    missing = [a for a in ("score", "validate") if not hasattr(module, a)]
-    if missing:
+    if not isinstance(module, Challenge):
+        missing = [a for a in Challenge.__annotations__ if not hasattr(module, a)]
         raise UsageError(f"challenge {name!r} ({known[name]}) does not implement the challenge "
                          f"protocol: missing {', '.join(missing)}")
     return module
