@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from gpueval.api import score, validate
 from gpueval.challenges import cellmap
+from gpueval.cli import main as cli_main
 from gpueval.errors import Rejected, TruthError
 
 T0 = (0.0, 0.0, 0.0)
@@ -71,11 +72,16 @@ def warned(warnings, *parts) -> str:
 
 
 def both(truth, sub, *parts, overrides=()):
-    """The warning is in score's and validate's lists; returns score's items."""
+    """The warning is in score's and validate's lists, and ``validate --strict`` refuses the
+    submission (exit 3); returns score's items."""
     r, items = scored(truth, sub, *overrides)
     warned(r.warnings, *parts)
     v = validate("cellmap", sub, truth=truth, overrides=list(overrides))
     warned(v.warnings, *parts)
+    sets = [a for o in overrides for a in ("--set", o)]
+    argv = ["validate", "cellmap", "--submission", str(sub), "--truth", str(truth), *sets]
+    assert cli_main(argv) == 0  # valid without --strict
+    assert cli_main([*argv, "--strict"]) == 3
     return r, items
 
 
