@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", metavar="HTML",
                    help="also write an HTML leaderboard (with the impact of the metric change "
                         "when an older metric version is recorded)")
+    r.add_argument("--results-dir", metavar="DIR",
+                   help="also write each scored submission's result into DIR, one file per "
+                        "submission name, in --format's layout")
+    r.add_argument("--format", choices=FORMAT_CHOICES, default="gpueval",
+                   help="layout of the --results-dir files: gpueval (the result JSON), "
+                        "grand-challenge (metrics.json), cellmap (result.json), medsegfm-csv")
 
     v = sub.add_parser("validate", help="format checks only, no scoring",
                        description="Check a submission's format (no scoring). Prints notes on "

@@ -117,6 +117,8 @@ from gpueval import __version__
 from gpueval.config import load_config
 from gpueval.db import Record, ResultConflict, ResultsDB, config_hash, connect, default_url
 from gpueval.errors import TruthError, UsageError
+from gpueval.formats import check_format
+from gpueval.formats import write as write_format
 from gpueval.metrics.impact import ImpactReport, metric_change_impact
 from gpueval.metrics.ranking import refuge_leaderboard
 from gpueval.metrics.stability import (
@@ -1790,7 +1792,35 @@ def run_cli(args: Any) -> int:
                 export_analyses(board, args.export)
             if args.report:
                 write_board_html(board, args.report)
+        if getattr(args, "results_dir", None):
+            written = export_results(store, args.challenge, summary.metric_version,
+                                     args.format, args.results_dir)
+            if not quiet:
+                print(f"{len(written)} results written to {args.results_dir} ({args.format})")
     return 1 if summary.conflicts else 0
+
+
+def export_results(store: ResultsDB, challenge: str, metric_version: str, fmt: str,
+                   out_dir: str | Path) -> list[Path]:
+    """Write the result of every current submission name scored under ``metric_version``
+    into ``out_dir`` in platform format ``fmt`` (:mod:`gpueval.formats`), one file per name:
+    ``<name>.json`` (``<name>.csv`` for ``medsegfm-csv``). Rejected submissions are skipped:
+    a platform format has no place for a rejection (the leaderboard lists them)."""
+    check_format(fmt, challenge)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_hash = {r.submission_hash: r for r in store.latest(challenge, metric_version)}
+    suffix = ".csv" if fmt == "medsegfm-csv" else ".json"
+    written = []
+    for row in store.current_names(challenge):
+        rec = by_hash.get(row.submission_hash)
+        if rec is None or rec.status != "ok":
+            continue
+        # a name is one folder entry; its escaped form never holds a separator
+        path = out / (row.name.replace(os.sep, "_") + suffix)
+        write_format(Result.from_dict(rec.result), fmt, path)
+        written.append(path)
+    return written
 
 
 def leaderboard_cli(args: Any) -> int:
