@@ -39,6 +39,9 @@ from gpueval.progress import TqdmCallback
 #: sets them (``gpueval.limits.use_limits`` does, from the config's ``limits:``).
 THREADS_KEY = "gpueval.threads"
 MAX_GRAPH_TASKS_KEY = "gpueval.max_graph_tasks"  # (gpueval.limits writes both names literally)
+#: the bound when no caller set one (equal to ``Limits.max_graph_tasks``'s default; a test
+#: keeps them equal): an unbounded graph would be built and run before anything could refuse it
+DEFAULT_MAX_GRAPH_TASKS = 10**7
 
 T = TypeVar("T")
 
@@ -365,9 +368,10 @@ def check_graph_size(*objs: Any, limit: int | None = None) -> int:
         With the task count and the limit, in one line.
     """
     if limit is None:
-        limit = dask.config.get(MAX_GRAPH_TASKS_KEY, None)  # set by gpueval.limits.use_limits
+        # set by gpueval.limits.use_limits
+        limit = dask.config.get(MAX_GRAPH_TASKS_KEY, DEFAULT_MAX_GRAPH_TASKS)
     n = graph_size(*objs)
-    if limit is not None and n > int(limit):
+    if n > int(limit):
         raise GraphTooLarge(f"the computation needs {n:.3g} tasks, over the limit {limit:.3g} "
                             "(limits.max_graph_tasks): tiny chunks or an absurd geometry")
     return n

@@ -139,3 +139,18 @@ def test_stage_times_split_reading_from_the_kernel(read_in_task):
     with stage_times() as outside:  # nothing computed: nothing recorded
         pass
     assert sum(outside.seconds.values()) == 0
+
+
+def test_engine_and_limits_share_the_default_graph_bound():
+    """The engine owns no limits, but refuses graphs even when no caller set a bound: its
+    fallback is the config default, and inside ``use_limits`` the config's own value wins."""
+    import dask.array as da
+
+    from gpueval import engine
+    from gpueval.limits import Limits, use_limits
+
+    assert engine.DEFAULT_MAX_GRAPH_TASKS == Limits().max_graph_tasks
+    x = da.ones((40, 40), chunks=(1, 1)) + 1  # 3,200 tasks
+    with use_limits(Limits(max_graph_tasks=100)), pytest.raises(engine.GraphTooLarge):
+        engine.compute(x.sum())
+    assert engine.compute(x.sum())[0] == 3200
