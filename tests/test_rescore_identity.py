@@ -1,19 +1,18 @@
 """Issue #22 identity and leaderboard: a submission is (name in the folder, content hash).
 
 Results are a cache by content; names are the teams. The scorer is a test double
-(:func:`fake_score`: the score is the number written in the file) so every expected score
-here is the one written by the test.
+(:func:`rescore_cases.fake_score`: the score is the number written in the file) so every
+expected score here is the one written by the test.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
-from pathlib import Path
 
 import pytest
+from rescore_cases import SCORER, batch_folders, let_children_import_tests
 
 from gpueval import cli
 from gpueval.db import Record, ResultsDB, connect, migrations, split_sql, utc_now
@@ -25,40 +24,12 @@ from gpueval.rescore import (
     rescore,
     write_board_html,
 )
-from gpueval.result import Result
-
-SCORER = f"{Path(__file__).stem}:fake_score"
-
-
-def fake_score(challenge, truth, submission, *, config, device="cpu"):
-    """``0.5`` → score 0.5; ``reject`` → rejected; ``warn 0.5`` → 0.5 with two warnings."""
-    text = Path(submission).read_text().strip()
-    version = str(config["metric_version"])
-    if text == "reject":
-        return Result.rejected(challenge, version, "a.tiff: not a TIFF")
-    warnings = []
-    if text.startswith("warn "):
-        text, warnings = text[5:], ["b.tiff: ignored (no such image)", "c.tiff: ignored"]
-    s = float(text)
-    r = Result(challenge, version, score=s, metrics={"f1": s, "mean_precision": s,
-                                                      "mean_recall": 1.0})
-    r.warnings = warnings
-    return r
 
 
 @pytest.fixture
-def child_imports_tests(monkeypatch):
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-@pytest.fixture
-def batch(tmp_path, child_imports_tests):
-    truth = tmp_path / "gt"
-    truth.mkdir()
-    (truth / "a.png").write_bytes(b"gt")
-    subs = tmp_path / "subs"
-    subs.mkdir()
+def batch(tmp_path, monkeypatch):
+    let_children_import_tests(monkeypatch)
+    truth, subs = batch_folders(tmp_path)
     url = f"sqlite:///{tmp_path}/r.sqlite"
 
     def run(contents: dict[str, str | None], **kw):
