@@ -125,6 +125,17 @@ def _writing(kwargs: dict[str, Any], *volumes: Mapping[Any, Any]) -> Iterator[No
         yield
 
 
+@contextmanager
+def _folders() -> Iterator[tuple[Path, Path]]:
+    """Empty ``truth`` and ``submission`` folders for the file-based scorer, removed (with
+    what was written in them) when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
+        truth, submission = Path(tmp) / "truth", Path(tmp) / "submission"
+        truth.mkdir()
+        submission.mkdir()
+        yield truth, submission
+
+
 def _nbytes(x: Any) -> int:
     if isinstance(x, list | tuple):
         return sum(_nbytes(v) for v in x)
@@ -174,10 +185,7 @@ def urisc(truth: Mapping[str, Any] | Any, submission: Mapping[str, Any] | Any,
     from PIL import Image
 
     truth, submission = _named(truth, "image"), _named(submission, "image")
-    with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
-        gt_dir, sub_dir = Path(tmp) / "truth", Path(tmp) / "submission"
-        gt_dir.mkdir()
-        sub_dir.mkdir()
+    with _folders() as (gt_dir, sub_dir):
         with _writing(kwargs, truth, submission):
             for name, image in truth.items():
                 Image.fromarray(_uint8_image(image, f"truth {name}")).save(gt_dir / f"{name}.png")
@@ -224,10 +232,7 @@ def medsegfm(truth: Mapping[str, Any] | Any, submission: Mapping[str, Any] | Any
         the interactive track's ``dsc_auc``, ``nsd_auc``, ``dsc_final``, ``nsd_final``.
     """
     truth, submission = _named(truth, "case"), _named(submission, "case")
-    with tempfile.TemporaryDirectory(prefix="gpueval-arrays-") as tmp:
-        gt_dir, sub_dir = Path(tmp) / "truth", Path(tmp) / "submission"
-        gt_dir.mkdir()
-        sub_dir.mkdir()
+    with _folders() as (gt_dir, sub_dir):
         with _writing(kwargs, truth, submission):
             for name, gts in truth.items():
                 sp = spacing[name] if isinstance(spacing, Mapping) else spacing

@@ -160,9 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the submission file, folder or zip to check")
     v.add_argument("--truth", metavar="PATH",
                    help="also check the submission against this truth (names, shapes)")
-    v.add_argument("--config", metavar="YAML", help="replace configs/<challenge>.yaml")
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key (dotted); `gpueval config CHALLENGE` lists "
+    _config(v, set_help="override one config key (dotted); `gpueval config CHALLENGE` lists "
                         "them")
     v.add_argument("--strict", action="store_true",
                    help="exit 3 when there is any warning (an input that would be ignored, "
@@ -174,9 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as YAML usable with --config, with a one-line description "
                                    "and the allowed values of every key.")
     _challenge(c)
-    c.add_argument("--config", metavar="YAML", help="replace configs/<challenge>.yaml")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key (dotted), e.g. --set variant=bold")
+    _config(c)
 
     b = sub.add_parser("bench", help="throughput benchmarks (voxels/s, peak RSS)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -243,10 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--json", metavar="OUT",
                     help="write the board, the impact report and the stability report as one "
                          "JSON file (keys board, impact, stability; null when not computed)")
-    lb.add_argument("--config", metavar="YAML", help="config whose 'ranking' section to use "
-                    "(REFUGE weights); default configs/<challenge>.yaml")
-    lb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key, e.g. --set ranking.final_weights=[0.5,0.5]")
+    _config(lb, config_help="config whose 'ranking' section to use (REFUGE weights); default "
+                            "configs/<challenge>.yaml",
+            set_help="override a config key, e.g. --set ranking.final_weights=[0.5,0.5]")
 
     w = sub.add_parser("view", help="open truth, submission and their errors in a local "
                                     "neuroglancer (3-D challenges; needs the viewer extra)",
@@ -295,10 +290,17 @@ def _url_prefix(p: argparse.ArgumentParser) -> None:
                         "`gpueval view` command that serves the local files")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="YAML", help="replace configs/<challenge>.yaml")
+def _config(p: argparse.ArgumentParser, *,
+            config_help: str = "replace configs/<challenge>.yaml",
+            set_help: str = "override one config key (dotted), e.g. --set variant=bold") -> None:
+    """``--config YAML`` and ``--set KEY=VALUE`` (repeatable, into ``args.overrides``)."""
+    p.add_argument("--config", metavar="YAML", help=config_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key (dotted), e.g. --set variant=bold")
+                   help=set_help)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    _config(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                    help="auto: the GPU when CuPy sees one, else the CPU")
     p.add_argument("--scheduler", metavar="ADDRESS",

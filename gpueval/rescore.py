@@ -380,20 +380,16 @@ class Summary:
         parts = [f"{self.challenge} {self.metric_version}: {self.total} submissions",
                  f"{self.skipped} already scored", f"{self.ok} scored",
                  f"{self.rejected} rejected", f"{self.failed} failed"]
-        if self.unchanged:
-            parts.append(f"{self.unchanged} re-scored unchanged")
-        if self.conflicts:
-            parts.append(f"{len(self.conflicts)} CONFLICTS")
-        if self.duplicates:
-            parts.append(f"{len(self.duplicates)} duplicates")
-        if self.revised:
-            parts.append(f"{len(self.revised)} changed since last run")
-        if self.withdrawn:
-            parts.append(f"{len(self.withdrawn)} withdrawn")
-        if self.not_submissions:
-            parts.append(f"{len(self.not_submissions)} not submissions (skipped)")
-        if self.errors:
-            parts.append(f"{len(self.errors)} NOT RECORDED")
+        # the rarer outcomes are named only when they happened
+        parts += [f"{count} {words}" for count, words in (
+            (self.unchanged, "re-scored unchanged"),
+            (len(self.conflicts), "CONFLICTS"),
+            (len(self.duplicates), "duplicates"),
+            (len(self.revised), "changed since last run"),
+            (len(self.withdrawn), "withdrawn"),
+            (len(self.not_submissions), "not submissions (skipped)"),
+            (len(self.errors), "NOT RECORDED"),
+        ) if count]
         return ", ".join(parts) + f" — {self.seconds:.1f} s, {rate:.1f} submissions/min"
 
 

@@ -129,63 +129,68 @@ def _other(d: Path) -> Path:
     return p
 
 
+def _h5_links(d: Path, name: str, links: dict[str, Any], *, other: bool = True) -> Path:
+    """Write ``d/name`` holding ``links`` (``{path in the file: h5py link}``, set in order)
+    and, with ``other``, the ``other.h5`` holding :data:`SECRET` that they reach into."""
+    import h5py
+
+    if other:
+        _other(d)
+    p = d / name
+    with h5py.File(p, "w") as f:
+        for key, link in links.items():
+            f[key] = link
+    return p
+
+
 def h5_soft_to_external(d: Path) -> tuple[Path, str]:
     import h5py
 
-    _other(d)
-    p = d / "soft_ext.h5"
-    with h5py.File(p, "w") as f:
-        f["ext"] = h5py.ExternalLink("other.h5", "/g")
-        f["submission"] = h5py.SoftLink("/ext/x")
-    return p, r"soft_ext\.h5:submission: 'ext' is an external link"
+    return _h5_links(d, "soft_ext.h5", {
+        "ext": h5py.ExternalLink("other.h5", "/g"),
+        "submission": h5py.SoftLink("/ext/x"),
+    }), r"soft_ext\.h5:submission: 'ext' is an external link"
 
 
 def h5_soft_chain_to_external(d: Path) -> tuple[Path, str]:
     import h5py
 
-    _other(d)
-    p = d / "chain.h5"
-    with h5py.File(p, "w") as f:
-        f["ext"] = h5py.ExternalLink("other.h5", "/g/x")
-        f["a"] = h5py.SoftLink("/b")
-        f["b"] = h5py.SoftLink("/c")
-        f["submission"] = h5py.SoftLink("/a")
-        f["c"] = h5py.SoftLink("ext")
-    return p, r"'ext' is an external link"
+    return _h5_links(d, "chain.h5", {
+        "ext": h5py.ExternalLink("other.h5", "/g/x"),
+        "a": h5py.SoftLink("/b"),
+        "b": h5py.SoftLink("/c"),
+        "submission": h5py.SoftLink("/a"),
+        "c": h5py.SoftLink("ext"),
+    }), r"'ext' is an external link"
 
 
 def h5_soft_group_then_external(d: Path) -> tuple[Path, str]:
     """A soft link to a group, then an external link inside that group."""
     import h5py
 
-    _other(d)
-    p = d / "grp.h5"
-    with h5py.File(p, "w") as f:
-        f["real/x"] = h5py.ExternalLink("other.h5", "/g/x")
-        f["alias"] = h5py.SoftLink("/real")
-    return p, r"grp\.h5:alias/x: 'alias/x' is an external link"
+    return _h5_links(d, "grp.h5", {
+        "real/x": h5py.ExternalLink("other.h5", "/g/x"),
+        "alias": h5py.SoftLink("/real"),
+    }), r"grp\.h5:alias/x: 'alias/x' is an external link"
 
 
 def h5_external_component(d: Path) -> tuple[Path, str]:
     """The external link is an intermediate group of the dataset path."""
     import h5py
 
-    _other(d)
-    p = d / "mid.h5"
-    with h5py.File(p, "w") as f:
-        f["outer/inner"] = h5py.ExternalLink("other.h5", "/g")
-    return p, r"'outer/inner' is an external link"
+    return _h5_links(d, "mid.h5", {
+        "outer/inner": h5py.ExternalLink("other.h5", "/g"),
+    }), r"'outer/inner' is an external link"
 
 
 def h5_soft_cycle(d: Path) -> tuple[Path, str]:
     import h5py
 
-    p = d / "cycle.h5"
-    with h5py.File(p, "w") as f:
-        f["a"] = h5py.SoftLink("/b")
-        f["b"] = h5py.SoftLink("/a")
-        f["submission"] = h5py.SoftLink("/a")
-    return p, r"nested soft links"
+    return _h5_links(d, "cycle.h5", {
+        "a": h5py.SoftLink("/b"),
+        "b": h5py.SoftLink("/a"),
+        "submission": h5py.SoftLink("/a"),
+    }, other=False), r"nested soft links"
 
 
 def h5_virtual(d: Path) -> tuple[Path, str]:

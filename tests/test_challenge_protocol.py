@@ -4,6 +4,8 @@ group) is scored through the CLI like the built-ins."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import shutil
@@ -12,6 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpueval.challenges import BUILTIN, Challenge, get_challenge, registered
 from gpueval.config import load_config
@@ -19,6 +24,17 @@ from gpueval.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = Path(__file__).with_name("plugin_challenge") / "gpueval_toy"
+
+PROTOCOL = ("name", "config_resource", "score", "validate", "resolve_config", "report_images")
+#: keys a built-in's resolve_config reads (only CellMap has any): a config without them is
+#: copied unchanged
+SELECTORS = ("version", "variant", "variants")
+#: shipped configs, and variants chosen with --set: loading already resolves them, so resolving
+#: the loaded config again changes nothing (CellMap's ``version`` selector is resolved by
+#: resolve_config itself: tests/test_cellmap_package.py)
+SHIPPED = [(name, []) for name in BUILTIN] + [
+    ("medsegfm", ["track=text"]), ("medsegfm", ["variant=interactive"]),
+]
 
 
 @pytest.mark.parametrize("name", list(BUILTIN))
@@ -32,6 +48,48 @@ def test_builtin_challenges_implement_the_protocol(name):
     cfg = load_config(name)
     once = module.resolve_config(cfg)
     assert module.resolve_config(once) == once  # idempotent
+
+
+@pytest.mark.parametrize("name", list(BUILTIN))
+def test_builtin_is_its_package_with_the_score_function_and_its_yaml(name):
+    package = importlib.import_module(BUILTIN[name])
+    assert get_challenge(name) is package
+    assert isinstance(package.config_resource, Path)
+    assert package.config_resource.name == f"{name}.yaml"
+    assert "metric_version" in yaml.safe_load(package.config_resource.read_text())
+    # ``score`` is the function, not the submodule score.py of the same name
+    assert inspect.isfunction(package.score)
+    assert package.score is sys.modules[f"{BUILTIN[name]}.score"].score
+    # the pictures live in images.py, and the report may call them without a config
+    assert package.report_images.__module__ == f"{BUILTIN[name]}.images"
+    assert inspect.signature(package.report_images).parameters["config"].default is None
+
+
+@pytest.mark.parametrize("name", list(BUILTIN))
+def test_builtin_exports_the_protocol_and_only_names_it_has(name):
+    package = importlib.import_module(BUILTIN[name])
+    assert set(PROTOCOL) <= set(package.__all__)
+    assert len(package.__all__) == len(set(package.__all__))
+    missing = [n for n in package.__all__ if getattr(package, n, None) is None]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", list(BUILTIN))
+@given(cfg=st.dictionaries(st.text(max_size=8).filter(lambda k: k not in SELECTORS),
+                           st.integers() | st.text(max_size=8), max_size=6))
+def test_resolve_config_copies_a_config_without_selectors(name, cfg):
+    resolve = get_challenge(name).resolve_config
+    once = resolve(cfg)
+    assert once == cfg and once is not cfg
+    assert resolve(once) == once
+
+
+@pytest.mark.parametrize(("name", "overrides"), SHIPPED)
+def test_a_loaded_config_is_already_resolved(name, overrides):
+    cfg = load_config(name, overrides=overrides)
+    once = get_challenge(name).resolve_config(cfg)
+    assert once == cfg
+    assert get_challenge(name).resolve_config(once) == once
 
 
 def test_unknown_challenge_is_a_usage_error():

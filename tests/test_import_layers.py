@@ -10,6 +10,9 @@
   what CellMap needs (start-up time, issue #19). Heavy third-party modules may likewise be
   imported on first use, for the same reason; optional ones (CuPy, psycopg, pyarrow,
   neuroglancer, torch) must be.
+* Each challenge package is stricter: every import (third-party too) is a statement of its
+  module's body, nothing in it imports the report layer, and its modules import each other
+  without a cycle and without going back through the package's ``__init__``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,18 @@ BELOW = ("gpueval.challenges", "gpueval.kernels", "gpueval.metrics", "gpueval.io
          "gpueval.engine", "gpueval.limits", "gpueval.pictures", "gpueval.config",
          "gpueval.result", "gpueval.notices", "gpueval.backend", "gpueval.errors",
          "gpueval.resources", "gpueval.progress")
+
+#: the built-in challenge packages
+CHALLENGES = ("urisc", "xpress", "cellmap", "medsegfm", "refuge")
+#: for each package, submodules its ``__init__`` must import (the protocol's functions and
+#: former public names come from them), and any exact package-internal imports of a submodule
+PACKAGE_EDGES = {
+    "urisc": {"__init__": {"score", "layout", "images"}},
+    "xpress": {"__init__": {"score", "layout", "images"}, "grid": set(), "layout": {"grid"}},
+    "cellmap": {"__init__": {"score", "layout", "manifest", "images"}},
+    "medsegfm": {"__init__": {"score", "layout", "images"}},
+    "refuge": {"__init__": {"score", "layout", "truth", "images"}},
+}
 
 #: (module, imported module) pairs allowed inside a function, and why
 LAZY_ALLOWED = {
@@ -110,11 +125,73 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+def _is_top(target: str) -> bool:
+    # not only modules that exist: an import of a removed one (report_images) counts too
+    return any(target == top or target.startswith(top + ".") for top in TOP)
+
+
 def test_nothing_below_imports_the_report_layer():
     bad = [(m, t) for m, tree in MODULES.items() if m.startswith(BELOW)
-           for t, _ in _imports(m, tree)
-           if t in MODULES and any(t == top or t.startswith(top + ".") for top in TOP)]
+           for t, _ in _imports(m, tree) if _is_top(t)]
     assert not bad, bad
+
+
+def _package(name: str) -> dict[str, ast.Module]:
+    """``{submodule stem or "__init__": tree}`` of the challenge package ``name``."""
+    prefix = f"gpueval.challenges.{name}"
+    return {("__init__" if m == prefix else m[len(prefix) + 1:]): tree
+            for m, tree in MODULES.items() if m == prefix or m.startswith(prefix + ".")}
+
+
+@pytest.mark.parametrize("name", CHALLENGES)
+def test_challenge_package_imports_only_at_module_level(name):
+    # no package uses an optional dependency directly (CuPy comes through gpueval.backend), so
+    # every import, third-party or not, is a plain statement of the module body: not in a
+    # function, nor under ``if``/``try``
+    local = [f"{stem}.py:{node.lineno} {ast.unparse(node)}"
+             for stem, tree in _package(name).items() for node in ast.walk(tree)
+             if isinstance(node, ast.Import | ast.ImportFrom) and node not in tree.body]
+    assert not local
+
+
+@pytest.mark.parametrize("name", CHALLENGES)
+def test_challenge_package_does_not_import_the_report_layer(name):
+    prefix = f"gpueval.challenges.{name}"
+    bad = [f"{stem}: {t}" for stem, tree in _package(name).items()
+           for t, _ in _imports(prefix if stem == "__init__" else f"{prefix}.{stem}", tree)
+           if _is_top(t)]
+    assert not bad
+
+
+@pytest.mark.parametrize("name", CHALLENGES)
+def test_challenge_package_modules_form_no_cycle(name):
+    prefix = f"gpueval.challenges.{name}"
+    modules = _package(name)
+
+    def stem(target: str) -> str:  # the package module an import of ``target`` runs
+        return "__init__" if target == prefix else target[len(prefix) + 1:].split(".")[0]
+
+    graph = {m: {stem(t) for t, _ in _imports(prefix if m == "__init__" else f"{prefix}.{m}",
+                                              tree)
+                 if t == prefix or t.startswith(prefix + ".")} - {m}
+             for m, tree in modules.items()}
+    assert set().union(*graph.values()) <= set(graph)  # only modules that exist
+    for module, deps in PACKAGE_EDGES[name].items():
+        assert graph[module] >= deps if module == "__init__" else graph[module] == deps, module
+    # a submodule that imports the package's __init__ runs it half-initialised
+    assert not [m for m, deps in graph.items() if m != "__init__" and "__init__" in deps]
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join(path + (module,))}"
+        if module in done:
+            return
+        for dep in sorted(graph[module]):
+            visit(dep, path + (module,))
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
 
 
 def test_no_function_local_gpueval_imports_below_the_entry_points():

@@ -1,20 +1,12 @@
-"""The REFUGE package: the challenge protocol, the former public names, and its import rules
-(no function-local imports, nothing from the report layer, no cycle between its modules)."""
+"""The REFUGE package keeps the public names of the former module.
+
+The protocol, resolve_config and the import rules every challenge package shares are tested
+for all of them in tests/test_challenge_protocol.py and tests/test_import_layers.py.
+"""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-from hypothesis import given
-from hypothesis import strategies as st
-
 import gpueval.challenges.refuge as refuge
-from gpueval.challenges import Challenge, get_challenge
-from gpueval.config import load_config
-
-PKG = Path(refuge.__file__).parent
-PREFIX = "gpueval.challenges.refuge"
 
 #: every public name of the former module ``gpueval/challenges/refuge.py``
 FORMER_PUBLIC = (
@@ -26,81 +18,5 @@ FORMER_PUBLIC = (
 PROTOCOL = ("name", "config_resource", "score", "validate", "resolve_config", "report_images")
 
 
-def _modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(PKG.glob("*.py"))}
-
-
-def _imports(tree: ast.AST) -> list[tuple[str, ast.AST]]:
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [(a.name, node) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            out.append((node.module or "", node))
-    return out
-
-
-def test_protocol_and_registry():
-    assert isinstance(refuge, Challenge)
-    assert get_challenge("refuge") is refuge
-    assert refuge.name == "refuge"
-    assert isinstance(refuge.config_resource, Path) and refuge.config_resource.is_file()
-    assert refuge.config_resource.stem == refuge.name
-    # the score function, not the submodule score.py of the same name
-    assert callable(refuge.score) and refuge.score.__module__ == f"{PREFIX}.score"
-
-
 def test_former_public_names_and_all():
-    missing = [n for n in FORMER_PUBLIC + PROTOCOL if not hasattr(refuge, n)]
-    assert not missing
     assert set(refuge.__all__) == set(FORMER_PUBLIC) | set(PROTOCOL)
-    assert len(refuge.__all__) == len(set(refuge.__all__))
-
-
-@given(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=6))
-def test_resolve_config_is_an_idempotent_copy(cfg):
-    once = refuge.resolve_config(cfg)
-    assert once == cfg and once is not cfg
-    assert refuge.resolve_config(once) == once
-
-
-def test_resolve_config_of_the_shipped_config():
-    cfg = load_config("refuge")
-    assert refuge.resolve_config(cfg) == cfg
-
-
-def test_no_function_local_imports():
-    # the package has no optional dependency, so every import sits at module level
-    local = [f"{mod}.py:{node.lineno} {name}" for mod, tree in _modules().items()
-             for name, node in _imports(tree) if node not in tree.body]
-    assert not local
-
-
-def test_nothing_from_the_report_layer():
-    bad = [f"{mod}: {name}" for mod, tree in _modules().items()
-           for name, _ in _imports(tree)
-           if name.split(".")[:2] in (["gpueval", "report"], ["gpueval", "report_images"])]
-    assert not bad
-
-
-def test_no_cycle_between_the_package_modules():
-    def target(name: str) -> str:  # the package module an import of ``name`` runs
-        return "__init__" if name == PREFIX else name[len(PREFIX) + 1:].split(".")[0]
-
-    graph = {mod: {target(name) for name, _ in _imports(tree)
-                   if name == PREFIX or name.startswith(PREFIX + ".")}
-             for mod, tree in _modules().items()}
-    assert graph["__init__"] >= {"score", "layout", "truth", "images"}
-    assert all(dep in graph for deps in graph.values() for dep in deps)
-    done: set[str] = set()
-
-    def visit(mod: str, path: tuple[str, ...]) -> None:
-        assert mod not in path, f"import cycle: {' -> '.join(path + (mod,))}"
-        if mod in done:
-            return
-        for dep in graph[mod]:
-            visit(dep, path + (mod,))
-        done.add(mod)
-
-    for mod in graph:
-        visit(mod, ())

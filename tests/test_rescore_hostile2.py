@@ -4,7 +4,8 @@ Each class of hostile *entry* of a submissions folder (an undecodable name, a li
 /proc, a FIFO, an unreadable file, a top-level link to the truth, a link leaving a folder
 submission, a hang) is recorded as rejected with its reason, on the first run and on every
 resume, while the good entries are scored as in a clean batch. The scorer is a test double
-(:func:`fake_score`, imported by name in the child process) so the tests stay fast; the real
+(:func:`rescore_cases.fake_score`, imported by name in the child process) so the tests stay
+fast; the real
 U-RISC scorer runs the same classes in ``test_hostile_batch.py``.
 """
 
@@ -13,12 +14,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
+import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rescore_cases import SCORER, batch_folders, let_children_import_tests
 
 from gpueval.db import connect
 from gpueval.rescore import (
@@ -33,25 +36,11 @@ from gpueval.rescore import (
     rescore,
     unescape_name,
 )
-from gpueval.result import Result
-
-SCORER = f"{Path(__file__).stem}:fake_score"
-
-
-def fake_score(challenge, truth, submission, *, config, device="cpu"):
-    """Score = the number in ``score.txt`` (a folder) or in the file; ``hang`` sleeps."""
-    p = Path(submission)
-    text = (p / "score.txt" if p.is_dir() else p).read_text().strip()
-    if text == "hang":
-        time.sleep(60)
-    s = float(text)
-    return Result(challenge, str(config["metric_version"]), score=s, metrics={"f1": s})
 
 
 @pytest.fixture
 def child_imports_tests(monkeypatch):
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    let_children_import_tests(monkeypatch)
 
 
 def _good(subs: Path) -> None:
@@ -100,17 +89,13 @@ def _rows(url: str) -> dict[str, tuple]:
 
 def test_hostile_entries_are_recorded_and_the_good_ones_score_as_in_a_clean_batch(
         tmp_path, child_imports_tests):
-    truth = tmp_path / "gt"
-    truth.mkdir()
-    (truth / "a.png").write_bytes(b"gt")
+    truth, subs = batch_folders(tmp_path)
     clean = tmp_path / "clean"
     clean.mkdir()
     _good(clean)
     clean_url = f"sqlite:///{tmp_path}/clean.sqlite"
     rescore("urisc", truth, clean, db=clean_url, scorer=SCORER, progress=False, timeout=2)
 
-    subs = tmp_path / "subs"
-    subs.mkdir()
     _good(subs)
     bad_name, bad = _hostile(tmp_path, subs, truth)
     url = f"sqlite:///{tmp_path}/r.sqlite"
@@ -127,7 +112,7 @@ def test_hostile_entries_are_recorded_and_the_good_ones_score_as_in_a_clean_batc
     for name, pattern in bad.items():
         status, error, score, result_json = rows[name]
         assert status == "rejected" and score is None, (name, status, error)
-        assert __import__("re").search(pattern, error), (name, error)
+        assert re.search(pattern, error), (name, error)
         assert str(tmp_path) not in error  # never a server path
         assert error.startswith(name)
         json.loads(result_json)
@@ -192,13 +177,7 @@ def test_csv_export_neutralises_formula_names(tmp_path):
 
 def test_a_failing_database_write_costs_only_its_entry(tmp_path, child_imports_tests,
                                                         monkeypatch):
-    import sqlite3
-
-    truth = tmp_path / "gt"
-    truth.mkdir()
-    (truth / "a.png").write_bytes(b"gt")
-    subs = tmp_path / "subs"
-    subs.mkdir()
+    truth, subs = batch_folders(tmp_path)
     for name, text in (("a", "0.5"), ("b", "0.25"), ("c", "0.125")):
         (subs / name).write_text(text)
     with connect(f"sqlite:///{tmp_path}/r.sqlite") as store:

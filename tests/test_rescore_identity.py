@@ -1,23 +1,25 @@
 """Issue #22 identity and leaderboard: a submission is (name in the folder, content hash).
 
 Results are a cache by content; names are the teams. The scorer is a test double
-(:func:`fake_score`: the score is the number written in the file) so every expected score
-here is the one written by the test.
+(:func:`rescore_cases.fake_score`: the score is the number written in the file) so every
+expected score here is the one written by the test.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
-from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rescore_cases import SCORER, batch_folders, let_children_import_tests
 
 from gpueval import cli
 from gpueval.db import Record, ResultsDB, connect, migrations, split_sql, utc_now
 from gpueval.rescore import (
+    Summary,
     export_board,
     format_board,
     is_submission_entry,
@@ -25,40 +27,12 @@ from gpueval.rescore import (
     rescore,
     write_board_html,
 )
-from gpueval.result import Result
-
-SCORER = f"{Path(__file__).stem}:fake_score"
-
-
-def fake_score(challenge, truth, submission, *, config, device="cpu"):
-    """``0.5`` → score 0.5; ``reject`` → rejected; ``warn 0.5`` → 0.5 with two warnings."""
-    text = Path(submission).read_text().strip()
-    version = str(config["metric_version"])
-    if text == "reject":
-        return Result.rejected(challenge, version, "a.tiff: not a TIFF")
-    warnings = []
-    if text.startswith("warn "):
-        text, warnings = text[5:], ["b.tiff: ignored (no such image)", "c.tiff: ignored"]
-    s = float(text)
-    r = Result(challenge, version, score=s, metrics={"f1": s, "mean_precision": s,
-                                                      "mean_recall": 1.0})
-    r.warnings = warnings
-    return r
 
 
 @pytest.fixture
-def child_imports_tests(monkeypatch):
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-@pytest.fixture
-def batch(tmp_path, child_imports_tests):
-    truth = tmp_path / "gt"
-    truth.mkdir()
-    (truth / "a.png").write_bytes(b"gt")
-    subs = tmp_path / "subs"
-    subs.mkdir()
+def batch(tmp_path, monkeypatch):
+    let_children_import_tests(monkeypatch)
+    truth, subs = batch_folders(tmp_path)
     url = f"sqlite:///{tmp_path}/r.sqlite"
 
     def run(contents: dict[str, str | None], **kw):
@@ -277,3 +251,27 @@ def test_leaderboard_page_renders_in_headless_chromium(tmp_path):
     dom = done.stdout
     assert 'data-ready="1"' in dom  # the page's script ran to its end
     assert "&lt;b&gt;" in dom and "<b>" not in dom.split("<table", 1)[1]  # names escaped
+
+
+#: Summary's list-valued fields and the words its line gives their count with
+RARE = {"conflicts": "CONFLICTS", "duplicates": "duplicates", "revised": "changed since last run",
+        "withdrawn": "withdrawn", "not_submissions": "not submissions (skipped)",
+        "errors": "NOT RECORDED"}
+
+
+@given(unchanged=st.integers(0, 3), counts=st.fixed_dictionaries(
+    {field: st.integers(0, 3) for field in RARE}))
+def test_the_summary_line_names_each_rarer_outcome_only_when_it_happened(unchanged, counts):
+    s = Summary("urisc", "v1", "sqlite://", total=9, skipped=1, ok=2, rejected=3, failed=0,
+                unchanged=unchanged, seconds=2.0)
+    for field, n in counts.items():
+        names = [f"n{i}" for i in range(n)]
+        setattr(s, field, dict.fromkeys(names, "x") if field in ("duplicates",
+                                                                  "not_submissions") else names)
+    parts = s.line().split(" — ")[0].split(", ")
+    # 5 processed in 2 s: 150 a minute
+    assert s.line().endswith(" — 2.0 s, 150.0 submissions/min")
+    assert parts[:5] == ["urisc v1: 9 submissions", "1 already scored", "2 scored",
+                         "3 rejected", "0 failed"]
+    want = [(unchanged, "re-scored unchanged")] + [(counts[f], w) for f, w in RARE.items()]
+    assert parts[5:] == [f"{n} {words}" for n, words in want if n]

@@ -27,11 +27,14 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gpueval.bench import workload
+
+if TYPE_CHECKING:
+    from gpueval.rescore import Summary
 
 IMAGES = 3
 
@@ -71,17 +74,37 @@ def make_batch(root: Path, n: int, side: int, seed: int = 0) -> tuple[Path, Path
     return gt_dir, subs
 
 
+def timed_rescore(gt: Path, subs: Path, db: str, device: str,
+                  **kwargs: Any) -> tuple[Summary, float]:
+    """Run ``rescore`` of the U-RISC batch ``subs`` quietly (no bars, no lines).
+
+    Parameters
+    ----------
+    gt, subs, db, device
+        As :func:`gpueval.rescore.rescore` takes them.
+    **kwargs
+        Further arguments of :func:`gpueval.rescore.rescore` (``workers``, ``overrides``, …).
+
+    Returns
+    -------
+    (summary, seconds)
+        The run's summary and its wall-clock seconds.
+    """
+    from gpueval.rescore import rescore
+
+    t0 = time.perf_counter()
+    summary = rescore("urisc", gt, subs, db=db, device=device, progress=False,
+                      echo=lambda s: None, **kwargs)
+    return summary, time.perf_counter() - t0
+
+
 def run_batch(gt: Path, subs: Path, db: str, workers: int, device: str) -> dict[str, Any]:
     """One timed ``rescore`` run; returns seconds, throughput and the recorded scores."""
     from gpueval.db import connect
-    from gpueval.rescore import rescore
 
     stamps: list[float] = []
-    t0 = time.perf_counter()
-    summary = rescore("urisc", gt, subs, db=db, workers=workers, device=device,
-                      progress=False, echo=lambda s: None,
-                      on_record=lambda rec: stamps.append(time.perf_counter()))
-    seconds = time.perf_counter() - t0
+    summary, seconds = timed_rescore(gt, subs, db, device, workers=workers,
+                                     on_record=lambda rec: stamps.append(time.perf_counter()))
     # steady state: between the first and the last result (no start-up, no hashing)
     steady = ((len(stamps) - 1) / (stamps[-1] - stamps[0]) * 60
               if len(stamps) > 1 and stamps[-1] > stamps[0] else None)
@@ -160,7 +183,6 @@ def rescore_resume_urisc(device: str, scale: float) -> dict[str, Any]:
         export_board,
         format_board,
         leaderboard,
-        rescore,
         write_board_html,
     )
 
@@ -170,10 +192,7 @@ def rescore_resume_urisc(device: str, scale: float) -> dict[str, Any]:
         gt, subs = make_batch(root, n, 64)
         db = f"sqlite:///{root}/r.sqlite"
         seed_results(gt, subs, db)
-        t0 = time.perf_counter()
-        summary = rescore("urisc", gt, subs, db=db, device=device, progress=False,
-                          echo=lambda s: None)
-        resume_s = time.perf_counter() - t0
+        summary, resume_s = timed_rescore(gt, subs, db, device)
         t0 = time.perf_counter()
         with connect(db) as store:
             board = leaderboard(store, "urisc")
@@ -212,7 +231,6 @@ def rescore_impact_urisc(device: str, scale: float) -> dict[str, Any]:
         format_board,
         format_impact,
         leaderboard,
-        rescore,
         write_board_html,
     )
 
@@ -222,14 +240,8 @@ def rescore_impact_urisc(device: str, scale: float) -> dict[str, Any]:
         root = Path(tmp)
         gt, subs = make_batch(root, n, 64)
         db = f"sqlite:///{root}/r.sqlite"
-        t0 = time.perf_counter()
-        first = rescore("urisc", gt, subs, db=db, overrides=old, device=device,
-                        progress=False, echo=lambda s: None)
-        old_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        summary = rescore("urisc", gt, subs, db=db, device=device, progress=False,
-                          echo=lambda s: None)
-        rescore_s = time.perf_counter() - t0
+        first, old_s = timed_rescore(gt, subs, db, device, overrides=old)
+        summary, rescore_s = timed_rescore(gt, subs, db, device)
         t0 = time.perf_counter()
         with connect(db) as store:
             board = leaderboard(store, "urisc", compare=first.metric_version)

@@ -49,6 +49,19 @@ def as_array(x) -> Array:
     return Array(x)
 
 
+def _extend(src: bytes, i: int, value: int) -> tuple[int, int]:
+    """An LZ4 length of 15 goes on in the following bytes (each added; 255 means more
+    follow): ``(the whole length, the index after it)``."""
+    if value != 15:
+        return value, i
+    while True:
+        b = src[i]
+        i += 1
+        value += b
+        if b != 255:
+            return value, i
+
+
 def lz4_block_decode(src: bytes) -> bytes:
     """Decode one raw LZ4 block (sequences of literals + back-references), reference speed."""
     out = bytearray()
@@ -56,14 +69,7 @@ def lz4_block_decode(src: bytes) -> bytes:
     while i < n:
         token = src[i]
         i += 1
-        lit = token >> 4
-        if lit == 15:
-            while True:
-                b = src[i]
-                i += 1
-                lit += b
-                if b != 255:
-                    break
+        lit, i = _extend(src, i, token >> 4)
         out += src[i:i + lit]
         i += lit
         if i >= n:  # the last sequence has literals only
@@ -72,14 +78,7 @@ def lz4_block_decode(src: bytes) -> bytes:
         i += 2
         if offset == 0 or offset > len(out):
             raise ValueError("LZ4 back-reference outside the output")
-        length = token & 15
-        if length == 15:
-            while True:
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
+        length, i = _extend(src, i, token & 15)
         length += 4
         start = len(out) - offset
         for k in range(length):  # overlapping copies repeat the pattern
