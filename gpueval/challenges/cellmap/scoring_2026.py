@@ -32,10 +32,11 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.delayed import Delayed
+from numcodecs import Zstd
 from scipy import ndimage
 
 from gpueval.backend import array_module
-from gpueval.engine import Opaque, chunk_tasks, compute, timed, tree_reduce
+from gpueval.engine import Opaque, chunk_tasks, compute, record_stage, timed, tree_reduce
 from gpueval.kernels import components as cc
 from gpueval.kernels.distance import hausdorff
 from gpueval.kernels.regions import RegionStats, chunk_region_stats
@@ -352,7 +353,7 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
         return [], []
     t0 = time.perf_counter()
     g, p = (np.asarray(a.blocks[cell].compute(scheduler="sync")) for a in holder.array)
-    _stage_read(time.perf_counter() - t0)
+    record_stage("read", time.perf_counter() - t0)
     pl = cc.relabel_block(p, merged[0], index)
     end = tuple(o + s for o, s in zip(origin, g.shape, strict=True))
     values, pieces = [], []
@@ -367,13 +368,6 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
         else:
             pieces.append((k, a_lo, a_hi, _pack(a), _pack(b)))
     return values, pieces
-
-
-def _stage_read(seconds: float) -> None:
-    from gpueval import engine
-
-    if engine._STAGES is not None:
-        engine._STAGES.add("read", seconds)
 
 
 def _pair_masks(g, pl, t: int, m: int, t_free: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -398,14 +392,10 @@ def _capped_hausdorff(a: np.ndarray, b: np.ndarray, vs, d_max: float) -> np.floa
 
 
 def _pack(mask: np.ndarray) -> bytes:
-    from numcodecs import Zstd
-
     return Zstd(level=_PIECE_CODEC_LEVEL).encode(np.packbits(mask, axis=None))
 
 
 def _unpack(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    from numcodecs import Zstd
-
     n = int(np.prod(shape))
     bits = np.frombuffer(Zstd().decode(data), np.uint8)
     return np.unpackbits(bits, count=n).view(bool).reshape(shape)
