@@ -19,3 +19,23 @@ def test_bench_600_tiny_scale():
     rec = bench_cellmap_600("cpu", 0.001)
     assert rec["check"] is True and rec["result"]["status"] == "scored"
     assert rec["voxels"] == 60 ** 3 and rec["peak_rss_bytes"] > 0
+
+
+def test_dense_workloads_tiny_scale(monkeypatch):
+    # 64³: one chunk per array; the record carries read counts and the 1 / all threads
+    # timings (the process run is tests/test_parallel_identity.py's: a cluster start is slow)
+    from gpueval.bench import dense
+    from gpueval.bench.dense import bench_cellmap_dense, bench_contingency_dense
+
+    monkeypatch.setattr(dense, "MODES", ("threads_1", "threads_all"))
+    rec = bench_cellmap_dense("cpu", 0.0625)
+    assert rec["check"] is True and rec["voxels"] == 64 ** 3
+    r = rec["result"]["instance"]
+    assert r["fp"] > 0 and r["fn"] > 0 and r["n_hausdorff"] == r["tp"] + r["fn"] + r["fp"]
+    # 6 arrays of one chunk each; the truth read twice, the prediction three times (uint32
+    # and uint64), the two semantic arrays once: 2·2 + 2·3 + 2 = 12 reads, none repeated
+    # within a pass
+    assert rec["chunks_read"] == 6 and rec["chunk_reads"] == 12
+    assert rec["parallel"]["identical"] is True and rec["compressed_bytes_read"] > 0
+    rec = bench_contingency_dense("cpu", 1 / 32)
+    assert rec["check"] is True and rec["chunk_reads"] == 2 and rec["pairs"] > 64
