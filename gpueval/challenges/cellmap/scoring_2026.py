@@ -290,14 +290,15 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: Reg
     pos_a = boxes_g.lookup(t if truth_values is None else truth_values)
     pos_m = np.where(m > 0, _lookup_nonneg(boxes_p, m), -1)
     pos_t = np.where(t_free, _lookup_nonneg(boxes_p, t), -1)
-    inf = np.iinfo(np.int64)
+    far_away = 2 ** 40  # beyond any voxel coordinate, and no int64 overflow in the gaps
 
-    def box(stats, pos):  # half-open boxes; absent parts give an empty (max, min) box
-        lo = np.full((n, ndim), inf.max, np.int64)
-        hi = np.full((n, ndim), inf.min, np.int64)
+    def box(stats, pos):  # half-open boxes; absent parts give an empty (far, −far) box
+        lo = np.full((n, ndim), far_away, np.int64)
+        hi = np.full((n, ndim), -far_away, np.int64)
         ok = pos >= 0
-        lo[ok] = stats.bbox_min[pos[ok]]
-        hi[ok] = stats.bbox_max[pos[ok]] + 1
+        if ok.any():
+            lo[ok] = stats.bbox_min[pos[ok]]
+            hi[ok] = stats.bbox_max[pos[ok]] + 1
         return lo, hi, ok
 
     a_lo, a_hi, has_a = box(boxes_g, pos_a)
