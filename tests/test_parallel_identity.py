@@ -54,3 +54,11 @@ def test_local_processes_rejects_zero_workers():
     pytest.importorskip("distributed")
     with pytest.raises(ValueError, match="workers"), local_processes(0):
         pass
+
+
+def test_cli_rejects_negative_workers(tmp_path, capsys):
+    from gpueval.cli import main
+
+    code = main(["score", "cellmap", "--truth", str(tmp_path), "--submission", str(tmp_path),
+                 "--workers", "-1", "--quiet"])
+    assert code == 2 and "--workers" in capsys.readouterr().err
