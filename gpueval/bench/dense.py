@@ -24,6 +24,7 @@ RSS is the scorer's).
 from __future__ import annotations
 
 import collections
+import csv
 import multiprocessing
 import os
 import re
@@ -358,3 +359,102 @@ def bench_contingency_dense(device: str, scale: float) -> dict:
             "notes": f"{side}^3 uint64 pair, 16^3 blocks of hashed ids, {CHUNK}^3 zstd-3 zarr "
                      "v3 chunks, all written; seconds = all threads"}
 
+
+
+# --------------------------------------------------------------------------------------------
+# a whole CellMap test submission at the official manifest's geometry
+
+
+def _scaled_manifest(scale: float) -> list[tuple[int, str, str, Any]]:
+    """The shipped manifest's rows with every axis shrunk by ``scale`` (voxel size grown by
+    ``1/scale``: the crops keep their physical extent)."""
+    from gpueval.challenges.cellmap.manifest import read_manifest
+    from gpueval.io.align import Grid
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                        "cellmap_test_crops.csv")
+    rows = []
+    with open(path) as fh:
+        datasets = {(int(r["crop_name"]), r["class_label"]): r["dataset"]
+                    for r in csv.DictReader(fh)}
+    for (crop, label), g in sorted(read_manifest(path).items()):
+        shape = tuple(max(16, int(round(s * scale))) for s in g.shape)
+        vs = tuple(float(v) * s0 / s for v, s0, s in zip(g.voxel_size, g.shape, shape,
+                                                           strict=True))
+        rows.append((crop, datasets[(crop, label)], label, Grid(vs, tuple(g.translation),
+                                                                 shape)))
+    return rows
+
+
+def _build_testset(tmp: str, scale: float) -> dict[str, int]:
+    from gpueval.challenges.cellmap.manifest import write_manifest
+    from gpueval.challenges.cellmap.scoring_2026 import INSTANCE_CLASSES
+
+    rows = _scaled_manifest(scale)
+    write_manifest(f"{tmp}/manifest.csv", rows)
+    voxels = 0
+    for i, (crop, _ds, label, g) in enumerate(rows):
+        shape = tuple(int(s) for s in g.shape)
+        cells = _cells(max(shape), max(8, int(1e4 * np.prod(shape) / 1024 ** 3)), 1000 + i)
+        gt, pred = _paint(cells, (0, 0, 0), shape)
+        inst = label in INSTANCE_CLASSES
+        for root, data in (("truth", gt), ("sub.zarr", pred)):
+            data = data if inst else (data > 0).astype(np.uint8)
+            grp = zarr.open_group(f"{tmp}/{root}", mode="a", zarr_format=2)
+            a = grp.require_group(f"crop{crop}").create_array(
+                label, shape=shape, dtype=data.dtype, chunks=(min(CHUNK, max(shape)),) * 3)
+            a[:] = data
+            a.attrs["voxel_size"] = [float(v) for v in g.voxel_size]
+            a.attrs["translation"] = [float(v) for v in g.translation]
+        voxels += int(np.prod(shape))
+    return {"rows": len(rows), "voxels": voxels}
+
+
+@workload("cellmap_testset",
+          "CellMap whole test submission (throughput): the 413 (crop, label) rows of "
+          "configs/cellmap_test_crops.csv, every axis shrunk by --scale (8.8e10 voxels at 1), "
+          "dense synthetic objects, through gpueval score cellmap with that manifest")
+def bench_cellmap_testset(device: str, scale: float) -> dict:
+    from gpueval.api import score
+
+    tmp = tempfile.mkdtemp(prefix="bench-cellmap-testset-")
+    try:
+        info = _spawn(_build_testset, tmp, scale)
+        over = [f"manifest={tmp}/manifest.csv"]
+        par: dict[str, Any] = {}
+        results = {}
+        cores = os.cpu_count() or 1
+        for mode in MODES:
+            t0 = time.perf_counter()
+            if mode == "processes":
+                res = score("cellmap", f"{tmp}/truth", f"{tmp}/sub.zarr", device=device,
+                            overrides=over, workers=cores)
+            else:
+                threads = 1 if mode == "threads_1" else cores
+                res = score("cellmap", f"{tmp}/truth", f"{tmp}/sub.zarr", device=device,
+                            overrides=[*over, f"limits.threads={threads}"])
+            par[f"{mode}_seconds"] = time.perf_counter() - t0
+            results[mode] = (res.status, res.score, [sorted(it.items()) for it in res.items])
+        on_disk = _du(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = par.get("threads_all_seconds", next(iter(par.values())))
+    if "threads_1_seconds" in par:
+        par["efficiency_threads"] = par["threads_1_seconds"] / (cores * seconds)
+    if "processes_seconds" in par and "threads_1_seconds" in par:
+        par["efficiency_processes"] = par["threads_1_seconds"] / (cores * par[
+            "processes_seconds"])
+    par["cores"] = cores
+    par["load_average"] = os.getloadavg()
+    first = next(iter(results.values()))
+    par["identical"] = all(r == first for r in results.values())
+    ok = first[0] == "ok" and len(first[2]) == info["rows"] and par["identical"]
+    full = 87_666_200_000
+    return {"voxels": info["voxels"], "seconds": seconds, "check": bool(ok),
+            "result": {"status": first[0], "score": first[1], "items": len(first[2])},
+            "bytes_on_disk": on_disk, "parallel": par, "peak_rss_bytes": peak_rss_bytes(),
+            "extrapolated_full_scale_seconds": seconds * full / max(info["voxels"], 1),
+            "notes": f"{info['rows']} (crop, label) rows, {info['voxels']:.3g} voxels "
+                     f"(full scale {full:.3g}); per-label synthetic data; seconds = all "
+                     "threads, through api.score with the scaled manifest; the "
+                     "extrapolation is linear in voxels"}
