@@ -11,8 +11,10 @@ voxel-sized step runs chunk by chunk:
   order of first voxels), so ids — observable through the ID-collision quirk — are identical;
 * bounding boxes of every id are a per-chunk min/max reduction;
 * the Hausdorff distance of one GT instance is computed inside the union of its and its
-  prediction's boxes only (the official ROI padding does not change the value, §5.1.9), in a
-  fixed number of bucket tasks that read only the chunks their instances' boxes touch.
+  prediction's boxes only (the official ROI padding does not change the value, §5.1.9). One
+  task per chunk reads the chunk once for every instance whose box touches it (issue 18:
+  never once per instance group) and computes the instances that lie inside it; instances
+  spanning chunks are assembled from compressed mask pieces in a fixed number of tasks.
 
 Every stage is a lazy node (:func:`instance_delayed`, :func:`semantic_delayed`,
 :func:`count_ids_delayed`) so a whole submission computes as one graph; ``missing`` chunk maps
@@ -133,8 +135,10 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
        both volumes, tree-reduced;
     4. one node: ratio guard, IoU, exact matching, tp/fp/fn, and the Hausdorff work plan
        (instances grouped by the chunks their boxes touch, spread over ``K`` buckets);
-    5. ``K`` nodes: each reads only the chunks of its groups' boxes and computes their
-       capped Hausdorff distances; one node assembles the result.
+    5. per chunk that some measured instance's box touches: one read of the truth and the
+       prediction, relabelled with the global ids; capped Hausdorff distances of the
+       instances inside the chunk, bit-packed mask pieces of the others; ``K`` nodes put
+       the pieces together and compute the rest; one node assembles the result.
 
     Parameters
     ----------
