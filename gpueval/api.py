@@ -36,6 +36,7 @@ def score(
     device: str = "auto",
     scheduler: str | None = None,
     progress: bool = False,
+    workers: int = 0,
     **array_options: Any,
 ) -> Result:
     """Score one submission, given as files or as arrays.
@@ -55,6 +56,9 @@ def score(
     overrides : ``"key=value"`` strings or a mapping; an unknown key raises
         :class:`~gpueval.errors.UsageError` naming the closest known key.
     device, scheduler : where to compute.
+    workers : with no ``scheduler``, ``N > 0`` runs the same graph on a local
+        ``dask.distributed`` cluster of ``N`` processes (:func:`gpueval.engine.local_processes`;
+        same result, no GIL between them); ``0`` uses in-process threads.
     progress : show progress bars (named phases, the current item) on stderr when it is a
         terminal; ``False`` shows none (:mod:`gpueval.progress`).
 
@@ -70,6 +74,12 @@ def score(
         Bad arguments or config (exit 2); unusable truth or config (exit 4). Messages are
         scrubbed as well.
     """
+    if workers and scheduler is None:
+        from gpueval.engine import local_processes
+
+        with local_processes(workers) as client:
+            return score(challenge, truth, submission, config=config, overrides=overrides,
+                         device=device, scheduler=client, progress=progress, **array_options)
     if not (_is_path(truth) and _is_path(submission)):
         from gpueval.arrays import score_arrays
 

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true",
                    help="print nothing but errors (no table, warnings or progress)")
     s.add_argument("--report", metavar="HTML", help="also write an HTML report")
+    s.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="run the graph on a local dask.distributed cluster of N processes "
+                        "(same result; no GIL between them). 0: threads in this process")
     _url_prefix(s)
 
     r = sub.add_parser("rescore", help="score every stored submission (resumable, with a DB)")
@@ -327,6 +330,9 @@ def cmd_score(args) -> int:
     from gpueval.config import load_config
 
     cfg = load_config(args.challenge, args.config, args.overrides)  # unknown keys: exit 2 now
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 (threads) or a number of processes, "
+                         f"not {args.workers}")
     check_format(args.format, args.challenge)
     if args.format != "gpueval" and not args.json:
         raise UsageError(f"--format {args.format} writes a file: give --json OUT")
@@ -336,7 +342,7 @@ def cmd_score(args) -> int:
             prepare_output(out, option)
     result = api.score(args.challenge, args.truth, args.submission, config=cfg,
                        device=args.device, scheduler=args.scheduler,
-                       progress=not args.quiet)
+                       progress=not args.quiet, workers=args.workers)
     if args.json and (args.format == "gpueval" or result.status == "ok"):
         # a platform layout has no rejected form: nothing is written and the exit is 3
         _write_output(lambda out: write_format(result, args.format, out), args.json, "--json")

@@ -254,6 +254,13 @@ class StageTimes:
 _STAGES: StageTimes | None = None
 
 
+def record_stage(stage: str, seconds: float) -> None:
+    """Add ``seconds`` to ``stage`` of the active :func:`stage_times` (no-op without one),
+    for tasks that time part of their work themselves (e.g. a read inside a kernel task)."""
+    if _STAGES is not None:
+        _STAGES.add(stage, seconds)
+
+
 def timed(stage: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Decorate a per-chunk task function so that its run time counts as ``stage`` in
     :class:`StageTimes` (the scheduler callback then leaves its tasks alone)."""
@@ -392,6 +399,27 @@ def compute(*objs: Any, scheduler: Any = None, progress: bool = False) -> tuple:
     check_graph_size(*objs)
     with _scheduler(scheduler) as (kwargs, client), _progress(progress, client):
         return dask.compute(*objs, **kwargs)
+
+
+@contextlib.contextmanager
+def local_processes(workers: int) -> Iterator[Any]:
+    """A ``dask.distributed`` client of ``workers`` local processes (one thread each), to
+    pass as ``scheduler``; closed on exit.
+
+    The GIL limits the threaded scheduler wherever a stage is Python glue (per-object loops,
+    small-array NumPy calls); processes side-step it at the cost of pickling what moves
+    between tasks (chunk statistics, never whole chunks: each task reads its own). The graph
+    is the same, so the result is too.
+    """
+    from distributed import Client, LocalCluster
+
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    # dashboard on a free port: no clash with a cluster already running on this host
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        yield client
 
 
 @contextlib.contextmanager

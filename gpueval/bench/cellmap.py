@@ -159,6 +159,7 @@ OOC_CHUNK = 256
 
 
 @workload("cellmap_ooc",
+          "MEMORY TEST (not throughput: mostly fill chunks, skipped unread). "
           "CellMap out of core: a zarr v2 submission of 12 crops of 2048^3 (1.03e11 voxels "
           "per label; instance + semantic label each), mostly never-written chunks, "
           "scored end to end with peak RSS < 4 GiB")

@@ -95,7 +95,8 @@ def bench_confusion(device: str, scale: float) -> dict:
             "reference_seconds": ref_seconds, "check": bool((ref.reshape(5, 5) == m).all())}
 
 
-@workload("ooc_contingency", "2048³ uint64 zarr pair on disk (64 GiB each): bounded peak RSS")
+@workload("ooc_contingency", "MEMORY TEST (not throughput: mostly fill chunks; see "
+          "contingency_dense): 2048³ uint64 zarr pair on disk (64 GiB each), bounded peak RSS")
 def bench_ooc(device: str, scale: float) -> dict:
     import zarr
 

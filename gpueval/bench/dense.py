@@ -1,0 +1,460 @@
+"""Dense throughput workloads (issue 18): every chunk written, nothing is fill value.
+
+* ``cellmap_dense``: a CellMap crop of ``1024³ · scale³`` voxels (``--scale 0.5`` = 512³,
+  ``2`` = 2048³), zstd zarr v2 in 256³ chunks, every chunk written; ~10⁴ instances per
+  1024³ (one ellipsoid per cell of a grid) with misses, splits, merges (two neighbours joined
+  by a rod under one id) and extra blobs; a uint64 copy of the instance pair (ids moved
+  above 2³²) and a semantic label (``> 0``). Scored as one graph (instance uint32 + uint64 +
+  semantic) three times in one run — 1 thread, all threads, a ``LocalCluster`` of one process
+  per core — for the parallel efficiency.
+* ``contingency_dense``: a ``2048³ · scale³`` uint64 pair with dense 64-bit ids (blocks of
+  16³, the second shifted and merged), zstd zarr, every chunk written, counted by the chunked
+  contingency, at 1 thread, all threads and N processes.
+
+Records: ``seconds`` (all threads), ``voxels_per_s``, ``decoded_bytes_per_s``,
+``compressed_bytes_read``, ``chunk_reads`` (each read is one decode: zarr keeps no decoded
+cache), ``peak_rss_bytes``, ``stage_seconds``, and ``parallel`` (seconds and efficiency
+``t₁ / (N·t_N)`` for threads and processes, N = cores). Reads are counted by a counting
+store wrapper in this process (the process runs' reads happen in the workers: not counted).
+
+Data are built chunk by chunk in a child process (bounded memory, and this process's peak
+RSS is the scorer's).
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import multiprocessing
+import os
+import re
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+from zarr.storage import LocalStore, WrapperStore
+
+from gpueval.bench import peak_rss_bytes, workload
+from gpueval.bench.cellmap import CONSTS
+from gpueval.engine import compute, local_processes, map_reduce_delayed
+from gpueval.kernels.stats import Contingency, contingency
+from gpueval.limits import Limits, use_limits
+
+CHUNK = 256
+#: the schedules each workload runs (tests drop "processes": a cluster start-up is seconds)
+MODES = ("threads_1", "threads_all", "processes")
+GEN_BLOCK = 128  # generation works on 128³ sub-blocks: bounded temporaries
+_CHUNK_KEY = re.compile(r"(^|/)(c/)?\d+([./]\d+)*$")
+
+
+class CountingStore(WrapperStore):
+    """A zarr store wrapper counting chunk reads and their compressed bytes."""
+
+    def __init__(self, store, stats: dict[str, Any] | None = None):
+        super().__init__(store)
+        self.stats = stats if stats is not None else {
+            "reads": collections.Counter(), "bytes": 0, "lock": threading.Lock()}
+
+    def _with_store(self, store):
+        return type(self)(store, self.stats)
+
+    async def get(self, key, prototype, byte_range=None):
+        out = await self._store.get(key, prototype, byte_range)
+        if out is not None and _CHUNK_KEY.search(key):
+            with self.stats["lock"]:
+                self.stats["reads"][(str(getattr(self._store, "root", "")), key)] += 1
+                self.stats["bytes"] += len(out)
+        return out
+
+    def summary(self, side: int, itemsize: dict[str, int]) -> dict[str, int]:
+        """Counts, and the bytes those reads decoded (chunk extent × item size per array,
+        ``itemsize`` by array folder name)."""
+        reads = self.stats["reads"]
+        decoded = 0
+        for (root, key), n in reads.items():
+            idx = [int(v) for v in re.findall(r"\d+", key.rsplit("c/", 1)[-1])]
+            vox = int(np.prod([min(CHUNK, side - i * CHUNK) for i in idx]))
+            decoded += n * vox * itemsize[os.path.basename(root.rstrip("/"))]
+        return {"chunk_reads": int(sum(reads.values())), "chunks_read": len(reads),
+                "decoded_bytes": int(decoded),
+                "max_reads_per_chunk": max(reads.values(), default=0),
+                "compressed_bytes_read": int(self.stats["bytes"])}
+
+    def reset(self) -> None:
+        self.stats["reads"].clear()
+        self.stats["bytes"] = 0
+
+
+def _open(path: str, store: CountingStore | None) -> da.Array:
+    base = LocalStore(path, read_only=True)
+    return da.from_zarr(zarr.open_array(store=store._with_store(base) if store else base,
+                                        mode="r"))
+
+
+def _create(path: str, side: int, dtype) -> zarr.Array:
+    return zarr.create_array(path, shape=(side,) * 3, chunks=(CHUNK,) * 3, dtype=dtype,
+                             zarr_format=3, fill_value=0, compressors=ZstdCodec(level=3),
+                             config={"write_empty_chunks": True})
+
+
+# --------------------------------------------------------------------------------------------
+# synthetic dense CellMap crop
+
+
+def _cells(side: int, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Per grid cell: ellipsoid centre offsets, radii, and what the prediction does."""
+    m = max(2, int(round(n ** (1 / 3))))
+    c = side / m
+    rng = np.random.default_rng(seed)
+    shape = (m, m, m)
+    roll = rng.random(shape)
+    return {
+        "m": np.int64(m), "c": np.float64(c),
+        "off": rng.uniform(-0.1, 0.1, shape + (3,)) * c,  # small: a merge rod hits both
+        "rad": rng.uniform(0.25, 0.4, shape + (3,)) * c,
+        "shift": rng.integers(-2, 3, shape + (3,)),
+        "miss": roll < 0.05,
+        "split": (roll >= 0.05) & (roll < 0.10),
+        "merge": (roll >= 0.10) & (roll < 0.13),
+        "extra": rng.random(shape) < 0.05,
+        "pid": rng.permutation(m ** 3).reshape(shape).astype(np.int64) * 2 + 7,
+    }
+
+
+def _paint(cells: dict[str, np.ndarray], lo: tuple[int, int, int], hi: tuple[int, int, int]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and prediction (uint32) of the box ``[lo, hi)``."""
+    m, c = int(cells["m"]), float(cells["c"])
+    ax = [np.arange(a, b) for a, b in zip(lo, hi, strict=True)]
+    idx = [np.minimum((x / c).astype(np.int64), m - 1) for x in ax]
+    grid = np.ix_(*idx)
+    coords = np.ix_(*[x.astype(np.float64) + 0.5 for x in ax])
+    centre = [(idx_ + 0.5) * c for idx_ in idx]  # the grid centre per axis
+    g_ctr = [np.ix_(*[centre[i] if j == i else np.zeros(1) for j in range(3)])[i]
+             for i in range(3)]
+    off, rad, shift = cells["off"][grid], cells["rad"][grid], cells["shift"][grid]
+    gt_in = sum(((coords[i] - g_ctr[i] - off[..., i]) / rad[..., i]) ** 2 for i in range(3)) <= 1
+    p_in = sum(((coords[i] - g_ctr[i] - off[..., i] - shift[..., i]) / rad[..., i]) ** 2
+               for i in range(3)) <= 1
+    flat = (idx[0][:, None, None] * m + idx[1][None, :, None]) * m + idx[2][None, None, :]
+    gt = np.where(gt_in, flat + 1, 0).astype(np.uint32)
+    pid = cells["pid"][grid]
+    # merges: a cell flagged "merge" lends its id to its +x neighbour and a rod joins them
+    merged_from = np.zeros_like(cells["merge"])
+    merged_from[:, :, 1:] = cells["merge"][:, :, :-1]
+    left_pid = np.roll(cells["pid"], 1, axis=2)[grid]
+    pid = np.where(merged_from[grid], left_pid, pid)
+    split_part = cells["split"][grid] & (coords[0] < g_ctr[0] + off[..., 0] + shift[..., 0])
+    pid = np.where(split_part, pid + 1, pid)
+    pred = np.where(p_in & ~cells["miss"][grid], pid, 0)
+    near_axis = ((np.abs(coords[0] - g_ctr[0]) <= 2) & (np.abs(coords[1] - g_ctr[1]) <= 2))
+    rod = near_axis & ((cells["merge"][grid] & (coords[2] >= g_ctr[2]))
+                       | (merged_from[grid] & (coords[2] <= g_ctr[2])))
+    pred = np.where(rod & (pred == 0), np.where(cells["merge"][grid], pid, left_pid), pred)
+    local = [(x - idx_ * c) for x, idx_ in zip(ax, idx, strict=True)]
+    corner = [((v >= 1) & (v < 5)).reshape([-1 if j == i else 1 for j in range(3)])
+              for i, v in enumerate(local)]
+    blob = corner[0] & corner[1] & corner[2] & cells["extra"][grid]
+    pred = np.where(blob, flat + m ** 3 * 2 + 11, pred)
+    return gt, pred.astype(np.uint32)
+
+
+def _build_dense(tmp: str, side: int, n: int, seed: int) -> dict[str, int]:
+    cells = _cells(side, n, seed)
+    arrays = {name: _create(f"{tmp}/{name}", side, dt) for name, dt in
+              (("gt", np.uint32), ("pred", np.uint32), ("gt64", np.uint64),
+               ("pred64", np.uint64), ("gt_sem", np.uint8), ("pred_sem", np.uint8))}
+    high = np.uint64(2 ** 40)
+    for lo in np.ndindex(*(-(-side // GEN_BLOCK),) * 3):
+        lo = tuple(int(v) * GEN_BLOCK for v in lo)
+        hi = tuple(min(v + GEN_BLOCK, side) for v in lo)
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        g, p = _paint(cells, lo, hi)
+        arrays["gt"][sl] = g
+        arrays["pred"][sl] = p
+        # the truth keeps its ids (they are observable: ratio guard, ID-collision quirk); the
+        # prediction's move above 2^40 (components are renumbered anyway)
+        arrays["gt64"][sl] = g.astype(np.uint64)
+        arrays["pred64"][sl] = np.where(p > 0, p.astype(np.uint64) * high + 3, 0)
+        arrays["gt_sem"][sl] = g > 0
+        arrays["pred_sem"][sl] = p > 0
+    return {"grid_cells": int(cells["m"]) ** 3}
+
+
+def _spawn(func, *args):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(func, args)
+
+
+def _du(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def _three_ways(build_graph, store: CountingStore, side: int, itemsize: dict[str, int]
+                ) -> tuple[Any, dict[str, Any], dict]:
+    """Compute the graph on 1 thread, all threads and one process per core; check the three
+    results are equal; return the all-threads result, its read counts and the timings."""
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {}
+    results = {}
+    for mode in MODES:
+        store.reset()
+        # worker processes get plain stores (the counter's lock does not pickle; their reads
+        # are not seen here anyway)
+        graph = build_graph(store if mode != "processes" else None)
+        t0 = time.perf_counter()
+        if mode == "processes":
+            with local_processes(cores) as client:
+                t0 = time.perf_counter()  # cluster start-up is not scoring time
+                results[mode] = compute(*graph, scheduler=client)
+        else:
+            cpu0 = _cpu_seconds()
+            with use_limits(Limits(threads=1 if mode == "threads_1" else cores)):
+                results[mode] = compute(*graph)
+            # on a shared machine the wall time says little about scaling: the CPU time this
+            # process got tells whether a second thread found a free core at all
+            out[f"{mode}_cpu_seconds"] = _cpu_seconds() - cpu0
+        out[f"{mode}_seconds"] = time.perf_counter() - t0
+        if mode == "threads_all":
+            reads = store.summary(side, itemsize)
+    t1 = out["threads_1_seconds"]
+    out["cores"] = cores
+    out["efficiency_threads"] = t1 / (cores * out["threads_all_seconds"])
+    if "processes" in results:
+        out["efficiency_processes"] = t1 / (cores * out["processes_seconds"])
+    out["load_average"] = os.getloadavg()
+    same = all(_same(results["threads_1"], r) for r in results.values())
+    return results["threads_all"], reads, {**out, "identical": bool(same)}
+
+
+def _cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _same(a, b) -> bool:
+    def norm(x):
+        if isinstance(x, dict):
+            return {k: norm(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [norm(v) for v in x]
+        if isinstance(x, np.ndarray):
+            return (x.dtype.str, x.shape, x.tobytes())
+        if isinstance(x, Contingency):
+            return norm((x.ids_a, x.ids_b, x.counts))
+        return x
+    return norm(a) == norm(b)
+
+
+@workload("cellmap_dense",
+          "CellMap dense crop (throughput): 1024^3*scale^3 uint32 + uint64 copy + semantic, "
+          "zstd zarr, every chunk written, ~1e4 instances per 1024^3; 1 thread / all threads "
+          "/ N processes")
+def bench_cellmap_dense(device: str, scale: float) -> dict:
+    from gpueval.challenges.cellmap.scoring_2026 import instance_delayed, semantic_delayed
+
+    side = max(64, int(round(1024 * scale)))
+    n = max(8, int(round(1e4 * (side / 1024) ** 3)))
+    vs = (8.0, 8.0, 8.0)
+    tmp = tempfile.mkdtemp(prefix="bench-cellmap-dense-")
+    try:
+        info = _spawn(_build_dense, tmp, side, n, 5)
+        store = CountingStore(LocalStore(tmp, read_only=True))
+
+        def graph(counted):
+            a = {k: _open(f"{tmp}/{k}", counted) for k in
+                 ("gt", "pred", "gt64", "pred64", "gt_sem", "pred_sem")}
+            return (instance_delayed(a["gt"], a["pred"], vs, CONSTS, device=device),
+                    instance_delayed(a["gt64"], a["pred64"], vs, CONSTS, device=device),
+                    semantic_delayed(a["gt_sem"], a["pred_sem"], device=device))
+
+        (r32, r64, sem), reads, par = _three_ways(
+            graph, store, side, {"gt": 4, "pred": 4, "gt64": 8, "pred64": 8, "gt_sem": 1,
+                                 "pred_sem": 1})
+        on_disk = _du(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    keys = ("tp", "fp", "fn", "n_hausdorff", "hausdorff_norm_sum", "status")
+    voxels = side ** 3
+    decoded = reads["decoded_bytes"]  # truth twice, prediction three times, semantic once
+    seconds = par["threads_all_seconds"]
+    ok = (r32["status"] == "scored" and all(r32[k] == r64[k] for k in keys)
+          and r32["fp"] > 0 and r32["fn"] > 0 and par["identical"])
+    return {"voxels": voxels, "seconds": seconds, "check": bool(ok),
+            "result": {"instance": {k: r32[k] for k in keys}, "semantic": sem},
+            "decoded_bytes_per_s": decoded / seconds, "bytes_on_disk": on_disk, **reads,
+            "parallel": par,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "notes": f"{side}^3, {info['grid_cells']} grid cells (~{n} instances), {CHUNK}^3 "
+                     "zstd-3 zarr v3 chunks, all written; instance uint32 + uint64 + semantic "
+                     "in one graph; seconds = all threads; check: uint32 == uint64 result, "
+                     "1 thread == all threads == processes; voxels_per_s counts crop voxels "
+                     "(the graph scores 3 labels of them)"}
+
+
+# --------------------------------------------------------------------------------------------
+# dense contingency
+
+
+def _build_pair(tmp: str, side: int) -> None:
+    a_arr, b_arr = _create(f"{tmp}/a", side, np.uint64), _create(f"{tmp}/b", side, np.uint64)
+    cell = 16
+    for lo in np.ndindex(*(-(-side // GEN_BLOCK),) * 3):
+        lo = tuple(int(v) * GEN_BLOCK for v in lo)
+        hi = tuple(min(v + GEN_BLOCK, side) for v in lo)
+        a = _block_ids(lo, hi, cell, (0, 0, 0))
+        b = _block_ids(lo, hi, cell, (cell // 4, cell // 3, 1))
+        b = np.where(b % np.uint64(7) == 0, b + np.uint64(1), b)
+        sl = tuple(slice(x, y) for x, y in zip(lo, hi, strict=True))
+        a_arr[sl] = a
+        b_arr[sl] = b
+
+
+def _block_ids(lo, hi, cell, shift) -> np.ndarray:
+    """Dense 64-bit ids of 16³ blocks (a hash of the block coordinates), shifted by ``shift``."""
+    idx = [((np.arange(a, b) - s) // cell).astype(np.uint64)
+           for a, b, s in zip(lo, hi, shift, strict=True)]
+    key = (idx[0][:, None, None] * np.uint64(1_000_003) + idx[1][None, :, None]) \
+        * np.uint64(1_000_033) + idx[2][None, None, :]
+    with np.errstate(over="ignore"):
+        key = (key + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    return key | np.uint64(1)
+
+
+@workload("contingency_dense",
+          "Contingency (throughput): 2048^3*scale^3 uint64 pair, dense 64-bit ids, zstd zarr, "
+          "every chunk written; 1 thread / all threads / N processes")
+def bench_contingency_dense(device: str, scale: float) -> dict:
+    side = max(64, int(round(2048 * scale)))
+    tmp = tempfile.mkdtemp(prefix="bench-contingency-dense-")
+    try:
+        _spawn(_build_pair, tmp, side)
+        store = CountingStore(LocalStore(tmp, read_only=True))
+
+        def graph(counted):
+            a, b = _open(f"{tmp}/a", counted), _open(f"{tmp}/b", counted)
+            return (map_reduce_delayed(contingency, [a, b], Contingency.combine,
+                                       device=device),)
+
+        (table,), reads, par = _three_ways(graph, store, side, {"a": 8, "b": 8})
+        on_disk = _du(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    voxels = side ** 3
+    decoded = reads["decoded_bytes"]
+    seconds = par["threads_all_seconds"]
+    return {"voxels": voxels, "seconds": seconds, "pairs": len(table),
+            "check": bool(table.total == voxels and par["identical"]),
+            "decoded_bytes_per_s": decoded / seconds, "bytes_on_disk": on_disk, **reads,
+            "parallel": par,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "notes": f"{side}^3 uint64 pair, 16^3 blocks of hashed ids, {CHUNK}^3 zstd-3 zarr "
+                     "v3 chunks, all written; seconds = all threads"}
+
+
+
+# --------------------------------------------------------------------------------------------
+# a whole CellMap test submission at the official manifest's geometry
+
+
+def _scaled_manifest(scale: float) -> list[tuple[int, str, str, Any]]:
+    """The shipped manifest's rows with every axis shrunk by ``scale`` (voxel size grown by
+    ``1/scale``: the crops keep their physical extent)."""
+    from gpueval.challenges.cellmap.manifest import read_manifest
+    from gpueval.io.align import Grid
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                        "cellmap_test_crops.csv")
+    rows = []
+    with open(path) as fh:
+        datasets = {(int(r["crop_name"]), r["class_label"]): r["dataset"]
+                    for r in csv.DictReader(fh)}
+    for (crop, label), g in sorted(read_manifest(path).items()):
+        shape = tuple(max(16, int(round(s * scale))) for s in g.shape)
+        vs = tuple(float(v) * s0 / s for v, s0, s in zip(g.voxel_size, g.shape, shape,
+                                                           strict=True))
+        rows.append((crop, datasets[(crop, label)], label, Grid(vs, tuple(g.translation),
+                                                                 shape)))
+    return rows
+
+
+def _build_testset(tmp: str, scale: float) -> dict[str, int]:
+    from gpueval.challenges.cellmap.manifest import write_manifest
+    from gpueval.challenges.cellmap.scoring_2026 import INSTANCE_CLASSES
+
+    rows = _scaled_manifest(scale)
+    write_manifest(f"{tmp}/manifest.csv", rows)
+    voxels = 0
+    for i, (crop, _ds, label, g) in enumerate(rows):
+        shape = tuple(int(s) for s in g.shape)
+        cells = _cells(max(shape), max(8, int(1e4 * np.prod(shape) / 1024 ** 3)), 1000 + i)
+        gt, pred = _paint(cells, (0, 0, 0), shape)
+        inst = label in INSTANCE_CLASSES
+        for root, data in (("truth", gt), ("sub.zarr", pred)):
+            data = data if inst else (data > 0).astype(np.uint8)
+            grp = zarr.open_group(f"{tmp}/{root}", mode="a", zarr_format=2)
+            a = grp.require_group(f"crop{crop}").create_array(
+                label, shape=shape, dtype=data.dtype, chunks=(min(CHUNK, max(shape)),) * 3)
+            a[:] = data
+            a.attrs["voxel_size"] = [float(v) for v in g.voxel_size]
+            a.attrs["translation"] = [float(v) for v in g.translation]
+        voxels += int(np.prod(shape))
+    return {"rows": len(rows), "voxels": voxels}
+
+
+@workload("cellmap_testset",
+          "CellMap whole test submission (throughput): the 413 (crop, label) rows of "
+          "configs/cellmap_test_crops.csv, every axis shrunk by --scale (8.8e10 voxels at 1), "
+          "dense synthetic objects, through gpueval score cellmap with that manifest")
+def bench_cellmap_testset(device: str, scale: float) -> dict:
+    from gpueval.api import score
+
+    tmp = tempfile.mkdtemp(prefix="bench-cellmap-testset-")
+    try:
+        info = _spawn(_build_testset, tmp, scale)
+        over = [f"manifest={tmp}/manifest.csv"]
+        par: dict[str, Any] = {}
+        results = {}
+        cores = os.cpu_count() or 1
+        for mode in MODES:
+            t0 = time.perf_counter()
+            if mode == "processes":
+                res = score("cellmap", f"{tmp}/truth", f"{tmp}/sub.zarr", device=device,
+                            overrides=over, workers=cores)
+            else:
+                threads = 1 if mode == "threads_1" else cores
+                res = score("cellmap", f"{tmp}/truth", f"{tmp}/sub.zarr", device=device,
+                            overrides=[*over, f"limits.threads={threads}"])
+            par[f"{mode}_seconds"] = time.perf_counter() - t0
+            results[mode] = (res.status, res.score, [sorted(it.items()) for it in res.items])
+        on_disk = _du(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = par.get("threads_all_seconds", next(iter(par.values())))
+    if "threads_1_seconds" in par:
+        par["efficiency_threads"] = par["threads_1_seconds"] / (cores * seconds)
+    if "processes_seconds" in par and "threads_1_seconds" in par:
+        par["efficiency_processes"] = par["threads_1_seconds"] / (cores * par[
+            "processes_seconds"])
+    par["cores"] = cores
+    par["load_average"] = os.getloadavg()
+    first = next(iter(results.values()))
+    par["identical"] = all(r == first for r in results.values())
+    ok = first[0] == "ok" and len(first[2]) == info["rows"] and par["identical"]
+    full = 87_666_200_000
+    return {"voxels": info["voxels"], "seconds": seconds, "check": bool(ok),
+            "result": {"status": first[0], "score": first[1], "items": len(first[2])},
+            "bytes_on_disk": on_disk, "parallel": par, "peak_rss_bytes": peak_rss_bytes(),
+            "extrapolated_full_scale_seconds": seconds * full / max(info["voxels"], 1),
+            "notes": f"{info['rows']} (crop, label) rows, {info['voxels']:.3g} voxels "
+                     f"(full scale {full:.3g}); per-label synthetic data; seconds = all "
+                     "threads, through api.score with the scaled manifest; the "
+                     "extrapolation is linear in voxels"}

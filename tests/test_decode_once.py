@@ -1,0 +1,85 @@
+"""Each zarr chunk is read (and so decoded: zarr keeps no decoded-chunk cache) at most once per
+pass of the CellMap instance scorer (issue 18).
+
+The passes of :func:`gpueval.challenges.cellmap.scoring_2026.instance_delayed`:
+
+1. labelling the prediction (prediction chunks only);
+2. relabel + overlaps + boxes (truth and prediction);
+3. Hausdorff inputs (truth and prediction, only chunks some measured instance touches).
+
+So a truth chunk is read at most twice and a prediction chunk at most three times, whatever
+the number of instances; before issue 18 the Hausdorff stage read the hull of every group of
+instances again (a chunk as often as groups touched it).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+
+import dask.array as da
+import numpy as np
+import zarr
+from zarr.storage import LocalStore, WrapperStore
+
+from gpueval.bench.cellmap import CONSTS, build_crop
+from gpueval.challenges.cellmap.scoring_2026 import score_instance
+
+CHUNK_KEY = re.compile(r"^(c/)?\d+([./]\d+)*$")  # v2 "0.1.2", v3 "c/0/1/2"
+
+
+class CountingStore(WrapperStore):
+    """A zarr store that counts full reads of each chunk key."""
+
+    def __init__(self, store, counts: collections.Counter, lock: threading.Lock):
+        super().__init__(store)
+        self.counts = counts
+        self.lock = lock
+
+    def _with_store(self, store):  # zarr re-wraps the store (read-only views): keep counting
+        return type(self)(store, self.counts, self.lock)
+
+    async def get(self, key, prototype, byte_range=None):
+        out = await self._store.get(key, prototype, byte_range)
+        if out is not None and CHUNK_KEY.match(key):
+            with self.lock:
+                self.counts[key] += 1
+        return out
+
+
+def _open_counted(path, counts, lock) -> da.Array:
+    store = CountingStore(LocalStore(str(path), read_only=True), counts, lock)
+    arr = zarr.open_array(store=store, mode="r")
+    return da.from_zarr(arr)
+
+
+def _write(path, data, chunk):
+    a = zarr.create_array(str(path), shape=data.shape, chunks=(chunk,) * 3, dtype=data.dtype,
+                          zarr_format=2, fill_value=0)
+    a[:] = data
+
+
+def test_each_chunk_read_once_per_pass(tmp_path):
+    # 48³ in 16³ chunks (27 chunks), 60 balls of radius 2-4: many boxes cross chunk borders
+    # and many groups of instances share a chunk (the old per-group hull reads re-read them)
+    gt, pred = build_crop(48, 60, seed=3)
+    _write(tmp_path / "gt", gt, 16)
+    _write(tmp_path / "pred", pred, 16)
+    g_counts: collections.Counter = collections.Counter()
+    p_counts: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    g = _open_counted(tmp_path / "gt", g_counts, lock)
+    p = _open_counted(tmp_path / "pred", p_counts, lock)
+    res = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS)
+    assert res["status"] == "scored" and res["tp"] > 10
+    # (zarr leaves all-zero chunks unwritten: those are never read)
+    assert len(g_counts) >= 20 and len(p_counts) >= 20, (g_counts, p_counts)
+    assert max(g_counts.values()) <= 2, g_counts
+    assert max(p_counts.values()) <= 3, p_counts
+    # the result is the whole-volume (one chunk) scorer's
+    ref = score_instance(gt, pred, (8.0, 8.0, 8.0), CONSTS)
+    for key in ("tp", "fp", "fn", "n_hausdorff", "hausdorff_norm_sum"):
+        assert res[key] == ref[key], key
+    np.testing.assert_array_equal(res["_detail"]["hausdorff_per_gt"],
+                                  ref["_detail"]["hausdorff_per_gt"])
