@@ -116,7 +116,7 @@ def _score(challenge, truth, submission, *, config, overrides, device, scheduler
             # the config's `limits:` reach every reader; readers name files from the
             # submission's folder down (crop1/mito), never by a server path
             with use_limits(limits), shown_relative_to(_shown_root(submission)):
-                result = module.score(truth, submission, cfg, device=dev, scheduler=scheduler,
+                result = module.score(truth, submission, cfg, device=str(dev), scheduler=scheduler,
                                       progress=progress)
         except Rejected as e:
             result = Result.rejected(challenge, str(cfg["metric_version"]), str(e))

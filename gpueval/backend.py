@@ -45,6 +45,9 @@ class DeviceChoice(str):
         out.reason = reason
         return out
 
+    def __reduce__(self):  # pickles as the plain string: tasks sent to workers carry no reason
+        return str, (str(self),)
+
 
 @dataclass(frozen=True)
 class Measurement:
