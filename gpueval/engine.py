@@ -31,6 +31,7 @@ import numpy as np
 from dask.callbacks import Callback
 from dask.delayed import Delayed, delayed
 
+from gpueval import progress as bars
 from gpueval.backend import array_module, is_cupy, to_device
 from gpueval.errors import Rejected
 from gpueval.progress import TqdmCallback
@@ -76,6 +77,7 @@ def map_reduce(
     split_every: int = 8,
     with_slices: bool = False,
     extra: Sequence[Any] = (),
+    phase: str | None = None,
 ) -> T:
     """Apply ``func`` to every aligned chunk of ``arrays`` and combine the results in a tree.
 
@@ -89,11 +91,15 @@ def map_reduce(
     device : ``"cpu"`` or ``"gpu"`` (blocks are moved to CuPy before ``func``).
     scheduler : ``None`` (in-process threads), a scheduler address, or a distributed Client.
     split_every : fan-in of the reduction tree.
+    phase : with ``progress``, show this pass as a named phase whose bar counts voxels (every
+        chunk advances it by its size) instead of a bar counting tasks.
     """
-    return compute(map_reduce_delayed(func, arrays, combine, device=device,
-                                      split_every=split_every, with_slices=with_slices,
-                                      extra=extra),
-                   scheduler=scheduler, progress=progress)[0]
+    graph = map_reduce_delayed(func, arrays, combine, device=device, split_every=split_every,
+                               with_slices=with_slices, extra=extra)
+    if progress and phase:
+        with bars.phase(phase, total=float(np.prod(arrays[0].shape)), unit="vx"):
+            return compute(graph, scheduler=scheduler)[0]
+    return compute(graph, scheduler=scheduler, progress=progress)[0]
 
 
 def map_reduce_delayed(
@@ -204,6 +210,8 @@ def _apply(func, slices, device, extra, *blocks):
     if _STAGES is not None:
         _STAGES.add("to_device", t1 - t0)
         _STAGES.add("kernel", time.perf_counter() - t1)
+    if blocks:
+        bars.advance(blocks[0].size)  # progress weighted by voxels (no-op without a phase)
     return out
 
 

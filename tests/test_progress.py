@@ -113,3 +113,24 @@ def test_quiet_score_prints_nothing_but_errors(tmp_path, capsys):
                  "--device", "cpu", "--quiet"]) == 0
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+def test_a_named_pass_counts_voxels_not_tasks(monkeypatch):
+    """``map_reduce(..., progress=True, phase=...)``: the bar of that phase ends at the number
+    of voxels of the volume, whatever the chunking (issue #23: weighted by work)."""
+    import dask.array as da
+    import numpy as np
+
+    from gpueval import engine, progress
+
+    x = da.ones((10, 12, 7), chunks=(3, 5, 4), dtype=np.uint8)
+    seen = {}
+    real = progress.Phase.update
+
+    def update(self, n=1):
+        seen[self.name] = seen.get(self.name, 0) + n
+        real(self, n)
+
+    monkeypatch.setattr(progress.Phase, "update", update)
+    total = engine.map_reduce(lambda b: int(b.sum()), [x], sum, progress=True, phase="counting")
+    assert total == 10 * 12 * 7 and seen == {"counting": 10 * 12 * 7}
