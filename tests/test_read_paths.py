@@ -1,0 +1,103 @@
+"""Read paths of the participant formats: the fast path gives exactly what the safe one gives.
+
+U-RISC compressed TIFFs are decoded whole when the per-process budget allows
+(``imread._whole_page``) and in row bands through tifffile's zarr store otherwise; both must give
+the same uint8 grey for every layout OpenCV/PIL/tifffile write (LZW strips of one row, deflate
+tiles, colour with unassociated alpha, MINISWHITE, 16-bit).
+"""
+
+from __future__ import annotations
+
+import gc
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+
+from gpueval.challenges.urisc import imread
+
+LAYOUTS = {
+    "lzw-rows": dict(compression="lzw", rowsperstrip=1),
+    "deflate-tiles": dict(compression="zlib", tile=(32, 48)),
+    "none-strips": dict(rowsperstrip=7),  # contiguous: both reads take the pread path
+    "lzw-minwhite": dict(compression="lzw", rowsperstrip=3, photometric="miniswhite"),
+}
+
+
+def _image(rng, dtype=np.uint8, samples=0):
+    shape = (83, 101) + ((samples,) if samples else ())
+    hi = 65536 if dtype == np.uint16 else 256
+    return rng.integers(0, hi, size=shape, dtype=np.int64).astype(dtype)
+
+
+def _both(path):
+    """(band rows, whole rows) of one file, the band reader forced by an empty budget."""
+    img = imread._GreyImage(path)
+    left = imread._whole_budget.left
+    imread._whole_budget.left = 0
+    try:
+        bands = np.concatenate([img.rows(a, min(a + 10, img.shape[0]))
+                                for a in range(0, img.shape[0], 10)])
+    finally:
+        imread._whole_budget.left = left
+    fresh = imread._GreyImage(path)
+    whole = np.concatenate([fresh.rows(a, min(a + 10, fresh.shape[0]))
+                            for a in range(0, fresh.shape[0], 10)])
+    return bands, whole, fresh
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("kind", ["grey8", "grey16", "rgba8"])
+def test_whole_decode_equals_band_decode(tmp_path, layout, kind):
+    rng = np.random.default_rng(zlib.crc32(f"{layout}/{kind}".encode()))
+    kw = dict(LAYOUTS[layout])
+    if kind == "grey16":
+        data = _image(rng, np.uint16)
+    elif kind == "rgba8":
+        if "photometric" in kw:
+            pytest.skip("MINISWHITE is a grey photometric")
+        data = _image(rng, samples=4)
+        kw.update(photometric="rgb", extrasamples=[2])  # unassociated alpha: premultiplied
+    else:
+        data = _image(rng)
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, data, **kw)
+    bands, whole, img = _both(path)
+    assert bands.dtype == whole.dtype == np.uint8
+    np.testing.assert_array_equal(bands, whole)
+    if imread._GreyImage(path).offset is None:  # compressed: the whole page was decoded
+        assert img._decoded is not None
+
+
+def test_budget_is_charged_and_given_back(tmp_path):
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, _image(np.random.default_rng(1)), compression="lzw", rowsperstrip=1)
+    before = imread._whole_budget.left
+    img = imread._GreyImage(path)
+    img.rows(0, 5)
+    assert imread._whole_budget.left == before - img.size  # the grey copy is held
+    del img
+    gc.collect()
+    assert imread._whole_budget.left == before
+
+
+def test_over_budget_reads_bands(tmp_path, monkeypatch):
+    path = tmp_path / "x.tif"
+    data = _image(np.random.default_rng(2))
+    tifffile.imwrite(path, data, compression="lzw", rowsperstrip=1)
+    monkeypatch.setattr(imread._whole_budget, "left", data.size - 1)
+    img = imread._GreyImage(path)
+    np.testing.assert_array_equal(img.rows(10, 20), data[10:20])
+    assert img._decoded is None and imread._whole_budget.left == data.size - 1
+
+
+def test_unpickled_copy_reads_bands(tmp_path):
+    import pickle
+
+    path = tmp_path / "x.tif"
+    data = _image(np.random.default_rng(3))
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4)
+    img = pickle.loads(pickle.dumps(imread._GreyImage(path)))
+    np.testing.assert_array_equal(img.rows(3, 9), data[3:9])
+    assert img._decoded is None
