@@ -1,0 +1,56 @@
+"""Start-up: the CLI and the U-RISC scorer import only what they need.
+
+Every ``gpueval score`` process pays for its imports before it reads a byte; on the inputs the
+official U-RISC/REFUGE scorers finish in seconds, dask.array, zarr, numba or tensorstore alone
+(0.2-0.7 s each) would cap every ratio. Checked in a fresh interpreter through ``sys.modules``
+(never timings, which depend on the machine's load).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("dask", "dask.array", "distributed", "zarr", "numcodecs", "numba", "tensorstore",
+         "scipy", "h5py", "networkx", "cupy", "pandas", "skimage")
+
+
+def _imported_after(code: str) -> set[str]:
+    """Which of :data:`HEAVY` a fresh interpreter has imported after running ``code``."""
+    probe = (f"{code}\nimport json, sys\n"
+             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import contextlib, io, sys\nsys.argv = ['gpueval', '--help']\n"
+            "from gpueval.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    main()")
+    assert _imported_after(code) == set()
+
+
+@pytest.mark.parametrize("module", ["gpueval", "gpueval.api", "gpueval.io.arrays",
+                                    "gpueval.io.archive"])
+def test_entry_points_and_readers_import_no_array_stack(module):
+    # dask.array/zarr load only when a volume is opened (open_volume), not with the module
+    assert _imported_after(f"import {module}") & {"dask.array", "zarr", "numba", "tensorstore",
+                                                   "h5py", "networkx", "scipy"} == set()
+
+
+def test_urisc_scorer_imports_no_volume_stack():
+    # U-RISC reads TIFF/PNG with tifffile/PIL: no zarr (bands only over the whole-decode
+    # budget), numba, tensorstore, HDF5 or graph libraries; dask itself still comes with
+    # gpueval.engine, which imports dask.array at the top (see benchmarks/README.md)
+    got = _imported_after("import gpueval.challenges.urisc")
+    assert got & {"zarr", "numcodecs", "numba", "tensorstore", "h5py", "networkx",
+                  "distributed", "cupy", "pandas", "skimage"} == set()
