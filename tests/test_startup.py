@@ -54,3 +54,21 @@ def test_urisc_scorer_imports_no_volume_stack():
     got = _imported_after("import gpueval.challenges.urisc")
     assert got & {"zarr", "numcodecs", "numba", "tensorstore", "h5py", "networkx",
                   "distributed", "cupy", "pandas", "skimage"} == set()
+
+
+def test_floor_timing_reports_each_child_and_refuses_failures():
+    from gpueval.bench import floor
+
+    # a child that allocates ~200 MB reports it; a bare interpreter does not inherit it
+    big = [sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"]
+    seconds, rss_big, code = floor.run_process(big)
+    assert code == 0 and seconds > 0 and rss_big > 200 * 2**20
+    _, rss_bare, _ = floor.run_process([sys.executable, "-c", "pass"])
+    assert rss_bare < 100 * 2**20
+    rec = floor.side_by_side([sys.executable, "-c", "pass"], "pass", repeat=2,
+                             spec_anchor_seconds=9.0)
+    assert rec["seconds"] == min(rec["all_seconds"]) and len(rec["all_floor_seconds"]) == 2
+    assert rec["ratio_to_floor"] == rec["seconds"] / rec["floor_seconds"]
+    assert rec["spec_anchor_seconds"] == 9.0 and len(rec["load_average"]) == 3
+    with pytest.raises(RuntimeError, match="status 3"):
+        floor.best_of([sys.executable, "-c", "raise SystemExit(3)"], repeat=1)
