@@ -101,3 +101,80 @@ def test_unpickled_copy_reads_bands(tmp_path):
     img = pickle.loads(pickle.dumps(imread._GreyImage(path)))
     np.testing.assert_array_equal(img.rows(3, 9), data[3:9])
     assert img._decoded is None
+
+
+# -- truth pickles: the C unpickler fast path gives what the exact unpickler gives -------------
+
+def _graph_pickle(n: int, protocol: int) -> bytes:
+    import pickle
+
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from((i, {"position": np.array([i * 1.5, 2.0, 3.0])}) for i in range(n))
+    g.add_edges_from((i, i + 1) for i in range(n - 1))
+    _ = g.adj, g.nodes, g.edges  # networkx 3 caches views in the instance dict
+    return pickle.dumps(g, protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_fast_path_loads_graphs_identically(protocol, monkeypatch):
+    import pickle
+
+    from gpueval.io import safe_pickle
+    from gpueval.io.skeleton import GRAPH_GLOBALS
+
+    data = _graph_pickle(300, protocol)
+    exact = safe_pickle.restricted_load(data, GRAPH_GLOBALS, fast=False)
+
+    def no_exact(*a, **k):
+        raise AssertionError("the exact unpickler ran: the fast path gave up")
+
+    monkeypatch.setattr(safe_pickle, "_Restricted", no_exact)
+    fast = safe_pickle.restricted_load(data, GRAPH_GLOBALS)
+    assert pickle.dumps(fast, protocol=4) == pickle.dumps(exact, protocol=4)
+
+
+def test_fast_path_defers_to_the_exact_unpickler_near_the_limits():
+    import pickle
+
+    from gpueval.errors import Rejected
+    from gpueval.io import safe_pickle
+
+    data = pickle.dumps([[0] * 10] * 10, protocol=2)  # exact weight 119 (tests/hostile2)
+    # logical weight 111 (+ the memo's inner list, 11): fast path keeps it only below 1/4
+    assert safe_pickle._logical_weight([pickle.loads(data)], 10**6, 10) == 111
+    with pytest.raises(Rejected, match="more than 118 elements"):
+        safe_pickle.restricted_load(data, max_items=118)
+    assert safe_pickle.restricted_load(data, max_items=119) == [[0] * 10] * 10
+
+
+def test_logical_weight_expands_shared_references_and_survives_cycles():
+    from gpueval.io import safe_pickle
+
+    inner = [0] * 10                       # 1 + 10
+    outer = [inner] * 10                   # 1 + 10 * 11 = 111
+    assert safe_pickle._logical_weight([outer], 10**6, 10) == 111
+    with pytest.raises(safe_pickle._TooLarge):
+        safe_pickle._logical_weight([outer], 110, 10)
+    with pytest.raises(safe_pickle._TooLarge):
+        safe_pickle._logical_weight([[[[[1]]]]], 10**6, 2)  # 4 nested lists, levels 0-3
+
+    class Node:  # an object whose attribute leads back to it (a networkx view)
+        pass
+
+    a = Node()
+    a.me = [a, "x" * 16]                   # list: 1 + 1 (cycle) + (1 + 16 // 8) = 5
+    assert safe_pickle._logical_weight([a], 10**6, 10) == 1 + 5
+
+
+def test_fast_path_caps_address_space_only_while_loading():
+    resource = pytest.importorskip("resource")
+    from gpueval.io import safe_pickle
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with safe_pickle._address_space_cap(2**30) as capped:
+        if capped:
+            soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+            assert soft != resource.RLIM_INFINITY and soft <= safe_pickle._vm_size() + 2**30
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
