@@ -131,6 +131,8 @@ def test_fast_path_loads_graphs_identically(protocol, monkeypatch):
         raise AssertionError("the exact unpickler ran: the fast path gave up")
 
     monkeypatch.setattr(safe_pickle, "_Restricted", no_exact)
+    # an earlier test's zarr I/O thread (idle) would switch the fast path off: not this test
+    monkeypatch.setattr(safe_pickle.threading, "active_count", lambda: 1)
     fast = safe_pickle.restricted_load(data, GRAPH_GLOBALS)
     assert pickle.dumps(fast, protocol=4) == pickle.dumps(exact, protocol=4)
 
@@ -178,3 +180,24 @@ def test_fast_path_caps_address_space_only_while_loading():
             soft = resource.getrlimit(resource.RLIMIT_AS)[0]
             assert soft != resource.RLIM_INFINITY and soft <= safe_pickle._vm_size() + 2**30
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def test_fast_path_stays_off_while_other_threads_run(monkeypatch):
+    import threading
+
+    from gpueval.io import safe_pickle
+    from gpueval.io.skeleton import GRAPH_GLOBALS
+
+    data = _graph_pickle(20, 4)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # the address-space cap is process-wide: never set under another thread's feet
+        assert safe_pickle._fast_load(data, safe_pickle.PLAIN | frozenset(GRAPH_GLOBALS),
+                                      10**8, 1000) == (False, None)
+    finally:
+        stop.set()
+        other.join()
+    monkeypatch.setattr(safe_pickle.threading, "active_count", lambda: 1)  # see above
+    assert safe_pickle._fast_load(data, safe_pickle.PLAIN | frozenset(GRAPH_GLOBALS),
+                                  10**8, 1000)[0] is True

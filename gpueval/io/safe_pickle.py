@@ -9,6 +9,10 @@ Allowed constructors that could allocate from a declared size (``bytearray(10**1
 ``_reconstruct`` with a huge shape, ``copyreg._reconstructor`` over ``bytearray``) are replaced by
 checked wrappers, so a hostile truth file cannot exhaust memory with a few bytes of pickle.
 
+Two unpicklers share that allow-list: CPython's C unpickler runs first (fast path, Linux: under
+an address-space cap, its result measured afterwards), and whatever it does not load well
+inside the limits is decided by the exact pure-Python one, which counts as it builds.
+
 >>> import pickle
 >>> restricted_load(pickle.dumps({"1": "liver", "instance_label": 0}), allowed=set())
 {'1': 'liver', 'instance_label': 0}
@@ -137,8 +141,9 @@ class _Restricted(pickle._Unpickler):  # noqa: SLF001
     ``BINBYTES8`` allocates its declared length before reading — and it has no hook where
     the elements it builds could be counted. The Python one reads only what is there (its
     memo is a dict) and its opcodes are overridden here to keep a budget (20 MB skeleton
-    pickle: ~6 s instead of ~1.2 s), a price paid only for official ground-truth pickles,
-    which ``gpueval skeleton`` converts once to the fast ``.npz`` format.
+    pickle: ~6 s instead of ~1.2 s). It is the judge, not the usual reader: honest files load
+    through :class:`_FastRestricted` first, and ``gpueval skeleton`` converts them once to
+    the fast ``.npz`` format.
 
     The budget (``max_items``) counts the *logical* size of what is built: one per
     container entry, one per 8 bytes of a string, one per array element, and — the point —
@@ -515,6 +520,10 @@ def _fast_load(source: bytes, allowed: frozenset[tuple[str, str]], max_items: in
     # what an honest pickle may need: its objects (tens of bytes per opcode byte) and a memo
     # of at most one entry per byte; a bomb gets no more than this before MemoryError
     extra = 64 * len(source) + 2**29
+    if threading.active_count() > 1:
+        # the cap is process-wide: another Python thread allocating meanwhile would fail,
+        # so a multi-threaded host (a library user's pool) gets the exact unpickler only
+        return False, None
     with _fast_lock, _address_space_cap(extra) as capped:
         if not capped:
             return False, None
