@@ -72,3 +72,13 @@ def test_floor_timing_reports_each_child_and_refuses_failures():
     assert rec["spec_anchor_seconds"] == 9.0 and len(rec["load_average"]) == 3
     with pytest.raises(RuntimeError, match="status 3"):
         floor.best_of([sys.executable, "-c", "raise SystemExit(3)"], repeat=1)
+
+
+def test_xpress_and_refuge_scorers_import_only_their_formats():
+    # XPRESS opens h5py or zarr when it meets a container of that kind; networkx only for
+    # the official pickled graph. REFUGE reads BMP/CSV: no array stack at all.
+    assert _imported_after("import gpueval.challenges.xpress") & {
+        "zarr", "numcodecs", "h5py", "networkx", "tensorstore", "distributed"} == set()
+    assert _imported_after("import gpueval.challenges.refuge") & {
+        "dask.array", "zarr", "numba", "tensorstore", "scipy", "h5py", "networkx",
+        "distributed"} == set()
