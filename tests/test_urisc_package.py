@@ -50,6 +50,7 @@ def test_every_exported_name_exists():
 def test_no_function_local_imports_and_no_report_layer_below():
     for path in sorted(PKG.glob("*.py")):
         for module, at_top in _imports(path):
-            assert at_top, f"{path.name}: function-local import of {module}"
+            # zarr (~0.1 s) only for TIFFs over the whole-decode budget (issue #19 start-up)
+            assert at_top or module == "zarr", f"{path.name}: function-local import of {module}"
             assert module not in ("gpueval.report", "gpueval.report_images"), \
                 f"{path.name} imports the report layer ({module}), which sits above challenges"

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import zarr
 
 from gpueval.challenges.xpress.grid import _crop, _daisy_grid, _roi
 from gpueval.errors import Rejected
@@ -129,15 +131,10 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
 def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
     """The container's own chunk shape (so a node-only gather reads storage chunks)."""
     try:
-        # imported here: a process scores one container format, h5py or zarr (~0.13 s)
         if p.name.lower().endswith(SUFFIXES_H5):
-            import h5py  # noqa: PLC0415
-
             with h5py.File(p, "r") as f:
                 ds = f.get(dataset)
                 return tuple(ds.chunks) if ds is not None and ds.chunks else None
-        import zarr  # noqa: PLC0415
-
         node = zarr.open(str(p), mode="r")
         arr = node[dataset] if isinstance(node, zarr.Group) else node
         return tuple(arr.chunks)
