@@ -143,14 +143,22 @@ def _package(name: str) -> dict[str, ast.Module]:
             for m, tree in MODULES.items() if m == prefix or m.startswith(prefix + ".")}
 
 
+#: the imports a challenge package makes on first use, and why (issue #19: start-up time)
+PACKAGE_LAZY = {
+    ("urisc", "imread", "import zarr"): "only band reads of images over the whole-decode "
+                                        "budget need zarr (~0.1 s of start-up otherwise)",
+}
+
+
 @pytest.mark.parametrize("name", CHALLENGES)
 def test_challenge_package_imports_only_at_module_level(name):
     # no package uses an optional dependency directly (CuPy comes through gpueval.backend), so
     # every import, third-party or not, is a plain statement of the module body: not in a
-    # function, nor under ``if``/``try``
+    # function, nor under ``if``/``try`` -- except the start-up exceptions listed above
     local = [f"{stem}.py:{node.lineno} {ast.unparse(node)}"
              for stem, tree in _package(name).items() for node in ast.walk(tree)
-             if isinstance(node, ast.Import | ast.ImportFrom) and node not in tree.body]
+             if isinstance(node, ast.Import | ast.ImportFrom) and node not in tree.body
+             and (name, stem, ast.unparse(node)) not in PACKAGE_LAZY]
     assert not local
 
 

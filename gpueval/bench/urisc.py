@@ -13,6 +13,7 @@ column with its own grid phase, so every count is known in closed form (``check`
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -108,4 +109,63 @@ def bench_urisc_r3(device: str, scale: float) -> dict:
     rec = run_pair(n, n, radius=3, device=device)
     rec["reference"] = "official eval.py bound_pix=3, spec anchor on 2 cores (not rerun)"
     rec["reference_seconds"] = OFFICIAL_SECONDS[3] * (n * n) / 1e8
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# official formats against the decode floor (issue #19)
+
+#: the floor: decode both TIFFs whole with tifffile, strips in parallel on every core, as fast
+#: as any library reads them (argv[1:] are the files)
+URISC_FLOOR = """
+import os, sys
+import tifffile
+for path in sys.argv[1:]:
+    tifffile.imread(path, maxworkers=os.cpu_count())
+"""
+
+
+def _write_lzw(path: Path, rows: int, cols: int, shift: int) -> None:
+    """The image as OpenCV writes TIFF: LZW, one row per strip. Built whole (100 MB at
+    10000²: this bench process's memory, not the measured children's)."""
+    image = np.where(_line(rows, shift)[:, None] | _line(cols, shift)[None, :], 0, 255)
+    tifffile.imwrite(path, image.astype(np.uint8), compression="lzw", rowsperstrip=1,
+                     photometric="minisblack", maxworkers=os.cpu_count())
+
+
+def run_lzw_pair(rows: int, cols: int, repeat: int = 3) -> dict:
+    """Whole-process ``gpueval score urisc`` and the decode floor on an LZW TIFF pair."""
+    from gpueval.bench.floor import score_argv, side_by_side
+
+    with tempfile.TemporaryDirectory(prefix="gpueval-bench-urisc-lzw-") as tmp:
+        gt_dir, sub_dir = Path(tmp, "gt"), Path(tmp, "sub")
+        gt_dir.mkdir()
+        sub_dir.mkdir()
+        t0 = time.perf_counter()
+        _write_lzw(gt_dir / "img.tif", rows, cols, shift=0)
+        _write_lzw(sub_dir / "img.tiff", rows, cols, shift=1)
+        build = time.perf_counter() - t0
+        out = Path(tmp, "result.json")
+        argv = score_argv("urisc", gt_dir, sub_dir, out)
+        rec = side_by_side(argv, URISC_FLOOR.replace("sys.argv[1:]", repr(
+            [str(gt_dir / "img.tif"), str(sub_dir / "img.tiff")])), repeat,
+            OFFICIAL_SECONDS[0] * rows * cols / 1e8)
+        result = json.loads(out.read_text())
+    item = (result.get("items") or [{}])[0]
+    exp = _expected(rows, cols, 0, 1)
+    rec.update(voxels=rows * cols, build_seconds=build, f1=result.get("score"),
+               check=result.get("status") == "ok" and all(item.get(k) == v
+                                                          for k, v in exp.items()))
+    return rec
+
+
+@workload("urisc_lzw", "U-RISC 10000² pair as OpenCV writes it (LZW, one row per strip): "
+                       "whole-process gpueval score vs the decode floor, min of 3")
+def bench_urisc_lzw(device: str, scale: float) -> dict:
+    n = _side(scale)
+    rec = run_lzw_pair(n, n)
+    rec["notes"] = ("whole process (python -m gpueval score, --device cpu) and floor "
+                    "(python -c tifffile.imread(maxworkers=all cores)) interleaved, min of 3; "
+                    "spec_anchor_seconds: official eval.py on uncompressed input, other load, "
+                    "scaled linearly from the 10000² anchor")
     return rec

@@ -83,14 +83,16 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 
 from gpueval.errors import Rejected
 from gpueval.io.bounded import codec_name, decode
 from gpueval.limits import Limits, resolve
+
+if TYPE_CHECKING:  # dask.array costs ~0.5 s to import: only open_volume needs it
+    import dask.array as da
 
 DEFAULT_MAX_VOXELS = Limits.max_voxels
 TARGET_BLOCK_BYTES = 64 * 2**20
@@ -174,6 +176,8 @@ def open_volume(
         raise Rejected(f"{_shown(p)}: offset {offset} must be finite")
     reader.check_finite = finite and reader.dtype.kind == "f"
     blocks = chunks or _block_chunks(reader.shape, reader.storage_chunks, reader.dtype.itemsize)
+    import dask.array as da  # noqa: PLC0415 - lazy: image challenges never build a dask array
+
     data = da.from_array(reader, chunks=blocks, asarray=False, lock=False, fancy=False,
                          inline_array=True, name=f"read-{_token(reader)}",
                          meta=np.empty((0,) * ndim, reader.dtype))
