@@ -68,7 +68,9 @@ def _run_capped(code: str, cap_bytes: int = 3_000_000_000, timeout: float = 60) 
         body,
         "except Exception as e:",
         "    err = [type(e).__name__, str(e), getattr(e, 'exit_code', None)]",
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024",
+        # VmHWM is this process's own peak; ru_maxrss can carry the parent's across exec
+        "rss = next(int(line.split()[1]) * 1024 for line in open('/proc/self/status')",
+        "           if line.startswith('VmHWM:'))",
         "print(json.dumps({'error': err, 'rss': rss}))",
     ])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
