@@ -179,23 +179,29 @@ def _score_and_check(tmp: Path, sub: Path, overrides: dict[str, Any], device: st
                                                        "split_count", "n_neurons")}}
 
 
-@workload("xpress", "512³ uint64 zarr + 102,400 skeleton nodes (200 axons): whole score() call")
-def bench_xpress(device: str, scale: float) -> dict[str, Any]:
+def _axons(scale: float):
+    """The XPRESS workloads' volume side ``n`` and axons: ``(n, n_axons, per_axon, node
+    voxels (z, y, x), per-axon labels)``. Axons run along z with slowly drifting (y, x), one
+    node per z slice; seeded, so both workloads see the same neurons."""
     n = max(64, int(round(512 * scale ** (1 / 3) / 64)) * 64)
     n_axons, per_axon = max(2, int(200 * min(scale, 1.0))), n
     rng = np.random.default_rng(0)
+    y0, x0 = rng.uniform(8, n - 8, (2, n_axons))
+    ph = rng.uniform(0, 2 * np.pi, (2, n_axons))
+    z = np.arange(per_axon)
+    yy = y0[:, None] + 5 * np.sin(z[None] / 40 + ph[0][:, None])
+    xx = x0[:, None] + 5 * np.cos(z[None] / 55 + ph[1][:, None])
+    vox = np.stack([np.broadcast_to(z, yy.shape), np.clip(yy, 0, n - 1),
+                    np.clip(xx, 0, n - 1)], axis=-1).reshape(-1, 3).astype(np.int64)
+    return n, n_axons, per_axon, vox, _axon_labels(n_axons, per_axon, rng)
+
+
+@workload("xpress", "512³ uint64 zarr + 102,400 skeleton nodes (200 axons): whole score() call")
+def bench_xpress(device: str, scale: float) -> dict[str, Any]:
+    n, n_axons, per_axon, vox, labels = _axons(scale)
     tmp = Path(tempfile.mkdtemp(prefix="gpueval-bench-xpress-"))
     try:
         t0 = time.perf_counter()
-        # axons run along z with slowly drifting (y, x): one node per z slice
-        y0, x0 = rng.uniform(8, n - 8, (2, n_axons))
-        ph = rng.uniform(0, 2 * np.pi, (2, n_axons))
-        z = np.arange(per_axon)
-        yy = y0[:, None] + 5 * np.sin(z[None] / 40 + ph[0][:, None])
-        xx = x0[:, None] + 5 * np.cos(z[None] / 55 + ph[1][:, None])
-        vox = np.stack([np.broadcast_to(z, yy.shape), np.clip(yy, 0, n - 1),
-                        np.clip(xx, 0, n - 1)], axis=-1).reshape(-1, 3).astype(np.int64)
-        labels = _axon_labels(n_axons, per_axon, rng)
         _save_skeleton(tmp / "skel.npz", vox, n_axons, per_axon)
         sub = tmp / "submission.h5"
         _write_h5(sub, (n,) * 3, (64,) * 3, _dense_blocks(n, 64, vox, labels))
@@ -277,20 +283,10 @@ def _save_graph_pickle(path: Path, vox: np.ndarray, n_axons: int, per_axon: int)
 def bench_xpress_official(device: str, scale: float) -> dict[str, Any]:
     from gpueval.bench.floor import score_argv, side_by_side
 
-    n = max(64, int(round(512 * scale ** (1 / 3) / 64)) * 64)
-    n_axons, per_axon = max(2, int(200 * min(scale, 1.0))), n
-    rng = np.random.default_rng(0)
+    n, n_axons, per_axon, vox, labels = _axons(scale)
     tmp = Path(tempfile.mkdtemp(prefix="gpueval-bench-xpress-official-"))
     try:
         t0 = time.perf_counter()
-        y0, x0 = rng.uniform(8, n - 8, (2, n_axons))
-        ph = rng.uniform(0, 2 * np.pi, (2, n_axons))
-        z = np.arange(per_axon)
-        yy = y0[:, None] + 5 * np.sin(z[None] / 40 + ph[0][:, None])
-        xx = x0[:, None] + 5 * np.cos(z[None] / 55 + ph[1][:, None])
-        vox = np.stack([np.broadcast_to(z, yy.shape), np.clip(yy, 0, n - 1),
-                        np.clip(xx, 0, n - 1)], axis=-1).reshape(-1, 3).astype(np.int64)
-        labels = _axon_labels(n_axons, per_axon, rng)
         skel = tmp / "XPRESS_test_skels.npz"  # the official name: a pickle despite .npz
         _save_graph_pickle(skel, vox, n_axons, per_axon)
         sub = tmp / "submission.h5"
