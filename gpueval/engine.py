@@ -211,7 +211,7 @@ def _apply(func, slices, device, extra, *blocks):
         _STAGES.add("to_device", t1 - t0)
         _STAGES.add("kernel", time.perf_counter() - t1)
     if blocks:
-        bars.advance(blocks[0].size)  # progress weighted by voxels (no-op without a phase)
+        bars.advance(blocks[0].size, unit="vx")  # progress weighted by voxels
     return out
 
 

@@ -153,10 +153,12 @@ def current() -> Phase | None:
         return _phases[-1] if _phases else None
 
 
-def advance(n: float = 1) -> None:
-    """Count ``n`` units of work in the innermost phase; nothing when there is none."""
+def advance(n: float = 1, unit: str | None = None) -> None:
+    """Count ``n`` units of work in the innermost phase; nothing when there is none, or when
+    ``unit`` is given and the phase counts something else (a per-case phase ignores the
+    voxels the engine's chunk tasks report)."""
     ph = current()
-    if ph is not None:
+    if ph is not None and (unit is None or ph.unit == unit):
         ph.update(n)
 
 

@@ -134,3 +134,40 @@ def test_a_named_pass_counts_voxels_not_tasks(monkeypatch):
     monkeypatch.setattr(progress.Phase, "update", update)
     total = engine.map_reduce(lambda b: int(b.sum()), [x], sum, progress=True, phase="counting")
     assert total == 10 * 12 * 7 and seen == {"counting": 10 * 12 * 7}
+
+
+def test_scorers_name_their_phase_and_current_item(tmp_path, monkeypatch):
+    """MedSegFM counts cases and U-RISC images on a named bar that shows the current one;
+    the engine's voxel reports do not leak into those counts."""
+    import shutil
+
+    import numpy as np
+    from test_hostile_e2e import medsegfm_setup, urisc_setup
+
+    from gpueval import api, progress
+
+    log: list[tuple[str, str, float]] = []
+    real_update, real_item = progress.Phase.update, progress.Phase.set_item
+    monkeypatch.setattr(progress.Phase, "update",
+                        lambda self, n=1: (log.append((self.name, "n", n)),
+                                           real_update(self, n))[1])
+    monkeypatch.setattr(progress.Phase, "set_item",
+                        lambda self, item: (log.append((self.name, "item", item)),
+                                            real_item(self, item))[1])
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "u").mkdir()
+    truth, sub, _ = medsegfm_setup(tmp_path / "m")
+    shutil.copy(truth / "case1.npz", truth / "case2.npz")
+    np.savez(sub / "case2.npz", segs=np.load(sub / "case1.npz")["segs"])
+    assert api.score("medsegfm", truth, sub, device="cpu").status == "ok"
+    cases = [e for e in log if e[0] == "cases"]
+    assert [e[2] for e in cases if e[1] == "item"] == ["case1", "case2"]
+    assert sum(e[2] for e in cases if e[1] == "n") == 2
+
+    log.clear()
+    gt, pred, _ = urisc_setup(tmp_path / "u")
+    assert api.score("urisc", gt, pred, device="cpu").status == "ok"
+    images = [e for e in log if e[0] == "images"]
+    assert [e[2] for e in images if e[1] == "item"] == ["img"]
+    assert sum(e[2] for e in images if e[1] == "n") == 1

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from gpueval import progress as bars
 from gpueval.challenges.medsegfm.chunked import _zeros_like, pair_table
 from gpueval.challenges.medsegfm.interactive import _score_interactive_case
 from gpueval.challenges.medsegfm.layout import (
@@ -85,14 +86,17 @@ def _score(truth, submission, config: dict[str, Any], *, device: str, scheduler:
     sub = _submission_dir(submission)
     ctx = _Context(settings, device, scheduler, progress)
     items, extended = [], {}
-    for name, path in cases:
-        case = load_truth_case(path, settings["track"])
-        if settings["track"] == "interactive":
-            item, ext = _score_interactive_case(ctx, name, case, sub / name)
-        else:
-            item, ext = _score_single_case(ctx, name, case, _find(sub, name))
-        items.append(item)
-        extended[name] = ext
+    with bars.phase("cases", total=len(cases), unit="case") as bar:
+        for name, path in cases:
+            bar.set_item(name)
+            case = load_truth_case(path, settings["track"])
+            if settings["track"] == "interactive":
+                item, ext = _score_interactive_case(ctx, name, case, sub / name)
+            else:
+                item, ext = _score_single_case(ctx, name, case, _find(sub, name))
+            items.append(item)
+            extended[name] = ext
+            bar.update(1)
     if all(it.get("missing") for it in items):
         layout = ("<case>/step_<k>.npz" if settings["track"] == "interactive"
                   else "<case>.npz")

@@ -39,12 +39,14 @@ Decisions where the spec is silent (documented choices)
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from dask.delayed import delayed
 
+from gpueval import progress as bars
 from gpueval.backend import to_device
 from gpueval.challenges.urisc.imread import _GreyImage
 from gpueval.challenges.urisc.layout import (
@@ -104,13 +106,16 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
     items: list[dict[str, Any]] = []
     totals = BoundaryCounts()
     notes: list[str] = []
-    with _Submission(submission, opts) as sub:
+    with _Submission(submission, opts) as sub, contextlib.ExitStack() as stack:
         notes += sub.notes(gt_files, warn_user=True)
         missing = [s for s in gt_files if s not in sub.stems]
         if missing and opts.missing == "reject":
             raise Rejected(f"{len(missing)} of {len(gt_files)} images missing from the "
                            f"submission: {_listing(missing)} (expected <stem>.tiff per GT image)")
-        for group in _groups([s for s in gt_files if s in sub.stems], gt_files, opts):
+        present = [s for s in gt_files if s in sub.stems]
+        bar = stack.enter_context(bars.phase("images", total=len(present), unit="image"))
+        for group in _groups(present, gt_files, opts):
+            bar.set_item(group[0] if len(group) == 1 else f"{group[0]} (+{len(group) - 1})")
             with sub.spooled(group) as pred_paths:
                 pairs = [(s, _GreyImage(gt_files[s], truth=True),
                           _GreyImage(pred_paths[s], name=sub.display_name(s))) for s in group]
@@ -128,6 +133,7 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
                         item.update(_tolerance_item(gt_img, pred_img, opts))
                     items.append(item)
                     totals = BoundaryCounts.combine([totals, c])
+            bar.update(len(group))
         for stem in missing:  # missing == "zero": scored as an empty prediction
             gt_img = _GreyImage(gt_files[stem], truth=True)
             c = _score_pairs([(stem, gt_img, None)], opts, device, scheduler, False)[0]
