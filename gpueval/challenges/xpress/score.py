@@ -204,15 +204,14 @@ def _gather_work(data: Any, item: str):
     """How the tasks of :func:`gather`'s graph count for the ``gathering`` bar: each chunk
     task the mean voxels of a chunk of ``data`` (a scan reads them all: the bar ends at the
     ROI's voxels), array tasks are ``reading`` and weigh nothing (their chunk task counts)."""
-    from dask.utils import key_split
-
     per_chunk = math.prod(data.shape) / max(1, math.prod(data.numblocks))
     gathering, reading = bars.Work("gathering", item, per_chunk), bars.Work("reading", item)
 
     def work(key):
         if not isinstance(key, tuple):
             return None
-        return gathering if key_split(key) == "gather" else reading
+        # gather's chunk tasks are ("gather-<uuid>", i); the array's blocks (name, i, j, k)
+        return gathering if bars.layer_of(key).startswith("gather-") else reading
 
     return work
 
