@@ -106,7 +106,8 @@ def _tqdm(total: float | None, desc: str, unit: str, show: bool, file: IO[str]) 
     """A bar that appears after one second (at once under ``immediate``) and is cleared at
     the end."""
     now = _immediate.get()
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit != "task",
+    # voxels and bytes in k/M/G (and KiB/MiB); counts of items, steps and tasks as integers
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit in ("vx", "B", "px"),
                 unit_divisor=1024 if unit == "B" else 1000, delay=0.0 if now else 1.0,
                 mininterval=0.0 if now else 0.1, leave=False, file=file, disable=not show,
                 dynamic_ncols=True)

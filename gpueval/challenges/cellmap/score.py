@@ -149,7 +149,9 @@ def _score_all(crops, sub, manifest, opts, device, scheduler, progress=False):
                 voxels += job[2]["num_voxels"] if job[3] == "scored" else 0
                 jobs.append(job)
             opening.update(1)
-    work = _work_map(jobs) if progress and bars.showing() else None
+    # only a local scheduler draws the bar (a cluster has its dashboard): map the tasks then
+    local = scheduler is None or scheduler in _LOCAL_SCHEDULERS
+    work = _work_map(jobs) if progress and local and bars.showing() else None
     with bars.phase("scoring", work=work):
         results = engine.compute(*(j[4] for j in jobs), scheduler=scheduler,
                                  progress=progress) if jobs else ()
@@ -194,6 +196,8 @@ def _job(crop, label, sub, manifest, opts, device, per_crop):
 # --------------------------------------------------------------------------------------------
 # progress: what each task of the one graph does
 
+
+_LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-threaded")
 
 #: the task functions of :mod:`~gpueval.challenges.cellmap.scoring_2026` (as the graph names
 #: them, chunk kernels through the engine's appliers) → the phase they belong to
