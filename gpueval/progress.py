@@ -16,7 +16,9 @@ How a scorer reports (all calls are cheap no-ops when nobody is watching)::
 
 Phases used so far: ``reading`` (decoding inputs, unit ``B``), ``labelling`` (connected
 components), ``matching`` (instance matching), ``distances`` (surface / Hausdorff distances),
-``counting`` (contingency and confusion tables), ``scoring`` (everything else, or a whole run).
+``counting`` (contingency and confusion tables), ``gathering`` (XPRESS labels at skeleton
+nodes), ``segmentation``/``classification``/``fovea`` (REFUGE's tasks), ``cases``/``images``
+(MedSegFM, U-RISC), ``scoring`` (everything else, or a whole run).
 
 A phase given a ``total`` is driven by :func:`advance`/:meth:`Phase.update` — weighted by
 work, so a bar at 50 % means half the voxels are done, whatever the task sizes. A phase
