@@ -23,6 +23,14 @@ it all on a cluster. Peak memory is a few chunks (``chunk`` in the config) per t
 boxes of the largest instance pair; a prediction at another voxel size is resampled block by
 block too (:func:`gpueval.io.align.rescale`). Only the 2025 variant reads whole arrays.
 
+Progress (:mod:`gpueval.progress`): opening the arrays is a ``reading`` bar over the (crop,
+label) pairs; the one graph then gets one bar weighted by voxels whose description is the
+phase and ``crop/label`` of the task running (:func:`_work_map`): ``labelling`` (connected
+components), ``matching`` (overlaps, boxes, the matching), ``distances`` (Hausdorff),
+``counting`` (semantic counts and truth ids), ``reading`` (array tasks), ``scoring`` (the
+rest). Each chunk pass weighs the voxels of its chunks, so an instance label counts its
+voxels three times (labelling, matching, distances) and a semantic one once.
+
 Never-written zarr chunks (exact fast path): when the truth, the mask and an identity-aligned
 prediction are zarr v2 arrays, the processing chunks that none of them stores (no chunk file:
 the fill value everywhere) are not read; they add ``voxels × (fill_gt, fill_pred)`` to the
@@ -48,6 +56,7 @@ import dask.array as da
 import numpy as np
 
 from gpueval import engine
+from gpueval import progress as bars
 from gpueval.challenges.cellmap import scoring_2026 as sc
 from gpueval.challenges.cellmap.checks import _as_vec, check_geometry
 from gpueval.challenges.cellmap.layout import (
@@ -128,47 +137,109 @@ def _score_all(crops, sub, manifest, opts, device, scheduler, progress=False):
     """Every (crop, label) as lazy nodes of ONE dask graph, computed together."""
     per_crop: dict[str, dict[str, dict[str, Any]]] = {}
     voxels = 0
-    jobs = []  # (crop, label, extra, kind, delayed)
+    jobs = []  # (crop, label, extra, kind, delayed, chunk grid of the pass)
     for crop in crops:
         per_crop.setdefault(crop.name, {})
-        for label in crop.labels:
-            gt, pred, mask, grid, instance = load_pair(crop, label, sub, manifest, opts)
-            n = int(math.prod(gt.shape))
-            extra = {"num_voxels": n, "voxel_size": list(grid.voxel_size)}
-            node = sub.crops.get(crop.name)
-            sources = [crop.path / label] + ([crop.path / f"{label}_mask"]
-                                             if mask is not None else [])
-            if pred is None:
-                if instance:
-                    missing, fill = _missing_chunks(gt, sources, [gt])
-                    jobs.append((crop.name, label, extra, "missing_instance",
-                                 sc.count_ids_delayed(gt, missing=missing,
-                                                      fill=fill[0] if fill else None)))
-                else:
-                    per_crop[crop.name][label] = {**sc.missing_semantic(n), **extra}
-                continue
-            voxels += n
-            if mask is not None:
-                gt, pred = gt * mask, pred * mask.astype(pred.dtype)
-            pred_src = node / label if _identity_aligned(node / label, grid, opts) else None
-            missing, fills = (None, None) if pred_src is None else \
-                _missing_chunks(gt, [*sources, pred_src], [gt, pred])
-            if instance:
-                job = sc.instance_delayed(gt, pred, grid.voxel_size, opts.consts,
-                                          device=device, missing=missing, fills=fills)
-            else:
-                job = sc.semantic_delayed(gt, pred, device=device, missing=missing,
-                                          fills=fills)
-            jobs.append((crop.name, label, extra, "scored", job))
-    results = engine.compute(*(j[4] for j in jobs), scheduler=scheduler, progress=progress) \
-        if jobs else ()
-    for (crop, label, extra, kind, _), r in zip(jobs, results, strict=True):
+    pairs = [(crop, label) for crop in crops for label in crop.labels]
+    with bars.phase("reading", total=len(pairs), unit="label") as opening:
+        for crop, label in pairs:
+            opening.set_item(f"{crop.name}/{label}")
+            job = _job(crop, label, sub, manifest, opts, device, per_crop)
+            if job is not None:
+                voxels += job[2]["num_voxels"] if job[3] == "scored" else 0
+                jobs.append(job)
+            opening.update(1)
+    # only a local scheduler draws the bar (a cluster has its dashboard): map the tasks then
+    local = scheduler is None or scheduler in _LOCAL_SCHEDULERS
+    work = _work_map(jobs) if progress and local and bars.showing() else None
+    with bars.phase("scoring", work=work):
+        results = engine.compute(*(j[4] for j in jobs), scheduler=scheduler,
+                                 progress=progress) if jobs else ()
+    for (crop, label, extra, kind, _, _), r in zip(jobs, results, strict=True):
         if kind == "missing_instance":
             r = sc.missing_instance(int(r))
         r = dict(r)
         r.pop("_detail", None)
         per_crop[crop][label] = {**r, **extra}
     return per_crop, voxels
+
+
+def _job(crop, label, sub, manifest, opts, device, per_crop):
+    """The lazy score of one (crop, label), or ``None`` when it needs no computation (a
+    missing semantic label, scored at once into ``per_crop``)."""
+    gt, pred, mask, grid, instance = load_pair(crop, label, sub, manifest, opts)
+    n = int(math.prod(gt.shape))
+    extra = {"num_voxels": n, "voxel_size": list(grid.voxel_size)}
+    node = sub.crops.get(crop.name)
+    sources = [crop.path / label] + ([crop.path / f"{label}_mask"] if mask is not None else [])
+    if pred is None:
+        if instance:
+            missing, fill = _missing_chunks(gt, sources, [gt])
+            return (crop.name, label, extra, "missing_instance",
+                    sc.count_ids_delayed(gt, missing=missing, fill=fill[0] if fill else None),
+                    gt.numblocks)
+        per_crop[crop.name][label] = {**sc.missing_semantic(n), **extra}
+        return None
+    if mask is not None:
+        gt, pred = gt * mask, pred * mask.astype(pred.dtype)
+    pred_src = node / label if _identity_aligned(node / label, grid, opts) else None
+    missing, fills = (None, None) if pred_src is None else \
+        _missing_chunks(gt, [*sources, pred_src], [gt, pred])
+    if instance:
+        job = sc.instance_delayed(gt, pred, grid.voxel_size, opts.consts, device=device,
+                                  missing=missing, fills=fills)
+    else:
+        job = sc.semantic_delayed(gt, pred, device=device, missing=missing, fills=fills)
+    return crop.name, label, extra, "scored", job, gt.numblocks
+
+
+# --------------------------------------------------------------------------------------------
+# progress: what each task of the one graph does
+
+
+_LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-threaded")
+
+#: the task functions of :mod:`~gpueval.challenges.cellmap.scoring_2026` (as the graph names
+#: them, chunk kernels through the engine's appliers) → the phase they belong to
+_TASK_PHASES = {
+    "_label_task": "labelling", "_edges_task": "labelling", "_first_of": "labelling",
+    "_merge_tables": "labelling",
+    "_stats_chunk": "matching", "_stats_combine": "matching", "_plan_instance": "matching",
+    "_hausdorff_chunk": "distances", "_hausdorff_assemble": "distances",
+    "_semantic_chunk": "counting", "_sum": "counting",
+    "_ids_chunk": "counting", "_union_ids": "counting",
+}
+#: the per-chunk passes: each task processes one chunk of the (crop, label)
+_CHUNK_PASSES = frozenset({"_label_task", "_stats_chunk", "_hausdorff_chunk",
+                           "_semantic_chunk", "_ids_chunk"})
+
+
+def _work_map(jobs) -> dict[str, bars.Work]:
+    """What every task of the jobs' graphs does, by layer name (:class:`gpueval.progress.Work`).
+
+    A task of job ``j`` works on job ``j``'s ``crop/label``; its phase comes from the function
+    it runs (:data:`_TASK_PHASES`; array tasks are ``reading``, anything else ``scoring``).
+    A chunk-pass task weighs the mean voxels of a chunk of its label (``voxels / chunks``),
+    so each pass over a label adds up to its voxels (fewer when never-written chunks are
+    skipped) and the bar moves with the data, not with the number of tasks; the merge, plan
+    and assembly steps weigh nothing. A layer shared by several jobs goes to the first.
+    """
+    work: dict[str, bars.Work] = {}
+    for crop, label, extra, _kind, job, numblocks in jobs:
+        item = f"{crop}/{label}"
+        per_chunk = extra["num_voxels"] / max(1, math.prod(numblocks))
+        for key, func in bars.graph_tasks(job):
+            layer = bars.layer_of(key)
+            if layer in work:
+                continue
+            if func in _TASK_PHASES:
+                weight = per_chunk if func in _CHUNK_PASSES else 0.0
+                work[layer] = bars.Work(_TASK_PHASES[func], item, weight)
+            elif isinstance(key, tuple):
+                work[layer] = bars.Work("reading", item)
+            else:
+                work[layer] = bars.Work("scoring", item)
+    return work
 
 
 # --------------------------------------------------------------------------------------------

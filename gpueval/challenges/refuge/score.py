@@ -45,6 +45,11 @@ Scoring runs on the CPU threads of this process (``limits.workers``); per image 
 counting reductions (:func:`mask_counts`, NumPy or CuPy by the array type; ``device="gpu"``
 moves each decoded mask to the GPU). ``scheduler`` is not used: the work is bounded by image
 decoding, and masks are small. ``runtime.voxels`` = submitted mask pixels scored.
+
+Progress (:mod:`gpueval.progress`): one bar weighted by the bytes of the ground-truth masks to
+score (uncompressed BMPs: bytes track pixels), naming the phase and the current image:
+``reading`` (decoding both masks), ``segmentation`` (the counts), then ``classification``
+and ``fovea`` (their CSV files).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from gpueval import progress as bars
 from gpueval.backend import array_module, to_device
 from gpueval.challenges.refuge.layout import (
     CLASSIFICATION_FILE,
@@ -103,9 +109,12 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
     notes = list(gt.notes)
     with _open_submission(submission, opts) as sub:
         notes += sub.notes
-        seg, items, pixels = _score_segmentation(gt, sub, opts, device, notes)
-        cls = _score_classification(gt, sub, opts, notes)
-        fov, distances = _score_fovea(gt, sub, opts, notes)
+        with bars.phase("reading", total=_mask_bytes(gt, sub), unit="B") as bar:
+            seg, items, pixels = _score_segmentation(gt, sub, opts, device, notes, bar)
+            bar.describe("classification", sub.classification or None)
+            cls = _score_classification(gt, sub, opts, notes)
+            bar.describe("fovea", sub.fovea or None)
+            fov, distances = _score_fovea(gt, sub, opts, notes)
     result = Result(CHALLENGE, str(config["metric_version"]), score=None,
                     metrics={**seg, **cls, **fov}, items=items)
     result.runtime["voxels"] = pixels
@@ -282,8 +291,23 @@ def segmentation_item(name: str, c: MaskCounts, *, compat: str = "official",
 # Segmentation
 
 
+def _truth_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the read says what is wrong with it
+
+
+def _mask_bytes(gt: RefugeTruth, sub: _Submission) -> int:
+    """The work of the segmentation: bytes of the ground-truth masks that will be scored."""
+    if not sub.has_segmentation:
+        return 0
+    return sum(_truth_bytes(gt.masks[n]) for n in sub.masks() if n in gt.masks)
+
+
 def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, device: str,
-                        notes: list[str]) -> tuple[dict[str, float], list[dict], int]:
+                        notes: list[str], bar: bars.Phase | None = None
+                        ) -> tuple[dict[str, float], list[dict], int]:
     nan = {"mean_disc_dice": _NAN, "mean_cup_dice": _NAN, "vcdr_mae": _NAN}
     if not sub.has_segmentation:
         notes.append("segmentation: no segmentation/ folder in the submission: not scored")
@@ -317,11 +341,17 @@ def _score_segmentation(gt: RefugeTruth, sub: _Submission, opts: _Options, devic
     scored = [n for n in names if n in gt.masks]
 
     def work(name: str) -> tuple[dict[str, Any], int]:
+        if bar is not None:
+            bar.describe("reading", name)
         with sub.open(name, opts.max_image_bytes) as f:
             g = read_mask(gt.masks[name], opts=opts, truth=True)
             p = read_mask(f, name=f"segmentation/{name}", opts=opts, expected_shape=g.shape)
+        if bar is not None:
+            bar.describe("segmentation", name)
         c = mask_counts(to_device(p, device), to_device(g, device),
                         cup_value=opts.cup_value, background_value=opts.background_value)
+        if bar is not None:
+            bar.update(_truth_bytes(gt.masks[name]))
         return segmentation_item(name, c, compat=opts.compat, vcdr_eps=opts.vcdr_eps,
                                  dice_eps=opts.dice_eps), p.size
 

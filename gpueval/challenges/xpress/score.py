@@ -20,6 +20,10 @@ ids given to background nodes), so the pipeline is
 5. ERL / normalised ERL (:mod:`gpueval.metrics.run_length`), Rand / VOI over the distinct node
    voxels (truth = largest component index writing the voxel, component 0 excluded).
 
+Progress (:mod:`gpueval.progress`): ``reading`` the skeleton (bytes of the file),
+``gathering`` the labels at skeleton nodes (a bar weighted by the voxels of the chunks read,
+item = the submission's file and dataset), ``scoring`` (ERL, Rand/VOI, split and merge counts).
+
 Documented choices
 ------------------
 * **compat**: ``official`` reproduces the float64 merge-detection quirk for ids ≥ 2⁵³;
@@ -41,6 +45,7 @@ Documented choices
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from gpueval import progress as bars
 from gpueval.challenges.xpress.layout import Submission, _submission_relative, open_submission
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.skeleton import Skeleton, load_skeleton
@@ -101,7 +107,7 @@ def score(truth: str | Path, submission: str | Path, config: dict[str, Any], *,
         The skeleton or the config is unusable.
     """
     settings = _settings(config)
-    skel = load_skeleton(truth)
+    skel = _read_skeleton(truth)
     with use_limits(config), _submission_relative(submission):
         sub = open_submission(submission, settings)
         table = node_table(skel, sub, settings, device=device, scheduler=scheduler,
@@ -182,6 +188,34 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
+def _read_skeleton(truth: str | Path) -> Skeleton:
+    """:func:`load_skeleton` as the ``reading`` phase, weighted by the file's bytes."""
+    try:
+        size: int | None = os.stat(truth).st_size
+    except (OSError, TypeError, ValueError):
+        size = None  # load_skeleton says what is wrong with the path
+    with bars.phase("reading", total=size, unit="B", item=Path(str(truth)).name) as ph:
+        skel = load_skeleton(truth)
+        ph.update(size or 0)
+    return skel
+
+
+def _gather_work(data: Any, item: str):
+    """How the tasks of :func:`gather`'s graph count for the ``gathering`` bar: each chunk
+    task the mean voxels of a chunk of ``data`` (a scan reads them all: the bar ends at the
+    ROI's voxels), array tasks are ``reading`` and weigh nothing (their chunk task counts)."""
+    per_chunk = math.prod(data.shape) / max(1, math.prod(data.numblocks))
+    gathering, reading = bars.Work("gathering", item, per_chunk), bars.Work("reading", item)
+
+    def work(key):
+        if not isinstance(key, tuple):
+            return None
+        # gather's chunk tasks are ("gather-<uuid>", i); the array's blocks (name, i, j, k)
+        return gathering if bars.layer_of(key).startswith("gather-") else reading
+
+    return work
+
+
 def _warn_outside(sub: Submission, settings: dict[str, Any], inside: int, total: int) -> None:
     """Nodes outside the scored grid are dropped with their edges (as the official does);
     many of them usually mean a wrong 'offset'/'resolution' or ROI."""
@@ -242,10 +276,12 @@ def node_table(skel: Skeleton, sub: Submission, settings: dict[str, Any], *,
     index, inside = world_to_voxel(skel.positions, sub.begin, sub.voxel_size, sub.shape)
     index = index[inside]
     scan = settings["fresh_ids"] == "scan"
-    got = gather(sub.data, index, device=device, scheduler=scheduler, progress=progress,
-                 with_extrema=scan)
-    raw = got.values
     where = f"{Path(sub.path).name}:{settings['dataset']}"
+    work = _gather_work(sub.data, where) if progress and bars.showing() else None
+    with bars.phase("gathering", item=where, work=work):
+        got = gather(sub.data, index, device=device, scheduler=scheduler, progress=progress,
+                     with_extrema=scan)
+    raw = got.values
     if raw.dtype.kind == "i" and len(raw) and raw.min() < 0:
         raise Rejected(f"{where}: negative label {int(raw.min())} at a skeleton node; ids "
                        "must be ≥ 0 (0 = background)")
@@ -312,10 +348,20 @@ def evaluate_table(t: NodeTable, *, compat: str = "official"
     items : list of dict
         Per skeleton: ``id``, ``length``, ``erl_contribution``, ``n_nodes``, ``n_edges``.
     """
-    erl = rl.expected_run_length(t.skeleton_ids, t.segment_ids, t.edges, t.lengths,
-                                 n_skeletons=t.n_skeletons,
-                                 float64_merge_keys=compat == "official")
-    rv = rand_voi_nodes(t.skeleton_ids, t.segment_ids, t.voxel)
+    with bars.phase("scoring", total=4, unit="step", item="ERL") as steps:
+        erl = rl.expected_run_length(t.skeleton_ids, t.segment_ids, t.edges, t.lengths,
+                                     n_skeletons=t.n_skeletons,
+                                     float64_merge_keys=compat == "official")
+        steps.update(1)
+        steps.describe("scoring", "Rand/VOI")
+        rv = rand_voi_nodes(t.skeleton_ids, t.segment_ids, t.voxel)
+        steps.update(1)
+        steps.describe("scoring", "split count")
+        splits = rl.split_count(t.segment_ids, t.edges)
+        steps.update(1)
+        steps.describe("scoring", "merge count")
+        merges = rl.merge_count(t.skeleton_ids, t.segment_ids, t.edges, t.node_ids)
+        steps.update(1)
     xv = 1 - 0.5 * (rv["nvi_split"] + rv["nvi_merge"])
     xr = 0.5 * (rv["rand_split"] + rv["rand_merge"])
     metrics: dict[str, Any] = {
@@ -329,8 +375,8 @@ def evaluate_table(t: NodeTable, *, compat: str = "official"
         "xpress_voi": xv,
         "n_neurons": t.n_skeletons,
         "n_nodes_in_roi": len(t.segment_ids),
-        "split_count": rl.split_count(t.segment_ids, t.edges),
-        "merge_count": rl.merge_count(t.skeleton_ids, t.segment_ids, t.edges, t.node_ids),
+        "split_count": splits,
+        "merge_count": merges,
         "total_length": erl.total_length,
         "mean_length": erl.mean_length,
         "n_fresh_ids": int((t.segment_ids >= np.uint64(t.next_id)).sum()) if t.next_id
