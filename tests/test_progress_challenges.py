@@ -99,6 +99,21 @@ def test_cellmap_bar_names_phases_and_crop_labels_and_weighs_voxels(tmp_path, ph
     assert opening.total == opening.done == 4
 
 
+def test_cellmap_2025_names_each_crop_label(tmp_path, phases):
+    made, _ = phases
+    truth, sub = _cellmap_two_crops(tmp_path)
+    out = Tty()
+    with progress.enabled(True, out, immediate=True):
+        res = score("cellmap", truth, sub, device="cpu", progress=True,
+                    overrides=["version=2025"])
+    assert res.status == "ok"
+    seen = drawn(out.getvalue())
+    assert {f"scoring {c}/{lab}" for c in ("crop1", "crop2") for lab in ("mito", "ecs")} \
+        <= seen, seen
+    (labels,) = [p for p in made if p.unit == "label"]
+    assert labels.total == labels.done == 4
+
+
 def test_cellmap_progress_off_writes_nothing(tmp_path):
     truth, sub = _cellmap_two_crops(tmp_path)
     out = Tty()

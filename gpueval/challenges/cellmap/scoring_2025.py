@@ -34,6 +34,7 @@ import fastremap
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from gpueval import progress as bars
 from gpueval.challenges.cellmap import scoring_2026 as sc
 from gpueval.challenges.cellmap.pairs import load_pair
 from gpueval.kernels.components import connected_components
@@ -119,30 +120,41 @@ def score_2025(crops, sub, manifest, cfg: Mapping[str, Any], opts, *, device: st
     cutoff = float(opts.consts.get("instance_ratio_cutoff_2025", 50))
     per: dict[tuple[str, str], dict[str, Any]] = {}
     voxels = 0
-    for crop in crops:
-        for label in crop.labels:
-            gt, pred, mask, grid, instance = load_pair(crop, label, sub, manifest, opts)
-            n = int(math.prod(gt.shape))
-            weight = float(np.prod(grid.voxel_size)) * n
-            base = {"num_voxels": n, "weight": weight}
-            if pred is None:
-                if instance:
-                    r = {"tp": 0, "fp": 0, "fn": 0, "accuracy": 0.0,
-                         "hausdorff_distance": math.inf, "normalized_hausdorff_distance": 0.0,
-                         "combined_score": 0.0}
-                else:
-                    r = {"tp": 0, "fp": 0, "fn": 0, "iou": 0.0, "dice": 0.0}
-                per[(crop.name, label)] = {**r, "status": sc.STATUS_MISSING, **base}
-                continue
+    pairs = [(crop, label) for crop in crops for label in crop.labels]
+    # one bar over the labels: this variant reads each label whole, so there are no phases
+    # inside a label to name
+    with bars.phase("scoring", total=len(pairs), unit="label") as ph:
+        for crop, label in pairs:
+            ph.set_item(f"{crop.name}/{label}")
+            per[(crop.name, label)], n = _score_label_2025(crop, label, sub, manifest, opts,
+                                                           cutoff)
             voxels += n
-            if mask is not None:
-                gt, pred = gt * mask, pred * mask.astype(pred.dtype)
-            g, p = np.asarray(gt.compute()), np.asarray(pred.compute())
-            r = score_instance_2025(g, p, grid.voxel_size, cutoff,
-                                    opts.consts.get("hausdorff_base", 1.01)) if instance \
-                else score_semantic_2025(g, p)
-            per[(crop.name, label)] = {**r, **base}
+            ph.update(1)
     return _result_2025(per, cfg, opts, voxels)
+
+
+def _score_label_2025(crop, label, sub, manifest, opts, cutoff: float
+                      ) -> tuple[dict[str, Any], int]:
+    """(the 2025 scores of one (crop, label), voxels scored: 0 when the label is missing)."""
+    gt, pred, mask, grid, instance = load_pair(crop, label, sub, manifest, opts)
+    n = int(math.prod(gt.shape))
+    weight = float(np.prod(grid.voxel_size)) * n
+    base = {"num_voxels": n, "weight": weight}
+    if pred is None:
+        if instance:
+            r = {"tp": 0, "fp": 0, "fn": 0, "accuracy": 0.0,
+                 "hausdorff_distance": math.inf, "normalized_hausdorff_distance": 0.0,
+                 "combined_score": 0.0}
+        else:
+            r = {"tp": 0, "fp": 0, "fn": 0, "iou": 0.0, "dice": 0.0}
+        return {**r, "status": sc.STATUS_MISSING, **base}, 0
+    if mask is not None:
+        gt, pred = gt * mask, pred * mask.astype(pred.dtype)
+    g, p = np.asarray(gt.compute()), np.asarray(pred.compute())
+    r = score_instance_2025(g, p, grid.voxel_size, cutoff,
+                            opts.consts.get("hausdorff_base", 1.01)) if instance \
+        else score_semantic_2025(g, p)
+    return {**r, **base}, n
 
 
 def _result_2025(per, cfg, opts, voxels: int) -> Result:
