@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpueval.challenges.medsegfm.chunked import class_surfaces
 from gpueval.challenges.medsegfm.options import _Context
-from gpueval.kernels.stats import Contingency
-from gpueval.kernels.surface import SurfacePoints, surface_stats
+from gpueval.kernels.surface import CornerGrid, SurfacePoints, surface_stats
+
+if TYPE_CHECKING:  # kernels.stats imports Numba (~0.15 s); the resident path never needs it
+    from gpueval.kernels.nsd_scan import PairCounts
+    from gpueval.kernels.stats import Contingency
 
 
 def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
@@ -54,9 +56,18 @@ def _prompt_class(key: Any) -> int | None:
 
 
 def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
-                    table: Contingency, gt_surfaces: dict[int, SurfacePoints] | None = None,
-                    ) -> dict[int, dict[str, Any]]:
-    """Per-class DSC, NSD and surface diagnostics (spec §2–§3)."""
+                    table: Contingency | PairCounts,
+                    gt_surfaces: dict[int, SurfacePoints] | None = None,
+                    pr_surfaces: dict[int, SurfacePoints] | None = None,
+                    grid: CornerGrid | None = None) -> dict[int, dict[str, Any]]:
+    """Per-class DSC, NSD and surface diagnostics (spec §2–§3).
+
+    ``table`` is the case's pair table; surfaces not given are extracted chunk by chunk
+    (:func:`.chunked.class_surfaces`), given ones (:mod:`.resident`) must hold every class
+    of ``classes`` that has voxels in that volume. A ``grid`` of the case's volume shape
+    and spacing finds the distances by offset search (:class:`CornerGrid`) instead of k-d
+    trees (same values).
+    """
     gt_ids, gt_sizes = table.sizes_a()
     pr_ids, pr_sizes = table.sizes_b()
     gsize = dict(zip(gt_ids.tolist(), gt_sizes.tolist(), strict=True))
@@ -64,8 +75,13 @@ def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
     same = table.ids_a == table.ids_b
     inter = dict(zip(table.ids_a[same].tolist(), table.counts[same].tolist(), strict=True))
     if gt_surfaces is None:
+        from gpueval.challenges.medsegfm.chunked import class_surfaces
+
         gt_surfaces = class_surfaces(ctx, gts, classes)
-    pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
+    if pr_surfaces is None:
+        from gpueval.challenges.medsegfm.chunked import class_surfaces
+
+        pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
     out = {}
     for c in classes:
         g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
@@ -73,7 +89,7 @@ def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
         stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
                               pr_surfaces.get(c, SurfacePoints.empty()), spacing,
                               tolerance=ctx.settings["tolerance"],
-                              workers=ctx.settings["workers"], device=ctx.device)
+                              workers=ctx.settings["workers"], device=ctx.device, grid=grid)
         summary = stats.summary(ctx.settings["tolerance"])
         out[c] = {"dsc": dsc, "nsd_2mm": summary.pop("nsd"), "gt_voxels": g,
                   "pred_voxels": p, **summary}
