@@ -262,7 +262,7 @@ def pair_counts(a: VolumeScan, b: VolumeScan) -> PairCounts:
         raise ValueError(f"volumes of different shapes {a.shape} and {b.shape}")
     d, h, w = a.shape
     total = d * h * w
-    keys = np.union1d(a.row_keys, b.row_keys)
+    keys = _merge_sorted(a.row_keys, b.row_keys)
     la = _label_at(a.row_keys, a.after, keys, w)
     lb = _label_at(b.row_keys, b.after, keys, w)
     row = keys // (w + 1)
@@ -288,6 +288,18 @@ def pair_counts(a: VolumeScan, b: VolumeScan) -> PairCounts:
     return PairCounts(_as_ids(ids_a, a.dtype), _as_ids(ids_b, b.dtype), counts)
 
 
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of two sorted arrays (``np.union1d`` without its full sort:
+    a stable sort of two runs is a linear merge)."""
+    both = np.sort(np.concatenate([a, b]), kind="stable")
+    if len(both) < 2:
+        return both
+    keep = np.empty(len(both), bool)
+    keep[0] = True
+    np.not_equal(both[1:], both[:-1], out=keep[1:])
+    return both[keep]
+
+
 def _label_at(row_keys: np.ndarray, after: np.ndarray, keys: np.ndarray, w: int) -> np.ndarray:
     """The label of the run that contains each key (0 before a row's first transition)."""
     if not len(row_keys):
@@ -304,6 +316,13 @@ def _group_pairs(a: np.ndarray, b: np.ndarray, weights: np.ndarray):
     dtype (stacking uint64 with int64 labels would go through float64)."""
     if not len(a):
         return a[:0], b[:0], np.empty(0, np.int64)
+    if a.dtype.kind in "ub" and b.dtype.kind in "ub" and a.dtype.itemsize <= 2 \
+            and b.dtype.itemsize <= 2:  # small labels: one histogram of the pair codes
+        span = int(b.max()) + 1
+        hist = np.bincount(a.astype(np.int64) * span + b, weights=weights)
+        code = np.flatnonzero(hist)
+        return ((code // span).astype(a.dtype), (code % span).astype(b.dtype),
+                np.rint(hist[code]).astype(np.int64))
     ua, ia = np.unique(a, return_inverse=True)
     ub, ib = np.unique(b, return_inverse=True)
     key = ia.reshape(-1).astype(np.int64) * len(ub) + ib.reshape(-1)

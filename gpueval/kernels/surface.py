@@ -41,6 +41,7 @@ at most :data:`GPU_EDT_MAX_VOXELS` corners (memory ~25 bytes per corner), else t
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -439,7 +440,15 @@ class CornerGrid:
         self.delta = delta[order]
         self.dist = dist[order]
         self.step = self.delta @ self.strides
-        self.mask = np.zeros(math.prod(self.padded), np.bool_)
+        self._local = threading.local()  # one mask per thread: classes may run side by side
+
+    @property
+    def mask(self) -> np.ndarray:
+        """This thread's byte mask of the padded grid (all False between searches)."""
+        mask = getattr(self._local, "mask", None)
+        if mask is None:
+            mask = self._local.mask = np.zeros(math.prod(self.padded), np.bool_)
+        return mask
 
     def _linear(self, coords: np.ndarray) -> np.ndarray:
         c = np.asarray(coords, np.int64)
@@ -458,12 +467,13 @@ class CornerGrid:
         if len(query) == 0:
             return out
         marks = self._linear(ref)
-        self.mask[marks] = True
+        mask = self.mask
+        mask[marks] = True
         try:
             todo = np.arange(len(query))
             at = self._linear(query)
             for step, d in zip(self.step.tolist(), self.dist.tolist(), strict=True):
-                hit = self.mask[at + step]
+                hit = mask[at + step]
                 if hit.any():
                     out[todo[hit]] = d
                     miss = ~hit
@@ -471,23 +481,53 @@ class CornerGrid:
                     if not len(todo):
                         break
         finally:
-            self.mask[marks] = False
+            mask[marks] = False
         if len(todo):  # nearest point beyond the ball
             out[todo] = _nearest_far(query[todo], ref, self.spacing)
         return out
 
 
-#: query × reference pairs up to which far points are resolved by brute force (no k-d tree)
+#: query × reference pairs up to which far points are resolved by brute force at once
 BRUTE_FORCE_PAIRS = 2_000_000
+
+#: far points up to which each is resolved inside a box (more: the k-d tree)
+FAR_POINTS_BOXED = 1024
 
 
 def _nearest_far(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Nearest distances of the points :class:`CornerGrid` could not resolve: the minimum
-    of :func:`corner_distance` over all of ``ref`` for a handful, else the k-d tree of
-    :func:`nearest_distances`. They are beyond the ball, which holds the tolerance: no
-    ``d <= tolerance`` comparison depends on them."""
-    if len(query) * len(ref) > BRUTE_FORCE_PAIRS:
+    """Nearest distances of the points :class:`CornerGrid` could not resolve (stray voxels:
+    a handful, far from everything). They are beyond the ball, which holds the tolerance,
+    so no ``d <= tolerance`` comparison depends on them.
+
+    A handful against a small surface: brute force. Up to :data:`FAR_POINTS_BOXED` points:
+    an upper bound from every k-th reference point, then the exact minimum over the
+    reference points inside the box that bound allows (found by bisection on the
+    z-sorted points). More: the k-d tree of :func:`nearest_distances`.
+    """
+    n, m = len(query), len(ref)
+    if n * m <= BRUTE_FORCE_PAIRS:
+        return _brute_nearest(query, ref, spacing)
+    if n > FAR_POINTS_BOXED:
         return nearest_distances(query, ref, spacing, workers=-1)
+    s = [float(v) for v in spacing]
+    ref = ref[np.argsort(ref[:, 0], kind="stable")]
+    z = ref[:, 0]
+    upper = _brute_nearest(query, ref[::max(1, m // 4096)], spacing)
+    out = np.empty(n)
+    for i in range(n):
+        q = query[i]
+        # |Δ_k|·s_k <= distance <= upper for the nearest point; one corner more for rounding
+        half = [int(upper[i] // sk) + 1 for sk in s]
+        lo = int(np.searchsorted(z, q[0] - half[0], side="left"))
+        hi = int(np.searchsorted(z, q[0] + half[0], side="right"))
+        box = ref[lo:hi]
+        box = box[(np.abs(box[:, 1] - q[1]) <= half[1]) & (np.abs(box[:, 2] - q[2]) <= half[2])]
+        out[i] = _brute_nearest(query[i:i + 1], box, spacing)[0]
+    return out
+
+
+def _brute_nearest(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Minimum of :func:`corner_distance` over all of ``ref`` for each query point."""
     out = np.empty(len(query))
     rows = max(1, BRUTE_FORCE_PAIRS // max(len(ref), 1) // 4)
     for a in range(0, len(query), rows):

@@ -17,7 +17,9 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,15 +84,22 @@ def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
         from gpueval.challenges.medsegfm.chunked import class_surfaces
 
         pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
-    out = {}
-    for c in classes:
-        g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
-        dsc = 2 * tp / (g + p) if g + p else math.nan
+    def one(c: int) -> dict[str, Any]:
         stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
                               pr_surfaces.get(c, SurfacePoints.empty()), spacing,
                               tolerance=ctx.settings["tolerance"],
                               workers=ctx.settings["workers"], device=ctx.device, grid=grid)
-        summary = stats.summary(ctx.settings["tolerance"])
+        return stats.summary(ctx.settings["tolerance"])
+
+    if grid is not None and len(classes) > 1:  # NumPy releases the GIL: classes side by side
+        with ThreadPoolExecutor(min(len(classes), max(1, min(4, os.cpu_count() or 1)))) as ex:
+            summaries = list(ex.map(one, classes))
+    else:
+        summaries = [one(c) for c in classes]
+    out = {}
+    for c, summary in zip(classes, summaries, strict=True):
+        g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
+        dsc = 2 * tp / (g + p) if g + p else math.nan
         out[c] = {"dsc": dsc, "nsd_2mm": summary.pop("nsd"), "gt_voxels": g,
                   "pred_voxels": p, **summary}
     return out
