@@ -36,6 +36,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -43,6 +44,19 @@ from gpueval.kernels.surface import SurfacePoints
 
 #: corner slices per slab: the padded slab buffer of a 512×512 uint8 volume is ~4 MiB
 SLAB = 16
+
+
+class PairTable(Protocol):
+    """What MedSegFM reads of a pair table: :class:`PairCounts` and
+    :class:`gpueval.kernels.stats.Contingency` both have it."""
+
+    ids_a: np.ndarray
+    ids_b: np.ndarray
+    counts: np.ndarray
+
+    def sizes_a(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def sizes_b(self) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass

@@ -38,9 +38,11 @@ submodule's names with ``from gpueval.challenges.medsegfm.score import ...``.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
+from gpueval.challenges.medsegfm.images import report_images
 from gpueval.challenges.medsegfm.layout import (
     MAX_PROMPT_BYTES,
     STEP_RE,
@@ -67,23 +69,13 @@ _LAZY = {"class_surfaces": "chunked", "pair_table": "chunked",
          "trapezoid_auc": "interactive", "instance_scores": "text"}
 
 
-def report_images(result: Any, truth: str | Path, submission: str | Path,
-                  config: dict[str, Any] | None = None) -> Any:
-    """Pictures of where the submission fails, for the HTML report (the challenge
-    protocol's ``report_images``; :func:`.images.report_images`, imported on first use)."""
-    from gpueval.challenges.medsegfm.images import report_images as images
-
-    return images(result, truth, submission, config)
-
-
 def __getattr__(attr: str) -> Any:
     if attr in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[attr]}"), attr)
         globals()[attr] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
 
 name: str = CHALLENGE
 config_resource: Path = config_dir() / "medsegfm.yaml"

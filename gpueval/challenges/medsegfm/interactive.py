@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gpueval.challenges.medsegfm import resident
+from gpueval.challenges.medsegfm.chunked import class_surfaces, pair_table, zeros_like
 from gpueval.challenges.medsegfm.layout import (
     _find,
     _missing_case_warning,
@@ -74,8 +75,6 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
             if isinstance(gts, np.ndarray):
                 segs = np.zeros(gts.shape, gts.dtype)
             else:
-                from gpueval.challenges.medsegfm.chunked import zeros_like
-
                 segs = zeros_like(gts)
             time_k[k] = 0.0
             absent_steps.append(f"step_{k}")
@@ -89,8 +88,6 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
                                         resident.case_table(truth_scan, pred_scan),
                                         truth_scan.surfaces, pred_scan.surfaces, grid)
         else:
-            from gpueval.challenges.medsegfm.chunked import class_surfaces, pair_table
-
             table = pair_table(ctx, gts, segs)
             if gt_table is None:
                 gt_table = table

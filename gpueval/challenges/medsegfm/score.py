@@ -267,7 +267,7 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
     instance = s["track"] == "text" and int(case["prompts"].get("instance_label", 0)) == 1
     item: dict[str, Any] = {"id": name}
     if instance:
-        from gpueval.challenges.medsegfm.text import instance_scores  # dask, SciPy: here only
+        from gpueval.challenges.medsegfm.text import instance_scores  # dask, SciPy, Numba
 
         inst = instance_scores(ctx, gts, segs)
         item.update({"dsc": math.nan, "nsd": math.nan, "f1": inst["f1"],

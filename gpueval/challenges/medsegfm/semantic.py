@@ -20,16 +20,13 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gpueval.challenges.medsegfm.options import _Context
+from gpueval.kernels.nsd_scan import PairTable
 from gpueval.kernels.surface import CornerGrid, SurfacePoints, surface_stats
-
-if TYPE_CHECKING:  # kernels.stats imports Numba (~0.15 s); the resident path never needs it
-    from gpueval.kernels.nsd_scan import PairCounts
-    from gpueval.kernels.stats import Contingency
 
 
 def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
@@ -58,7 +55,7 @@ def _prompt_class(key: Any) -> int | None:
 
 
 def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
-                    table: Contingency | PairCounts,
+                    table: PairTable,
                     gt_surfaces: dict[int, SurfacePoints] | None = None,
                     pr_surfaces: dict[int, SurfacePoints] | None = None,
                     grid: CornerGrid | None = None) -> dict[int, dict[str, Any]]:
@@ -76,14 +73,14 @@ def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
     psize = dict(zip(pr_ids.tolist(), pr_sizes.tolist(), strict=True))
     same = table.ids_a == table.ids_b
     inter = dict(zip(table.ids_a[same].tolist(), table.counts[same].tolist(), strict=True))
-    if gt_surfaces is None:
+    if gt_surfaces is None or pr_surfaces is None:
+        # the chunked path imports dask.array (~0.4 s): only cases that need it pay for it
         from gpueval.challenges.medsegfm.chunked import class_surfaces
 
-        gt_surfaces = class_surfaces(ctx, gts, classes)
-    if pr_surfaces is None:
-        from gpueval.challenges.medsegfm.chunked import class_surfaces
-
-        pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
+        if gt_surfaces is None:
+            gt_surfaces = class_surfaces(ctx, gts, classes)
+        if pr_surfaces is None:
+            pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
     def one(c: int) -> dict[str, Any]:
         stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
                               pr_surfaces.get(c, SurfacePoints.empty()), spacing,
