@@ -42,8 +42,8 @@ import numpy as np
 
 from gpueval.kernels.surface import SurfacePoints
 
-#: corner slices per slab: the padded slab buffer of a 512×512 uint8 volume is ~4 MiB
-SLAB = 16
+#: corner slices per slab: the padded slab buffer of a 512×512 uint8 volume is ~2.4 MiB
+SLAB = 8
 
 
 class PairTable(Protocol):
