@@ -24,6 +24,12 @@ instead of the bounding box of the two masks:
   ``sqrt((Δ₀s₀)² + (Δ₁s₁)² + (Δ₂s₂)²)`` in float64 from integer corner offsets, and points
   whose distance lies within :data:`TIE_EPS` of the tolerance are resolved against *every*
   candidate in that radius, so ``d ≤ τ`` falls on the same side as the official comparison.
+  When both surfaces come from one in-memory volume (MedSegFM's npz cases),
+  :class:`CornerGrid` replaces the tree: the reference corners are marked in a byte mask of
+  the corner grid and each query tries the offsets of a small ball in increasing order of
+  that same float64 formula, so the first mark found is the exact minimum (no tie to
+  resolve); the few points farther than the ball (stray voxels) are resolved by brute force
+  in a bounded box, or by the tree when there are many.
 
 Why a hand-written kernel: no library computes DeepMind surfels chunk-wise or without an EDT
 over the bounding box (MonAI's ``use_subvoxels`` path also runs an EDT on the whole crop).
