@@ -211,9 +211,12 @@ class _SlabJob:
         di, rest = np.divmod(flat, dirty.shape[1] * dirty.shape[2])
         dj, dm = np.divmod(rest, dirty.shape[2])
         # two words (m, m+1) of each of the four rows: elements e·m … e·m+e of the buffer
-        rz = di[:, None] + np.array([0, 0, 1, 1])
-        ry = dj[:, None] + np.array([0, 1, 0, 1])
-        two = np.stack([allw[rz, ry, dm[:, None]], allw[rz, ry, dm[:, None] + 1]], axis=2)
+        # (one flat index per word: several times cheaper than three broadcast index arrays)
+        rows, cols = allw.shape[1], allw.shape[2]
+        first = (di * rows + dj) * cols + dm
+        around = np.array([0, cols, rows * cols, (rows + 1) * cols])  # rows (0,0) (0,1) (1,0) (1,1)
+        at = first[:, None, None] + around[None, :, None] + np.arange(2)[None, None, :]
+        two = allw.reshape(-1)[at]  # (K, 4, 2)
         full = two.view(vol.dtype).reshape(len(di), 4, 2 * e)
         elems = full[:, :, :e + 1]  # (K, 4, e+1)
         # corner t+1 (t = 0..e−1) of dirty word m is corner k = e·(m−1) + t + 1 and reads

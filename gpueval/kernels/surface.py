@@ -494,7 +494,7 @@ class CornerGrid:
 
 
 #: query × reference pairs up to which far points are resolved by brute force at once
-BRUTE_FORCE_PAIRS = 2_000_000
+BRUTE_FORCE_PAIRS = 1 << 18
 
 #: far points up to which each is resolved inside a box (more: the k-d tree)
 FAR_POINTS_BOXED = 1024
