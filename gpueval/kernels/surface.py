@@ -520,16 +520,27 @@ def _nearest_far(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
     z = ref[:, 0]
     upper = _brute_nearest(query, ref[::max(1, m // 4096)], spacing)
     out = np.empty(n)
-    for i in range(n):
-        q = query[i]
+    # far points come in clusters (the 8 corners of a stray voxel): one box per cluster cell
+    cell = query // FAR_CELL
+    _, group = np.unique(cell, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    for g in range(int(group.max()) + 1):
+        members = np.flatnonzero(group == g)
+        q = query[members]
         # |Δ_k|·s_k <= distance <= upper for the nearest point; one corner more for rounding
-        half = [int(upper[i] // sk) + 1 for sk in s]
-        lo = int(np.searchsorted(z, q[0] - half[0], side="left"))
-        hi = int(np.searchsorted(z, q[0] + half[0], side="right"))
+        half = [int(upper[members].max() // sk) + 1 for sk in s]
+        lo_q, hi_q = q.min(axis=0), q.max(axis=0)
+        lo = int(np.searchsorted(z, lo_q[0] - half[0], side="left"))
+        hi = int(np.searchsorted(z, hi_q[0] + half[0], side="right"))
         box = ref[lo:hi]
-        box = box[(np.abs(box[:, 1] - q[1]) <= half[1]) & (np.abs(box[:, 2] - q[2]) <= half[2])]
-        out[i] = _brute_nearest(query[i:i + 1], box, spacing)[0]
+        box = box[(box[:, 1] >= lo_q[1] - half[1]) & (box[:, 1] <= hi_q[1] + half[1])
+                  & (box[:, 2] >= lo_q[2] - half[2]) & (box[:, 2] <= hi_q[2] + half[2])]
+        out[members] = _brute_nearest(q, box, spacing)
     return out
+
+
+#: corners per axis of the cells that group far points sharing one search box
+FAR_CELL = 8
 
 
 def _brute_nearest(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> np.ndarray:

@@ -89,7 +89,8 @@ def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
         return stats.summary(ctx.settings["tolerance"])
 
     if grid is not None and len(classes) > 1:  # NumPy releases the GIL: classes side by side
-        with ThreadPoolExecutor(min(len(classes), max(1, min(4, os.cpu_count() or 1)))) as ex:
+        # at most two: each thread holds its own grid mask (one byte per corner, virtual)
+        with ThreadPoolExecutor(min(len(classes), max(1, min(2, os.cpu_count() or 1)))) as ex:
             summaries = list(ex.map(one, classes))
     else:
         summaries = [one(c) for c in classes]
