@@ -48,6 +48,10 @@ PACKAGE_EDGES = {
 #: (module, imported module) pairs allowed inside a function, and why
 LAZY_ALLOWED = {
     ("gpueval.config", "gpueval.challenges"): "the lazy challenge registry",
+    **{(f"gpueval.challenges.medsegfm.{a}", f"gpueval.challenges.medsegfm.{b}"):
+       "issue #19 start-up: an npz case on the CPU never imports dask.array/Numba/SciPy"
+       for a, b in (("score", "chunked"), ("score", "text"), ("score", "interactive"),
+                    ("semantic", "chunked"))},
 }
 
 
@@ -147,6 +151,15 @@ def _package(name: str) -> dict[str, ast.Module]:
 PACKAGE_LAZY = {
     ("urisc", "imread", "import zarr"): "only band reads of images over the whole-decode "
                                         "budget need zarr (~0.1 s of start-up otherwise)",
+    **{("medsegfm", stem, stmt): "npz cases on the CPU never need the chunked path, the "
+       "text/interactive tracks or dask.array (~0.5-0.9 s of start-up otherwise)"
+       for stem, stmt in (
+           ("score", "from gpueval.challenges.medsegfm.interactive import "
+                     "_score_interactive_case"),
+           ("score", "from gpueval.challenges.medsegfm.text import instance_scores"),
+           ("score", "from gpueval.challenges.medsegfm import chunked"),
+           ("semantic", "from gpueval.challenges.medsegfm.chunked import class_surfaces"),
+           ("images", "import dask.array as da"))},
 }
 
 

@@ -24,6 +24,12 @@ instead of the bounding box of the two masks:
   ``sqrt((Δ₀s₀)² + (Δ₁s₁)² + (Δ₂s₂)²)`` in float64 from integer corner offsets, and points
   whose distance lies within :data:`TIE_EPS` of the tolerance are resolved against *every*
   candidate in that radius, so ``d ≤ τ`` falls on the same side as the official comparison.
+  When both surfaces come from one in-memory volume (MedSegFM's npz cases),
+  :class:`CornerGrid` replaces the tree: the reference corners are marked in a byte mask of
+  the corner grid and each query tries the offsets of a small ball in increasing order of
+  that same float64 formula, so the first mark found is the exact minimum (no tie to
+  resolve); the few points farther than the ball (stray voxels) are resolved by brute force
+  in a bounded box, or by the tree when there are many.
 
 Why a hand-written kernel: no library computes DeepMind surfels chunk-wise or without an EDT
 over the bounding box (MonAI's ``use_subvoxels`` path also runs an EDT on the whole crop).
@@ -41,6 +47,7 @@ at most :data:`GPU_EDT_MAX_VOXELS` corners (memory ~25 bytes per corner), else t
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -110,17 +117,40 @@ _AREA_CACHE: dict[tuple[float, float, float], np.ndarray] = {}
 def _area_table(s0: float, s1: float, s2: float) -> np.ndarray:
     key = (s0, s1, s2)
     if key not in _AREA_CACHE:
-        from surface_distance.lookup_tables import _NEIGHBOUR_CODE_TO_NORMALS
-
         scale = np.array([s1 * s2, s0 * s2, s0 * s1])
         table = np.zeros(256)
-        for code, normals in enumerate(_NEIGHBOUR_CODE_TO_NORMALS):
+        for code, normals in enumerate(_neighbour_code_to_normals()):
             total = 0.0
             for n in normals:  # summed one normal at a time, in table order
                 total += float(np.linalg.norm(np.asarray(n, float) * scale))
             table[code] = total
         _AREA_CACHE[key] = table
     return _AREA_CACHE[key]
+
+
+def _neighbour_code_to_normals() -> list:
+    """DeepMind's per-code normal table (``surface_distance.lookup_tables``).
+
+    The module is loaded from its file on its own: importing it as
+    ``surface_distance.lookup_tables`` runs the package's ``__init__``, which imports
+    ``surface_distance.metrics`` and with it ``scipy.ndimage`` (~0.3 s of start-up for a
+    list of numbers).
+    """
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("surface_distance")
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "lookup_tables.py")
+        if os.path.isfile(path):
+            one = importlib.util.spec_from_file_location("_gpueval_sd_lookup_tables", path)
+            if one is not None and one.loader is not None:
+                module = importlib.util.module_from_spec(one)
+                one.loader.exec_module(module)
+                return module._NEIGHBOUR_CODE_TO_NORMALS
+    from surface_distance.lookup_tables import _NEIGHBOUR_CODE_TO_NORMALS
+
+    return _NEIGHBOUR_CODE_TO_NORMALS
 
 
 def label_surfaces(block, labels: Iterable[int], corner_origin: Sequence[int] = (0, 0, 0),
@@ -367,6 +397,173 @@ def nearest_distances(query, ref, spacing: Sequence[float], *,
     return dist
 
 
+class CornerGrid:
+    """Nearest-corner search on the corner grid of one volume, by increasing offset.
+
+    Both surfaces of a class lie on the same integer grid, and a prediction's surface is
+    mostly within a few voxels of the truth's: instead of a k-d tree over all points (or the
+    official EDT over the bounding box), the reference points are marked in a byte mask of
+    the grid, and each query point tries the offsets of the ball of radius :attr:`reach`
+    (mm) in increasing order of their exact distance (the float64 formula of
+    :func:`corner_distance`, scipy's EDT formula). The first offset that lands on a mark is
+    the nearest reference point, so the distance is exactly the minimum of that formula,
+    with no tie to resolve. Points with no mark within :attr:`reach` fall back to
+    :func:`nearest_distances` (a k-d tree, or a brute-force minimum for a handful).
+
+    One grid serves every class and both directions of a case: the mask (one byte per corner
+    plus a margin, allocated zeroed by the OS, so only pages near surfaces are ever touched)
+    is cleared after each search.
+
+    Parameters
+    ----------
+    shape : voxel shape of the volume (the grid has ``n + 1`` corners per axis).
+    spacing : voxel spacing in mm, array-axis order.
+    reach_mm : radius of the offset ball; the default covers twice the tolerance and at least
+        1.5 voxels along the coarsest axis, capped at 8 corners per axis.
+    """
+
+    #: most offsets per axis either way: the offset table has at most 17³ entries
+    MAX_HALF = 8
+
+    def __init__(self, shape: Sequence[int], spacing: Sequence[float],
+                 reach_mm: float | None = None, *, tolerance: float = DEFAULT_TOLERANCE_MM):
+        s = [float(v) for v in spacing]
+        if reach_mm is None:
+            reach_mm = max(2.0 * tolerance, 1.5 * max(s))
+        half = [max(1, min(self.MAX_HALF, math.ceil(reach_mm / sk))) for sk in s]
+        # the ball must lie inside the box of offsets tried
+        self.reach = min(reach_mm, *(h * sk for h, sk in zip(half, s, strict=True)))
+        axes = np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij")
+        delta = np.stack([a.reshape(-1) for a in axes], axis=1).astype(np.int64)
+        dist = corner_distance(delta, s)
+        inside = np.flatnonzero(dist <= self.reach)
+        order = inside[np.argsort(dist[inside], kind="stable")]
+        self.spacing = tuple(s)
+        self.margin = np.asarray(half, np.int64)
+        self.padded = tuple(int(n) + 1 + 2 * h for n, h in zip(shape, half, strict=True))
+        self.strides = np.asarray([self.padded[1] * self.padded[2], self.padded[2], 1],
+                                  np.int64)
+        self.delta = delta[order]
+        self.dist = dist[order]
+        self.step = self.delta @ self.strides
+        self._local = threading.local()  # one mask per thread: classes may run side by side
+
+    @property
+    def mask(self) -> np.ndarray:
+        """This thread's byte mask of the padded grid (all False between searches)."""
+        mask = getattr(self._local, "mask", None)
+        if mask is None:
+            mask = self._local.mask = np.zeros(math.prod(self.padded), np.bool_)
+        return mask
+
+    def _linear(self, coords: np.ndarray) -> np.ndarray:
+        c = np.asarray(coords, np.int64)
+        m, st = self.margin, self.strides
+        # column by column: an int64 matmul has no BLAS loop and is several times slower
+        return (c[:, 0] + m[0]) * st[0] + (c[:, 1] + m[1]) * st[1] + (c[:, 2] + m[2])
+
+    def nearest(self, query: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Distance (mm) from each corner of ``query`` (n, 3) to the nearest of ``ref``
+        (m, 3), both inside the grid; ``+inf`` everywhere when ``ref`` is empty."""
+        query = np.asarray(query, np.int64).reshape(-1, 3)
+        ref = np.asarray(ref, np.int64).reshape(-1, 3)
+        if len(ref) == 0:
+            return np.full(len(query), np.inf)
+        out = np.full(len(query), np.inf)
+        if len(query) == 0:
+            return out
+        marks = self._linear(ref)
+        mask = self.mask
+        mask[marks] = True
+        try:
+            todo = np.arange(len(query))
+            at = self._linear(query)
+            for step, d in zip(self.step.tolist(), self.dist.tolist(), strict=True):
+                hit = mask[at + step]
+                if hit.any():
+                    out[todo[hit]] = d
+                    miss = ~hit
+                    todo, at = todo[miss], at[miss]
+                    if not len(todo):
+                        break
+        finally:
+            mask[marks] = False
+        if len(todo):  # nearest point beyond the ball
+            out[todo] = _nearest_far(query[todo], ref, self.spacing)
+        return out
+
+
+#: query × reference pairs up to which far points are resolved by brute force at once
+BRUTE_FORCE_PAIRS = 1 << 18
+
+#: far points up to which each is resolved inside a box (more: the k-d tree)
+FAR_POINTS_BOXED = 1024
+
+
+def _nearest_far(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Nearest distances of the points :class:`CornerGrid` could not resolve (stray voxels:
+    a handful, far from everything). They are beyond the ball, which holds the tolerance,
+    so no ``d <= tolerance`` comparison depends on them.
+
+    A handful against a small surface: brute force. Up to :data:`FAR_POINTS_BOXED` points:
+    an upper bound from every k-th reference point, then the exact minimum over the
+    reference points inside the box that bound allows (found by bisection on the
+    z-sorted points). More: the k-d tree of :func:`nearest_distances`.
+    """
+    n, m = len(query), len(ref)
+    if n * m <= BRUTE_FORCE_PAIRS:
+        return _brute_nearest(query, ref, spacing)
+    if n > FAR_POINTS_BOXED:
+        return nearest_distances(query, ref, spacing, workers=-1)
+    s = [float(v) for v in spacing]
+    ref = ref[np.argsort(ref[:, 0], kind="stable")]
+    z = ref[:, 0]
+    upper = _brute_nearest(query, ref[::max(1, m // 4096)], spacing)
+    out = np.empty(n)
+    # far points come in clusters (the 8 corners of a stray voxel): one box per cluster cell
+    cell = query // FAR_CELL
+    _, group = np.unique(cell, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    for g in range(int(group.max()) + 1):
+        members = np.flatnonzero(group == g)
+        q = query[members]
+        # |Δ_k|·s_k <= distance <= upper for the nearest point; one corner more for rounding
+        half = [int(upper[members].max() // sk) + 1 for sk in s]
+        lo_q, hi_q = q.min(axis=0), q.max(axis=0)
+        lo = int(np.searchsorted(z, lo_q[0] - half[0], side="left"))
+        hi = int(np.searchsorted(z, hi_q[0] + half[0], side="right"))
+        box = ref[lo:hi]
+        box = box[(box[:, 1] >= lo_q[1] - half[1]) & (box[:, 1] <= hi_q[1] + half[1])
+                  & (box[:, 2] >= lo_q[2] - half[2]) & (box[:, 2] <= hi_q[2] + half[2])]
+        out[members] = _brute_nearest(q, box, spacing)
+    return out
+
+
+#: corners per axis of the cells that group far points sharing one search box
+FAR_CELL = 8
+
+
+def _brute_nearest(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Minimum of :func:`corner_distance` over all of ``ref`` for each query point."""
+    out = np.empty(len(query))
+    rows = max(1, BRUTE_FORCE_PAIRS // max(len(ref), 1) // 4)
+    for a in range(0, len(query), rows):
+        q = query[a:a + rows]
+        # corner_distance's terms, axis by axis on (rows, m) arrays: ((t0² + t1²) + t2²) with
+        # t = float(Δ)·s; the square root is monotone, so it is taken of the minimum only
+        acc = None
+        for k in range(3):
+            t = np.subtract.outer(q[:, k], ref[:, k]).astype(np.float64)
+            t *= float(spacing[k])
+            t *= t
+            if acc is None:
+                acc = t
+            else:
+                acc += t
+        out[a:a + rows] = np.sqrt(acc.min(axis=1))
+    return out
+
+
 def _nearest_cupy(query, ref, spacing):
     """GPU twin: exact EDT with feature indices on the bounding box of both point sets."""
     import cupy
@@ -419,10 +616,15 @@ class SurfaceStats:
     def hausdorff(self, percent: float = 100.0) -> float:
         """Area-weighted robust Hausdorff distance: the max over both directions of the first
         sorted distance whose cumulative area fraction reaches ``percent``/100."""
+        return self.hausdorffs((percent,))[0]
+
+    def hausdorffs(self, percents: Sequence[float]) -> list[float]:
+        """:meth:`hausdorff` at several percentiles, each direction sorted once."""
         if len(self.areas_gt) == 0 or len(self.areas_pred) == 0:
-            return math.inf
-        return max(_weighted_percentile(self.dist_gt_to_pred, self.areas_gt, percent),
-                   _weighted_percentile(self.dist_pred_to_gt, self.areas_pred, percent))
+            return [math.inf] * len(percents)
+        g = _weighted_percentiles(self.dist_gt_to_pred, self.areas_gt, percents)
+        p = _weighted_percentiles(self.dist_pred_to_gt, self.areas_pred, percents)
+        return [max(a, b) for a, b in zip(g, p, strict=True)]
 
     def average_distances(self) -> tuple[float, float]:
         """Area-weighted mean distance GT→prediction and prediction→GT (inf if a side is
@@ -434,12 +636,13 @@ class SurfaceStats:
         """The per-class diagnostics recorded in the MedSegFM fixtures."""
         og, op = self.overlap(tolerance)
         asd_g, asd_p = self.average_distances()
+        hd95, hd100 = self.hausdorffs((95.0, 100.0))
         return {"nsd": self.nsd(tolerance),
                 "n_surfels_gt": len(self.areas_gt), "n_surfels_pred": len(self.areas_pred),
                 "surfel_area_gt_mm2": float(self.areas_gt.sum()),
                 "surfel_area_pred_mm2": float(self.areas_pred.sum()),
                 "overlap_gt_mm2": og, "overlap_pred_mm2": op,
-                "hd95_mm": self.hausdorff(95.0), "hd100_mm": self.hausdorff(100.0),
+                "hd95_mm": hd95, "hd100_mm": hd100,
                 "asd_gt_to_pred_mm": asd_g, "asd_pred_to_gt_mm": asd_p}
 
 
@@ -451,14 +654,19 @@ GPU_EDT_MAX_VOXELS = 2**28
 
 def surface_stats(surf_gt: SurfacePoints, surf_pred: SurfacePoints, spacing: Sequence[float],
                   *, tolerance: float | None = DEFAULT_TOLERANCE_MM, workers: int = 1,
-                  device: str = "cpu") -> SurfaceStats:
+                  device: str = "cpu", grid: CornerGrid | None = None) -> SurfaceStats:
     """Distances each way between two surfaces and their surfel areas.
 
     ``device="gpu"`` computes the distances with the CuPy twin of :func:`nearest_distances`
     (exact EDT on the bounding box of both surfaces) when that box holds at most
-    :data:`GPU_EDT_MAX_VOXELS` corners, else on the host.
+    :data:`GPU_EDT_MAX_VOXELS` corners, else on the host. A ``grid`` (of the volume both
+    surfaces come from, same spacing) searches by increasing offset instead
+    (:class:`CornerGrid`; same distances).
     """
     q, r = surf_gt.coords, surf_pred.coords
+    if grid is not None and device != "gpu":
+        return SurfaceStats(grid.nearest(q, r), surf_gt.areas(spacing),
+                            grid.nearest(r, q), surf_pred.areas(spacing))
     if device == "gpu" and len(q) and len(r) and _box_voxels(q, r) <= GPU_EDT_MAX_VOXELS:
         q, r = to_device(q, "gpu"), to_device(r, "gpu")
     return SurfaceStats(
@@ -502,11 +710,19 @@ def compute_surface_stats(mask_gt, mask_pred, spacing: Sequence[float], *,
 
 
 def _weighted_percentile(dist: np.ndarray, areas: np.ndarray, percent: float) -> float:
+    return _weighted_percentiles(dist, areas, (percent,))[0]
+
+
+def _weighted_percentiles(dist: np.ndarray, areas: np.ndarray, percents: Sequence[float]
+                          ) -> list[float]:
     order = np.lexsort((areas, dist))  # by distance, then area (the official sort key)
     d, a = dist[order], areas[order]
     cum = np.cumsum(a) / np.sum(a)
-    i = int(np.searchsorted(cum, percent / 100.0))
-    return float(d[min(i, len(d) - 1)])
+    out = []
+    for percent in percents:
+        i = int(np.searchsorted(cum, percent / 100.0))
+        out.append(float(d[min(i, len(d) - 1)]))
+    return out
 
 
 def _weighted_mean(dist: np.ndarray, areas: np.ndarray) -> float:

@@ -38,11 +38,11 @@ submodule's names with ``from gpueval.challenges.medsegfm.score import ...``.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
-from gpueval.challenges.medsegfm.chunked import class_surfaces, pair_table
 from gpueval.challenges.medsegfm.images import report_images
-from gpueval.challenges.medsegfm.interactive import trapezoid_auc
 from gpueval.challenges.medsegfm.layout import (
     MAX_PROMPT_BYTES,
     STEP_RE,
@@ -61,8 +61,21 @@ from gpueval.challenges.medsegfm.score import (
     write_official_csv,
 )
 from gpueval.challenges.medsegfm.semantic import class_set, semantic_scores
-from gpueval.challenges.medsegfm.text import instance_scores
 from gpueval.resources import config_dir
+
+#: names whose modules import dask.array, SciPy's optimisers or Numba (together ~0.5–0.9 s
+#: of start-up): loaded on first use, so scoring an npz case on the CPU never imports them
+_LAZY = {"class_surfaces": "chunked", "pair_table": "chunked",
+         "trapezoid_auc": "interactive", "instance_scores": "text"}
+
+
+def __getattr__(attr: str) -> Any:
+    if attr in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[attr]}"), attr)
+        globals()[attr] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
 
 name: str = CHALLENGE
 config_resource: Path = config_dir() / "medsegfm.yaml"

@@ -23,10 +23,14 @@ from gpueval.kernels.stats import Contingency, contingency
 from gpueval.kernels.surface import SurfacePoints, block_request, corner_chunks, label_surfaces
 
 
-def _zeros_like(x):
+def zeros_like(x):
+    """An all-zero prediction of the shape, dtype (and chunks, for dask) of ``x``."""
     if isinstance(x, da.Array):
         return da.zeros(x.shape, dtype=x.dtype, chunks=x.chunks)
     return np.zeros(x.shape, x.dtype)
+
+
+_zeros_like = zeros_like  # the former private name (interactive.py)
 
 
 def _lazy(x: np.ndarray, chunk: int) -> da.Array:

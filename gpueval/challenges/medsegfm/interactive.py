@@ -27,7 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpueval.challenges.medsegfm.chunked import _zeros_like, class_surfaces, pair_table
+import numpy as np
+
+from gpueval.challenges.medsegfm import resident
+from gpueval.challenges.medsegfm.chunked import class_surfaces, pair_table, zeros_like
 from gpueval.challenges.medsegfm.layout import (
     _find,
     _missing_case_warning,
@@ -45,6 +48,7 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
     steps = list(range(1, s["n_steps"] + 1))
     gt_table = None
     gt_surfaces = None
+    truth_scan = grid = None
     classes: list[int] = []
     dsc_k, nsd_k, time_k, per_step = {}, {}, {}, {}
     last_written: tuple[int, Path] | None = None
@@ -68,15 +72,28 @@ def _score_interactive_case(ctx: _Context, name: str, case: dict[str, Any], fold
             time_k[k] = 0.0
             absent_steps.append(f"step_{k} (step_{reused} reused)")
         else:
-            segs = _zeros_like(gts)
+            if isinstance(gts, np.ndarray):
+                segs = np.zeros(gts.shape, gts.dtype)
+            else:
+                segs = zeros_like(gts)
             time_k[k] = 0.0
             absent_steps.append(f"step_{k}")
-        table = pair_table(ctx, gts, segs)
-        if gt_table is None:
-            gt_table = table
-            classes = class_set(table.sizes_a()[0], s)
-            gt_surfaces = class_surfaces(ctx, gts, classes)
-        per_class = semantic_scores(ctx, gts, segs, spacing, classes, table, gt_surfaces)
+        if resident.applies(ctx, gts, segs):  # npz steps on the CPU: one pass per volume
+            if truth_scan is None:
+                truth_scan = resident.scan_truth(ctx, gts)
+                classes = class_set(resident.truth_ids(truth_scan), s)
+                grid = resident.grid(gts.shape, spacing, s)
+            pred_scan = resident.scan_prediction(segs, classes)
+            per_class = semantic_scores(ctx, gts, segs, spacing, classes,
+                                        resident.case_table(truth_scan, pred_scan),
+                                        truth_scan.surfaces, pred_scan.surfaces, grid)
+        else:
+            table = pair_table(ctx, gts, segs)
+            if gt_table is None:
+                gt_table = table
+                classes = class_set(table.sizes_a()[0], s)
+                gt_surfaces = class_surfaces(ctx, gts, classes)
+            per_class = semantic_scores(ctx, gts, segs, spacing, classes, table, gt_surfaces)
         dsc = _case_mean([v["dsc"] for v in per_class.values()], s["case_mean"])
         nsd = _case_mean([v["nsd_2mm"] for v in per_class.values()], s["case_mean"])
         gate = s["nsd_gate"]

@@ -17,15 +17,16 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from gpueval.challenges.medsegfm.chunked import class_surfaces
 from gpueval.challenges.medsegfm.options import _Context
-from gpueval.kernels.stats import Contingency
-from gpueval.kernels.surface import SurfacePoints, surface_stats
+from gpueval.kernels.nsd_scan import PairTable
+from gpueval.kernels.surface import CornerGrid, SurfacePoints, surface_stats
 
 
 def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
@@ -54,27 +55,49 @@ def _prompt_class(key: Any) -> int | None:
 
 
 def semantic_scores(ctx: _Context, gts, segs, spacing, classes: Sequence[int],
-                    table: Contingency, gt_surfaces: dict[int, SurfacePoints] | None = None,
-                    ) -> dict[int, dict[str, Any]]:
-    """Per-class DSC, NSD and surface diagnostics (spec §2–§3)."""
+                    table: PairTable,
+                    gt_surfaces: dict[int, SurfacePoints] | None = None,
+                    pr_surfaces: dict[int, SurfacePoints] | None = None,
+                    grid: CornerGrid | None = None) -> dict[int, dict[str, Any]]:
+    """Per-class DSC, NSD and surface diagnostics (spec §2–§3).
+
+    ``table`` is the case's pair table; surfaces not given are extracted chunk by chunk
+    (:func:`.chunked.class_surfaces`), given ones (:mod:`.resident`) must hold every class
+    of ``classes`` that has voxels in that volume. A ``grid`` of the case's volume shape
+    and spacing finds the distances by offset search (:class:`CornerGrid`) instead of k-d
+    trees (same values).
+    """
     gt_ids, gt_sizes = table.sizes_a()
     pr_ids, pr_sizes = table.sizes_b()
     gsize = dict(zip(gt_ids.tolist(), gt_sizes.tolist(), strict=True))
     psize = dict(zip(pr_ids.tolist(), pr_sizes.tolist(), strict=True))
     same = table.ids_a == table.ids_b
     inter = dict(zip(table.ids_a[same].tolist(), table.counts[same].tolist(), strict=True))
-    if gt_surfaces is None:
-        gt_surfaces = class_surfaces(ctx, gts, classes)
-    pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
-    out = {}
-    for c in classes:
-        g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
-        dsc = 2 * tp / (g + p) if g + p else math.nan
+    if gt_surfaces is None or pr_surfaces is None:
+        # the chunked path imports dask.array (~0.4 s): only cases that need it pay for it
+        from gpueval.challenges.medsegfm.chunked import class_surfaces
+
+        if gt_surfaces is None:
+            gt_surfaces = class_surfaces(ctx, gts, classes)
+        if pr_surfaces is None:
+            pr_surfaces = class_surfaces(ctx, segs, [c for c in classes if psize.get(c, 0)])
+    def one(c: int) -> dict[str, Any]:
         stats = surface_stats(gt_surfaces.get(c, SurfacePoints.empty()),
                               pr_surfaces.get(c, SurfacePoints.empty()), spacing,
                               tolerance=ctx.settings["tolerance"],
-                              workers=ctx.settings["workers"], device=ctx.device)
-        summary = stats.summary(ctx.settings["tolerance"])
+                              workers=ctx.settings["workers"], device=ctx.device, grid=grid)
+        return stats.summary(ctx.settings["tolerance"])
+
+    if grid is not None and len(classes) > 1:  # NumPy releases the GIL: classes side by side
+        # at most two: each thread holds its own grid mask (one byte per corner, virtual)
+        with ThreadPoolExecutor(min(len(classes), max(1, min(2, os.cpu_count() or 1)))) as ex:
+            summaries = list(ex.map(one, classes))
+    else:
+        summaries = [one(c) for c in classes]
+    out = {}
+    for c, summary in zip(classes, summaries, strict=True):
+        g, p, tp = gsize.get(c, 0), psize.get(c, 0), inter.get(c, 0)
+        dsc = 2 * tp / (g + p) if g + p else math.nan
         out[c] = {"dsc": dsc, "nsd_2mm": summary.pop("nsd"), "gt_voxels": g,
                   "pred_voxels": p, **summary}
     return out

@@ -1,0 +1,354 @@
+"""One pass over an in-memory label volume: the surface corners of its labels and the voxel
+counts of every (label, label) pair, for MedSegFM's DSC and NSD (``shared/specs/medsegfm.md``
+§2–§3) on volumes that are already decoded (an ``.npz`` is always read whole).
+
+The chunked path (:mod:`gpueval.challenges.medsegfm.chunked`) compares seven shifted views of
+every voxel (:func:`gpueval.kernels.surface.label_surfaces`) and counts pairs voxel by voxel.
+Most of a segmentation volume is background or organ interior, where nothing changes from
+one voxel to the next; this pass finds the few places where something does, working on
+64-bit words of the raw array (eight ``uint8`` voxels at a time):
+
+* **Clean words.** A word is *uniform* when all its elements are equal
+  (``w >> bits == w & low``). The corners ``e·(m−1)+1 … e·m`` (``e`` elements per word) of one
+  corner row see the 2×2 voxel rows around it at elements ``e·m−1 … e·m+e−1``: when word
+  ``m`` and word ``m+1`` of those four rows are all equal and uniform, none of these corners
+  can be mixed. Everything else (a conservative superset of the mixed corners) is gathered as
+  two words per row and checked exactly: a corner is on a label's surface iff its eight
+  voxels differ and the label is among them (code ∉ {0, 255}), as in
+  :func:`~gpueval.kernels.surface.label_surfaces`. The volume is read slab by slab into a
+  small zero-padded buffer, so voxels outside the volume count as background and memory is
+  a few MiB beyond the surfaces found.
+* **Counts from x-transitions.** Along a voxel row the label only changes where two
+  neighbours differ, and each such place ``k`` of row ``(z, y)`` makes corner
+  ``(z+1, y+1, k)`` mixed (its voxels ``(z, y, k−1)`` and ``(z, y, k)`` are weights 128 and 64
+  of its code). The run lengths between consecutive transitions of the two volumes, merged
+  row by row, are the voxel counts of every label pair except (0, 0), which is the rest of the
+  volume. Exact, with no pass over the voxels beyond the one above.
+
+The results equal the chunked path's point sets and contingency table exactly (tests compare
+both on random volumes); only the order of the surface points may differ, which changes sums
+by float rounding (≤ 1e-12 relative).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from gpueval.kernels.surface import SurfacePoints
+
+#: corner slices per slab: the padded slab buffer of a 512×512 uint8 volume is ~2.4 MiB
+SLAB = 8
+
+
+class PairTable(Protocol):
+    """What MedSegFM reads of a pair table: :class:`PairCounts` and
+    :class:`gpueval.kernels.stats.Contingency` both have it."""
+
+    ids_a: np.ndarray
+    ids_b: np.ndarray
+    counts: np.ndarray
+
+    def sizes_a(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def sizes_b(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class PairCounts:
+    """Voxel counts of every (label in ``a``, label in ``b``) pair, background included,
+    sorted by ``(ids_a, ids_b)``; pairs that never occur are absent. The same interface as
+    :class:`gpueval.kernels.stats.Contingency` where MedSegFM uses it (``ids_a``, ``ids_b``,
+    ``counts``, :meth:`sizes_a`, :meth:`sizes_b`), without importing Numba.
+    """
+
+    ids_a: np.ndarray
+    ids_b: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def sizes_a(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, voxel counts) of the first volume, sorted by id."""
+        return _marginal(self.ids_a, self.counts)
+
+    def sizes_b(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, voxel counts) of the second volume, sorted by id."""
+        return _marginal(self.ids_b, self.counts)
+
+
+def _marginal(ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, inv = np.unique(ids, return_inverse=True)
+    return uniq, np.bincount(inv.reshape(-1), weights=counts, minlength=len(uniq)
+                             ).astype(np.int64)
+
+
+@dataclass
+class VolumeScan:
+    """What one pass over a label volume found.
+
+    ``surfaces``: the surface corners of each requested label (global corner indices, codes);
+    ``row_keys``/``after``: every x-transition, as ``row · (W+1) + k`` (row ``z·H + y``,
+    sorted) and the label that starts at voxel ``k``.
+    """
+
+    shape: tuple[int, int, int]
+    surfaces: dict[int, SurfacePoints] = field(default_factory=dict)
+    row_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    after: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    labels: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.int64))
+
+
+def supported(volume) -> bool:
+    """Whether :func:`scan_volume` takes ``volume``: a 3-D NumPy array of integers or bools,
+    no axis empty."""
+    return (isinstance(volume, np.ndarray) and volume.ndim == 3 and min(volume.shape) > 0
+            and (volume.dtype == bool or np.issubdtype(volume.dtype, np.integer)))
+
+
+def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
+                slab: int = SLAB, workers: int = 1) -> VolumeScan:
+    """Surface corners of ``labels`` and all x-transitions of ``volume``, in one pass.
+
+    Parameters
+    ----------
+    volume : 3-D NumPy integer or bool array (any byte order or memory layout; a
+        non-native or non-contiguous array is copied once).
+    labels : the labels whose surfaces are wanted; ``None``: every non-zero label present
+        (0 is the padding outside the volume and never gets a surface here).
+    slab : corner slices per work unit.
+    workers : threads over slabs (NumPy releases the GIL in its loops).
+
+    Returns
+    -------
+    VolumeScan
+        ``surfaces[label]`` lists each surface corner once, in increasing ``(i, j, k)``
+        order; ``labels`` the non-zero labels present in the volume, sorted.
+    """
+    if not supported(volume):
+        raise ValueError("scan_volume needs a non-empty 3-D integer or bool NumPy array")
+    vol = volume.view(np.uint8) if volume.dtype == bool else volume
+    vol = np.ascontiguousarray(vol, dtype=vol.dtype.newbyteorder("="))
+    wanted = None if labels is None else sorted({int(v) for v in labels})
+    d = vol.shape[0]
+    starts = list(range(0, d + 1, slab))
+    job = _SlabJob(vol, wanted, slab)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(workers, len(starts))) as ex:
+            parts = list(ex.map(job, starts))
+    else:
+        parts = [job(i0) for i0 in starts]
+    row_keys = np.concatenate([p[1][0] for p in parts])
+    after = np.concatenate([p[1][1].astype(vol.dtype) for p in parts])
+    # every label present starts a run somewhere: the transitions list them all
+    present = np.unique(after)
+    present = present[present != 0]
+    keys = [int(v) for v in present] if wanted is None else wanted
+    surfaces = {}
+    for lab in keys:
+        coords = [p[0][lab][0] for p in parts if lab in p[0]]
+        codes = [p[0][lab][1] for p in parts if lab in p[0]]
+        surfaces[lab] = (SurfacePoints(np.concatenate(coords), np.concatenate(codes))
+                         if coords else SurfacePoints.empty())
+    return VolumeScan(tuple(int(s) for s in vol.shape), surfaces, row_keys, after, present,
+                      volume.dtype if volume.dtype == bool else vol.dtype)
+
+
+class _SlabJob:
+    """Scan of the corner slices ``[i0, i0 + slab)`` of one volume (see the module text)."""
+
+    def __init__(self, vol: np.ndarray, wanted: list[int] | None, slab: int):
+        self.vol = vol
+        self.wanted = wanted
+        self.slab = slab
+        self.size = vol.dtype.itemsize
+        self.e = 8 // self.size  # elements per 64-bit word
+        self.words = 2 + -(-vol.shape[2] // self.e)  # a zero word before each row, ≥ 1 after
+        self.local = threading.local()  # one slab buffer per thread, reused (no page faults)
+
+    def _buffer(self, n: int) -> np.ndarray:
+        buf = getattr(self.local, "buf", None)
+        if buf is None:
+            _, h, _ = self.vol.shape
+            buf = np.zeros((self.slab + 1, h + 2, self.words * self.e), self.vol.dtype)
+            self.local.buf = buf
+        return buf[:n + 1]
+
+    def __call__(self, i0: int):
+        vol, e, size = self.vol, self.e, self.size
+        d, h, w = vol.shape
+        i1 = min(i0 + self.slab, d + 1)  # corners i0 .. i1-1 read voxel slices i0-1 .. i1-1
+        n = i1 - i0
+        buf = self._buffer(n)
+        z0, z1 = max(i0 - 1, 0), min(i1 - 1, d - 1)
+        lo, hi = z0 - (i0 - 1), z1 - (i0 - 1) + 1
+        buf[:lo] = 0  # voxel slice -1 and slice d are outside the volume
+        buf[hi:] = 0
+        buf[lo:hi, 1:h + 1, e:e + w] = vol[z0:z1 + 1]  # y and x borders stay zero
+        # word m of a row and the word one element later, compared: not equal unless the
+        # e + 1 elements e·m … e·m+e (what corners e·(m−1)+1 … e·m read) are one value
+        raw = buf.view(np.uint8)
+        allw = raw.view(np.uint64)
+        words = allw[..., :-1]  # (n+1, h+2, words−1)
+        later = raw[..., size:size + 8 * (self.words - 1)].view(np.uint64)
+        varies = words != later
+        # a corner row is dirty where one of its four voxel rows varies or they differ
+        ydirty = varies[:, :-1] | varies[:, 1:] | (words[:, :-1] != words[:, 1:])
+        dirty = ydirty[:-1] | ydirty[1:] | (words[:-1, :-1] != words[1:, :-1])
+        # flatnonzero and divmod: several times faster than a 3-D nonzero
+        flat = np.flatnonzero(dirty)
+        di, rest = np.divmod(flat, dirty.shape[1] * dirty.shape[2])
+        dj, dm = np.divmod(rest, dirty.shape[2])
+        # two words (m, m+1) of each of the four rows: elements e·m … e·m+e of the buffer
+        # (one flat index per word: several times cheaper than three broadcast index arrays)
+        rows, cols = allw.shape[1], allw.shape[2]
+        first = (di * rows + dj) * cols + dm
+        around = np.array([0, cols, rows * cols, (rows + 1) * cols])  # rows (0,0) (0,1) (1,0) (1,1)
+        at = first[:, None, None] + around[None, :, None] + np.arange(2)[None, None, :]
+        two = allw.reshape(-1)[at]  # (K, 4, 2)
+        full = two.view(vol.dtype).reshape(len(di), 4, 2 * e)
+        elems = full[:, :, :e + 1]  # (K, 4, e+1)
+        # corner t+1 (t = 0..e−1) of dirty word m is corner k = e·(m−1) + t + 1 and reads
+        # elements t, t+1 of the four rows: mixed unless all eight are equal
+        r0 = elems[:, 0]
+        column = (elems[:, 1] != r0) | (elems[:, 2] != r0) | (elems[:, 3] != r0)
+        mixed = column[:, :-1] | column[:, 1:] | (r0[:, 1:] != r0[:, :-1])
+        kk = e * (dm[:, None] - 1) + np.arange(1, e + 1)
+        mixed &= (kk >= 0) & (kk <= w)
+        q, t = np.divmod(np.flatnonzero(mixed), e)
+        # code position 4a + 2b + c (weight 128 >> it) is row 2a + b, element t + c
+        offsets = (2 * e * np.arange(4)[:, None] + np.arange(2)).reshape(1, 8)
+        vals8 = full.reshape(-1)[(q * (8 * e) + t)[:, None] + offsets]
+        ci = di[q].astype(np.int64) + i0
+        cj = dj[q].astype(np.int64)
+        ck = kk[q, t].astype(np.int64)
+        # x-transitions: voxel (i−1, j−1, k−1) ≠ voxel (i−1, j−1, k), code bits 128 and 64
+        tr = np.flatnonzero(vals8[:, 0] != vals8[:, 1])
+        row_keys = ((ci[tr] - 1) * h + (cj[tr] - 1)) * (w + 1) + ck[tr]
+        after = vals8[tr, 1]
+        # an absent label finds no corner: the wanted ones need no presence test
+        labels = _distinct(vals8).tolist() if self.wanted is None else self.wanted
+        coords = np.stack([ci, cj, ck], axis=1)
+        out = {}
+        for lab in labels:
+            if not _fits(lab, vol.dtype):
+                continue
+            # the eight bits of a row, first one the most significant: weights 128 … 1
+            codes = np.packbits(vals8 == lab, axis=1).reshape(-1)
+            keep = np.flatnonzero(codes)  # 255 cannot occur at a mixed corner
+            if len(keep):
+                out[int(lab)] = (coords[keep], codes[keep])
+        return out, (row_keys, after)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a histogram for one-byte labels, cheaper than sorting)."""
+    if values.dtype.itemsize == 1 and values.size:
+        flat = values.reshape(-1).view(np.uint8)
+        hist = np.bincount(flat, minlength=256)
+        found = np.flatnonzero(hist).astype(np.uint8).view(values.dtype)
+        return np.sort(found)
+    return np.unique(values)
+
+
+def _fits(label: int, dtype) -> bool:
+    info = np.iinfo(dtype)
+    return info.min <= label <= info.max
+
+
+def pair_counts(a: VolumeScan, b: VolumeScan) -> PairCounts:
+    """The contingency table of two volumes of one shape from their x-transitions.
+
+    Each row is cut at the union of both volumes' transitions; between two cuts both labels
+    are constant, so the run length is the count of that pair. The last cut of a row starts
+    the padding (both labels 0) or a run that reaches the row end only when both are 0.
+    (0, 0) is the rest of the volume.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"volumes of different shapes {a.shape} and {b.shape}")
+    d, h, w = a.shape
+    total = d * h * w
+    keys = _merge_sorted(a.row_keys, b.row_keys)
+    la = _label_at(a.row_keys, a.after, keys, w)
+    lb = _label_at(b.row_keys, b.after, keys, w)
+    row = keys // (w + 1)
+    k = keys - row * (w + 1)
+    length = np.zeros(len(keys), np.int64)
+    if len(keys) > 1:
+        same = row[1:] == row[:-1]
+        length[:-1] = np.where(same, k[1:] - k[:-1], 0)
+    # a run still open at the end of a row runs to the row end (only 0/0 runs can)
+    last = np.ones(len(keys), bool)
+    if len(keys) > 1:
+        last[:-1] = row[1:] != row[:-1]
+    length[last] = w - k[last]
+    nz = (length > 0) & ((la != 0) | (lb != 0))
+    ids_a, ids_b, counts = _group_pairs(la[nz], lb[nz], length[nz])
+    rest = total - int(counts.sum())
+    if rest:  # (0, 0) sorts first: 0 is below every other label only for unsigned ids
+        ids_a = np.concatenate([np.zeros(1, ids_a.dtype), ids_a])
+        ids_b = np.concatenate([np.zeros(1, ids_b.dtype), ids_b])
+        counts = np.concatenate([np.array([rest], np.int64), counts])
+        order = np.lexsort((ids_b, ids_a))
+        ids_a, ids_b, counts = ids_a[order], ids_b[order], counts[order]
+    return PairCounts(_as_ids(ids_a, a.dtype), _as_ids(ids_b, b.dtype), counts)
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of two sorted arrays (``np.union1d`` without its full sort:
+    a stable sort of two runs is a linear merge)."""
+    both = np.sort(np.concatenate([a, b]), kind="stable")
+    if len(both) < 2:
+        return both
+    keep = np.empty(len(both), bool)
+    keep[0] = True
+    np.not_equal(both[1:], both[:-1], out=keep[1:])
+    return both[keep]
+
+
+def _label_at(row_keys: np.ndarray, after: np.ndarray, keys: np.ndarray, w: int) -> np.ndarray:
+    """The label of the run that contains each key (0 before a row's first transition)."""
+    if not len(row_keys):
+        return np.zeros(len(keys), np.int64)
+    idx = np.searchsorted(row_keys, keys, side="right") - 1
+    ok = idx >= 0
+    safe = np.where(ok, idx, 0)
+    ok &= row_keys[safe] // (w + 1) == keys // (w + 1)
+    return np.where(ok, after[safe], 0)
+
+
+def _group_pairs(a: np.ndarray, b: np.ndarray, weights: np.ndarray):
+    """Sum ``weights`` per distinct ``(a, b)``, sorted by ``(a, b)``; each side keeps its own
+    dtype (stacking uint64 with int64 labels would go through float64)."""
+    if not len(a):
+        return a[:0], b[:0], np.empty(0, np.int64)
+    if a.dtype.kind in "ub" and b.dtype.kind in "ub" and a.dtype.itemsize <= 2 \
+            and b.dtype.itemsize <= 2:  # small labels: one histogram of the pair codes
+        span = int(b.max()) + 1
+        hist = np.bincount(a.astype(np.int64) * span + b, weights=weights)
+        code = np.flatnonzero(hist)
+        return ((code // span).astype(a.dtype), (code % span).astype(b.dtype),
+                np.rint(hist[code]).astype(np.int64))
+    ua, ia = np.unique(a, return_inverse=True)
+    ub, ib = np.unique(b, return_inverse=True)
+    key = ia.reshape(-1).astype(np.int64) * len(ub) + ib.reshape(-1)
+    uk, inv = np.unique(key, return_inverse=True)
+    sums = np.bincount(inv.reshape(-1), weights=weights, minlength=len(uk))
+    # run lengths are below 2**53: the float sums are exact
+    return ua[uk // len(ub)], ub[uk % len(ub)], np.rint(sums).astype(np.int64)
+
+
+def _as_ids(ids: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Ids in a dtype that holds every label of ``dtype`` (int64, or uint64 for uint64)."""
+    return ids.astype(np.uint64 if np.dtype(dtype) == np.uint64 else np.int64)
