@@ -1,0 +1,103 @@
+"""The fast readers of issue #19 give exactly what the safe ones give.
+
+HDF5 volumes in h5py's small default chunks are read through a chunk index listed once per
+process (``io.arrays._ChunkIndex``) with ``os.pread`` outside h5py's lock; blocks must equal
+h5py's own reads for every filter pipeline gpueval decodes, with unwritten chunks (fill
+value), and the index must step aside (per-chunk lookups) where it cannot vouch for an entry.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from gpueval.io import arrays
+
+PIPELINES = {
+    "lzf": dict(compression="lzf"),
+    "gzip-shuffle-fletcher": dict(compression="gzip", shuffle=True, fletcher32=True),
+    "gzip": dict(compression="gzip", compression_opts=1),
+}
+KEYS = [(slice(None),) * 3, (slice(3, 29), slice(5, 44), slice(0, 60)), (4, slice(None), 7),
+        (slice(0, 40, 3), slice(10, 11), slice(None))]
+
+
+def _volume(path, pipeline: str, chunks=(7, 11, 13), partial: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(len(pipeline))
+    data = rng.integers(0, 2**40, (40, 50, 60), dtype=np.uint64)
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("seg", shape=data.shape, dtype=data.dtype, chunks=chunks,
+                             fillvalue=9, **PIPELINES[pipeline])
+        if partial:  # leave some chunks unwritten: they read as the fill value
+            d[:20] = data[:20]
+            d[27:, 20:] = data[27:, 20:]
+            data[20:27] = 9
+            data[27:, :20] = 9
+        else:
+            d[...] = data
+    return data
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_indexed_reads_equal_h5py(tmp_path, pipeline):
+    path = tmp_path / "v.h5"
+    data = _volume(path, pipeline)
+    reader = arrays._Hdf5Reader(str(path), "seg")
+    assert reader.chunk_index(reader._array()) is not None  # the index path is the one tested
+    for key in KEYS:
+        np.testing.assert_array_equal(reader[key], data[key])
+
+
+def test_default_h5py_chunks_through_open_volume(tmp_path):
+    path = tmp_path / "v.h5"
+    data = np.arange(32 * 40 * 48, dtype=np.uint64).reshape(32, 40, 48) * 7919
+    with h5py.File(path, "w") as f:
+        f.create_dataset("seg", data=data, chunks=True, compression="lzf")
+    vol = arrays.open_volume(path, "seg")
+    np.testing.assert_array_equal(vol.data.compute(scheduler="threads"), data)
+
+
+def test_index_steps_aside_where_it_cannot_vouch(tmp_path, monkeypatch):
+    path = tmp_path / "v.h5"
+    data = _volume(path, "lzf")
+    real = arrays.os.path.getsize(path)
+    # a chunk that would lie past the end of the file: no index, h5py's lookups read it
+    monkeypatch.setattr(arrays.os.path, "getsize", lambda p: real // 2)
+    reader = arrays._Hdf5Reader(str(path), "seg")
+    assert reader.chunk_index(reader._array()) is None
+    np.testing.assert_array_equal(reader[KEYS[1]], data[KEYS[1]])
+    monkeypatch.undo()
+    # too many chunks for an index: per-chunk lookups too
+    monkeypatch.setattr(arrays._ChunkIndex, "MAX_CHUNKS", 10)
+    reader = arrays._Hdf5Reader(str(path), "seg")
+    assert reader.chunk_index(reader._array()) is None
+    np.testing.assert_array_equal(reader[KEYS[0]], data)
+
+
+def test_index_is_not_pickled_and_rebuilds(tmp_path):
+    import pickle
+
+    path = tmp_path / "v.h5"
+    data = _volume(path, "gzip", partial=False)
+    reader = arrays._Hdf5Reader(str(path), "seg")
+    reader[KEYS[2]]
+    assert reader._index is not None
+    copy = pickle.loads(pickle.dumps(reader))
+    assert not hasattr(copy, "_index")
+    np.testing.assert_array_equal(copy[KEYS[1]], data[KEYS[1]])
+
+
+def test_corrupt_chunk_is_a_rejection_naming_it(tmp_path):
+    from gpueval.errors import Rejected
+
+    path = tmp_path / "v.h5"
+    _volume(path, "lzf", partial=False)
+    reader = arrays._Hdf5Reader(str(path), "seg")
+    index = reader.chunk_index(reader._array())
+    start = int(index.offset[0])
+    with open(path, "r+b") as f:  # garble the first chunk's LZF stream
+        f.seek(start)
+        f.write(b"\xff" * 64)
+    with pytest.raises(Rejected, match=r"chunk at \(0, 0, 0\)"):
+        reader[(slice(0, 7), slice(0, 11), slice(0, 13))]
