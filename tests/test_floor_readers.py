@@ -101,3 +101,99 @@ def test_corrupt_chunk_is_a_rejection_naming_it(tmp_path):
         f.write(b"\xff" * 64)
     with pytest.raises(Rejected, match=r"chunk at \(0, 0, 0\)"):
         reader[(slice(0, 7), slice(0, 11), slice(0, 13))]
+
+
+# -- the fast unpickler's afterwards-measure: inlined cases weigh what the recursion weighs ---
+
+def _reference_weight(roots, max_weight: int, max_depth: int) -> int:
+    """The measure before its inner loop was inlined (one recursive call per non-number)."""
+    import itertools
+
+    from gpueval.io.safe_pickle import _ATOMS, _TooLarge
+
+    info: dict[int, tuple[int, int]] = {}
+    on_path: set[int] = set()
+
+    def walk(x, level):
+        t = type(x)
+        if t in _ATOMS:
+            return 1, 0
+        if t is str or t is bytes or t is bytearray:
+            return 1 + len(x) // 8, 0
+        if id(x) in info:
+            return info[id(x)]
+        if id(x) in on_path:
+            return 1, 0
+        if level > max_depth:
+            raise _TooLarge
+        if isinstance(x, dict):
+            items = itertools.chain(x.keys(), x.values())
+        elif isinstance(x, list | tuple | set | frozenset):
+            items = x
+        elif isinstance(x, np.ndarray):
+            if not x.dtype.hasobject:
+                return 1 + int(x.size), 1
+            items = x.ravel().tolist()
+        elif isinstance(x, np.generic | np.dtype | type):
+            return 1, 0
+        else:
+            return 1, 0
+        on_path.add(id(x))
+        weight, depth = 1, 0
+        for item in items:
+            w, d = walk(item, level + 1)
+            weight += w
+            depth = max(depth, d + 1)
+        if weight > max_weight:
+            raise _TooLarge
+        on_path.discard(id(x))
+        info[id(x)] = (weight, depth)
+        return weight, depth
+
+    total = 0
+    for root in roots:
+        total += walk(root, 0)[0]
+        if total > max_weight:
+            raise _TooLarge
+    return total
+
+
+def _verdict(measure, roots, max_weight, max_depth):
+    from gpueval.io.safe_pickle import _TooLarge
+
+    try:
+        return measure(roots, max_weight, max_depth)
+    except _TooLarge:
+        return "too large"
+
+
+def test_inlined_weight_equals_the_recursive_measure():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gpueval.io.safe_pickle import _logical_weight
+
+    leaves = st.one_of(st.integers(-5, 5), st.floats(allow_nan=False), st.none(),
+                       st.text(max_size=20), st.binary(max_size=20).map(bytearray),
+                       st.just({}), st.just([]), st.just(()),
+                       st.integers(0, 5).map(lambda n: np.arange(n, dtype=np.float64)),
+                       st.just(np.dtype("f8")))
+    trees = st.recursive(leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.integers(0, 9), inner, max_size=3),
+        inner.map(lambda x: [x, x, [x]])),  # shared references
+        max_leaves=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(trees, st.integers(0, 6), st.integers(1, 400))
+    def check(tree, max_depth, max_weight):
+        roots = [tree, *(tree if isinstance(tree, list) else [])]
+        # far from the limits both weigh the same
+        assert _logical_weight(roots, 10**9, 100) == _reference_weight(roots, 10**9, 100)
+        # near them the inlined measure is never looser; it may be stricter where a shared
+        # empty container is met shallow first and deep later (the recursion's memo skips
+        # its depth check): that pickle then goes to the exact unpickler, which decides
+        new = _verdict(_logical_weight, roots, max_weight, max_depth)
+        assert new in (_verdict(_reference_weight, roots, max_weight, max_depth), "too large")
+
+    check()

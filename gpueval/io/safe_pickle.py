@@ -450,6 +450,7 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
     info: dict[int, tuple[int, int]] = {}
     on_path: set[int] = set()
     atoms = _ATOMS
+    ndarray = np.ndarray
 
     def walk(x: Any, level: int) -> tuple[int, int]:
         t = type(x)
@@ -481,18 +482,33 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
             return 1, 0
         on_path.add(key)
         weight, depth = 1, 0
+        # below the depth limit, inline what needs no recursion (a call costs more than the
+        # rest of the loop): numbers, strings, empty containers and plain arrays — a graph's
+        # entries are almost all of these — each weighed exactly as walk() would weigh it
+        shallow = level < max_depth
         for item in items:
             t = type(item)
-            if t in atoms:  # inline: most entries of a graph are numbers and short strings
+            if t in atoms or (shallow and (t is dict or t is list or t is tuple) and not item):
                 weight += 1
                 if depth == 0:
                     depth = 1
                 continue
-            if t is str:
+            if t is str or t is bytes or t is bytearray:
                 weight += 1 + len(item) // 8
                 if depth == 0:
                     depth = 1
                 continue
+            if shallow:
+                if t is ndarray and not item.dtype.hasobject:
+                    weight += 1 + item.size
+                    if depth <= 1:
+                        depth = 2
+                    continue
+                if isinstance(item, np.dtype):
+                    weight += 1
+                    if depth == 0:
+                        depth = 1
+                    continue
             w, d = walk(item, level + 1)
             weight += w
             if d >= depth:
@@ -505,8 +521,14 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
 
     total = 0
     for root in roots:
-        got = info.get(id(root))  # memo entries are mostly inside the result, measured
-        total += (got or walk(root, 0))[0]
+        t = type(root)
+        if t in atoms:
+            total += 1
+        elif t is str or t is bytes or t is bytearray:  # the buffers of protocol-5 arrays
+            total += 1 + len(root) // 8
+        else:
+            got = info.get(id(root))  # memo entries are mostly inside the result, measured
+            total += (got or walk(root, 0))[0]
         if total > max_weight:
             raise _TooLarge
     return total
