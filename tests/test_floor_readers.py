@@ -197,3 +197,31 @@ def test_inlined_weight_equals_the_recursive_measure():
         assert new in (_verdict(_reference_weight, roots, max_weight, max_depth), "too large")
 
     check()
+
+
+def test_node_contingency_equals_the_numba_kernel():
+    # XPRESS's node table counts pairs in NumPy (Numba's first call costs ~0.4 s per process)
+    import sys
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import gpueval.challenges.xpress.score  # noqa: F401 - the module, not the package's score
+    from gpueval.kernels.stats import contingency
+
+    score_module = sys.modules["gpueval.challenges.xpress.score"]
+    ids = st.lists(st.tuples(st.integers(0, 6), st.sampled_from([0, 1, 5, 2**53 + 1, 2**64 - 1])),
+                   max_size=60)
+
+    @settings(max_examples=200, deadline=None)
+    @given(ids)
+    def check(pairs):
+        a = np.array([p[0] for p in pairs], np.uint64)
+        b = np.array([p[1] for p in pairs], np.uint64)
+        got, want = score_module._node_contingency(a, b), contingency(a, b)
+        for x, y in ((got.ids_a, want.ids_a), (got.ids_b, want.ids_b),
+                     (got.counts, want.counts)):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+
+    check()
