@@ -225,3 +225,35 @@ def test_node_contingency_equals_the_numba_kernel():
             np.testing.assert_array_equal(x, y)
 
     check()
+
+
+def test_skeleton_load_leaves_no_cyclic_garbage(tmp_path):
+    # the unpickled graph and the fast path's measuring table are freed by reference counting
+    # when the load returns (a cycle would keep ~2 KB per node until a collection, raising
+    # XPRESS's peak memory by the graph's size during the gather)
+    import gc
+    import pickle
+
+    import networkx as nx
+
+    from gpueval.io.skeleton import load_skeleton
+
+    g = nx.Graph()
+    g.add_nodes_from((i, {"position": np.array([i, 2.0, 3.0])}) for i in range(500))
+    g.add_edges_from((i, i + 1) for i in range(499))
+    path = tmp_path / "skel.pkl"
+    path.write_bytes(pickle.dumps(g, protocol=5))
+    load_skeleton(path)  # imports and first-use caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        skel = load_skeleton(path)
+        gc.collect()
+        garbage = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert skel.n_nodes == 500
+    assert "Graph" not in garbage and garbage.count("dict") < 50, garbage[:20]

@@ -520,18 +520,24 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
         return weight, depth
 
     total = 0
-    for root in roots:
-        t = type(root)
-        if t in atoms:
-            total += 1
-        elif t is str or t is bytes or t is bytearray:  # the buffers of protocol-5 arrays
-            total += 1 + len(root) // 8
-        else:
-            got = info.get(id(root))  # memo entries are mostly inside the result, measured
-            total += (got or walk(root, 0))[0]
-        if total > max_weight:
-            raise _TooLarge
-    return total
+    try:
+        for root in roots:
+            t = type(root)
+            if t in atoms:
+                total += 1
+            elif t is str or t is bytes or t is bytearray:  # the buffers of protocol-5 arrays
+                total += 1 + len(root) // 8
+            else:
+                got = info.get(id(root))  # memo entries are mostly inside the result
+                total += (got or walk(root, 0))[0]
+            if total > max_weight:
+                raise _TooLarge
+        return total
+    finally:
+        # ``walk`` refers to itself, so its closure (and this table of one tuple per
+        # container, ~100 MB for a 10⁵-node graph) would wait for the cyclic collector
+        info.clear()
+        on_path.clear()
 
 
 def _fast_load(source: bytes, allowed: frozenset[tuple[str, str]], max_items: int,

@@ -176,6 +176,9 @@ def _skeleton_from_graph(graph, where: str) -> Skeleton:
     except (TypeError, ValueError) as e:
         raise TruthError(f"{where}: node positions must be 3 numbers (x, y, z) ({e})") from e
     edges = _int_array([x for edge in graph.edges for x in edge]).reshape(-1, 2)
+    # ``graph.edges`` caches a view that refers back to the graph: without it the graph (~2 KB
+    # per node) is freed when the caller drops it, not by a later cyclic collection
+    state.pop("edges", None)
     return _checked(ids, pos, edges, where)
 
 
