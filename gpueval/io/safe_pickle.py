@@ -481,10 +481,22 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
         else:
             return 1, 0
         on_path.add(key)
-        weight, depth = 1, 0
+        weight, depth = measure(items, level)
+        weight += 1
+        if weight > max_weight:
+            raise _TooLarge
+        on_path.discard(key)
+        info[key] = (weight, depth)
+        return weight, depth
+
+    def measure(items: Iterable[Any], level: int) -> tuple[int, int]:
+        """(summed weight, depth) of the entries of a container at ``level``."""
+        weight, depth = 0, 0
+        info_get = info.get
         # below the depth limit, inline what needs no recursion (a call costs more than the
-        # rest of the loop): numbers, strings, empty containers and plain arrays — a graph's
-        # entries are almost all of these — each weighed exactly as walk() would weigh it
+        # rest of the loop): numbers, strings, empty containers, plain arrays and entries
+        # measured before — a graph's entries are almost all of these — each weighed
+        # exactly as walk() would weigh it
         shallow = level < max_depth
         for item in items:
             t = type(item)
@@ -509,29 +521,19 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
                     if depth == 0:
                         depth = 1
                     continue
-            w, d = walk(item, level + 1)
+            got = info_get(id(item))
+            w, d = got if got is not None else walk(item, level + 1)
             weight += w
             if d >= depth:
                 depth = d + 1
-        if weight > max_weight:
-            raise _TooLarge
-        on_path.discard(key)
-        info[key] = (weight, depth)
         return weight, depth
 
-    total = 0
     try:
-        for root in roots:
-            t = type(root)
-            if t in atoms:
-                total += 1
-            elif t is str or t is bytes or t is bytearray:  # the buffers of protocol-5 arrays
-                total += 1 + len(root) // 8
-            else:
-                got = info.get(id(root))  # memo entries are mostly inside the result
-                total += (got or walk(root, 0))[0]
-            if total > max_weight:
-                raise _TooLarge
+        # the roots as the entries of a container above level 0 (memo entries are mostly
+        # inside the result: measured once, then found in ``info``)
+        total, _ = measure(roots, -1)
+        if total > max_weight:
+            raise _TooLarge
         return total
     finally:
         # ``walk`` refers to itself, so its closure (and this table of one tuple per
