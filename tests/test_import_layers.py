@@ -147,6 +147,8 @@ def _package(name: str) -> dict[str, ast.Module]:
 PACKAGE_LAZY = {
     ("urisc", "imread", "import zarr"): "only band reads of images over the whole-decode "
                                         "budget need zarr (~0.1 s of start-up otherwise)",
+    ("urisc", "imread", "from PIL import Image"): "only PNG/BMP images need PIL (~25 ms of "
+                                                  "start-up for the usual TIFFs)",
 }
 
 

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("dask", "dask.array", "distributed", "zarr", "numcodecs", "numba", "tensorstore",
-         "scipy", "h5py", "networkx", "cupy", "pandas", "skimage")
+         "scipy", "h5py", "networkx", "cupy", "pandas", "skimage", "PIL")
 
 
 def _imported_after(code: str) -> set[str]:
@@ -87,7 +87,7 @@ def test_urisc_score_imports_only_what_it_reads_with(tmp_path):
             f"r = gpueval.score('urisc', {str(tmp_path / 'gt')!r}, {str(tmp_path / 'sub')!r}, "
             "device='cpu')\nassert r.status == 'ok' and r.items[0]['n_gt'] == 8 * 48, r")
     assert _imported_after(code) & {"dask.array", "distributed", "zarr", "numcodecs", "numba",
-                                    "scipy", "tensorstore", "h5py", "networkx"} == set()
+                                    "scipy", "tensorstore", "h5py", "networkx", "PIL"} == set()
 
 
 def test_floor_timing_reports_each_child_and_refuses_failures():

@@ -68,7 +68,6 @@ blocks are written ``[0:8, 0:8]``, never ``slice(...)``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -973,6 +972,8 @@ def _guarded_store(root: str):
     shard index gives byte ranges of compressed inner chunks); each inner chunk is first
     decoded here under its bound, and zarr decodes only what passed.
     """
+    import asyncio  # noqa: PLC0415 - ~15 ms: only zarr's async store needs it
+
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 

@@ -46,7 +46,6 @@ from typing import Any
 import imagecodecs
 import numpy as np
 import tifffile
-from PIL import Image
 
 from gpueval.errors import Rejected, TruthError
 
@@ -137,6 +136,8 @@ class _GreyImage:
         else:
             self.kind = "decoded"
             self.strips = None
+            from PIL import Image  # noqa: PLC0415 - ~25 ms of start-up: PNG/BMP only
+
             with Image.open(self.path) as im:
                 self.shape = (int(im.size[1]), int(im.size[0]))
                 self.mode = im.mode
@@ -456,6 +457,8 @@ def _decode_cached(path: str, mtime_ns: int, size: int, colour: str) -> np.ndarr
 
 
 def _decode_whole(path: str, colour: str) -> np.ndarray:
+    from PIL import Image  # noqa: PLC0415 - ~25 ms of start-up: PNG/BMP only
+
     with Image.open(path) as im:
         if im.mode == "P" or im.mode == "PA":
             im = im.convert("RGBA")
