@@ -149,6 +149,8 @@ PACKAGE_LAZY = {
                                         "budget need zarr (~0.1 s of start-up otherwise)",
     ("urisc", "imread", "from PIL import Image"): "only PNG/BMP images need PIL (~25 ms of "
                                                   "start-up for the usual TIFFs)",
+    ("xpress", "layout", "import zarr"): "only .zarr submissions need zarr (~0.1 s of start-up "
+                                         "for the usual HDF5)",
 }
 
 

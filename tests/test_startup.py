@@ -108,9 +108,14 @@ def test_floor_timing_reports_each_child_and_refuses_failures():
         floor.best_of([sys.executable, "-c", "raise SystemExit(3)"], repeat=1)
 
 
+def test_xpress_scorer_imports_no_zarr():
+    # XPRESS submissions are HDF5 (h5py) or zarr: zarr (~0.1 s) is imported for a .zarr only
+    assert _imported_after("import gpueval.challenges.xpress") & {
+        "zarr", "numcodecs", "dask.array", "distributed", "tensorstore", "PIL"} == set()
+
+
 def test_refuge_scorer_imports_no_array_stack():
-    # REFUGE reads BMP/CSV. (XPRESS imports h5py and zarr at the top of its layout module on
-    # purpose: tests/test_xpress_package.py forbids function-local imports there.)
+    # REFUGE reads BMP/CSV
     assert _imported_after("import gpueval.challenges.refuge") & {
         "dask.array", "zarr", "numba", "tensorstore", "scipy", "h5py", "networkx",
         "distributed"} == set()
