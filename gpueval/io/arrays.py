@@ -500,20 +500,26 @@ def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
     lo = [a for a, _, _ in box]
     hi = [b for _, b, _ in box]
     fill = ds.fillvalue if ds.fillvalue is not None else 0
-    out = np.full([max(b - a, 0) for a, b in zip(lo, hi, strict=True)], fill, ds.dtype)
     chunk = ds.chunks
     itemsize = ds.dtype.itemsize
     nbytes = int(np.prod(chunk)) * itemsize
     starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
+    origins = list(itertools.product(*starts))
     fd = os.open(path, os.O_RDONLY) if index is not None and path is not None else None
+    found_all = [index.find(o) for o in origins] if fd is not None else None
+    shape_out = [max(b - a, 0) for a, b in zip(lo, hi, strict=True)]
+    if found_all is not None and None not in found_all:  # every chunk overwrites its part
+        out = np.empty(shape_out, ds.dtype)
+    else:  # unwritten chunks read as the fill value
+        out = np.full(shape_out, fill, ds.dtype)
     try:
-        for origin in itertools.product(*starts):
+        for i, origin in enumerate(origins):
             if fd is None:
                 if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
                     continue  # never written: the fill value
                 mask, raw = ds.id.read_direct_chunk(origin)
             else:
-                found = index.find(origin)
+                found = found_all[i]
                 if found is None:
                     continue
                 start, size, mask = found
