@@ -498,6 +498,7 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
         # measured before — a graph's entries are almost all of these — each weighed
         # exactly as walk() would weigh it
         shallow = level < max_depth
+        deep_ok = level + 1 < max_depth  # a tuple entry's own entries are checked too
         for item in items:
             t = type(item)
             if t in atoms or (shallow and (t is dict or t is list or t is tuple) and not item):
@@ -522,10 +523,49 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
                         depth = 1
                     continue
             got = info_get(id(item))
+            if got is None and t is tuple and deep_ok:
+                got = flat_tuple(item)
             w, d = got if got is not None else walk(item, level + 1)
             weight += w
             if d >= depth:
                 depth = d + 1
+        return weight, depth
+
+    def flat_tuple(x: tuple) -> tuple[int, int] | None:
+        """walk(x) for a tuple whose entries need no recursion (what protocol 5 writes for
+        every array: ``(buffer, dtype, shape, order)``), without the calls; ``None`` when an
+        entry needs walk(). Only two levels above the depth limit (its entries' own checks)."""
+        if id(x) in on_path:
+            return None
+        weight, depth = 1, 0
+        for item in x:
+            t = type(item)
+            if t in atoms:
+                weight += 1
+                if depth == 0:
+                    depth = 1
+            elif t is str or t is bytes or t is bytearray:
+                weight += 1 + len(item) // 8
+                if depth == 0:
+                    depth = 1
+            elif t is ndarray and not item.dtype.hasobject:
+                weight += 1 + item.size
+                if depth <= 1:
+                    depth = 2
+            elif isinstance(item, np.dtype):
+                weight += 1
+                if depth == 0:
+                    depth = 1
+            else:
+                got = info.get(id(item))
+                if got is None:
+                    return None
+                weight += got[0]
+                if got[1] >= depth:
+                    depth = got[1] + 1
+        if weight > max_weight:
+            raise _TooLarge
+        info[id(x)] = (weight, depth)
         return weight, depth
 
     try:
