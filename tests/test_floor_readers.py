@@ -257,3 +257,30 @@ def test_skeleton_load_leaves_no_cyclic_garbage(tmp_path):
         gc.enable()
     assert skel.n_nodes == 500
     assert "Graph" not in garbage and garbage.count("dict") < 50, garbage[:20]
+
+
+def test_xpress_cli_loads_the_truth_pickle_on_the_fast_path(tmp_path):
+    # the C unpickler's fast path runs only while no other Python thread does (its address-
+    # space cap is process-wide); a thread started before the truth is read (a progress
+    # bar's monitor, a pool) silently sends every skeleton to the exact unpickler, ~5x slower
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gpueval.bench.startup import _xpress_files
+
+    argv, _ = _xpress_files(tmp_path)
+    code = ("import json, sys\nfrom gpueval.io import safe_pickle\nseen = []\n"
+            "real = safe_pickle._fast_load\n"
+            "def spy(*a, **k):\n    out = real(*a, **k)\n    seen.append(out[0])\n"
+            "    return out\n"
+            "safe_pickle._fast_load = spy\nfrom gpueval.cli import main\n"
+            f"code = main({[*argv, '--quiet', '--json', str(tmp_path / 'r.json')]!r})\n"
+            "print(json.dumps([code, seen]))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
+    code, seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert code == 0 and seen == [True], out.stderr[-500:]
