@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score segmentation-challenge submissions exactly as the official scorers "
                     "do, out of core, on the GPU or the CPU.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"gpueval {__version__}")
+    # one entry-point scan for the whole parser: each scan reads every installed
+    # distribution's metadata (~10-20 ms, paid before the first byte of input is read)
+    challenges = challenge_names()
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            help="what to do; `gpueval COMMAND --help` explains each option")
 
@@ -100,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SCORE_EPILOG,
                        description="Score one submission against the truth; print a table, "
                                    "write --json.")
-    _challenge(s)
+    _challenge(s, challenges)
     s.add_argument("--truth", required=True, metavar="PATH",
                    help="ground truth: file or folder in the challenge's layout (README, cli.md)")
     s.add_argument("--submission", required=True, metavar="PATH",
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _url_prefix(s)
 
     r = sub.add_parser("rescore", help="score every stored submission (resumable, with a DB)")
-    _challenge(r)
+    _challenge(r, challenges)
     r.add_argument("--truth", required=True, metavar="PATH",
                    help="ground truth shared by every submission (layout per challenge)")
     r.add_argument("--submissions", required=True, metavar="DIR",
@@ -158,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Check a submission's format (no scoring). Prints notes on "
                                    "stdout, warnings on stderr, then 'valid' (exit 0) or "
                                    "'rejected: ...' (exit 3).")
-    _challenge(v)
+    _challenge(v, challenges)
     v.add_argument("--submission", required=True, metavar="PATH",
                    help="the submission file, folder or zip to check")
     v.add_argument("--truth", metavar="PATH",
@@ -174,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the resolved configuration (after --config and --set) "
                                    "as YAML usable with --config, with a one-line description "
                                    "and the allowed values of every key.")
-    _challenge(c)
+    _challenge(c, challenges)
     _config(c)
 
     b = sub.add_parser("bench", help="throughput benchmarks (voxels/s, peak RSS)",
@@ -213,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Rank every current submission under one metric version; "
                                     "with --compare, what the change of metric version did to "
                                     "the ranking; with --stability, how stable the ranking is.")
-    _challenge(lb)
+    _challenge(lb, challenges)
     lb.add_argument("--db", required=True, metavar="URL",
                     help="results database written by `gpueval rescore` (sqlite:///... or "
                          "postgresql://...)")
@@ -280,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _challenge(p: argparse.ArgumentParser) -> None:
-    p.add_argument("challenge", choices=challenge_names(), metavar="CHALLENGE",
-                   help="one of: " + ", ".join(challenge_names()))
+def _challenge(p: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    p.add_argument("challenge", choices=names, metavar="CHALLENGE",
+                   help="one of: " + ", ".join(names))
 
 
 def _url_prefix(p: argparse.ArgumentParser) -> None:

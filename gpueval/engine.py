@@ -20,16 +20,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dask
-import dask.array as da
+import dask.threaded
 import numpy as np
 from dask.callbacks import Callback
 from dask.delayed import Delayed, delayed
+
+if TYPE_CHECKING:  # dask.array costs ~0.2 s of start-up: imported where a graph is built
+    import dask.array as da
 
 from gpueval import progress as bars
 from gpueval.backend import array_module, is_cupy, to_device
@@ -324,6 +328,7 @@ def _self_timed(task: Any) -> bool:
 def stage_times() -> Iterator[StageTimes]:
     """Collect :class:`StageTimes` of everything computed in-process inside the block.
 
+    >>> import dask.array as da
     >>> x = da.ones((8, 8), chunks=4)
     >>> with stage_times() as t:
     ...     total = map_reduce(lambda b: int(b.sum()), [x], sum)
@@ -435,9 +440,13 @@ def _scheduler(scheduler: Any) -> Iterator[tuple[dict, Any]]:
     if scheduler is None or scheduler in ("threads", "threading"):
         # set by gpueval.limits.use_limits; 0 or unset: dask's default, one per core
         threads = dask.config.get(THREADS_KEY, 0)
-        yield {"scheduler": "threads", **({"num_workers": threads} if threads else {})}, None
+        # the threaded scheduler's function itself, not the name "threads": dask.compute
+        # imports distributed (~0.1 s) to look for a default client whenever the scheduler
+        # is given by name, even with no cluster anywhere
+        yield {"scheduler": dask.threaded.get,
+               **({"num_workers": threads} if threads else {})}, None
     elif scheduler in ("sync", "synchronous", "single-threaded"):
-        yield {"scheduler": "sync"}, None
+        yield {"scheduler": dask.get}, None  # the synchronous scheduler (see above)
     elif isinstance(scheduler, str):
         from distributed import Client
 
@@ -494,7 +503,8 @@ def check_nonnegative(x: Any, where: str = "submission", *, scheduler: Any = Non
 
 
 def _count(x: Any, per_block, scheduler: Any) -> int:
-    if isinstance(x, da.Array):
+    # a dask array exists only once dask.array was imported; a NumPy/CuPy caller never pays it
+    if "dask.array" in sys.modules and isinstance(x, sys.modules["dask.array"].Array):
         counts = x.map_blocks(lambda b: np.array([int(per_block(b))]).reshape((1,) * b.ndim),
                               dtype=np.int64, chunks=(1,) * x.ndim)
         (total,) = compute(counts.sum(), scheduler=scheduler)

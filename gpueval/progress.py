@@ -55,6 +55,10 @@ from typing import IO, Any, TypeVar
 
 from tqdm.auto import tqdm
 
+# no tqdm monitor thread: any second Python thread switches off safe_pickle's fast unpickler
+# (its address-space cap is process-wide), and these bars are refreshed as work is reported
+tqdm.monitor_interval = 0
+
 T = TypeVar("T")
 
 # None: show bars when stderr is a terminal; True/False: forced on/off (api progress=...)

@@ -160,6 +160,10 @@ PACKAGE_LAZY = {
            ("score", "from gpueval.challenges.medsegfm import chunked"),
            ("semantic", "from gpueval.challenges.medsegfm.chunked import class_surfaces"),
            ("images", "import dask.array as da"))},
+    ("urisc", "imread", "from PIL import Image"): "only PNG/BMP images need PIL (~25 ms of "
+                                                  "start-up for the usual TIFFs)",
+    ("xpress", "layout", "import zarr"): "only .zarr submissions need zarr (~0.1 s of start-up "
+                                         "for the usual HDF5)",
 }
 
 

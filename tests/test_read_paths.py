@@ -1,8 +1,9 @@
 """Read paths of the participant formats: the fast path gives exactly what the safe one gives.
 
-U-RISC compressed TIFFs are decoded whole when the per-process budget allows
-(``imread._whole_page``) and in row bands through tifffile's zarr store otherwise; both must give
-the same uint8 grey for every layout OpenCV/PIL/tifffile write (LZW strips of one row, deflate
+U-RISC compressed TIFFs are decoded band by band by gpueval when they are 8-bit LZW/deflate
+strips (``imread._StripLayout``), else whole when the per-process budget allows
+(``imread._whole_page``), else in row bands through tifffile's zarr store; all must give the
+same uint8 grey for every layout OpenCV/PIL/tifffile write (LZW strips of one row, deflate
 tiles, colour with unassociated alpha, MINISWHITE, 16-bit).
 """
 
@@ -32,8 +33,10 @@ def _image(rng, dtype=np.uint8, samples=0):
 
 
 def _both(path):
-    """(band rows, whole rows) of one file, the band reader forced by an empty budget."""
+    """(band rows, whole rows) of one file, tifffile's band reader forced by an empty budget
+    and no strip layout; the whole rows by the default path."""
     img = imread._GreyImage(path)
+    img.strips = None
     left = imread._whole_budget.left
     imread._whole_budget.left = 0
     try:
@@ -66,13 +69,48 @@ def test_whole_decode_equals_band_decode(tmp_path, layout, kind):
     bands, whole, img = _both(path)
     assert bands.dtype == whole.dtype == np.uint8
     np.testing.assert_array_equal(bands, whole)
-    if imread._GreyImage(path).offset is None:  # compressed: the whole page was decoded
+    fresh = imread._GreyImage(path)
+    if fresh.offset is None and fresh.strips is None:  # not read here: decoded whole
         assert img._decoded is not None
+    if kind != "grey16" and layout.startswith("lzw"):  # 8-bit LZW strips: read here, bands
+        assert fresh.strips is not None and img._decoded is None
+
+
+@pytest.mark.parametrize("predictor", [1, 2])
+@pytest.mark.parametrize("compression", ["lzw", "zlib"])
+@pytest.mark.parametrize("rows_per_strip", [1, 5, 200])
+def test_strip_bands_equal_tifffile(tmp_path, predictor, compression, rows_per_strip):
+    # bands that start and end inside strips, the last (short) strip, and both predictors
+    data = _image(np.random.default_rng(rows_per_strip + predictor), samples=3)
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, data, compression=compression, predictor=predictor,
+                     rowsperstrip=rows_per_strip, photometric="rgb")
+    img = imread._GreyImage(path)
+    assert img.strips is not None
+    ref = imread._GreyImage(path)
+    ref.strips = None
+    for a, b in ((0, 83), (3, 4), (4, 11), (80, 83)):
+        np.testing.assert_array_equal(img.rows(a, b), ref.rows(a, b))
+
+
+def test_strips_that_do_not_decode_exactly_go_to_tifffile(tmp_path):
+    # a strip cut short in the file: the band falls back to tifffile's verdict, never a band
+    # of uninitialised bytes
+    data = _image(np.random.default_rng(5))
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, data, compression="lzw", rowsperstrip=10)
+    img = imread._GreyImage(path)
+    lay = img.strips
+    lay.counts = lay.counts.copy()
+    lay.counts[2] //= 2  # strip 2 (rows 20-29) now ends early: LZW decodes too few bytes
+    assert img._strip_rows(20, 30) is None
+    np.testing.assert_array_equal(img.rows(20, 30), data[20:30])  # via tifffile
+    np.testing.assert_array_equal(img.rows(0, 20), data[0:20])  # other bands unaffected
 
 
 def test_budget_is_charged_and_given_back(tmp_path):
-    path = tmp_path / "x.tif"
-    tifffile.imwrite(path, _image(np.random.default_rng(1)), compression="lzw", rowsperstrip=1)
+    path = tmp_path / "x.tif"  # tiles: decoded whole by tifffile, charged to the budget
+    tifffile.imwrite(path, _image(np.random.default_rng(1)), compression="lzw", tile=(32, 32))
     before = imread._whole_budget.left
     img = imread._GreyImage(path)
     img.rows(0, 5)
@@ -85,7 +123,7 @@ def test_budget_is_charged_and_given_back(tmp_path):
 def test_over_budget_reads_bands(tmp_path, monkeypatch):
     path = tmp_path / "x.tif"
     data = _image(np.random.default_rng(2))
-    tifffile.imwrite(path, data, compression="lzw", rowsperstrip=1)
+    tifffile.imwrite(path, data, compression="lzw", tile=(32, 32))
     monkeypatch.setattr(imread._whole_budget, "left", data.size - 1)
     img = imread._GreyImage(path)
     np.testing.assert_array_equal(img.rows(10, 20), data[10:20])
@@ -97,7 +135,7 @@ def test_unpickled_copy_reads_bands(tmp_path):
 
     path = tmp_path / "x.tif"
     data = _image(np.random.default_rng(3))
-    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4)
+    tifffile.imwrite(path, data, compression="zlib", tile=(16, 16))
     img = pickle.loads(pickle.dumps(imread._GreyImage(path)))
     np.testing.assert_array_equal(img.rows(3, 9), data[3:9])
     assert img._decoded is None

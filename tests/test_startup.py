@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("dask", "dask.array", "distributed", "zarr", "numcodecs", "numba", "tensorstore",
-         "scipy", "h5py", "networkx", "cupy", "pandas", "skimage")
+         "scipy", "h5py", "networkx", "cupy", "pandas", "skimage", "PIL")
 
 
 def _imported_after(code: str) -> set[str]:
@@ -49,11 +49,45 @@ def test_entry_points_and_readers_import_no_array_stack(module):
 
 def test_urisc_scorer_imports_no_volume_stack():
     # U-RISC reads TIFF/PNG with tifffile/PIL: no zarr (bands only over the whole-decode
-    # budget), numba, tensorstore, HDF5 or graph libraries; dask itself still comes with
-    # gpueval.engine, which imports dask.array at the top (see benchmarks/README.md)
+    # budget), numba, tensorstore, HDF5 or graph libraries, and no dask.array (gpueval.engine
+    # imports it only where a graph over arrays is built)
     got = _imported_after("import gpueval.challenges.urisc")
-    assert got & {"zarr", "numcodecs", "numba", "tensorstore", "h5py", "networkx",
-                  "distributed", "cupy", "pandas", "skimage"} == set()
+    assert got & {"dask.array", "zarr", "numcodecs", "numba", "tensorstore", "h5py",
+                  "networkx", "scipy", "distributed", "cupy", "pandas", "skimage"} == set()
+
+
+def test_engine_imports_no_array_stack():
+    assert _imported_after("import gpueval.engine") & {"dask.array", "distributed", "scipy",
+                                                        "zarr", "numba"} == set()
+
+
+def test_threaded_compute_does_not_import_distributed():
+    # dask.compute(scheduler="threads") imports distributed (~0.1 s) to look for a default
+    # client; the engine hands dask the threaded scheduler's function instead
+    code = ("from dask import delayed\nfrom gpueval.engine import compute\n"
+            "assert compute(delayed(sum)([1, 2]), delayed(len)('ab')) == (3, 2)\n"
+            "assert compute(delayed(sum)([1, 2]), scheduler='sync') == (3,)")
+    assert "distributed" not in _imported_after(code)
+
+
+def test_urisc_score_imports_only_what_it_reads_with(tmp_path):
+    # a whole U-RISC score of a small LZW TIFF pair, in a fresh interpreter: what it imports
+    # on the way (not only at import time) stays off the volume stack
+    import numpy as np
+    import tifffile
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "sub").mkdir()
+    img = np.full((64, 48), 255, np.uint8)
+    img[::8] = 0
+    tifffile.imwrite(tmp_path / "gt" / "a.tif", img, compression="lzw", rowsperstrip=1)
+    tifffile.imwrite(tmp_path / "sub" / "a.tiff", np.roll(img, 1, 0), compression="lzw",
+                     rowsperstrip=1)
+    code = ("import gpueval\n"
+            f"r = gpueval.score('urisc', {str(tmp_path / 'gt')!r}, {str(tmp_path / 'sub')!r}, "
+            "device='cpu')\nassert r.status == 'ok' and r.items[0]['n_gt'] == 8 * 48, r")
+    assert _imported_after(code) & {"dask.array", "distributed", "zarr", "numcodecs", "numba",
+                                    "scipy", "tensorstore", "h5py", "networkx", "PIL"} == set()
 
 
 def test_floor_timing_reports_each_child_and_refuses_failures():
@@ -74,9 +108,14 @@ def test_floor_timing_reports_each_child_and_refuses_failures():
         floor.best_of([sys.executable, "-c", "raise SystemExit(3)"], repeat=1)
 
 
+def test_xpress_scorer_imports_no_zarr():
+    # XPRESS submissions are HDF5 (h5py) or zarr: zarr (~0.1 s) is imported for a .zarr only
+    assert _imported_after("import gpueval.challenges.xpress") & {
+        "zarr", "numcodecs", "dask.array", "distributed", "tensorstore", "PIL"} == set()
+
+
 def test_refuge_scorer_imports_no_array_stack():
-    # REFUGE reads BMP/CSV. (XPRESS imports h5py and zarr at the top of its layout module on
-    # purpose: tests/test_xpress_package.py forbids function-local imports there.)
+    # REFUGE reads BMP/CSV
     assert _imported_after("import gpueval.challenges.refuge") & {
         "dask.array", "zarr", "numba", "tensorstore", "scipy", "h5py", "networkx",
         "distributed"} == set()

@@ -68,7 +68,6 @@ blocks are written ``[0:8, 0:8]``, never ``slice(...)``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -355,6 +354,22 @@ class _Hdf5Reader(_Reader):
         return _h5_resolve(self._local.file, self.dataset, f"{_shown(self.path)}:"
                            f"{self.dataset}")
 
+    def __getstate__(self):
+        d = super().__getstate__()
+        d.pop("_index", None)  # rebuilt where it is used (it may be megabytes)
+        d.pop("_index_lock", None)
+        return d
+
+    def chunk_index(self, ds) -> _ChunkIndex | None:
+        """Where every stored chunk of the dataset lies, listed once per process (see
+        :class:`_ChunkIndex`); ``None`` when h5py cannot list them or there are too many."""
+        if not hasattr(self, "_index_lock"):
+            self._index_lock = threading.Lock()
+        with self._index_lock:
+            if not hasattr(self, "_index"):
+                self._index = _ChunkIndex.of(ds, self.path)
+            return self._index
+
     def __getitem__(self, key):
         arr = self._array()
         pipeline = _direct_pipeline(arr)
@@ -362,7 +377,8 @@ class _Hdf5Reader(_Reader):
             return super().__getitem__(key)
         try:
             block = _read_direct(arr, key, pipeline, self.shape,
-                                 f"{_shown(self.path)}:{self.dataset}")
+                                 f"{_shown(self.path)}:{self.dataset}",
+                                 index=self.chunk_index(arr), path=self.path)
         except Rejected:
             raise
         except Exception as e:  # a corrupt chunk names itself, as in the normal path
@@ -401,38 +417,135 @@ def _direct_pipeline(ds) -> list[int] | None:
     return ids if ids and set(ids) <= _H5_DIRECT else None
 
 
+class _ChunkIndex:
+    """File offset, stored size and filter mask of every stored chunk of an HDF5 dataset,
+    from one walk of its chunk B-tree (``DatasetID.chunk_iter``).
+
+    Looking a chunk up through h5py (``get_chunk_info_by_coord``, then
+    ``read_direct_chunk``) costs ~20 µs per chunk under h5py's global lock, so the reads of
+    a volume in h5py's small default chunks (8,192 chunks of 16×32×32 for 512³) are
+    serialised across threads; with the index they are plain ``os.pread`` calls that run in
+    parallel. Entries are bounded before use: a chunk must lie inside the file.
+    """
+
+    #: above this many chunks in the grid the per-chunk lookups are kept (the index costs
+    #: ~1 µs and 20 bytes per chunk; a read of a few chunks of a huge grid needs no index)
+    MAX_CHUNKS = 2**18
+
+    def __init__(self, grid: tuple[int, ...], chunk: tuple[int, ...]):
+        n = math.prod(grid)
+        self.grid, self.chunk = grid, chunk
+        self.offset = np.full(n, -1, np.int64)  # -1: never written (the fill value)
+        self.size = np.zeros(n, np.int64)
+        self.mask = np.zeros(n, np.int64)
+
+    @classmethod
+    def of(cls, ds, path: str) -> _ChunkIndex | None:
+        """The index of ``ds`` (an h5py chunked dataset stored in ``path``), or ``None``."""
+        chunk = tuple(int(c) for c in ds.chunks)
+        grid = tuple(-(-int(n) // c) for n, c in zip(ds.shape, chunk, strict=True))
+        if not hasattr(ds.id, "chunk_iter") or math.prod(grid) > cls.MAX_CHUNKS:
+            return None
+        index = cls(grid, chunk)
+        entries: list[tuple] = []
+        try:
+            ds.id.chunk_iter(lambda c: entries.append(
+                (c.chunk_offset, c.filter_mask, c.byte_offset, c.size)))
+        except Exception:  # an HDF5 library without H5Dchunk_iter: look chunks up one by one
+            return None
+        if not entries:
+            return index
+        origins = np.array([e[0] for e in entries], np.int64).reshape(len(entries), -1)
+        starts = np.array([e[2] for e in entries], np.int64)
+        sizes = np.array([e[3] for e in entries], np.int64)
+        masks = np.array([e[1] for e in entries], np.int64)
+        cells = origins // np.array(chunk, np.int64)
+        if ((origins % np.array(chunk)) != 0).any() or (cells < 0).any() or \
+                (cells >= np.array(grid)).any():
+            return None  # an entry off the chunk grid: h5py's own lookups decide
+        file_size = os.path.getsize(path)
+        if ((starts < 0) | (sizes < 0) | (starts + sizes > file_size)).any():
+            return None  # a chunk past the end of the file: refused by the h5py path
+        flat = np.ravel_multi_index(tuple(cells.T), grid)
+        index.offset[flat], index.size[flat], index.mask[flat] = starts, sizes, masks
+        return index
+
+    def find(self, origin: Sequence[int]) -> tuple[int, int, int] | None:
+        """(file offset, stored bytes, filter mask) of the chunk at ``origin``; ``None`` if
+        it was never written."""
+        cell = int(np.ravel_multi_index(tuple(o // c for o, c in zip(origin, self.chunk,
+                                                                      strict=True)),
+                                        self.grid))
+        start = int(self.offset[cell])
+        return None if start < 0 else (start, int(self.size[cell]), int(self.mask[cell]))
+
+
 def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
-                 where: str) -> np.ndarray:
-    """Assemble ``ds[key]`` from raw chunks decoded here, each bounded to one chunk."""
+                 where: str, *, index: _ChunkIndex | None = None,
+                 path: str | None = None) -> np.ndarray:
+    """Assemble ``ds[key]`` from raw chunks decoded here, each bounded to one chunk.
+
+    With an ``index`` (and the file's ``path``) the raw chunks are read with ``os.pread``,
+    outside h5py's global lock; without, through h5py's per-chunk lookups.
+    """
     if not isinstance(key, tuple):
         key = (key,)
     simple = (len(key) == len(shape) and all(isinstance(k, slice) for k in key)
               and all(k.indices(n)[2] == 1 for k, n in zip(key, shape, strict=True)))
     if not simple:  # ints, steps, fewer axes: read the bounding box here, then index it
         box_key, post = _bounding_box(key, shape)
-        return _read_direct(ds, box_key, pipeline, shape, where)[post]
+        return _read_direct(ds, box_key, pipeline, shape, where, index=index,
+                            path=path)[post]
     box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
     lo = [a for a, _, _ in box]
     hi = [b for _, b, _ in box]
     fill = ds.fillvalue if ds.fillvalue is not None else 0
-    out = np.full([max(b - a, 0) for a, b in zip(lo, hi, strict=True)], fill, ds.dtype)
     chunk = ds.chunks
     itemsize = ds.dtype.itemsize
     nbytes = int(np.prod(chunk)) * itemsize
     starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
-    for origin in itertools.product(*starts):
-        if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
-            continue  # never written: the fill value
-        mask, raw = ds.id.read_direct_chunk(origin)
-        here = f"{where} chunk at {tuple(int(o) for o in origin)}"
-        buf = _undo_filters(bytes(raw), pipeline, mask, nbytes, itemsize, here, decode)
-        data = np.frombuffer(buf, ds.dtype).reshape(chunk)
-        src = tuple(slice(max(a, o) - o, min(b, o + c) - o)
-                    for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
-        dst = tuple(slice(max(a, o) - a, min(b, o + c) - a)
-                    for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
-        out[dst] = data[src]
+    origins = list(itertools.product(*starts))
+    fd = os.open(path, os.O_RDONLY) if index is not None and path is not None else None
+    found_all = [index.find(o) for o in origins] if fd is not None else None
+    shape_out = [max(b - a, 0) for a, b in zip(lo, hi, strict=True)]
+    if found_all is not None and None not in found_all:  # every chunk overwrites its part
+        out = np.empty(shape_out, ds.dtype)
+    else:  # unwritten chunks read as the fill value
+        out = np.full(shape_out, fill, ds.dtype)
+    try:
+        for i, origin in enumerate(origins):
+            if fd is None:
+                if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
+                    continue  # never written: the fill value
+                mask, raw = ds.id.read_direct_chunk(origin)
+            else:
+                found = found_all[i]
+                if found is None:
+                    continue
+                start, size, mask = found
+                raw = os.pread(fd, size, start)  # size checked against the file at indexing
+                if len(raw) != size:
+                    raise Rejected(f"{where} chunk at {tuple(origin)}: truncated file")
+            _place_chunk(out, raw, origin, lo, hi, chunk, ds.dtype, pipeline, mask, nbytes,
+                         itemsize, where)
+    finally:
+        if fd is not None:
+            os.close(fd)
     return out
+
+
+def _place_chunk(out: np.ndarray, raw: bytes, origin: tuple, lo: list[int], hi: list[int],
+                 chunk: tuple[int, ...], dtype: np.dtype, pipeline: list[int], mask: int,
+                 nbytes: int, itemsize: int, where: str) -> None:
+    """Decode one raw chunk (bounded) and copy its part inside ``[lo, hi)`` into ``out``."""
+    here = f"{where} chunk at {tuple(int(o) for o in origin)}"
+    buf = _undo_filters(bytes(raw), pipeline, mask, nbytes, itemsize, here, decode)
+    data = np.frombuffer(buf, dtype).reshape(chunk)
+    src = tuple(slice(max(a, o) - o, min(b, o + c) - o)
+                for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
+    dst = tuple(slice(max(a, o) - a, min(b, o + c) - a)
+                for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
+    out[dst] = data[src]
 
 
 def _bounding_box(key: tuple, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
@@ -871,6 +984,8 @@ def _guarded_store(root: str):
     shard index gives byte ranges of compressed inner chunks); each inner chunk is first
     decoded here under its bound, and zarr decodes only what passed.
     """
+    import asyncio  # noqa: PLC0415 - ~15 ms: only zarr's async store needs it
+
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 

@@ -450,6 +450,7 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
     info: dict[int, tuple[int, int]] = {}
     on_path: set[int] = set()
     atoms = _ATOMS
+    ndarray = np.ndarray
 
     def walk(x: Any, level: int) -> tuple[int, int]:
         t = type(x)
@@ -480,36 +481,105 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
         else:
             return 1, 0
         on_path.add(key)
-        weight, depth = 1, 0
-        for item in items:
-            t = type(item)
-            if t in atoms:  # inline: most entries of a graph are numbers and short strings
-                weight += 1
-                if depth == 0:
-                    depth = 1
-                continue
-            if t is str:
-                weight += 1 + len(item) // 8
-                if depth == 0:
-                    depth = 1
-                continue
-            w, d = walk(item, level + 1)
-            weight += w
-            if d >= depth:
-                depth = d + 1
+        weight, depth = measure(items, level)
+        weight += 1
         if weight > max_weight:
             raise _TooLarge
         on_path.discard(key)
         info[key] = (weight, depth)
         return weight, depth
 
-    total = 0
-    for root in roots:
-        got = info.get(id(root))  # memo entries are mostly inside the result, measured
-        total += (got or walk(root, 0))[0]
+    def measure(items: Iterable[Any], level: int) -> tuple[int, int]:
+        """(summed weight, depth) of the entries of a container at ``level``."""
+        weight, depth = 0, 0
+        info_get = info.get
+        # below the depth limit, inline what needs no recursion (a call costs more than the
+        # rest of the loop): numbers, strings, empty containers, plain arrays and entries
+        # measured before — a graph's entries are almost all of these — each weighed
+        # exactly as walk() would weigh it
+        shallow = level < max_depth
+        deep_ok = level + 1 < max_depth  # a tuple entry's own entries are checked too
+        for item in items:
+            t = type(item)
+            if t in atoms or (shallow and (t is dict or t is list or t is tuple) and not item):
+                weight += 1
+                if depth == 0:
+                    depth = 1
+                continue
+            if t is str or t is bytes or t is bytearray:
+                weight += 1 + len(item) // 8
+                if depth == 0:
+                    depth = 1
+                continue
+            if shallow:
+                if t is ndarray and not item.dtype.hasobject:
+                    weight += 1 + item.size
+                    if depth <= 1:
+                        depth = 2
+                    continue
+                if isinstance(item, np.dtype):
+                    weight += 1
+                    if depth == 0:
+                        depth = 1
+                    continue
+            got = info_get(id(item))
+            if got is None and t is tuple and deep_ok:
+                got = flat_tuple(item)
+            w, d = got if got is not None else walk(item, level + 1)
+            weight += w
+            if d >= depth:
+                depth = d + 1
+        return weight, depth
+
+    def flat_tuple(x: tuple) -> tuple[int, int] | None:
+        """walk(x) for a tuple whose entries need no recursion (what protocol 5 writes for
+        every array: ``(buffer, dtype, shape, order)``), without the calls; ``None`` when an
+        entry needs walk(). Only two levels above the depth limit (its entries' own checks)."""
+        if id(x) in on_path:
+            return None
+        weight, depth = 1, 0
+        for item in x:
+            t = type(item)
+            if t in atoms:
+                weight += 1
+                if depth == 0:
+                    depth = 1
+            elif t is str or t is bytes or t is bytearray:
+                weight += 1 + len(item) // 8
+                if depth == 0:
+                    depth = 1
+            elif t is ndarray and not item.dtype.hasobject:
+                weight += 1 + item.size
+                if depth <= 1:
+                    depth = 2
+            elif isinstance(item, np.dtype):
+                weight += 1
+                if depth == 0:
+                    depth = 1
+            else:
+                got = info.get(id(item))
+                if got is None:
+                    return None
+                weight += got[0]
+                if got[1] >= depth:
+                    depth = got[1] + 1
+        if weight > max_weight:
+            raise _TooLarge
+        info[id(x)] = (weight, depth)
+        return weight, depth
+
+    try:
+        # the roots as the entries of a container above level 0 (memo entries are mostly
+        # inside the result: measured once, then found in ``info``)
+        total, _ = measure(roots, -1)
         if total > max_weight:
             raise _TooLarge
-    return total
+        return total
+    finally:
+        # ``walk`` refers to itself, so its closure (and this table of one tuple per
+        # container, ~100 MB for a 10⁵-node graph) would wait for the cyclic collector
+        info.clear()
+        on_path.clear()
 
 
 def _fast_load(source: bytes, allowed: frozenset[tuple[str, str]], max_items: int,

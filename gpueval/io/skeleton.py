@@ -166,19 +166,39 @@ def _skeleton_from_graph(graph, where: str) -> Skeleton:
     _check_graph_internals(state, where)
     nodes = list(state["_node"])
     try:
-        ids = np.array([_as_int(n) for n in nodes], dtype=np.int64).reshape(-1)
+        ids = _int_array(nodes).reshape(-1)
     except (TypeError, ValueError, OverflowError) as e:
         raise TruthError(f"{where}: node ids must be integers ({e})") from e
     try:
-        pos = np.array([np.asarray(state["_node"][n]["position"], dtype=np.float64).reshape(3)
-                        for n in nodes], dtype=np.float64).reshape(-1, 3)
+        pos = _positions(state["_node"], nodes)
     except KeyError as e:
         raise TruthError(f"{where}: a node has no 'position' attribute") from e
     except (TypeError, ValueError) as e:
         raise TruthError(f"{where}: node positions must be 3 numbers (x, y, z) ({e})") from e
-    edges = np.array([(_as_int(u), _as_int(v)) for u, v in graph.edges],
-                     dtype=np.int64).reshape(-1, 2)
+    edges = _int_array([x for edge in graph.edges for x in edge]).reshape(-1, 2)
+    # ``graph.edges`` caches a view that refers back to the graph: without it the graph (~2 KB
+    # per node) is freed when the caller drops it, not by a later cyclic collection
+    state.pop("edges", None)
     return _checked(ids, pos, edges, where)
+
+
+def _int_array(values: list) -> np.ndarray:
+    """int64 array of node ids; plain ``int``s (what networkx graphs hold) in one NumPy call,
+    anything else checked one by one (:func:`_as_int`: no bools, floats or strings)."""
+    if all(type(v) is int for v in values):
+        return np.array(values, dtype=np.int64)  # OverflowError beyond int64, as int64 would
+    return np.array([_as_int(v) for v in values], dtype=np.int64)
+
+
+def _positions(node_attrs: dict, nodes: list) -> np.ndarray:
+    """(N, 3) float64 positions; float64 arrays of 3 (what the official files hold) are
+    stacked in one call, anything else converted node by node."""
+    values = [node_attrs[n]["position"] for n in nodes]
+    if all(type(v) is np.ndarray and v.dtype == np.float64 and v.shape == (3,)
+           for v in values):
+        return np.stack(values) if values else np.empty((0, 3))
+    return np.array([np.asarray(v, dtype=np.float64).reshape(3) for v in values],
+                    dtype=np.float64).reshape(-1, 3)
 
 
 def _check_graph_internals(state: dict, where: str) -> None:

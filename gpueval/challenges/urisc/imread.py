@@ -43,9 +43,9 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import imagecodecs
 import numpy as np
 import tifffile
-from PIL import Image
 
 from gpueval.errors import Rejected, TruthError
 
@@ -56,10 +56,12 @@ PNG_SUFFIXES = (".png",)
 class _GreyImage:
     """A 2-D image as ``cv2.imread(path, 0)`` would give it, read in row bands.
 
-    TIFF: uncompressed contiguous pages are read with ``os.pread`` per band; other TIFFs go
-    through tifffile's zarr store (only the strips/tiles a band touches are decoded). PNG/BMP
-    are decoded whole (they are small by nature) once per process and kept as uint8 grey.
-    Picklable (reopens lazily), thread-safe.
+    TIFF: uncompressed contiguous pages are read with ``os.pread`` per band; 8-bit LZW or
+    deflate strips (what OpenCV and PIL write) are read and decoded band by band here
+    (:meth:`_strip_rows`: only the band's strips, no whole-image buffer, bands decode in
+    parallel); other TIFFs are decoded whole once when they fit :data:`WHOLE_DECODE_BYTES`,
+    else through tifffile's zarr store. PNG/BMP are decoded whole (they are small by nature)
+    once per process and kept as uint8 grey. Picklable (reopens lazily), thread-safe.
     """
 
     def __init__(self, path: str | Path, *, name: str | None = None, truth: bool = False):
@@ -120,6 +122,7 @@ class _GreyImage:
                                      int(page.tilelength if page.is_tiled else
                                          min(page.rowsperstrip or shape[axes.index("Y")],
                                              shape[axes.index("Y")])))
+                self.strips = None if contiguous else _StripLayout.of(page, self.path)
             if "Y" not in axes or "X" not in axes or set(axes) - set("YXS"):
                 self._fail(f"TIFF axes {axes} (shape {shape}): expected a 2-D image, "
                            "optionally with colour samples")
@@ -132,6 +135,9 @@ class _GreyImage:
                 self._fail(f"RGB TIFF with {self.samples} samples per pixel (expected 3 or 4)")
         else:
             self.kind = "decoded"
+            self.strips = None
+            from PIL import Image  # noqa: PLC0415 - ~25 ms of start-up: PNG/BMP only
+
             with Image.open(self.path) as im:
                 self.shape = (int(im.size[1]), int(im.size[0]))
                 self.mode = im.mode
@@ -154,10 +160,12 @@ class _GreyImage:
             if self.offset is not None:
                 raw = self._pread_rows(a, b)
             else:
-                whole = self._whole_page()
-                if whole is not None:
-                    return whole[a:b]
-                raw = self._zarr_rows(a, b)
+                raw = self._strip_rows(a, b) if self.strips is not None else None
+                if raw is None:  # not strips decoded here, or a strip only tifffile judges
+                    whole = self._whole_page()
+                    if whole is not None:
+                        return whole[a:b]
+                    raw = self._zarr_rows(a, b)
             return self._tiff_grey(np.asarray(raw))
         except (Rejected, TruthError):
             raise
@@ -254,6 +262,54 @@ class _GreyImage:
             self._fail(f"file is truncated (rows {a}:{b} need {want} bytes, got {got})")
         return buf.astype(buf.dtype.newbyteorder("="), copy=False)
 
+    def _strip_rows(self, a: int, b: int) -> np.ndarray | None:
+        """Stored samples of rows ``a:b``, decoding only the strips holding them.
+
+        Each strip must decode to exactly its rows' bytes; anything else (a corrupt, short or
+        over-long strip) returns ``None`` and the band is read by tifffile (whole page or zarr
+        store), which gives the verdict, so results never depend on which path read a band.
+        """
+        lay = self.strips
+        assert lay is not None
+        rps, height = lay.rows_per_strip, self.shape[0]
+        s0, s1 = a // rps, -(-b // rps)
+        first = s0 * rps
+        nrows = min(s1 * rps, height) - first
+        # one spare byte: a strip that decodes to more than its rows spills into it (and is
+        # refused below) instead of being cut silently to the buffer's size
+        flat = np.empty(nrows * lay.row_bytes + 1, np.uint8)
+        offsets = lay.offsets[s0:s1]
+        counts = lay.counts[s0:s1]
+        lo, hi = int(offsets.min()), int((offsets + counts).max())
+        fd = os.open(self.path, os.O_RDONLY)  # per band: no handle outlives a task
+        try:
+            if hi - lo <= 2 * int(counts.sum()) + 65536:  # strips stored together: one read
+                span = memoryview(os.pread(fd, hi - lo, lo))
+                pieces = [span[o - lo:o - lo + c] for o, c in zip(offsets.tolist(),
+                                                                 counts.tolist(), strict=True)]
+            else:
+                pieces = [os.pread(fd, c, o) for o, c in zip(offsets.tolist(), counts.tolist(),
+                                                             strict=True)]
+        finally:
+            os.close(fd)
+        decode = lay.decode
+        for i, piece in enumerate(pieces):
+            r0 = (s0 + i) * rps - first
+            want = (min(r0 + rps, nrows) - r0) * lay.row_bytes
+            start = r0 * lay.row_bytes
+            if len(piece) != counts[i]:
+                return None  # the file ends inside the strip
+            try:
+                got = len(decode(piece, out=flat[start:start + want + 1]))
+            except Exception:  # corrupt stream: tifffile's path decides
+                return None
+            if got != want:
+                return None
+        raw = flat[:-1].reshape(nrows, *lay.row_shape)
+        if lay.predictor == 2:  # horizontal differencing, per sample along x
+            imagecodecs.delta_decode(raw, axis=1, out=raw)
+        return raw[a - first:b - first]
+
     def _whole_page(self) -> np.ndarray | None:
         """The whole page decoded once (all cores) and converted to grey, when it fits.
 
@@ -311,6 +367,57 @@ class _GreyImage:
             return self._decoded
 
 
+class _StripLayout:
+    """Where the strips of an 8-bit, strip-organised, LZW or deflate TIFF page lie, when they
+    can be decoded band by band here (:meth:`_GreyImage._strip_rows`)."""
+
+    #: TIFF compression → decoder writing into a caller's buffer (LZW; Adobe and old deflate)
+    DECODERS = {5: "lzw_decode", 8: "zlib_decode", 32946: "zlib_decode"}
+    #: strips larger than this are left to tifffile (each band would decode a whole strip)
+    MAX_STRIP_BYTES = 16 * 2**20
+
+    def __init__(self, page: Any, rows_per_strip: int, row_shape: tuple[int, ...],
+                 offsets: np.ndarray, counts: np.ndarray):
+        self.rows_per_strip = rows_per_strip
+        self.row_shape = row_shape
+        self.row_bytes = int(np.prod(row_shape))
+        self.offsets, self.counts = offsets, counts
+        self.compression = int(page.compression)
+        self.predictor = int(page.predictor)
+
+    @property
+    def decode(self) -> Any:
+        """``imagecodecs`` decoder of the page's compression (``decode(data, out=buffer)``)."""
+        return getattr(imagecodecs, self.DECODERS[self.compression])
+
+    @classmethod
+    def of(cls, page: Any, path: str) -> _StripLayout | None:
+        """The layout of ``page``, or ``None`` when tifffile must read it (tiles, other
+        codecs or sample sizes, planar RGB, bit order, huge strips, strips past the end)."""
+        axes, shape = page.axes, tuple(int(s) for s in page.shape)
+        if (page.is_tiled or axes not in ("YX", "YXS") or int(page.bitspersample) != 8
+                or int(page.compression) not in cls.DECODERS or int(page.fillorder) != 1
+                or int(page.predictor) not in (1, 2)
+                or ("S" in axes and int(page.planarconfig) != 1)):
+            return None
+        height = shape[0]
+        rps = int(min(page.rowsperstrip or height, height))
+        row_shape = shape[1:]
+        strip_bytes = rps * int(np.prod(row_shape))
+        offsets = np.asarray(page.dataoffsets, np.int64)
+        counts = np.asarray(page.databytecounts, np.int64)
+        if (rps < 1 or strip_bytes > cls.MAX_STRIP_BYTES or len(offsets) != -(-height // rps)
+                or len(counts) != len(offsets)):
+            return None
+        size = os.path.getsize(path)
+        # a stored strip is at most ~1.5x its rows (LZW's 12-bit codes); a larger declared
+        # count is no honest strip, and none may reach past the file (reads stay bounded)
+        if ((offsets < 0) | (counts < 0) | (offsets + counts > size)
+                | (counts > 2 * strip_bytes + 4096)).any():
+            return None
+        return cls(page, rps, row_shape, offsets, counts)
+
+
 WHOLE_DECODE_BYTES = 320 * 2**20
 """Decoded bytes of compressed TIFF pages one process holds whole at once (see
 ``_GreyImage._whole_page``): a 10000² uint8 GT/prediction pair (2 × 95 MiB grey) fits with
@@ -350,6 +457,8 @@ def _decode_cached(path: str, mtime_ns: int, size: int, colour: str) -> np.ndarr
 
 
 def _decode_whole(path: str, colour: str) -> np.ndarray:
+    from PIL import Image  # noqa: PLC0415 - ~25 ms of start-up: PNG/BMP only
+
     with Image.open(path) as im:
         if im.mode == "P" or im.mode == "PA":
             im = im.convert("RGBA")
