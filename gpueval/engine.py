@@ -35,18 +35,15 @@ from dask.delayed import Delayed, delayed
 if TYPE_CHECKING:  # dask.array costs ~0.2 s of start-up: imported where a graph is built
     import dask.array as da
 
+from gpueval import bounds
 from gpueval import progress as bars
 from gpueval.backend import array_module, is_cupy, to_device
 from gpueval.errors import Rejected
 from gpueval.progress import TqdmCallback
 
-#: Dask config keys the engine reads its bounds from. The engine owns no limits: the caller
-#: sets them (``gpueval.limits.use_limits`` does, from the config's ``limits:``).
-THREADS_KEY = "gpueval.threads"
-MAX_GRAPH_TASKS_KEY = "gpueval.max_graph_tasks"  # (gpueval.limits writes both names literally)
-#: the bound when no caller set one (equal to ``Limits.max_graph_tasks``'s default; a test
-#: keeps them equal): an unbounded graph would be built and run before anything could refuse it
-DEFAULT_MAX_GRAPH_TASKS = 10**7
+#: the graph bound when no caller set one. The engine owns no limits: the caller sets them
+#: (``gpueval.limits.use_limits`` does, from the config's ``limits:``) in :mod:`gpueval.bounds`.
+DEFAULT_MAX_GRAPH_TASKS = bounds.DEFAULT_MAX_GRAPH_TASKS
 
 T = TypeVar("T")
 
@@ -61,13 +58,13 @@ def chunk_slices(shape: Sequence[int], chunks: Sequence[int] | Sequence[Sequence
     [(slice(0, 2, None), slice(0, 4, None)), (slice(2, 4, None), slice(0, 4, None)), \
 (slice(4, 5, None), slice(0, 4, None))]
     """
-    bounds = []
+    per_axis = []
     for n, c in zip(shape, chunks, strict=True):
         sizes = list(c) if isinstance(c, Sequence) else [int(c)] * -(-int(n) // int(c))
         edges = np.cumsum([0] + sizes)
         edges[-1] = min(edges[-1], n)
-        bounds.append([slice(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a])
-    return list(itertools.product(*bounds))
+        per_axis.append([slice(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a])
+    return list(itertools.product(*per_axis))
 
 
 def map_reduce(
@@ -388,8 +385,7 @@ def check_graph_size(*objs: Any, limit: int | None = None) -> int:
         With the task count and the limit, in one line.
     """
     if limit is None:
-        # set by gpueval.limits.use_limits
-        limit = dask.config.get(MAX_GRAPH_TASKS_KEY, DEFAULT_MAX_GRAPH_TASKS)
+        limit = bounds.max_graph_tasks()  # set by gpueval.limits.use_limits
     n = graph_size(*objs)
     if n > int(limit):
         raise GraphTooLarge(f"the computation needs {n:.3g} tasks, over the limit {limit:.3g} "
@@ -439,7 +435,7 @@ def local_processes(workers: int) -> Iterator[Any]:
 def _scheduler(scheduler: Any) -> Iterator[tuple[dict, Any]]:
     if scheduler is None or scheduler in ("threads", "threading"):
         # set by gpueval.limits.use_limits; 0 or unset: dask's default, one per core
-        threads = dask.config.get(THREADS_KEY, 0)
+        threads = bounds.threads()
         # the threaded scheduler's function itself, not the name "threads": dask.compute
         # imports distributed (~0.1 s) to look for a default client whenever the scheduler
         # is given by name, even with no cluster anywhere

@@ -78,9 +78,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import numpy as np
 
+from gpueval import bounds
 from gpueval.errors import Rejected, TruthError
 
 DEFAULT_DTYPES: tuple[str, ...] = (
@@ -246,9 +246,8 @@ def use_limits(limits: Limits | Mapping[str, Any] | None) -> Iterator[Limits]:
     lim = limits if isinstance(limits, Limits) else Limits.from_config(limits)
     token = _ACTIVE.set(lim)
     try:
-        # the engine reads its own bounds from Dask's config, so it never imports limits
-        with dask.config.set({"gpueval.threads": lim.threads,
-                              "gpueval.max_graph_tasks": lim.max_graph_tasks}):
+        # the engine reads its bounds from gpueval.bounds, so it never imports limits
+        with bounds.bounded(threads=lim.threads, max_graph_tasks=lim.max_graph_tasks):
             yield lim
     finally:
         _ACTIVE.reset(token)

@@ -53,11 +53,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm as _plain_tqdm
 
 # no tqdm monitor thread: any second Python thread switches off safe_pickle's fast unpickler
 # (its address-space cap is process-wide), and these bars are refreshed as work is reported
-tqdm.monitor_interval = 0
+# (a class attribute: the notebook bars of tqdm.auto inherit it)
+_plain_tqdm.monitor_interval = 0
 
 T = TypeVar("T")
 
@@ -113,10 +114,20 @@ def _tqdm(total: float | None, desc: str, unit: str, show: bool, file: IO[str]) 
     the end."""
     now = _immediate.get()
     # voxels and bytes in k/M/G (and KiB/MiB); counts of items, steps and tasks as integers
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit in ("vx", "B", "px"),
-                unit_divisor=1024 if unit == "B" else 1000, delay=0.0 if now else 1.0,
-                mininterval=0.0 if now else 0.1, leave=False, file=file, disable=not show,
-                dynamic_ncols=True)
+    return _bar_class()(total=total, desc=desc, unit=unit, unit_scale=unit in ("vx", "B", "px"),
+                        unit_divisor=1024 if unit == "B" else 1000,
+                        delay=0.0 if now else 1.0, mininterval=0.0 if now else 0.1,
+                        leave=False, file=file, disable=not show, dynamic_ncols=True)
+
+
+def _bar_class() -> type:
+    """tqdm's notebook-aware class inside IPython, its plain one elsewhere (``tqdm.auto``
+    imports asyncio, ~15 ms of every scorer's start-up, issue #19)."""
+    if "IPython" in sys.modules:
+        from tqdm.auto import tqdm
+
+        return tqdm
+    return _plain_tqdm
 
 
 @dataclass(frozen=True)
@@ -299,75 +310,83 @@ def describe(name: str, item: str | None = None) -> None:
         ph.describe(name, item)
 
 
-try:  # the Dask callback; dask is a dependency, the guard keeps `import` cheap paths honest
+def __getattr__(name: str) -> Any:
+    """``TqdmCallback`` is built on first use: its base class is Dask's, whose import costs
+    ~0.1 s of start-up to scorers that never build a graph (issue #19)."""
+    if name == "TqdmCallback":
+        cls = globals()["TqdmCallback"] = _tqdm_callback_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _tqdm_callback_class() -> type:
     from dask.callbacks import Callback
-except ImportError:  # pragma: no cover
-    Callback = object  # type: ignore[assignment,misc]
 
+    class TqdmCallback(Callback):
+        """Dask local-scheduler callback: one bar per graph, named after the innermost phase (and
+        its item), unless that phase counts its own work.
 
-class TqdmCallback(Callback):
-    """Dask local-scheduler callback: one bar per graph, named after the innermost phase (and
-    its item), unless that phase counts its own work.
+        Without :class:`Work` (neither ``work`` here nor on the innermost phase) the bar counts
+        tasks. With it, the bar's total is the summed weight of the graph's tasks, it advances by
+        each finished task's weight, and its description is the phase and item of the task that
+        started or finished last. Only the scheduler's own thread calls these hooks; nested
+        computes inside tasks do not see them (dask hands global callbacks to the outermost
+        scheduler only).
+        """
 
-    Without :class:`Work` (neither ``work`` here nor on the innermost phase) the bar counts
-    tasks. With it, the bar's total is the summed weight of the graph's tasks, it advances by
-    each finished task's weight, and its description is the phase and item of the task that
-    started or finished last. Only the scheduler's own thread calls these hooks; nested
-    computes inside tasks do not see them (dask hands global callbacks to the outermost
-    scheduler only).
-    """
+        def __init__(self, desc: str = "computing", force: bool | None = None,
+                     work: WorkMap | None = None):
+            super().__init__()
+            self._desc, self._force, self._work = desc, force, work
+            self._bar: Any = None
+            self._weighted: Phase | None = None
+            self._lookup: Callable[[Hashable], Work | None] | None = None
 
-    def __init__(self, desc: str = "computing", force: bool | None = None,
-                 work: WorkMap | None = None):
-        super().__init__()
-        self._desc, self._force, self._work = desc, force, work
-        self._bar: Any = None
-        self._weighted: Phase | None = None
-        self._lookup: Callable[[Hashable], Work | None] | None = None
+        def _start_state(self, dsk, state):
+            ph = current()
+            if ph is not None and ph.total is not None:
+                return  # the scorer reports voxels/bytes: a task count would only compete
+            show = _shown(self._force) if ph is None else ph.shown and self._force is not False
+            file = _stream.get() or sys.stderr
+            work = self._work if self._work is not None else (ph.work if ph else None)
+            if work is not None:
+                lookup = _lookup_of(work)
+                weights = [w for w in map(lookup, dsk) if w is not None]
+                first = weights[0] if weights else Work(ph.name if ph else self._desc)
+                self._lookup = lookup
+                # not pushed on the phase stack: the engine's per-chunk advance() calls keep going
+                # to the enclosing phase, so no voxel is counted twice
+                self._weighted = Phase(first.phase, sum(w.weight for w in weights),
+                                       ph.unit if ph else "vx", first.item, show=show,
+                                       stream=file)
+                return
+            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            self._bar = _tqdm(total, ph.label if ph else self._desc, "task", show, file)
 
-    def _start_state(self, dsk, state):
-        ph = current()
-        if ph is not None and ph.total is not None:
-            return  # the scorer reports voxels/bytes: a task count would only compete
-        show = _shown(self._force) if ph is None else ph.shown and self._force is not False
-        file = _stream.get() or sys.stderr
-        work = self._work if self._work is not None else (ph.work if ph else None)
-        if work is not None:
-            lookup = _lookup_of(work)
-            weights = [w for w in map(lookup, dsk) if w is not None]
-            first = weights[0] if weights else Work(ph.name if ph else self._desc)
-            self._lookup = lookup
-            # not pushed on the phase stack: the engine's per-chunk advance() calls keep going
-            # to the enclosing phase, so no voxel is counted twice
-            self._weighted = Phase(first.phase, sum(w.weight for w in weights),
-                                   ph.unit if ph else "vx", first.item, show=show,
-                                   stream=file)
-            return
-        total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        self._bar = _tqdm(total, ph.label if ph else self._desc, "task", show, file)
+        def _pretask(self, key, dsk, state):
+            if self._weighted is not None:
+                w = self._lookup(key)
+                if w is not None:
+                    self._weighted.describe(w.phase, w.item)
 
-    def _pretask(self, key, dsk, state):
-        if self._weighted is not None:
-            w = self._lookup(key)
-            if w is not None:
-                self._weighted.describe(w.phase, w.item)
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if self._weighted is not None:
+                w = self._lookup(key)
+                if w is not None:
+                    self._weighted.describe(w.phase, w.item)
+                    self._weighted.update(w.weight)
+            elif self._bar is not None:
+                self._bar.update(1)
 
-    def _posttask(self, key, result, dsk, state, worker_id):
-        if self._weighted is not None:
-            w = self._lookup(key)
-            if w is not None:
-                self._weighted.describe(w.phase, w.item)
-                self._weighted.update(w.weight)
-        elif self._bar is not None:
-            self._bar.update(1)
+        def _finish(self, dsk, state, errored):
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            if self._weighted is not None:
+                self._weighted.close()
+                self._weighted = None
 
-    def _finish(self, dsk, state, errored):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        if self._weighted is not None:
-            self._weighted.close()
-            self._weighted = None
+    return TqdmCallback
 
 
 def _lookup_of(work: WorkMap) -> Callable[[Hashable], Work | None]:

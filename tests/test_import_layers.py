@@ -162,6 +162,8 @@ PACKAGE_LAZY = {
            ("images", "import dask.array as da"))},
     ("urisc", "imread", "from PIL import Image"): "only PNG/BMP images need PIL (~25 ms of "
                                                   "start-up for the usual TIFFs)",
+    ("refuge", "truth", "import openpyxl"): "only .xlsx truth needs openpyxl (~0.09 s of "
+                                            "start-up for the CSV truth)",
     ("xpress", "layout", "import zarr"): "only .zarr submissions need zarr (~0.1 s of start-up "
                                          "for the usual HDF5)",
 }

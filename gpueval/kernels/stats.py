@@ -13,10 +13,11 @@ which needs no hash table (see :func:`_contingency_cupy`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from gpueval.backend import is_cupy
@@ -133,6 +134,38 @@ def histogram(a, n_bins: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # CPU core (Numba)
 
+_KERNELS: list[str] = []
+_jit_lock = threading.Lock()
+
+
+def _njit(fn: Callable) -> Callable:
+    """``numba.njit(cache=True, nogil=True)``, applied at the first call of any kernel here.
+
+    Importing Numba costs ~0.15 s, which a process that only needs :class:`Contingency` (XPRESS
+    builds its small table in NumPy) would pay before reading a byte (issue #19). The first call
+    swaps every kernel of this module for its dispatcher at once, so a kernel calling another
+    one compiles against a dispatcher, never against this stand-in.
+    """
+    _KERNELS.append(fn.__name__)
+
+    @functools.wraps(fn)
+    def first_call(*args):
+        _jit_all()
+        return globals()[fn.__name__](*args)
+
+    first_call.py_func = fn  # type: ignore[attr-defined]
+    return first_call
+
+
+def _jit_all() -> None:
+    import numba
+
+    with _jit_lock:
+        g = globals()
+        for name in _KERNELS:
+            if not isinstance(g[name], numba.core.registry.CPUDispatcher):
+                g[name] = numba.njit(cache=True, nogil=True)(g[name].py_func)
+
 
 def _flat(x) -> np.ndarray:
     """1-D view (a copy only when ``x`` is strided); bool as uint8 for Numba."""
@@ -143,14 +176,14 @@ _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def _slot(x, y, shift):
     h = (np.uint64(x) * _M1) ^ (np.uint64(y) * _M2)
     h ^= h >> np.uint64(29)
     return np.int64(h >> shift)
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def _insert(a, b, w, use_w, i, ka, kb, cnt, used, log2, n):
     """Insert pairs from index ``i`` until done or the table is half full; returns (i, n).
     Consecutive equal pairs (long runs inside objects) are counted without probing.
@@ -188,7 +221,7 @@ def _insert(a, b, w, use_w, i, ka, kb, cnt, used, log2, n):
     return i, n
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def _rehash(ka, kb, cnt, used, log2):
     cap = 1 << log2
     nka = np.empty(cap, ka.dtype)
@@ -231,7 +264,7 @@ def _hash_table(a: np.ndarray, b: np.ndarray, w: np.ndarray | None) -> Contingen
     return Contingency(ka[order], kb[order], cnt[order])
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def _confusion_numba(a, b, out):
     n = out.shape[0]
     bad = 0
@@ -245,7 +278,7 @@ def _confusion_numba(a, b, out):
     return bad
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def _marginal_sorted(ids, counts):
     # ids sorted: sum runs
     m = 0
