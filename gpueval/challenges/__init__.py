@@ -24,7 +24,7 @@ metrics into the result), ``images.py`` (its report pictures).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -49,6 +49,16 @@ class Challenge(Protocol):
     validate: Callable[..., list[str]]
     resolve_config: Callable[[dict[str, Any]], dict[str, Any]]
     report_images: Callable[..., list[tuple[str, Any]]]
+
+
+def config_as_given(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``resolve_config`` of a challenge without selector keys: a shallow copy (idempotent).
+
+    U-RISC, XPRESS, MedSegFM and REFUGE use it: their variants are read by their options (or,
+    for MedSegFM's ``track``/``variant``, resolved by :func:`gpueval.config.load_config`), so
+    nothing maps onto other keys. CellMap's ``version`` does, in its own ``resolve_config``.
+    """
+    return dict(config)
 
 
 def registered() -> dict[str, str]:

@@ -32,7 +32,6 @@ import contextvars
 import csv
 import io
 import math
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from gpueval import progress as bars
+from gpueval.challenges import config_as_given
 from gpueval.challenges.medsegfm import resident
 from gpueval.challenges.medsegfm.layout import (
     STEP_RE,
@@ -119,19 +119,8 @@ def _score(truth, submission, config: dict[str, Any], *, device: str, scheduler:
     return result
 
 
-def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as scored: MedSegFM's selector keys (``track``, ``variant``) are resolved by
-    :func:`gpueval.config.load_config` already, so a plain copy (idempotent).
-
-    Parameters
-    ----------
-    config : the mapping of :func:`gpueval.config.load_config`.
-
-    Returns
-    -------
-    A new dict with the same keys and values.
-    """
-    return dict(config)
+# the protocol's resolve_config: a copy (``track``/``variant`` are resolved by load_config already)
+resolve_config = config_as_given
 
 
 def validate(submission, config: dict[str, Any], *, truth=None) -> list[str]:

@@ -55,7 +55,6 @@ and ``fovea`` (their CSV files).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +64,7 @@ import numpy as np
 
 from gpueval import progress as bars
 from gpueval.backend import array_module, to_device
+from gpueval.challenges import config_as_given
 from gpueval.challenges.refuge.layout import (
     CLASSIFICATION_FILE,
     FOVEA_FILES,
@@ -191,18 +191,8 @@ def _coverage(task: str, submitted: list[str], truth: list[str]) -> list[str]:
 
 
 
-def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as scored: REFUGE has no selector keys, so a plain copy (idempotent).
-
-    Parameters
-    ----------
-    config : the mapping of :func:`gpueval.config.load_config`.
-
-    Returns
-    -------
-    A new dict with the same keys and values.
-    """
-    return dict(config)
+# the protocol's resolve_config: a copy (REFUGE has no selector keys)
+resolve_config = config_as_given
 
 
 # --------------------------------------------------------------------------------------------

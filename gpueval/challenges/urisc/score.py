@@ -48,6 +48,7 @@ from dask.delayed import delayed
 
 from gpueval import progress as bars
 from gpueval.backend import to_device
+from gpueval.challenges import config_as_given
 from gpueval.challenges.urisc.imread import _GreyImage
 from gpueval.challenges.urisc.layout import (
     _check_shapes,
@@ -237,21 +238,8 @@ def value_problem(pred_hist: np.ndarray, name: str, *, min_background_ratio: int
     return problem
 
 
-def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config as scored (the protocol's ``resolve_config``; idempotent).
-
-    U-RISC has no selector keys to map onto other keys: ``variant`` is read by
-    :class:`~gpueval.challenges.urisc.options._Options` itself.
-
-    Parameters
-    ----------
-    config : the mapping of :func:`gpueval.config.load_config` for ``urisc``.
-
-    Returns
-    -------
-    A copy of ``config``, unchanged.
-    """
-    return dict(config)
+# the protocol's resolve_config: a copy (U-RISC's ``variant`` is read by its options)
+resolve_config = config_as_given
 
 
 # ---------------------------------------------------------------------------------------------

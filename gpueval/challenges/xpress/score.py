@@ -54,6 +54,7 @@ import numpy as np
 import yaml
 
 from gpueval import progress as bars
+from gpueval.challenges import config_as_given
 from gpueval.challenges.xpress.layout import Submission, _submission_relative, open_submission
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.skeleton import Skeleton, load_skeleton
@@ -172,20 +173,8 @@ def validate(submission: str | Path, config: dict[str, Any], *,
     return notes
 
 
-def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config as given: XPRESS has no selector keys to map onto variants.
-
-    Parameters
-    ----------
-    config : dict
-        The mapping of :func:`gpueval.config.load_config`.
-
-    Returns
-    -------
-    dict
-        A shallow copy (the protocol's ``resolve_config`` is idempotent).
-    """
-    return dict(config)
+# the protocol's resolve_config: a copy (XPRESS has no selector keys)
+resolve_config = config_as_given
 
 
 def _read_skeleton(truth: str | Path) -> Skeleton:
