@@ -70,15 +70,19 @@ def _cellmap_two_crops(root: Path) -> tuple[Path, Path]:
     return truth, sub
 
 
-def test_cellmap_bar_names_phases_and_crop_labels_and_weighs_voxels(tmp_path, phases):
-    made, updates = phases
-    truth, sub = _cellmap_two_crops(tmp_path)
+def _cellmap_with_bars(root: Path, overrides: list[str]):
+    """(result, descriptions drawn) of scoring the two-crop case with bars forced on."""
+    truth, sub = _cellmap_two_crops(root)
     out = Tty()
     with progress.enabled(True, out, immediate=True):
-        res = score("cellmap", truth, sub, device="cpu", progress=True,
-                    overrides=[f"chunk=[{CHUNK},{CHUNK},{CHUNK}]"])
+        res = score("cellmap", truth, sub, device="cpu", progress=True, overrides=overrides)
+    return res, drawn(out.getvalue())
+
+
+def test_cellmap_bar_names_phases_and_crop_labels_and_weighs_voxels(tmp_path, phases):
+    made, updates = phases
+    res, seen = _cellmap_with_bars(tmp_path, [f"chunk=[{CHUNK},{CHUNK},{CHUNK}]"])
     assert res.status == "ok" and res.score == 1.0
-    seen = drawn(out.getvalue())
     for crop in ("crop1", "crop2"):
         assert {f"labelling {crop}/mito", f"matching {crop}/mito", f"distances {crop}/mito",
                 f"counting {crop}/ecs"} <= seen, seen
@@ -101,13 +105,8 @@ def test_cellmap_bar_names_phases_and_crop_labels_and_weighs_voxels(tmp_path, ph
 
 def test_cellmap_2025_names_each_crop_label(tmp_path, phases):
     made, _ = phases
-    truth, sub = _cellmap_two_crops(tmp_path)
-    out = Tty()
-    with progress.enabled(True, out, immediate=True):
-        res = score("cellmap", truth, sub, device="cpu", progress=True,
-                    overrides=["version=2025"])
+    res, seen = _cellmap_with_bars(tmp_path, ["version=2025"])
     assert res.status == "ok"
-    seen = drawn(out.getvalue())
     assert {f"scoring {c}/{lab}" for c in ("crop1", "crop2") for lab in ("mito", "ecs")} \
         <= seen, seen
     (labels,) = [p for p in made if p.unit == "label"]
