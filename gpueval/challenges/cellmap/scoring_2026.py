@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,12 +38,14 @@ from dask.delayed import Delayed
 from numcodecs import Zstd
 from scipy import ndimage
 
+from gpueval import progress as bars
 from gpueval.backend import array_module
 from gpueval.engine import Opaque, chunk_tasks, compute, record_stage, timed, tree_reduce
 from gpueval.kernels import components as cc
 from gpueval.kernels.distance import hausdorff
 from gpueval.kernels.regions import RegionStats, chunk_region_stats
 from gpueval.kernels.stats import Contingency, contingency
+from gpueval.kernels.throughput_carry import store as carry_store
 from gpueval.metrics.matching import match_max_total_iou
 
 INSTANCE_CLASSES = ("nuc", "vim", "ves", "endo", "lyso", "ld", "perox", "mito", "np", "mt",
@@ -157,13 +160,26 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     if skip.any() and (fills is None or np.asarray(fills[0]) != 0
                        or np.asarray(fills[1]) != 0):
         skip[...] = False  # a non-zero fill is a component / an id box: read it
-    merged = cc.label_graph(pred, 26, False, device=device, skip=skip)
+    # CPU: the passes hand their chunks on compressed (gpueval.kernels.throughput_carry) under
+    # keys unique to this graph, so an entry of another graph (or of a failed run over a
+    # zarr rewritten since) is never taken for this one's
+    carry = _CarryKeys(uuid.uuid4().hex) if device == "cpu" else None
+    merged = cc.label_graph(pred, 26, False, device=device, skip=skip,
+                            carry=None if carry is None else carry.local)
     shape = tuple(int(s) for s in gt.shape)
-    # the second pass reads its chunks again, inside its tasks, after the merge: sharing the
-    # first pass's read tasks would keep every chunk of the label in memory until the
-    # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
-    parts = chunk_tasks(_stats_chunk, [gt, pred], device=device, skip=skip, read_in_task=True,
-                        with_slices=True, extra=(merged, shape, _bounds(gt)))
+    holder = dask.delayed(Opaque((gt, pred)), pure=True)
+    if carry is not None:
+        stats_task = dask.delayed(_stats_chunk_carried, pure=True)
+        bounds = _bounds(gt)
+        parts = [stats_task(holder, cell, index, _origin(bounds, cell), merged, shape, carry)
+                 for index, cell in enumerate(np.ndindex(*gt.numblocks)) if not skip[cell]]
+    else:
+        # the second pass reads its chunks again, inside its tasks, after the merge: sharing
+        # the first pass's read tasks would keep every chunk of the label in memory until the
+        # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
+        parts = chunk_tasks(_stats_chunk, [gt, pred], device=device, skip=skip,
+                            read_in_task=True, with_slices=True,
+                            extra=(merged, shape, _bounds(gt)))
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
         zero = np.zeros((1,) * gt.ndim, gt.dtype)
@@ -174,16 +190,16 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     n_buckets = max(1, min(HAUSDORFF_TASKS, int(np.count_nonzero(~skip))))
     plan = dask.delayed(_plan_instance, pure=True)(reduced, merged, dict(consts), shape,
                                                    gt.chunks, vs, n_buckets)
-    # stage 5: one task per chunk reads it once for all the instances whose box touches it
-    holder = dask.delayed(Opaque((gt, pred)), pure=True)
+    # stage 5: one task per chunk serves all the instances whose box touches it, from the
+    # chunk pass 2 carried (or one read when the carry is gone)
     chunk_task = dask.delayed(_hausdorff_chunk, pure=True)
     bounds = _bounds(gt)
     per_chunk = []
     for index, cell in enumerate(np.ndindex(*gt.numblocks)):
         if skip[cell]:
             continue  # never written in either volume: no instance voxel (fills are 0 here)
-        origin = tuple(int(b[c]) for b, c in zip(bounds, cell, strict=True))
-        per_chunk.append(chunk_task(plan, index, origin, holder, cell, merged, vs))
+        per_chunk.append(chunk_task(plan, index, _origin(bounds, cell), holder, cell, merged,
+                                    vs, carry))
     assemble = dask.delayed(_hausdorff_assemble, pure=True)
     hs = [assemble(plan, j, per_chunk, vs) for j in range(n_buckets)]
     return dask.delayed(_finish_instance, pure=True)(plan, per_chunk, hs, vs, dict(consts))
@@ -215,6 +231,70 @@ def _skipped_voxels(arr: da.Array, skip: np.ndarray) -> int:
 
 def _bounds(arr: da.Array) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in arr.chunks)
+
+
+def _origin(bounds, cell) -> tuple[int, ...]:
+    return tuple(int(b[c]) for b, c in zip(bounds, cell, strict=True))
+
+
+class _CarryKeys:
+    """The keys under which one instance graph's passes hand chunks on
+    (:mod:`gpueval.kernels.throughput_carry`): pass 1's local component labels of the
+    prediction, pass 2's truth chunk; ``(key, chunk index)`` each."""
+
+    __slots__ = ("local", "truth")
+
+    def __init__(self, nonce: str) -> None:
+        self.local = ("cellmap-cc-local", nonce)
+        self.truth = ("cellmap-truth", nonce)
+
+    def __dask_tokenize__(self):
+        return ("cellmap-carry", self.local[1])
+
+
+def _read_block(arr: da.Array, cell) -> tuple[np.ndarray, float]:
+    """One chunk of ``arr`` as NumPy, and the seconds the read took (recorded as ``read``)."""
+    t0 = time.perf_counter()
+    out = np.asarray(arr.blocks[cell].compute(scheduler="sync"))
+    seconds = time.perf_counter() - t0
+    record_stage("read", seconds)
+    return out, seconds
+
+
+def _truth_and_relabelled(holder: Opaque, cell, index: int, merged, carry: _CarryKeys, *,
+                          last: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """The truth chunk and the relabelled prediction chunk, from the carry where the earlier
+    passes left them, else read (and relabelled with cc3d) here; and the seconds spent
+    reading. ``last``: this is the last pass that needs them (the carry entries are
+    dropped)."""
+    gt, pred = holder.array
+    read = 0.0
+    got = carry_store.get((carry.truth, index), remove=True) if last else None
+    if got is not None:
+        g = got[0]
+    else:
+        g, read = _read_block(gt, cell)
+    pl = cc.carried_relabel(carry.local, merged[0], index, remove=last)
+    if pl is None:
+        p, seconds = _read_block(pred, cell)
+        read += seconds
+        pl = cc.relabel_block(p, merged[0], index)
+    return g, pl, read
+
+
+def _stats_chunk_carried(holder: Opaque, cell, index: int, origin, merged, shape,
+                         carry: _CarryKeys):
+    """Pass 2 on the CPU: :func:`_stats_chunk` of one chunk, the prediction relabelled from
+    pass 1's carried local labels (no read, no second cc3d run); the truth chunk is left in
+    the carry for pass 3."""
+    t0 = time.perf_counter()
+    g, pl, read = _truth_and_relabelled(holder, cell, index, merged, carry, last=False)
+    table = contingency(g, pl)
+    out = table, chunk_region_stats(g, origin, shape), chunk_region_stats(pl, origin, shape)
+    carry_store.put((carry.truth, index), [g])
+    record_stage("kernel", time.perf_counter() - t0 - read)
+    bars.advance(g.size, unit="vx")  # progress weighted by voxels, as the engine's tasks
+    return out
 
 
 def _stats_chunk(slices, g, p, merged, shape, bounds):
@@ -380,7 +460,8 @@ def _chunk_specs(plan: Mapping[str, Any], index: int) -> list[int]:
 
 @timed("kernel")
 def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, cell,
-                     merged, vs) -> tuple[list[tuple[int, np.float32]], list[tuple]]:
+                     merged, vs, carry: _CarryKeys | None = None
+                     ) -> tuple[list[tuple[int, np.float32]], list[tuple]]:
     """The Hausdorff inputs of chunk ``index``, read (decoded) once for every instance whose
     box touches it.
 
@@ -393,11 +474,17 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
     """
     mine = _chunk_specs(plan, index)
     if not mine:
+        if carry is not None:  # nothing to measure here: free what pass 2 left
+            carry_store.discard((carry.truth, index))
+            carry_store.discard((carry.local, index))
         return [], []
-    t0 = time.perf_counter()
-    g, p = (np.asarray(a.blocks[cell].compute(scheduler="sync")) for a in holder.array)
-    record_stage("read", time.perf_counter() - t0)
-    pl = cc.relabel_block(p, merged[0], index)
+    if carry is not None:
+        g, pl, _ = _truth_and_relabelled(holder, cell, index, merged, carry, last=True)
+    else:
+        t0 = time.perf_counter()
+        g, p = (np.asarray(a.blocks[cell].compute(scheduler="sync")) for a in holder.array)
+        record_stage("read", time.perf_counter() - t0)
+        pl = cc.relabel_block(p, merged[0], index)
     end = tuple(o + s for o, s in zip(origin, g.shape, strict=True))
     values, pieces = [], []
     for i in mine:
