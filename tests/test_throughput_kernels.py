@@ -1,0 +1,98 @@
+"""Kernels added for throughput (issue 18, session 6): the voxel-list Hausdorff and the
+bounded carry store. Both must change no score: the first gives ``edt``'s float32 value for
+integer voxel sizes and SciPy's float64 value otherwise; the second returns exactly what was
+put, and only bounds how much is kept."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from gpueval.kernels.distance import hausdorff, hausdorff_sparse
+from gpueval.kernels.throughput_carry import CarryStore
+
+
+def _scipy_hausdorff(a, b, vs) -> float:
+    """The official computation: SciPy's float64 EDT of the whole array, both directions."""
+    d_ab = ndimage.distance_transform_edt(~b, sampling=vs)[a].max()
+    d_ba = ndimage.distance_transform_edt(~a, sampling=vs)[b].max()
+    return float(max(d_ab, d_ba))
+
+
+masks = st.integers(1, 3).flatmap(lambda nd: st.tuples(
+    st.lists(st.integers(1, 9), min_size=nd, max_size=nd).map(tuple),
+    st.integers(0, 2**32 - 1)))
+
+
+def _pair(shape, seed, density):
+    rng = np.random.default_rng(seed)
+    return rng.random(shape) < density, rng.random(shape) < density
+
+
+@settings(max_examples=120, deadline=None)
+@given(masks, st.sampled_from([0.05, 0.3, 0.8]),
+       st.lists(st.integers(1, 16), min_size=3, max_size=3))
+def test_sparse_equals_edt_for_integer_voxel_sizes(geometry, density, vs3):
+    shape, seed = geometry
+    a, b = _pair(shape, seed, density)
+    vs = tuple(float(v) for v in vs3[:len(shape)])
+    got, ref = hausdorff_sparse(a, b, vs), hausdorff(a, b, vs)
+    if np.isinf(ref) or ref == 0.0:
+        assert got == ref
+    else:  # CellMap keeps float32 distances: the two kernels agree to the bit there
+        assert np.float32(got) == np.float32(ref), (got, ref)
+
+
+@settings(max_examples=80, deadline=None)
+@given(masks, st.sampled_from([0.05, 0.3]),
+       st.lists(st.floats(0.3, 20.0), min_size=3, max_size=3))
+def test_sparse_is_scipys_float64_value(geometry, density, vs3):
+    shape, seed = geometry
+    a, b = _pair(shape, seed, density)
+    if not (a.any() and b.any()):
+        return
+    vs = tuple(vs3[:len(shape)])
+    assert abs(hausdorff_sparse(a, b, vs) - _scipy_hausdorff(a, b, vs)) <= \
+        1e-12 * max(1.0, _scipy_hausdorff(a, b, vs))
+
+
+def test_sparse_far_parts_in_a_large_box():
+    # the ID-collision case: a small object and a prediction of two parts 150 voxels apart
+    a = np.zeros((40, 200, 30), bool)
+    b = np.zeros_like(a)
+    a[10:14, 5:9, 10:14] = True
+    b[11:15, 6:10, 10:14] = True
+    b[30:33, 160:163, 20:23] = True
+    vs = (8.0, 8.0, 8.0)
+    got = hausdorff_sparse(a, b, vs)
+    assert got == _scipy_hausdorff(a, b, vs)  # float64, as SciPy
+    assert np.float32(got) == np.float32(hausdorff(a, b, vs))  # edt is float32
+    assert hausdorff_sparse(a, np.zeros_like(a), vs) == float("inf")
+    assert hausdorff_sparse(np.zeros_like(a), np.zeros_like(a), vs) == 0.0
+
+
+def test_carry_store_round_trip_and_budget():
+    s = CarryStore(budget=10_000)
+    x = np.arange(2000, dtype=np.uint32).reshape(10, 200) * 7919  # barely compressible
+    y = np.zeros((0, 3), np.uint16)
+    assert s.put("a", [x, y])
+    got = s.get("a")
+    assert got is not None and got[0].dtype == x.dtype and got[1].shape == (0, 3)
+    np.testing.assert_array_equal(got[0], x)
+    got[0][0, 0] = 1  # a private, writeable copy
+    np.testing.assert_array_equal(s.get("a")[0], x)
+    used = s.nbytes
+    assert 0 < used <= 10_000
+    # a second entry that does not fit with the first evicts it (oldest first)
+    assert s.put("b", [x + 1])
+    assert s.get("a") is None and s.get("b") is not None and s.nbytes <= 10_000
+    # an entry larger than the whole budget is refused, nothing else lost
+    noise = np.random.default_rng(0).integers(0, 2**32, 20_000, dtype=np.uint32)
+    assert not s.put("c", [noise])
+    assert s.get("b", remove=True) is not None
+    assert s.get("b") is None and len(s) == 0 and s.nbytes == 0
+    s.put("d", [x])
+    s.discard("d")
+    assert len(s) == 0 and s.nbytes == 0
