@@ -96,3 +96,24 @@ def test_carry_store_round_trip_and_budget():
     s.put("d", [x])
     s.discard("d")
     assert len(s) == 0 and s.nbytes == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(6, 7, 5), (1, 9, 4), (8, 8)]),
+       st.integers(1, 12))
+def test_region_stats_of_local_labels_mapped_equal_those_of_the_relabelled_chunk(
+        seed, shape, n_global):
+    from gpueval.kernels.regions import chunk_region_stats
+
+    rng = np.random.default_rng(seed)
+    n_local = 15
+    local = rng.integers(0, n_local + 1, shape).astype(np.uint16)
+    # local ids -> global ids, several locals sharing one global (joined through another
+    # chunk), some dropped to 0, as a label_graph lookup table can never do but may
+    lut = np.concatenate([[0], rng.integers(0, n_global + 1, n_local)]).astype(np.uint32)
+    origin, volume = (3,) * len(shape), tuple(s + 7 for s in shape)
+    want = chunk_region_stats(lut[local], origin, volume)
+    got = chunk_region_stats(local, origin, volume, max_id=n_local).relabel(lut)
+    for name in ("ids", "counts", "bbox_min", "bbox_max", "first_index"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), name)
+    assert got.ids.dtype == want.ids.dtype

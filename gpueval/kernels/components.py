@@ -268,10 +268,17 @@ def carried_relabel(carry: Any, luts: Sequence[np.ndarray], index: int, *,
     ``carry`` left behind (``luts[index][local]``, identical to :func:`relabel_block` of the
     input chunk), or ``None`` when they are gone (evicted, another process): the caller then
     reads the chunk and calls :func:`relabel_block`. ``remove`` drops the entry."""
+    local = carried_local(carry, index, remove=remove)
+    return None if local is None else np.asarray(luts[index])[local]
+
+
+def carried_local(carry: Any, index: int, *, remove: bool = False) -> np.ndarray | None:
+    """The local component labels (ids ``0..n`` of chunk ``index`` alone, cc3d's output) a
+    :func:`label_graph` run with ``carry`` left behind, or ``None`` when they are gone; map
+    them through ``luts[index]`` (whole chunk: :func:`carried_relabel`, or only the part a
+    caller needs). ``remove`` drops the entry."""
     got = carry_store.get((carry, index), remove=remove)
-    if got is None:
-        return None
-    return np.asarray(luts[index])[got[0]]
+    return None if got is None else got[0]
 
 
 def _merge_tables(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray]:

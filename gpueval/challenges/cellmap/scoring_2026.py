@@ -276,12 +276,22 @@ def _read_block(arr: da.Array, cell) -> tuple[np.ndarray, float]:
     return out, seconds
 
 
-def _truth_and_relabelled(holder: Opaque, cell, index: int, merged, carry: _CarryKeys, *,
-                          last: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """The truth chunk and the relabelled prediction chunk, from the carry where the earlier
-    passes left them, else read (and relabelled with cc3d) here; and the seconds spent
-    reading. ``last``: this is the last pass that needs them (the carry entries are
-    dropped)."""
+def _self_timed(func):
+    """Mark a task function that records its own ``read`` and ``kernel`` seconds
+    (:func:`gpueval.engine.record_stage`), so the scheduler's stage timer leaves it alone
+    (the engine's protocol: the ``_gpueval_stage`` attribute :func:`gpueval.engine.timed`
+    sets)."""
+    func._gpueval_stage = "kernel"
+    return func
+
+
+def _truth_and_local(holder: Opaque, cell, index: int, merged, carry: _CarryKeys, *,
+                     last: bool) -> tuple[np.ndarray, Any, float]:
+    """The truth chunk and the prediction chunk's labels: ``("local", labels)`` — pass 1's
+    local component labels, to map through the chunk's lookup table — from the carry, or
+    ``("global", relabelled chunk)`` read and relabelled with cc3d here when the carry is
+    gone; and the seconds spent reading. ``last``: the last pass that needs them (the carry
+    entries are dropped)."""
     gt, pred = holder.array
     read = 0.0
     got = carry_store.get((carry.truth, index), remove=True) if last else None
@@ -289,27 +299,47 @@ def _truth_and_relabelled(holder: Opaque, cell, index: int, merged, carry: _Carr
         g = got[0]
     else:
         g, read = _read_block(gt, cell)
-    pl = cc.carried_relabel(carry.local, merged[0], index, remove=last)
-    if pl is None:
-        p, seconds = _read_block(pred, cell)
-        read += seconds
-        pl = cc.relabel_block(p, merged[0], index)
-    return g, pl, read
+    local = cc.carried_local(carry.local, index, remove=last)
+    if local is not None:
+        return g, ("local", local), read
+    p, seconds = _read_block(pred, cell)
+    return g, ("global", cc.relabel_block(p, merged[0], index)), read + seconds
 
 
+def _remap_b(table: Contingency, lut: np.ndarray) -> Contingency:
+    """The table with every second id ``j`` replaced by ``lut[j]`` and equal pairs summed:
+    the overlaps with the relabelled chunk, from those with its local labels."""
+    ids_b = lut[table.ids_b.astype(np.int64)]
+    order = np.lexsort((ids_b, table.ids_a))
+    a, b, w = table.ids_a[order], ids_b[order], table.counts[order]
+    if not len(w):
+        return Contingency(a, b, w)
+    starts = np.flatnonzero(np.concatenate([[True], (a[1:] != a[:-1]) | (b[1:] != b[:-1])]))
+    return Contingency(a[starts], b[starts], np.add.reduceat(w, starts))
+
+
+@_self_timed
 def _stats_chunk_carried(holder: Opaque, cell, index: int, origin, merged, shape,
                          carry: _CarryKeys):
-    """Pass 2 on the CPU: :func:`_stats_chunk` of one chunk, the prediction relabelled from
-    pass 1's carried local labels (no read, no second cc3d run); the truth chunk is left in
-    the carry for pass 3."""
+    """Pass 2 on the CPU: :func:`_stats_chunk` of one chunk, from pass 1's carried local
+    labels (no read, no second cc3d run, and no relabelled chunk built: the overlaps and
+    boxes of the local labels are mapped through the lookup table, which is exact); the
+    truth chunk is left in the carry for pass 3."""
     t0 = time.perf_counter()
-    g, pl, read = _truth_and_relabelled(holder, cell, index, merged, carry, last=False)
-    table = contingency(g, pl)
-    out = table, chunk_region_stats(g, origin, shape), chunk_region_stats(pl, origin, shape)
+    g, (kind, labels), read = _truth_and_local(holder, cell, index, merged, carry, last=False)
+    stats_g = chunk_region_stats(g, origin, shape)
+    if kind == "local":
+        lut = np.asarray(merged[0][index])
+        table = _remap_b(contingency(g, labels), lut)
+        stats_p = chunk_region_stats(labels, origin, shape,
+                                     max_id=len(lut) - 1).relabel(lut)
+    else:
+        table = contingency(g, labels)
+        stats_p = chunk_region_stats(labels, origin, shape)
     carry_store.put((carry.truth, index), [g])
     record_stage("kernel", time.perf_counter() - t0 - read)
     bars.advance(g.size, unit="vx")  # progress weighted by voxels, as the engine's tasks
-    return out
+    return table, stats_g, stats_p
 
 
 def _stats_chunk(slices, g, p, merged, shape, bounds):
@@ -473,20 +503,23 @@ def _chunk_specs(plan: Mapping[str, Any], index: int) -> list[int]:
     return plan.get("chunk_specs", {}).get(index, [])
 
 
-@timed("kernel")
+@_self_timed
 def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, cell,
                      merged, vs, carry: _CarryKeys | None = None
                      ) -> tuple[list[tuple[int, np.float32]], list[tuple]]:
-    """The Hausdorff inputs of chunk ``index``, read (decoded) once for every instance whose
-    box touches it.
+    """The Hausdorff inputs of chunk ``index``, read (decoded) at most once for every
+    instance whose box touches it — on the CPU not at all: pass 2 left the truth chunk and
+    pass 1 the local component labels in the carry.
 
     The prediction is relabelled with its global component ids (the ids the matching used),
     so the remapped prediction of GT ``t`` is ``pl == m`` (plus ``pl == t`` under the ID
-    collision quirk) — exactly the component the matching chose. Instances whose box lies in
-    this chunk alone get their capped distance here (most of them, on dense data); the others
-    get their mask pieces ``(k, lo, hi, a_bits, b_bits)`` (box ∩ chunk, bit-packed, zstd), put
-    together by :func:`_hausdorff_assemble`.
+    collision quirk) — exactly the component the matching chose; from the carry only each
+    instance's box is relabelled. Instances whose box lies in this chunk alone get their
+    capped distance here (most of them, on dense data); the others get their mask pieces
+    ``(k, lo, hi, a_bits, b_bits)`` (box ∩ chunk, bit-packed, zstd), put together by
+    :func:`_hausdorff_assemble`.
     """
+    t0 = time.perf_counter()
     mine = _chunk_specs(plan, index)
     if not mine:
         if carry is not None:  # nothing to measure here: free what pass 2 left
@@ -494,12 +527,12 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
             carry_store.discard((carry.local, index))
         return [], []
     if carry is not None:
-        g, pl, _ = _truth_and_relabelled(holder, cell, index, merged, carry, last=True)
+        g, (kind, labels), read = _truth_and_local(holder, cell, index, merged, carry,
+                                                   last=True)
     else:
-        t0 = time.perf_counter()
-        g, p = (np.asarray(a.blocks[cell].compute(scheduler="sync")) for a in holder.array)
-        record_stage("read", time.perf_counter() - t0)
-        pl = cc.relabel_block(p, merged[0], index)
+        (g, r1), (p, r2) = (_read_block(a, cell) for a in holder.array)
+        kind, labels, read = "global", cc.relabel_block(p, merged[0], index), r1 + r2
+    lut = np.asarray(merged[0][index])
     end = tuple(o + s for o, s in zip(origin, g.shape, strict=True))
     values, pieces = [], []
     for i in mine:
@@ -507,11 +540,13 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
         a_lo = tuple(max(x, o) for x, o in zip(lo, origin, strict=True))
         a_hi = tuple(min(x, e) for x, e in zip(hi, end, strict=True))
         sl = tuple(slice(x - o, y - o) for x, y, o in zip(a_lo, a_hi, origin, strict=True))
-        a, b = _pair_masks(g[sl], pl[sl], t, m, t_free)
+        pl = labels[sl] if kind == "global" else lut[labels[sl]]
+        a, b = _pair_masks(g[sl], pl, t, m, t_free)
         if a_lo == tuple(lo) and a_hi == tuple(hi):  # the whole box is in this chunk
             values.append((k, _capped_hausdorff(a, b, vs, plan["d_max"])))
         else:
             pieces.append((k, a_lo, a_hi, _pack(a), _pack(b)))
+    record_stage("kernel", time.perf_counter() - t0 - read)
     return values, pieces
 
 
