@@ -12,9 +12,19 @@ voxel-sized step runs chunk by chunk:
 * bounding boxes of every id are a per-chunk min/max reduction;
 * the Hausdorff distance of one GT instance is computed inside the union of its and its
   prediction's boxes only (the official ROI padding does not change the value, §5.1.9). One
-  task per chunk reads the chunk once for every instance whose box touches it (issue 18:
-  never once per instance group) and computes the instances that lie inside it; instances
-  spanning chunks are assembled from compressed mask pieces in a fixed number of tasks.
+  task per chunk serves every instance whose box touches it (issue 18: never once per
+  instance group) and computes the instances that lie inside it; instances spanning chunks
+  are assembled from compressed mask pieces in a fixed number of tasks. Pairs lost in a
+  large box (the ID-collision quirk joins a GT instance to a prediction component anywhere
+  within ``D_max``) are measured from their voxel lists, not with an EDT of the box.
+
+Decode once (issue 18, session 6): on the CPU every chunk is read and labelled once. The
+passes cannot merge — pass 2 needs the union-find of all of pass 1, pass 3 the matching of
+all of pass 2 — so each hands what the next needs on through a bounded per-process store of
+zstd-compressed chunks (:mod:`gpueval.kernels.throughput_carry`): pass 1 its local
+component labels (pass 2 maps their overlaps and boxes through the chunk's lookup table,
+pass 3 relabels only each instance's box), pass 2 the truth chunk. A pass that finds an
+entry gone (budget, another worker process) reads and labels the chunk again: same result.
 
 Every stage is a lazy node (:func:`instance_delayed`, :func:`semantic_delayed`,
 :func:`count_ids_delayed`) so a whole submission computes as one graph; ``missing`` chunk maps
@@ -153,10 +163,15 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
        both volumes, tree-reduced;
     4. one node: ratio guard, IoU, exact matching, tp/fp/fn, and the Hausdorff work plan
        (instances grouped by the chunks their boxes touch, spread over ``K`` buckets);
-    5. per chunk that some measured instance's box touches: one read of the truth and the
-       prediction, relabelled with the global ids; capped Hausdorff distances of the
-       instances inside the chunk, bit-packed mask pieces of the others; ``K`` nodes put
-       the pieces together and compute the rest; one node assembles the result.
+    5. per chunk that some measured instance's box touches: the truth and the prediction
+       relabelled with the global ids (on the CPU from the carry, see the module notes;
+       else one read); capped Hausdorff distances of the instances inside the chunk,
+       bit-packed mask pieces of the others; ``K`` nodes put the pieces together and
+       compute the rest; one node assembles the result.
+
+    Memory: a few decoded chunks per thread, plus the carry (at most
+    :data:`gpueval.kernels.throughput_carry.BUDGET_BYTES` of compressed chunks per process;
+    beyond it the oldest entries are dropped and their chunks read again).
 
     Parameters
     ----------
