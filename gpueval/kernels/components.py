@@ -341,7 +341,10 @@ def _label_task(block, index, origin, shape, connectivity, binary, device, carry
         local, n = _cc3d(block, connectivity, binary)
         first_local = _first_voxels(local.reshape(-1), n)
         if carry_key is not None:
-            carry_store.put(carry_key, [local])
+            # cc3d sizes its output by an estimate (often uint32 for < 2^16 components):
+            # the narrowest dtype halves what the later passes decode and scan
+            narrow = np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else local.dtype
+            carry_store.put(carry_key, [local.astype(narrow, copy=False)])
     coords = np.unravel_index(first_local, block.shape)
     first_global = np.ravel_multi_index(
         tuple(c + o for c, o in zip(coords, origin, strict=True)), shape).astype(np.int64)
