@@ -30,7 +30,7 @@ from numcodecs import Zstd
 __all__ = ["BUDGET_BYTES", "CarryStore", "store"]
 
 #: Compressed bytes one process may hold in :func:`store` (oldest entries evicted beyond it).
-BUDGET_BYTES = 768 * 2**20
+BUDGET_BYTES = 512 * 2**20
 
 #: zstd level 1: the fastest standard level; label chunks still compress 10-1000x
 _CODEC = Zstd(level=1)
