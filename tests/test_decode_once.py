@@ -113,3 +113,33 @@ def test_without_the_carry_the_passes_read_again_and_score_the_same(tmp_path, mo
     np.testing.assert_array_equal(a["_detail"]["hausdorff_per_gt"],
                                   b["_detail"]["hausdorff_per_gt"])
     assert len(throughput_carry.store) == 0  # every entry a graph left was collected
+
+
+def test_a_pass_that_misses_the_carry_leaves_its_labels_for_the_next(tmp_path, monkeypatch):
+    # as on a dask.distributed cluster where pass 2 of a chunk runs in another process than
+    # pass 1: pass 2 reads and labels the chunk itself, and pass 3 (beside it) reuses that
+    from gpueval.kernels import components, throughput_carry
+
+    gt, pred = build_crop(48, 60, seed=3)
+    _write(tmp_path / "gt", gt, 16)
+    _write(tmp_path / "pred", pred, 16)
+    real = components.carried_local
+
+    def pass_2_misses(carry, index, *, remove=False):
+        if not remove:  # pass 2 asks without removing: pretend pass 1 ran elsewhere
+            throughput_carry.store.discard((carry, index))
+            return None
+        return real(carry, index, remove=remove)
+
+    monkeypatch.setattr(components, "carried_local", pass_2_misses)
+    g_counts: collections.Counter = collections.Counter()
+    p_counts: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    res = score_instance(_open_counted(tmp_path / "gt", g_counts, lock),
+                         _open_counted(tmp_path / "pred", p_counts, lock), (8.0, 8.0, 8.0),
+                         CONSTS)
+    assert max(g_counts.values()) == 1 and max(p_counts.values()) == 2  # not 3
+    ref = score_instance(gt, pred, (8.0, 8.0, 8.0), CONSTS)
+    for key in ("tp", "fp", "fn", "n_hausdorff", "hausdorff_norm_sum"):
+        assert res[key] == ref[key], key
+    assert len(throughput_carry.store) == 0

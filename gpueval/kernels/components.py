@@ -272,6 +272,13 @@ def carried_relabel(carry: Any, luts: Sequence[np.ndarray], index: int, *,
     return None if local is None else np.asarray(luts[index])[local]
 
 
+def narrowest(local: np.ndarray, n: int) -> np.ndarray:
+    """Labels ``0..n`` in the narrowest unsigned dtype (cc3d sizes its output by an estimate,
+    often uint32 for < 2¹⁶ components): what a carry stores, decodes and scans halves."""
+    dtype = np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else local.dtype
+    return local.astype(dtype, copy=False)
+
+
 def carried_local(carry: Any, index: int, *, remove: bool = False) -> np.ndarray | None:
     """The local component labels (ids ``0..n`` of chunk ``index`` alone, cc3d's output) a
     :func:`label_graph` run with ``carry`` left behind, or ``None`` when they are gone; map
@@ -341,10 +348,7 @@ def _label_task(block, index, origin, shape, connectivity, binary, device, carry
         local, n = _cc3d(block, connectivity, binary)
         first_local = _first_voxels(local.reshape(-1), n)
         if carry_key is not None:
-            # cc3d sizes its output by an estimate (often uint32 for < 2^16 components):
-            # the narrowest dtype halves what the later passes decode and scan
-            narrow = np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else local.dtype
-            carry_store.put(carry_key, [local.astype(narrow, copy=False)])
+            carry_store.put(carry_key, [narrowest(local, n)])
     coords = np.unravel_index(first_local, block.shape)
     first_global = np.ravel_multi_index(
         tuple(c + o for c, o in zip(coords, origin, strict=True)), shape).astype(np.int64)

@@ -225,11 +225,14 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     chunk_task = dask.delayed(_hausdorff_chunk, pure=True)
     bounds = _bounds(gt)
     per_chunk = []
+    done = iter(parts)  # pass 2's task of each non-skipped chunk, in the same order
     for index, cell in enumerate(np.ndindex(*gt.numblocks)):
         if skip[cell]:
             continue  # never written in either volume: no instance voxel (fills are 0 here)
+        # the carried variant also depends on its chunk's pass-2 result (small): a
+        # dask.distributed scheduler then runs it where that task ran and left the chunk
         per_chunk.append(chunk_task(plan, index, _origin(bounds, cell), holder, cell, merged,
-                                    vs, carry))
+                                    vs, carry, next(done) if carry is not None else None))
     assemble = dask.delayed(_hausdorff_assemble, pure=True)
     hs = [assemble(plan, j, per_chunk, vs) for j in range(n_buckets)]
     return dask.delayed(_finish_instance, pure=True)(plan, per_chunk, hs, vs, dict(consts))
@@ -302,13 +305,13 @@ def _self_timed(func):
     return func
 
 
-def _truth_and_local(holder: Opaque, cell, index: int, merged, carry: _CarryKeys, *,
-                     last: bool) -> tuple[np.ndarray, Any, float]:
-    """The truth chunk and the prediction chunk's labels: ``("local", labels)`` — pass 1's
-    local component labels, to map through the chunk's lookup table — from the carry, or
-    ``("global", relabelled chunk)`` read and relabelled with cc3d here when the carry is
-    gone; and the seconds spent reading. ``last``: the last pass that needs them (the carry
-    entries are dropped)."""
+def _truth_and_local(holder: Opaque, cell, index: int, carry: _CarryKeys, *,
+                     last: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """The truth chunk and the prediction chunk's local component labels (cc3d of the chunk
+    alone, to map through the chunk's lookup table), from the carry where the earlier
+    passes left them, else read (and labelled) here — then left for the next pass, unless
+    ``last``: the last pass that needs them (its entries are dropped). And the seconds spent
+    reading."""
     gt, pred = holder.array
     read = 0.0
     got = carry_store.get((carry.truth, index), remove=True) if last else None
@@ -317,10 +320,14 @@ def _truth_and_local(holder: Opaque, cell, index: int, merged, carry: _CarryKeys
     else:
         g, read = _read_block(gt, cell)
     local = cc.carried_local(carry.local, index, remove=last)
-    if local is not None:
-        return g, ("local", local), read
-    p, seconds = _read_block(pred, cell)
-    return g, ("global", cc.relabel_block(p, merged[0], index)), read + seconds
+    if local is None:  # evicted, or pass 1 ran in another worker process
+        p, seconds = _read_block(pred, cell)
+        read += seconds
+        local, n = cc.connected_components(np.ascontiguousarray(p), 26)
+        local = cc.narrowest(local, n)
+        if not last:
+            carry_store.put((carry.local, index), [local])
+    return g, local, read
 
 
 def _remap_b(table: Contingency, lut: np.ndarray) -> Contingency:
@@ -343,16 +350,11 @@ def _stats_chunk_carried(holder: Opaque, cell, index: int, origin, merged, shape
     boxes of the local labels are mapped through the lookup table, which is exact); the
     truth chunk is left in the carry for pass 3."""
     t0 = time.perf_counter()
-    g, (kind, labels), read = _truth_and_local(holder, cell, index, merged, carry, last=False)
+    g, local, read = _truth_and_local(holder, cell, index, carry, last=False)
+    lut = np.asarray(merged[0][index])
+    table = _remap_b(contingency(g, local), lut)
     stats_g = chunk_region_stats(g, origin, shape)
-    if kind == "local":
-        lut = np.asarray(merged[0][index])
-        table = _remap_b(contingency(g, labels), lut)
-        stats_p = chunk_region_stats(labels, origin, shape,
-                                     max_id=len(lut) - 1).relabel(lut)
-    else:
-        table = contingency(g, labels)
-        stats_p = chunk_region_stats(labels, origin, shape)
+    stats_p = chunk_region_stats(local, origin, shape, max_id=len(lut) - 1).relabel(lut)
     carry_store.put((carry.truth, index), [g])
     record_stage("kernel", time.perf_counter() - t0 - read)
     bars.advance(g.size, unit="vx")  # progress weighted by voxels, as the engine's tasks
@@ -522,7 +524,7 @@ def _chunk_specs(plan: Mapping[str, Any], index: int) -> list[int]:
 
 @_self_timed
 def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, cell,
-                     merged, vs, carry: _CarryKeys | None = None
+                     merged, vs, carry: _CarryKeys | None = None, _after: Any = None
                      ) -> tuple[list[tuple[int, np.float32]], list[tuple]]:
     """The Hausdorff inputs of chunk ``index``, read (decoded) at most once for every
     instance whose box touches it — on the CPU not at all: pass 2 left the truth chunk and
@@ -544,8 +546,8 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
             carry_store.discard((carry.local, index))
         return [], []
     if carry is not None:
-        g, (kind, labels), read = _truth_and_local(holder, cell, index, merged, carry,
-                                                   last=True)
+        g, labels, read = _truth_and_local(holder, cell, index, carry, last=True)
+        kind = "local"
     else:
         (g, r1), (p, r2) = (_read_block(a, cell) for a in holder.array)
         kind, labels, read = "global", cc.relabel_block(p, merged[0], index), r1 + r2
