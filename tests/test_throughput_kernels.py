@@ -117,3 +117,29 @@ def test_region_stats_of_local_labels_mapped_equal_those_of_the_relabelled_chunk
     for name in ("ids", "counts", "bbox_min", "bbox_max", "first_index"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), name)
     assert got.ids.dtype == want.ids.dtype
+
+
+def test_label_graph_carry_gives_the_relabelled_chunks():
+    import dask.array as da
+
+    from gpueval.engine import compute
+    from gpueval.kernels import components as cc
+    from gpueval.kernels.throughput_carry import store
+
+    rng = np.random.default_rng(5)
+    vol = (rng.random((20, 18, 22)) < 0.3).astype(np.uint32) * rng.integers(1, 4, (20, 18, 22))
+    arr = da.from_array(vol, chunks=(7, 9, 8))
+    key = ("test-carry", "label-graph")
+    luts, n, _ = compute(cc.label_graph(arr, 26, carry=key))[0]
+    whole, n_whole = cc.connected_components(vol, 26)
+    assert n == n_whole
+    blocks = arr.to_delayed().ravel()
+    for index, cell in enumerate(np.ndindex(*arr.numblocks)):
+        local = cc.carried_local(key, index, remove=True)
+        assert local is not None and local.dtype == np.uint8  # narrowest dtype
+        want = cc.relabel_block(blocks[index].compute(), luts, index)
+        np.testing.assert_array_equal(np.asarray(luts[index])[local], want)
+        sl = tuple(slice(sum(c[:i]), sum(c[:i + 1])) for c, i in zip(arr.chunks, cell,
+                                                                      strict=True))
+        np.testing.assert_array_equal(want, whole[sl])  # cc3d's numbering of the volume
+    assert not any(k[0] == key for k in store._items)

@@ -206,7 +206,7 @@ def label_graph(arr: da.Array, connectivity: int = 26, binary: bool = False, *,
     carry : optional hashable key. On the CPU each chunk task then also leaves its local
         labels (cc3d's output, before the merge) in :data:`gpueval.kernels.throughput_carry.
         store` under ``(carry, index)``, so a later pass over the same grid gets the
-        relabelled chunk as ``luts[index][local]`` (:func:`carried_relabel`) without reading
+        relabelled chunk as ``luts[index][local]`` (:func:`carried_local`) without reading
         the chunk or running cc3d again. The caller must collect the entries (``remove=True``
         on the last use); entries the budget evicts are simply recomputed.
 
@@ -262,16 +262,6 @@ def relabel_block(block: Any, luts: Sequence[np.ndarray], index: int, connectivi
     return _relabel_chunk(_on_device(block, "cpu"), luts[index], connectivity, binary)
 
 
-def carried_relabel(carry: Any, luts: Sequence[np.ndarray], index: int, *,
-                    remove: bool = False) -> np.ndarray | None:
-    """The relabelled chunk ``index`` from the local labels a :func:`label_graph` run with
-    ``carry`` left behind (``luts[index][local]``, identical to :func:`relabel_block` of the
-    input chunk), or ``None`` when they are gone (evicted, another process): the caller then
-    reads the chunk and calls :func:`relabel_block`. ``remove`` drops the entry."""
-    local = carried_local(carry, index, remove=remove)
-    return None if local is None else np.asarray(luts[index])[local]
-
-
 def narrowest(local: np.ndarray, n: int) -> np.ndarray:
     """Labels ``0..n`` in the narrowest unsigned dtype (cc3d sizes its output by an estimate,
     often uint32 for < 2¹⁶ components): what a carry stores, decodes and scans halves."""
@@ -282,8 +272,8 @@ def narrowest(local: np.ndarray, n: int) -> np.ndarray:
 def carried_local(carry: Any, index: int, *, remove: bool = False) -> np.ndarray | None:
     """The local component labels (ids ``0..n`` of chunk ``index`` alone, cc3d's output) a
     :func:`label_graph` run with ``carry`` left behind, or ``None`` when they are gone; map
-    them through ``luts[index]`` (whole chunk: :func:`carried_relabel`, or only the part a
-    caller needs). ``remove`` drops the entry."""
+    them through ``luts[index]`` (the whole chunk, or only the part a caller needs: equal to
+    :func:`relabel_block` of the input chunk there). ``remove`` drops the entry."""
     got = carry_store.get((carry, index), remove=remove)
     return None if got is None else got[0]
 

@@ -102,6 +102,7 @@ class CarryStore:
                 self._bytes -= entry[0]
 
     def clear(self) -> None:
+        """Drop every entry."""
         with self._lock:
             self._items.clear()
             self._bytes = 0
