@@ -143,3 +143,36 @@ def test_label_graph_carry_gives_the_relabelled_chunks():
                                                                       strict=True))
         np.testing.assert_array_equal(want, whole[sl])  # cc3d's numbering of the volume
     assert not any(k[0] == key for k in store._items)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(5, 6, 7), (1, 3, 40), (9, 11)]),
+       st.sampled_from([0.02, 0.2, 0.6]),
+       st.sampled_from([np.uint8, np.int16, np.uint32, np.int64, np.uint64, np.float32, bool]))
+def test_region_stats_sparse_and_dense_paths_match_brute_force(seed, shape, fill, dtype):
+    # under 25 % foreground the chunk is scanned through its foreground voxels only
+    from gpueval.kernels.regions import chunk_region_stats
+
+    rng = np.random.default_rng(seed)
+    kind = np.dtype(dtype).kind
+    values = {"b": [True], "u": [1, 3, 200], "i": [1, 3, -2], "f": [1, 3, -2, 0.5]}[kind]
+    if dtype is np.uint64:
+        values.append(2**63 + 5)  # beyond int64
+    elif dtype is np.int64:
+        values.append(2**40 + 1)
+    values = np.array(values, object)
+    pick = rng.integers(0, len(values), shape)
+    vol = np.zeros(shape, dtype)
+    on = rng.random(shape) < fill
+    vol[on] = np.array([dtype(v) if dtype is not bool else True
+                        for v in values[pick[on]]], dtype)
+    origin, volume = (2,) * len(shape), tuple(s + 4 for s in shape)
+    got = chunk_region_stats(vol, origin, volume)
+    ids = np.unique(vol[vol != 0])
+    np.testing.assert_array_equal(got.ids, ids)
+    for j, v in enumerate(ids):
+        at = np.argwhere(vol == v)
+        assert got.counts[j] == len(at)
+        np.testing.assert_array_equal(got.bbox_min[j], at.min(axis=0) + 2)
+        np.testing.assert_array_equal(got.bbox_max[j], at.max(axis=0) + 2)
+        assert got.first_index[j] == np.ravel_multi_index(tuple(at[0] + 2), volume)

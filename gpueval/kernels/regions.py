@@ -181,14 +181,27 @@ def _chunk_stats_numpy(block: np.ndarray, origin, shape, max_id: int | None = No
         dense = np.ascontiguousarray(block)
         m = int(max_id) + 1
         key_of = np.arange(m, dtype=dtype)
+    shape3 = (1,) * (3 - block.ndim) + block.shape
+    if max_id is not None and dtype.kind == "u":
+        counts, lo, hi, first = _stats_kernel(dense.reshape(shape3), m)
     else:
-        dense, mapping = fastremap.renumber(np.ascontiguousarray(keys), in_place=False)
-        m = len(mapping)
+        flat = np.ascontiguousarray(keys).reshape(-1)
+        # mostly background (sparse objects): renumber and scan the foreground voxels only
+        # (renumbering a whole 256³ chunk costs ~50 ms even when it is almost all zeros)
+        n_fg = int(np.count_nonzero(flat))
+        sparse = n_fg * 4 < flat.size
+        if sparse:  # one compiled pass (np.flatnonzero alone takes ~45 ms on 256³ uint32)
+            where, values = _foreground(flat, n_fg)
+        dense, mapping = fastremap.renumber(values if sparse else flat, in_place=False)
+        m = max(len(mapping), 1)  # 0 -> 0 is in every non-empty mapping: slot 0 = background
         key_of = np.zeros(m, keys.dtype)
         for k, v in mapping.items():
             key_of[v] = k
-    shape3 = (1,) * (3 - block.ndim) + block.shape
-    counts, lo, hi, first = _stats_kernel(dense.reshape(shape3), m)
+        if sparse:
+            counts, lo, hi, first = _stats_sparse_kernel(where, dense, m, shape3[1],
+                                                         shape3[2])
+        else:
+            counts, lo, hi, first = _stats_kernel(dense.reshape(shape3), m)
     keep = counts > 0
     keep[0] = False  # background
     lo, hi = lo[keep, 3 - block.ndim:], hi[keep, 3 - block.ndim:]
@@ -212,6 +225,9 @@ def _stats_kernel(dense, m):  # pragma: no cover - compiled
         for y in range(ny):
             for x in range(nx):
                 r = dense[z, y, x]
+                if r == 0:  # background (slot 0 is dropped): no bookkeeping
+                    i += 1
+                    continue
                 if counts[r] == 0:
                     first[r] = i
                     lo[r, 0] = z
@@ -227,6 +243,52 @@ def _stats_kernel(dense, m):  # pragma: no cover - compiled
                 if x > hi[r, 2]:
                     hi[r, 2] = x
                 i += 1
+    return counts, lo, hi, first
+
+
+@numba.njit(nogil=True, cache=True)
+def _foreground(flat, n):  # pragma: no cover - compiled
+    """C-order indices and values of the ``n`` non-zero elements of ``flat``."""
+    where = np.empty(n, np.int64)
+    values = np.empty(n, flat.dtype)
+    k = 0
+    for i in range(flat.size):
+        if flat[i] != 0:
+            where[k] = i
+            values[k] = flat[i]
+            k += 1
+    return where, values
+
+
+@numba.njit(nogil=True, cache=True)
+def _stats_sparse_kernel(where, dense, m, ny, nx):  # pragma: no cover - compiled
+    """:func:`_stats_kernel` over the foreground voxels only: ``where`` their C-order
+    indices (ascending), ``dense`` their renumbered ids (≥ 1)."""
+    counts = np.zeros(m, np.int64)
+    lo = np.full((m, 3), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((m, 3), -1, np.int64)
+    first = np.full(m, -1, np.int64)
+    plane = ny * nx
+    for k in range(where.size):
+        i = where[k]
+        r = dense[k]
+        z = i // plane
+        rest = i - z * plane
+        y = rest // nx
+        x = rest - y * nx
+        if counts[r] == 0:
+            first[r] = i  # indices ascend: the first seen is the first voxel
+            lo[r, 0] = z
+        counts[r] += 1
+        hi[r, 0] = z
+        if y < lo[r, 1]:
+            lo[r, 1] = y
+        if y > hi[r, 1]:
+            hi[r, 1] = y
+        if x < lo[r, 2]:
+            lo[r, 2] = x
+        if x > hi[r, 2]:
+            hi[r, 2] = x
     return counts, lo, hi, first
 
 
