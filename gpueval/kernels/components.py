@@ -52,6 +52,7 @@ from dask.highlevelgraph import HighLevelGraph
 from gpueval import engine
 from gpueval.backend import is_cupy, to_device, to_host
 from gpueval.engine import timed
+from gpueval.kernels.throughput_carry import store as carry_store
 from gpueval.resources import cuda_source
 
 __all__ = ["ChunkedLabels", "connected_components", "label_chunked", "max_neighbour_order"]
@@ -192,7 +193,8 @@ def label_chunked(
 
 
 def label_graph(arr: da.Array, connectivity: int = 26, binary: bool = False, *,
-                device: str = "cpu", skip: np.ndarray | None = None) -> Delayed:
+                device: str = "cpu", skip: np.ndarray | None = None,
+                carry: Any = None) -> Delayed:
     """The chunked labelling of :func:`label_chunked` as one lazy value, for larger graphs.
 
     Parameters
@@ -201,6 +203,12 @@ def label_graph(arr: da.Array, connectivity: int = 26, binary: bool = False, *,
     connectivity, binary, device : as in :func:`label_chunked`.
     skip : optional bool array shaped like the chunk grid; ``True`` marks chunks the caller
         knows hold only 0 (they are neither read nor labelled).
+    carry : optional hashable key. On the CPU each chunk task then also leaves its local
+        labels (cc3d's output, before the merge) in :data:`gpueval.kernels.throughput_carry.
+        store` under ``(carry, index)``, so a later pass over the same grid gets the
+        relabelled chunk as ``luts[index][local]`` (:func:`carried_local`) without reading
+        the chunk or running cc3d again. The caller must collect the entries (``remove=True``
+        on the last use); entries the budget evicts are simply recomputed.
 
     Returns
     -------
@@ -225,7 +233,8 @@ def label_graph(arr: da.Array, connectivity: int = 26, binary: bool = False, *,
     for i, idx in enumerate(cells):
         if not flat_skip[i]:
             origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
-            infos[i] = label(blocks[i], i, origin, shape, connectivity, binary, device)
+            infos[i] = label(blocks[i], i, origin, shape, connectivity, binary, device,
+                             None if carry is None else (carry, i))
     pair = dask.delayed(_edges_task, pure=True)
     edge_tasks = []
     for i, idx in enumerate(cells):
@@ -251,6 +260,22 @@ def relabel_block(block: Any, luts: Sequence[np.ndarray], index: int, connectivi
     """Relabel chunk ``index`` of a :func:`label_graph` grid, already in memory (NumPy or CuPy,
     result on the same device), with its global ids."""
     return _relabel_chunk(_on_device(block, "cpu"), luts[index], connectivity, binary)
+
+
+def narrowest(local: np.ndarray, n: int) -> np.ndarray:
+    """Labels ``0..n`` in the narrowest unsigned dtype (cc3d sizes its output by an estimate,
+    often uint32 for < 2¹⁶ components): what a carry stores, decodes and scans halves."""
+    dtype = np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else local.dtype
+    return local.astype(dtype, copy=False)
+
+
+def carried_local(carry: Any, index: int, *, remove: bool = False) -> np.ndarray | None:
+    """The local component labels (ids ``0..n`` of chunk ``index`` alone, cc3d's output) a
+    :func:`label_graph` run with ``carry`` left behind, or ``None`` when they are gone; map
+    them through ``luts[index]`` (the whole chunk, or only the part a caller needs: equal to
+    :func:`relabel_block` of the input chunk there). ``remove`` drops the entry."""
+    got = carry_store.get((carry, index), remove=remove)
+    return None if got is None else got[0]
 
 
 def _merge_tables(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray]:
@@ -303,7 +328,8 @@ class _ChunkInfo:
 
 
 @timed("kernel")
-def _label_task(block, index, origin, shape, connectivity, binary, device) -> _ChunkInfo:
+def _label_task(block, index, origin, shape, connectivity, binary, device, carry_key=None
+                ) -> _ChunkInfo:
     block = _on_device(block, device)
     if is_cupy(block):
         local, n, first_local = _cc_cupy(block, connectivity, binary)
@@ -311,6 +337,8 @@ def _label_task(block, index, origin, shape, connectivity, binary, device) -> _C
     else:
         local, n = _cc3d(block, connectivity, binary)
         first_local = _first_voxels(local.reshape(-1), n)
+        if carry_key is not None:
+            carry_store.put(carry_key, [narrowest(local, n)])
     coords = np.unravel_index(first_local, block.shape)
     first_global = np.ravel_multi_index(
         tuple(c + o for c, o in zip(coords, origin, strict=True)), shape).astype(np.int64)

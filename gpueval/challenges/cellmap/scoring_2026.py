@@ -12,9 +12,19 @@ voxel-sized step runs chunk by chunk:
 * bounding boxes of every id are a per-chunk min/max reduction;
 * the Hausdorff distance of one GT instance is computed inside the union of its and its
   prediction's boxes only (the official ROI padding does not change the value, §5.1.9). One
-  task per chunk reads the chunk once for every instance whose box touches it (issue 18:
-  never once per instance group) and computes the instances that lie inside it; instances
-  spanning chunks are assembled from compressed mask pieces in a fixed number of tasks.
+  task per chunk serves every instance whose box touches it (issue 18: never once per
+  instance group) and computes the instances that lie inside it; instances spanning chunks
+  are assembled from compressed mask pieces in a fixed number of tasks. Pairs lost in a
+  large box (the ID-collision quirk joins a GT instance to a prediction component anywhere
+  within ``D_max``) are measured from their voxel lists, not with an EDT of the box.
+
+Decode once (issue 18, session 6): on the CPU every chunk is read and labelled once. The
+passes cannot merge — pass 2 needs the union-find of all of pass 1, pass 3 the matching of
+all of pass 2 — so each hands what the next needs on through a bounded per-process store of
+zstd-compressed chunks (:mod:`gpueval.kernels.throughput_carry`): pass 1 its local
+component labels (pass 2 maps their overlaps and boxes through the chunk's lookup table,
+pass 3 relabels only each instance's box), pass 2 the truth chunk. A pass that finds an
+entry gone (budget, another worker process) reads and labels the chunk again: same result.
 
 Every stage is a lazy node (:func:`instance_delayed`, :func:`semantic_delayed`,
 :func:`count_ids_delayed`) so a whole submission computes as one graph; ``missing`` chunk maps
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,12 +48,14 @@ from dask.delayed import Delayed
 from numcodecs import Zstd
 from scipy import ndimage
 
+from gpueval import progress as bars
 from gpueval.backend import array_module
 from gpueval.engine import Opaque, chunk_tasks, compute, record_stage, timed, tree_reduce
 from gpueval.kernels import components as cc
-from gpueval.kernels.distance import hausdorff
+from gpueval.kernels.distance import hausdorff, hausdorff_sparse
 from gpueval.kernels.regions import RegionStats, chunk_region_stats
 from gpueval.kernels.stats import Contingency, contingency
+from gpueval.kernels.throughput_carry import store as carry_store
 from gpueval.metrics.matching import match_max_total_iou
 
 INSTANCE_CLASSES = ("nuc", "vim", "ves", "endo", "lyso", "ld", "perox", "mito", "np", "mt",
@@ -90,10 +103,25 @@ def _directed_max(src: np.ndarray, dst: np.ndarray, voxel_size) -> float:
     return float(dist[src].max())
 
 
+#: a box with more than this many voxels per object voxel is measured from the voxel lists
+#: (k-d tree), not with an EDT of the box (whose cost is the box's)
+SPARSE_BOX_RATIO = 16
+
+
 def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size) -> float:
-    """Symmetric Hausdorff (nm) of two non-empty masks: the shared kernel
-    (:func:`gpueval.kernels.distance.hausdorff`, ``edt`` in float32 on the CPU, ≤ ~3e-7
-    relative from SciPy's float64 value)."""
+    """Symmetric Hausdorff (nm) of two non-empty masks.
+
+    Compact pairs: the shared box kernel (:func:`gpueval.kernels.distance.hausdorff`,
+    ``edt`` in float32 on the CPU, ≤ ~3e-7 relative from SciPy's float64 value). Pairs lost
+    in a large box (a far prediction component joined by the ID-collision quirk, a split
+    object's far part): :func:`gpueval.kernels.distance.hausdorff_sparse`, exact in float64
+    — the same float32 value as ``edt`` for integer voxel sizes (checked on 3,552 pairs of
+    ``cellmap_600``), else within one float32 step and nearer SciPy's. The choice depends on
+    the pair's masks only, so it is the same for every chunking and schedule.
+    """
+    if a.size > 4096 and a.size > SPARSE_BOX_RATIO * (int(np.count_nonzero(a))
+                                                      + int(np.count_nonzero(b))):
+        return float(hausdorff_sparse(a, b, voxel_size))
     return float(hausdorff(a, b, voxel_size))
 
 
@@ -135,10 +163,15 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
        both volumes, tree-reduced;
     4. one node: ratio guard, IoU, exact matching, tp/fp/fn, and the Hausdorff work plan
        (instances grouped by the chunks their boxes touch, spread over ``K`` buckets);
-    5. per chunk that some measured instance's box touches: one read of the truth and the
-       prediction, relabelled with the global ids; capped Hausdorff distances of the
-       instances inside the chunk, bit-packed mask pieces of the others; ``K`` nodes put
-       the pieces together and compute the rest; one node assembles the result.
+    5. per chunk that some measured instance's box touches: the truth and the prediction
+       relabelled with the global ids (on the CPU from the carry, see the module notes;
+       else one read); capped Hausdorff distances of the instances inside the chunk,
+       bit-packed mask pieces of the others; ``K`` nodes put the pieces together and
+       compute the rest; one node assembles the result.
+
+    Memory: a few decoded chunks per thread, plus the carry (at most
+    :data:`gpueval.kernels.throughput_carry.BUDGET_BYTES` of compressed chunks per process;
+    beyond it the oldest entries are dropped and their chunks read again).
 
     Parameters
     ----------
@@ -157,13 +190,26 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     if skip.any() and (fills is None or np.asarray(fills[0]) != 0
                        or np.asarray(fills[1]) != 0):
         skip[...] = False  # a non-zero fill is a component / an id box: read it
-    merged = cc.label_graph(pred, 26, False, device=device, skip=skip)
+    # CPU: the passes hand their chunks on compressed (gpueval.kernels.throughput_carry) under
+    # keys unique to this graph, so an entry of another graph (or of a failed run over a
+    # zarr rewritten since) is never taken for this one's
+    carry = _CarryKeys(uuid.uuid4().hex) if device == "cpu" else None
+    merged = cc.label_graph(pred, 26, False, device=device, skip=skip,
+                            carry=None if carry is None else carry.local)
     shape = tuple(int(s) for s in gt.shape)
-    # the second pass reads its chunks again, inside its tasks, after the merge: sharing the
-    # first pass's read tasks would keep every chunk of the label in memory until the
-    # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
-    parts = chunk_tasks(_stats_chunk, [gt, pred], device=device, skip=skip, read_in_task=True,
-                        with_slices=True, extra=(merged, shape, _bounds(gt)))
+    holder = dask.delayed(Opaque((gt, pred)), pure=True)
+    if carry is not None:
+        stats_task = dask.delayed(_stats_chunk_carried, pure=True)
+        bounds = _bounds(gt)
+        parts = [stats_task(holder, cell, index, _origin(bounds, cell), merged, shape, carry)
+                 for index, cell in enumerate(np.ndindex(*gt.numblocks)) if not skip[cell]]
+    else:
+        # the second pass reads its chunks again, inside its tasks, after the merge: sharing
+        # the first pass's read tasks would keep every chunk of the label in memory until the
+        # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
+        parts = chunk_tasks(_stats_chunk, [gt, pred], device=device, skip=skip,
+                            read_in_task=True, with_slices=True,
+                            extra=(merged, shape, _bounds(gt)))
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
         zero = np.zeros((1,) * gt.ndim, gt.dtype)
@@ -174,16 +220,19 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     n_buckets = max(1, min(HAUSDORFF_TASKS, int(np.count_nonzero(~skip))))
     plan = dask.delayed(_plan_instance, pure=True)(reduced, merged, dict(consts), shape,
                                                    gt.chunks, vs, n_buckets)
-    # stage 5: one task per chunk reads it once for all the instances whose box touches it
-    holder = dask.delayed(Opaque((gt, pred)), pure=True)
+    # stage 5: one task per chunk serves all the instances whose box touches it, from the
+    # chunk pass 2 carried (or one read when the carry is gone)
     chunk_task = dask.delayed(_hausdorff_chunk, pure=True)
     bounds = _bounds(gt)
     per_chunk = []
+    done = iter(parts)  # pass 2's task of each non-skipped chunk, in the same order
     for index, cell in enumerate(np.ndindex(*gt.numblocks)):
         if skip[cell]:
             continue  # never written in either volume: no instance voxel (fills are 0 here)
-        origin = tuple(int(b[c]) for b, c in zip(bounds, cell, strict=True))
-        per_chunk.append(chunk_task(plan, index, origin, holder, cell, merged, vs))
+        # the carried variant also depends on its chunk's pass-2 result (small): a
+        # dask.distributed scheduler then runs it where that task ran and left the chunk
+        per_chunk.append(chunk_task(plan, index, _origin(bounds, cell), holder, cell, merged,
+                                    vs, carry, next(done) if carry is not None else None))
     assemble = dask.delayed(_hausdorff_assemble, pure=True)
     hs = [assemble(plan, j, per_chunk, vs) for j in range(n_buckets)]
     return dask.delayed(_finish_instance, pure=True)(plan, per_chunk, hs, vs, dict(consts))
@@ -215,6 +264,101 @@ def _skipped_voxels(arr: da.Array, skip: np.ndarray) -> int:
 
 def _bounds(arr: da.Array) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in arr.chunks)
+
+
+def _origin(bounds, cell) -> tuple[int, ...]:
+    return tuple(int(b[c]) for b, c in zip(bounds, cell, strict=True))
+
+
+class _CarryKeys:
+    """The keys under which one instance graph's passes hand chunks on
+    (:mod:`gpueval.kernels.throughput_carry`): pass 1's local component labels of the
+    prediction, pass 2's truth chunk; ``(key, chunk index)`` each."""
+
+    __slots__ = ("local", "truth")
+
+    def __init__(self, nonce: str) -> None:
+        self.local = ("cellmap-cc-local", nonce)
+        self.truth = ("cellmap-truth", nonce)
+
+    def __dask_tokenize__(self):
+        return ("cellmap-carry", self.local[1])
+
+
+def _read_block(arr: da.Array, cell) -> tuple[np.ndarray, float]:
+    """One chunk of ``arr`` as NumPy, and the seconds the read took (recorded as ``read``)."""
+    t0 = time.perf_counter()
+    # through the block's Delayed: a dask-array compute would copy the chunk once more
+    # (its finalize step), 10-20 ms per 256³ uint32 chunk
+    out = np.asarray(arr.blocks[cell].to_delayed().ravel()[0].compute(scheduler="sync"))
+    seconds = time.perf_counter() - t0
+    record_stage("read", seconds)
+    return out, seconds
+
+
+def _self_timed(func):
+    """Mark a task function that records its own ``read`` and ``kernel`` seconds
+    (:func:`gpueval.engine.record_stage`), so the scheduler's stage timer leaves it alone
+    (the engine's protocol: the ``_gpueval_stage`` attribute :func:`gpueval.engine.timed`
+    sets)."""
+    func._gpueval_stage = "kernel"
+    return func
+
+
+def _truth_and_local(holder: Opaque, cell, index: int, carry: _CarryKeys, *,
+                     last: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """The truth chunk and the prediction chunk's local component labels (cc3d of the chunk
+    alone, to map through the chunk's lookup table), from the carry where the earlier
+    passes left them, else read (and labelled) here — then left for the next pass, unless
+    ``last``: the last pass that needs them (its entries are dropped). And the seconds spent
+    reading."""
+    gt, pred = holder.array
+    read = 0.0
+    got = carry_store.get((carry.truth, index), remove=True) if last else None
+    if got is not None:
+        g = got[0]
+    else:
+        g, read = _read_block(gt, cell)
+    local = cc.carried_local(carry.local, index, remove=last)
+    if local is None:  # evicted, or pass 1 ran in another worker process
+        p, seconds = _read_block(pred, cell)
+        read += seconds
+        local, n = cc.connected_components(np.ascontiguousarray(p), 26)
+        local = cc.narrowest(local, n)
+        if not last:
+            carry_store.put((carry.local, index), [local])
+    return g, local, read
+
+
+def _remap_b(table: Contingency, lut: np.ndarray) -> Contingency:
+    """The table with every second id ``j`` replaced by ``lut[j]`` and equal pairs summed:
+    the overlaps with the relabelled chunk, from those with its local labels."""
+    ids_b = lut[table.ids_b.astype(np.int64)]
+    order = np.lexsort((ids_b, table.ids_a))
+    a, b, w = table.ids_a[order], ids_b[order], table.counts[order]
+    if not len(w):
+        return Contingency(a, b, w)
+    starts = np.flatnonzero(np.concatenate([[True], (a[1:] != a[:-1]) | (b[1:] != b[:-1])]))
+    return Contingency(a[starts], b[starts], np.add.reduceat(w, starts))
+
+
+@_self_timed
+def _stats_chunk_carried(holder: Opaque, cell, index: int, origin, merged, shape,
+                         carry: _CarryKeys):
+    """Pass 2 on the CPU: :func:`_stats_chunk` of one chunk, from pass 1's carried local
+    labels (no read, no second cc3d run, and no relabelled chunk built: the overlaps and
+    boxes of the local labels are mapped through the lookup table, which is exact); the
+    truth chunk is left in the carry for pass 3."""
+    t0 = time.perf_counter()
+    g, local, read = _truth_and_local(holder, cell, index, carry, last=False)
+    lut = np.asarray(merged[0][index])
+    table = _remap_b(contingency(g, local), lut)
+    stats_g = chunk_region_stats(g, origin, shape)
+    stats_p = chunk_region_stats(local, origin, shape, max_id=len(lut) - 1).relabel(lut)
+    carry_store.put((carry.truth, index), [g])
+    record_stage("kernel", time.perf_counter() - t0 - read)
+    bars.advance(g.size, unit="vx")  # progress weighted by voxels, as the engine's tasks
+    return table, stats_g, stats_p
 
 
 def _stats_chunk(slices, g, p, merged, shape, bounds):
@@ -378,26 +522,36 @@ def _chunk_specs(plan: Mapping[str, Any], index: int) -> list[int]:
     return plan.get("chunk_specs", {}).get(index, [])
 
 
-@timed("kernel")
+@_self_timed
 def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, cell,
-                     merged, vs) -> tuple[list[tuple[int, np.float32]], list[tuple]]:
-    """The Hausdorff inputs of chunk ``index``, read (decoded) once for every instance whose
-    box touches it.
+                     merged, vs, carry: _CarryKeys | None = None, _after: Any = None
+                     ) -> tuple[list[tuple[int, np.float32]], list[tuple]]:
+    """The Hausdorff inputs of chunk ``index``, read (decoded) at most once for every
+    instance whose box touches it — on the CPU not at all: pass 2 left the truth chunk and
+    pass 1 the local component labels in the carry.
 
     The prediction is relabelled with its global component ids (the ids the matching used),
     so the remapped prediction of GT ``t`` is ``pl == m`` (plus ``pl == t`` under the ID
-    collision quirk) — exactly the component the matching chose. Instances whose box lies in
-    this chunk alone get their capped distance here (most of them, on dense data); the others
-    get their mask pieces ``(k, lo, hi, a_bits, b_bits)`` (box ∩ chunk, bit-packed, zstd), put
-    together by :func:`_hausdorff_assemble`.
+    collision quirk) — exactly the component the matching chose; from the carry only each
+    instance's box is relabelled. Instances whose box lies in this chunk alone get their
+    capped distance here (most of them, on dense data); the others get their mask pieces
+    ``(k, lo, hi, a_bits, b_bits)`` (box ∩ chunk, bit-packed, zstd), put together by
+    :func:`_hausdorff_assemble`.
     """
+    t0 = time.perf_counter()
     mine = _chunk_specs(plan, index)
     if not mine:
+        if carry is not None:  # nothing to measure here: free what pass 2 left
+            carry_store.discard((carry.truth, index))
+            carry_store.discard((carry.local, index))
         return [], []
-    t0 = time.perf_counter()
-    g, p = (np.asarray(a.blocks[cell].compute(scheduler="sync")) for a in holder.array)
-    record_stage("read", time.perf_counter() - t0)
-    pl = cc.relabel_block(p, merged[0], index)
+    if carry is not None:
+        g, labels, read = _truth_and_local(holder, cell, index, carry, last=True)
+        kind = "local"
+    else:
+        (g, r1), (p, r2) = (_read_block(a, cell) for a in holder.array)
+        kind, labels, read = "global", cc.relabel_block(p, merged[0], index), r1 + r2
+    lut = np.asarray(merged[0][index])
     end = tuple(o + s for o, s in zip(origin, g.shape, strict=True))
     values, pieces = [], []
     for i in mine:
@@ -405,11 +559,13 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
         a_lo = tuple(max(x, o) for x, o in zip(lo, origin, strict=True))
         a_hi = tuple(min(x, e) for x, e in zip(hi, end, strict=True))
         sl = tuple(slice(x - o, y - o) for x, y, o in zip(a_lo, a_hi, origin, strict=True))
-        a, b = _pair_masks(g[sl], pl[sl], t, m, t_free)
+        pl = labels[sl] if kind == "global" else lut[labels[sl]]
+        a, b = _pair_masks(g[sl], pl, t, m, t_free)
         if a_lo == tuple(lo) and a_hi == tuple(hi):  # the whole box is in this chunk
             values.append((k, _capped_hausdorff(a, b, vs, plan["d_max"])))
         else:
             pieces.append((k, a_lo, a_hi, _pack(a), _pack(b)))
+    record_stage("kernel", time.perf_counter() - t0 - read)
     return values, pieces
 
 
