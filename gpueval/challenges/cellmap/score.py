@@ -204,14 +204,15 @@ _LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-thre
 _TASK_PHASES = {
     "_label_task": "labelling", "_edges_task": "labelling", "_first_of": "labelling",
     "_merge_tables": "labelling",
-    "_stats_chunk": "matching", "_stats_combine": "matching", "_plan_instance": "matching",
+    "_stats_chunk": "matching", "_stats_chunk_carried": "matching",
+    "_stats_combine": "matching", "_plan_instance": "matching",
     "_hausdorff_chunk": "distances", "_hausdorff_assemble": "distances",
     "_semantic_chunk": "counting", "_sum": "counting",
     "_ids_chunk": "counting", "_union_ids": "counting",
 }
 #: the per-chunk passes: each task processes one chunk of the (crop, label)
-_CHUNK_PASSES = frozenset({"_label_task", "_stats_chunk", "_hausdorff_chunk",
-                           "_semantic_chunk", "_ids_chunk"})
+_CHUNK_PASSES = frozenset({"_label_task", "_stats_chunk", "_stats_chunk_carried",
+                           "_hausdorff_chunk", "_semantic_chunk", "_ids_chunk"})
 
 
 def _work_map(jobs) -> dict[str, bars.Work]:
