@@ -228,20 +228,7 @@ def _stats_kernel(dense, m):  # pragma: no cover - compiled
                 if r == 0:  # background (slot 0 is dropped): no bookkeeping
                     i += 1
                     continue
-                if counts[r] == 0:
-                    first[r] = i
-                    lo[r, 0] = z
-                    hi[r, 0] = z  # z only grows in raster order
-                counts[r] += 1
-                hi[r, 0] = z
-                if y < lo[r, 1]:
-                    lo[r, 1] = y
-                if y > hi[r, 1]:
-                    hi[r, 1] = y
-                if x < lo[r, 2]:
-                    lo[r, 2] = x
-                if x > hi[r, 2]:
-                    hi[r, 2] = x
+                _add_voxel(r, i, z, y, x, counts, lo, hi, first)
                 i += 1
     return counts, lo, hi, first
 
@@ -276,20 +263,27 @@ def _stats_sparse_kernel(where, dense, m, ny, nx):  # pragma: no cover - compile
         rest = i - z * plane
         y = rest // nx
         x = rest - y * nx
-        if counts[r] == 0:
-            first[r] = i  # indices ascend: the first seen is the first voxel
-            lo[r, 0] = z
-        counts[r] += 1
-        hi[r, 0] = z
-        if y < lo[r, 1]:
-            lo[r, 1] = y
-        if y > hi[r, 1]:
-            hi[r, 1] = y
-        if x < lo[r, 2]:
-            lo[r, 2] = x
-        if x > hi[r, 2]:
-            hi[r, 2] = x
+        _add_voxel(r, i, z, y, x, counts, lo, hi, first)
     return counts, lo, hi, first
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _add_voxel(r, i, z, y, x, counts, lo, hi, first):  # pragma: no cover - compiled
+    """Count voxel ``i`` (C-order index, at ``z, y, x``) into region ``r``. Voxels come in
+    raster order, so the first one seen is the region's first voxel and z only grows."""
+    if counts[r] == 0:
+        first[r] = i
+        lo[r, 0] = z
+    counts[r] += 1
+    hi[r, 0] = z
+    if y < lo[r, 1]:
+        lo[r, 1] = y
+    if y > hi[r, 1]:
+        hi[r, 1] = y
+    if x < lo[r, 2]:
+        lo[r, 2] = x
+    if x > hi[r, 2]:
+        hi[r, 2] = x
 
 
 def _chunk_stats_cupy(block, origin, shape) -> RegionStats:
