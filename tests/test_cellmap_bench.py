@@ -56,3 +56,16 @@ def test_testset_manifest_scaled_keeps_extent():
         ext1 = [v * s for v, s in zip(g1.voxel_size, g1.shape, strict=True)]
         assert ext0 == pytest.approx(ext1)
     assert sum(int(np.prod(g.shape)) for *_, g in full) == 87_666_200_000
+
+
+def test_testset_modes_from_environment(monkeypatch):
+    # a large --scale runs one schedule; a misspelt one is an error, not a silent default
+    from gpueval.bench.dense import MODES, _testset_modes
+
+    monkeypatch.delenv("GPUEVAL_BENCH_MODES", raising=False)
+    assert _testset_modes() == MODES
+    monkeypatch.setenv("GPUEVAL_BENCH_MODES", "threads_all")
+    assert _testset_modes() == ("threads_all",)
+    monkeypatch.setenv("GPUEVAL_BENCH_MODES", "threads_all,thread_1")
+    with pytest.raises(ValueError, match="thread_1"):
+        _testset_modes()
