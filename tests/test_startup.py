@@ -133,3 +133,44 @@ def test_numba_kernels_compile_on_first_call_in_a_fresh_process():
             "assert c.counts.tolist() == [2, 1], c\n"
             "assert type(stats._insert).__name__ == 'CPUDispatcher'")
     assert "numba" in _imported_after(code)
+
+
+def _cellmap_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A tiny CellMap truth and submission (zarr v2, 8³ chunks, two mito instances, one of
+    them shifted in the prediction) and a one-row manifest, written in this process."""
+    import numpy as np
+    import zarr
+
+    from gpueval.challenges.cellmap.manifest import write_manifest
+    from gpueval.io.align import Grid
+
+    gt = np.zeros((16, 16, 16), np.uint32)
+    gt[2:6, 2:6, 2:6] = 1
+    gt[9:14, 8:15, 3:9] = 2
+    pred = np.roll(gt, 1, axis=2)
+    for root, data in ((tmp_path / "truth", gt), (tmp_path / "sub.zarr", pred)):
+        grp = zarr.open_group(str(root), mode="a", zarr_format=2)
+        arr = grp.require_group("crop1").create_array("mito", shape=data.shape,
+                                                      dtype=data.dtype, chunks=(8, 8, 8))
+        arr[:] = data
+        arr.attrs["voxel_size"] = [8.0] * 3
+        arr.attrs["translation"] = [0.0] * 3
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(manifest, [(1, "synthetic", "mito", Grid((8.0,) * 3, (0.0,) * 3,
+                                                               gt.shape))])
+    return tmp_path / "truth", tmp_path / "sub.zarr", manifest
+
+
+def test_cellmap_local_score_does_not_import_distributed(tmp_path):
+    # a local CellMap score never needs dask.distributed (~0.1 s of start-up): every compute
+    # hands dask a scheduler function, since a scheduler *name* (or none) makes dask import
+    # distributed to look for a client. The report pictures compute too, so it is drawn here.
+    truth, sub, manifest = _cellmap_pair(tmp_path)
+    code = ("import gpueval\n"
+            f"r = gpueval.score('cellmap', {str(truth)!r}, {str(sub)!r}, device='cpu', "
+            f"overrides=['manifest={manifest}'])\n"
+            "assert r.status == 'ok' and r.items[0]['tp'] == 2, r\n"
+            "from gpueval.report import write_report\n"
+            f"write_report(r, {str(tmp_path / 'r.html')!r}, truth={str(truth)!r}, "
+            f"submission={str(sub)!r})")
+    assert "distributed" not in _imported_after(code)

@@ -136,7 +136,8 @@ class ChunkedLabels:
     def block(self, slices: Sequence[slice]) -> np.ndarray:
         """The relabelled volume over ``slices`` as a NumPy array (reads only the chunks it
         touches; meant for small crops such as a pair of objects' bounding boxes)."""
-        return np.asarray(self.data[tuple(slices)].compute(scheduler="threads"))
+        # the threaded scheduler as a function: a name makes dask import distributed
+        return np.asarray(engine.compute(self.data[tuple(slices)], scheduler="threads")[0])
 
     def relabel(self, slices: Sequence[slice], chunk: Any) -> Any:
         """Relabel one *input* chunk that is already in memory (NumPy or CuPy), for use inside

@@ -287,7 +287,7 @@ def _missing_chunks(gt: da.Array, sources: list[Path], finals: list[da.Array]):
         return None, None
     first = np.argwhere(missing)[0]
     voxel = tuple(int(sum(c[:i])) for c, i in zip(gt.chunks, first, strict=True))
-    fills = tuple(np.asarray(f[voxel].compute(scheduler="sync")) for f in finals)
+    fills = tuple(np.asarray(engine.compute(f[voxel], scheduler="sync")[0]) for f in finals)
     return missing, fills
 
 

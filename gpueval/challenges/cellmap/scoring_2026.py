@@ -290,7 +290,8 @@ def _read_block(arr: da.Array, cell) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
     # through the block's Delayed: a dask-array compute would copy the chunk once more
     # (its finalize step), 10-20 ms per 256³ uint32 chunk
-    out = np.asarray(arr.blocks[cell].to_delayed().ravel()[0].compute(scheduler="sync"))
+    # (dask.get, not "sync": a scheduler name makes dask import distributed, ~0.1 s)
+    out = np.asarray(arr.blocks[cell].to_delayed().ravel()[0].compute(scheduler=dask.get))
     seconds = time.perf_counter() - t0
     record_stage("read", seconds)
     return out, seconds
