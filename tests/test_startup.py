@@ -176,3 +176,49 @@ def test_cellmap_local_score_imports_neither_distributed_nor_zarr(tmp_path):
             f"write_report(r, {str(tmp_path / 'r.html')!r}, truth={str(truth)!r}, "
             f"submission={str(sub)!r})")
     assert _imported_after(code) & {"distributed", "zarr"} == set()
+
+
+def _run_main_module(args: list[str], tmp_path: Path, env: dict | None = None):
+    """``python -m gpueval ARGS`` as runpy runs it, with an ``atexit`` handler registered
+    first (it must run on every exit path) and an object whose ``__del__`` prints only if
+    the interpreter tears the modules down."""
+    mark = tmp_path / "atexit-ran"
+    code = ("import atexit, runpy, sys\n"
+            f"atexit.register(lambda: open({str(mark)!r}, 'w').write('ran'))\n"
+            "class Teardown:\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('torn down\\n')\n"
+            "sys.modules['teardown_probe'] = type(sys)('teardown_probe')\n"
+            "sys.modules['teardown_probe'].probe = Teardown()\n"
+            f"sys.argv = ['gpueval', *{args!r}]\n"
+            "runpy.run_module('gpueval', run_name='__main__')\n")
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full_env.pop("GPUEVAL_FULL_EXIT", None)
+    full_env.update(env or {})
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=full_env, cwd=ROOT, timeout=120)
+    return p, mark.exists()
+
+
+def test_score_process_skips_the_teardown_but_not_the_atexit_handlers(tmp_path):
+    truth, sub, manifest = _cellmap_pair(tmp_path)
+    out = tmp_path / "out.json"
+    args = ["score", "cellmap", "--truth", str(truth), "--submission", str(sub), "--set",
+            f"manifest={manifest}", "--device", "cpu", "--json", str(out)]
+    p, ran = _run_main_module(args, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert ran and "torn down" not in p.stderr  # atexit handlers yes, module teardown no
+    assert json.loads(out.read_text())["items"][0]["tp"] == 2
+    assert "mito" in p.stdout  # the table, flushed before the process ended
+    # a rejection keeps its exit status (3) and its message
+    (sub / "crop1" / "mito" / ".zattrs").write_text('{"voxel_size": [8, 8, "x"]}')
+    p, ran = _run_main_module(args, tmp_path)
+    assert p.returncode == 3 and ran and "rejected" in json.loads(out.read_text())["status"]
+
+
+def test_full_exit_when_asked_or_for_other_commands(tmp_path):
+    p, ran = _run_main_module(["config", "cellmap"], tmp_path)
+    assert p.returncode == 0 and ran and "torn down" in p.stderr
+    p, ran = _run_main_module(["validate", "cellmap", "--submission", str(tmp_path / "nope")],
+                              tmp_path, env={"GPUEVAL_FULL_EXIT": "1"})
+    assert ran and "torn down" in p.stderr
