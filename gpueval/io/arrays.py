@@ -350,6 +350,7 @@ class _V2Layout:
 
 #: a read touching at least this many stored chunks decodes them in a thread pool
 _PARALLEL_CHUNKS = 4
+_DECODE_THREADS = min(8, os.cpu_count() or 1)
 _POOL: tuple[int, Any] | None = None  # (pid, ThreadPoolExecutor): one per process
 
 
@@ -359,7 +360,7 @@ def _decode_pool():
     if _POOL is None or _POOL[0] != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=_DECODE_THREADS,
                                                  thread_name_prefix="gpueval-zarr"))
     return _POOL[1]
 
@@ -399,17 +400,21 @@ class _ZarrV2Reader(_Reader):
         ranges = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, lay.chunks,
                                                                   strict=True)]
         cells = list(itertools.product(*ranges))
-        if len(cells) >= _PARALLEL_CHUNKS:
-            chunks = list(_decode_pool().map(self._chunk, cells))
-        else:
-            chunks = [self._chunk(c) for c in cells]
-        for cell, chunk in zip(cells, chunks, strict=True):
-            src, dst = [], []
-            for i, a, b, c in zip(cell, lo, hi, lay.chunks, strict=True):
-                start, stop = max(a, i * c), min(b, (i + 1) * c)
-                src.append(slice(start - i * c, stop - i * c))
-                dst.append(slice(start - a, stop - a))
-            out[tuple(dst)] = lay.fill if chunk is None else chunk[tuple(src)]
+        pool = _decode_pool() if len(cells) >= _PARALLEL_CHUNKS else None
+        # decoded in batches of two per thread, each copied in before the next batch: at
+        # most that many decoded chunks are held besides ``out``
+        step = 2 * _DECODE_THREADS if pool is not None else 1
+        for at in range(0, len(cells), step):
+            batch = cells[at:at + step]
+            chunks = pool.map(self._chunk, batch) if pool is not None else \
+                map(self._chunk, batch)
+            for cell, chunk in zip(batch, list(chunks), strict=True):
+                src, dst = [], []
+                for i, a, b, c in zip(cell, lo, hi, lay.chunks, strict=True):
+                    start, stop = max(a, i * c), min(b, (i + 1) * c)
+                    src.append(slice(start - i * c, stop - i * c))
+                    dst.append(slice(start - a, stop - a))
+                out[tuple(dst)] = lay.fill if chunk is None else chunk[tuple(src)]
         return out
 
     def _chunk(self, cell: tuple[int, ...]) -> np.ndarray | None:
