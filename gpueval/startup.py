@@ -10,10 +10,11 @@ what the interpreter would do that matters (flush stdout/stderr, join non-daemon
 the ``atexit`` handlers: ``weakref.finalize`` objects, coverage collectors) and then leaves
 with :func:`os._exit`.
 
-Only ``score`` and ``validate`` end this way (:data:`FAST_EXIT_COMMANDS`), only without a
-profiler or tracer attached (``python -m cProfile -m gpueval …`` and ``coverage run -m
-gpueval …`` report after the module returns), and never with ``GPUEVAL_FULL_EXIT=1`` in the
-environment.
+:func:`run` is the whole entry point (``python -m gpueval``; a console script pointed at
+``gpueval.startup:run`` would end the same way). Only ``score`` and ``validate`` end this way
+(:data:`FAST_EXIT_COMMANDS`), only without a profiler or tracer attached (``python -m
+cProfile -m gpueval …`` and ``coverage run -m gpueval …`` report after the module returns),
+and never with ``GPUEVAL_FULL_EXIT=1`` in the environment.
 """
 
 from __future__ import annotations
@@ -63,3 +64,15 @@ def exit_now(code: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(int(code))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (:func:`gpueval.cli.main`); after ``score``/``validate`` end the
+    process at once (:func:`wants_fast_exit`, :func:`exit_now`), else return the status."""
+    from gpueval.cli import main  # noqa: PLC0415 - the entry point above the command line
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = main(args)
+    if wants_fast_exit(args):
+        exit_now(code)
+    return code
