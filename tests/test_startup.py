@@ -178,13 +178,15 @@ def test_cellmap_local_score_imports_neither_distributed_nor_zarr(tmp_path):
     assert _imported_after(code) & {"distributed", "zarr"} == set()
 
 
-def _run_main_module(args: list[str], tmp_path: Path, env: dict | None = None):
+def _run_main_module(args: list[str], tmp_path: Path, env: dict | None = None,
+                     before: str = ""):
     """``python -m gpueval ARGS`` as runpy runs it, with an ``atexit`` handler registered
-    first (it must run on every exit path) and an object whose ``__del__`` prints only if
-    the interpreter tears the modules down."""
+    first (it must run on every exit path), an object whose ``__del__`` prints only if the
+    interpreter tears the modules down, and the code ``before`` run first."""
     mark = tmp_path / "atexit-ran"
     code = ("import atexit, runpy, sys\n"
             f"atexit.register(lambda: open({str(mark)!r}, 'w').write('ran'))\n"
+            f"{before}"
             "class Teardown:\n"
             "    def __del__(self):\n"
             "        sys.stderr.write('torn down\\n')\n"
@@ -208,6 +210,22 @@ def test_score_process_skips_the_teardown_but_not_the_atexit_handlers(tmp_path):
     p, ran = _run_main_module(args, tmp_path)
     assert p.returncode == 0, p.stderr
     assert ran and "torn down" not in p.stderr  # atexit handlers yes, module teardown no
+    # no JIT on the hot path: in a second fresh process every Numba kernel that runs is
+    # loaded from the cache the first one wrote (or found); none compiles (a kernel without
+    # cache=True would count a miss in every process)
+    jit = tmp_path / "jit.json"
+    probe = ("def _compiled():\n"
+             "    import gc, json, numba\n"
+             "    found = {d.py_func.__qualname__: [sum(d._cache_hits.values()),\n"
+             "                                      sum(d._cache_misses.values())]\n"
+             "             for d in gc.get_objects()\n"
+             "             if isinstance(d, numba.core.dispatcher.Dispatcher) and d.signatures}\n"
+             f"    open({str(jit)!r}, 'w').write(json.dumps(found))\n"
+             "atexit.register(_compiled)\n")
+    p, _ = _run_main_module(args, tmp_path, before=probe)
+    kernels = json.loads(jit.read_text())
+    assert p.returncode == 0 and len(kernels) >= 3, (p.stderr, kernels)
+    assert all(hits >= 1 and misses == 0 for hits, misses in kernels.values()), kernels
     assert json.loads(out.read_text())["items"][0]["tp"] == 2
     assert "mito" in p.stdout  # the table, flushed before the process ended
     # a rejection keeps its exit status (3) and its message
