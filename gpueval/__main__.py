@@ -1,5 +1,5 @@
 import sys
 
-from gpueval.cli import main
+from gpueval.startup import run
 
-sys.exit(main())
+sys.exit(run())  # score/validate end inside run(), skipping the interpreter's teardown

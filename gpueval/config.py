@@ -69,7 +69,9 @@ def load_config(
     shipped = shipped_config(challenge)
     path = Path(path) if path else shipped
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        # the shipped file is parsed once per process (_shipped, libyaml); a copy is changed
+        cfg = copy.deepcopy(_shipped(challenge)) if path == shipped else \
+            yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as e:
         raise TruthError(f"config file {path} not found") from e
     except yaml.YAMLError as e:
@@ -301,11 +303,16 @@ def _paths(node: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield from _paths(v, path + ".")
 
 
+#: libyaml's parser for the shipped YAML where PyYAML has it (~40x faster than the pure-Python
+#: one, the same documents: ~15 ms of every process's start-up per parse)
+_SHIPPED_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.cache
 def _shipped(challenge: str) -> dict[str, Any]:
     path = shipped_config(challenge)
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = yaml.load(path.read_text(), Loader=_SHIPPED_LOADER) or {}
     except (OSError, yaml.YAMLError) as e:
         raise TruthError(f"shipped config {path.name} is unreadable: {e}") from e
     return cfg if isinstance(cfg, dict) else {}
@@ -315,7 +322,7 @@ def _shipped(challenge: str) -> dict[str, Any]:
 def _descriptions() -> dict[str, dict[str, str]]:
     path = config_dir() / "keys.yaml"
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_SHIPPED_LOADER) or {}
     except (OSError, yaml.YAMLError):
         return {}
     return {str(s): {str(k): str(v) for k, v in (keys or {}).items()}

@@ -218,7 +218,8 @@ def _apply(func, slices, device, extra, *blocks):
 
 def _apply_reading(func, slices, device, extra, holder: Opaque, idx):
     t0 = time.perf_counter()
-    blocks = [a.blocks[idx].compute(scheduler="sync") for a in holder.array]
+    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
+    blocks = [a.blocks[idx].compute(scheduler=dask.get) for a in holder.array]
     if _STAGES is not None:
         _STAGES.add("read", time.perf_counter() - t0)
     return _apply(func, slices, device, extra, *blocks)

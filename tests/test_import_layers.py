@@ -151,6 +151,8 @@ def _package(name: str) -> dict[str, ast.Module]:
 PACKAGE_LAZY = {
     ("urisc", "imread", "import zarr"): "only band reads of images over the whole-decode "
                                         "budget need zarr (~0.1 s of start-up otherwise)",
+    ("cellmap", "scoring_2026", "from scipy import ndimage"): "only the 2025 scorer's float64 "
+        "EDT needs scipy.ndimage (~25 ms of every CellMap score's start-up otherwise)",
     **{("medsegfm", stem, stmt): "npz cases on the CPU never need the chunked path, the "
        "text/interactive tracks or dask.array (~0.5-0.9 s of start-up otherwise)"
        for stem, stmt in (

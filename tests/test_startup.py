@@ -67,7 +67,7 @@ def test_threaded_compute_does_not_import_distributed():
     code = ("from dask import delayed\nfrom gpueval.engine import compute\n"
             "assert compute(delayed(sum)([1, 2]), delayed(len)('ab')) == (3, 2)\n"
             "assert compute(delayed(sum)([1, 2]), scheduler='sync') == (3,)")
-    assert "distributed" not in _imported_after(code)
+    assert _imported_after(code) & {"distributed", "zarr"} == set()
 
 
 def test_urisc_score_imports_only_what_it_reads_with(tmp_path):
@@ -133,3 +133,110 @@ def test_numba_kernels_compile_on_first_call_in_a_fresh_process():
             "assert c.counts.tolist() == [2, 1], c\n"
             "assert type(stats._insert).__name__ == 'CPUDispatcher'")
     assert "numba" in _imported_after(code)
+
+
+def _cellmap_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A tiny CellMap truth and submission (zarr v2, 8³ chunks, two mito instances, one of
+    them shifted in the prediction) and a one-row manifest, written in this process."""
+    import numpy as np
+    import zarr
+
+    from gpueval.challenges.cellmap.manifest import write_manifest
+    from gpueval.io.align import Grid
+
+    gt = np.zeros((16, 16, 16), np.uint32)
+    gt[2:6, 2:6, 2:6] = 1
+    gt[9:14, 8:15, 3:9] = 2
+    pred = np.roll(gt, 1, axis=2)
+    for root, data in ((tmp_path / "truth", gt), (tmp_path / "sub.zarr", pred)):
+        grp = zarr.open_group(str(root), mode="a", zarr_format=2)
+        arr = grp.require_group("crop1").create_array("mito", shape=data.shape,
+                                                      dtype=data.dtype, chunks=(8, 8, 8))
+        arr[:] = data
+        arr.attrs["voxel_size"] = [8.0] * 3
+        arr.attrs["translation"] = [0.0] * 3
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(manifest, [(1, "synthetic", "mito", Grid((8.0,) * 3, (0.0,) * 3,
+                                                               gt.shape))])
+    return tmp_path / "truth", tmp_path / "sub.zarr", manifest
+
+
+def test_cellmap_local_score_imports_neither_distributed_nor_zarr(tmp_path):
+    # a local CellMap score never needs dask.distributed (~0.1 s of start-up): every compute
+    # hands dask a scheduler function, since a scheduler *name* (or none) makes dask import
+    # distributed to look for a client. The report pictures compute too, so it is drawn here.
+    # Plain zarr v2 arrays are decoded from their chunk files (io.arrays._ZarrV2Reader): no
+    # zarr (~0.1 s) either.
+    truth, sub, manifest = _cellmap_pair(tmp_path)
+    code = ("import gpueval\n"
+            f"r = gpueval.score('cellmap', {str(truth)!r}, {str(sub)!r}, device='cpu', "
+            f"overrides=['manifest={manifest}'])\n"
+            "assert r.status == 'ok' and r.items[0]['tp'] == 2, r\n"
+            "from gpueval.report import write_report\n"
+            f"write_report(r, {str(tmp_path / 'r.html')!r}, truth={str(truth)!r}, "
+            f"submission={str(sub)!r})")
+    assert _imported_after(code) & {"distributed", "zarr"} == set()
+
+
+def _run_main_module(args: list[str], tmp_path: Path, env: dict | None = None,
+                     before: str = ""):
+    """``python -m gpueval ARGS`` as runpy runs it, with an ``atexit`` handler registered
+    first (it must run on every exit path), an object whose ``__del__`` prints only if the
+    interpreter tears the modules down, and the code ``before`` run first."""
+    mark = tmp_path / "atexit-ran"
+    code = ("import atexit, runpy, sys\n"
+            f"atexit.register(lambda: open({str(mark)!r}, 'w').write('ran'))\n"
+            f"{before}"
+            "class Teardown:\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('torn down\\n')\n"
+            "sys.modules['teardown_probe'] = type(sys)('teardown_probe')\n"
+            "sys.modules['teardown_probe'].probe = Teardown()\n"
+            f"sys.argv = ['gpueval', *{args!r}]\n"
+            "runpy.run_module('gpueval', run_name='__main__')\n")
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full_env.pop("GPUEVAL_FULL_EXIT", None)
+    full_env.update(env or {})
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=full_env, cwd=ROOT, timeout=120)
+    return p, mark.exists()
+
+
+def test_score_process_skips_the_teardown_but_not_the_atexit_handlers(tmp_path):
+    truth, sub, manifest = _cellmap_pair(tmp_path)
+    out = tmp_path / "out.json"
+    args = ["score", "cellmap", "--truth", str(truth), "--submission", str(sub), "--set",
+            f"manifest={manifest}", "--device", "cpu", "--json", str(out)]
+    p, ran = _run_main_module(args, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert ran and "torn down" not in p.stderr  # atexit handlers yes, module teardown no
+    # no JIT on the hot path: in a second fresh process every Numba kernel that runs is
+    # loaded from the cache the first one wrote (or found); none compiles (a kernel without
+    # cache=True would count a miss in every process)
+    jit = tmp_path / "jit.json"
+    probe = ("def _compiled():\n"
+             "    import gc, json, numba\n"
+             "    found = {d.py_func.__qualname__: [sum(d._cache_hits.values()),\n"
+             "                                      sum(d._cache_misses.values())]\n"
+             "             for d in gc.get_objects()\n"
+             "             if isinstance(d, numba.core.dispatcher.Dispatcher) and d.signatures}\n"
+             f"    open({str(jit)!r}, 'w').write(json.dumps(found))\n"
+             "atexit.register(_compiled)\n")
+    p, _ = _run_main_module(args, tmp_path, before=probe)
+    kernels = json.loads(jit.read_text())
+    assert p.returncode == 0 and len(kernels) >= 3, (p.stderr, kernels)
+    assert all(hits >= 1 and misses == 0 for hits, misses in kernels.values()), kernels
+    assert json.loads(out.read_text())["items"][0]["tp"] == 2
+    assert "mito" in p.stdout  # the table, flushed before the process ended
+    # a rejection keeps its exit status (3) and its message
+    (sub / "crop1" / "mito" / ".zattrs").write_text('{"voxel_size": [8, 8, "x"]}')
+    p, ran = _run_main_module(args, tmp_path)
+    assert p.returncode == 3 and ran and "rejected" in json.loads(out.read_text())["status"]
+
+
+def test_full_exit_when_asked_or_for_other_commands(tmp_path):
+    p, ran = _run_main_module(["config", "cellmap"], tmp_path)
+    assert p.returncode == 0 and ran and "torn down" in p.stderr
+    p, ran = _run_main_module(["validate", "cellmap", "--submission", str(tmp_path / "nope")],
+                              tmp_path, env={"GPUEVAL_FULL_EXIT": "1"})
+    assert ran and "torn down" in p.stderr

@@ -75,7 +75,9 @@ def names() -> tuple[str, ...]:
 
 def get_challenge(name: str) -> ModuleType:
     """The module of challenge ``name`` (imported on first use: challenges are heavy)."""
-    known = registered()
+    # a built-in wins over an installed name anyway: no scan of the installed packages'
+    # entry points for it (~30-80 ms of start-up)
+    known = BUILTIN if name in BUILTIN else registered()
     if name not in known:
         raise UsageError(f"unknown challenge {name!r}; choose one of {', '.join(known)}")
     module = importlib.import_module(known[name])

@@ -43,6 +43,7 @@ from typing import Any
 import cc3d
 import dask
 import dask.array as da
+import dask.threaded
 import fastremap
 import numba
 import numpy as np
@@ -136,7 +137,8 @@ class ChunkedLabels:
     def block(self, slices: Sequence[slice]) -> np.ndarray:
         """The relabelled volume over ``slices`` as a NumPy array (reads only the chunks it
         touches; meant for small crops such as a pair of objects' bounding boxes)."""
-        return np.asarray(self.data[tuple(slices)].compute(scheduler="threads"))
+        # the threaded scheduler as a function: a name makes dask import distributed
+        return np.asarray(self.data[tuple(slices)].compute(scheduler=dask.threaded.get))
 
     def relabel(self, slices: Sequence[slice], chunk: Any) -> Any:
         """Relabel one *input* chunk that is already in memory (NumPy or CuPy), for use inside

@@ -30,7 +30,7 @@ from gpueval.challenges.cellmap.manifest import read_manifest
 from gpueval.challenges.cellmap.options import Options
 from gpueval.challenges.cellmap.pairs import load_pair
 from gpueval.challenges.cellmap.score import resolve_config
-from gpueval.engine import map_reduce
+from gpueval.engine import compute, map_reduce
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.pictures import BLUE, GREY, MAGENTA, ORANGE, RED, Images, error_overlay
 from gpueval.pictures import pool_factor as _step
@@ -101,7 +101,7 @@ def _cellmap_item_images(name: str, gt, pred, instance: bool, max_side: int) -> 
     if gt.ndim == 2:
         return [(f"{name}", _slice_rgb(gt, pred, (), instance, maps if instance else None,
                                         max_side))]
-    per_z = np.asarray(wrong.sum(axis=tuple(range(1, gt.ndim))).compute())
+    per_z = np.asarray(compute(wrong.sum(axis=tuple(range(1, gt.ndim))))[0])
     z_worst = int(np.argmax(per_z))
     z_mid = gt.shape[0] // 2
     kind = "splits orange, merges magenta, misses blue, false objects red" if instance \
@@ -119,8 +119,8 @@ def _slice_rgb(gt, pred, index: tuple, instance: bool, maps, max_side: int) -> n
     """Read one (strided) slice of both volumes and colour it."""
     s = _step(gt.shape[len(index):], max_side)
     key = index + (slice(None, None, s),) * (gt.ndim - len(index))
-    g = np.asarray(gt[key].compute())
-    p = np.asarray(pred[key].compute())
+    # engine.compute: dask's default scheduler lookup imports distributed (~0.1 s)
+    g, p = (np.asarray(x) for x in compute(gt[key], pred[key]))
     if not instance:
         return error_overlay(g > 0, p > 0)
     return instance_overlay(g, p, maps)

@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 
 from gpueval.challenges.cellmap.checks import _as_vec
@@ -257,7 +258,8 @@ def _sample(node: Path) -> np.ndarray | None:
         block = x.blocks[np.unravel_index(int(flat), x.numblocks)]
         block = block[tuple(slice(0, SAMPLE_EDGE) for _ in range(block.ndim))]
         try:
-            parts.append(np.asarray(block.compute(scheduler="sync")).ravel())
+            # the sync scheduler as a function: a name makes dask import distributed (~0.1 s)
+            parts.append(np.asarray(block.compute(scheduler=dask.get)).ravel())
         except (Rejected, OSError, ValueError, TypeError):
             return None  # a best-effort look: the score reads it and says what is wrong
     return np.concatenate(parts)
