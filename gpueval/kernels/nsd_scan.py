@@ -32,6 +32,7 @@ by float rounding (≤ 1e-12 relative).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -152,7 +153,7 @@ def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
     row_keys = np.concatenate([p[1][0] for p in parts])
     after = np.concatenate([p[1][1].astype(vol.dtype) for p in parts])
     # every label present starts a run somewhere: the transitions list them all
-    present = np.unique(after)
+    present = _sorted_distinct(after)
     present = present[present != 0]
     keys = [int(v) for v in present] if wanted is None else wanted
     surfaces = {}
@@ -197,42 +198,59 @@ class _SlabJob:
         buf[hi:] = 0
         buf[lo:hi, 1:h + 1, e:e + w] = vol[z0:z1 + 1]  # y and x borders stay zero
         # word m of a row and the word one element later, compared: not equal unless the
-        # e + 1 elements e·m … e·m+e (what corners e·(m−1)+1 … e·m read) are one value
-        raw = buf.view(np.uint8)
-        allw = raw.view(np.uint64)
-        words = allw[..., :-1]  # (n+1, h+2, words−1)
-        later = raw[..., size:size + 8 * (self.words - 1)].view(np.uint64)
-        varies = words != later
+        # e + 1 elements e·m … e·m+e (what corners e·(m−1)+1 … e·m read) are one value.
+        # Every test runs on the flat buffer (one 1-D loop; a 3-D view's rows of ~65 words
+        # cost more in per-row overhead than in work): entry x is word m of voxel row
+        # (z, y), x = (z·rows + y)·cols + m. Entries whose neighbours wrap into the next row
+        # or slice (m = cols−1, y = rows−1) read only zero padding and stay clean.
+        raw = buf.reshape(-1).view(np.uint8)
+        flatw = raw.view(np.uint64)
+        rows, cols = buf.shape[1], self.words
+        plane = rows * cols
+        later = raw[size:size + 8 * (len(flatw) - 1)].view(np.uint64)
+        varies = flatw[:-1] != later
         # a corner row is dirty where one of its four voxel rows varies or they differ
-        ydirty = varies[:, :-1] | varies[:, 1:] | (words[:, :-1] != words[:, 1:])
-        dirty = ydirty[:-1] | ydirty[1:] | (words[:-1, :-1] != words[1:, :-1])
+        span = n * plane - cols - 1  # corner rows (z < n) whose four rows lie in the buffer
+        ydirty = varies[:span + plane] | varies[cols:cols + span + plane]
+        ydirty |= flatw[:span + plane] != flatw[cols:cols + span + plane]
+        dirty = ydirty[:span] | ydirty[plane:plane + span]
+        dirty |= flatw[:span] != flatw[plane:plane + span]
+        dirty[cols - 1::cols] = False  # the wrapping column, for clarity: it reads zeros
         # flatnonzero and divmod: several times faster than a 3-D nonzero
-        flat = np.flatnonzero(dirty)
-        di, rest = np.divmod(flat, dirty.shape[1] * dirty.shape[2])
-        dj, dm = np.divmod(rest, dirty.shape[2])
-        # two words (m, m+1) of each of the four rows: elements e·m … e·m+e of the buffer
-        # (one flat index per word: several times cheaper than three broadcast index arrays)
-        rows, cols = allw.shape[1], allw.shape[2]
-        first = (di * rows + dj) * cols + dm
-        around = np.array([0, cols, rows * cols, (rows + 1) * cols])  # rows (0,0) (0,1) (1,0) (1,1)
-        at = first[:, None, None] + around[None, :, None] + np.arange(2)[None, None, :]
-        two = allw.reshape(-1)[at]  # (K, 4, 2)
-        full = two.view(vol.dtype).reshape(len(di), 4, 2 * e)
-        elems = full[:, :, :e + 1]  # (K, 4, e+1)
+        first = np.flatnonzero(dirty)  # word m of row (0,0) of each dirty corner word
+        di, rest = np.divmod(first, plane)
+        dj, dm = np.divmod(rest, cols)
+        # words m and m+1 of the four rows (0,0) (0,1) (1,0) (1,1), interleaved: one 1-D
+        # gather per row (2-D index arrays with an axis of 2 or 8 cost ~100 ns per row in
+        # NumPy's iterator, several times the whole 1-D work)
+        pair_at = np.empty(2 * len(first), np.int64)
+        pair_at[0::2] = first
+        pair_at[1::2] = first + 1
+        two = [flatw[pair_at + off] for off in (0, cols, plane, plane + cols)]
+        # the e corners of each dirty word tested element-parallel on 64-bit words: element t
+        # of ``col_m`` is non-zero where the four rows differ at element t (``col_n``: at
+        # elements e … of word m+1); the last term where row (0,0) changes from t to t+1
+        col_m = (two[1][0::2] ^ two[0][0::2]) | (two[2][0::2] ^ two[0][0::2]) \
+            | (two[3][0::2] ^ two[0][0::2])
+        col_n = (two[1][1::2] ^ two[0][1::2]) | (two[2][1::2] ^ two[0][1::2]) \
+            | (two[3][1::2] ^ two[0][1::2])
+        mixed = col_m | _next_elements(col_m, col_n, size) \
+            | (two[0][0::2] ^ _next_elements(two[0][0::2], two[0][1::2], size))
         # corner t+1 (t = 0..e−1) of dirty word m is corner k = e·(m−1) + t + 1 and reads
         # elements t, t+1 of the four rows: mixed unless all eight are equal
-        r0 = elems[:, 0]
-        column = (elems[:, 1] != r0) | (elems[:, 2] != r0) | (elems[:, 3] != r0)
-        mixed = column[:, :-1] | column[:, 1:] | (r0[:, 1:] != r0[:, :-1])
-        kk = e * (dm[:, None] - 1) + np.arange(1, e + 1)
-        mixed &= (kk >= 0) & (kk <= w)
-        q, t = np.divmod(np.flatnonzero(mixed), e)
-        # code position 4a + 2b + c (weight 128 >> it) is row 2a + b, element t + c
-        offsets = (2 * e * np.arange(4)[:, None] + np.arange(2)).reshape(1, 8)
-        vals8 = full.reshape(-1)[(q * (8 * e) + t)[:, None] + offsets]
+        p = np.flatnonzero(mixed.view(_UNSIGNED[size]))
+        q, t = np.divmod(p, e)
+        # element u of the two words of a dirty word q sits at q·2e + u of a row's elements
+        base = p + q * e
+        elements = [r.view(vol.dtype) for r in two]
+        vals8 = np.empty((len(p), 8), vol.dtype)
+        for r in range(4):  # code position 4a + 2b + c (weight 128 >> it) is row 2a + b
+            vals8[:, 2 * r] = elements[r][base]
+            vals8[:, 2 * r + 1] = elements[r][base + 1]
         ci = di[q].astype(np.int64) + i0
         cj = dj[q].astype(np.int64)
-        ck = kk[q, t].astype(np.int64)
+        ck = e * (dm[q].astype(np.int64) - 1) + t + 1
+        # corners outside 0..w read only the zero padding and are never mixed
         # x-transitions: voxel (i−1, j−1, k−1) ≠ voxel (i−1, j−1, k), code bits 128 and 64
         tr = np.flatnonzero(vals8[:, 0] != vals8[:, 1])
         row_keys = ((ci[tr] - 1) * h + (cj[tr] - 1)) * (w + 1) + ck[tr]
@@ -252,14 +270,48 @@ class _SlabJob:
         return out, (row_keys, after)
 
 
+#: unsigned integer type of each element size: element t of a word, as a NumPy view sees it
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+#: a word's elements in NumPy's order are its bytes from the least significant on
+#: little-endian machines, from the most significant on big-endian ones
+_LITTLE = sys.byteorder == "little"
+
+
+def _next_elements(words: np.ndarray, following: np.ndarray, size: int) -> np.ndarray:
+    """Each 64-bit word moved one element (``size`` bytes) on: element t of the result is
+    element t+1 of ``words``, its last element the first of ``following``."""
+    if size == 8:
+        return following
+    bits = np.uint64(8 * size)
+    back = np.uint64(64 - 8 * size)
+    if _LITTLE:
+        return (words >> bits) | (following << back)
+    return (words << bits) | (following >> back)
+
+
 def _distinct(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values (a histogram for one-byte labels, cheaper than sorting)."""
+    """Sorted distinct values (a histogram for one-byte labels, cheaper than sorting).
+
+    Not ``np.unique``: its first call imports ``numpy.ma`` (~30 ms of a process's start-up).
+    """
     if values.dtype.itemsize == 1 and values.size:
         flat = values.reshape(-1).view(np.uint8)
         hist = np.bincount(flat, minlength=256)
         found = np.flatnonzero(hist).astype(np.uint8).view(values.dtype)
         return np.sort(found)
-    return np.unique(values)
+    return _sorted_distinct(values.reshape(-1))
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a 1-D array (``np.unique`` without its ``numpy.ma`` import)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def _fits(label: int, dtype) -> bool:
