@@ -141,37 +141,150 @@ def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
         raise ValueError("scan_volume needs a non-empty 3-D integer or bool NumPy array")
     vol = volume.view(np.uint8) if volume.dtype == bool else volume
     vol = np.ascontiguousarray(vol, dtype=vol.dtype.newbyteorder("="))
-    wanted = None if labels is None else sorted({int(v) for v in labels})
-    d = vol.shape[0]
-    starts = list(range(0, d + 1, slab))
-    job = _SlabJob(vol, wanted, slab)
-    if workers > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(min(workers, len(starts))) as ex:
-            parts = list(ex.map(job, starts))
-    else:
-        parts = [job(i0) for i0 in starts]
-    row_keys = np.concatenate([p[1][0] for p in parts])
-    after = np.concatenate([p[1][1].astype(vol.dtype) for p in parts])
-    # every label present starts a run somewhere: the transitions list them all
-    present = _sorted_distinct(after)
-    present = present[present != 0]
-    keys = [int(v) for v in present] if wanted is None else wanted
-    surfaces = {}
-    for lab in keys:
-        coords = [p[0][lab][0] for p in parts if lab in p[0]]
-        codes = [p[0][lab][1] for p in parts if lab in p[0]]
-        surfaces[lab] = (SurfacePoints(np.concatenate(coords), np.concatenate(codes))
-                         if coords else SurfacePoints.empty())
-    return VolumeScan(tuple(int(s) for s in vol.shape), surfaces, row_keys, after, present,
-                      volume.dtype if volume.dtype == bool else vol.dtype)
+    scanner = VolumeScanner(vol.shape, volume.dtype, labels, slab=slab)
+    if workers > 1 and len(scanner.starts) > 1:
+        job = scanner.job(vol)
+        with ThreadPoolExecutor(min(workers, len(scanner.starts))) as ex:
+            for raw in ex.map(job, scanner.starts):
+                scanner.keep(raw)
+        scanner.next = len(scanner.starts)
+    return scanner.finish(vol)
+
+
+#: bytes of mixed corners (coordinates and voxel values) a :class:`VolumeScanner` holds while
+#: the labels it is to report are not known yet; past it, it waits for them
+RAW_BUDGET_BYTES = 64 << 20
+
+
+class VolumeScanner:
+    """:func:`scan_volume` fed slice by slice, e.g. while the volume is being decoded.
+
+    Each call of :meth:`feed` scans the slabs whose voxel slices are all filled in; the
+    caller (a reader filling ``vol`` in order) then overlaps decoding and scanning, and the
+    slab is scanned while it is still in the cache. ``labels`` may be a
+    :class:`concurrent.futures.Future` of the label list, known only later (a prediction's
+    classes come from its truth): until it is done, the mixed corners of each slab are kept
+    as they are (their eight voxel values), and converted to the labels' surface codes when
+    the labels arrive, or when :data:`RAW_BUDGET_BYTES` are held (the scanner then waits).
+
+    Parameters
+    ----------
+    shape : the volume's shape (3-D, no axis empty).
+    dtype : its dtype (integer or bool).
+    labels : as :func:`scan_volume`, or a future of it.
+    slab : corner slices per work unit.
+    """
+
+    def __init__(self, shape, dtype, labels=None, *, slab: int = SLAB):
+        self.shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self.slab = slab
+        self.starts = list(range(0, self.shape[0] + 1, slab))
+        self.next = 0  # index in ``starts`` of the next slab to scan
+        self._labels = labels
+        self._wanted: list[int] | None = None
+        self._known = labels is None or not hasattr(labels, "result")
+        if self._known and labels is not None:
+            self._wanted = sorted({int(v) for v in labels})
+        self._job: _SlabJob | None = None
+        self._raw: list[_RawSlab] = []  # waiting for the labels
+        self._raw_bytes = 0
+        self._surfaces: list[dict[int, tuple[np.ndarray, np.ndarray]]] = []
+        self._transitions: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def job(self, vol: np.ndarray) -> _SlabJob:
+        """The slab scan of ``vol`` (native-order, C-contiguous, the shape given)."""
+        if self._job is None:
+            self._job = _SlabJob(vol, self.slab)
+        return self._job
+
+    def feed(self, vol: np.ndarray, filled: int) -> None:
+        """Scan every slab not scanned yet whose voxel slices lie in ``vol[:filled]``."""
+        job = self.job(vol)
+        d = self.shape[0]
+        while self.next < len(self.starts):
+            i0 = self.starts[self.next]
+            if filled < min(i0 + self.slab, d):  # corners i0 … read voxel slices … i0+slab−1
+                break
+            self.keep(job(i0))
+            self.next += 1
+
+    def keep(self, raw: _RawSlab) -> None:
+        """Take the scan of one slab (in slab order)."""
+        self._transitions.append((raw.row_keys, raw.after))
+        if not self._known:
+            self._raw.append(raw)
+            self._raw_bytes += raw.coords.nbytes + raw.vals8.nbytes
+            if self._raw_bytes <= RAW_BUDGET_BYTES and not self._labels.done():
+                return
+            self._resolve()
+            return
+        self._surfaces.append(_slab_surfaces(raw, self._wanted))
+
+    def _resolve(self) -> None:
+        """Wait for the labels, then give every kept slab its surfaces."""
+        self._wanted = sorted({int(v) for v in self._labels.result()})
+        self._known = True
+        for raw in self._raw:
+            self._surfaces.append(_slab_surfaces(raw, self._wanted))
+        self._raw, self._raw_bytes = [], 0
+
+    def finish(self, vol: np.ndarray) -> VolumeScan:
+        """Scan what is left of ``vol`` (now whole) and return the :class:`VolumeScan`."""
+        self.feed(vol, self.shape[0])
+        if not self._known:
+            self._resolve()
+        parts = self._transitions
+        row_keys = np.concatenate([p[0] for p in parts])
+        after = np.concatenate([p[1].astype(vol.dtype) for p in parts])
+        # every label present starts a run somewhere: the transitions list them all
+        present = _sorted_distinct(after)
+        present = present[present != 0]
+        keys = [int(v) for v in present] if self._wanted is None else self._wanted
+        surfaces = {}
+        for lab in keys:
+            found = [p[lab] for p in self._surfaces if lab in p]
+            surfaces[lab] = (SurfacePoints(np.concatenate([f[0] for f in found]),
+                                           np.concatenate([f[1] for f in found]))
+                             if found else SurfacePoints.empty())
+        return VolumeScan(self.shape, surfaces, row_keys, after, present,
+                          self.dtype if self.dtype == bool else vol.dtype)
+
+
+@dataclass
+class _RawSlab:
+    """What the scan of one slab found: its mixed corners (global indices), their eight
+    voxel values in code order, and its x-transitions."""
+
+    coords: np.ndarray
+    vals8: np.ndarray
+    row_keys: np.ndarray
+    after: np.ndarray
+
+
+def _slab_surfaces(raw: _RawSlab, wanted: list[int] | None
+                   ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Surface corners and codes of each wanted label (None: those present) in one slab."""
+    vals8 = raw.vals8
+    # an absent label finds no corner: the wanted ones need no presence test
+    labels = _distinct(vals8).tolist() if wanted is None else wanted
+    out = {}
+    for lab in labels:
+        if not _fits(lab, vals8.dtype):
+            continue
+        # the eight bits of a row, first one the most significant: weights 128 … 1
+        codes = np.packbits(vals8 == lab, axis=1).reshape(-1)
+        keep = np.flatnonzero(codes)  # 255 cannot occur at a mixed corner
+        if len(keep):
+            out[int(lab)] = (raw.coords[keep], codes[keep])
+    return out
 
 
 class _SlabJob:
     """Scan of the corner slices ``[i0, i0 + slab)`` of one volume (see the module text)."""
 
-    def __init__(self, vol: np.ndarray, wanted: list[int] | None, slab: int):
+    def __init__(self, vol: np.ndarray, slab: int):
         self.vol = vol
-        self.wanted = wanted
         self.slab = slab
         self.size = vol.dtype.itemsize
         self.e = 8 // self.size  # elements per 64-bit word
@@ -186,7 +299,7 @@ class _SlabJob:
             self.local.buf = buf
         return buf[:n + 1]
 
-    def __call__(self, i0: int):
+    def __call__(self, i0: int) -> _RawSlab:
         vol, e, size = self.vol, self.e, self.size
         d, h, w = vol.shape
         i1 = min(i0 + self.slab, d + 1)  # corners i0 .. i1-1 read voxel slices i0-1 .. i1-1
@@ -255,19 +368,7 @@ class _SlabJob:
         tr = np.flatnonzero(vals8[:, 0] != vals8[:, 1])
         row_keys = ((ci[tr] - 1) * h + (cj[tr] - 1)) * (w + 1) + ck[tr]
         after = vals8[tr, 1]
-        # an absent label finds no corner: the wanted ones need no presence test
-        labels = _distinct(vals8).tolist() if self.wanted is None else self.wanted
-        coords = np.stack([ci, cj, ck], axis=1)
-        out = {}
-        for lab in labels:
-            if not _fits(lab, vol.dtype):
-                continue
-            # the eight bits of a row, first one the most significant: weights 128 … 1
-            codes = np.packbits(vals8 == lab, axis=1).reshape(-1)
-            keep = np.flatnonzero(codes)  # 255 cannot occur at a mixed corner
-            if len(keep):
-                out[int(lab)] = (coords[keep], codes[keep])
-        return out, (row_keys, after)
+        return _RawSlab(np.stack([ci, cj, ck], axis=1), vals8, row_keys, after)
 
 
 #: unsigned integer type of each element size: element t of a word, as a NumPy view sees it

@@ -7,6 +7,13 @@ each volume once with :func:`gpueval.kernels.nsd_scan.scan_volume`, which yields
 corners of the classes and the x-transitions; :func:`case_table` turns the transitions of
 both volumes into the exact pair table. Same points, codes and counts as :mod:`.chunked`
 (tests compare both); zarr cases and the GPU keep the chunked path.
+
+:class:`SlabFeed` scans a volume while its reader inflates it (the reader's ``on_slices``):
+each slab is scanned straight after it is decoded, while it is in the cache, and the truth
+and the prediction are each decoded and scanned by one thread, side by side
+(:func:`gpueval.challenges.medsegfm.score._load_side_by_side`). The prediction's classes come
+from the truth, so its scan receives them as a future (:class:`~gpueval.kernels.nsd_scan.
+VolumeScanner`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ import numpy as np
 
 from gpueval.challenges.medsegfm.options import _Context
 from gpueval.errors import TruthError
-from gpueval.kernels.nsd_scan import PairCounts, VolumeScan, pair_counts, scan_volume, supported
+from gpueval.kernels.nsd_scan import (
+    PairCounts,
+    VolumeScan,
+    VolumeScanner,
+    pair_counts,
+    scan_volume,
+    supported,
+)
 from gpueval.kernels.surface import CornerGrid
 
 
@@ -45,10 +59,72 @@ def truth_ids(scan: VolumeScan) -> np.ndarray:
 
 def scan_prediction(segs: np.ndarray, classes: Sequence[int]) -> VolumeScan:
     """Surfaces of the scored ``classes`` in the prediction and its x-transitions."""
+    check_classes(classes)
+    return scan_volume(segs, classes, workers=_threads())
+
+
+def check_classes(classes: Sequence[int]) -> None:
+    """Refuse a class set holding 0 (a ground truth with negative labels)."""
     if 0 in classes:  # as :func:`.chunked.class_surfaces`: 0 is the padding outside
         raise TruthError("label 0 would be scored as a class: ground-truth labels must not be "
                          "negative")
-    return scan_volume(segs, classes, workers=_threads())
+
+
+def streams(ctx: _Context) -> bool:
+    """Whether npz volumes are scanned while they are decoded (:class:`SlabFeed`): CPU
+    scoring on the semantic track (the text track may cast the volumes or score instances;
+    the interactive track reads six predictions per case)."""
+    return ctx.device == "cpu" and ctx.settings["track"] == "semantic" \
+        and not ctx.settings["uint8_cast"]
+
+
+class SlabFeed:
+    """A reader's ``on_slices`` that scans a volume as it is decoded.
+
+    Call it as ``on_slices(arr, filled)`` (see :func:`gpueval.io.arrays.load_npz_array`);
+    afterwards :meth:`scan` gives the :class:`VolumeScan` of the array the reader returned,
+    or None when the scan did not take it (not a native-order C-contiguous 3-D integer
+    array, or the reader returned another array, e.g. float labels converted). An error of
+    the scan itself is raised by :meth:`scan`, never reported as an unreadable file.
+
+    Parameters
+    ----------
+    labels : as :class:`~gpueval.kernels.nsd_scan.VolumeScanner` (None: every non-zero label;
+        a future: the prediction's classes, set once the truth is scanned).
+    """
+
+    def __init__(self, labels=None):
+        self.labels = labels
+        self._scanner: VolumeScanner | None = None
+        self._array: np.ndarray | None = None
+        self._off = False
+        self._error: Exception | None = None
+
+    def __call__(self, arr: np.ndarray, filled: int) -> None:
+        if self._off:
+            return
+        try:
+            if self._scanner is None:
+                if not (supported(arr) and arr.dtype.isnative and arr.flags.c_contiguous):
+                    self._off = True
+                    return
+                self._array = arr
+                self._scanner = VolumeScanner(arr.shape, arr.dtype, self.labels)
+            self._scanner.feed(_words(self._array), filled)
+        except Exception as e:  # raised by scan(), in the caller's thread
+            self._error, self._off = e, True
+
+    def scan(self, volume) -> VolumeScan | None:
+        """The scan of ``volume`` (the reader's result), finished; None if not scanned."""
+        if self._error is not None:
+            raise self._error
+        if self._scanner is None or self._off or volume is not self._array:
+            return None
+        return self._scanner.finish(_words(self._array))
+
+
+def _words(arr: np.ndarray) -> np.ndarray:
+    return arr.view(np.uint8) if arr.dtype == bool else arr
 
 
 def case_table(truth: VolumeScan, prediction: VolumeScan) -> PairCounts:
