@@ -184,3 +184,18 @@ def test_streamed_float_prediction_scored_as_labels(tmp_path):
     np.savez_compressed(sub / "c.npz", segs=segs.astype(np.float32) + 0.5)
     with pytest.raises(Rejected, match="integer labels"):
         M.score(truth, sub, load_config("medsegfm"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.uint64, bool])
+def test_truth_ids_from_transitions_equal_unique(dtype):
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        shape = tuple(int(v) for v in rng.integers(1, 6, 3))
+        fill = rng.random()
+        vol = np.where(rng.random(shape) < fill, rng.integers(-2 if dtype in (np.int8, np.int32)
+                                                              else 1, 4, shape), 0)
+        if trial % 3 == 0:
+            vol[:] = rng.integers(1, 3)  # no background at all
+        vol = (vol > 0) if dtype is bool else vol.astype(dtype)
+        got = resident.truth_ids(scan_volume(vol))
+        assert got.tolist() == np.unique(vol).astype(got.dtype).tolist()

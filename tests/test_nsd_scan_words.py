@@ -76,3 +76,12 @@ def test_word_boundary_runs_each_dtype():
         for lab in (1, 2):
             assert len(got.surfaces[lab]) == len(ref[lab]) > 0
             assert _canon(got.surfaces[lab]) == _canon(ref[lab])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300))
+def test_codes_equal_packbits(seed, n):
+    from gpueval.kernels.nsd_scan import _codes
+
+    hit = np.random.default_rng(seed).random((n, 8)) < 0.5
+    assert _codes(hit).tolist() == np.packbits(hit, axis=1).reshape(-1).tolist()

@@ -272,12 +272,27 @@ def _slab_surfaces(raw: _RawSlab, wanted: list[int] | None
     for lab in labels:
         if not _fits(lab, vals8.dtype):
             continue
-        # the eight bits of a row, first one the most significant: weights 128 … 1
-        codes = np.packbits(vals8 == lab, axis=1).reshape(-1)
+        codes = _codes(vals8 == lab)
         keep = np.flatnonzero(codes)  # 255 cannot occur at a mixed corner
         if len(keep):
-            out[int(lab)] = (raw.coords[keep], codes[keep])
+            # np.take: several times faster than ``coords[keep]`` for rows of three
+            out[int(lab)] = (np.take(raw.coords, keep, axis=0), codes[keep])
     return out
+
+
+#: multiplier gathering the low bit of byte j of a word into bit 63 − j (no carries: every
+#: product term lands on its own bit, and only j = j' reaches the top byte)
+_GATHER_BITS = np.uint64(sum(1 << (63 - 9 * j) for j in range(8)))
+
+
+def _codes(hit: np.ndarray) -> np.ndarray:
+    """Neighbour codes of (K, 8) booleans: position j has weight 128 >> j (first one the
+    most significant, as ``np.packbits(hit, axis=1)``, which costs ~10× more: NumPy's
+    iterator pays per row of 8)."""
+    if not _LITTLE:
+        return np.packbits(hit, axis=1).reshape(-1)
+    word = np.ascontiguousarray(hit).view(np.uint64).reshape(-1)  # byte j = position j
+    return ((word * _GATHER_BITS) >> np.uint64(56)).astype(np.uint8)
 
 
 class _SlabJob:
