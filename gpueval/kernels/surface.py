@@ -478,14 +478,17 @@ class CornerGrid:
         try:
             todo = np.arange(len(query))
             at = self._linear(query)
+            moved = np.empty(len(at), np.int64)  # at + step, reused (no allocation per offset)
             for step, d in zip(self.step.tolist(), self.dist.tolist(), strict=True):
-                hit = mask[at + step]
-                if hit.any():
+                hit = np.take(mask, np.add(at, step, out=moved[:len(at)]))
+                found = int(np.count_nonzero(hit))
+                if found:
                     out[todo[hit]] = d
+                    if found == len(todo):
+                        todo = todo[:0]
+                        break
                     miss = ~hit
                     todo, at = todo[miss], at[miss]
-                    if not len(todo):
-                        break
         finally:
             mask[marks] = False
         if len(todo):  # nearest point beyond the ball
