@@ -266,8 +266,9 @@ def _slab_surfaces(raw: _RawSlab, wanted: list[int] | None
                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Surface corners and codes of each wanted label (None: those present) in one slab."""
     vals8 = raw.vals8
-    # an absent label finds no corner: the wanted ones need no presence test
-    labels = _distinct(vals8).tolist() if wanted is None else wanted
+    # an absent label finds no corner: the wanted ones need no presence test; of the
+    # labels present, 0 is the padding and never reported (it is at most mixed corners)
+    labels = [v for v in _distinct(vals8).tolist() if v != 0] if wanted is None else wanted
     out = {}
     for lab in labels:
         if not _fits(lab, vals8.dtype):
