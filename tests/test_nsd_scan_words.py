@@ -85,3 +85,15 @@ def test_codes_equal_packbits(seed, n):
 
     hit = np.random.default_rng(seed).random((n, 8)) < 0.5
     assert _codes(hit).tolist() == np.packbits(hit, axis=1).reshape(-1).tolist()
+
+
+def test_any_nonzero_sees_every_position():
+    from gpueval.kernels.nsd_scan import _any_nonzero
+
+    for shape in [(1, 1, 1), (1, 1, 7), (2, 3, 5), (1, 1, 8), (1, 2, 9)]:
+        for dtype in (np.uint8, np.int16, np.int64):
+            for pos in range(int(np.prod(shape))):
+                vol = np.zeros(shape, dtype)
+                assert not _any_nonzero(vol)
+                vol.reshape(-1)[pos] = -1 if dtype != np.uint8 else 1
+                assert _any_nonzero(vol)
