@@ -199,3 +199,28 @@ def test_truth_ids_from_transitions_equal_unique(dtype):
         vol = (vol > 0) if dtype is bool else vol.astype(dtype)
         got = resident.truth_ids(scan_volume(vol))
         assert got.tolist() == np.unique(vol).astype(got.dtype).tolist()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_too_many_label_changes_take_the_chunked_path(tmp_path, monkeypatch, stream):
+    """A noise-like volume (memory of the scan ~ its label changes) is scored by the chunked
+    path: same JSON as when the in-memory path is off, voxels counted once."""
+    from gpueval.bench.medsegfm import organ_case
+    from gpueval.challenges import medsegfm as M
+
+    gts, segs = organ_case((12, 20, 24), seed=6)
+    truth, sub = _case(tmp_path, gts, segs)
+    cfg = load_config("medsegfm", overrides=["chunk_size=8"])
+    monkeypatch.setattr(resident, "applies", lambda ctx, *v: False)
+    chunked = M.score(truth, sub, cfg)
+    monkeypatch.undo()
+    if not stream:
+        monkeypatch.setattr(resident, "streams", lambda ctx: False)
+    monkeypatch.setattr(resident, "transition_limit", lambda voxels: 50)  # the organs: ~300
+    calls = []
+    real = resident.scan_volume
+    monkeypatch.setattr(resident, "scan_volume", lambda *a, **k: calls.append(1) or real(*a, **k))
+    dense = M.score(truth, sub, cfg)
+    assert _json(dense) == _json(chunked)
+    assert dense.runtime["voxels"] == chunked.runtime["voxels"] == gts.size
+    assert len(calls) == (0 if stream else 1)  # streamed: no second try after decoding

@@ -118,8 +118,14 @@ def supported(volume) -> bool:
             and (volume.dtype == bool or np.issubdtype(volume.dtype, np.integer)))
 
 
+class TooDense(Exception):
+    """A volume changes label at more places than the scan was allowed to hold (noise):
+    the caller takes a path whose memory does not follow the number of changes."""
+
+
 def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
-                slab: int = SLAB, workers: int = 1) -> VolumeScan:
+                slab: int = SLAB, workers: int = 1,
+                max_transitions: int | None = None) -> VolumeScan:
     """Surface corners of ``labels`` and all x-transitions of ``volume``, in one pass.
 
     Parameters
@@ -130,6 +136,8 @@ def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
         (0 is the padding outside the volume and never gets a surface here).
     slab : corner slices per work unit.
     workers : threads over slabs (NumPy releases the GIL in its loops).
+    max_transitions : raise :class:`TooDense` once the volume has more x-transitions (its
+        memory, and that of :func:`pair_counts`, follows their number: ~100 bytes each).
 
     Returns
     -------
@@ -141,7 +149,8 @@ def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
         raise ValueError("scan_volume needs a non-empty 3-D integer or bool NumPy array")
     vol = volume.view(np.uint8) if volume.dtype == bool else volume
     vol = np.ascontiguousarray(vol, dtype=vol.dtype.newbyteorder("="))
-    scanner = VolumeScanner(vol.shape, volume.dtype, labels, slab=slab)
+    scanner = VolumeScanner(vol.shape, volume.dtype, labels, slab=slab,
+                            max_transitions=max_transitions)
     if workers > 1 and len(scanner.starts) > 1:
         job = scanner.job(vol)
         with ThreadPoolExecutor(min(workers, len(scanner.starts))) as ex:
@@ -173,9 +182,13 @@ class VolumeScanner:
     dtype : its dtype (integer or bool).
     labels : as :func:`scan_volume`, or a future of it.
     slab : corner slices per work unit.
+    max_transitions : as :func:`scan_volume` (:class:`TooDense` from :meth:`feed`).
     """
 
-    def __init__(self, shape, dtype, labels=None, *, slab: int = SLAB):
+    def __init__(self, shape, dtype, labels=None, *, slab: int = SLAB,
+                 max_transitions: int | None = None):
+        self.max_transitions = max_transitions
+        self._transition_count = 0
         self.shape = tuple(int(v) for v in shape)
         self.dtype = np.dtype(dtype)
         self.slab = slab
@@ -211,6 +224,10 @@ class VolumeScanner:
 
     def keep(self, raw: _RawSlab) -> None:
         """Take the scan of one slab (in slab order)."""
+        self._transition_count += len(raw.row_keys)
+        if self.max_transitions is not None and self._transition_count > self.max_transitions:
+            self._raw, self._surfaces, self._transitions = [], [], []  # free them now
+            raise TooDense(f"more than {self.max_transitions} label changes along x")
         self._transitions.append((raw.row_keys, raw.after))
         if not self._known:
             self._raw.append(raw)

@@ -27,6 +27,7 @@ from gpueval.challenges.medsegfm.options import _Context
 from gpueval.errors import TruthError
 from gpueval.kernels.nsd_scan import (
     PairCounts,
+    TooDense,
     VolumeScan,
     VolumeScanner,
     pair_counts,
@@ -34,6 +35,20 @@ from gpueval.kernels.nsd_scan import (
     supported,
 )
 from gpueval.kernels.surface import CornerGrid
+
+#: voxels per x-transition below which a volume leaves this path (:class:`TooDense`): its
+#: memory follows the transitions (~100 bytes each), a noise volume has one per voxel, the
+#: organ benchmark one per ~450; below 2**20 transitions a case always stays
+DENSE_VOXELS_PER_TRANSITION = 16
+
+
+def transition_limit(voxels: int) -> int:
+    """Most x-transitions a volume of ``voxels`` may have on this path."""
+    return max(int(voxels) // DENSE_VOXELS_PER_TRANSITION, 1 << 20)
+
+
+#: :func:`..score._load_side_by_side`'s answer for a case whose scan was :class:`TooDense`
+DENSE = "dense"
 
 
 def applies(ctx: _Context, *volumes) -> bool:
@@ -47,8 +62,9 @@ def _threads() -> int:
 
 def scan_truth(ctx: _Context, gts: np.ndarray) -> VolumeScan:
     """Surfaces of every non-zero label of the ground truth and its x-transitions."""
+    scan = scan_volume(gts, None, workers=_threads(), max_transitions=transition_limit(gts.size))
     ctx.voxels += int(gts.size)
-    return scan_volume(gts, None, workers=_threads())
+    return scan
 
 
 def truth_ids(scan: VolumeScan) -> np.ndarray:
@@ -70,7 +86,8 @@ def truth_ids(scan: VolumeScan) -> np.ndarray:
 def scan_prediction(segs: np.ndarray, classes: Sequence[int]) -> VolumeScan:
     """Surfaces of the scored ``classes`` in the prediction and its x-transitions."""
     check_classes(classes)
-    return scan_volume(segs, classes, workers=_threads())
+    return scan_volume(segs, classes, workers=_threads(),
+                       max_transitions=transition_limit(segs.size))
 
 
 def check_classes(classes: Sequence[int]) -> None:
@@ -105,6 +122,7 @@ class SlabFeed:
 
     def __init__(self, labels=None):
         self.labels = labels
+        self.dense = False  # the volume was :class:`TooDense` for this path
         self._scanner: VolumeScanner | None = None
         self._array: np.ndarray | None = None
         self._off = False
@@ -119,18 +137,26 @@ class SlabFeed:
                     self._off = True
                     return
                 self._array = arr
-                self._scanner = VolumeScanner(arr.shape, arr.dtype, self.labels)
+                self._scanner = VolumeScanner(arr.shape, arr.dtype, self.labels,
+                                              max_transitions=transition_limit(arr.size))
             self._scanner.feed(_words(self._array), filled)
+        except TooDense:
+            self.dense, self._off = True, True
         except Exception as e:  # raised by scan(), in the caller's thread
             self._error, self._off = e, True
 
     def scan(self, volume) -> VolumeScan | None:
-        """The scan of ``volume`` (the reader's result), finished; None if not scanned."""
+        """The scan of ``volume`` (the reader's result), finished; None if not scanned
+        (also when :attr:`dense`)."""
         if self._error is not None:
             raise self._error
         if self._scanner is None or self._off or volume is not self._array:
             return None
-        return self._scanner.finish(_words(self._array))
+        try:
+            return self._scanner.finish(_words(self._array))
+        except TooDense:
+            self.dense = True
+            return None
 
 
 def _words(arr: np.ndarray) -> np.ndarray:

@@ -254,9 +254,13 @@ def _load_side_by_side(ctx: _Context, path: Path, pred_path: Path
             if not classes.done():  # no scan of the truth: the prediction's is not used
                 classes.set_result([])
         segs = future.result()
+    if truth_feed is not None and truth_feed.dense:
+        return case, segs, resident.DENSE
     if truth is None or not isinstance(segs, np.ndarray):
         return case, segs, None
     pred = pred_feed.scan(segs)
+    if pred_feed.dense:
+        return case, segs, resident.DENSE
     return case, segs, (None if pred is None else (truth, pred, wanted))
 
 
@@ -278,6 +282,7 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         gts, segs = gts.astype(np.uint8), segs.astype(np.uint8)
     instance = s["track"] == "text" and int(case["prompts"].get("instance_label", 0)) == 1
     item: dict[str, Any] = {"id": name}
+    per_class = None
     if instance:
         from gpueval.challenges.medsegfm.text import instance_scores  # dask, SciPy, Numba
 
@@ -285,19 +290,10 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         item.update({"dsc": math.nan, "nsd": math.nan, "f1": inst["f1"],
                      "dsc_tp": inst["dsc_tp"]})
         ext = {"kind": "instance", **inst}
-    elif resident.applies(ctx, gts, segs):  # an npz case, decoded whole: one pass each
-        if scans is not None and not s["uint8_cast"]:  # scanned while decoded
-            truth, pred, classes = scans
-            ctx.voxels += int(gts.size)
-            resident.check_classes(classes)
-        else:
-            truth = resident.scan_truth(ctx, gts)
-            classes = class_set(resident.truth_ids(truth), s, case["prompts"])
-            pred = resident.scan_prediction(segs, classes)
-        per_class = semantic_scores(ctx, gts, segs, case["spacing"], classes,
-                                    resident.case_table(truth, pred), truth.surfaces,
-                                    pred.surfaces, resident.grid(gts.shape, case["spacing"], s))
-    else:
+    elif resident.applies(ctx, gts, segs) and scans is not resident.DENSE:
+        # an npz case, decoded whole: one pass each (None: too many label changes)
+        classes, per_class = _resident_scores(ctx, case, gts, segs, scans)
+    if not instance and per_class is None:  # zarr, GPU, or a noise-like npz volume
         table = _chunked().pair_table(ctx, gts, segs)
         classes = class_set(table.sizes_a()[0], s, case["prompts"])
         per_class = semantic_scores(ctx, gts, segs, case["spacing"], classes, table)
@@ -320,6 +316,29 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         item["status"] = "missing"
         warn(_missing_case_warning(name, s, scoring=True))
     return item, ext
+
+
+def _resident_scores(ctx: _Context, case: dict[str, Any], gts, segs, scans: tuple | None):
+    """``(classes, per-class scores)`` of an in-memory case by :mod:`.resident`, from the
+    scans made while decoding when there are any; ``(None, None)`` when a volume is
+    :class:`~gpueval.kernels.nsd_scan.TooDense` for that path."""
+    s = ctx.settings
+    voxels = ctx.voxels  # the chunked path counts the case again
+    try:
+        if scans is not None and not s["uint8_cast"]:  # scanned while decoded
+            truth, pred, classes = scans
+            ctx.voxels += int(gts.size)
+            resident.check_classes(classes)
+        else:
+            truth = resident.scan_truth(ctx, gts)
+            classes = class_set(resident.truth_ids(truth), s, case["prompts"])
+            pred = resident.scan_prediction(segs, classes)
+    except resident.TooDense:
+        ctx.voxels = voxels
+        return None, None
+    return classes, semantic_scores(ctx, gts, segs, case["spacing"], classes,
+                                    resident.case_table(truth, pred), truth.surfaces,
+                                    pred.surfaces, resident.grid(gts.shape, case["spacing"], s))
 
 
 def _chunked():
