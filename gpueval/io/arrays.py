@@ -79,7 +79,7 @@ import stat
 import threading
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -959,7 +959,8 @@ def _h5_check_storage(ds, where: str) -> None:
 
 def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None = None,
                    limits: Limits | None = None,
-                   expect_shape: Sequence[int] | None = None) -> np.ndarray:
+                   expect_shape: Sequence[int] | None = None,
+                   on_slices: Callable[[np.ndarray, int], None] | None = None) -> np.ndarray:
     """One array of an ``.npz`` without pickles, its header checked before it is allocated.
 
     Parameters
@@ -971,6 +972,11 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
         readers pass the truth limits).
     expect_shape : the shape the array must have (e.g. the ground truth's): a header
         declaring another shape is refused before anything is allocated or inflated.
+    on_slices : called as ``on_slices(arr, n)`` in the reading thread whenever more of the
+        array is filled: its first ``n`` slices along axis 0 hold their data (C order; a
+        Fortran-order array is reported once, whole). A consumer can work on the slices
+        while they are in the cache, overlapped with the rest of the inflate. It must not
+        raise: an exception would be reported as an unreadable file.
 
     Returns
     -------
@@ -1019,7 +1025,14 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
                 # read the member we checked, straight into the array (np.load would reopen
                 # it by name, and a duplicate name could swap in another member)
                 arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-                _read_exact(f, arr, where)
+                filled = None
+                if on_slices is not None and arr.ndim and arr.size and not fortran:
+                    per_slice = arr.nbytes // arr.shape[0]
+                    def filled(got: int) -> None:  # bytes in -> whole slices in
+                        on_slices(arr, got // per_slice)
+                _read_exact(f, arr, where, filled)
+            if on_slices is not None and arr.ndim and (fortran or not arr.size):
+                on_slices(arr, arr.shape[0])
             return arr
     except Rejected:
         raise
@@ -1031,8 +1044,10 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
 READ_PIECE_BYTES = 1 << 20
 
 
-def _read_exact(f, arr: np.ndarray, where: str) -> None:
-    """Fill ``arr`` from ``f``; refuse a member holding fewer or more bytes than declared."""
+def _read_exact(f, arr: np.ndarray, where: str,
+                filled: Callable[[int], None] | None = None) -> None:
+    """Fill ``arr`` from ``f``; refuse a member holding fewer or more bytes than declared.
+    ``filled(n)`` is told after each piece that the first ``n`` bytes are in."""
     view = memoryview(arr.reshape(-1, order="A").view(np.uint8)) if arr.size else memoryview(b"")
     got = 0
     while got < len(view):
@@ -1042,6 +1057,8 @@ def _read_exact(f, arr: np.ndarray, where: str) -> None:
         if not n:
             break
         got += n
+        if filled is not None:
+            filled(got)
     if got != len(view) or f.read(1):
         raise Rejected(f"{where}: data size differs from its header ({got} of {len(view)} "
                        "bytes before the end; truncated or padded)")

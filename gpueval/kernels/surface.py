@@ -478,14 +478,17 @@ class CornerGrid:
         try:
             todo = np.arange(len(query))
             at = self._linear(query)
+            moved = np.empty(len(at), np.int64)  # at + step, reused (no allocation per offset)
             for step, d in zip(self.step.tolist(), self.dist.tolist(), strict=True):
-                hit = mask[at + step]
-                if hit.any():
+                hit = np.take(mask, np.add(at, step, out=moved[:len(at)]))
+                found = int(np.count_nonzero(hit))
+                if found:
                     out[todo[hit]] = d
+                    if found == len(todo):
+                        todo = todo[:0]
+                        break
                     miss = ~hit
                     todo, at = todo[miss], at[miss]
-                    if not len(todo):
-                        break
         finally:
             mask[marks] = False
         if len(todo):  # nearest point beyond the ball
@@ -516,7 +519,8 @@ def _nearest_far(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
     if n > FAR_POINTS_BOXED:
         return nearest_distances(query, ref, spacing, workers=-1)
     s = [float(v) for v in spacing]
-    ref = ref[np.argsort(ref[:, 0], kind="stable")]
+    if np.any(ref[1:, 0] < ref[:-1, 0]):  # the scans list points in z order already
+        ref = ref[np.argsort(ref[:, 0], kind="stable")]
     z = ref[:, 0]
     upper = _brute_nearest(query, ref[::max(1, m // 4096)], spacing)
     out = np.empty(n)
@@ -533,9 +537,18 @@ def _nearest_far(query: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
         lo = int(np.searchsorted(z, lo_q[0] - half[0], side="left"))
         hi = int(np.searchsorted(z, hi_q[0] + half[0], side="right"))
         box = ref[lo:hi]
-        box = box[(box[:, 1] >= lo_q[1] - half[1]) & (box[:, 1] <= hi_q[1] + half[1])
-                  & (box[:, 2] >= lo_q[2] - half[2]) & (box[:, 2] <= hi_q[2] + half[2])]
-        out[members] = _brute_nearest(q, box, spacing)
+        # a nearest point p of a member m lies within upper(m) of it, so within
+        # upper(m) + |m − c| of the group's centre c: a ball, where the box around a far
+        # point holds a wide patch of the surface beside the nearest one (a slack of 1e-6
+        # mm covers the rounding of these float sums; the minimum itself is exact)
+        centre = (lo_q + hi_q) / 2
+        spread = math.sqrt(sum(((hi_q[k] - lo_q[k]) / 2 * s[k]) ** 2 for k in range(3)))
+        radius = float(upper[members].max()) + spread + 1e-6
+        acc = np.zeros(len(box))
+        for k in range(3):
+            t = (box[:, k] - centre[k]) * s[k]
+            acc += t * t
+        out[members] = _brute_nearest(q, box[acc <= radius * radius], spacing)
     return out
 
 
@@ -715,14 +728,39 @@ def _weighted_percentile(dist: np.ndarray, areas: np.ndarray, percent: float) ->
 
 def _weighted_percentiles(dist: np.ndarray, areas: np.ndarray, percents: Sequence[float]
                           ) -> list[float]:
-    order = np.lexsort((areas, dist))  # by distance, then area (the official sort key)
-    d, a = dist[order], areas[order]
+    d, a = _sorted_by_distance_then_area(dist, areas)
     cum = np.cumsum(a) / np.sum(a)
     out = []
     for percent in percents:
         i = int(np.searchsorted(cum, percent / 100.0))
         out.append(float(d[min(i, len(d) - 1)]))
     return out
+
+
+#: distinct (distance, area) pairs per point up to which they are sorted by counting
+COUNTING_SORT_CELLS = 4
+
+
+def _sorted_by_distance_then_area(dist: np.ndarray, areas: np.ndarray
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``dist`` and ``areas`` in the official sort order: by distance, then by area.
+
+    A surface has few distinct distances (the offsets of :class:`CornerGrid`) and at most
+    256 distinct areas (one per code), so the sorted arrays are rebuilt from the counts of
+    each (distance, area) pair: two ``np.unique`` of floats and a ``bincount``, ~6× cheaper
+    than ``np.lexsort``. Equal pairs are equal values, so the arrays (and every cumulative
+    sum over them) are the ones ``lexsort`` gives. Many distinct pairs: ``lexsort``.
+    """
+    ud, dinv = np.unique(dist, return_inverse=True)
+    ua, ainv = np.unique(areas, return_inverse=True)
+    cells = len(ud) * len(ua)
+    if cells > COUNTING_SORT_CELLS * len(dist) + 1024:
+        order = np.lexsort((areas, dist))
+        return dist[order], areas[order]
+    counts = np.bincount(dinv.reshape(-1) * len(ua) + ainv.reshape(-1), minlength=cells)
+    pair = np.flatnonzero(counts)  # (distance, area) ranks in lexicographic order
+    n = counts[pair]
+    return np.repeat(ud[pair // len(ua)], n), np.repeat(ua[pair % len(ua)], n)
 
 
 def _weighted_mean(dist: np.ndarray, areas: np.ndarray) -> float:

@@ -146,20 +146,21 @@ def truth_cases(truth) -> list[tuple[str, Path]]:
     return cases
 
 
-def load_truth_case(path: Path, track: str) -> dict[str, Any]:
+def load_truth_case(path: Path, track: str, on_slices=None) -> dict[str, Any]:
     """``gts``, ``spacing`` and (text track) the prompts of one truth case.
 
     The truth is the organiser's: it is read under the default limits, not the submission
-    limits of the config's ``limits:`` mapping."""
+    limits of the config's ``limits:`` mapping. ``on_slices`` is handed to the npz reader
+    (:func:`gpueval.io.arrays.load_npz_array`) for ``gts``."""
     with use_limits(Limits()):
-        return _load_truth_case(path, track)
+        return _load_truth_case(path, track, on_slices)
 
 
-def _load_truth_case(path: Path, track: str) -> dict[str, Any]:
+def _load_truth_case(path: Path, track: str, on_slices=None) -> dict[str, Any]:
     if path.suffix == ".zarr":
         return _load_zarr_truth(path, track)
     try:
-        gts = load_npz_array(path, "gts")
+        gts = load_npz_array(path, "gts", on_slices=on_slices)
         spacing = np.asarray(load_npz_array(path, "spacing"), dtype=np.float64).reshape(-1)
     except Rejected as e:
         raise TruthError(f"truth case {path.name}: {e}") from e
@@ -272,13 +273,14 @@ def _pickled_prompts(npy: bytes, name: str) -> Any:
     return obj
 
 
-def load_prediction(path: Path, shape: tuple[int, ...] | None):
+def load_prediction(path: Path, shape: tuple[int, ...] | None, on_slices=None):
     """``segs`` of one prediction file, checked (integer labels, 3-D, the truth's shape):
-    a NumPy array (npz) or a lazy dask array (zarr)."""
+    a NumPy array (npz) or a lazy dask array (zarr). ``on_slices`` is handed to the npz
+    reader (:func:`gpueval.io.arrays.load_npz_array`)."""
     if path.suffix == ".zarr":
         segs = _open_zarr_segs(path).data
-    else:
-        segs = load_npz_array(path, "segs", expect_shape=shape)  # refused before allocating
+    else:  # the shape is refused before allocating
+        segs = load_npz_array(path, "segs", expect_shape=shape, on_slices=on_slices)
     where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
     if isinstance(segs, np.ndarray) and segs.dtype.kind == "f":
         segs = _integral_floats(segs, where)

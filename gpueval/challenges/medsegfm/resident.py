@@ -7,6 +7,13 @@ each volume once with :func:`gpueval.kernels.nsd_scan.scan_volume`, which yields
 corners of the classes and the x-transitions; :func:`case_table` turns the transitions of
 both volumes into the exact pair table. Same points, codes and counts as :mod:`.chunked`
 (tests compare both); zarr cases and the GPU keep the chunked path.
+
+:class:`SlabFeed` scans a volume while its reader inflates it (the reader's ``on_slices``):
+each slab is scanned straight after it is decoded, while it is in the cache, and the truth
+and the prediction are each decoded and scanned by one thread, side by side
+(:func:`gpueval.challenges.medsegfm.score._load_side_by_side`). The prediction's classes come
+from the truth, so its scan receives them as a future (:class:`~gpueval.kernels.nsd_scan.
+VolumeScanner`).
 """
 
 from __future__ import annotations
@@ -18,8 +25,30 @@ import numpy as np
 
 from gpueval.challenges.medsegfm.options import _Context
 from gpueval.errors import TruthError
-from gpueval.kernels.nsd_scan import PairCounts, VolumeScan, pair_counts, scan_volume, supported
+from gpueval.kernels.nsd_scan import (
+    PairCounts,
+    TooDense,
+    VolumeScan,
+    VolumeScanner,
+    pair_counts,
+    scan_volume,
+    supported,
+)
 from gpueval.kernels.surface import CornerGrid
+
+#: voxels per x-transition below which a volume leaves this path (:class:`TooDense`): its
+#: memory follows the transitions (~100 bytes each), a noise volume has one per voxel, the
+#: organ benchmark one per ~450; below 2**20 transitions a case always stays
+DENSE_VOXELS_PER_TRANSITION = 16
+
+
+def transition_limit(voxels: int) -> int:
+    """Most x-transitions a volume of ``voxels`` may have on this path."""
+    return max(int(voxels) // DENSE_VOXELS_PER_TRANSITION, 1 << 20)
+
+
+#: :func:`..score._load_side_by_side`'s answer for a case whose scan was :class:`TooDense`
+DENSE = "dense"
 
 
 def applies(ctx: _Context, *volumes) -> bool:
@@ -33,22 +62,105 @@ def _threads() -> int:
 
 def scan_truth(ctx: _Context, gts: np.ndarray) -> VolumeScan:
     """Surfaces of every non-zero label of the ground truth and its x-transitions."""
+    scan = scan_volume(gts, None, workers=_threads(), max_transitions=transition_limit(gts.size))
     ctx.voxels += int(gts.size)
-    return scan_volume(gts, None, workers=_threads())
+    return scan
 
 
 def truth_ids(scan: VolumeScan) -> np.ndarray:
-    """Sorted distinct labels of the scanned ground truth, 0 included when a voxel is 0."""
-    ids, _ = pair_counts(scan, VolumeScan(scan.shape, dtype=scan.dtype)).sizes_a()
+    """Sorted distinct labels of the scanned ground truth, 0 included when a voxel is 0.
+
+    From the x-transitions alone: a row whose first voxel is not 0 has a transition at
+    ``k = 0`` (from the zero padding); 0 occurs in the volume iff some row lacks one, or a
+    transition inside a row (``k < W``) starts a run of 0.
+    """
+    d, h, w = scan.shape
+    k = scan.row_keys % (w + 1)
+    zero = int(np.count_nonzero(k == 0)) < d * h or bool(np.any((scan.after == 0) & (k < w)))
+    ids = scan.labels.astype(np.uint64 if np.dtype(scan.dtype) == np.uint64 else np.int64)
+    if zero:
+        ids = np.sort(np.concatenate([np.zeros(1, ids.dtype), ids]))
     return ids
 
 
 def scan_prediction(segs: np.ndarray, classes: Sequence[int]) -> VolumeScan:
     """Surfaces of the scored ``classes`` in the prediction and its x-transitions."""
+    check_classes(classes)
+    return scan_volume(segs, classes, workers=_threads(),
+                       max_transitions=transition_limit(segs.size))
+
+
+def check_classes(classes: Sequence[int]) -> None:
+    """Refuse a class set holding 0 (a ground truth with negative labels)."""
     if 0 in classes:  # as :func:`.chunked.class_surfaces`: 0 is the padding outside
         raise TruthError("label 0 would be scored as a class: ground-truth labels must not be "
                          "negative")
-    return scan_volume(segs, classes, workers=_threads())
+
+
+def streams(ctx: _Context) -> bool:
+    """Whether npz volumes are scanned while they are decoded (:class:`SlabFeed`): CPU
+    scoring on the semantic track (the text track may cast the volumes or score instances;
+    the interactive track reads six predictions per case)."""
+    return ctx.device == "cpu" and ctx.settings["track"] == "semantic" \
+        and not ctx.settings["uint8_cast"]
+
+
+class SlabFeed:
+    """A reader's ``on_slices`` that scans a volume as it is decoded.
+
+    Call it as ``on_slices(arr, filled)`` (see :func:`gpueval.io.arrays.load_npz_array`);
+    afterwards :meth:`scan` gives the :class:`VolumeScan` of the array the reader returned,
+    or None when the scan did not take it (not a native-order C-contiguous 3-D integer
+    array, or the reader returned another array, e.g. float labels converted). An error of
+    the scan itself is raised by :meth:`scan`, never reported as an unreadable file.
+
+    Parameters
+    ----------
+    labels : as :class:`~gpueval.kernels.nsd_scan.VolumeScanner` (None: every non-zero label;
+        a future: the prediction's classes, set once the truth is scanned).
+    """
+
+    def __init__(self, labels=None):
+        self.labels = labels
+        self.dense = False  # the volume was :class:`TooDense` for this path
+        self._scanner: VolumeScanner | None = None
+        self._array: np.ndarray | None = None
+        self._off = False
+        self._error: Exception | None = None
+
+    def __call__(self, arr: np.ndarray, filled: int) -> None:
+        if self._off:
+            return
+        try:
+            if self._scanner is None:
+                if not (supported(arr) and arr.dtype.isnative and arr.flags.c_contiguous):
+                    self._off = True
+                    return
+                self._array = arr
+                self._scanner = VolumeScanner(arr.shape, arr.dtype, self.labels,
+                                              max_transitions=transition_limit(arr.size))
+            self._scanner.feed(_words(self._array), filled)
+        except TooDense:
+            self.dense, self._off = True, True
+        except Exception as e:  # raised by scan(), in the caller's thread
+            self._error, self._off = e, True
+
+    def scan(self, volume) -> VolumeScan | None:
+        """The scan of ``volume`` (the reader's result), finished; None if not scanned
+        (also when :attr:`dense`)."""
+        if self._error is not None:
+            raise self._error
+        if self._scanner is None or self._off or volume is not self._array:
+            return None
+        try:
+            return self._scanner.finish(_words(self._array))
+        except TooDense:
+            self.dense = True
+            return None
+
+
+def _words(arr: np.ndarray) -> np.ndarray:
+    return arr.view(np.uint8) if arr.dtype == bool else arr
 
 
 def case_table(truth: VolumeScan, prediction: VolumeScan) -> PairCounts:

@@ -32,7 +32,7 @@ import contextvars
 import csv
 import io
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +96,8 @@ def _score(truth, submission, config: dict[str, Any], *, device: str, scheduler:
                 item, ext = _score_interactive_case(ctx, name, case, sub / name)
             else:
                 pred_path = _find(sub, name)
-                case, segs = _load_side_by_side(path, pred_path, settings["track"])
-                item, ext = _score_single_case(ctx, name, case, pred_path, segs)
+                case, segs, scans = _load_side_by_side(ctx, path, pred_path)
+                item, ext = _score_single_case(ctx, name, case, pred_path, segs, scans)
             items.append(item)
             extended[name] = ext
             bar.update(1)
@@ -215,30 +215,57 @@ def write_official_csv(result: Result, path: str | Path | None = None) -> str:
     return text
 
 
-def _load_side_by_side(path: Path, pred_path: Path, track: str) -> tuple[dict[str, Any], Any]:
+def _load_side_by_side(ctx: _Context, path: Path, pred_path: Path
+                       ) -> tuple[dict[str, Any], Any, tuple | None]:
     """The truth case and, when both are ``.npz`` files, its prediction decoded at the same
     time in a second thread (zlib inflates outside the GIL: the two files take about the time
     of one on two cores). The prediction is checked against the truth's declared shape before
     it is allocated, as :func:`load_prediction` always does; a truth error is raised first,
-    as when the files are read one after the other. Returns ``(case, segs or None)``; None:
-    the caller reads the prediction itself.
+    as when the files are read one after the other.
+
+    Where :func:`.resident.streams`, each thread also scans its volume slab by slab as it
+    is inflated (:class:`.resident.SlabFeed`); the prediction's scan gets the classes from
+    the truth's as soon as the truth is read. Returns ``(case, segs or None, scans)``; segs
+    None: the caller reads the prediction itself; ``scans``: ``(truth scan, prediction scan,
+    classes)`` or None when the volumes were not scanned.
     """
+    track = ctx.settings["track"]
     if path.suffix != ".npz" or pred_path.suffix != ".npz" or not pred_path.is_file():
-        return load_truth_case(path, track), None
+        return load_truth_case(path, track), None, None
     try:
         shape = _truth_shape(path)
     except Exception:  # a broken truth file: its reader below says why, as before
-        return load_truth_case(path, track), None
+        return load_truth_case(path, track), None, None
+    streaming = resident.streams(ctx)
+    classes: Future = Future()
+    truth_feed = resident.SlabFeed() if streaming else None
+    pred_feed = resident.SlabFeed(classes) if streaming else None
     with ThreadPoolExecutor(1) as pool:
         # the prediction is read under this call's limits and path display (context vars)
-        future = pool.submit(contextvars.copy_context().run, load_prediction, pred_path, shape)
-        case = load_truth_case(path, track)
+        future = pool.submit(contextvars.copy_context().run, load_prediction, pred_path, shape,
+                             pred_feed)
+        try:
+            case = load_truth_case(path, track, truth_feed)
+            truth = truth_feed.scan(case["gts"]) if truth_feed is not None else None
+            if truth is not None:
+                wanted = class_set(resident.truth_ids(truth), ctx.settings, case["prompts"])
+                classes.set_result([c for c in wanted if c != 0])  # 0: refused below
+        finally:
+            if not classes.done():  # no scan of the truth: the prediction's is not used
+                classes.set_result([])
         segs = future.result()
-    return case, segs
+    if truth_feed is not None and truth_feed.dense:
+        return case, segs, resident.DENSE
+    if truth is None or not isinstance(segs, np.ndarray):
+        return case, segs, None
+    pred = pred_feed.scan(segs)
+    if pred_feed.dense:
+        return case, segs, resident.DENSE
+    return case, segs, (None if pred is None else (truth, pred, wanted))
 
 
 def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path: Path,
-                       segs: Any = None):
+                       segs: Any = None, scans: tuple | None = None):
     s = ctx.settings
     gts = case["gts"]
     missing = not pred_path.exists()
@@ -255,6 +282,7 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         gts, segs = gts.astype(np.uint8), segs.astype(np.uint8)
     instance = s["track"] == "text" and int(case["prompts"].get("instance_label", 0)) == 1
     item: dict[str, Any] = {"id": name}
+    per_class = None
     if instance:
         from gpueval.challenges.medsegfm.text import instance_scores  # dask, SciPy, Numba
 
@@ -262,14 +290,10 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         item.update({"dsc": math.nan, "nsd": math.nan, "f1": inst["f1"],
                      "dsc_tp": inst["dsc_tp"]})
         ext = {"kind": "instance", **inst}
-    elif resident.applies(ctx, gts, segs):  # an npz case, decoded whole: one pass each
-        truth = resident.scan_truth(ctx, gts)
-        classes = class_set(resident.truth_ids(truth), s, case["prompts"])
-        pred = resident.scan_prediction(segs, classes)
-        per_class = semantic_scores(ctx, gts, segs, case["spacing"], classes,
-                                    resident.case_table(truth, pred), truth.surfaces,
-                                    pred.surfaces, resident.grid(gts.shape, case["spacing"], s))
-    else:
+    elif resident.applies(ctx, gts, segs) and scans is not resident.DENSE:
+        # an npz case, decoded whole: one pass each (None: too many label changes)
+        classes, per_class = _resident_scores(ctx, case, gts, segs, scans)
+    if not instance and per_class is None:  # zarr, GPU, or a noise-like npz volume
         table = _chunked().pair_table(ctx, gts, segs)
         classes = class_set(table.sizes_a()[0], s, case["prompts"])
         per_class = semantic_scores(ctx, gts, segs, case["spacing"], classes, table)
@@ -292,6 +316,29 @@ def _score_single_case(ctx: _Context, name: str, case: dict[str, Any], pred_path
         item["status"] = "missing"
         warn(_missing_case_warning(name, s, scoring=True))
     return item, ext
+
+
+def _resident_scores(ctx: _Context, case: dict[str, Any], gts, segs, scans: tuple | None):
+    """``(classes, per-class scores)`` of an in-memory case by :mod:`.resident`, from the
+    scans made while decoding when there are any; ``(None, None)`` when a volume is
+    :class:`~gpueval.kernels.nsd_scan.TooDense` for that path."""
+    s = ctx.settings
+    voxels = ctx.voxels  # the chunked path counts the case again
+    try:
+        if scans is not None and not s["uint8_cast"]:  # scanned while decoded
+            truth, pred, classes = scans
+            ctx.voxels += int(gts.size)
+            resident.check_classes(classes)
+        else:
+            truth = resident.scan_truth(ctx, gts)
+            classes = class_set(resident.truth_ids(truth), s, case["prompts"])
+            pred = resident.scan_prediction(segs, classes)
+    except resident.TooDense:
+        ctx.voxels = voxels
+        return None, None
+    return classes, semantic_scores(ctx, gts, segs, case["spacing"], classes,
+                                    resident.case_table(truth, pred), truth.surfaces,
+                                    pred.surfaces, resident.grid(gts.shape, case["spacing"], s))
 
 
 def _chunked():
