@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import json
 import math
@@ -1549,7 +1550,7 @@ def _check_tiff(tif, p: Path, lim: Limits) -> None:
         lim.check_file_count(n, p.name, what="TIFF pages")
         if not hasattr(page, "dataoffsets"):
             continue
-        if int(getattr(page, "compression", 1)) in _TIFF_IMAGE_CODECS:
+        if int(getattr(page, "compression", 1)) in _tiff_image_codecs():
             # JPEG, PNG, WebP… tiles are decoded to whatever size their own header declares
             # (tifffile gives them no output bound); lossy codecs are no format for labels
             raise Rejected(f"{p.name}: page {n - 1} uses image compression "
@@ -1605,7 +1606,10 @@ def _shown(path: str | Path) -> str:
     return os.path.basename(full.rstrip(os.sep)) or text
 
 
+@functools.cache
 def _tiff_image_codecs() -> frozenset[int]:
+    """TIFF compressions that hold an image codec (JPEG, WebP…), asked of tifffile on first
+    use: importing tifffile at module import cost every challenge 15–35 ms of start-up."""
     try:
         import tifffile
 
@@ -1614,8 +1618,6 @@ def _tiff_image_codecs() -> frozenset[int]:
         return frozenset({6, 7, 33003, 33004, 33005, 33007, 34712, 34892, 34933, 34934,
                           50001, 50002, 52546})
 
-
-_TIFF_IMAGE_CODECS = _tiff_image_codecs()
 
 
 def _tiff_codec_name(page) -> str:
