@@ -68,3 +68,58 @@ def test_xpress_score_imports_no_numba(tmp_path):
     got = _score_in_fresh_interpreter(tmp_path)
     assert "numba" not in got["modules"]
     assert got["result"]["metrics"]["n_nodes_in_roi"] == 8
+
+
+def test_xpress_score_of_hdf5_imports_no_dask(tmp_path):
+    got = _score_in_fresh_interpreter(tmp_path)
+    assert got["modules"] & {"dask", "dask.array", "distributed", "zarr"} == set()
+
+
+def _h5_volume(path: Path, data: np.ndarray, chunks) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("seg", data=data, chunks=chunks, compression="lzf")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_threaded_gather_equals_the_dask_graph(tmp_path_factory, data):
+    # the same window (crop, stride) of the same stored blocks, gathered on threads and as a
+    # Dask graph: same values, extrema and statistics (blocks read, bytes, total)
+    from gpueval.challenges.xpress.layout import Submission
+    from gpueval.kernels.gather import BlockWindow, gather
+
+    shape = tuple(data.draw(st.integers(3, 12), label="n") for _ in range(3))
+    chunks = tuple(data.draw(st.integers(1, n), label="c") for n in shape)
+    signed = data.draw(st.booleans(), label="signed")
+    rng = np.random.default_rng(data.draw(st.integers(0, 99), label="seed"))
+    vol = rng.integers(-5 if signed else 0, 50, shape).astype(np.int16 if signed else np.uint64)
+    path = tmp_path_factory.mktemp("g") / "v.h5"
+    _h5_volume(path, vol, chunks)
+    start = tuple(data.draw(st.integers(0, n - 1), label="start") for n in shape)
+    size = tuple(data.draw(st.integers(1, n - a), label="size")
+                 for a, n in zip(start, shape, strict=True))
+    step = data.draw(st.integers(1, 3), label="step")
+    block = tuple(data.draw(st.integers(1, 6), label="block") for _ in range(3))
+    from gpueval.io.arrays import _Hdf5Reader
+
+    window = BlockWindow.whole(_Hdf5Reader(str(path), "seg"), block).crop(start, size)
+    window = window.strided(step)
+    want_vol = vol[tuple(slice(a, a + n, step) for a, n in zip(start, size, strict=True))]
+    assert window.shape == want_vol.shape
+    sub = Submission(str(path), window, vol.dtype, shape, (0, 0, 0), (1, 1, 1), window.shape,
+                     0, step, dataset="seg", chunks=block)
+    lazy = sub.dask_data()
+    assert lazy.chunks == window.chunks
+    points = rng.integers(0, np.array(window.shape), (data.draw(st.integers(0, 20)), 3))
+    np.testing.assert_array_equal(window[2 % window.shape[0], ::2, :],
+                                  want_vol[2 % window.shape[0], ::2, :])
+    for extrema in (False, True):
+        for scheduler in (None, "sync"):
+            got = gather(window, points, scheduler=scheduler, with_extrema=extrema)
+            want = gather(lazy, points, scheduler="sync", with_extrema=extrema)
+            np.testing.assert_array_equal(got.values, want.values)
+            np.testing.assert_array_equal(got.values, want_vol[tuple(points.T)])
+            assert (got.max, got.min) == (want.max, want.min)
+            assert vars(got.stats) == vars(want.stats)

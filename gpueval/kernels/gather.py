@@ -15,6 +15,12 @@ out of core. This module
    optionally every chunk is read and its min/max taken in the same pass (:func:`gather`
    with ``with_extrema=True``), so the official ``max(label)`` costs no second read.
 
+A stored array opened as a :class:`BlockWindow` (XPRESS's local path) is gathered the same
+way on a pool of threads, without Dask: the same blocks are read once each and give the
+same values, extrema and statistics; importing Dask and building its graph cost a
+``gpueval score xpress`` process ~0.3 s before its first read (issue #19). A distributed
+scheduler needs a Dask array.
+
 Why a kernel of our own: ``dask.array.Array.vindex`` does the grouping too, but gives no
 control over which chunks are read with the max reduction fused in, and no accounting of bytes
 and chunks read, which the benchmarks report.
@@ -22,15 +28,24 @@ and chunks read, which the benchmarks report.
 
 from __future__ import annotations
 
+import math
+import os
+import sys
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
 import numpy as np
 
+from gpueval import bounds
 from gpueval.backend import array_module, to_device, to_host
-from gpueval.engine import compute, timed
+from gpueval.errors import Rejected
+
+#: schedulers that run in this process: a :class:`BlockWindow` is gathered on threads
+LOCAL_SCHEDULERS = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
 
 
 @dataclass
@@ -158,9 +173,17 @@ def gather(
     -------
     GatherResult with the values in the order of ``index`` and what was read.
     """
+    if isinstance(array, BlockWindow):
+        if scheduler not in LOCAL_SCHEDULERS:
+            raise ValueError("gather: a BlockWindow is read in this process; give a dask "
+                             "array to run on a distributed scheduler")
+        return _gather_threads(array, index, device=device, with_extrema=with_extrema,
+                               threads=1 if scheduler in LOCAL_SCHEDULERS[3:] else None)
     import dask.array as da
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
+
+    from gpueval.engine import compute
 
     arr = array if isinstance(array, da.Array) else da.asarray(array)
     index = np.asarray(index, np.int64).reshape(-1, arr.ndim)
@@ -225,13 +248,209 @@ def _read_tasks(arr, keys: list) -> dict | None:
     return dict(culled)
 
 
-@timed("kernel")
+def _record_stage(stage: str, seconds: float) -> None:
+    """:func:`gpueval.engine.record_stage` when the engine is loaded (it is wherever stage
+    times are being collected), without importing it (and Dask) here."""
+    engine = sys.modules.get("gpueval.engine")
+    if engine is not None:
+        engine.record_stage(stage, seconds)
+
+
 def _chunk_task(block, local: np.ndarray, device: str, extrema: bool):
-    block = to_device(np.asarray(block), device)
-    values = to_host(gather_block(block, local)) if len(local) else np.empty(0, block.dtype)
-    mx = mn = None
-    if extrema and block.size:
-        mx = to_host(block.max()).item()
-        # unsigned blocks cannot go below 0: skip a second pass over the chunk
-        mn = to_host(block.min()).item() if block.dtype.kind in "if" else None
-    return np.asarray(values), mx, mn, int(block.nbytes)
+    """Values at ``local`` of one block; its max and min (``extrema``) and decoded bytes.
+    Times itself as the ``kernel`` stage (as :func:`gpueval.engine.timed` would)."""
+    began = time.perf_counter()
+    try:
+        block = to_device(np.asarray(block), device)
+        values = to_host(gather_block(block, local)) if len(local) else \
+            np.empty(0, block.dtype)
+        mx = mn = None
+        if extrema and block.size:
+            mx = to_host(block.max()).item()
+            # unsigned blocks cannot go below 0: skip a second pass over the chunk
+            mn = to_host(block.min()).item() if block.dtype.kind in "if" else None
+        return np.asarray(values), mx, mn, int(block.nbytes)
+    finally:
+        _record_stage("kernel", time.perf_counter() - began)
+
+
+_chunk_task._gpueval_stage = "kernel"  # type: ignore[attr-defined]  # the engine's marker
+
+
+# --------------------------------------------------------------------------------------------
+# Without Dask: a window of a stored array, read block by block on threads
+
+
+@dataclass(frozen=True)
+class BlockWindow:
+    """A window ``source[start:stop:step]`` (per axis, one ``step`` for all) of a stored
+    array, in blocks: what ``da.from_array(source, chunks=block)[window]`` would read, without
+    Dask. Blocks are the source's blocks (whole storage chunks) cut to the window, so each is
+    read once, as the Dask array's tasks read them.
+
+    Parameters
+    ----------
+    source : array-like read by basic indexing (``source[slices] -> ndarray``), e.g. the
+        readers of :mod:`gpueval.io.arrays`.
+    block : block shape in source coordinates.
+    start, stop : the window in source coordinates (``stop`` exclusive).
+    step : stride on every axis (XPRESS's ``downsampling``).
+    """
+
+    source: Any
+    block: tuple[int, ...]
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+    step: int = 1
+
+    @classmethod
+    def whole(cls, source: Any, block: Sequence[int]) -> BlockWindow:
+        """The whole of ``source`` in blocks of ``block``."""
+        shape = tuple(int(n) for n in source.shape)
+        return cls(source, tuple(int(b) for b in block), (0,) * len(shape), shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.source.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.start)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(max(0, -(-(b - a) // self.step))
+                     for a, b in zip(self.start, self.stop, strict=True))
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], ...]:
+        """Dask-style chunks: per axis, the window's lengths inside each source block."""
+        return tuple(tuple(n for _, _, n in self._axis_blocks(ax)) for ax in range(self.ndim))
+
+    @property
+    def numblocks(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.chunks)
+
+    def crop(self, start: Sequence[int], size: Sequence[int]) -> BlockWindow:
+        """The sub-window ``[start, start + size)`` of this window's (unstrided) grid."""
+        if self.step != 1:
+            raise ValueError("crop a window before striding it")
+        lo = tuple(a + int(s) for a, s in zip(self.start, start, strict=True))
+        return BlockWindow(self.source, self.block, lo,
+                           tuple(a + int(n) for a, n in zip(lo, size, strict=True)), 1)
+
+    def strided(self, step: int) -> BlockWindow:
+        """Every ``step``-th voxel on every axis (``[::step, ::step, ::step]``)."""
+        return BlockWindow(self.source, self.block, self.start, self.stop, self.step * step)
+
+    def _axis_blocks(self, ax: int) -> list[tuple[int, int, int]]:
+        """Per source block meeting the window on axis ``ax``: (first source index on the
+        stride, stop, number of window voxels), empty intersections dropped."""
+        a, b, step, size = self.start[ax], self.stop[ax], self.step, self.block[ax]
+        out = []
+        for lo in range(a - a % size, b, size):
+            first = max(lo, a)
+            first += (a - first) % step  # the next index on the stride
+            last = min(lo + size, b)
+            if first < last:
+                out.append((first, last, -(-(last - first) // step)))
+        return out
+
+    def block_key(self, index: Sequence[int]) -> tuple[slice, ...]:
+        """Source slices of block ``index`` of the window."""
+        key = []
+        for ax, i in enumerate(index):
+            first, last, _ = self._axis_blocks(ax)[i]
+            key.append(slice(first, last, self.step))
+        return tuple(key)
+
+    def read_block(self, index: Sequence[int]) -> np.ndarray:
+        """Block ``index`` of the window, read now."""
+        return np.asarray(self.source[self.block_key(index)])
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        """Basic indexing of the window (ints and slices of positive step), read now."""
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        src: list[Any] = []
+        for k, a, n in zip(key, self.start, self.shape, strict=True):
+            if isinstance(k, int | np.integer):
+                i = int(k) + (n if k < 0 else 0)
+                if not 0 <= i < n:
+                    raise IndexError(f"index {int(k)} outside an axis of length {n}")
+                src.append(a + i * self.step)
+            elif isinstance(k, slice) and (k.step is None or k.step > 0):
+                lo, hi, st = k.indices(n)
+                src.append(slice(a + lo * self.step, a + max(hi, lo) * self.step,
+                                 st * self.step))
+            else:
+                raise IndexError(f"unsupported index {k!r}")
+        return np.asarray(self.source[tuple(src)])
+
+
+def _gather_threads(window: BlockWindow, index: np.ndarray, *, device: str,
+                    with_extrema: bool, threads: int | None) -> GatherResult:
+    """:func:`gather` of a :class:`BlockWindow` on a pool of threads (the decoders release
+    the GIL): one task per block holding points (or every block, ``with_extrema``), each
+    reading its block once and keeping only the values at its points and its extrema."""
+    index = np.asarray(index, np.int64).reshape(-1, window.ndim)
+    shape = window.shape
+    if len(index) and ((index < 0).any() or (index >= np.array(shape)).any()):
+        raise IndexError("gather: a voxel index lies outside the array")
+    chunks = window.chunks
+    groups = group_by_chunk(index, chunks)
+    blocks = [tuple(int(v) for v in b) for b in groups.block_coords]
+    locals_ = [groups.local[groups.starts[g]:groups.starts[g + 1]] for g in range(len(blocks))]
+    if with_extrema:
+        have = set(blocks)
+        empty = np.empty((0, window.ndim), np.int64)
+        rest = [b for b in np.ndindex(*(len(c) for c in chunks)) if b not in have]
+        blocks += rest
+        locals_ += [empty] * len(rest)
+    limit = bounds.max_graph_tasks()
+    if len(blocks) > limit:  # as the Dask path refuses its graph (engine.check_graph_size)
+        raise Rejected(f"the computation needs {len(blocks):.3g} tasks, over the limit "
+                       f"{limit:.3g} (limits.max_graph_tasks): tiny chunks or an absurd "
+                       "geometry")
+    from gpueval import progress as bars
+
+    voxels = [math.prod(chunks[ax][i] for ax, i in enumerate(b)) for b in blocks]
+
+    def one(task: int):
+        b = blocks[task]
+        began = time.perf_counter()
+        block = window.read_block(b)
+        _record_stage("read", time.perf_counter() - began)
+        out = _chunk_task(block, locals_[task], device, with_extrema)
+        bars.advance(voxels[task], "vx")  # the ``gathering`` phase, by voxels read
+        return out
+
+    workers = threads or bounds.threads() or _cores()
+    if workers <= 1 or len(blocks) <= 1:
+        parts = [one(i) for i in range(len(blocks))]
+    else:
+        with ThreadPoolExecutor(min(workers, len(blocks)),
+                                thread_name_prefix="gpueval-gather") as pool:
+            parts = list(pool.map(one, range(len(blocks))))
+    values = np.zeros(len(index), dtype=window.dtype)
+    n_groups = len(groups.block_coords)
+    sorted_vals = (np.concatenate([p[0] for p in parts[:n_groups]]) if n_groups
+                   else np.empty(0, window.dtype))
+    values[groups.order] = sorted_vals
+    stats = GatherStats(chunks_read=len(parts), bytes_read=int(sum(p[3] for p in parts)),
+                        chunks_total=math.prod(len(c) for c in chunks), points=len(index))
+    out = GatherResult(values, stats)
+    if with_extrema:
+        maxes = [p[1] for p in parts if p[1] is not None]
+        mins = [p[2] for p in parts if p[2] is not None]
+        out.max = max(maxes) if maxes else None
+        out.min = min(mins) if mins else None
+    return out
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask; all of them elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
