@@ -72,7 +72,7 @@ def test_xpress_score_imports_no_numba(tmp_path):
 
 def test_xpress_score_of_hdf5_imports_no_dask(tmp_path):
     got = _score_in_fresh_interpreter(tmp_path)
-    assert got["modules"] & {"dask", "dask.array", "distributed", "zarr"} == set()
+    assert got["modules"] & {"dask", "dask.array", "distributed", "zarr", "scipy"} == set()
 
 
 def _h5_volume(path: Path, data: np.ndarray, chunks) -> None:
@@ -123,3 +123,29 @@ def test_threaded_gather_equals_the_dask_graph(tmp_path_factory, data):
             np.testing.assert_array_equal(got.values, want_vol[tuple(points.T)])
             assert (got.max, got.min) == (want.max, want.min)
             assert vars(got.stats) == vars(want.stats)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=60))),
+    st.booleans())
+def test_component_ids_number_components_as_networkx(case, through_scipy):
+    # the NumPy hooking, and the SciPy fallback it keeps for graphs that do not settle
+    import networkx as nx
+
+    from gpueval.metrics import run_length as rl
+
+    n, pairs = case
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(pairs)
+    want = np.empty(n, np.int64)
+    for k, nodes in enumerate(nx.connected_components(g)):
+        want[list(nodes)] = k
+    rounds = rl._MAX_HOOK_ROUNDS
+    try:
+        rl._MAX_HOOK_ROUNDS = 0 if through_scipy else rounds
+        got = rl.component_ids(n, np.array(pairs, np.int64).reshape(-1, 2))
+    finally:
+        rl._MAX_HOOK_ROUNDS = rounds
+    assert got.tolist() == want.tolist()
