@@ -149,3 +149,26 @@ def test_component_ids_number_components_as_networkx(case, through_scipy):
     finally:
         rl._MAX_HOOK_ROUNDS = rounds
     assert got.tolist() == want.tolist()
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 12), st.integers(-3, 12)), max_size=40),
+       st.lists(st.integers(-3, 12), max_size=5), st.booleans())
+def test_skeleton_edges_in_networkx_view_order(pairs, lone, reorder):
+    # the skeleton's edges, read from the graph's adjacency, come in the order (and with
+    # the self-loops) networkx's edge view yields; also where _adj's order is not _node's
+    import networkx as nx
+
+    from gpueval.io.skeleton import skeleton_from_graph
+
+    g = nx.Graph()
+    g.add_nodes_from((n, {"position": np.array([n, 0.0, 1.0])}) for n in lone)
+    g.add_edges_from(pairs)
+    for n in g.nodes:
+        g.nodes[n]["position"] = np.array([n, 0.0, 1.0])
+    if reorder:  # a hand-made pickle may list _adj in another order than _node
+        g._adj = dict(reversed(list(g._adj.items())))  # noqa: SLF001
+    want = [e for e in g.edges]
+    skel = skeleton_from_graph(g)
+    assert [tuple(e) for e in skel.edges.tolist()] == want
+    assert skel.node_ids.tolist() == list(g._node)  # noqa: SLF001
