@@ -254,8 +254,9 @@ def test_weight_of_an_unpickled_graph_equals_the_recursive_measure(protocol):
     from gpueval.io.skeleton import GRAPH_GLOBALS
 
     g = nx.Graph()
-    g.add_nodes_from((i, {"position": np.array([i, 2.0, 3.0])}) for i in range(60))
-    g.add_edges_from((i, (i * 7) % 60) for i in range(60))
+    # 100 nodes: _node and _adj take the measure's path for big dicts keyed by numbers
+    g.add_nodes_from((i, {"position": np.array([i, 2.0, 3.0])}) for i in range(100))
+    g.add_edges_from((i, (i * 7) % 100) for i in range(100))
     _ = g.adj, g.nodes, g.edges, g.degree  # networkx 3 caches these views in the instance
     unpickler = safe_pickle._FastRestricted(io.BytesIO(pickle.dumps(g, protocol=protocol)),
                                             safe_pickle.PLAIN | GRAPH_GLOBALS, 10**9)

@@ -470,8 +470,15 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
             return 1, 0
         if level > max_depth:
             raise _TooLarge
+        keys_weight = 0
         if isinstance(x, dict):
-            items: Iterable[Any] = itertools.chain(x.keys(), x.values())
+            if len(x) > 64 and atoms.issuperset(map(type, x)):
+                # a big dict keyed by numbers (a graph's nodes): its keys weigh 1 each,
+                # counted in C; the loop below sees its values only
+                keys_weight = len(x)
+                items: Iterable[Any] = x.values()
+            else:
+                items = itertools.chain(x.keys(), x.values())
         elif isinstance(x, list | tuple | set | frozenset):
             items = x
         elif isinstance(x, np.ndarray):
@@ -486,7 +493,9 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
             return 1, 0
         on_path.add(key)
         weight, depth = measure(items, level)
-        weight += 1
+        weight += 1 + keys_weight
+        if keys_weight and depth == 0:
+            depth = 1
         if weight > max_weight:
             raise _TooLarge
         on_path.discard(key)
@@ -611,17 +620,18 @@ def _fast_load(source: bytes, allowed: frozenset[tuple[str, str]], max_items: in
         # the cap is process-wide: another Python thread allocating meanwhile would fail,
         # so a multi-threaded host (a library user's pool) gets the exact unpickler only
         return False, None
-    with _fast_lock, _address_space_cap(extra) as capped, _no_cyclic_collection():
-        if not capped:
-            return False, None
-        unpickler = _FastRestricted(io.BytesIO(source), allowed, budget)
-        try:
-            obj = unpickler.load()
-            memo = list(unpickler.memo.copy().values())
-        except (Exception, MemoryError, RecursionError):
-            return False, None
-        finally:
-            unpickler.memo.clear()
+    with _no_cyclic_collection():
+        with _fast_lock, _address_space_cap(extra) as capped:
+            if not capped:
+                return False, None
+            unpickler = _FastRestricted(io.BytesIO(source), allowed, budget)
+            try:
+                obj = unpickler.load()
+                memo = list(unpickler.memo.copy().values())
+            except (Exception, MemoryError, RecursionError):
+                return False, None
+            finally:
+                unpickler.memo.clear()
         try:
             # the memo's objects too: a shared reference fanned out into a discarded
             # container
