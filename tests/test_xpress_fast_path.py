@@ -75,11 +75,20 @@ def test_xpress_score_of_hdf5_imports_no_dask(tmp_path):
     assert got["modules"] & {"dask", "dask.array", "distributed", "zarr", "scipy"} == set()
 
 
-def _h5_volume(path: Path, data: np.ndarray, chunks) -> None:
+def _h5_volume(path: Path, data: np.ndarray, chunks, partial: bool = False) -> None:
+    """``data`` in HDF5-LZF; ``partial``: only its first half along z is written, the
+    rest (chunks never written included) reads as the fill value 7."""
     import h5py
 
     with h5py.File(path, "w") as f:
-        f.create_dataset("seg", data=data, chunks=chunks, compression="lzf")
+        d = f.create_dataset("seg", shape=data.shape, dtype=data.dtype, chunks=chunks,
+                             compression="lzf", fillvalue=7)
+        if partial:
+            half = data.shape[0] // 2
+            d[:half] = data[:half]
+            data[half:] = 7
+        else:
+            d[...] = data
 
 
 @settings(max_examples=25, deadline=None)
@@ -96,7 +105,7 @@ def test_threaded_gather_equals_the_dask_graph(tmp_path_factory, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 99), label="seed"))
     vol = rng.integers(-5 if signed else 0, 50, shape).astype(np.int16 if signed else np.uint64)
     path = tmp_path_factory.mktemp("g") / "v.h5"
-    _h5_volume(path, vol, chunks)
+    _h5_volume(path, vol, chunks, partial=data.draw(st.booleans(), label="partial"))
     start = tuple(data.draw(st.integers(0, n - 1), label="start") for n in shape)
     size = tuple(data.draw(st.integers(1, n - a), label="size")
                  for a, n in zip(start, shape, strict=True))
@@ -172,3 +181,20 @@ def test_skeleton_edges_in_networkx_view_order(pairs, lone, reorder):
     skel = skeleton_from_graph(g)
     assert [tuple(e) for e in skel.edges.tolist()] == want
     assert skel.node_ids.tolist() == list(g._node)  # noqa: SLF001
+
+
+def test_threaded_gather_extrema_lie_in_any_chunk(tmp_path):
+    # the scan's max and min come from whichever stored chunk holds them (first, middle,
+    # last), as a whole-block max would find them
+    from gpueval.io.arrays import _Hdf5Reader
+    from gpueval.kernels.gather import BlockWindow, gather
+
+    for where in [(0, 0, 0), (5, 6, 3), (11, 9, 5)]:
+        vol = np.zeros((12, 10, 8), np.int32)
+        vol[where] = 99
+        vol[tuple(n - 1 - w for n, w in zip(vol.shape, where, strict=True))] = -4
+        path = tmp_path / f"v{where[0]}.h5"
+        _h5_volume(path, vol.copy(), (4, 5, 3))
+        window = BlockWindow.whole(_Hdf5Reader(str(path), "seg"), (8, 10, 6))
+        got = gather(window, np.array([list(where)]), with_extrema=True)
+        assert (got.max, got.min, got.values.tolist()) == (99, -4, [99])
