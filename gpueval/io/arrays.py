@@ -490,9 +490,11 @@ class _ChunkIndex:
     def find(self, origin: Sequence[int]) -> tuple[int, int, int] | None:
         """(file offset, stored bytes, filter mask) of the chunk at ``origin``; ``None`` if
         it was never written."""
-        cell = int(np.ravel_multi_index(tuple(o // c for o, c in zip(origin, self.chunk,
-                                                                      strict=True)),
-                                        self.grid))
+        cell = 0  # row-major cell number, in Python ints (a NumPy call costs ~5 µs)
+        for o, c, g in zip(origin, self.chunk, self.grid, strict=True):
+            if not 0 <= o // c < g:
+                raise IndexError(f"chunk origin {tuple(origin)} outside the chunk grid")
+            cell = cell * g + o // c
         start = int(self.offset[cell])
         return None if start < 0 else (start, int(self.size[cell]), int(self.mask[cell]))
 
@@ -532,9 +534,10 @@ def _iter_direct(ds, key: tuple, pipeline: list[int], shape: tuple[int, ...], wh
     box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
     lo = [a for a, _, _ in box]
     hi = [b for _, b, _ in box]
-    fill = np.array(ds.fillvalue if ds.fillvalue is not None else 0, ds.dtype)
+    dtype = ds.dtype  # an h5py property: read once, not per chunk
+    fill = np.array(ds.fillvalue if ds.fillvalue is not None else 0, dtype)
     chunk = ds.chunks
-    itemsize = ds.dtype.itemsize
+    itemsize = dtype.itemsize
     nbytes = int(np.prod(chunk)) * itemsize
     starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
     fd = os.open(path, os.O_RDONLY) if index is not None and path is not None else None
@@ -560,7 +563,7 @@ def _iter_direct(ds, key: tuple, pipeline: list[int], shape: tuple[int, ...], wh
             if raw is None:
                 yield dst, np.broadcast_to(fill, tuple(s.stop - s.start for s in src))
             else:
-                yield dst, _decode_chunk(raw, origin, chunk, ds.dtype, pipeline, mask,
+                yield dst, _decode_chunk(raw, origin, chunk, dtype, pipeline, mask,
                                          nbytes, itemsize, where)[src]
     finally:
         if fd is not None:
