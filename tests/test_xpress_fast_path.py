@@ -198,3 +198,13 @@ def test_threaded_gather_extrema_lie_in_any_chunk(tmp_path):
         window = BlockWindow.whole(_Hdf5Reader(str(path), "seg"), (8, 10, 6))
         got = gather(window, np.array([list(where)]), with_extrema=True)
         assert (got.max, got.min, got.values.tolist()) == (99, -4, [99])
+
+
+def test_xpress_package_imports_no_hdf5_before_the_skeleton_is_read():
+    # the skeleton (a Python open) is the first byte a score reads; h5py (~0.03 s) is
+    # imported when the submission is opened, after it
+    probe = ("import sys, gpueval.challenges.xpress, gpueval.cli, gpueval.api\n"
+             "print(sorted(m for m in ('h5py', 'dask', 'numba', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-500:]

@@ -225,8 +225,13 @@ def _check_graph_internals(state: dict, where: str) -> None:
         if type(table) is not dict:
             raise TruthError(f"{where}: graph {name} is a {type(table).__name__}, not a dict "
                              "(a corrupt or hand-made pickle)")
-    if len(node) != len(adj) or any(n not in node for n in adj):
+    if len(node) != len(adj) or adj.keys() != node.keys():
         raise TruthError(f"{where}: graph _adj and _node name different nodes")
+    # the usual graph passes in C (set operations over ~10⁵ entries); a failure is located
+    # by the loops below, which name the node
+    if set(map(type, node.values())) <= {dict} and set(map(type, adj.values())) <= {dict} and \
+            node.keys() >= set(itertools.chain.from_iterable(adj.values())):
+        return
     for n, attrs in node.items():
         if type(attrs) is not dict:
             raise TruthError(f"{where}: attributes of node {n!r:.40} are a "

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from gpueval.challenges.xpress.grid import _crop, _daisy_grid, _roi
@@ -182,6 +181,8 @@ def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
     """The container's own chunk shape (so a node-only gather reads storage chunks)."""
     try:
         if p.name.lower().endswith(SUFFIXES_H5):
+            import h5py  # noqa: PLC0415 - after the skeleton's first read (start-up, #19)
+
             with h5py.File(p, "r") as f:
                 ds = f.get(dataset)
                 return tuple(ds.chunks) if ds is not None and ds.chunks else None
