@@ -463,16 +463,21 @@ def _reduce_parts(parts, key: tuple[slice, ...], chunk: Sequence[int], local: np
     (``(where in the block, values)`` pairs, see ``io.arrays._Hdf5Reader.direct_parts``):
     each point is looked up in the chunk holding it, the extrema are those of the chunks'
     extrema. Same values, extrema and byte count; no block-sized allocation or copy."""
-    start = np.array([k.start for k in key], np.int64)
-    extent = np.array([k.stop - k.start for k in key], np.int64)
-    chunk = np.array(chunk, np.int64)
-    first_cell = start // chunk
-    grid = tuple(int(g) for g in (start + extent - 1) // chunk - first_cell + 1)
+    start = [k.start for k in key]
+    extent = [k.stop - k.start for k in key]
+    chunk = [int(c) for c in chunk]
     values = np.empty(len(local), dtype)
+    # the points of each stored chunk, by the chunk's origin (source coordinates, Python ints:
+    # a lookup per chunk, no NumPy call)
+    points: dict[tuple[int, ...], np.ndarray] = {}
     if len(local):
-        cell = np.ravel_multi_index(tuple(((start + local) // chunk - first_cell).T), grid)
-        order = np.argsort(cell, kind="stable")
-        cell_sorted = cell[order]
+        origin = (np.asarray(start, np.int64) + local) // chunk * chunk
+        cells, inverse = np.unique(origin, axis=0, return_inverse=True)
+        order = np.argsort(inverse.reshape(-1), kind="stable")
+        bounds = np.searchsorted(inverse.reshape(-1)[order], np.arange(len(cells) + 1))
+        for c, a, b in zip(cells.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(),
+                           strict=True):
+            points[tuple(c)] = order[a:b]
     mx = mn = None
     signed = dtype.kind in "if"  # unsigned blocks cannot go below 0 (as _chunk_task)
     for dst, part in parts:
@@ -482,17 +487,16 @@ def _reduce_parts(parts, key: tuple[slice, ...], chunk: Sequence[int], local: np
             if signed:
                 low = part.min()
                 mn = low if mn is None or low < mn else mn
-        if len(local):
-            here = int(np.ravel_multi_index(
-                tuple(int((s + d.start) // c - f) for s, d, c, f in
-                      zip(start, dst, chunk, first_cell, strict=True)), grid))
-            a, b = np.searchsorted(cell_sorted, [here, here + 1])
-            if b > a:
-                at = order[a:b]
-                offset = np.array([d.start for d in dst], np.int64)
-                values[at] = part[tuple((local[at] - offset).T)]
+        if points:
+            here = tuple((s + d.start) // c * c for s, d, c in zip(start, dst, chunk,
+                                                                   strict=True))
+            at = points.get(here)
+            if at is not None:
+                inside = local[at] - [d.start for d in dst]
+                values[at] = part[inside[:, 0], inside[:, 1], inside[:, 2]] \
+                    if inside.shape[1] == 3 else part[tuple(inside.T)]
     return (values, None if mx is None else mx.item(), None if mn is None else mn.item(),
-            int(extent.prod()) * dtype.itemsize)
+            math.prod(extent) * dtype.itemsize)
 
 
 def _cores() -> int:
