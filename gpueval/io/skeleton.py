@@ -202,7 +202,7 @@ def _edges_in_view_order(adj: dict) -> np.ndarray:
 def _int_array(values: list) -> np.ndarray:
     """int64 array of node ids; plain ``int``s (what networkx graphs hold) in one NumPy call,
     anything else checked one by one (:func:`_as_int`: no bools, floats or strings)."""
-    if all(type(v) is int for v in values):
+    if set(map(type, values)) <= {int}:  # the check in C
         return np.array(values, dtype=np.int64)  # OverflowError beyond int64, as int64 would
     return np.array([_as_int(v) for v in values], dtype=np.int64)
 
@@ -211,8 +211,9 @@ def _positions(node_attrs: dict, nodes: list) -> np.ndarray:
     """(N, 3) float64 positions; float64 arrays of 3 (what the official files hold) are
     stacked in one call, anything else converted node by node."""
     values = list(map(operator.itemgetter("position"), map(node_attrs.__getitem__, nodes)))
-    if all(type(v) is np.ndarray and v.dtype == np.float64 and v.shape == (3,)
-           for v in values):
+    if set(map(type, values)) <= {np.ndarray} and \
+            set(map(operator.attrgetter("dtype"), values)) <= {np.dtype(np.float64)} and \
+            set(map(operator.attrgetter("shape"), values)) <= {(3,)}:  # the checks in C
         return np.stack(values) if values else np.empty((0, 3))
     return np.array([np.asarray(v, dtype=np.float64).reshape(3) for v in values],
                     dtype=np.float64).reshape(-1, 3)
