@@ -514,30 +514,37 @@ def _logical_weight(roots: Iterable[Any], max_weight: int, max_depth: int) -> in
         deep_ok = level + 1 < max_depth  # a flat container's own entries are checked too
         for item in items:
             t = type(item)
-            if t in atoms or (shallow and (t is dict or t is list or t is tuple) and not item):
+            if t in atoms:
                 weight += 1
                 if depth == 0:
                     depth = 1
                 continue
-            if t is str or t is bytes or t is bytearray:
-                weight += 1 + len(item) // 8
-                if depth == 0:
-                    depth = 1
-                continue
-            if shallow:
-                if t is ndarray and not item.dtype.hasobject:
-                    weight += 1 + item.size
-                    if depth <= 1:
-                        depth = 2
-                    continue
-                if isinstance(item, dtype):
+            if t is dict or t is tuple or t is list:  # containers first: a graph's bulk
+                if shallow and not item:
                     weight += 1
                     if depth == 0:
                         depth = 1
                     continue
-            got = info_get(id(item))
-            if got is None and deep_ok and (t is dict or t is tuple):
-                got = flat(item, t is dict)
+                got = info_get(id(item))
+                if got is None and deep_ok and t is not list:
+                    got = flat(item, t is dict)
+            elif t is str or t is bytes or t is bytearray:
+                weight += 1 + len(item) // 8
+                if depth == 0:
+                    depth = 1
+                continue
+            elif shallow and t is ndarray and not item.dtype.hasobject:
+                weight += 1 + item.size
+                if depth <= 1:
+                    depth = 2
+                continue
+            elif shallow and isinstance(item, dtype):
+                weight += 1
+                if depth == 0:
+                    depth = 1
+                continue
+            else:
+                got = info_get(id(item))
             w, d = got if got is not None else walk(item, level + 1)
             weight += w
             if d >= depth:
