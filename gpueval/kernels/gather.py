@@ -17,9 +17,9 @@ out of core. This module
 
 A stored array opened as a :class:`BlockWindow` (XPRESS's local path) is gathered the same
 way on a pool of threads, without Dask: the same blocks are read once each and give the
-same values, extrema and statistics; importing Dask and building its graph cost a
-``gpueval score xpress`` process ~0.3 s before its first read (issue #19). A distributed
-scheduler needs a Dask array.
+same values, extrema and statistics. Dask cost a ``gpueval score xpress`` process ~0.4 s
+(``dask`` imported before the first read, ``dask.array`` and the graph after; issue #19). A
+distributed scheduler needs a Dask array.
 
 Why a kernel of our own: ``dask.array.Array.vindex`` does the grouping too, but gives no
 control over which chunks are read with the max reduction fused in, and no accounting of bytes
@@ -44,8 +44,10 @@ from gpueval import bounds
 from gpueval.backend import array_module, to_device, to_host
 from gpueval.errors import Rejected
 
+#: schedulers that run in one thread of this process (a :class:`BlockWindow`: no pool)
+SYNC_SCHEDULERS = ("sync", "synchronous", "single-threaded")
 #: schedulers that run in this process: a :class:`BlockWindow` is gathered on threads
-LOCAL_SCHEDULERS = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
+LOCAL_SCHEDULERS = (None, "threads", "threading", *SYNC_SCHEDULERS)
 
 
 @dataclass
@@ -163,10 +165,13 @@ def gather(
 
     Parameters
     ----------
-    array : dask array (or anything ``dask.array.asarray`` wraps lazily).
+    array : dask array (or anything ``dask.array.asarray`` wraps lazily), or a
+        :class:`BlockWindow` (read on a pool of threads, one per core or
+        ``limits.threads``, without Dask).
     index : int (M, ndim) voxel indices inside the array.
     device : ``"cpu"`` or ``"gpu"`` (chunks moved to CuPy before the gather).
-    scheduler : as :func:`gpueval.engine.compute`.
+    scheduler : as :func:`gpueval.engine.compute`; a :class:`BlockWindow` takes only the
+        local ones (:data:`LOCAL_SCHEDULERS`; the synchronous ones read in one thread).
     with_extrema : also read every other chunk and return the array's min and max (one pass).
 
     Returns
@@ -178,7 +183,7 @@ def gather(
             raise ValueError("gather: a BlockWindow is read in this process; give a dask "
                              "array to run on a distributed scheduler")
         return _gather_threads(array, index, device=device, with_extrema=with_extrema,
-                               threads=1 if scheduler in LOCAL_SCHEDULERS[3:] else None)
+                               threads=1 if scheduler in SYNC_SCHEDULERS else None)
     import dask.array as da
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
