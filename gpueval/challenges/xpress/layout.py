@@ -66,6 +66,8 @@ class Submission:
         """The scored grid as the Dask array of :func:`gpueval.io.arrays.open_volume`,
         cropped and strided as ``data`` (for a distributed scheduler)."""
         window = self.data
+        if not isinstance(window, BlockWindow):  # a Submission made with a Dask array
+            return window
         data = open_volume(self.path, self.dataset, chunks=self.chunks, finite=False).data
         if window.start != (0,) * data.ndim or window.stop != tuple(data.shape):
             data = data[tuple(slice(a, b) for a, b in zip(window.start, window.stop,
