@@ -136,6 +136,8 @@ def _reference_weight(roots, max_weight: int, max_depth: int) -> int:
             items = x.ravel().tolist()
         elif isinstance(x, np.generic | np.dtype | type):
             return 1, 0
+        elif hasattr(x, "__dict__"):  # an instance (a networkx view) weighs its attributes
+            items = list(vars(x).values())
         else:
             return 1, 0
         on_path.add(id(x))
@@ -158,6 +160,36 @@ def _reference_weight(roots, max_weight: int, max_depth: int) -> int:
     return total
 
 
+class _View:
+    """An object with attributes, as a networkx view holding its graph."""
+
+    def __init__(self, of):
+        self.of = of
+
+
+def _with_cycle(x):
+    """A list holding ``x``, a view of itself and itself (cut by the walk: weighs 1)."""
+    box = [x]
+    box.append(_View(box))
+    box.append(box)
+    return box
+
+
+def _containers(x, seen=None) -> list:
+    """Every container and instance reachable from ``x``, parents first (as a C
+    unpickler's memo lists dicts; the measure's roots are the result and the memo)."""
+    seen = {} if seen is None else seen
+    if id(x) in seen or not isinstance(x, list | tuple | dict | _View):
+        return []
+    seen[id(x)] = x
+    out = [x]
+    entries = [*x.keys(), *x.values()] if isinstance(x, dict) else \
+        list(vars(x).values()) if isinstance(x, _View) else list(x)
+    for e in entries:
+        out += _containers(e, seen)
+    return out
+
+
 def _verdict(measure, roots, max_weight, max_depth):
     from gpueval.io.safe_pickle import _TooLarge
 
@@ -177,17 +209,25 @@ def test_inlined_weight_equals_the_recursive_measure():
                        st.text(max_size=20), st.binary(max_size=20).map(bytearray),
                        st.just({}), st.just([]), st.just(()),
                        st.integers(0, 5).map(lambda n: np.arange(n, dtype=np.float64)),
-                       st.just(np.dtype("f8")))
-    trees = st.recursive(leaves, lambda inner: st.one_of(
+                       st.just(np.dtype("f8")), st.just(np.array([None, 1], object)))
+    flat_dicts = st.one_of(  # what a networkx graph holds per node: attributes, adjacency
+        st.builds(lambda a: {"position": a}, st.integers(0, 4).map(np.ones)),
+        st.dictionaries(st.integers(0, 9), st.just({}), min_size=1, max_size=3),
+        st.builds(lambda b: (b, np.dtype("f8"), (3,), "C"),  # protocol 5's array arguments
+                  st.binary(max_size=24).map(bytearray)))
+    trees = st.recursive(st.one_of(leaves, flat_dicts), lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
         st.dictionaries(st.integers(0, 9), inner, max_size=3),
-        inner.map(lambda x: [x, x, [x]])),  # shared references
+        inner.map(lambda x: [x, x, [x]]),  # shared references
+        inner.map(_View), inner.map(_with_cycle)),  # instances, cycles
         max_leaves=12)
 
-    @settings(max_examples=300, deadline=None)
-    @given(trees, st.integers(0, 6), st.integers(1, 400))
-    def check(tree, max_depth, max_weight):
-        roots = [tree, *(tree if isinstance(tree, list) else [])]
+    @settings(max_examples=400, deadline=None)
+    @given(trees, st.integers(0, 6), st.integers(1, 400), st.booleans())
+    def check(tree, max_depth, max_weight, with_memo):
+        # with_memo: the roots of the fast path, the result then every container in it
+        roots = [tree, *(_containers(tree)[1:] if with_memo else
+                         tree if isinstance(tree, list) else [])]
         # far from the limits both weigh the same
         assert _logical_weight(roots, 10**9, 100) == _reference_weight(roots, 10**9, 100)
         # near them the inlined measure is never looser; it may be stricter where a shared
@@ -197,6 +237,42 @@ def test_inlined_weight_equals_the_recursive_measure():
         assert new in (_verdict(_reference_weight, roots, max_weight, max_depth), "too large")
 
     check()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_weight_of_an_unpickled_graph_equals_the_recursive_measure(protocol):
+    # what the fast path measures in practice: a networkx graph (node attributes, shared
+    # edge dicts, cached views of the graph: a cycle through instances) and the C
+    # unpickler's memo; within the limits and at depth limits around its real depth
+    import gc
+    import io
+    import pickle
+
+    import networkx as nx
+
+    from gpueval.io import safe_pickle
+    from gpueval.io.skeleton import GRAPH_GLOBALS
+
+    g = nx.Graph()
+    # 100 nodes: _node and _adj take the measure's path for big dicts keyed by numbers
+    g.add_nodes_from((i, {"position": np.array([i, 2.0, 3.0])}) for i in range(100))
+    g.add_edges_from((i, (i * 7) % 100) for i in range(100))
+    _ = g.adj, g.nodes, g.edges, g.degree  # networkx 3 caches these views in the instance
+    unpickler = safe_pickle._FastRestricted(io.BytesIO(pickle.dumps(g, protocol=protocol)),
+                                            safe_pickle.PLAIN | GRAPH_GLOBALS, 10**9)
+    obj = unpickler.load()
+    roots = [obj, *unpickler.memo.copy().values()]
+    want = _reference_weight(roots, 10**9, 100)
+    assert safe_pickle._logical_weight(roots, 10**9, 100) == want
+    for max_depth in range(1, 8):
+        for max_weight in (want - 1, want):
+            new = _verdict(safe_pickle._logical_weight, roots, max_weight, max_depth)
+            assert new in (_verdict(_reference_weight, roots, max_weight, max_depth),
+                           "too large")
+    was = gc.isenabled()
+    assert safe_pickle.restricted_load(pickle.dumps(g, protocol=protocol), GRAPH_GLOBALS
+                                       ).number_of_edges() == g.number_of_edges()
+    assert gc.isenabled() == was  # the collector's pause ends with the load
 
 
 def test_node_contingency_equals_the_numba_kernel():

@@ -529,6 +529,23 @@ class _Hdf5Reader(_Reader):
                            f"{_show(key)}; a float submission must be finite")
         return block
 
+    def direct_parts(self, key: tuple) -> Iterator[tuple[tuple[slice, ...], np.ndarray]] | None:
+        """``self[key]`` chunk by chunk, never assembled: ``(where in the block, values)``
+        per stored chunk meeting ``key`` (a view of the decoded chunk, or the fill value
+        broadcast over an unwritten one), for step-1 slices of a dataset gpueval decodes
+        itself; ``None`` otherwise (read the block). A reduction over the parts (a gather,
+        a max) then skips the block's allocation and copy, ~1 GiB for a 512³ uint64 scan."""
+        arr = self._array()
+        pipeline = _direct_pipeline(arr)
+        simple = (isinstance(key, tuple) and len(key) == len(self.shape)
+                  and all(isinstance(k, slice) and k.indices(n)[2] == 1
+                          for k, n in zip(key, self.shape, strict=True)))
+        if pipeline is None or not simple:
+            return None
+        where = f"{_shown(self.path)}:{self.dataset}"
+        return _iter_direct(arr, key, pipeline, self.shape, where,
+                            index=self.chunk_index(arr), path=self.path)
+
     def _storage_chunks(self, arr):
         if arr.chunks:
             return tuple(arr.chunks)
@@ -613,9 +630,11 @@ class _ChunkIndex:
     def find(self, origin: Sequence[int]) -> tuple[int, int, int] | None:
         """(file offset, stored bytes, filter mask) of the chunk at ``origin``; ``None`` if
         it was never written."""
-        cell = int(np.ravel_multi_index(tuple(o // c for o, c in zip(origin, self.chunk,
-                                                                      strict=True)),
-                                        self.grid))
+        cell = 0  # row-major cell number, in Python ints (a NumPy call costs ~5 µs)
+        for o, c, g in zip(origin, self.chunk, self.grid, strict=True):
+            if not 0 <= o // c < g:
+                raise IndexError(f"chunk origin {tuple(origin)} outside the chunk grid")
+            cell = cell * g + o // c
         start = int(self.offset[cell])
         return None if start < 0 else (start, int(self.size[cell]), int(self.mask[cell]))
 
@@ -639,53 +658,65 @@ def _read_direct(ds, key, pipeline: list[int], shape: tuple[int, ...],
     box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
     lo = [a for a, _, _ in box]
     hi = [b for _, b, _ in box]
-    fill = ds.fillvalue if ds.fillvalue is not None else 0
-    chunk = ds.chunks
-    itemsize = ds.dtype.itemsize
-    nbytes = int(np.prod(chunk)) * itemsize
-    starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
-    origins = list(itertools.product(*starts))
-    fd = os.open(path, os.O_RDONLY) if index is not None and path is not None else None
-    found_all = [index.find(o) for o in origins] if fd is not None else None
-    shape_out = [max(b - a, 0) for a, b in zip(lo, hi, strict=True)]
-    if found_all is not None and None not in found_all:  # every chunk overwrites its part
-        out = np.empty(shape_out, ds.dtype)
-    else:  # unwritten chunks read as the fill value
-        out = np.full(shape_out, fill, ds.dtype)
-    try:
-        for i, origin in enumerate(origins):
-            if fd is None:
-                if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
-                    continue  # never written: the fill value
-                mask, raw = ds.id.read_direct_chunk(origin)
-            else:
-                found = found_all[i]
-                if found is None:
-                    continue
-                start, size, mask = found
-                raw = os.pread(fd, size, start)  # size checked against the file at indexing
-                if len(raw) != size:
-                    raise Rejected(f"{where} chunk at {tuple(origin)}: truncated file")
-            _place_chunk(out, raw, origin, lo, hi, chunk, ds.dtype, pipeline, mask, nbytes,
-                         itemsize, where)
-    finally:
-        if fd is not None:
-            os.close(fd)
+    out = np.empty([max(b - a, 0) for a, b in zip(lo, hi, strict=True)], ds.dtype)
+    for dst, part in _iter_direct(ds, key, pipeline, shape, where, index=index, path=path):
+        out[dst] = part  # every chunk meeting the key, unwritten ones as the fill value
     return out
 
 
-def _place_chunk(out: np.ndarray, raw: bytes, origin: tuple, lo: list[int], hi: list[int],
-                 chunk: tuple[int, ...], dtype: np.dtype, pipeline: list[int], mask: int,
-                 nbytes: int, itemsize: int, where: str) -> None:
-    """Decode one raw chunk (bounded) and copy its part inside ``[lo, hi)`` into ``out``."""
+def _iter_direct(ds, key: tuple, pipeline: list[int], shape: tuple[int, ...], where: str, *,
+                 index: _ChunkIndex | None = None, path: str | None = None
+                 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """Per chunk meeting ``key`` (step-1 slices): where its part lies in ``ds[key]`` and the
+    part itself, decoded here (bounded to one chunk), or the fill value broadcast over a
+    chunk never written. With an ``index`` (and the file's ``path``) the raw chunks are read
+    with ``os.pread``, outside h5py's global lock; without, through h5py's lookups."""
+    box = [k.indices(n) for k, n in zip(key, shape, strict=True)]
+    lo = [a for a, _, _ in box]
+    hi = [b for _, b, _ in box]
+    dtype = ds.dtype  # an h5py property: read once, not per chunk
+    fill = np.array(ds.fillvalue if ds.fillvalue is not None else 0, dtype)
+    chunk = ds.chunks
+    itemsize = dtype.itemsize
+    nbytes = int(np.prod(chunk)) * itemsize
+    starts = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunk, strict=True)]
+    fd = os.open(path, os.O_RDONLY) if index is not None and path is not None else None
+    try:
+        for origin in itertools.product(*starts):
+            src = tuple(slice(max(a, o) - o, min(b, o + c) - o)
+                        for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
+            dst = tuple(slice(max(a, o) - a, min(b, o + c) - a)
+                        for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
+            if fd is None:
+                if ds.id.get_chunk_info_by_coord(origin).byte_offset is None:
+                    raw = None  # never written: the fill value
+                else:
+                    mask, raw = ds.id.read_direct_chunk(origin)
+            else:
+                found = index.find(origin)
+                raw = None
+                if found is not None:
+                    start, size, mask = found
+                    raw = os.pread(fd, size, start)  # size checked against the file
+                    if len(raw) != size:
+                        raise Rejected(f"{where} chunk at {tuple(origin)}: truncated file")
+            if raw is None:
+                yield dst, np.broadcast_to(fill, tuple(s.stop - s.start for s in src))
+            else:
+                yield dst, _decode_chunk(raw, origin, chunk, dtype, pipeline, mask,
+                                         nbytes, itemsize, where)[src]
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _decode_chunk(raw: bytes, origin: tuple, chunk: tuple[int, ...], dtype: np.dtype,
+                  pipeline: list[int], mask: int, nbytes: int, itemsize: int,
+                  where: str) -> np.ndarray:
+    """One raw chunk decoded (bounded to ``nbytes``) as an array of the chunk's shape."""
     here = f"{where} chunk at {tuple(int(o) for o in origin)}"
     buf = _undo_filters(bytes(raw), pipeline, mask, nbytes, itemsize, here, decode)
-    data = np.frombuffer(buf, dtype).reshape(chunk)
-    src = tuple(slice(max(a, o) - o, min(b, o + c) - o)
-                for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
-    dst = tuple(slice(max(a, o) - a, min(b, o + c) - a)
-                for a, b, o, c in zip(lo, hi, origin, chunk, strict=True))
-    out[dst] = data[src]
+    return np.frombuffer(buf, dtype).reshape(chunk)
 
 
 def _bounding_box(key: tuple, shape: tuple[int, ...]) -> tuple[tuple, tuple]:

@@ -28,7 +28,9 @@ are dropped, first occurrence kept); self-loops are kept (length 0).
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,17 +177,32 @@ def _skeleton_from_graph(graph, where: str) -> Skeleton:
         raise TruthError(f"{where}: a node has no 'position' attribute") from e
     except (TypeError, ValueError) as e:
         raise TruthError(f"{where}: node positions must be 3 numbers (x, y, z) ({e})") from e
-    edges = _int_array([x for edge in graph.edges for x in edge]).reshape(-1, 2)
-    # ``graph.edges`` caches a view that refers back to the graph: without it the graph (~2 KB
-    # per node) is freed when the caller drops it, not by a later cyclic collection
-    state.pop("edges", None)
+    edges = _edges_in_view_order(state["_adj"])
     return _checked(ids, pos, edges, where)
+
+
+def _edges_in_view_order(adj: dict) -> np.ndarray:
+    """int64 (E, 2) node-id pairs in ``networkx.Graph.edges`` order, from its ``_adj``.
+
+    The view walks ``_adj`` and yields ``(n, m)`` for each neighbour ``m`` of ``n`` not
+    walked before (self-loops included), so an entry is an edge exactly when ``m`` comes no
+    earlier than ``n`` in ``_adj``: one vectorised comparison instead of the view's Python
+    loop and set (~0.15 s for 10⁵ edges). Node ids are integers here (checked before)."""
+    adj_ids = _int_array(list(adj)).reshape(-1)
+    degree = np.fromiter(map(len, adj.values()), np.int64, len(adj))
+    nbrs = _int_array(list(itertools.chain.from_iterable(adj.values()))).reshape(-1)
+    order = np.argsort(adj_ids, kind="stable")
+    where_nbr = order[np.searchsorted(adj_ids[order], nbrs)] if len(nbrs) else \
+        np.empty(0, np.int64)
+    where_node = np.repeat(np.arange(len(adj_ids)), degree)
+    keep = where_nbr >= where_node
+    return np.stack([adj_ids[where_node[keep]], nbrs[keep]], axis=1).reshape(-1, 2)
 
 
 def _int_array(values: list) -> np.ndarray:
     """int64 array of node ids; plain ``int``s (what networkx graphs hold) in one NumPy call,
     anything else checked one by one (:func:`_as_int`: no bools, floats or strings)."""
-    if all(type(v) is int for v in values):
+    if set(map(type, values)) <= {int}:  # the check in C
         return np.array(values, dtype=np.int64)  # OverflowError beyond int64, as int64 would
     return np.array([_as_int(v) for v in values], dtype=np.int64)
 
@@ -193,9 +210,10 @@ def _int_array(values: list) -> np.ndarray:
 def _positions(node_attrs: dict, nodes: list) -> np.ndarray:
     """(N, 3) float64 positions; float64 arrays of 3 (what the official files hold) are
     stacked in one call, anything else converted node by node."""
-    values = [node_attrs[n]["position"] for n in nodes]
-    if all(type(v) is np.ndarray and v.dtype == np.float64 and v.shape == (3,)
-           for v in values):
+    values = list(map(operator.itemgetter("position"), map(node_attrs.__getitem__, nodes)))
+    if set(map(type, values)) <= {np.ndarray} and \
+            set(map(operator.attrgetter("dtype"), values)) <= {np.dtype(np.float64)} and \
+            set(map(operator.attrgetter("shape"), values)) <= {(3,)}:  # the checks in C
         return np.stack(values) if values else np.empty((0, 3))
     return np.array([np.asarray(v, dtype=np.float64).reshape(3) for v in values],
                     dtype=np.float64).reshape(-1, 3)
@@ -208,8 +226,13 @@ def _check_graph_internals(state: dict, where: str) -> None:
         if type(table) is not dict:
             raise TruthError(f"{where}: graph {name} is a {type(table).__name__}, not a dict "
                              "(a corrupt or hand-made pickle)")
-    if len(node) != len(adj) or any(n not in node for n in adj):
+    if len(node) != len(adj) or adj.keys() != node.keys():
         raise TruthError(f"{where}: graph _adj and _node name different nodes")
+    # the usual graph passes in C (set operations over ~10⁵ entries); a failure is located
+    # by the loops below, which name the node
+    if set(map(type, node.values())) <= {dict} and set(map(type, adj.values())) <= {dict} and \
+            node.keys() >= set(itertools.chain.from_iterable(adj.values())):
+        return
     for n, attrs in node.items():
         if type(attrs) is not dict:
             raise TruthError(f"{where}: attributes of node {n!r:.40} are a "

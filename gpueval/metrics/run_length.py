@@ -50,24 +50,48 @@ def component_ids(n_nodes: int, edges: np.ndarray) -> np.ndarray:
 
     networkx yields components in the order of their first node in graph iteration order, so
     the component of node 0 is 0, the component of the next node not yet seen is 1, and so on.
-    scipy's labelling is renumbered to that order (same partition, no Python loop per node).
+    Each node is labelled with the smallest node of its component by min-label hooking and
+    pointer jumping in NumPy (a few vectorised rounds, no Python loop per node; SciPy's
+    ``csgraph`` costs an XPRESS process ~0.15 s of import for ~10⁵ edges); the smallest node
+    is the component's first, so ranking the labels numbers the components in that order.
 
     >>> component_ids(5, np.array([[3, 4], [1, 2]])).tolist()
     [0, 1, 1, 2, 2]
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     edges = np.asarray(edges, np.int64).reshape(-1, 2)
     if n_nodes == 0:
         return np.empty(0, np.int64)
-    w = np.ones(len(edges), np.int8)
-    g = coo_matrix((w, (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
-    _, labels = connected_components(g, directed=False)
-    _, first = np.unique(labels, return_index=True)   # first node of each scipy label
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[labels]
+    label = np.arange(n_nodes, dtype=np.int64)
+    u, v = edges[:, 0], edges[:, 1]
+    for _ in range(_MAX_HOOK_ROUNDS):
+        lu, lv = label[u], label[v]
+        differ = lu != lv
+        if not differ.any():
+            break
+        lu, lv = lu[differ], lv[differ]
+        low = np.minimum(lu, lv)
+        # hook each root met by an edge under the smaller label at its other end
+        np.minimum.at(label, np.maximum(lu, lv), low)
+        while True:  # pointer jumping: every node straight to its root
+            up = label[label]
+            if (up == label).all():
+                break
+            label = up
+    else:  # a graph the rounds did not settle (none seen: ~log2(nodes) rounds): SciPy
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        g = coo_matrix((np.ones(len(edges), np.int8), (u, v)), shape=(n_nodes, n_nodes))
+        _, scipy_labels = connected_components(g, directed=False)
+        _, first = np.unique(scipy_labels, return_index=True)
+        label = first[scipy_labels]  # the smallest node of each component, as above
+    _, rank = np.unique(label, return_inverse=True)
+    return rank.reshape(-1).astype(np.int64)
+
+
+#: rounds of hooking before :func:`component_ids` hands a graph to SciPy (paths of 2·10⁵
+#: nodes in random or bit-reversed order settle in 11-17)
+_MAX_HOOK_ROUNDS = 64
 
 
 def edge_lengths(positions: np.ndarray, edges: np.ndarray) -> np.ndarray:

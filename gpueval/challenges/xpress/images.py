@@ -86,7 +86,7 @@ def xpress_images(result: Result, truth: str | Path, submission: str | Path,
     window = np.convolve(counts, np.ones(2 * slab + 1, np.int64), mode="same")
     z = int(np.argmax(window))
     s = _step(sub.shape[1:], max_side)
-    labels = np.asarray(sub.data[z, ::s, ::s].compute())
+    labels = np.asarray(sub.data[z, ::s, ::s])
     rgb = _label_colours(labels)
     near = np.abs(zyx[:, 0] - z) <= slab
     order = np.argsort(outcome[near], kind="stable")  # draw errors last (on top)

@@ -16,6 +16,10 @@ Documented choices
   xpress.md §2.1), else Rejected.
 * With ``fresh_ids: nodes`` the volume is chunked as stored, so a node-only gather reads
   whole storage chunks once.
+* The volume is opened without Dask (:class:`~gpueval.kernels.gather.BlockWindow` over the
+  reader :func:`gpueval.io.arrays.open_volume` would wrap, with its checks and messages);
+  :meth:`Submission.dask_data` gives the Dask array of the same window for a distributed
+  scheduler.
 * Rejections name the submission by its own name, never the server's folder.
 """
 
@@ -28,12 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from gpueval.challenges.xpress.grid import _crop, _daisy_grid, _roi
 from gpueval.errors import Rejected
+from gpueval.io import arrays
 from gpueval.io.arrays import open_volume
+from gpueval.kernels.gather import BlockWindow
+from gpueval.limits import resolve
 from gpueval.notices import warn
 
 SUFFIXES_H5 = (".h5", ".hdf5", ".hdf")
@@ -44,7 +50,7 @@ class Submission:
     """The submission cropped (and strided) to the scored ROI, still lazy."""
 
     path: str
-    data: Any                      # dask array of the scored grid (after crop and stride)
+    data: Any                      # BlockWindow of the scored grid (after crop and stride)
     dtype: np.dtype
     full_shape: tuple[int, ...]
     begin: tuple[int, ...]         # nm, z y x, of voxel 0 of ``data`` (after downsampling)
@@ -53,6 +59,22 @@ class Submission:
     roi_voxels: int                # voxels of the crop before striding (what is read)
     downsampling: int = 1
     notes: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    chunks: tuple[int, ...] | None = None  # the blocks asked of open_volume (None: default)
+
+    def dask_data(self) -> Any:
+        """The scored grid as the Dask array of :func:`gpueval.io.arrays.open_volume`,
+        cropped and strided as ``data`` (for a distributed scheduler)."""
+        window = self.data
+        if not isinstance(window, BlockWindow):  # a Submission made with a Dask array
+            return window
+        data = open_volume(self.path, self.dataset, chunks=self.chunks, finite=False).data
+        if window.start != (0,) * data.ndim or window.stop != tuple(data.shape):
+            data = data[tuple(slice(a, b) for a, b in zip(window.start, window.stop,
+                                                          strict=True))]
+        if window.step > 1:
+            data = data[(slice(None, None, window.step),) * data.ndim]
+        return data
 
 
 def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
@@ -86,12 +108,12 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
     where = f"{p.name}:{settings['dataset']}"
     chunks = _storage_chunks(p, settings["dataset"]) if settings["fresh_ids"] == "nodes" \
         else None
-    vol = open_volume(p, settings["dataset"], chunks=chunks, finite=False)
+    window, voxel_size, attrs = _open_window(p, settings["dataset"], chunks)
     notes: list[str] = []
-    if vol.data.ndim != 3:
-        raise Rejected(f"{where}: {vol.data.ndim}-D array; expected a 3-D (z, y, x) "
+    if window.ndim != 3:
+        raise Rejected(f"{where}: {window.ndim}-D array; expected a 3-D (z, y, x) "
                        "label volume")
-    dt = np.dtype(vol.dtype)
+    dt = window.dtype
     if dt.kind not in "iub":
         raise Rejected(f"{where}: dtype {dt} is not an integer type; submit instance ids as "
                        "uint64 (0 = background)")
@@ -100,9 +122,9 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
                      "raises a buffer dtype error); scored here as uint64 ids")
         warn(f"{where}: dtype {dt}; the official scorer fails on anything but uint64, "
              "gpueval scores the ids as uint64; save the labels as uint64")
-    vs, off = _daisy_grid(vol.attrs, where, notes)   # official Coordinate: int() per entry
+    vs, off = _daisy_grid(attrs, where, notes)   # official Coordinate: int() per entry
     if any(v <= 0 for v in vs):
-        raise Rejected(f"{where}: voxel size {vol.voxel_size} nm truncates to {vs}; expected "
+        raise Rejected(f"{where}: voxel size {voxel_size} nm truncates to {vs}; expected "
                        "positive whole nm ('resolution' attribute, z,y,x)")
     if any(o % v for o, v in zip(off, vs, strict=True)):
         # the official reader (daisy) asserts every ROI, the array's own included, is a
@@ -110,27 +132,59 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
         raise Rejected(f"{where}: offset {off} nm is not a multiple of the voxel size {vs} nm "
                        "(z,y,x); the official reader refuses such an array ('offset' "
                        "attribute)")
-    shape = tuple(int(s) for s in vol.data.shape)
+    shape = tuple(int(s) for s in window.shape)
     begin, roi_shape_nm = _roi(settings, where, vs, off, shape)
     start, size = _crop(where, begin, roi_shape_nm, vs, off, shape)
-    data = vol.data
-    if start != (0, 0, 0) or size != shape:
-        data = data[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))]
+    data = window.crop(start, size)
     d = settings["downsampling"]
     vs_out, begin_out = vs, begin
     if d > 1:
-        data = data[::d, ::d, ::d]
+        data = data.strided(d)
         vs_out = tuple(v * d for v in vs)
         begin_out = tuple((b // v) * v for b, v in zip(begin, vs_out, strict=True))
     return Submission(str(p), data, dt, shape, begin_out, vs_out,
                       tuple(int(s) for s in data.shape), int(np.prod(size, dtype=np.int64)),
-                      d, notes)
+                      d, notes, settings["dataset"], chunks)
+
+
+def _open_window(p: Path, dataset: str, chunks: tuple[int, ...] | None
+                 ) -> tuple[BlockWindow, tuple[float, ...], dict[str, Any]]:
+    """:func:`gpueval.io.arrays.open_volume` without Dask: the same reader, checks and
+    messages, the same blocks, as a :class:`BlockWindow` (plus the voxel size and the
+    attributes). Importing Dask costs a process ~0.3 s before its first read (issue #19)."""
+    lim = resolve(None)
+    path = str(p)
+    try:
+        reader, voxel_size, offset, attrs = arrays._open_reader(path, dataset, lim)
+    except Rejected:
+        raise
+    except FileNotFoundError as e:
+        raise Rejected(f"{arrays._shown(path)}: not found") from e
+    except Exception as e:  # a decoder choking on a hostile file must not be a traceback
+        raise Rejected(f"{arrays._shown(path)}: cannot be opened as an array "
+                       f"({arrays._why(e)})") from e
+    where = f"{arrays._shown(path)}:{dataset}" if dataset else arrays._shown(path)
+    lim.check_array_meta(reader.shape, reader.dtype, reader.storage_chunks, where)
+    ndim = len(reader.shape)
+    voxel_size = arrays._vector(voxel_size, ndim, 1.0, path, "voxel size")
+    offset = arrays._vector(offset, ndim, 0.0, path, "offset")
+    if any(v <= 0 or not np.isfinite(v) for v in voxel_size):
+        raise Rejected(f"{arrays._shown(path)}: voxel size {voxel_size} must be positive and "
+                       "finite")
+    if any(not np.isfinite(v) for v in offset):
+        raise Rejected(f"{arrays._shown(path)}: offset {offset} must be finite")
+    reader.check_finite = False  # labels: integers (floats are rejected by the caller)
+    blocks = chunks or arrays._block_chunks(reader.shape, reader.storage_chunks,
+                                            reader.dtype.itemsize)
+    return BlockWindow.whole(reader, blocks), voxel_size, attrs
 
 
 def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
     """The container's own chunk shape (so a node-only gather reads storage chunks)."""
     try:
         if p.name.lower().endswith(SUFFIXES_H5):
+            import h5py  # noqa: PLC0415 - after the skeleton's first read (start-up, #19)
+
             with h5py.File(p, "r") as f:
                 ds = f.get(dataset)
                 return tuple(ds.chunks) if ds is not None and ds.chunks else None

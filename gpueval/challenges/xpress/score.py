@@ -58,7 +58,7 @@ from gpueval.challenges import config_as_given
 from gpueval.challenges.xpress.layout import Submission, _submission_relative, open_submission
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.skeleton import Skeleton, load_skeleton
-from gpueval.kernels.gather import GatherStats, gather, world_to_voxel
+from gpueval.kernels.gather import LOCAL_SCHEDULERS, GatherStats, gather, world_to_voxel
 from gpueval.kernels.stats import Contingency
 from gpueval.limits import use_limits
 from gpueval.metrics import run_length as rl
@@ -266,10 +266,17 @@ def node_table(skel: Skeleton, sub: Submission, settings: dict[str, Any], *,
     index = index[inside]
     scan = settings["fresh_ids"] == "scan"
     where = f"{Path(sub.path).name}:{settings['dataset']}"
-    work = _gather_work(sub.data, where) if progress and bars.showing() else None
-    with bars.phase("gathering", item=where, work=work):
-        got = gather(sub.data, index, device=device, scheduler=scheduler, progress=progress,
-                     with_extrema=scan)
+    if scheduler in LOCAL_SCHEDULERS:  # threads over the blocks, no Dask
+        total = float(math.prod(sub.data.shape)) if scan else None
+        with bars.phase("gathering", total=total, unit="vx", item=where):
+            got = gather(sub.data, index, device=device, scheduler=scheduler,
+                         with_extrema=scan)
+    else:  # the same blocks as a Dask graph, on the distributed scheduler
+        data = sub.dask_data()
+        work = _gather_work(data, where) if progress and bars.showing() else None
+        with bars.phase("gathering", item=where, work=work):
+            got = gather(data, index, device=device, scheduler=scheduler, progress=progress,
+                         with_extrema=scan)
     raw = got.values
     if raw.dtype.kind == "i" and len(raw) and raw.min() < 0:
         raise Rejected(f"{where}: negative label {int(raw.min())} at a skeleton node; ids "
