@@ -127,6 +127,41 @@ class Volume:
         return int(np.prod(self.shape, dtype=np.float64))
 
 
+def open_reader_checked(path: str, dataset: str | None, lim: Limits, *, finite: bool = True
+                        ) -> tuple[_Reader, tuple[float, ...], tuple[float, ...], dict]:
+    """The reader of ``path`` (``dataset`` inside it) after every check :func:`open_volume`
+    makes — declared shape, dtype and chunks against ``lim``, voxel size and offset — with
+    the same messages: ``(reader, voxel_size, offset, attrs)``. :func:`open_volume` wraps the
+    reader in a Dask array; a caller that reads blocks itself (XPRESS's local gather, which
+    saves a process the Dask import) uses the reader directly.
+
+    Raises
+    ------
+    Rejected
+        Unreadable, corrupt, hostile or absurd input (the message names the file).
+    """
+    p = str(path)
+    try:
+        reader, voxel_size, offset, attrs = _open_reader(p, dataset, lim)
+    except Rejected:
+        raise
+    except FileNotFoundError as e:
+        raise Rejected(f"{_shown(p)}: not found") from e
+    except Exception as e:  # a decoder choking on a hostile file must not be a traceback
+        raise Rejected(f"{_shown(p)}: cannot be opened as an array ({_why(e)})") from e
+    where = _shown(p) if not dataset else f"{_shown(p)}:{dataset}"
+    lim.check_array_meta(reader.shape, reader.dtype, reader.storage_chunks, where)
+    ndim = len(reader.shape)
+    voxel_size = _vector(voxel_size, ndim, 1.0, p, "voxel size")
+    offset = _vector(offset, ndim, 0.0, p, "offset")
+    if any(v <= 0 or not np.isfinite(v) for v in voxel_size):
+        raise Rejected(f"{_shown(p)}: voxel size {voxel_size} must be positive and finite")
+    if any(not np.isfinite(v) for v in offset):
+        raise Rejected(f"{_shown(p)}: offset {offset} must be finite")
+    reader.check_finite = finite and reader.dtype.kind == "f"
+    return reader, voxel_size, offset, attrs
+
+
 def open_volume(
     path: str | Path,
     dataset: str | None = None,
@@ -157,24 +192,8 @@ def open_volume(
     if max_voxels is not None:
         lim = lim.replace(max_voxels=int(max_voxels))
     p = str(path)
-    try:
-        reader, voxel_size, offset, attrs = _open_reader(p, dataset, lim)
-    except Rejected:
-        raise
-    except FileNotFoundError as e:
-        raise Rejected(f"{_shown(p)}: not found") from e
-    except Exception as e:  # a decoder choking on a hostile file must not be a traceback
-        raise Rejected(f"{_shown(p)}: cannot be opened as an array ({_why(e)})") from e
-    where = _shown(p) if not dataset else f"{_shown(p)}:{dataset}"
-    lim.check_array_meta(reader.shape, reader.dtype, reader.storage_chunks, where)
+    reader, voxel_size, offset, attrs = open_reader_checked(p, dataset, lim, finite=finite)
     ndim = len(reader.shape)
-    voxel_size = _vector(voxel_size, ndim, 1.0, p, "voxel size")
-    offset = _vector(offset, ndim, 0.0, p, "offset")
-    if any(v <= 0 or not np.isfinite(v) for v in voxel_size):
-        raise Rejected(f"{_shown(p)}: voxel size {voxel_size} must be positive and finite")
-    if any(not np.isfinite(v) for v in offset):
-        raise Rejected(f"{_shown(p)}: offset {offset} must be finite")
-    reader.check_finite = finite and reader.dtype.kind == "f"
     blocks = chunks or _block_chunks(reader.shape, reader.storage_chunks, reader.dtype.itemsize)
     import dask.array as da  # noqa: PLC0415 - lazy: image challenges never build a dask array
 

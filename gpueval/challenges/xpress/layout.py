@@ -150,30 +150,12 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
 def _open_window(p: Path, dataset: str, chunks: tuple[int, ...] | None
                  ) -> tuple[BlockWindow, tuple[float, ...], dict[str, Any]]:
     """:func:`gpueval.io.arrays.open_volume` without Dask: the same reader, checks and
-    messages, the same blocks, as a :class:`BlockWindow` (plus the voxel size and the
-    attributes). Importing Dask costs a process ~0.3 s before its first read (issue #19)."""
-    lim = resolve(None)
-    path = str(p)
-    try:
-        reader, voxel_size, offset, attrs = arrays._open_reader(path, dataset, lim)
-    except Rejected:
-        raise
-    except FileNotFoundError as e:
-        raise Rejected(f"{arrays._shown(path)}: not found") from e
-    except Exception as e:  # a decoder choking on a hostile file must not be a traceback
-        raise Rejected(f"{arrays._shown(path)}: cannot be opened as an array "
-                       f"({arrays._why(e)})") from e
-    where = f"{arrays._shown(path)}:{dataset}" if dataset else arrays._shown(path)
-    lim.check_array_meta(reader.shape, reader.dtype, reader.storage_chunks, where)
-    ndim = len(reader.shape)
-    voxel_size = arrays._vector(voxel_size, ndim, 1.0, path, "voxel size")
-    offset = arrays._vector(offset, ndim, 0.0, path, "offset")
-    if any(v <= 0 or not np.isfinite(v) for v in voxel_size):
-        raise Rejected(f"{arrays._shown(path)}: voxel size {voxel_size} must be positive and "
-                       "finite")
-    if any(not np.isfinite(v) for v in offset):
-        raise Rejected(f"{arrays._shown(path)}: offset {offset} must be finite")
-    reader.check_finite = False  # labels: integers (floats are rejected by the caller)
+    messages (:func:`~gpueval.io.arrays.open_reader_checked`), the same blocks, as a
+    :class:`BlockWindow` (plus the voxel size and the attributes). Importing Dask costs a
+    process ~0.3 s before its first read (issue #19)."""
+    # labels: integers (floats are rejected by the caller), so no finite check per block
+    reader, voxel_size, _offset, attrs = arrays.open_reader_checked(str(p), dataset,
+                                                                    resolve(None), finite=False)
     blocks = chunks or arrays._block_chunks(reader.shape, reader.storage_chunks,
                                             reader.dtype.itemsize)
     return BlockWindow.whole(reader, blocks), voxel_size, attrs
