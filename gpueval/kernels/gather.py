@@ -215,12 +215,20 @@ def gather(
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[arr])
     parts = compute(Delayed(name, graph), scheduler=scheduler, progress=progress)[0]
 
-    values = np.zeros(len(index), dtype=arr.dtype)
-    sorted_vals = (np.concatenate([p[0] for p in parts[:len(groups.block_coords)]])
-                   if len(groups.block_coords) else np.empty(0, arr.dtype))
-    values[groups.order] = sorted_vals
+    return _gather_result(parts, groups, len(index), arr.dtype, n_total, with_extrema)
+
+
+def _gather_result(parts: list, groups, n_points: int, dtype, n_total: int,
+                   with_extrema: bool) -> GatherResult:
+    """The values in the points' order and the statistics, from the per-block parts
+    ``(sorted values, max, min, bytes)`` — the first ``len(groups.block_coords)`` hold
+    points, the rest only extrema — whichever way the blocks were read."""
+    values = np.zeros(n_points, dtype=dtype)
+    n_groups = len(groups.block_coords)
+    if n_groups:
+        values[groups.order] = np.concatenate([p[0] for p in parts[:n_groups]])
     stats = GatherStats(chunks_read=len(parts), bytes_read=int(sum(p[3] for p in parts)),
-                        chunks_total=n_total, points=len(index))
+                        chunks_total=n_total, points=n_points)
     out = GatherResult(values, stats)
     if with_extrema:
         maxes = [p[1] for p in parts if p[1] is not None]
@@ -446,20 +454,8 @@ def _gather_threads(window: BlockWindow, index: np.ndarray, *, device: str,
         with ThreadPoolExecutor(min(workers, len(blocks)),
                                 thread_name_prefix="gpueval-gather") as pool:
             parts = list(pool.map(one, range(len(blocks))))
-    values = np.zeros(len(index), dtype=window.dtype)
-    n_groups = len(groups.block_coords)
-    sorted_vals = (np.concatenate([p[0] for p in parts[:n_groups]]) if n_groups
-                   else np.empty(0, window.dtype))
-    values[groups.order] = sorted_vals
-    stats = GatherStats(chunks_read=len(parts), bytes_read=int(sum(p[3] for p in parts)),
-                        chunks_total=math.prod(len(c) for c in chunks), points=len(index))
-    out = GatherResult(values, stats)
-    if with_extrema:
-        maxes = [p[1] for p in parts if p[1] is not None]
-        mins = [p[2] for p in parts if p[2] is not None]
-        out.max = max(maxes) if maxes else None
-        out.min = min(mins) if mins else None
-    return out
+    return _gather_result(parts, groups, len(index), window.dtype,
+                          math.prod(len(c) for c in chunks), with_extrema)
 
 
 def _reduce_parts(parts, key: tuple[slice, ...], chunk: Sequence[int], local: np.ndarray,
