@@ -176,3 +176,22 @@ def test_region_stats_sparse_and_dense_paths_match_brute_force(seed, shape, fill
         np.testing.assert_array_equal(got.bbox_min[j], at.min(axis=0) + 2)
         np.testing.assert_array_equal(got.bbox_max[j], at.max(axis=0) + 2)
         assert got.first_index[j] == np.ravel_multi_index(tuple(at[0] + 2), volume)
+
+
+def test_carry_store_keeps_entries_raw_under_half_the_budget():
+    s = CarryStore(budget=100_000)
+    x = np.arange(2000, dtype=np.uint32).reshape(10, 200) * 7919  # 8,000 raw bytes
+    assert s.put("raw", [x])
+    assert s.nbytes == x.nbytes  # held as is: no zstd while under half the budget
+    copy = s.get("raw")[0]
+    copy[0, 0] = 1  # a private copy while the entry stays
+    np.testing.assert_array_equal(s.get("raw")[0], x)
+    assert s.get("raw", remove=True)[0] is x  # the last use takes the array itself
+    big = np.zeros(60_000, np.uint8)  # over half the budget: compressed (zeros: tiny)
+    assert s.put("big", [big]) and s.nbytes < 1_000
+    np.testing.assert_array_equal(s.get("big", remove=True)[0], big)
+    view = x[:, ::2]  # not owning a contiguous buffer: stored as a private copy
+    assert s.put("view", [view])
+    got = s.get("view", remove=True)[0]
+    assert got is not view and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, view)

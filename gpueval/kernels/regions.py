@@ -215,21 +215,26 @@ def _chunk_stats_numpy(block: np.ndarray, origin, shape, max_id: int | None = No
 
 @numba.njit(nogil=True, cache=True)
 def _stats_kernel(dense, m):  # pragma: no cover - compiled
+    """Counts, boxes and first voxels of the ids of ``dense`` (3-D, ids ``< m``), one
+    update per *run* of equal ids along the last axis, not per voxel (issue #18 per-core:
+    cells span tens of voxels per row, so the per-voxel bookkeeping was most of the cost)."""
     counts = np.zeros(m, np.int64)
     lo = np.full((m, 3), np.iinfo(np.int64).max, np.int64)
     hi = np.full((m, 3), -1, np.int64)
     first = np.full(m, -1, np.int64)
     nz, ny, nx = dense.shape
-    i = 0
     for z in range(nz):
         for y in range(ny):
-            for x in range(nx):
+            row = (z * ny + y) * nx
+            x = 0
+            while x < nx:
                 r = dense[z, y, x]
-                if r == 0:  # background (slot 0 is dropped): no bookkeeping
-                    i += 1
-                    continue
-                _add_voxel(r, i, z, y, x, counts, lo, hi, first)
-                i += 1
+                start = x
+                x += 1
+                while x < nx and dense[z, y, x] == r:
+                    x += 1
+                if r != 0:  # background (slot 0 is dropped): no bookkeeping
+                    _add_run(r, row + start, z, y, start, x - 1, counts, lo, hi, first)
     return counts, lo, hi, first
 
 
@@ -250,40 +255,51 @@ def _foreground(flat, n):  # pragma: no cover - compiled
 @numba.njit(nogil=True, cache=True)
 def _stats_sparse_kernel(where, dense, m, ny, nx):  # pragma: no cover - compiled
     """:func:`_stats_kernel` over the foreground voxels only: ``where`` their C-order
-    indices (ascending), ``dense`` their renumbered ids (≥ 1)."""
+    indices (ascending), ``dense`` their renumbered ids (≥ 1); one update per run of
+    consecutive voxels of one id in one row."""
     counts = np.zeros(m, np.int64)
     lo = np.full((m, 3), np.iinfo(np.int64).max, np.int64)
     hi = np.full((m, 3), -1, np.int64)
     first = np.full(m, -1, np.int64)
     plane = ny * nx
-    for k in range(where.size):
+    n = where.size
+    k = 0
+    while k < n:
         i = where[k]
         r = dense[k]
         z = i // plane
         rest = i - z * plane
         y = rest // nx
         x = rest - y * nx
-        _add_voxel(r, i, z, y, x, counts, lo, hi, first)
+        # the run goes on while the next foreground voxel is the next voxel of this row
+        # and has the same id
+        end = k + 1
+        while (end < n and where[end] == i + (end - k) and dense[end] == r
+               and x + (end - k) < nx):
+            end += 1
+        _add_run(r, i, z, y, x, x + (end - k) - 1, counts, lo, hi, first)
+        k = end
     return counts, lo, hi, first
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _add_voxel(r, i, z, y, x, counts, lo, hi, first):  # pragma: no cover - compiled
-    """Count voxel ``i`` (C-order index, at ``z, y, x``) into region ``r``. Voxels come in
-    raster order, so the first one seen is the region's first voxel and z only grows."""
+def _add_run(r, i, z, y, x0, x1, counts, lo, hi, first):  # pragma: no cover - compiled
+    """Count the run ``x0..x1`` (inclusive) of row ``(z, y)`` (first voxel at C-order
+    index ``i``) into region ``r``. Runs come in raster order, so the first one seen holds
+    the region's first voxel and z only grows."""
     if counts[r] == 0:
         first[r] = i
         lo[r, 0] = z
-    counts[r] += 1
+    counts[r] += x1 - x0 + 1
     hi[r, 0] = z
     if y < lo[r, 1]:
         lo[r, 1] = y
     if y > hi[r, 1]:
         hi[r, 1] = y
-    if x < lo[r, 2]:
-        lo[r, 2] = x
-    if x > hi[r, 2]:
-        hi[r, 2] = x
+    if x0 < lo[r, 2]:
+        lo[r, 2] = x0
+    if x1 > hi[r, 2]:
+        hi[r, 2] = x1
 
 
 def _chunk_stats_cupy(block, origin, shape) -> RegionStats:

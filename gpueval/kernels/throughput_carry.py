@@ -13,9 +13,16 @@ The carry is an optimisation only, never a dependency: a task that finds nothing
 budget exhausted, another process of a ``dask.distributed`` cluster, a recomputed graph)
 recomputes from storage, so results are identical either way; only the read counts differ.
 
-Memory is bounded by :data:`BUDGET_BYTES` of compressed bytes per process: a ``put`` that does
+Memory is bounded by :data:`BUDGET_BYTES` of held bytes per process: a ``put`` that does
 not fit evicts the oldest entries first (so entries a failed graph never collected cannot pin
 memory), and an entry larger than the whole budget is not stored.
+
+Raw while there is room (issue #18, session 7): compressing and decompressing a label chunk
+costs ~15-35 ms of CPU per 128³ uint32 chunk (6 % of a dense CellMap label's per-core time),
+so an entry is kept *uncompressed* when the store, with it, stays under half its budget
+(:data:`BUDGET_BYTES` / 2 = 256 MiB of raw chunks); beyond that entries are compressed as
+before, so the bound on memory is unchanged. An array that owns its buffer is kept without a
+copy: callers hand over what they put and must not write to it afterwards.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from numcodecs import Zstd
 
 __all__ = ["BUDGET_BYTES", "CarryStore", "store"]
 
-#: Compressed bytes one process may hold in :func:`store` (oldest entries evicted beyond it).
+#: Bytes one process may hold in :func:`store` (oldest entries evicted beyond it); entries are
+#: kept raw while the store stays under half of it, compressed beyond.
 BUDGET_BYTES = 512 * 2**20
 
 #: zstd level 1: the fastest standard level; label chunks still compress 10-1000x
@@ -37,7 +45,7 @@ _CODEC = Zstd(level=1)
 
 
 class CarryStore:
-    """Compressed NumPy arrays by key, at most ``budget`` compressed bytes (oldest evicted).
+    """NumPy arrays by key (raw or compressed), at most ``budget`` held bytes (oldest evicted).
 
     Thread-safe: compression and decompression run outside the lock (zstd releases the GIL),
     only the bookkeeping is serialised.
@@ -57,7 +65,7 @@ class CarryStore:
 
     @property
     def nbytes(self) -> int:
-        """Compressed bytes held now."""
+        """Bytes held now (raw arrays at their size, the others compressed)."""
         return self._bytes
 
     def put(self, key: Hashable, arrays: Sequence[np.ndarray]) -> bool:
@@ -65,9 +73,15 @@ class CarryStore:
 
         Replaces an entry of the same key; evicts the oldest entries until the new one fits.
         """
-        packed = [(np.ascontiguousarray(a).dtype.str, a.shape, _CODEC.encode(
-            np.ascontiguousarray(a))) for a in arrays]
-        size = sum(len(p[2]) for p in packed)
+        raw_size = sum(int(np.asarray(a).nbytes) for a in arrays)
+        if self._bytes + raw_size <= self.budget // 2:  # room: skip zstd (read unlocked:
+            # a race only changes the representation, never what get returns)
+            packed = [(None, None, _owned(a)) for a in arrays]
+            size = raw_size
+        else:
+            packed = [(np.ascontiguousarray(a).dtype.str, a.shape, _CODEC.encode(
+                np.ascontiguousarray(a))) for a in arrays]
+            size = sum(len(p[2]) for p in packed)
         if size > self.budget:
             return False
         with self._lock:
@@ -82,8 +96,9 @@ class CarryStore:
         return True
 
     def get(self, key: Hashable, *, remove: bool = False) -> list[np.ndarray] | None:
-        """The arrays stored under ``key`` (decompressed, writeable), or ``None``; with
-        ``remove`` the entry is dropped (the last pass that needs it)."""
+        """The arrays stored under ``key`` (decompressed, writeable, private), or ``None``;
+        with ``remove`` the entry is dropped (the last pass that needs it) and a raw array is
+        handed back itself, without a copy."""
         with self._lock:
             entry = self._items.pop(key, None) if remove else self._items.get(key)
             if entry is None:
@@ -92,7 +107,8 @@ class CarryStore:
             self.hits += 1
             if remove:
                 self._bytes -= entry[0]
-        return [_decode(dt, shape, data) for dt, shape, data in entry[1]]
+        return [(data if remove else data.copy()) if dt is None else _decode(dt, shape, data)
+                for dt, shape, data in entry[1]]
 
     def discard(self, key: Hashable) -> None:
         """Drop ``key`` if present (a later pass found nothing to do with it)."""
@@ -106,6 +122,15 @@ class CarryStore:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when it is a C-contiguous, writeable array owning its buffer (nothing
+    else can change it once the caller lets go), else a private copy."""
+    a = np.asarray(a)
+    if a.base is None and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, order="C", copy=True)
 
 
 def _decode(dtype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
