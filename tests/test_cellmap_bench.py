@@ -58,14 +58,14 @@ def test_testset_manifest_scaled_keeps_extent():
     assert sum(int(np.prod(g.shape)) for *_, g in full) == 87_666_200_000
 
 
-def test_testset_modes_from_environment(monkeypatch):
+def test_modes_from_environment(monkeypatch):
     # a large --scale runs one schedule; a misspelt one is an error, not a silent default
-    from gpueval.bench.dense import MODES, _testset_modes
+    from gpueval.bench.dense import MODES, _modes
 
     monkeypatch.delenv("GPUEVAL_BENCH_MODES", raising=False)
-    assert _testset_modes() == MODES
+    assert _modes() == MODES
     monkeypatch.setenv("GPUEVAL_BENCH_MODES", "threads_all")
-    assert _testset_modes() == ("threads_all",)
+    assert _modes() == ("threads_all",)
     monkeypatch.setenv("GPUEVAL_BENCH_MODES", "threads_all,thread_1")
     with pytest.raises(ValueError, match="thread_1"):
-        _testset_modes()
+        _modes()

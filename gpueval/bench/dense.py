@@ -205,7 +205,8 @@ def _three_ways(build_graph, store: CountingStore, side: int, itemsize: dict[str
     cores = os.cpu_count() or 1
     out: dict[str, Any] = {}
     results = {}
-    for mode in MODES:
+    reads: dict[str, Any] = {}
+    for mode in _modes():
         store.reset()
         # worker processes get plain stores (the counter's lock does not pickle; their reads
         # are not seen here anyway)
@@ -223,16 +224,26 @@ def _three_ways(build_graph, store: CountingStore, side: int, itemsize: dict[str
             # process got tells whether a second thread found a free core at all
             out[f"{mode}_cpu_seconds"] = _cpu_seconds() - cpu0
         out[f"{mode}_seconds"] = time.perf_counter() - t0
-        if mode == "threads_all":
-            reads = store.summary(side, itemsize)
-    t1 = out["threads_1_seconds"]
+        if mode != "processes" and (mode == "threads_all" or not reads):
+            reads = store.summary(side, itemsize)  # all threads' reads, else one thread's
     out["cores"] = cores
-    out["efficiency_threads"] = t1 / (cores * out["threads_all_seconds"])
-    if "processes" in results:
+    t1 = out.get("threads_1_seconds")
+    if t1 is not None and "threads_all_seconds" in out:
+        out["efficiency_threads"] = t1 / (cores * out["threads_all_seconds"])
+    if t1 is not None and "processes_seconds" in out:
         out["efficiency_processes"] = t1 / (cores * out["processes_seconds"])
     out["load_average"] = os.getloadavg()
-    same = all(_same(results["threads_1"], r) for r in results.values())
-    return results["threads_all"], reads, {**out, "identical": bool(same)}
+    first = next(iter(results.values()))
+    same = all(_same(first, r) for r in results.values())
+    return results.get("threads_all", first), reads, {**out, "identical": bool(same)}
+
+
+def _headline_seconds(par: dict[str, Any]) -> float:
+    """The time a record reports: all threads when that schedule ran, else the first run."""
+    for mode in ("threads_all", "threads_1", "processes"):
+        if f"{mode}_seconds" in par:
+            return par[f"{mode}_seconds"]
+    raise ValueError("no schedule ran")
 
 
 def _cpu_seconds() -> float:
@@ -284,8 +295,8 @@ def bench_cellmap_dense(device: str, scale: float) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     keys = ("tp", "fp", "fn", "n_hausdorff", "hausdorff_norm_sum", "status")
     voxels = side ** 3
-    decoded = reads["decoded_bytes"]  # every chunk once (session 6: the passes carry chunks)
-    seconds = par["threads_all_seconds"]
+    decoded = reads.get("decoded_bytes", 0)  # every chunk once (the passes carry chunks)
+    seconds = _headline_seconds(par)
     ok = (r32["status"] == "scored" and all(r32[k] == r64[k] for k in keys)
           and r32["fp"] > 0 and r32["fn"] > 0 and par["identical"])
     return {"voxels": voxels, "seconds": seconds, "check": bool(ok),
@@ -349,8 +360,8 @@ def bench_contingency_dense(device: str, scale: float) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     voxels = side ** 3
-    decoded = reads["decoded_bytes"]
-    seconds = par["threads_all_seconds"]
+    decoded = reads.get("decoded_bytes", 0)
+    seconds = _headline_seconds(par)
     return {"voxels": voxels, "seconds": seconds, "pairs": len(table),
             "check": bool(table.total == voxels and par["identical"]),
             "decoded_bytes_per_s": decoded / seconds, "bytes_on_disk": on_disk, **reads,
@@ -386,10 +397,11 @@ def _scaled_manifest(scale: float) -> list[tuple[int, str, str, Any]]:
     return rows
 
 
-def _testset_modes() -> tuple[str, ...]:
-    """The schedules ``cellmap_testset`` runs: all of :data:`MODES`, or the comma-separated
-    subset in ``GPUEVAL_BENCH_MODES`` (a large ``--scale`` takes tens of minutes per schedule;
-    ``GPUEVAL_BENCH_MODES=threads_all`` measures throughput and the extrapolation alone)."""
+def _modes() -> tuple[str, ...]:
+    """The schedules the throughput workloads here run: all of :data:`MODES`, or the
+    comma-separated subset in ``GPUEVAL_BENCH_MODES`` (a large ``--scale`` takes tens of
+    minutes per schedule; ``GPUEVAL_BENCH_MODES=threads_all`` measures throughput, peak
+    memory and the extrapolation alone; efficiencies need ``threads_1`` too)."""
     names = os.environ.get("GPUEVAL_BENCH_MODES", "")
     if not names:
         return MODES
@@ -439,7 +451,7 @@ def bench_cellmap_testset(device: str, scale: float) -> dict:
         par: dict[str, Any] = {}
         results = {}
         cores = os.cpu_count() or 1
-        for mode in _testset_modes():
+        for mode in _modes():
             t0, cpu0 = time.perf_counter(), time.process_time()
             if mode == "processes":
                 res = score("cellmap", f"{tmp}/truth", f"{tmp}/sub.zarr", device=device,
@@ -456,8 +468,8 @@ def bench_cellmap_testset(device: str, scale: float) -> dict:
         on_disk = _du(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    seconds = par.get("threads_all_seconds", next(iter(par.values())))
-    if "threads_1_seconds" in par:
+    seconds = _headline_seconds(par)
+    if "threads_1_seconds" in par and "threads_all_seconds" in par:
         par["efficiency_threads"] = par["threads_1_seconds"] / (cores * seconds)
     if "processes_seconds" in par and "threads_1_seconds" in par:
         par["efficiency_processes"] = par["threads_1_seconds"] / (cores * par[
