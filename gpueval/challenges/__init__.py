@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
@@ -63,6 +62,9 @@ def config_as_given(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def registered() -> dict[str, str]:
     """``{name: module path}`` of every challenge: the built-ins, then installed ones."""
+    # importlib.metadata costs a process ~20 ms: only a listing or a non-built-in name asks it
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
     found = dict(BUILTIN)
     for ep in entry_points(group=GROUP):
         found.setdefault(ep.name, ep.value)
