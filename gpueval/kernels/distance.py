@@ -123,9 +123,10 @@ def hausdorff_max(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]) -> floa
     """
     if a_mask.shape != b_mask.shape:
         raise ValueError(f"masks differ in shape: {a_mask.shape} vs {b_mask.shape}")
-    if not 1 <= a_mask.ndim <= 3 or len(voxel_size) != a_mask.ndim:
-        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask "
-                         "(1-3 D)")
+    if not 1 <= a_mask.ndim <= 3:
+        raise ValueError(f"masks must be 1-D to 3-D, not {a_mask.ndim}-D")
+    if len(voxel_size) != a_mask.ndim:
+        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask")
     if not is_cupy(a_mask):
         from gpueval.kernels.edt_nogil import BOTH, BOTH_EMPTY, hausdorff_sq
 

@@ -67,9 +67,10 @@ def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size) -> tuple[int, float]:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    if not 1 <= a.ndim <= 3 or len(voxel_size) != a.ndim:
-        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a.ndim}-D mask "
-                         "(1-3 D)")
+    if not 1 <= a.ndim <= 3:
+        raise ValueError(f"masks must be 1-D to 3-D, not {a.ndim}-D")
+    if len(voxel_size) != a.ndim:
+        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a.ndim}-D mask")
     # 1-D and 2-D masks run as 3-D with leading axes of length 1 (their terms are +0.0, which
     # leaves SciPy's sum unchanged); unit voxel sizes there change nothing
     lead = 3 - a.ndim
