@@ -6,8 +6,8 @@ For CellMap-like pairs (a ball and a shifted, 2 %-thinned copy) on N³ boxes it 
   whole ``edt``-based ``hausdorff_max`` before session 7: crop, masks, two EDTs, maxima) and
   the kernel (``gpueval.kernels.distance.hausdorff_max`` now: one call of
   :func:`gpueval.kernels.edt_nogil.hausdorff_sq`);
-* the GIL probe: the counting rate of a pure-Python thread while the main thread calls the
-  kernel back to back, relative to its rate alone (1.0 = the kernel never holds the GIL);
+* the GIL probe: the counting rate of a pure-Python thread during one call on a large box
+  (``--probe-box``), relative to its rate beside a sleep (1.0 = the kernel never holds the GIL);
 * two threads x N calls against one thread x 2N calls (wall seconds, and the speed-up).
 
     PYTHONPATH=$PWD python benchmarks/edt_nogil_bench.py [--sizes 24 40 64 96]
@@ -63,30 +63,28 @@ def cpu_ms(fn, reps: int) -> float:
     return (time.process_time() - t) / reps * 1e3
 
 
-def probe_rate(fn, seconds: float = 1.0) -> float:
-    """Counting rate of a Python thread beside ``fn`` called back to back, over its idle rate."""
+def probe_rate(fn, idle_seconds: float = 0.5) -> float:
+    """Counting rate of a Python thread during one call of ``fn``, over its rate beside a
+    sleep (1.0: ``fn`` never holds the GIL). One long call, not many short ones: between
+    short calls the interpreter hands the GIL over anyway, which hides a kernel that holds it
+    for its whole run."""
     def count(stop: threading.Event, out: list) -> None:
         k = 0
         while not stop.is_set():
             k += 1
         out.append(k)
 
-    def run(busy: bool) -> float:
+    def rate(call) -> float:
         stop, out = threading.Event(), []
         th = threading.Thread(target=count, args=(stop, out))
         t0 = time.perf_counter()
         th.start()
-        while time.perf_counter() - t0 < seconds:
-            if busy:
-                fn()
-            else:
-                time.sleep(0.01)
+        call()
         stop.set()
         th.join()
         return out[0] / (time.perf_counter() - t0)
 
-    idle = run(False)
-    return run(True) / idle
+    return rate(fn) / rate(lambda: time.sleep(idle_seconds))
 
 
 def threads_wall(fn, calls: int, threads: int) -> float:
@@ -107,11 +105,16 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[24, 40, 64, 96])
-    ap.add_argument("--probe-seconds", type=float, default=1.0)
+    ap.add_argument("--probe-box", type=int, default=192, help="edge of the probe's box")
     args = ap.parse_args()
     vs = (8.0, 8.0, 8.0)
-    print("box   edt x2 ms  edt-hd_max ms  nogil ms   probe edt  probe nogil   "
-          "1 thr s  2 thr s  speed-up edt  nogil")
+    big_a, big_b = pair(args.probe_box)
+    hausdorff_max(big_a[:4, :4, :4], big_b[:4, :4, :4], vs)  # compile before probing
+    print(f"GIL probe beside one call on a {args.probe_box}³ pair (1.0 = GIL released): "
+          f"edt {probe_rate(lambda: edt_two_calls(big_a, big_b, vs)):.2f}, "
+          f"nogil {probe_rate(lambda: hausdorff_max(big_a, big_b, vs)):.2f}")
+    print("box   edt x2 ms  edt-hd_max ms  nogil ms   1 thr s  2 thr s   2-thread speed-up "
+          "edt  nogil")
     for n in args.sizes:
         a, b = pair(n)
         assert hausdorff_max(a, b, vs) == edt_hausdorff_max(a, b, vs)
@@ -119,17 +122,15 @@ def main() -> None:
         t_edt = cpu_ms(lambda a=a, b=b: edt_two_calls(a, b, vs), reps)
         t_old = cpu_ms(lambda a=a, b=b: edt_hausdorff_max(a, b, vs), reps)
         t_new = cpu_ms(lambda a=a, b=b: hausdorff_max(a, b, vs), reps)
-        p_old = probe_rate(lambda a=a, b=b: edt_hausdorff_max(a, b, vs), args.probe_seconds)
-        p_new = probe_rate(lambda a=a, b=b: hausdorff_max(a, b, vs), args.probe_seconds)
         calls = 2 * reps
         speed = {}
         for name, fn in (("edt", lambda a=a, b=b: edt_hausdorff_max(a, b, vs)),
                          ("nogil", lambda a=a, b=b: hausdorff_max(a, b, vs))):
             one, two = threads_wall(fn, calls, 1), threads_wall(fn, calls, 2)
             speed[name] = (one, two, one / two)
-        print(f"{n:3d}³  {t_edt:9.3f}  {t_old:13.3f}  {t_new:8.3f}   {p_old:9.2f}  "
-              f"{p_new:11.2f}   {speed['nogil'][0]:7.3f}  {speed['nogil'][1]:7.3f}  "
-              f"{speed['edt'][2]:12.2f}  {speed['nogil'][2]:5.2f}")
+        print(f"{n:3d}³  {t_edt:9.3f}  {t_old:13.3f}  {t_new:8.3f}   "
+              f"{speed['nogil'][0]:7.3f}  {speed['nogil'][1]:7.3f}   "
+              f"{speed['edt'][2]:21.2f}  {speed['nogil'][2]:5.2f}")
 
 
 if __name__ == "__main__":
