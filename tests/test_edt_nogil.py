@@ -142,6 +142,8 @@ def test_bad_arguments():
         hausdorff_sq(np.zeros((2, 2)), np.zeros((2, 3)), (1, 1))
     with pytest.raises(ValueError, match="1-D to 3-D"):
         hausdorff_sq(np.zeros((2,) * 4), np.zeros((2,) * 4), (1,) * 4)
+    with pytest.raises(ValueError, match="positive and finite"):
+        hausdorff_sq(np.ones((2, 2)), np.ones((2, 2)), (1.0, 0.0))
     with pytest.raises(ValueError, match="voxel_size has 3 values"):
         hausdorff_max(np.ones((2, 2)), np.ones((2, 2)), (1, 1, 1))
 

@@ -73,6 +73,9 @@ def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size) -> tuple[int, float]:
         raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a.ndim}-D mask")
     # 1-D and 2-D masks run as 3-D with leading axes of length 1 (their terms are +0.0, which
     # leaves SciPy's sum unchanged); unit voxel sizes there change nothing
+    if not all(np.isfinite(v) and v > 0 for v in voxel_size):
+        # a zero size would divide by zero in the envelope (a wrong value, not an error)
+        raise ValueError(f"voxel sizes must be positive and finite, not {tuple(voxel_size)}")
     lead = 3 - a.ndim
     shape3 = (1,) * lead + a.shape
     vs = np.array((1.0,) * lead + tuple(float(v) for v in voxel_size), np.float64)
