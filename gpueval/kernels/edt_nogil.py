@@ -139,6 +139,10 @@ def _directed_sq(src, dst, vs, g, f, v, z):  # pragma: no cover - compiled
     is a float64 work array of the masks' shape, ``f``, ``v``, ``z`` line buffers."""
     m0, m1, m2 = src.shape
     inf = np.inf
+    half_inv = np.empty(max(m1, m2) + 1, np.float64)
+    half_inv[0] = 0.0  # unused: vertices are distinct
+    for d in range(1, max(m1, m2) + 1):
+        half_inv[d] = 0.5 / d
     # planes (axis 0) and rows (axes 0, 1) holding a voxel of src ∖ dst: only those need the
     # passes along axes 1 and 2
     plane_wanted = np.zeros(m0, np.bool_)
@@ -185,7 +189,7 @@ def _directed_sq(src, dst, vs, g, f, v, z):  # pragma: no cover - compiled
         for k in range(m2):
             for j in range(m1):
                 f[j] = g[i, j, k]
-            nv = _envelope(f, m1, w1, v, z)
+            nv = _envelope(f, m1, w1, v, z, half_inv)
             if nv == 0:
                 continue  # no voxel of dst in this plane's column k: stays ∞
             e = 0
@@ -205,7 +209,7 @@ def _directed_sq(src, dst, vs, g, f, v, z):  # pragma: no cover - compiled
                 continue
             for k in range(m2):
                 f[k] = g[i, j, k]
-            nv = _envelope(f, m2, w2, v, z)
+            nv = _envelope(f, m2, w2, v, z, half_inv)
             e = 0
             for k in range(m2):
                 while z[e + 1] < k:
@@ -219,11 +223,11 @@ def _directed_sq(src, dst, vs, g, f, v, z):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _envelope(f, n, w, v, z):  # pragma: no cover - compiled
+def _envelope(f, n, w, v, z, half_inv):  # pragma: no cover - compiled
     """Lower envelope of the parabolas ``f[p] + (w·(x − p))²`` over the finite ``f[:n]``:
     their vertices ``v[:nv]`` and boundaries ``z[:nv + 1]`` (Felzenszwalb & Huttenlocher);
-    returns ``nv`` (0 when every ``f`` is ∞)."""
-    w2 = w * w
+    returns ``nv`` (0 when every ``f`` is ∞). ``half_inv[d]`` is ``0.5 / d``."""
+    inv_w2 = 1.0 / (w * w)
     nv = 0
     for q in range(n):
         fq = f[q]
@@ -238,8 +242,11 @@ def _envelope(f, n, w, v, z):  # pragma: no cover - compiled
         # pop the parabolas the new one hides (z[0] = −∞ stops this at the first one)
         while True:
             p = v[nv - 1]
-            # where the parabolas of p and q meet: w²((x−q)² − (x−p)²) = f[p] − f[q]
-            s = ((fq - f[p]) / w2 + (q * q - p * p)) / (2.0 * (q - p))
+            # where the parabolas of p and q meet: w²((x−q)² − (x−p)²) = f[p] − f[q]; products
+            # with precomputed reciprocals, not two divisions (10 % of the kernel). s only picks
+            # the minimiser, never enters a value: at integer voxel sizes a true crossing is a
+            # multiple of 1/(2(q−p)), far from the integers by more than any rounding of s
+            s = ((fq - f[p]) * inv_w2 + (q * q - p * p)) * half_inv[q - p]
             if s > z[nv - 1]:
                 break
             nv -= 1
