@@ -153,3 +153,16 @@ def test_kernels_are_compiled_without_the_gil():
     hausdorff_sq(np.ones(2, bool), np.zeros(2, bool), (1.0,))  # compiled on first call
     for name in ("_hausdorff_sq_kernel", "_directed_sq", "_envelope"):
         assert getattr(edt_nogil, name).targetoptions.get("nogil") is True
+
+
+def test_threads_measuring_different_pairs_get_the_serial_values():
+    """The kernel keeps no state between calls: four threads at once give each pair's value."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    pairs = [(rng.random((20, 18, 22)) < p, rng.random((20, 18, 22)) < q)
+             for p, q in ((0.01, 0.05), (0.2, 0.02), (0.5, 0.5), (0.03, 0.03))] * 4
+    v = (3.24, 4.0, 4.0)
+    serial = [hausdorff_max(a, b, v) for a, b in pairs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda ab: hausdorff_max(*ab, v), pairs)) == serial

@@ -33,6 +33,9 @@ float64, far below float32's resolution (property tests in ``tests/test_edt_nogi
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numba
 import numpy as np
 
@@ -42,7 +45,8 @@ __all__ = ["hausdorff_sq"]
 BOTH_EMPTY, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 
 
-def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size) -> tuple[int, float]:
+def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size: Sequence[float]
+                 ) -> tuple[int, float]:
     """Squared symmetric Hausdorff distance of two NumPy masks (voxel centres, world units).
 
     Parameters
@@ -71,14 +75,15 @@ def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size) -> tuple[int, float]:
         raise ValueError(f"masks must be 1-D to 3-D, not {a.ndim}-D")
     if len(voxel_size) != a.ndim:
         raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a.ndim}-D mask")
+    sizes = tuple(float(v) for v in voxel_size)
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        # a zero size would divide by zero in the envelope (a wrong value, not an error)
+        raise ValueError(f"voxel sizes must be positive and finite, not {sizes}")
     # 1-D and 2-D masks run as 3-D with leading axes of length 1 (their terms are +0.0, which
     # leaves SciPy's sum unchanged); unit voxel sizes there change nothing
-    if not all(np.isfinite(v) and v > 0 for v in voxel_size):
-        # a zero size would divide by zero in the envelope (a wrong value, not an error)
-        raise ValueError(f"voxel sizes must be positive and finite, not {tuple(voxel_size)}")
     lead = 3 - a.ndim
     shape3 = (1,) * lead + a.shape
-    vs = np.array((1.0,) * lead + tuple(float(v) for v in voxel_size), np.float64)
+    vs = np.array((1.0,) * lead + sizes, np.float64)
     status, sq = _hausdorff_sq_kernel(_as_bool(a).reshape(shape3), _as_bool(b).reshape(shape3),
                                       vs)
     return int(status), float(sq)
