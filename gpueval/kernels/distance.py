@@ -18,11 +18,18 @@ bounding boxes does. CellMap pads its ROI by ``ceil(D_max / v) + 2`` voxels; tha
 changes nothing. The cost is ∝ the union box, so the caller should pass small crops (from
 :func:`gpueval.kernels.regions.region_stats` boxes, see :func:`union_box`).
 
-CPU: ``edt`` (seung-lab; 10x SciPy in 3-D, ``shared/research/anchors.md`` §0) computes in
-float32, so a distance can differ from SciPy's float64 value in the last float32 bits
-(≤ ~3e-7 relative). GPU: ``cupyx.scipy.ndimage.distance_transform_edt`` (float64). CellMap
-stores Hausdorff distances as float32: casting (and capping at ``D_max``) is left to the
-caller.
+CPU, the maximum (:func:`hausdorff_max`, and :func:`hausdorff` without a percentile):
+:mod:`gpueval.kernels.edt_nogil`, a Numba kernel that releases the GIL (so CellMap's pairs
+overlap across threads; ``edt`` holds it) and computes the squared maximum in float64 with
+SciPy's arithmetic; the value returned is ``float32(sqrt(max))`` — SciPy's float32 value, and
+for integer voxel sizes bit for bit what ``edt`` gave before session 7. At non-integer voxel
+sizes (e.g. 3.24 nm) ``edt``'s float32 arithmetic could be one float32 step off SciPy; this
+kernel is not, so values there may differ from earlier gpueval versions by that step, toward
+the official one. CPU, whole distance maps (:func:`directed_distances`, percentiles): ``edt``
+(seung-lab; 10x SciPy in 3-D, ``shared/research/anchors.md`` §0), in float32, so a distance
+can differ from SciPy's float64 value in the last float32 bits (≤ ~3e-7 relative). GPU:
+``cupyx.scipy.ndimage.distance_transform_edt`` (float64). CellMap stores Hausdorff distances as
+float32: capping at ``D_max`` and the cast are left to the caller.
 
 Empty sets: both empty → 0; exactly one empty → ``inf`` (the caller caps it, e.g. at CellMap's
 ``D_max``).
@@ -30,6 +37,7 @@ Empty sets: both empty → 0; exactly one empty → ``inf`` (the caller caps it,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +73,8 @@ def hausdorff(a_mask: Any, b_mask: Any, voxel_size: Sequence[float], *,
     >>> hausdorff(a, b, (1.0, 2.0))
     8.0
     """
+    if (percentile is None or percentile == 100) and not is_cupy(a_mask):
+        return hausdorff_max(a_mask, b_mask, voxel_size)  # the GIL-free kernel, same value
     dab, dba = directed_distances(a_mask, b_mask, voxel_size)
     if dab is None:
         return 0.0 if dba is None else float("inf")
@@ -81,11 +91,19 @@ def hausdorff(a_mask: Any, b_mask: Any, voxel_size: Sequence[float], *,
 def hausdorff_max(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]) -> float:
     """:func:`hausdorff` (the classic maximum) with no EDT that cannot change the value.
 
-    The same value, bit for bit, as ``hausdorff(a_mask, b_mask, voxel_size)``: voxels of A
-    inside B are at distance 0 from B, so the directed maximum over A equals the maximum over
-    ``A \\ B`` (0 when that is empty) — the EDT of ``~B`` is skipped when A ⊆ B, the EDT of
-    ``~A`` when B ⊆ A, and both when the masks are equal (distance 0). Every EDT that does run
-    is the same one, on the same box, as in :func:`hausdorff`.
+    Voxels of A inside B are at distance 0 from B, so the directed maximum over A equals the
+    maximum over ``A \\ B`` (0 when that is empty): the distance to B is needed only there,
+    the distance to A only on ``B \\ A``, and nothing when the masks are equal.
+
+    CPU (NumPy masks): one call of :func:`gpueval.kernels.edt_nogil.hausdorff_sq`, which
+    releases the GIL for the whole pair (union box, checks, both directions), so threads
+    measuring different pairs run in parallel. It returns ``float32(sqrt(max d²))`` with
+    ``d²`` in SciPy's float64 arithmetic: SciPy's float32 value (the official one), and for
+    integer voxel sizes bit for bit the value of the ``edt``-based kernel gpueval used before
+    session 7. At non-integer voxel sizes ``edt``'s float32 arithmetic could be one float32
+    step off SciPy; this value is SciPy's, so it may differ from those earlier results by that
+    step. GPU (CuPy masks): ``cupyx`` EDTs on the union box, skipped where they cannot change
+    the value (A ⊆ B, B ⊆ A), float64.
 
     Parameters
     ----------
@@ -100,14 +118,24 @@ def hausdorff_max(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]) -> floa
     Examples
     --------
     >>> a = np.zeros((1, 5), bool); b = a.copy(); a[0, 0] = True; b[0, :] = True
-    >>> hausdorff_max(a, b, (1.0, 2.0))  # A inside B: one EDT, of ~A
+    >>> hausdorff_max(a, b, (1.0, 2.0))  # A inside B: only B ∖ A is measured
     8.0
     """
     if a_mask.shape != b_mask.shape:
         raise ValueError(f"masks differ in shape: {a_mask.shape} vs {b_mask.shape}")
-    if not 1 <= a_mask.ndim <= 3 or len(voxel_size) != a_mask.ndim:
-        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask "
-                         "(1-3 D)")
+    if not 1 <= a_mask.ndim <= 3:
+        raise ValueError(f"masks must be 1-D to 3-D, not {a_mask.ndim}-D")
+    if len(voxel_size) != a_mask.ndim:
+        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask")
+    if not is_cupy(a_mask):
+        from gpueval.kernels.edt_nogil import BOTH, BOTH_EMPTY, hausdorff_sq
+
+        status, squared = hausdorff_sq(a_mask, b_mask, voxel_size)
+        if status != BOTH:
+            return 0.0 if status == BOTH_EMPTY else float("inf")
+        # math.sqrt is correctly rounded, so its float32 rounding is SciPy's float32 value
+        # (and, squared distances being exact integers then, edt's for integer voxel sizes)
+        return float(np.float32(math.sqrt(squared)))
     a, b = crop_to_union_bbox(a_mask != 0, b_mask != 0)
     has_a, has_b = bool(a.any()), bool(b.any())
     if not (has_a and has_b):

@@ -1,0 +1,262 @@
+"""The squared symmetric Hausdorff distance of two voxel masks, computed without the GIL.
+
+Why a kernel of our own (issue #18, session 7): ``edt.edt`` holds the GIL for its whole run
+(a Python probe thread beside it ran at 0.05-0.08 of its idle rate), so CellMap's per-pair
+Hausdorff EDTs — about a quarter of the instance score's CPU time — could not overlap across
+threads; SciPy's EDT releases the GIL but is ~4.5x slower. This one is compiled by Numba with
+``nogil=True`` and does everything of a pair (union box, emptiness and nesting checks, both
+directed maxima) in one call, so the only GIL-holding work per pair is a few microseconds of
+argument handling.
+
+What it computes: ``max(max_{a∈A∖B} d²(a, B), max_{b∈B∖A} d²(b, A))`` with
+``d²(x, S) = min_{s∈S} Σ_i ((x_i − s_i)·v_i)²`` — the square of the value CellMap's official
+scorer reads from ``scipy.ndimage.distance_transform_edt(~S, sampling=v)`` (``shared/specs/
+cellmap.md`` §5.1.9). Voxels of A inside B are at distance 0, so only ``A ∖ B`` is sampled, and
+only inside the union bounding box of A and B (exact: every candidate nearest voxel lies in
+it; see :mod:`gpueval.kernels.distance`).
+
+How: the separable squared EDT of Felzenszwalb & Huttenlocher ("Distance transforms of sampled
+functions", 2012) in float64, one 1-D pass per axis on the union box — axis 0 by a forward and a
+backward scan (its input is 0 on the set, ∞ elsewhere), axes 1 and 2 by the lower envelope of
+parabolas. The last pass evaluates the envelope only on rows holding a voxel of ``A ∖ B`` and
+keeps the maximum; no distance map leaves the kernel.
+
+Exactness (why ``float32(sqrt(result))`` is SciPy's float32 value): SciPy finds each voxel's
+nearest voxel of the set and computes ``((d₀v₀)² + (d₁v₁)²) + (d₂v₂)²`` in float64 from the
+integer offsets ``dᵢ``; the passes here add the same rounded terms in the same order (pass k
+adds ``((q − p)·v_k)²`` to the previous passes' float64 sum at the envelope's minimiser ``p``).
+With integer voxel sizes every term and sum is an exact integer, so the result is exact. With
+non-integer sizes the envelope compares rounded values, so where two candidates tie to within
+a float64 rounding the kernel may pick the other one; the two sums then differ by an ulp of
+float64, far below float32's resolution (property tests in ``tests/test_edt_nogil.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+__all__ = ["hausdorff_sq"]
+
+#: status codes of :func:`hausdorff_sq`'s kernel
+BOTH_EMPTY, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
+
+
+def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size: Sequence[float]
+                 ) -> tuple[int, float]:
+    """Squared symmetric Hausdorff distance of two NumPy masks (voxel centres, world units).
+
+    Parameters
+    ----------
+    a, b : NumPy arrays of one shape, 1-3 D (non-zero = in the object; any strides).
+    voxel_size : world size of a voxel per array axis.
+
+    Returns
+    -------
+    (status, squared distance)
+        ``status`` is ``BOTH`` (3) when both masks hold a voxel, else ``BOTH_EMPTY`` (0),
+        ``ONLY_A`` (1) or ``ONLY_B`` (2), with squared distance 0.0. The square root of the
+        distance is the maximum of SciPy's ``distance_transform_edt`` maps sampled on the
+        other mask (module notes).
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 5), bool); b = a.copy(); a[0, 0] = True; b[0, 3:] = True
+    >>> hausdorff_sq(a, b, (1.0, 2.0))  # (4 voxels · 2)²
+    (3, 64.0)
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
+    if not 1 <= a.ndim <= 3:
+        raise ValueError(f"masks must be 1-D to 3-D, not {a.ndim}-D")
+    if len(voxel_size) != a.ndim:
+        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a.ndim}-D mask")
+    sizes = tuple(float(v) for v in voxel_size)
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        # a zero size would divide by zero in the envelope (a wrong value, not an error)
+        raise ValueError(f"voxel sizes must be positive and finite, not {sizes}")
+    # 1-D and 2-D masks run as 3-D with leading axes of length 1 (their terms are +0.0, which
+    # leaves SciPy's sum unchanged); unit voxel sizes there change nothing
+    lead = 3 - a.ndim
+    shape3 = (1,) * lead + a.shape
+    vs = np.array((1.0,) * lead + sizes, np.float64)
+    status, sq = _hausdorff_sq_kernel(_as_bool(a).reshape(shape3), _as_bool(b).reshape(shape3),
+                                      vs)
+    return int(status), float(sq)
+
+
+def _as_bool(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.bool_ else x != 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _hausdorff_sq_kernel(a, b, vs):  # pragma: no cover - compiled
+    """(status, squared Hausdorff) of 3-D bool masks ``a``, ``b`` (see :func:`hausdorff_sq`)."""
+    n0, n1, n2 = a.shape
+    lo0, lo1, lo2 = n0, n1, n2
+    hi0 = hi1 = hi2 = -1
+    na = nb = na_out = nb_out = 0
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                x = a[i, j, k]
+                y = b[i, j, k]
+                if x or y:
+                    lo0 = min(lo0, i)
+                    hi0 = max(hi0, i)
+                    lo1 = min(lo1, j)
+                    hi1 = max(hi1, j)
+                    lo2 = min(lo2, k)
+                    hi2 = max(hi2, k)
+                    if x:
+                        na += 1
+                        if not y:
+                            na_out += 1
+                    if y:
+                        nb += 1
+                        if not x:
+                            nb_out += 1
+    if na == 0 or nb == 0:
+        return (1 if na else 0) + (2 if nb else 0), 0.0
+    sa = a[lo0:hi0 + 1, lo1:hi1 + 1, lo2:hi2 + 1]
+    sb = b[lo0:hi0 + 1, lo1:hi1 + 1, lo2:hi2 + 1]
+    m0, m1, m2 = sa.shape
+    g = np.empty((m0, m1, m2), np.float64)
+    m = max(m0, m1, m2)
+    f = np.empty(m, np.float64)
+    v = np.empty(m, np.int64)
+    z = np.empty(m + 1, np.float64)
+    best = 0.0
+    if na_out:  # A ⊄ B: distances of A ∖ B to B
+        best = max(best, _directed_sq(sa, sb, vs, g, f, v, z))
+    if nb_out:
+        best = max(best, _directed_sq(sb, sa, vs, g, f, v, z))
+    return 3, best
+
+
+@numba.njit(nogil=True, cache=True)
+def _directed_sq(src, dst, vs, g, f, v, z):  # pragma: no cover - compiled
+    """max over voxels of ``src ∖ dst`` of the squared distance to ``dst`` (non-empty); ``g``
+    is a float64 work array of the masks' shape, ``f``, ``v``, ``z`` line buffers."""
+    m0, m1, m2 = src.shape
+    inf = np.inf
+    half_inv = np.empty(max(m1, m2) + 1, np.float64)
+    half_inv[0] = 0.0  # unused: vertices are distinct
+    for d in range(1, max(m1, m2) + 1):
+        half_inv[d] = 0.5 / d
+    # planes (axis 0) and rows (axes 0, 1) holding a voxel of src ∖ dst: only those need the
+    # passes along axes 1 and 2
+    plane_wanted = np.zeros(m0, np.bool_)
+    row_wanted = np.zeros((m0, m1), np.bool_)
+    for i in range(m0):
+        for j in range(m1):
+            for k in range(m2):
+                if src[i, j, k] and not dst[i, j, k]:
+                    row_wanted[i, j] = True
+                    plane_wanted[i] = True
+                    break
+    # pass 1, axis 0: index distance to the nearest voxel of dst in the column (forward scan
+    # keeps the distance to the last one above, backward scan the nearer of that and below)
+    last = np.full((m1, m2), -1, np.int64)
+    for i in range(m0):
+        for j in range(m1):
+            for k in range(m2):
+                if dst[i, j, k]:
+                    last[j, k] = i
+                    g[i, j, k] = 0.0
+                elif last[j, k] >= 0:
+                    g[i, j, k] = i - last[j, k]
+                else:
+                    g[i, j, k] = inf
+    w0 = vs[0]
+    last[:, :] = -1
+    for i in range(m0 - 1, -1, -1):
+        for j in range(m1):
+            for k in range(m2):
+                if dst[i, j, k]:
+                    last[j, k] = i
+                d = g[i, j, k]
+                if last[j, k] >= 0 and last[j, k] - i < d:
+                    d = last[j, k] - i
+                if d != inf:
+                    t = d * w0  # SciPy's term: the integer offset times the voxel size, squared
+                    d = t * t
+                g[i, j, k] = d
+    # pass 2, axis 1, on the wanted planes only
+    w1 = vs[1]
+    for i in range(m0):
+        if not plane_wanted[i]:
+            continue
+        for k in range(m2):
+            for j in range(m1):
+                f[j] = g[i, j, k]
+            nv = _envelope(f, m1, w1, v, z, half_inv)
+            if nv == 0:
+                continue  # no voxel of dst in this plane's column k: stays ∞
+            e = 0
+            for j in range(m1):
+                while z[e + 1] < j:
+                    e += 1
+                t = (j - v[e]) * w1
+                g[i, j, k] = f[v[e]] + t * t
+    # pass 3, axis 2, on the wanted rows, evaluated on src ∖ dst only
+    w2 = vs[2]
+    best = 0.0
+    for i in range(m0):
+        if not plane_wanted[i]:
+            continue
+        for j in range(m1):
+            if not row_wanted[i, j]:
+                continue
+            for k in range(m2):
+                f[k] = g[i, j, k]
+            nv = _envelope(f, m2, w2, v, z, half_inv)
+            e = 0
+            for k in range(m2):
+                while z[e + 1] < k:
+                    e += 1
+                if src[i, j, k] and not dst[i, j, k]:
+                    t = (k - v[e]) * w2
+                    d = f[v[e]] + t * t
+                    if d > best:
+                        best = d
+    return best
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _envelope(f, n, w, v, z, half_inv):  # pragma: no cover - compiled
+    """Lower envelope of the parabolas ``f[p] + (w·(x − p))²`` over the finite ``f[:n]``:
+    their vertices ``v[:nv]`` and boundaries ``z[:nv + 1]`` (Felzenszwalb & Huttenlocher);
+    returns ``nv`` (0 when every ``f`` is ∞). ``half_inv[d]`` is ``0.5 / d``."""
+    inv_w2 = 1.0 / (w * w)
+    nv = 0
+    for q in range(n):
+        fq = f[q]
+        if fq == np.inf:
+            continue
+        if nv == 0:
+            v[0] = q
+            z[0] = -np.inf
+            z[1] = np.inf
+            nv = 1
+            continue
+        # pop the parabolas the new one hides (z[0] = −∞ stops this at the first one)
+        while True:
+            p = v[nv - 1]
+            # where the parabolas of p and q meet: w²((x−q)² − (x−p)²) = f[p] − f[q]; products
+            # with precomputed reciprocals, not two divisions (10 % of the kernel). s only picks
+            # the minimiser, never enters a value: at integer voxel sizes a true crossing is a
+            # multiple of 1/(2(q−p)), far from the integers by more than any rounding of s
+            s = ((fq - f[p]) * inv_w2 + (q * q - p * p)) * half_inv[q - p]
+            if s > z[nv - 1]:
+                break
+            nv -= 1
+        v[nv] = q
+        z[nv] = s
+        z[nv + 1] = np.inf
+        nv += 1
+    return nv
