@@ -112,13 +112,14 @@ SPARSE_BOX_RATIO = 16
 def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size) -> float:
     """Symmetric Hausdorff (nm) of two non-empty masks.
 
-    Compact pairs: the shared box kernel (:func:`gpueval.kernels.distance.hausdorff_max`,
-    ``edt`` in float32 on the CPU, ≤ ~3e-7 relative from SciPy's float64 value). Pairs lost
-    in a large box (a far prediction component joined by the ID-collision quirk, a split
-    object's far part): :func:`gpueval.kernels.distance.hausdorff_sparse`, exact in float64
-    — the same float32 value as ``edt`` for integer voxel sizes (checked on 3,552 pairs of
-    ``cellmap_600``), else within one float32 step and nearer SciPy's. The choice depends on
-    the pair's masks only, so it is the same for every chunking and schedule.
+    Compact pairs: the shared box kernel (:func:`gpueval.kernels.distance.hausdorff_max`; on
+    the CPU a Numba kernel that releases the GIL, squared distances in SciPy's float64
+    arithmetic: SciPy's float32 value, the official one). Pairs lost in a large box (a far
+    prediction component joined by the ID-collision quirk, a split object's far part):
+    :func:`gpueval.kernels.distance.hausdorff_sparse`, exact in float64 — the same float32
+    value as the box kernel for integer voxel sizes (checked on 3,552 pairs of
+    ``cellmap_600``), else within one float32 step. The choice depends on the pair's masks
+    only, so it is the same for every chunking and schedule.
     """
     if a.size > 4096 and a.size > SPARSE_BOX_RATIO * (int(np.count_nonzero(a))
                                                       + int(np.count_nonzero(b))):
