@@ -55,6 +55,9 @@ LAZY_ALLOWED = {
     **{("gpueval.kernels.gather", t): "issue #19 start-up: XPRESS's local gather reads on a "
        "thread pool; only the Dask path needs the engine (and dask), only a bar needs progress"
        for t in ("gpueval.engine", "gpueval.progress")},
+    ("gpueval.kernels.distance", "gpueval.kernels.edt_nogil"): "the GIL-free pair kernel "
+        "imports Numba (~0.15 s): only a CPU Hausdorff of a pair pays for it, not every "
+        "importer of kernels.distance (union boxes, the GPU path, the sparse k-d tree)",
 }
 
 
