@@ -45,8 +45,8 @@ import numpy as np
 
 from gpueval.backend import array_module, is_cupy
 
-__all__ = ["crop_to_union_bbox", "directed_distances", "hausdorff", "hausdorff_max",
-           "hausdorff_sparse", "union_bbox", "union_box"]
+__all__ = ["check_mask_pair", "crop_to_union_bbox", "directed_distances", "hausdorff",
+           "hausdorff_max", "hausdorff_sparse", "union_bbox", "union_box"]
 
 
 def hausdorff(a_mask: Any, b_mask: Any, voxel_size: Sequence[float], *,
@@ -121,12 +121,7 @@ def hausdorff_max(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]) -> floa
     >>> hausdorff_max(a, b, (1.0, 2.0))  # A inside B: only B ∖ A is measured
     8.0
     """
-    if a_mask.shape != b_mask.shape:
-        raise ValueError(f"masks differ in shape: {a_mask.shape} vs {b_mask.shape}")
-    if not 1 <= a_mask.ndim <= 3:
-        raise ValueError(f"masks must be 1-D to 3-D, not {a_mask.ndim}-D")
-    if len(voxel_size) != a_mask.ndim:
-        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask")
+    check_mask_pair(a_mask, b_mask, voxel_size)
     if not is_cupy(a_mask):
         from gpueval.kernels.edt_nogil import BOTH, BOTH_EMPTY, hausdorff_sq
 
@@ -242,13 +237,7 @@ def directed_distances(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]
     empty; if only B is empty, ``(None, d_ba=empty array)`` and vice versa, so callers can
     tell which side is missing.
     """
-    if a_mask.shape != b_mask.shape:
-        raise ValueError(f"masks differ in shape: {a_mask.shape} vs {b_mask.shape}")
-    if not 1 <= a_mask.ndim <= 3:
-        # edt (CPU) stops at 3-D; refuse up front rather than with a backend-specific error
-        raise ValueError(f"masks must be 1-D to 3-D, not {a_mask.ndim}-D")
-    if len(voxel_size) != a_mask.ndim:
-        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask")
+    check_mask_pair(a_mask, b_mask, voxel_size)
     xp = array_module(a_mask)
     a, b = crop_to_union_bbox(a_mask != 0, b_mask != 0)
     has_a, has_b = bool(a.any()), bool(b.any())
@@ -290,6 +279,17 @@ def union_box(*boxes: Sequence[slice] | None) -> tuple[slice, ...] | None:
         return None
     return tuple(slice(min(s.start for s in axis), max(s.stop for s in axis))
                  for axis in zip(*boxes, strict=True))
+
+
+def check_mask_pair(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]) -> None:
+    """Raise ``ValueError`` unless the masks share one 1-3 D shape with one voxel size per
+    axis (``edt`` and the Numba kernel stop at 3-D: refused up front, whatever the backend)."""
+    if a_mask.shape != b_mask.shape:
+        raise ValueError(f"masks differ in shape: {a_mask.shape} vs {b_mask.shape}")
+    if not 1 <= a_mask.ndim <= 3:
+        raise ValueError(f"masks must be 1-D to 3-D, not {a_mask.ndim}-D")
+    if len(voxel_size) != a_mask.ndim:
+        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a_mask.ndim}-D mask")
 
 
 def _edt_outside(mask, sampling):

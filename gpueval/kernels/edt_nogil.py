@@ -39,6 +39,8 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from gpueval.kernels.distance import check_mask_pair
+
 __all__ = ["hausdorff_sq"]
 
 #: status codes of :func:`hausdorff_sq`'s kernel
@@ -69,12 +71,7 @@ def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size: Sequence[float]
     (3, 64.0)
     """
     a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    if not 1 <= a.ndim <= 3:
-        raise ValueError(f"masks must be 1-D to 3-D, not {a.ndim}-D")
-    if len(voxel_size) != a.ndim:
-        raise ValueError(f"voxel_size has {len(voxel_size)} values for a {a.ndim}-D mask")
+    check_mask_pair(a, b, voxel_size)
     sizes = tuple(float(v) for v in voxel_size)
     if not all(math.isfinite(v) and v > 0 for v in sizes):
         # a zero size would divide by zero in the envelope (a wrong value, not an error)
