@@ -452,9 +452,10 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return _sorted_distinct(values.reshape(-1))
 
 
-def _sorted_distinct(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a 1-D array (``np.unique`` without its ``numpy.ma`` import)."""
-    ordered = np.sort(values)
+def _sorted_distinct(values: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """Sorted distinct values of a 1-D array (``np.unique`` without its ``numpy.ma`` import);
+    ``kind`` is ``np.sort``'s (``"stable"`` merges already sorted runs in linear time)."""
+    ordered = np.sort(values, kind=kind)
     if len(ordered) < 2:
         return ordered
     keep = np.empty(len(ordered), bool)
@@ -509,13 +510,7 @@ def pair_counts(a: VolumeScan, b: VolumeScan) -> PairCounts:
 def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sorted distinct values of two sorted arrays (``np.union1d`` without its full sort:
     a stable sort of two runs is a linear merge)."""
-    both = np.sort(np.concatenate([a, b]), kind="stable")
-    if len(both) < 2:
-        return both
-    keep = np.empty(len(both), bool)
-    keep[0] = True
-    np.not_equal(both[1:], both[:-1], out=keep[1:])
-    return both[keep]
+    return _sorted_distinct(np.concatenate([a, b]), kind="stable")
 
 
 def _label_at(row_keys: np.ndarray, after: np.ndarray, keys: np.ndarray, w: int) -> np.ndarray:
