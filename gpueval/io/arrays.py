@@ -440,16 +440,9 @@ class _ZarrV2Reader(_Reader):
     def _chunk(self, cell: tuple[int, ...]) -> np.ndarray | None:
         """One stored chunk, decoded, or ``None`` where no file stores it (fill value)."""
         key = self.layout.separator.join(str(i) for i in cell)
-        real = os.path.realpath(os.path.join(self._real_root, key))
-        if not real.startswith(self._real_root + os.sep):
-            raise Rejected(f"{_shown(self.path)}: {key!r} is a link leaving the zarr store")
-        try:
-            mode = os.stat(real).st_mode
-        except FileNotFoundError:
+        real = _store_file(self.path, self._real_root, key)
+        if real is None:
             return None
-        if not stat.S_ISREG(mode):  # a FIFO would block forever
-            raise Rejected(f"{_shown(self.path)}: {key!r} is not a regular file (a device, "
-                           "FIFO or socket is refused)")
         with open(real, "rb") as f:
             raw = f.read()
         data = self.layout.plan.decode(raw, f"{_shown(self.path)} chunk {key!r}")
@@ -1202,6 +1195,30 @@ def _check_store_links(root: Path, lim: Limits) -> None:
                                "regular file")
 
 
+def _store_file(root: str, real_root: str, key: str, *, folders: bool = False) -> str | None:
+    """The real path of ``key`` inside the zarr store at ``root`` (``real_root`` its real
+    path), or ``None`` when nothing is there (zarr reads the fill value). Refuses keys that
+    leave the store (``..``, absolute, links pointing outside) and anything but a regular
+    file — or a folder, with ``folders`` — because a FIFO would block the read forever.
+    :func:`_guarded_store` and :class:`_ZarrV2Reader` check every key through it."""
+    parts = key.split("/")
+    if ".." in parts or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise Rejected(f"{_shown(root)}: zarr key {key!r} points outside the store")
+    real = os.path.realpath(os.path.join(real_root, key))
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise Rejected(f"{_shown(root)}: {key!r} is a link leaving the zarr store")
+    try:
+        mode = os.stat(real).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:  # unreadable is not absent: no silent fill value
+        raise Rejected(f"{_shown(root)}: {key!r} cannot be read ({_why(e)})") from e
+    if not (stat.S_ISREG(mode) or (folders and stat.S_ISDIR(mode))):
+        raise Rejected(f"{_shown(root)}: {key!r} is not a regular file (a device, FIFO or "
+                       "socket is refused)")
+    return real
+
+
 def _guarded_store(root: str):
     """A read-only zarr ``LocalStore`` that refuses keys leaving ``root`` (``..``, symlinks)
     and decodes every compressed chunk itself, through :mod:`gpueval.io.bounded`.
@@ -1220,19 +1237,7 @@ def _guarded_store(root: str):
 
     class GuardedStore(LocalStore):
         def _inside(self, key: str) -> None:
-            parts = key.split("/")
-            if ".." in parts or key.startswith("/") or "\\" in key or "\x00" in key:
-                raise Rejected(f"{_shown(root)}: zarr key {key!r} points outside the store")
-            real = os.path.realpath(os.path.join(self._real_root, key))
-            if real != self._real_root and not real.startswith(self._real_root + os.sep):
-                raise Rejected(f"{_shown(root)}: {key!r} is a link leaving the zarr store")
-            try:
-                mode = os.stat(real).st_mode
-            except OSError:
-                return  # missing: zarr reads the fill value
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block forever
-                raise Rejected(f"{_shown(root)}: {key!r} is not a regular file (a device, FIFO "
-                               "or socket is refused)")
+            _store_file(root, self._real_root, key, folders=True)
 
         async def get(self, key, prototype=None, byte_range=None):
             self._inside(key)
