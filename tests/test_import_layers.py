@@ -155,8 +155,6 @@ def _package(name: str) -> dict[str, ast.Module]:
 
 #: the imports a challenge package makes on first use, and why (issue #19: start-up time)
 PACKAGE_LAZY = {
-    ("xpress", "layout", "import h5py"): "h5py (~20 ms) is imported after the skeleton's "
-                                         "first read (start-up to the first byte, #19)",
     ("urisc", "imread", "import zarr"): "only band reads of images over the whole-decode "
                                         "budget need zarr (~0.1 s of start-up otherwise)",
     ("cellmap", "scoring_2026", "from scipy import ndimage"): "only the 2025 scorer's float64 "

@@ -106,9 +106,8 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
     if not p.exists():
         raise Rejected(f"{p.name}: not found")
     where = f"{p.name}:{settings['dataset']}"
-    chunks = _storage_chunks(p, settings["dataset"]) if settings["fresh_ids"] == "nodes" \
-        else None
-    window, voxel_size, attrs = _open_window(p, settings["dataset"], chunks)
+    window, voxel_size, attrs, chunks = _open_window(p, settings["dataset"],
+                                                     settings["fresh_ids"] == "nodes")
     notes: list[str] = []
     if window.ndim != 3:
         raise Rejected(f"{where}: {window.ndim}-D array; expected a 3-D (z, y, x) "
@@ -147,36 +146,22 @@ def open_submission(path: str | Path, settings: dict[str, Any]) -> Submission:
                       d, notes, settings["dataset"], chunks)
 
 
-def _open_window(p: Path, dataset: str, chunks: tuple[int, ...] | None
-                 ) -> tuple[BlockWindow, tuple[float, ...], dict[str, Any]]:
+def _open_window(p: Path, dataset: str, storage_blocks: bool
+                 ) -> tuple[BlockWindow, tuple[float, ...], dict[str, Any],
+                            tuple[int, ...] | None]:
     """:func:`gpueval.io.arrays.open_volume` without Dask: the same reader, checks and
     messages (:func:`~gpueval.io.arrays.open_reader_checked`), the same blocks, as a
-    :class:`BlockWindow` (plus the voxel size and the attributes). Importing Dask costs a
-    process ~0.3 s before its first read (issue #19)."""
+    :class:`BlockWindow` (plus the voxel size, the attributes and the blocks asked for:
+    the container's own chunks with ``storage_blocks``, so a node-only gather reads storage
+    chunks, else ``None`` for the default ~64 MiB blocks). Importing Dask costs a process
+    ~0.3 s before its first read (issue #19)."""
     # labels: integers (floats are rejected by the caller), so no finite check per block
     reader, voxel_size, _offset, attrs = arrays.open_reader_checked(str(p), dataset,
                                                                     resolve(None), finite=False)
+    chunks = tuple(int(c) for c in reader.storage_chunks) if storage_blocks else None
     blocks = chunks or arrays._block_chunks(reader.shape, reader.storage_chunks,
                                             reader.dtype.itemsize)
-    return BlockWindow.whole(reader, blocks), voxel_size, attrs
-
-
-def _storage_chunks(p: Path, dataset: str) -> tuple[int, ...] | None:
-    """The container's own chunk shape (so a node-only gather reads storage chunks)."""
-    try:
-        if p.name.lower().endswith(SUFFIXES_H5):
-            import h5py  # noqa: PLC0415 - after the skeleton's first read (start-up, #19)
-
-            with h5py.File(p, "r") as f:
-                ds = f.get(dataset)
-                return tuple(ds.chunks) if ds is not None and ds.chunks else None
-        import zarr  # noqa: PLC0415 - ~0.1 s of start-up: .zarr submissions only
-
-        node = zarr.open(str(p), mode="r")
-        arr = node[dataset] if isinstance(node, zarr.Group) else node
-        return tuple(arr.chunks)
-    except Exception:  # open_volume reports the real problem with a proper message
-        return None
+    return BlockWindow.whole(reader, blocks), voxel_size, attrs, chunks
 
 
 @contextmanager
