@@ -96,20 +96,37 @@ def floor_argv(script: str) -> list[str]:
 
 
 def side_by_side(gpueval_argv: Sequence[str], floor_script: str, repeat: int = 3,
-                 spec_anchor_seconds: float | None = None) -> dict[str, Any]:
+                 spec_anchor_seconds: float | None = None,
+                 other_floors: dict[str, str] | None = None) -> dict[str, Any]:
     """Time gpueval and the floor alternately (same load for both), min of ``repeat`` each.
+
+    Parameters
+    ----------
+    other_floors : name -> script of further readers timed in the same rounds (e.g. a
+        slower, more common library), reported as ``floor_<name>_seconds`` and
+        ``ratio_to_floor_<name>``; the ratio of record stays ``ratio_to_floor``.
 
     Returns ``seconds`` (gpueval, whole process), ``floor_seconds``, ``ratio_to_floor``, both
     peak RSS, the load average when it finished and ``spec_anchor_seconds`` (quoted, not a
     ratio).
     """
+    other_floors = dict(other_floors or {})
     g_runs, f_runs = [], []
+    o_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in other_floors}
     for _ in range(repeat):  # interleaved: a burst of load hits both columns alike
         g_runs.append(best_of(gpueval_argv, 1))
         f_runs.append(best_of(floor_argv(floor_script), 1))
+        for name, script in other_floors.items():
+            o_runs[name].append(best_of(floor_argv(script), 1))
     g = min(g_runs, key=lambda r: r["seconds"])
     f = min(f_runs, key=lambda r: r["seconds"])
-    return {
+    others: dict[str, Any] = {}
+    for name, runs in o_runs.items():
+        best = min(r["seconds"] for r in runs)
+        others.update({f"floor_{name}_seconds": best,
+                       f"all_floor_{name}_seconds": [r["seconds"] for r in runs],
+                       f"ratio_to_floor_{name}": g["seconds"] / best})
+    return {**others,
         "seconds": g["seconds"], "peak_rss_bytes_process": g["peak_rss_bytes"],
         "floor_seconds": f["seconds"], "floor_peak_rss_bytes": f["peak_rss_bytes"],
         "ratio_to_floor": g["seconds"] / f["seconds"],
