@@ -77,6 +77,7 @@ import math
 import os
 import re
 import stat
+import struct
 import threading
 import warnings
 import zipfile
@@ -1017,18 +1018,21 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
     expect_shape : the shape the array must have (e.g. the ground truth's): a header
         declaring another shape is refused before anything is allocated or inflated.
     on_slices : called as ``on_slices(arr, n)`` in the reading thread whenever more of the
-        array is filled: its first ``n`` slices along axis 0 hold their data (C order; a
-        Fortran-order array is reported once, whole). A consumer can work on the slices
-        while they are in the cache, overlapped with the rest of the inflate. It must not
-        raise: an exception would be reported as an unreadable file.
+        array is filled: its first ``n`` slices along axis 0 hold their data. A stored or
+        deflated member (what ``np.savez``/``np.savez_compressed`` write) is decoded in one
+        call and reported once, whole, as is a Fortran-order array; a bzip2/lzma member is
+        reported slice by slice as it streams (C order). It must not raise: an exception
+        would be reported as an unreadable file.
 
     Returns
     -------
     numpy.ndarray
         The array. Memory used is the checked header's ``shape × itemsize``: the zip member
-        must declare exactly the header plus that many bytes, and it is inflated in bounded
-        pieces straight into the array (a member inflating past its declared size is refused
-        by the zip reader, one short of it by :func:`_read_exact`).
+        must declare exactly the header plus that many bytes. A stored or deflated member is
+        read whole and inflated by libdeflate into a buffer of exactly that size
+        (:func:`_read_member_whole`: ~3× zlib; a stream inflating past it, ending short of
+        it, corrupt, or failing its CRC-32 is refused); other methods are inflated by
+        zipfile in bounded pieces straight into the array (:func:`_read_exact`).
 
     Raises
     ------
@@ -1042,7 +1046,7 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
     path = Path(path)
     try:
         _check_regular_file(path)
-        with zipfile.ZipFile(path) as z:
+        with open(path, "rb") as fp, zipfile.ZipFile(fp) as z:
             infos = z.infolist()
             lim.check_file_count(len(infos), path.name, what="members")
             names = [i.filename[:-4] for i in infos if i.filename.endswith(".npy")]
@@ -1056,32 +1060,130 @@ def load_npz_array(path: str | Path, key: str | None, *, max_voxels: int | None 
                 raise Rejected(f"{path.name}: array {key!r} is stored twice")
             where = f"{path.name}:{key}"
             info = z.getinfo(key + ".npy")
+            # zipfile checks the member's local header (name, flags, encryption) on open
             with z.open(info) as f:
                 shape, fortran, dtype = _npy_header(f, where)
                 lim.check_array_meta(shape, dtype, None, where)
                 if expect_shape is not None and tuple(shape) != tuple(expect_shape):
                     raise Rejected(f"{where}: shape {tuple(shape)} declared, expected "
                                    f"{tuple(int(s) for s in expect_shape)} (the ground truth's)")
-                need = f.tell() + math.prod(shape) * dtype.itemsize
+                header_bytes = f.tell()
+                need = header_bytes + math.prod(shape) * dtype.itemsize
                 if info.file_size != need:
                     raise Rejected(f"{where}: the member holds {info.file_size} bytes, its "
                                    f"header declares {need} (truncated or padded)")
-                # read the member we checked, straight into the array (np.load would reopen
-                # it by name, and a duplicate name could swap in another member)
-                arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-                filled = None
-                if on_slices is not None and arr.ndim and arr.size and not fortran:
-                    per_slice = arr.nbytes // arr.shape[0]
-                    def filled(got: int) -> None:  # bytes in -> whole slices in
-                        on_slices(arr, got // per_slice)
-                _read_exact(f, arr, where, filled)
-            if on_slices is not None and arr.ndim and (fortran or not arr.size):
-                on_slices(arr, arr.shape[0])
-            return arr
+                order = "F" if fortran else "C"
+                if info.compress_type not in _WHOLE_MEMBER_METHODS or _libdeflate() is None:
+                    # bzip2/lzma members: zipfile's streaming decoders, in bounded pieces
+                    # straight into the array (np.load would reopen the member by name, and a
+                    # duplicate name could swap in another member)
+                    arr = np.empty(shape, dtype=dtype, order=order)
+                    filled = None
+                    if on_slices is not None and arr.ndim and arr.size and not fortran:
+                        per_slice = arr.nbytes // arr.shape[0]
+                        def filled(got: int) -> None:  # bytes in -> whole slices in
+                            on_slices(arr, got // per_slice)
+                    _read_exact(f, arr, where, filled)
+                    if on_slices is not None and arr.ndim and (fortran or not arr.size):
+                        on_slices(arr, arr.shape[0])
+                    return arr
+            member = _read_member_whole(fp, info, need, where)
+        arr = _member_array(member, header_bytes, shape, dtype, order)
+        if on_slices is not None and arr.ndim:
+            on_slices(arr, arr.shape[0])
+        return arr
     except Rejected:
         raise
     except Exception as e:
         raise Rejected(f"{path.name}: not a readable .npz ({_why(e)})") from e
+
+
+#: zip methods :func:`_read_member_whole` decodes (stored, deflate); others stream
+_WHOLE_MEMBER_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, …, name length, extra length
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+def _read_member_whole(fp, info: zipfile.ZipInfo, size: int, where: str) -> np.ndarray:
+    """The ``size`` bytes of a stored or deflated zip member, decoded in one call.
+
+    The compressed bytes are read whole (``info.compress_size``, which must lie inside the
+    file) and inflated by libdeflate (``imagecodecs.deflate_decode``, ~3× zlib, GIL
+    released) into a buffer of exactly ``size`` bytes — the size the checked npy header
+    declares, so a stream that inflates past it (a bomb) fails on the full buffer instead of
+    growing one. A stream that ends short of it, corrupt data or a CRC-32 other than the
+    member's (checked as zipfile checks it) is refused.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, ``size`` bytes, C-contiguous and writeable.
+    """
+    fp.seek(info.header_offset)
+    local = fp.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size:
+        raise Rejected(f"{where}: the member's local header lies past the end of the file")
+    signature, name_len, extra_len = _LOCAL_HEADER.unpack(local)
+    if signature != _LOCAL_SIGNATURE:
+        raise Rejected(f"{where}: bad local zip header (not a readable .npz)")
+    start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+    file_size = os.fstat(fp.fileno()).st_size
+    if start + info.compress_size > file_size:
+        raise Rejected(f"{where}: the member's {info.compress_size} compressed bytes run past "
+                       f"the end of the file ({file_size} bytes; truncated)")
+    out = np.empty(size, np.uint8)
+    fp.seek(start)
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.compress_size != size:
+            raise Rejected(f"{where}: stored member of {info.compress_size} bytes, its header "
+                           f"declares {size} (truncated or padded)")
+        got = fp.readinto(memoryview(out)) if size else 0
+    else:
+        imagecodecs = _libdeflate()
+        raw = fp.read(info.compress_size)
+        if len(raw) != info.compress_size:
+            raise Rejected(f"{where}: truncated member ({len(raw)} of {info.compress_size} "
+                           "compressed bytes)")
+        try:
+            got = len(imagecodecs.deflate_decode(raw, out=out, raw=True)) if size else 0
+        except imagecodecs.DeflateError as e:
+            why = ("inflates past its declared size" if "INSUFFICIENT_SPACE" in str(e)
+                   else "corrupt deflate data")
+            raise Rejected(f"{where}: data size differs from its header or is corrupt ({why}: "
+                           f"{e})") from e
+    if got != size:
+        raise Rejected(f"{where}: data size differs from its header ({got} of {size} bytes "
+                       "before the end; truncated or padded)")
+    if _crc32(out) != info.CRC:
+        raise Rejected(f"{where}: bad CRC-32 of the member (corrupt data)")
+    return out
+
+
+def _crc32(data: np.ndarray) -> int:
+    """CRC-32 as zip stores it (libdeflate's, ~5× zlib's)."""
+    return int(_libdeflate().deflate_crc32(data)) if data.size else 0
+
+
+@functools.cache
+def _libdeflate():
+    """``imagecodecs`` when its libdeflate decoder takes raw streams into a given buffer
+    (checked once on an empty stream), else None: the npz reader then streams through zlib.
+    Imported on the npz path only."""
+    try:
+        import imagecodecs
+
+        empty = imagecodecs.deflate_decode(b"\x03\x00", out=np.empty(1, np.uint8), raw=True)
+        return imagecodecs if len(empty) == 0 else None
+    except Exception:  # absent, or an older API
+        return None
+
+
+def _member_array(member: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                  order: str) -> np.ndarray:
+    """The array in ``member`` (an npy file's bytes) past its ``offset``-byte header: a view,
+    or an aligned copy when a (hand-made) header leaves the data misaligned."""
+    arr = np.ndarray(shape, dtype=dtype, buffer=member, offset=offset, order=order)
+    return arr if arr.flags.aligned else arr.copy(order=order)
 
 
 #: bytes inflated per read of an npz member (fits the cache; see :func:`_read_exact`)

@@ -218,13 +218,14 @@ def write_official_csv(result: Result, path: str | Path | None = None) -> str:
 def _load_side_by_side(ctx: _Context, path: Path, pred_path: Path
                        ) -> tuple[dict[str, Any], Any, tuple | None]:
     """The truth case and, when both are ``.npz`` files, its prediction decoded at the same
-    time in a second thread (zlib inflates outside the GIL: the two files take about the time
-    of one on two cores). The prediction is checked against the truth's declared shape before
-    it is allocated, as :func:`load_prediction` always does; a truth error is raised first,
-    as when the files are read one after the other.
+    time in a second thread (libdeflate and zlib inflate outside the GIL: the two files take
+    about the time of one on two cores). The prediction is checked against the truth's
+    declared shape before it is allocated, as :func:`load_prediction` always does; a truth
+    error is raised first, as when the files are read one after the other.
 
-    Where :func:`.resident.streams`, each thread also scans its volume slab by slab as it
-    is inflated (:class:`.resident.SlabFeed`); the prediction's scan gets the classes from
+    Where :func:`.resident.streams`, each thread also scans its volume once it is decoded
+    (:class:`.resident.SlabFeed`; slab by slab while a bzip2/lzma member streams); the
+    prediction's scan gets the classes from
     the truth's as soon as the truth is read. Returns ``(case, segs or None, scans)``; segs
     None: the caller reads the prediction itself; ``scans``: ``(truth scan, prediction scan,
     classes)`` or None when the volumes were not scanned.
