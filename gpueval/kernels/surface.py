@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -446,6 +446,13 @@ class CornerGrid:
         self.delta = delta[order]
         self.dist = dist[order]
         self.step = self.delta @ self.strides
+        #: the distinct distances of the ball, ascending; offsets of one distance are probed
+        #: as one group (one hit test and one narrowing of the open points per group: a
+        #: point found by any offset of the group has that distance)
+        self.values, rank = np.unique(self.dist, return_inverse=True)
+        ends = [*(np.flatnonzero(np.diff(rank.reshape(-1))) + 1).tolist(), len(self.dist)]
+        steps = self.step.tolist()
+        self._groups = [steps[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
         self._local = threading.local()  # one mask per thread: classes may run side by side
 
     @property
@@ -465,26 +472,43 @@ class CornerGrid:
     def nearest(self, query: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Distance (mm) from each corner of ``query`` (n, 3) to the nearest of ``ref``
         (m, 3), both inside the grid; ``+inf`` everywhere when ``ref`` is empty."""
+        return self.nearest_ranked(query, ref)[0]
+
+    def nearest_ranked(self, query: np.ndarray, ref: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`nearest`, and each distance's index in :attr:`values` (int16; -1 for a
+        point beyond the ball, whose distance is larger than every one of :attr:`values`).
+        The ranks let :func:`sorted_by_rank` order the distances by counting."""
         query = np.asarray(query, np.int64).reshape(-1, 3)
         ref = np.asarray(ref, np.int64).reshape(-1, 3)
-        if len(ref) == 0:
-            return np.full(len(query), np.inf)
         out = np.full(len(query), np.inf)
-        if len(query) == 0:
-            return out
+        rank = np.full(len(query), -1, np.int16)
+        if len(ref) == 0 or len(query) == 0:
+            return out, rank
         marks = self._linear(ref)
         mask = self.mask
         mask[marks] = True
         try:
             todo = np.arange(len(query))
             at = self._linear(query)
-            moved = np.empty(len(at), np.int64)  # at + step, reused (no allocation per offset)
-            for step, d in zip(self.step.tolist(), self.dist.tolist(), strict=True):
-                hit = np.take(mask, np.add(at, step, out=moved[:len(at)]))
+            # reused buffers (no allocation per offset): at + step, and the hit tests
+            moved = np.empty(len(at), np.int64)
+            hits = np.empty(len(at), np.bool_)
+            more = np.empty(len(at), np.bool_)
+            for r, (d, steps) in enumerate(zip(self.values.tolist(), self._groups,
+                                               strict=True)):
+                n = len(at)
+                hit, where = hits[:n], moved[:n]
+                np.take(mask, np.add(at, steps[0], out=where), out=hit)
+                for step in steps[1:]:
+                    np.logical_or(hit, np.take(mask, np.add(at, step, out=where),
+                                               out=more[:n]), out=hit)
                 found = int(np.count_nonzero(hit))
                 if found:
-                    out[todo[hit]] = d
-                    if found == len(todo):
+                    done = todo[hit]
+                    out[done] = d
+                    rank[done] = r
+                    if found == n:
                         todo = todo[:0]
                         break
                     miss = ~hit
@@ -493,7 +517,7 @@ class CornerGrid:
             mask[marks] = False
         if len(todo):  # nearest point beyond the ball
             out[todo] = _nearest_far(query[todo], ref, self.spacing)
-        return out
+        return out, rank
 
 
 #: query × reference pairs up to which far points are resolved by brute force at once
@@ -614,6 +638,10 @@ class SurfaceStats:
     areas_gt: np.ndarray
     dist_pred_to_gt: np.ndarray
     areas_pred: np.ndarray
+    #: each direction's (distances, areas) already in the official sort order (by distance,
+    #: then area), when the caller has them cheaply (:func:`sorted_by_rank`); else sorted here
+    sorted_gt: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    sorted_pred: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def overlap(self, tolerance: float) -> tuple[float, float]:
         """Surfel area (mm²) within ``tolerance`` (inclusive) on the GT and predicted side."""
@@ -635,8 +663,10 @@ class SurfaceStats:
         """:meth:`hausdorff` at several percentiles, each direction sorted once."""
         if len(self.areas_gt) == 0 or len(self.areas_pred) == 0:
             return [math.inf] * len(percents)
-        g = _weighted_percentiles(self.dist_gt_to_pred, self.areas_gt, percents)
-        p = _weighted_percentiles(self.dist_pred_to_gt, self.areas_pred, percents)
+        g = _weighted_percentiles(self.sorted_gt or _sorted_by_distance_then_area(
+            self.dist_gt_to_pred, self.areas_gt), percents)
+        p = _weighted_percentiles(self.sorted_pred or _sorted_by_distance_then_area(
+            self.dist_pred_to_gt, self.areas_pred), percents)
         return [max(a, b) for a, b in zip(g, p, strict=True)]
 
     def average_distances(self) -> tuple[float, float]:
@@ -723,12 +753,14 @@ def compute_surface_stats(mask_gt, mask_pred, spacing: Sequence[float], *,
 
 
 def _weighted_percentile(dist: np.ndarray, areas: np.ndarray, percent: float) -> float:
-    return _weighted_percentiles(dist, areas, (percent,))[0]
+    return _weighted_percentiles(_sorted_by_distance_then_area(dist, areas), (percent,))[0]
 
 
-def _weighted_percentiles(dist: np.ndarray, areas: np.ndarray, percents: Sequence[float]
+def _weighted_percentiles(ordered: tuple[np.ndarray, np.ndarray], percents: Sequence[float]
                           ) -> list[float]:
-    d, a = _sorted_by_distance_then_area(dist, areas)
+    """The official robust Hausdorff of one direction from its (distance, area) pairs in
+    the official sort order, at each of ``percents``."""
+    d, a = ordered
     cum = np.cumsum(a) / np.sum(a)
     out = []
     for percent in percents:
@@ -758,6 +790,41 @@ def _sorted_by_distance_then_area(dist: np.ndarray, areas: np.ndarray
         order = np.lexsort((areas, dist))
         return dist[order], areas[order]
     counts = np.bincount(dinv.reshape(-1) * len(ua) + ainv.reshape(-1), minlength=cells)
+    pair = np.flatnonzero(counts)  # (distance, area) ranks in lexicographic order
+    n = counts[pair]
+    return np.repeat(ud[pair // len(ua)], n), np.repeat(ua[pair % len(ua)], n)
+
+
+def sorted_by_rank(dist: np.ndarray, rank: np.ndarray, values: np.ndarray,
+                   codes: np.ndarray, spacing: Sequence[float]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(dist, areas)`` in the official sort order (by distance, then area), by counting.
+
+    As :func:`_sorted_by_distance_then_area` (the same arrays), without its two
+    ``np.unique`` sorts: each distance's rank among ``values`` comes from the search
+    (:meth:`CornerGrid.nearest_ranked`; -1 beyond the ball, whose few distances are ranked
+    here) and each area's from its neighbour code through the 256-entry area table.
+
+    Parameters
+    ----------
+    dist, rank : :meth:`CornerGrid.nearest_ranked`'s distances and their indices in
+        ``values`` (-1: not among them).
+    values : ascending distinct distances (:attr:`CornerGrid.values`).
+    codes : each point's neighbour code (its area is ``surfel_area_table(spacing)[code]``).
+    spacing : voxel spacing in mm.
+    """
+    table = _area_table(*(float(v) for v in spacing))
+    ua = np.unique(table)
+    arank = np.searchsorted(ua, table)[codes]  # area rank of every point, by its code
+    drank = rank.astype(np.int64)
+    ud = values
+    far = drank < 0
+    if far.any():  # distances beyond the ball: a few, ranked among all distances here
+        ud, inv = np.unique(np.concatenate([values, dist[far]]), return_inverse=True)
+        inv = inv.reshape(-1)
+        drank = inv[np.maximum(drank, 0)]  # values first: the grid's ranks, renumbered
+        drank[far] = inv[len(values):]
+    counts = np.bincount(drank * len(ua) + arank, minlength=len(ud) * len(ua))
     pair = np.flatnonzero(counts)  # (distance, area) ranks in lexicographic order
     n = counts[pair]
     return np.repeat(ud[pair // len(ua)], n), np.repeat(ua[pair % len(ua)], n)

@@ -26,7 +26,13 @@ import numpy as np
 
 from gpueval.challenges.medsegfm.options import _Context
 from gpueval.kernels.nsd_scan import PairTable
-from gpueval.kernels.surface import CornerGrid, SurfacePoints, SurfaceStats, surface_stats
+from gpueval.kernels.surface import (
+    CornerGrid,
+    SurfacePoints,
+    SurfaceStats,
+    sorted_by_rank,
+    surface_stats,
+)
 
 
 def class_set(gt_ids: np.ndarray, settings: dict[str, Any],
@@ -109,27 +115,32 @@ def _grid_summaries(grid: CornerGrid, gt_surfaces: dict[int, SurfacePoints],
     (as :func:`surface_stats` with a grid does). Each direction of each class is one task,
     so two threads stay busy to the end (five classes made three rounds of two); NumPy
     releases the GIL. At most two threads: each holds its own grid mask (one byte per
-    corner, virtual)."""
+    corner, virtual). The percentiles' sort is rebuilt from the search's distance ranks and
+    the neighbour codes (:func:`sorted_by_rank`: no sort of the distances or areas)."""
     empty = SurfacePoints.empty()
     pairs = [(gt_surfaces.get(c, empty), pr_surfaces.get(c, empty)) for c in classes]
 
-    def nearest(task: tuple[int, bool]) -> np.ndarray:
+    def nearest(task: tuple[int, bool]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         i, forward = task
         g, p = pairs[i]
-        return grid.nearest(g.coords, p.coords) if forward else grid.nearest(p.coords, g.coords)
+        query, ref = (g, p) if forward else (p, g)
+        dist, rank = grid.nearest_ranked(query.coords, ref.coords)
+        return dist, sorted_by_rank(dist, rank, grid.values, query.codes, spacing)
 
     def summary(i: int) -> dict[str, Any]:
         g, p = pairs[i]
-        stats = SurfaceStats(dist[2 * i], g.areas(spacing), dist[2 * i + 1], p.areas(spacing))
+        (dg, sg), (dp, sp) = found[2 * i], found[2 * i + 1]
+        stats = SurfaceStats(dg, g.areas(spacing), dp, p.areas(spacing), sorted_gt=sg,
+                             sorted_pred=sp)
         return stats.summary(tolerance)
 
     tasks = [(i, forward) for i in range(len(pairs)) for forward in (True, False)]
     threads = max(1, min(2, os.cpu_count() or 1))
     if threads == 1:
-        dist = [nearest(t) for t in tasks]
+        found = [nearest(t) for t in tasks]
         return [summary(i) for i in range(len(pairs))]
     with ThreadPoolExecutor(threads) as ex:
-        dist = list(ex.map(nearest, tasks))
+        found = list(ex.map(nearest, tasks))
         return list(ex.map(summary, range(len(pairs))))
 
 
