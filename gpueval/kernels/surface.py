@@ -814,7 +814,8 @@ def sorted_by_rank(dist: np.ndarray, rank: np.ndarray, values: np.ndarray,
     spacing : voxel spacing in mm.
     """
     table = _area_table(*(float(v) for v in spacing))
-    ua = np.unique(table)
+    ua = np.sort(table)  # distinct areas (not ``np.unique(table)``: it imports numpy.ma)
+    ua = ua[np.concatenate([[True], ua[1:] != ua[:-1]])]
     arank = np.searchsorted(ua, table)[codes]  # area rank of every point, by its code
     drank = rank.astype(np.int64)
     ud = values
