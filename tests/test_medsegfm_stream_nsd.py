@@ -236,3 +236,29 @@ def test_too_many_label_changes_take_the_chunked_path(tmp_path, monkeypatch, str
     assert _json(dense) == _json(chunked)
     assert dense.runtime["voxels"] == chunked.runtime["voxels"] == gts.size
     assert len(calls) == (0 if stream else 1)  # streamed: no second try after decoding
+
+
+@pytest.mark.parametrize("n_labels", [3, nsd_scan.DEFER_MAX_LABELS + 5])
+@pytest.mark.parametrize("budget", [0, 1 << 30])
+def test_every_label_scan_defers_its_codes_and_equals_scan_volume(monkeypatch, n_labels,
+                                                                   budget):
+    """A scan of every label keeps its corners raw and computes the codes of the labels
+    its transitions list at the end (few labels), or each slab's own by histogram (many
+    labels, or past the raw budget): the same scan either way; ``transitions`` gives the
+    transitions and labels before the codes."""
+    rng = np.random.default_rng(n_labels)
+    vol = np.zeros((11, 9, 14), np.uint8)
+    for lab in range(1, n_labels + 1):
+        z, y, x = (int(rng.integers(0, n)) for n in vol.shape)
+        vol[z:z + 3, y:y + 2, x:x + 4] = lab
+    monkeypatch.setattr(nsd_scan, "RAW_BUDGET_BYTES", budget)
+    feed = resident.SlabFeed()
+    for filled in (4, 8, 11):
+        feed(vol, filled)
+    early = feed.transitions(vol)
+    whole = feed.scan(vol)
+    want = scan_volume(vol, None, slab=3)
+    assert _canon(whole) == _canon(want)
+    assert early.row_keys.tolist() == want.row_keys.tolist()
+    assert early.labels.tolist() == want.labels.tolist() and early.surfaces == {}
+    assert resident.truth_ids(early).tolist() == resident.truth_ids(want).tolist()

@@ -164,6 +164,11 @@ def scan_volume(volume: np.ndarray, labels: Iterable[int] | None = None, *,
 #: the labels it is to report are not known yet; past it, it waits for them
 RAW_BUDGET_BYTES = 64 << 20
 
+#: labels up to which a scan of every label (``labels=None``) tests each kept slab for all
+#: of the volume's labels at the end (one comparison pass per label and slab) instead of
+#: finding each slab's own labels by a histogram as it goes
+DEFER_MAX_LABELS = 16
+
 
 class VolumeScanner:
     """:func:`scan_volume` fed slice by slice, e.g. while the volume is being decoded.
@@ -175,6 +180,11 @@ class VolumeScanner:
     classes come from its truth): until it is done, the mixed corners of each slab are kept
     as they are (their eight voxel values), and converted to the labels' surface codes when
     the labels arrive, or when :data:`RAW_BUDGET_BYTES` are held (the scanner then waits).
+    With ``labels=None`` (every label present) the corners are kept raw as well, and the
+    codes of the labels the x-transitions list are computed at the end — after the caller
+    has had the labels from :meth:`present` (the truth's classes, wanted by the
+    prediction's scan in another thread); past the budget, or with more than
+    :data:`DEFER_MAX_LABELS` labels, each slab's labels are found by a histogram instead.
 
     Parameters
     ----------
@@ -196,9 +206,10 @@ class VolumeScanner:
         self.next = 0  # index in ``starts`` of the next slab to scan
         self._labels = labels
         self._wanted: list[int] | None = None
-        self._known = labels is None or not hasattr(labels, "result")
-        if self._known and labels is not None:
+        self._known = labels is not None and not hasattr(labels, "result")
+        if self._known:
             self._wanted = sorted({int(v) for v in labels})
+        self._present: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._job: _SlabJob | None = None
         self._raw: list[_RawSlab] = []  # waiting for the labels
         self._raw_bytes = 0
@@ -232,31 +243,45 @@ class VolumeScanner:
         if not self._known:
             self._raw.append(raw)
             self._raw_bytes += raw.coords.nbytes + raw.vals8.nbytes
-            if self._raw_bytes <= RAW_BUDGET_BYTES and not self._labels.done():
+            if self._raw_bytes <= RAW_BUDGET_BYTES and (self._labels is None
+                                                         or not self._labels.done()):
                 return
-            self._resolve()
+            self._resolve(None)
             return
         self._surfaces.append(_slab_surfaces(raw, self._wanted))
 
-    def _resolve(self) -> None:
-        """Wait for the labels, then give every kept slab its surfaces."""
-        self._wanted = sorted({int(v) for v in self._labels.result()})
+    def _resolve(self, present: np.ndarray | None) -> None:
+        """Give every kept slab its surfaces: of the labels when they come (waiting for
+        them), or with ``labels=None`` of the ``present`` ones (None, or too many: each
+        slab's own, by histogram)."""
+        if self._labels is not None:
+            self._wanted = sorted({int(v) for v in self._labels.result()})
+        elif present is not None and len(present) <= DEFER_MAX_LABELS:
+            self._wanted = [int(v) for v in present]
         self._known = True
         for raw in self._raw:
             self._surfaces.append(_slab_surfaces(raw, self._wanted))
         self._raw, self._raw_bytes = [], 0
 
+    def present(self, vol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scan what is left of ``vol`` (now whole); its x-transitions ``(row_keys,
+        after)`` and the sorted non-zero labels present, before any surface code of
+        labels still kept raw is computed (:meth:`finish` does that)."""
+        if self._present is None:
+            self.feed(vol, self.shape[0])
+            parts = self._transitions
+            row_keys = np.concatenate([p[0] for p in parts])
+            after = np.concatenate([p[1].astype(vol.dtype) for p in parts])
+            # every label present starts a run somewhere: the transitions list them all
+            present = _sorted_distinct(after)
+            self._present = (row_keys, after, present[present != 0])
+        return self._present
+
     def finish(self, vol: np.ndarray) -> VolumeScan:
         """Scan what is left of ``vol`` (now whole) and return the :class:`VolumeScan`."""
-        self.feed(vol, self.shape[0])
+        row_keys, after, present = self.present(vol)
         if not self._known:
-            self._resolve()
-        parts = self._transitions
-        row_keys = np.concatenate([p[0] for p in parts])
-        after = np.concatenate([p[1].astype(vol.dtype) for p in parts])
-        # every label present starts a run somewhere: the transitions list them all
-        present = _sorted_distinct(after)
-        present = present[present != 0]
+            self._resolve(present)
         keys = [int(v) for v in present] if self._wanted is None else self._wanted
         surfaces = {}
         for lab in keys:

@@ -150,15 +150,29 @@ class SlabFeed:
     def scan(self, volume) -> VolumeScan | None:
         """The scan of ``volume`` (the reader's result), finished; None if not scanned
         (also when :attr:`dense`)."""
+        return self._finished(volume, surfaces=True)
+
+    def transitions(self, volume) -> VolumeScan | None:
+        """As :meth:`scan` without the surfaces: the x-transitions and labels of
+        ``volume``, before the surface codes of a scan of every label are computed (the
+        truth's classes can go to the prediction's scan first, which then computes its
+        codes while this thread computes the truth's)."""
+        return self._finished(volume, surfaces=False)
+
+    def _finished(self, volume, surfaces: bool) -> VolumeScan | None:
         if self._error is not None:
             raise self._error
         if self._scanner is None or self._off or volume is not self._array:
             return None
         try:
-            return self._scanner.finish(_words(self._array))
+            if surfaces:
+                return self._scanner.finish(_words(self._array))
+            row_keys, after, present = self._scanner.present(_words(self._array))
         except TooDense:
             self.dense = True
             return None
+        return VolumeScan(self._scanner.shape, {}, row_keys, after, present,
+                          np.dtype(bool) if volume.dtype == bool else after.dtype)
 
 
 def _words(arr: np.ndarray) -> np.ndarray:

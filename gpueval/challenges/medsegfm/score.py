@@ -247,10 +247,14 @@ def _load_side_by_side(ctx: _Context, path: Path, pred_path: Path
                              pred_feed)
         try:
             case = load_truth_case(path, track, truth_feed)
-            truth = truth_feed.scan(case["gts"]) if truth_feed is not None else None
-            if truth is not None:
-                wanted = class_set(resident.truth_ids(truth), ctx.settings, case["prompts"])
+            # the classes go to the prediction's scan before the truth's surface codes are
+            # computed: both threads then compute their codes at the same time
+            early = truth_feed.transitions(case["gts"]) if truth_feed is not None else None
+            truth = None
+            if early is not None:
+                wanted = class_set(resident.truth_ids(early), ctx.settings, case["prompts"])
                 classes.set_result([c for c in wanted if c != 0])  # 0: refused below
+                truth = truth_feed.scan(case["gts"])
         finally:
             if not classes.done():  # no scan of the truth: the prediction's is not used
                 classes.set_result([])
