@@ -453,6 +453,7 @@ class CornerGrid:
         ends = [*(np.flatnonzero(np.diff(rank.reshape(-1))) + 1).tolist(), len(self.dist)]
         steps = self.step.tolist()
         self._groups = [steps[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        self._reach_steps = int(np.abs(self.step).max())  # ≤ the margin's linear offset
         self._local = threading.local()  # one mask per thread: classes may run side by side
 
     @property
@@ -490,18 +491,18 @@ class CornerGrid:
         mask[marks] = True
         try:
             todo = np.arange(len(query))
-            at = self._linear(query)
-            # reused buffers (no allocation per offset): at + step, and the hit tests
-            moved = np.empty(len(at), np.int64)
-            hits = np.empty(len(at), np.bool_)
+            # mask[at + step] is taken as mask[reach + step:][at − reach]: a view per offset
+            # instead of an addition per offset and point (the margin keeps at − reach ≥ 0)
+            at = self._linear(query) - self._reach_steps
+            hits = np.empty(len(at), np.bool_)  # reused: no allocation per offset
             more = np.empty(len(at), np.bool_)
             for r, (d, steps) in enumerate(zip(self.values.tolist(), self._groups,
                                                strict=True)):
                 n = len(at)
-                hit, where = hits[:n], moved[:n]
-                np.take(mask, np.add(at, steps[0], out=where), out=hit)
+                hit = hits[:n]
+                np.take(mask[self._reach_steps + steps[0]:], at, out=hit)
                 for step in steps[1:]:
-                    np.logical_or(hit, np.take(mask, np.add(at, step, out=where),
+                    np.logical_or(hit, np.take(mask[self._reach_steps + step:], at,
                                                out=more[:n]), out=hit)
                 found = int(np.count_nonzero(hit))
                 if found:
