@@ -1,5 +1,8 @@
-"""Each zarr chunk is read (and so decoded: zarr keeps no decoded-chunk cache) at most once per
-CellMap instance score on the CPU (issue 18).
+"""Each zarr chunk is read (and so decoded: gpueval's zarr v2 reader keeps no decoded chunk)
+at most once per CellMap instance score on the CPU (issue 18). The arrays are zarr v2, as
+participants submit them, opened as ``gpueval score cellmap`` opens them
+(:func:`gpueval.io.arrays.open_volume`), and the reads are counted by the reader itself
+(:func:`gpueval.io.arrays.observe_chunk_reads`: one call per chunk file read and decoded).
 
 The passes of :func:`gpueval.challenges.cellmap.scoring_2026.instance_delayed`:
 
@@ -18,43 +21,65 @@ the chunk again: the result is the same, as the last test checks.
 from __future__ import annotations
 
 import collections
-import re
+import contextlib
 import threading
 
 import dask.array as da
 import numpy as np
 import zarr
-from zarr.storage import LocalStore, WrapperStore
 
 from gpueval.bench.cellmap import CONSTS, build_crop
 from gpueval.challenges.cellmap.scoring_2026 import score_instance
-
-CHUNK_KEY = re.compile(r"^(c/)?\d+([./]\d+)*$")  # v2 "0.1.2", v3 "c/0/1/2"
-
-
-class CountingStore(WrapperStore):
-    """A zarr store that counts full reads of each chunk key."""
-
-    def __init__(self, store, counts: collections.Counter, lock: threading.Lock):
-        super().__init__(store)
-        self.counts = counts
-        self.lock = lock
-
-    def _with_store(self, store):  # zarr re-wraps the store (read-only views): keep counting
-        return type(self)(store, self.counts, self.lock)
-
-    async def get(self, key, prototype, byte_range=None):
-        out = await self._store.get(key, prototype, byte_range)
-        if out is not None and CHUNK_KEY.match(key):
-            with self.lock:
-                self.counts[key] += 1
-        return out
+from gpueval.io.arrays import _open_reader, _ZarrV2Reader, observe_chunk_reads, open_volume
+from gpueval.limits import resolve
 
 
-def _open_counted(path, counts, lock) -> da.Array:
-    store = CountingStore(LocalStore(str(path), read_only=True), counts, lock)
-    arr = zarr.open_array(store=store, mode="r")
-    return da.from_zarr(arr)
+@contextlib.contextmanager
+def _counting(root, counts: dict[str, collections.Counter]):
+    """Count, per array folder name in ``counts`` (the arrays under ``root``), every chunk
+    file gpueval's zarr v2 reader reads and decodes (one decode per read: it keeps no decoded
+    chunk) inside the block; reads of anything else in the process are not this test's."""
+    lock = threading.Lock()
+    mine = {str(root / name): name for name in counts}
+
+    def note(path, key, _nbytes):
+        if path in mine:
+            with lock:
+                counts[mine[path]][key] += 1
+
+    with observe_chunk_reads(note):
+        yield
+
+
+def _record_carry_keys(monkeypatch) -> list:
+    """The carry keys this test's graphs store (checked afterwards: all collected). The
+    store is process-wide and a graph an earlier test aborted (a rejected label among
+    others) may leave entries, or add them late from tasks still running, so the test
+    looks only at its own keys, not at the store's length."""
+    from gpueval.kernels import throughput_carry
+
+    keys: list = []
+    real = throughput_carry.store.put
+
+    def put(key, arrays):
+        keys.append(key)
+        return real(key, arrays)
+
+    monkeypatch.setattr(throughput_carry.store, "put", put)
+    return keys
+
+
+def _left_in_carry(keys: list) -> list:
+    from gpueval.kernels import throughput_carry
+
+    return [k for k in keys if throughput_carry.store.get(k) is not None]
+
+
+def _open_counted(path) -> da.Array:
+    """``path`` as ``gpueval score cellmap`` reads a label (``open_volume``: gpueval's direct
+    v2 reader), in dask blocks of the storage chunks so the passes work chunk by chunk."""
+    assert type(_open_reader(str(path), None, resolve(None))[0]) is _ZarrV2Reader
+    return open_volume(str(path), chunks=(16, 16, 16), finite=False).data
 
 
 def _write(path, data, chunk):
@@ -69,12 +94,12 @@ def test_each_chunk_read_once_per_pass(tmp_path):
     gt, pred = build_crop(48, 60, seed=3)
     _write(tmp_path / "gt", gt, 16)
     _write(tmp_path / "pred", pred, 16)
-    g_counts: collections.Counter = collections.Counter()
-    p_counts: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-    g = _open_counted(tmp_path / "gt", g_counts, lock)
-    p = _open_counted(tmp_path / "pred", p_counts, lock)
-    res = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS)
+    counts = {"gt": collections.Counter(), "pred": collections.Counter()}
+    g_counts, p_counts = counts["gt"], counts["pred"]
+    g = _open_counted(tmp_path / "gt")
+    p = _open_counted(tmp_path / "pred")
+    with _counting(tmp_path, counts):
+        res = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS)
     assert res["status"] == "scored" and res["tp"] > 10
     # (zarr leaves all-zero chunks unwritten: those are never read)
     assert len(g_counts) >= 20 and len(p_counts) >= 20, (g_counts, p_counts)
@@ -94,17 +119,17 @@ def test_without_the_carry_the_passes_read_again_and_score_the_same(tmp_path, mo
     gt, pred = build_crop(48, 60, seed=3)
     _write(tmp_path / "gt", gt, 16)
     _write(tmp_path / "pred", pred, 16)
+    keys = _record_carry_keys(monkeypatch)
     most: dict[int, tuple[int, int]] = {}  # most reads of one (truth, prediction) chunk
     results = {}
     for budget in (throughput_carry.BUDGET_BYTES, 0):  # 0: nothing fits, every pass reads
         monkeypatch.setattr(throughput_carry.store, "budget", budget)
-        g_counts: collections.Counter = collections.Counter()
-        p_counts: collections.Counter = collections.Counter()
-        lock = threading.Lock()
-        g = _open_counted(tmp_path / "gt", g_counts, lock)
-        p = _open_counted(tmp_path / "pred", p_counts, lock)
-        results[budget] = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS)
-        most[budget] = max(g_counts.values()), max(p_counts.values())
+        counts = {"gt": collections.Counter(), "pred": collections.Counter()}
+        g = _open_counted(tmp_path / "gt")
+        p = _open_counted(tmp_path / "pred")
+        with _counting(tmp_path, counts):
+            results[budget] = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS)
+        most[budget] = max(counts["gt"].values()), max(counts["pred"].values())
     assert most[throughput_carry.BUDGET_BYTES] == (1, 1)
     assert most[0] == (2, 3)  # the reads before session 6: passes 2 and 3 read again
     a, b = results.values()
@@ -112,7 +137,7 @@ def test_without_the_carry_the_passes_read_again_and_score_the_same(tmp_path, mo
         assert a[key] == b[key], key
     np.testing.assert_array_equal(a["_detail"]["hausdorff_per_gt"],
                                   b["_detail"]["hausdorff_per_gt"])
-    assert len(throughput_carry.store) == 0  # every entry a graph left was collected
+    assert keys and _left_in_carry(keys) == []  # every entry the graphs left was collected
 
 
 def test_a_pass_that_misses_the_carry_leaves_its_labels_for_the_next(tmp_path, monkeypatch):
@@ -132,14 +157,13 @@ def test_a_pass_that_misses_the_carry_leaves_its_labels_for_the_next(tmp_path, m
         return real(carry, index, remove=remove)
 
     monkeypatch.setattr(components, "carried_local", pass_2_misses)
-    g_counts: collections.Counter = collections.Counter()
-    p_counts: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-    res = score_instance(_open_counted(tmp_path / "gt", g_counts, lock),
-                         _open_counted(tmp_path / "pred", p_counts, lock), (8.0, 8.0, 8.0),
-                         CONSTS)
-    assert max(g_counts.values()) == 1 and max(p_counts.values()) == 2  # not 3
+    keys = _record_carry_keys(monkeypatch)
+    counts = {"gt": collections.Counter(), "pred": collections.Counter()}
+    with _counting(tmp_path, counts):
+        res = score_instance(_open_counted(tmp_path / "gt"),
+                             _open_counted(tmp_path / "pred"), (8.0, 8.0, 8.0), CONSTS)
+    assert max(counts["gt"].values()) == 1 and max(counts["pred"].values()) == 2  # not 3
     ref = score_instance(gt, pred, (8.0, 8.0, 8.0), CONSTS)
     for key in ("tp", "fp", "fn", "n_hausdorff", "hausdorff_norm_sum"):
         assert res[key] == ref[key], key
-    assert len(throughput_carry.store) == 0
+    assert keys and _left_in_carry(keys) == []

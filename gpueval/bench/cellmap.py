@@ -6,7 +6,8 @@
   chunks): chunked 26-connected relabelling, chunked contingency, min-cost-flow-equivalent
   matching, and bounding-box-sized Hausdorff tasks. ``check`` compares the chunked result with
   the same scorer run on one whole-crop chunk (identical numbers).
-* ``cellmap_600``: the typical test crop, 600³ with 2,000 instances, read from zarr v2.
+* ``cellmap_600``: the typical test crop, 600³ with 2,000 instances, read from zarr v2 through
+  gpueval's own reader (as ``gpueval score cellmap`` reads a submission).
 * ``cellmap_ooc``: a whole submission in the official zarr v2 layout, 12 crops of 2048³
   (1.03·10¹¹ voxels, an instance and a semantic label each), mostly never-written chunks,
   scored end to end through :func:`gpueval.api.score` (peak RSS < 4 GiB is part of
@@ -31,6 +32,7 @@ import zarr
 from gpueval.api import score
 from gpueval.bench import workload
 from gpueval.challenges.cellmap.scoring_2026 import score_instance, score_semantic
+from gpueval.io.arrays import open_volume
 
 CONSTS = dict(final_instance_ratio_cutoff=10, initial_instance_ratio_cutoff=50,
               instance_ratio_factor=5, max_overlap_edges=5_000_000, mcmf_cost_scale=1_000_000)
@@ -127,8 +129,7 @@ def bench_cellmap_600(device: str, scale: float) -> dict:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
             n_gt_ids = pool.apply(_build_600, (tmp, side, n, chunk))
-        g = da.from_zarr(f"{tmp}/gt")
-        p = da.from_zarr(f"{tmp}/pred")
+        g, p = (_open_label(f"{tmp}/{name}", chunk) for name in ("gt", "pred"))
         t0 = time.perf_counter()
         res = score_instance(g, p, (8.0, 8.0, 8.0), CONSTS, device=device)
         seconds = time.perf_counter() - t0
@@ -143,6 +144,15 @@ def bench_cellmap_600(device: str, scale: float) -> dict:
             "notes": f"{side}^3 uint32 from zarr, {n} GT instances ({n_gt_ids} ids left after "
                      f"overlaps), {chunk}^3 chunks; seconds exclude writing the zarr (done in a "
                      "child process: peak RSS is the scorer's)"}
+
+
+def _open_label(path: str, chunk: int) -> da.Array:
+    """A zarr v2 label as ``gpueval score cellmap`` reads a submission: gpueval's own reader
+    (:func:`gpueval.io.arrays.open_volume`; its direct v2 path for these arrays), rechunked
+    to the processing chunk as the CellMap layout does."""
+    data = open_volume(path, finite=False).data
+    want = (chunk,) * data.ndim
+    return data if data.chunksize == want else data.rechunk(want)
 
 
 def _build_600(tmp: str, side: int, n: int, chunk: int) -> int:

@@ -1,21 +1,24 @@
 """Dense throughput workloads (issue 18): every chunk written, nothing is fill value.
 
 * ``cellmap_dense``: a CellMap crop of ``1024³ · scale³`` voxels (``--scale 0.5`` = 512³,
-  ``2`` = 2048³), zstd zarr v2 in 256³ chunks, every chunk written; ~10⁴ instances per
-  1024³ (one ellipsoid per cell of a grid) with misses, splits, merges (two neighbours joined
-  by a rod under one id) and extra blobs; a uint64 copy of the instance pair (ids moved
-  above 2³²) and a semantic label (``> 0``). Scored as one graph (instance uint32 + uint64 +
-  semantic) three times in one run — 1 thread, all threads, a ``LocalCluster`` of one process
-  per core — for the parallel efficiency.
+  ``2`` = 2048³), zstd zarr v2 in 256³ chunks (what participants submit), every chunk
+  written, read through gpueval's own reader as ``gpueval score cellmap`` reads it; ~10⁴
+  instances per 1024³ (one ellipsoid per cell of a grid) with misses, splits, merges (two
+  neighbours joined by a rod under one id) and extra blobs; a uint64 copy of the instance
+  pair (ids moved above 2³²) and a semantic label (``> 0``). Scored as one graph (instance
+  uint32 + uint64 + semantic) three times in one run — 1 thread, all threads, a
+  ``LocalCluster`` of one process per core — for the parallel efficiency.
 * ``contingency_dense``: a ``2048³ · scale³`` uint64 pair with dense 64-bit ids (blocks of
   16³, the second shifted and merged), zstd zarr, every chunk written, counted by the chunked
   contingency, at 1 thread, all threads and N processes.
 
 Records: ``seconds`` (all threads), ``voxels_per_s``, ``decoded_bytes_per_s``,
-``compressed_bytes_read``, ``chunk_reads`` (each read is one decode: zarr keeps no decoded
-cache), ``peak_rss_bytes``, ``stage_seconds``, and ``parallel`` (seconds and efficiency
-``t₁ / (N·t_N)`` for threads and processes, N = cores). Reads are counted by a counting
-store wrapper in this process (the process runs' reads happen in the workers: not counted).
+``compressed_bytes_read``, ``chunk_reads`` (each read is one decode: the reader keeps no
+decoded chunk), ``peak_rss_bytes``, ``stage_seconds``, and ``parallel`` (seconds and
+efficiency ``t₁ / (N·t_N)`` for threads and processes, N = cores). Reads are counted in this
+process by :class:`CountingStore` through the reader's
+:func:`gpueval.io.arrays.observe_chunk_reads` (the process runs' reads happen in the
+workers: not counted).
 
 Data are built chunk by chunk in a child process (bounded memory, and this process's peak
 RSS is the scorer's).
@@ -24,6 +27,7 @@ RSS is the scorer's).
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import multiprocessing
 import os
@@ -33,17 +37,18 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
-from zarr.storage import LocalStore, WrapperStore
+from numcodecs import Zstd
 
 from gpueval.bench import peak_rss_bytes, workload
 from gpueval.bench.cellmap import CONSTS
 from gpueval.engine import compute, local_processes, map_reduce_delayed
+from gpueval.io.arrays import observe_chunk_reads, open_volume
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.limits import Limits, use_limits
 
@@ -51,37 +56,45 @@ CHUNK = 256
 #: the schedules each workload runs (tests drop "processes": a cluster start-up is seconds)
 MODES = ("threads_1", "threads_all", "processes")
 GEN_BLOCK = 128  # generation works on 128³ sub-blocks: bounded temporaries
-_CHUNK_KEY = re.compile(r"(^|/)(c/)?\d+([./]\d+)*$")
 
 
-class CountingStore(WrapperStore):
-    """A zarr store wrapper counting chunk reads and their compressed bytes."""
+class CountingStore:
+    """Counts the chunk files of the arrays opened with it (:func:`_open`) that gpueval's
+    direct zarr v2 reader reads — and so decodes: it keeps no decoded chunk — and their
+    compressed bytes, while :meth:`counting` is active (reads in other processes are not
+    seen). ``root`` is the folder holding the arrays (for the record only)."""
 
-    def __init__(self, store, stats: dict[str, Any] | None = None):
-        super().__init__(store)
+    def __init__(self, root: str, stats: dict[str, Any] | None = None):
+        self.root = str(root)
+        self.paths: set[str] = set()
         self.stats = stats if stats is not None else {
             "reads": collections.Counter(), "bytes": 0, "lock": threading.Lock()}
 
-    def _with_store(self, store):
-        return type(self)(store, self.stats)
+    def watch(self, path: str) -> None:
+        """Count the reads of the array at ``path`` (as given to ``open_volume``)."""
+        self.paths.add(str(path))
 
-    async def get(self, key, prototype, byte_range=None):
-        out = await self._store.get(key, prototype, byte_range)
-        if out is not None and _CHUNK_KEY.search(key):
+    def _note(self, path: str, key: str, nbytes: int) -> None:
+        if path in self.paths:
             with self.stats["lock"]:
-                self.stats["reads"][(str(getattr(self._store, "root", "")), key)] += 1
-                self.stats["bytes"] += len(out)
-        return out
+                self.stats["reads"][(path, key)] += 1
+                self.stats["bytes"] += nbytes
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[CountingStore]:
+        """Count the watched arrays' chunk reads made in this process inside the block."""
+        with observe_chunk_reads(self._note):
+            yield self
 
     def summary(self, side: int, itemsize: dict[str, int]) -> dict[str, int]:
         """Counts, and the bytes those reads decoded (chunk extent × item size per array,
         ``itemsize`` by array folder name)."""
         reads = self.stats["reads"]
         decoded = 0
-        for (root, key), n in reads.items():
-            idx = [int(v) for v in re.findall(r"\d+", key.rsplit("c/", 1)[-1])]
+        for (path, key), n in reads.items():
+            idx = [int(v) for v in re.findall(r"\d+", key)]
             vox = int(np.prod([min(CHUNK, side - i * CHUNK) for i in idx]))
-            decoded += n * vox * itemsize[os.path.basename(root.rstrip("/"))]
+            decoded += n * vox * itemsize[os.path.basename(path.rstrip("/"))]
         return {"chunk_reads": int(sum(reads.values())), "chunks_read": len(reads),
                 "decoded_bytes": int(decoded),
                 "max_reads_per_chunk": max(reads.values(), default=0),
@@ -93,14 +106,23 @@ class CountingStore(WrapperStore):
 
 
 def _open(path: str, store: CountingStore | None) -> da.Array:
-    base = LocalStore(path, read_only=True)
-    return da.from_zarr(zarr.open_array(store=store._with_store(base) if store else base,
-                                        mode="r"))
+    """The array at ``path`` as ``gpueval score cellmap`` reads a submitted label:
+    :func:`gpueval.io.arrays.open_volume` (the direct zarr v2 reader for these arrays), in
+    the processing chunks of the scorer's default ``chunk`` config; its reads counted by
+    ``store`` when one is given."""
+    data = open_volume(path, finite=False).data
+    if store is not None:
+        store.watch(path)
+    if data.chunksize != (CHUNK,) * data.ndim:
+        data = data.rechunk((CHUNK,) * data.ndim)  # as the CellMap layout's ``_rechunk``
+    return data
 
 
 def _create(path: str, side: int, dtype) -> zarr.Array:
+    """An empty ``side³`` array as CellMap participants submit it: zarr v2, zstd level 3,
+    :data:`CHUNK`³ chunks, every chunk written (also all-zero ones)."""
     return zarr.create_array(path, shape=(side,) * 3, chunks=(CHUNK,) * 3, dtype=dtype,
-                             zarr_format=3, fill_value=0, compressors=ZstdCodec(level=3),
+                             zarr_format=2, fill_value=0, compressors=Zstd(level=3),
                              config={"write_empty_chunks": True})
 
 
@@ -208,8 +230,7 @@ def _three_ways(build_graph, store: CountingStore, side: int, itemsize: dict[str
     reads: dict[str, Any] = {}
     for mode in _modes():
         store.reset()
-        # worker processes get plain stores (the counter's lock does not pickle; their reads
-        # are not seen here anyway)
+        # worker processes' reads happen there, unseen: their arrays are opened uncounted
         graph = build_graph(store if mode != "processes" else None)
         t0 = time.perf_counter()
         if mode == "processes":
@@ -218,7 +239,8 @@ def _three_ways(build_graph, store: CountingStore, side: int, itemsize: dict[str
                 results[mode] = compute(*graph, scheduler=client)
         else:
             cpu0 = _cpu_seconds()
-            with use_limits(Limits(threads=1 if mode == "threads_1" else cores)):
+            with use_limits(Limits(threads=1 if mode == "threads_1" else cores)), \
+                    store.counting():
                 results[mode] = compute(*graph)
             # on a shared machine the wall time says little about scaling: the CPU time this
             # process got tells whether a second thread found a free core at all
@@ -278,7 +300,7 @@ def bench_cellmap_dense(device: str, scale: float) -> dict:
     tmp = tempfile.mkdtemp(prefix="bench-cellmap-dense-")
     try:
         info = _spawn(_build_dense, tmp, side, n, 5)
-        store = CountingStore(LocalStore(tmp, read_only=True))
+        store = CountingStore(tmp)
 
         def graph(counted):
             a = {k: _open(f"{tmp}/{k}", counted) for k in
@@ -305,8 +327,9 @@ def bench_cellmap_dense(device: str, scale: float) -> dict:
             "parallel": par,
             "peak_rss_bytes": peak_rss_bytes(),
             "notes": f"{side}^3, {info['grid_cells']} grid cells (~{n} instances), {CHUNK}^3 "
-                     "zstd-3 zarr v3 chunks, all written; instance uint32 + uint64 + semantic "
-                     "in one graph; seconds = all threads; check: uint32 == uint64 result, "
+                     "zstd-3 zarr v2 chunks (as submitted), all written, read by gpueval's "
+                     "reader (open_volume); instance uint32 + uint64 + semantic in one graph; "
+                     "seconds = all threads; check: uint32 == uint64 result, "
                      "1 thread == all threads == processes; voxels_per_s counts crop voxels "
                      "(the graph scores 3 labels of them)"}
 
@@ -348,7 +371,7 @@ def bench_contingency_dense(device: str, scale: float) -> dict:
     tmp = tempfile.mkdtemp(prefix="bench-contingency-dense-")
     try:
         _spawn(_build_pair, tmp, side)
-        store = CountingStore(LocalStore(tmp, read_only=True))
+        store = CountingStore(tmp)
 
         def graph(counted):
             a, b = _open(f"{tmp}/a", counted), _open(f"{tmp}/b", counted)

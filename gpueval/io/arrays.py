@@ -89,7 +89,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpueval.errors import Rejected
-from gpueval.io.bounded import codec_name, decode
+from gpueval.io.bounded import byte_view, codec_name, decode
 from gpueval.limits import Limits, resolve
 
 if TYPE_CHECKING:  # dask.array costs ~0.5 s to import: only open_volume needs it
@@ -373,6 +373,11 @@ class _V2Layout:
 _PARALLEL_CHUNKS = 4
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
 _POOL: tuple[int, Any] | None = None  # (pid, ThreadPoolExecutor): one per process
+#: per thread, the bytes one chunk that does not land in place is decoded into (reused)
+_SCRATCH = threading.local()
+#: callables ``(store_path, chunk_key, compressed_bytes)`` told of every chunk file the direct
+#: v2 reader reads and decodes (:func:`observe_chunk_reads`)
+_CHUNK_OBSERVERS: list[Callable[[str, str, int], None]] = []
 
 
 def _decode_pool():
@@ -386,6 +391,30 @@ def _decode_pool():
     return _POOL[1]
 
 
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's reusable decode buffer, ``nbytes`` long (grown when a larger chunk
+    comes; one chunk's bytes per thread, so memory stays bounded by the chunk size)."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _SCRATCH.buf = None  # drop the old one before allocating the new
+        buf = _SCRATCH.buf = np.empty(nbytes, np.uint8)
+    return buf[:nbytes]
+
+
+@contextlib.contextmanager
+def observe_chunk_reads(observer: Callable[[str, str, int], None]) -> Iterator[None]:
+    """Call ``observer(store_path, chunk_key, compressed_bytes)`` for every chunk file that
+    the direct zarr v2 reader (the one :func:`open_volume` gives a plain zarr v2 array) reads
+    and decodes in this process while the block runs — one call per decode, from the thread
+    that decodes (the observer must be thread-safe). Benchmarks and tests count reads with it;
+    arrays read through zarr itself (v3, groups, filters) are not seen."""
+    _CHUNK_OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _CHUNK_OBSERVERS.remove(observer)
+
+
 class _ZarrV2Reader(_Reader):
     """A plain zarr v2 array (C order, no filters, a numeric fill value) read straight from
     its chunk files: each chunk goes through the same guards as :func:`_guarded_store`'s
@@ -393,7 +422,12 @@ class _ZarrV2Reader(_Reader):
     same bounded decoding (:class:`_ChunkPlan`, so a corrupt or truncated chunk gives the
     same message), without zarr's asynchronous machinery or its import (~0.1 s, and ~1 ms
     per chunk read). Chunks of one read are decoded in a thread pool (the codecs release the
-    GIL). Keys other than plain slices fall back to zarr itself."""
+    GIL). A chunk whose whole extent is one contiguous run of the returned block (e.g. the
+    block is exactly one chunk, as when the dask blocks are the storage chunks) is decoded
+    straight into it; any other into the decoding thread's reusable scratch buffer and
+    copied from there — no fresh chunk-sized memory per decode (each fresh 64 MiB buffer was
+    a new mmap faulted in page by page). Keys other than plain slices fall back to zarr
+    itself."""
 
     kind = "zarr"  # same data, same dask token as :class:`_ZarrReader`
 
@@ -421,33 +455,52 @@ class _ZarrV2Reader(_Reader):
         ranges = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, lay.chunks,
                                                                   strict=True)]
         cells = list(itertools.product(*ranges))
-        pool = _decode_pool() if len(cells) >= _PARALLEL_CHUNKS else None
-        # decoded in batches of two per thread, each copied in before the next batch: at
-        # most that many decoded chunks are held besides ``out``
-        step = 2 * _DECODE_THREADS if pool is not None else 1
-        for at in range(0, len(cells), step):
-            batch = cells[at:at + step]
-            chunks = pool.map(self._chunk, batch) if pool is not None else \
-                map(self._chunk, batch)
-            for cell, chunk in zip(batch, list(chunks), strict=True):
-                src, dst = [], []
-                for i, a, b, c in zip(cell, lo, hi, lay.chunks, strict=True):
-                    start, stop = max(a, i * c), min(b, (i + 1) * c)
-                    src.append(slice(start - i * c, stop - i * c))
-                    dst.append(slice(start - a, stop - a))
-                out[tuple(dst)] = lay.fill if chunk is None else chunk[tuple(src)]
+        place = functools.partial(self._place, out, lo, hi)
+        if len(cells) >= _PARALLEL_CHUNKS:
+            # each thread decodes and places its chunks itself (disjoint parts of ``out``),
+            # so no decoded chunk outlives its decode besides the per-thread scratch
+            for _ in _decode_pool().map(place, cells):
+                pass
+        else:
+            for cell in cells:
+                place(cell)
         return out
 
-    def _chunk(self, cell: tuple[int, ...]) -> np.ndarray | None:
-        """One stored chunk, decoded, or ``None`` where no file stores it (fill value)."""
-        key = self.layout.separator.join(str(i) for i in cell)
+    def _place(self, out: np.ndarray, lo: list[int], hi: list[int],
+               cell: tuple[int, ...]) -> None:
+        """Decode stored chunk ``cell`` into its part of ``out`` (the box ``[lo, hi)``), or
+        fill that part with the fill value where no file stores the chunk."""
+        lay = self.layout
+        src, dst = [], []
+        for i, a, b, c in zip(cell, lo, hi, lay.chunks, strict=True):
+            start, stop = max(a, i * c), min(b, (i + 1) * c)
+            src.append(slice(start - i * c, stop - i * c))
+            dst.append(slice(start - a, stop - a))
+        target = out[tuple(dst)]
+        key = lay.separator.join(str(i) for i in cell)
+        raw = self._chunk_bytes(key)
+        if raw is None:
+            target[...] = lay.fill
+            return
+        where = f"{_shown(self.path)} chunk {key!r}"
+        if target.shape == lay.chunks and target.flags.c_contiguous:
+            lay.plan.decode(raw, where, out=target)  # the whole chunk, in place
+            return
+        buf = _scratch(lay.plan.nbytes)
+        lay.plan.decode(raw, where, out=buf)
+        target[...] = buf.view(lay.dtype).reshape(lay.chunks)[tuple(src)]
+
+    def _chunk_bytes(self, key: str) -> bytes | None:
+        """The stored (compressed) bytes of chunk ``key``, or ``None`` where no file stores
+        it (fill value); observers (:func:`observe_chunk_reads`) are told of each read."""
         real = _store_file(self.path, self._real_root, key)
         if real is None:
             return None
         with open(real, "rb") as f:
             raw = f.read()
-        data = self.layout.plan.decode(raw, f"{_shown(self.path)} chunk {key!r}")
-        return np.frombuffer(data, self.layout.dtype).reshape(self.layout.chunks)
+        for observer in tuple(_CHUNK_OBSERVERS):
+            observer(self.path, key, len(raw))
+        return raw
 
 
 def _plain_box(key, shape: tuple[int, ...]) -> tuple[list[int], list[int]] | None:
@@ -1461,9 +1514,16 @@ class _ChunkPlan:
                    index_at_start=conf.get("index_location") == "start")
 
     def decode(self, data: bytes, where: str, steps: list[str] | None = None,
-               nbytes: int | None = None) -> bytes:
+               nbytes: int | None = None, *, out: Any = None) -> bytes | memoryview:
+        """Undo ``steps`` (default: the plan's) on one stored chunk, each under its bound.
+
+        With ``out`` (a writable C-contiguous buffer of exactly ``nbytes``, an exact plan),
+        the innermost step decodes straight into it and a byte view of ``out`` is returned;
+        a chunk stored raw (no step) is checked and copied in.
+        """
         steps = self.steps if steps is None else steps
         nbytes = self.nbytes if nbytes is None else nbytes
+        placed = False  # whether ``data`` already lies in ``out``
         for i, step in enumerate(steps):
             last = i == len(steps) - 1
             if step == "crc32c":
@@ -1473,10 +1533,19 @@ class _ChunkPlan:
                 continue
             # an outer layer holds compressed bytes: never more than the chunk plus overhead
             bound = nbytes if last else nbytes + nbytes // 8 + 4096
-            data = decode(step, data, bound, where, exact=last and self.exact)
+            data = decode(step, data, bound, where, exact=last and self.exact,
+                          out=out if last else None)
+            placed = last and out is not None
         if self.exact and not self.sharded and len(data) != nbytes:
             raise Rejected(f"{where}: holds {len(data)} bytes, its chunk shape needs {nbytes} "
                            "(corrupt chunk)")
+        if out is not None and not placed:  # stored raw (or only a checksum): one copy
+            view = byte_view(out, nbytes)
+            if len(data) > nbytes:
+                raise Rejected(f"{where}: holds {len(data)} bytes, more than the {nbytes} "
+                               "its chunk shape allows (corrupt chunk)")
+            view[:len(data)] = data
+            return view[:len(data)]
         return data
 
 

@@ -22,6 +22,11 @@ blosc      the 16-byte blosc header (``nbytes``, ``cbytes``) is compared with ``
            the input length before ``numcodecs.Blosc`` allocates ``nbytes``
 =========  ==============================================================================
 
+A caller that knows where the bytes go (the zarr v2 reader decoding a chunk into its place
+in the block it returns) passes ``out=``, a buffer of exactly ``max_out`` bytes: zstd, lzf,
+blosc and lz4 then decode straight into it, under the same bound (the buffer's size), and no
+intermediate ``bytes`` is made; the other codecs decode as above and copy once.
+
 A stream that needs more output than allowed is refused as soon as it does, with a one-line
 :class:`~gpueval.errors.Rejected` naming ``where`` (a submission-relative name), never after
 the bytes were produced. Truth files are decoded through the same functions by callers that
@@ -34,6 +39,7 @@ import bz2
 import lzma
 import struct
 import zlib
+from typing import Any
 
 from gpueval.errors import Rejected
 
@@ -52,7 +58,7 @@ def codec_name(name: str) -> str | None:
 
 
 def decode(codec: str, data: bytes | bytearray | memoryview, max_out: int, where: str, *,
-           exact: bool = False) -> bytes:
+           exact: bool = False, out: Any = None) -> bytes | memoryview:
     """Decompress ``data`` with ``codec`` into at most ``max_out`` bytes.
 
     Parameters
@@ -62,37 +68,44 @@ def decode(codec: str, data: bytes | bytearray | memoryview, max_out: int, where
     max_out : the most bytes the output may have (the checked chunk/array size).
     where : submission-relative name of what is decoded (file, member, chunk) for messages.
     exact : also refuse an output shorter than ``max_out`` (a chunk must fill its shape).
+    out : optional writable, C-contiguous buffer (e.g. a NumPy array or a byte view of one)
+        of exactly ``max_out`` bytes to decode into. zstd and lzf decode straight into it,
+        blosc and lz4 through numcodecs' ``decode(out=)``; the other codecs decode and copy.
+        The bound is the same (the buffer's size); on a rejection its contents are
+        undefined.
 
     Returns
     -------
-    bytes
-        The decompressed bytes, ``len <= max_out``.
+    bytes or memoryview
+        The decompressed bytes, ``len <= max_out``; with ``out``, a byte view of its
+        first ``len`` bytes (no copy).
 
     Raises
     ------
     Rejected
         The stream needs more than ``max_out`` bytes, is shorter than ``max_out`` with
         ``exact``, is corrupt or truncated, or the codec is unknown.
+    ValueError
+        ``out`` is not a writable contiguous buffer of ``max_out`` bytes (a caller's bug).
     """
     name = codec_name(codec)
     max_out = int(max_out)
     if max_out < 0:
         raise Rejected(f"{where}: negative decoded size {max_out}")
+    dest = None if out is None else byte_view(out, max_out)
     try:
         if name in ("zlib", "gzip"):
-            out = _inflate(bytes(data), max_out, where, 47)  # 47: zlib or gzip header
+            res = _inflate(bytes(data), max_out, where, 47)  # 47: zlib or gzip header
         elif name == "bz2":
-            out = _stream(bz2.BZ2Decompressor, bytes(data), max_out, where)
+            res = _stream(bz2.BZ2Decompressor, bytes(data), max_out, where)
         elif name == "lzma":
-            out = _stream(lzma.LZMADecompressor, bytes(data), max_out, where)
-        elif name == "zstd":
-            out = _fixed("zstd", bytes(data), max_out, where)
-        elif name == "lzf":
-            out = _fixed("lzf", bytes(data), max_out, where)
+            res = _stream(lzma.LZMADecompressor, bytes(data), max_out, where)
+        elif name in ("zstd", "lzf"):
+            res = _fixed(name, data if dest is not None else bytes(data), max_out, where, dest)
         elif name == "lz4":
-            out = _lz4(bytes(data), max_out, where)
+            res = _lz4(bytes(data), max_out, where, dest)
         elif name == "blosc":
-            out = _blosc(bytes(data), max_out, where)
+            res = _blosc(bytes(data), max_out, where, dest)
         else:
             raise Rejected(f"{where}: compression {codec!r} is not accepted (use one of "
                            f"{', '.join(CODECS)})")
@@ -103,10 +116,35 @@ def decode(codec: str, data: bytes | bytearray | memoryview, max_out: int, where
     except Exception as e:  # zlib.error, LZMAError, ZstdError, LzfError, RuntimeError...
         raise Rejected(f"{where}: corrupt {name} data ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-    if exact and len(out) != max_out:
-        raise Rejected(f"{where}: decodes to {len(out)} bytes, expected {max_out} (corrupt or "
+    if exact and len(res) != max_out:
+        raise Rejected(f"{where}: decodes to {len(res)} bytes, expected {max_out} (corrupt or "
                        "truncated chunk)")
-    return out
+    if dest is None:
+        return res
+    n = len(res)
+    if not (isinstance(res, memoryview) and res.obj is dest.obj):
+        dest[:n] = res  # a codec without an ``out`` path (or an empty stream): one copy
+    return dest[:n]
+
+
+def byte_view(out: Any, size: int) -> memoryview:
+    """``out`` (a writable C-contiguous buffer, e.g. a NumPy array) as a flat byte view.
+
+    Raises
+    ------
+    ValueError
+        ``out`` is not a C-contiguous buffer, is read-only, or does not hold exactly
+        ``size`` bytes.
+    """
+    try:
+        view = memoryview(out)
+        view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    except TypeError as e:  # not C-contiguous, or not a buffer
+        raise ValueError(f"decode: out must be a C-contiguous buffer ({e})") from e
+    if view.readonly or view.nbytes != size:
+        raise ValueError(f"decode: out must be writable and hold exactly {size} bytes "
+                         f"(got {view.nbytes}{', read-only' if view.readonly else ''})")
+    return view
 
 
 def _too_big(where: str, max_out: int) -> Rejected:
@@ -147,7 +185,8 @@ def _stream(factory, data: bytes, max_out: int, where: str) -> bytes:
     return out
 
 
-def _fixed(name: str, data: bytes, max_out: int, where: str) -> bytes:
+def _fixed(name: str, data: bytes | memoryview, max_out: int, where: str,
+           dest: memoryview | None = None) -> bytes | memoryview:
     import imagecodecs
 
     if max_out == 0:  # libraries read out=0 as "unknown size": decide here
@@ -158,6 +197,11 @@ def _fixed(name: str, data: bytes, max_out: int, where: str) -> bytes:
         return _fixed_empty(data, where)
     fn = imagecodecs.zstd_decode if name == "zstd" else imagecodecs.lzf_decode
     try:
+        if dest is not None:
+            # libzstd / liblzf write into the caller's buffer and fail when it is too small;
+            # imagecodecs answers a view of the bytes written (the same memory)
+            got = fn(data, out=dest)
+            return got if isinstance(got, memoryview) else memoryview(got).cast("B")
         return bytes(fn(data, out=max_out))
     except Exception as e:
         msg = str(e).lower()
@@ -175,7 +219,8 @@ def _fixed_empty(data: bytes, where: str) -> bytes:
     return b""
 
 
-def _lz4(data: bytes, max_out: int, where: str) -> bytes:
+def _lz4(data: bytes, max_out: int, where: str, dest: memoryview | None = None
+         ) -> bytes | memoryview:
     import numcodecs
 
     if len(data) < 4:
@@ -185,10 +230,14 @@ def _lz4(data: bytes, max_out: int, where: str) -> bytes:
         raise _too_big(where, max_out)
     if declared == 0:
         return b""  # numcodecs cannot decode its own encoding of nothing
+    if dest is not None:
+        numcodecs.LZ4().decode(data, out=dest[:declared])
+        return dest[:declared]
     return bytes(numcodecs.LZ4().decode(data))
 
 
-def _blosc(data: bytes, max_out: int, where: str) -> bytes:
+def _blosc(data: bytes, max_out: int, where: str, dest: memoryview | None = None
+           ) -> bytes | memoryview:
     import numcodecs
 
     if len(data) < _BLOSC_HEADER:
@@ -201,6 +250,9 @@ def _blosc(data: bytes, max_out: int, where: str) -> bytes:
                        f"{len(data)} stored (truncated)")
     if nbytes == 0:
         return b""  # c-blosc reports an empty buffer as an error
+    if dest is not None:
+        numcodecs.Blosc().decode(data[:cbytes], out=dest[:nbytes])
+        return dest[:nbytes]
     return bytes(numcodecs.Blosc().decode(data[:cbytes]))
 
 
