@@ -1,0 +1,53 @@
+"""Keep large freed buffers inside the process (glibc's allocator), for the command line.
+
+Scoring a chunked volume allocates and frees the same few large buffers over and over: a
+decoded chunk, its component labels, a distance map (tens of MiB each). glibc serves every
+request above its mmap threshold (at most 32 MiB, the dynamic threshold's ceiling) with a
+fresh ``mmap`` and gives it back with ``munmap`` on ``free``, so the kernel zeroes and maps
+those pages again for the next chunk. On the 2-core VM of ``benchmarks/README.md`` that is
+0.5–1.5 s of system time in a 5–6 s one-thread score of a dense 512³ label (§ "Session 8 —
+one heap"). With ``M_MMAP_MAX = 0`` every block comes from the heap instead, and with a high
+``M_TRIM_THRESHOLD`` freed blocks stay there for the next chunk: the process keeps its peak
+heap (which the chunk size bounds, as before) instead of returning it between chunks.
+
+Only the ``gpueval`` command line calls :func:`keep_freed_memory` (a library must not change
+its host process's allocator); ``GPUEVAL_MALLOC=system`` leaves glibc's defaults. Other C
+libraries (musl, macOS, Windows) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: mallopt parameters (glibc's malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+
+#: free memory at the top of the heap kept for reuse rather than returned to the system
+TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Serve large blocks from the heap and keep freed ones for reuse (glibc ``mallopt``).
+
+    Returns
+    -------
+    bool
+        Whether the settings were applied: False off Linux, without glibc, or when the
+        environment says ``GPUEVAL_MALLOC=system``.
+    """
+    if os.environ.get("GPUEVAL_MALLOC", "").strip().lower() == "system":
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: musl has no such symbol
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
