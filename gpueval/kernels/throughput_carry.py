@@ -23,18 +23,26 @@ so an entry is kept *uncompressed* when the store, with it, stays under half its
 (:data:`BUDGET_BYTES` / 2 = 256 MiB of raw chunks); beyond that entries are compressed as
 before, so the bound on memory is unchanged. An array that owns its buffer is kept without a
 copy: callers hand over what they put and must not write to it afterwards.
+
+Scoped to the graphs that use it: a graph's keys are ``(group, index)``, its groups made by
+:func:`new_group` inside a :func:`scope` (the scorer's compute), and when that block ends —
+scored, or aborted because one label of the submission was rejected — its entries are
+dropped and the groups closed, so a task still running after an abort cannot put new ones.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import threading
-from collections.abc import Hashable, Sequence
+import uuid
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 from numcodecs import Zstd
 
-__all__ = ["BUDGET_BYTES", "CarryStore", "store"]
+__all__ = ["BUDGET_BYTES", "CarryStore", "new_group", "scope", "store"]
 
 #: Bytes one process may hold in :func:`store` (oldest entries evicted beyond it); entries are
 #: kept raw while the store stays under half of it, compressed beyond.
@@ -59,6 +67,8 @@ class CarryStore:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        # groups of finished or aborted graphs (the most recent ones): no new entries
+        self._closed: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -85,6 +95,8 @@ class CarryStore:
         if size > self.budget:
             return False
         with self._lock:
+            if _group(key) in self._closed:  # its graph has ended: nobody will get it
+                return False
             old = self._items.pop(key, None)
             if old is not None:
                 self._bytes -= old[0]
@@ -117,11 +129,60 @@ class CarryStore:
             if entry is not None:
                 self._bytes -= entry[0]
 
+    def close(self, groups: Iterable[Hashable]) -> None:
+        """Drop the entries of ``groups`` (keys ``(group, index)``) and refuse new ones:
+        their graph has ended, whether it finished or was aborted."""
+        groups = set(groups)
+        if not groups:
+            return
+        with self._lock:
+            for key in [k for k in self._items if _group(k) in groups]:
+                self._bytes -= self._items.pop(key)[0]
+            for g in groups:
+                self._closed[g] = None
+            while len(self._closed) > _CLOSED_KEPT:
+                self._closed.popitem(last=False)
+
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+
+#: closed groups remembered (a straggler task of an aborted graph puts within seconds)
+_CLOSED_KEPT = 4096
+
+
+def _group(key: Hashable) -> Hashable:
+    return key[0] if isinstance(key, tuple) and key else None
+
+
+_SCOPE: contextvars.ContextVar[list[Hashable] | None] = contextvars.ContextVar(
+    "gpueval_carry_scope", default=None)
+
+
+def new_group(name: str) -> tuple[str, str]:
+    """A key group ``(name, nonce)`` unique to one graph, closed when the innermost
+    :func:`scope` around its creation ends (never, outside any scope: the budget bounds it)."""
+    group = (name, uuid.uuid4().hex)
+    groups = _SCOPE.get()
+    if groups is not None:
+        groups.append(group)
+    return group
+
+
+@contextlib.contextmanager
+def scope() -> Iterator[None]:
+    """Around building *and* computing graphs: the carry entries of every group made inside
+    are dropped when the block ends, however it ends (:meth:`CarryStore.close`)."""
+    groups: list[Hashable] = []
+    token = _SCOPE.set(groups)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        store.close(groups)
 
 
 def _owned(a: np.ndarray) -> np.ndarray:

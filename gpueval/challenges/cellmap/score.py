@@ -84,6 +84,7 @@ from gpueval.challenges.cellmap.warnings import label_warnings, submission_warni
 from gpueval.config import apply_variant
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.align import Grid, translation_offset
+from gpueval.kernels import throughput_carry
 from gpueval.limits import Limits, use_limits
 from gpueval.result import Result
 
@@ -135,7 +136,14 @@ def score(truth: str | Path, submission: str | Path, config: Mapping[str, Any], 
 
 
 def _score_all(crops, sub, manifest, opts, device, scheduler, progress=False):
-    """Every (crop, label) as lazy nodes of ONE dask graph, computed together."""
+    """Every (crop, label) as lazy nodes of ONE dask graph, computed together. The chunks
+    its passes carry (:mod:`gpueval.kernels.throughput_carry`) are dropped when it ends,
+    also when one label's rejection aborts it."""
+    with throughput_carry.scope():
+        return _build_and_compute(crops, sub, manifest, opts, device, scheduler, progress)
+
+
+def _build_and_compute(crops, sub, manifest, opts, device, scheduler, progress):
     per_crop: dict[str, dict[str, dict[str, Any]]] = {}
     voxels = 0
     jobs = []  # (crop, label, extra, kind, delayed, chunk grid of the pass)

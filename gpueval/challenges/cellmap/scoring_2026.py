@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,6 +50,7 @@ from gpueval import progress as bars
 from gpueval.backend import array_module
 from gpueval.engine import Opaque, chunk_tasks, compute, record_stage, timed, tree_reduce
 from gpueval.kernels import components as cc
+from gpueval.kernels import throughput_carry
 from gpueval.kernels.distance import hausdorff_max, hausdorff_sparse
 from gpueval.kernels.regions import RegionStats, chunk_region_stats
 from gpueval.kernels.stats import Contingency, contingency
@@ -148,8 +148,9 @@ def score_instance(gt: Any, pred: Any, voxel_size: Sequence[float], consts: Mapp
     ``{tp, fp, fn, hausdorff_norm_sum, n_hausdorff, status}`` plus private details under
     ``_detail`` (mapping, per-GT distances, cc count) used by the tests.
     """
-    return compute(instance_delayed(gt, pred, voxel_size, consts, device=device,
-                                    missing=missing, fills=fills), scheduler=scheduler)[0]
+    with throughput_carry.scope():
+        return compute(instance_delayed(gt, pred, voxel_size, consts, device=device,
+                                        missing=missing, fills=fills), scheduler=scheduler)[0]
 
 
 def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
@@ -196,7 +197,7 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     # CPU: the passes hand their chunks on compressed (gpueval.kernels.throughput_carry) under
     # keys unique to this graph, so an entry of another graph (or of a failed run over a
     # zarr rewritten since) is never taken for this one's
-    carry = _CarryKeys(uuid.uuid4().hex) if device == "cpu" else None
+    carry = _CarryKeys() if device == "cpu" else None
     merged = cc.label_graph(pred, 26, False, device=device, skip=skip,
                             carry=None if carry is None else carry.local)
     shape = tuple(int(s) for s in gt.shape)
@@ -280,9 +281,10 @@ class _CarryKeys:
 
     __slots__ = ("local", "truth")
 
-    def __init__(self, nonce: str) -> None:
-        self.local = ("cellmap-cc-local", nonce)
-        self.truth = ("cellmap-truth", nonce)
+    def __init__(self) -> None:
+        # closed (entries dropped) when the scope computing this graph ends
+        self.local = throughput_carry.new_group("cellmap-cc-local")
+        self.truth = throughput_carry.new_group("cellmap-truth")
 
     def __dask_tokenize__(self):
         return ("cellmap-carry", self.local[1])
