@@ -153,8 +153,8 @@ _TABLES = {c: _offsets(c) for c in (6, 18, 26)}
 @numba.njit(nogil=True, cache=True)
 def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no cover - compiled
     """Label the C-ordered volume ``vals`` (flat, shape ``(nz, ny, nx)``) into ``out`` (flat,
-    same size, zero-filled), comparing each voxel with its left neighbour and the earlier neighbours of
-    :func:`_offsets`' ``table`` / ``counts``; returns the number of components."""
+    same size, zero-filled), comparing each voxel with its left neighbour and the earlier
+    neighbours of :func:`_offsets`' tables; returns the number of components."""
     plane = ny * nx
     # the union-find table grows between rows (a row makes at most nx new labels), so the
     # voxel loop never reassigns it
