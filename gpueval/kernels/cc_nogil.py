@@ -181,6 +181,13 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no co
                 parent = grown
             first = row  # an empty row's span stays empty
             last = row - 1
+            # most rows of a sparse chunk are empty: an OR over the row (vectorised, no
+            # branch per voxel) skips them
+            any_set = vals[row] ^ vals[row]
+            for x in range(nx):
+                any_set |= vals[row + x]
+            if any_set == 0:
+                continue
             for x in range(nx):
                 i = row + x
                 v = vals[i]
