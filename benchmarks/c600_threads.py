@@ -6,7 +6,8 @@ the crop is built in a child process, ``seconds`` is the score alone) at 1 threa
 2, once per labeller: ``nogil`` is gpueval's (``kernels/cc_nogil.py``), ``cc3d`` puts
 ``cc3d.connected_components`` back in its place for the run (session 7's labeller; equal ids,
 so equal scores). Each record keeps the wall seconds, the process CPU seconds including the
-build's parent side, the summed time of the ``_label_task`` chunk tasks (over both threads),
+build's parent side, the summed wall and thread-CPU time of the ``_label_task`` chunk tasks
+(over both threads),
 the result and the load average; the efficiency is ``t1 / (2 · t2)`` of the same round.
 
 Usage: ``PYTHONPATH=$PWD python benchmarks/c600_threads.py OUT.json [ROUNDS] [LABELLERS]``
@@ -44,21 +45,25 @@ LABELLERS = {"nogil": components.cc_nogil,
 
 
 class _TaskClock:
-    """Sums the wall time of every ``components._label_task`` call (all threads)."""
+    """Sums the wall time of every ``components._label_task`` call (all threads), and the
+    CPU time of the threads running them (``time.thread_time``: time spent waiting for the
+    GIL or a core is in the first, not the second)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.calls = 0
         self._lock = threading.Lock()
         self._inner = components._label_task
 
     def __call__(self, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return self._inner(*args, **kwargs)
         finally:
             with self._lock:
                 self.seconds += time.perf_counter() - t0
+                self.cpu_seconds += time.thread_time() - c0
                 self.calls += 1
 
 
@@ -73,7 +78,8 @@ def run(threads: int, labeller: str) -> dict:
     finally:
         components.cc_nogil, components._label_task = saved
     return {"seconds": rec["seconds"], "cpu_seconds_incl_build": time.process_time() - c0,
-            "label_task_seconds": clock.seconds, "label_tasks": clock.calls,
+            "label_task_seconds": clock.seconds, "label_task_cpu_seconds": clock.cpu_seconds,
+            "label_tasks": clock.calls,
             "result": rec["result"], "check": rec["check"],
             "peak_rss_bytes": rec["peak_rss_bytes"], "load": os.getloadavg()}
 
@@ -89,7 +95,8 @@ def main() -> None:
                 rec = run(n, lab)
                 out[lab][str(n)].append(rec)
                 print(lab, n, round(rec["seconds"], 2), "label_task",
-                      round(rec["label_task_seconds"], 2), rec["result"],
+                      round(rec["label_task_seconds"], 2), "cpu",
+                      round(rec["label_task_cpu_seconds"], 2), rec["result"],
                       "load", rec["load"][0], flush=True)
             one, two = out[lab]["1"][-1]["seconds"], out[lab]["2"][-1]["seconds"]
             print(f"{lab}: efficiency 1 -> 2 threads {one / (2 * two):.0%}", flush=True)
