@@ -4,7 +4,9 @@ and beside other threads (issue #18, session 8).
 For each volume — (a) random 256³ uint32 multi-label noise (40 % foreground, ids 1..49: what
 ``gil_probe.py`` labels), (b) a 256³ chunk of ``cellmap_dense`` (the ellipsoids of
 ``gpueval.bench.dense``, chunk (1, 1, 1) of the 1024³ prediction), (c) the same chunk as a
-uint8 semantic mask — it measures, cc3d and the kernel alternating in every repetition:
+uint8 semantic mask, (d) the middle 256³ chunk of ``cellmap_600``'s prediction (sparse: ~1 %
+foreground, what that workload's label tasks see) — it measures, cc3d and the kernel
+alternating in every repetition:
 
 * **one call**: CPU seconds (``time.process_time``) of one call, min over repetitions;
 * **probe**: the rate of a pure-Python counting thread beside calls made back to back,
@@ -36,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gil_probe import probe_rate  # noqa: E402
 
+from gpueval.bench.cellmap import build_crop  # noqa: E402
 from gpueval.bench.dense import _cells, _paint  # noqa: E402
 from gpueval.kernels.cc_nogil import connected_components as cc_nogil  # noqa: E402
 
@@ -43,15 +46,18 @@ CONNECTIVITY = 26
 
 
 def volumes() -> dict[str, np.ndarray]:
-    """The three 256³ volumes of the module docstring."""
+    """The four 256³ volumes of the module docstring."""
     rng = np.random.default_rng(0)
     shape = (256, 256, 256)
     noise = (rng.random(shape) < 0.4).astype(np.uint32)
     noise *= rng.integers(1, 50, shape, dtype=np.uint32)
     _, pred = _paint(_cells(1024, 10_000, 5), (256, 256, 256), (512, 512, 512))
+    _, crop = build_crop(600, 2000, seed=1)  # cellmap_600's prediction
     return {"random multilabel 256³ uint32": noise,
             "cellmap_dense chunk 256³ uint32": pred,
-            "cellmap_dense chunk 256³ uint8 semantic": (pred > 0).astype(np.uint8)}
+            "cellmap_dense chunk 256³ uint8 semantic": (pred > 0).astype(np.uint8),
+            "cellmap_600 chunk 256³ uint32": np.ascontiguousarray(crop[256:512, 256:512,
+                                                                        256:512])}
 
 
 def kernels() -> dict[str, object]:
