@@ -179,6 +179,17 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no co
     settles = np.zeros(2, np.bool_)
     for row in range(2):
         settles[row] = skips[row, 0] == (1 << counts[row]) - 2
+    # per table row and boundary code (16·[z > 0] + 8·[y > 0] + 4·[y < ny-1] + 2·[x > 0] +
+    # [x < nx-1]) the mask of neighbours outside the volume: they start out skipped
+    outside = np.zeros((2, 32), np.int64)
+    for row in range(2):
+        for code in range(32):
+            for k in range(counts[row]):
+                dz, dy, dx = table[row, k, 0], table[row, k, 1], table[row, k, 2]
+                if ((dz < 0 and not code & 16) or (dy < 0 and not code & 8)
+                        or (dy > 0 and not code & 4) or (dx < 0 and not code & 2)
+                        or (dx > 0 and not code & 1)):
+                    outside[row, code] |= 1 << k
     n_prov = 0
     for z in range(nz):
         zb = z > 0
@@ -186,6 +197,7 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no co
             yb = y > 0
             ya = y + 1 < ny
             inner_row = zb and yb and ya
+            row_code = 16 * zb + 8 * yb + 4 * ya
             row = z * plane + y * nx
             if n_prov + nx >= parent.size:
                 grown = np.empty(min(2 * parent.size, vals.size + 1), out.dtype)
@@ -223,17 +235,10 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no co
                     if vals[j] == v and (case == 0 or out[j] == lab):
                         out[i] = out[j]  # joins nothing new: no union to make
                         continue
-                skip = 0
+                skip = outside[case, row_code + 2 * xb + (x + 1 < nx)]
                 for k in range(counts[case]):
                     if skip >> k & 1:
                         continue
-                    if not inner:
-                        dz = table[case, k, 0]
-                        dy = table[case, k, 1]
-                        dx = table[case, k, 2]
-                        if ((dz < 0 and not zb) or (dy < 0 and not yb) or (dy > 0 and not ya)
-                                or (dx < 0 and not xb) or (dx > 0 and x + 1 >= nx)):
-                            continue
                     j = i + delta[case, k]
                     if vals[j] != v:
                         continue
