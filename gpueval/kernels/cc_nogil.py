@@ -33,7 +33,7 @@ already in the left neighbour's set, so only the neighbours it does not touch ar
 equal scanned neighbours are always in one set), and at 26 the voxel below touches all the
 others, so inside an object one comparison labels a voxel; an empty row costs one vectorised
 OR. On noise where no voxel has an equal neighbour every voxel still runs all comparisons,
-and the kernel is ~1.5x slower than cc3d there (faster or equal on CellMap chunks).
+and the kernel is ~1.4x slower than cc3d there (faster or equal on CellMap chunks).
 """
 
 from __future__ import annotations
