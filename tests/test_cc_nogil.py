@@ -144,6 +144,18 @@ def test_fortran_order_is_numbered_in_memory_order():
     _assert_same(a, 4)
 
 
+def test_read_only_and_byte_swapped_input():
+    """Chunks decoded from storage may be read-only or big-endian: only equality matters, so
+    both label as the native writeable copy does."""
+    rng = np.random.default_rng(3)
+    a = ((rng.random((6, 7, 8)) < 0.6) * rng.integers(1, 300, (6, 7, 8))).astype(">u4")
+    a.flags.writeable = False
+    out, n = connected_components(a, 26)
+    ref, n_ref = _cc3d(a.astype(np.uint32), 26)
+    assert n == n_ref
+    np.testing.assert_array_equal(out, ref)
+
+
 def test_empty_and_degenerate_shapes():
     for shape in [(0, 3, 3), (3, 0), (1, 1, 1), (1, 5), (5, 1, 1)]:
         for value in (0, 1):

@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["connected_components"]
 
-#: connectivity -> neighbour order, per dimensionality (what cc3d accepts)
+#: the connectivities cc3d offers, per dimensionality
 _CONNECTIVITIES = {2: (4, 8), 3: (6, 18, 26)}
 
 
