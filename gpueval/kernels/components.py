@@ -53,6 +53,7 @@ from dask.highlevelgraph import HighLevelGraph
 from gpueval import engine
 from gpueval.backend import is_cupy, to_device, to_host
 from gpueval.engine import timed
+from gpueval.kernels import cc_nogil
 from gpueval.kernels.throughput_carry import store as carry_store
 from gpueval.resources import cuda_source
 
@@ -292,22 +293,29 @@ def _merge_tables(firsts, edge_lists) -> tuple[list[np.ndarray], int, np.ndarray
 
 
 def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarray, int]:
-    """cc3d in multi-label mode on integer keys with the same equalities as ``labels``.
+    """cc3d's multi-label components of integer keys with the same equalities as ``labels``.
 
-    Two cc3d defects (connected-components-3d 3.x, found by the property tests here) are
-    avoided: ``binary_image=True`` miscounts 2-D 4-connected images and raises "maximum length
-    exception" on some tiny 3-D ones, so binary input is labelled as a 0/1 uint8 volume
-    instead; float labels on a volume with a size-1 axis come out split (two equal
-    vertically adjacent 0.5 voxels in a (2, 1) image get two ids), so floats are labelled
-    through their bit patterns (``-0.0`` folded into ``0.0``), which compare exactly as the
-    float values do for every non-NaN value.
+    The labelling itself is :func:`gpueval.kernels.cc_nogil.connected_components`, a Numba
+    kernel equal to cc3d voxel for voxel and in N that releases the GIL: cc3d holds it for
+    most of its run (a probe thread beside it ran at 0.08–0.37 of its idle rate), so chunk
+    tasks on two threads serialised on it (issue #18, session 8; ``benchmarks/README.md``).
+    Its output is uint32 (cc3d's is uint16 on small volumes; callers take any unsigned type).
+    cc3d itself labels only what the kernel does not take (other dimensionalities).
+
+    Two cc3d defects (connected-components-3d 3.x, found by the property tests here) shaped
+    the keys and stay avoided: ``binary_image=True`` miscounts 2-D 4-connected images and
+    raises "maximum length exception" on some tiny 3-D ones, so binary input is labelled as a
+    0/1 uint8 volume instead; float labels on a volume with a size-1 axis come out split (two
+    equal vertically adjacent 0.5 voxels in a (2, 1) image get two ids), so floats are
+    labelled through their bit patterns (``-0.0`` folded into ``0.0``), which compare exactly
+    as the float values do for every non-NaN value.
 
     A third defect (cc3d 4.1): uint64 values ≥ 2⁶³ raise ``OverflowError`` when a volume's
     only foreground is one row (a fast path converts the value to a C ``long``). Negative
-    float64 labels reach it too, as their bit patterns are ≥ 2⁶³. Such volumes are first
-    renumbered to a dense range 1..k with ``fastremap.renumber`` (0 kept as 0), which keeps
-    every equality and so the components and their raster numbering; ordinary ids skip the
-    extra pass.
+    float64 labels reach it too, as their bit patterns are ≥ 2⁶³. On the cc3d path such
+    volumes are first renumbered to a dense range 1..k with ``fastremap.renumber`` (0 kept as
+    0), which keeps every equality and so the components and their raster numbering; the
+    kernel compares any 64-bit keys as they are.
     """
     if binary or labels.dtype == bool:
         labels = (labels != 0).view(np.uint8)
@@ -315,6 +323,8 @@ def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarr
         wide = labels.dtype.itemsize
         labels = (labels + labels.dtype.type(0)).view(np.uint64 if wide == 8 else np.uint32
                                                        if wide == 4 else np.uint16)
+    if labels.ndim in (2, 3):
+        return cc_nogil.connected_components(labels, connectivity)
     if labels.dtype == np.uint64 and labels.size and labels.max() >= np.uint64(2**63):
         labels, _ = fastremap.renumber(labels, start=1, preserve_zero=True, in_place=False)
     out, n = cc3d.connected_components(labels, connectivity=connectivity, return_N=True)

@@ -1,0 +1,287 @@
+"""Connected components of an integer label volume, computed without holding the GIL.
+
+Why a kernel of our own (issue #18, session 8): ``cc3d.connected_components`` holds the GIL
+for most of its run — a pure-Python probe thread beside it ran at 0.08–0.37 of its idle rate
+(``benchmarks/gil_probe.py``), and two calls on a random 256³ multi-label volume in two
+threads took 0.56 s against 0.30 s one after the other. CellMap's chunk pass labels every
+chunk (``kernels/components._label_task``), so with cc3d two threads serialise on it (its task
+time grew from 0.91 s at 1 thread to 1.3 s at 2 in ``cellmap_600``). This kernel is compiled
+by Numba with ``nogil=True``: the whole labelling runs with the GIL released, so chunks label
+in parallel on threads.
+
+What it computes: cc3d's multi-label semantics — two voxels are joined when they are
+neighbours (6/18/26 in 3-D: faces, +edges, +corners; 4/8 in 2-D) and hold the **same
+non-zero value** — and cc3d's numbering: ids 1..N in **C raster order of each component's
+first voxel** (cc3d numbers in memory order: a Fortran-ordered array is labelled as its
+C-ordered transpose, which numbers it in F order; other strides are made C-contiguous, as cc3d
+does). ``tests/test_cc_nogil.py`` checks it equals cc3d voxel for voxel and in N.
+
+How: the classic two passes with union-find (Rosenfeld & Pfaltz). Pass 1 scans in raster
+order; a foreground voxel takes a new provisional label when no earlier neighbour holds its
+value, else it joins the labels of those neighbours (union by smaller label, path halving).
+Provisional labels grow in raster order and a component's first voxel always gets a new one,
+so every set's root (its smallest label) is its first voxel's label, and numbering roots in
+increasing order is numbering components by first voxel: one in-place pass over the parent
+table (``parent[l] < l`` for every non-root) turns it into the final lookup table, and a last
+pass maps the volume through it (only over each row's labelled span; not at all when no
+union happened).
+
+What keeps pass 1 at cc3d's speed on segmentations (``benchmarks/README.md``, session 8):
+when the voxel's left neighbour holds the same value, every earlier neighbour they share is
+already in the left neighbour's set, so only the neighbours it does not touch are looked at
+(4 of 13 at 26-connectivity); a neighbour found equal settles every neighbour it touches (two
+equal scanned neighbours are always in one set), and at 26 the voxel below touches all the
+others, so inside an object one comparison labels a voxel; an empty row costs one vectorised
+OR. On noise where no voxel has an equal neighbour every voxel still runs all comparisons,
+and the kernel is ~1.4x slower than cc3d there (faster or equal on CellMap chunks).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["connected_components"]
+
+#: the connectivities cc3d offers, per dimensionality
+_CONNECTIVITIES = {2: (4, 8), 3: (6, 18, 26)}
+
+
+def connected_components(labels: np.ndarray, connectivity: int = 26
+                         ) -> tuple[np.ndarray, int]:
+    """cc3d's multi-label connected components of a 2-D or 3-D integer array, GIL released.
+
+    Parameters
+    ----------
+    labels : 2-D or 3-D NumPy array of an integer or bool dtype; 0 is background. Any
+        strides: C-contiguous input is numbered in C order, F-contiguous in F order (as cc3d).
+    connectivity : 6, 18 or 26 in 3-D; 4 or 8 in 2-D.
+
+    Returns
+    -------
+    out, n : ``uint32`` array of ``labels``' shape (``uint64`` from 2³² voxels on) with
+        component ids 1..n (0 = background), numbered by each component's first voxel in
+        memory order, exactly as ``cc3d.connected_components(labels, connectivity=...,
+        return_N=True)``; and ``n``.
+
+    Raises
+    ------
+    ValueError
+        for another dimensionality or a connectivity cc3d does not offer for it.
+    TypeError
+        for a dtype that is not integer or bool (floats: compare their bit patterns, as
+        ``components._cc3d`` does).
+
+    Examples
+    --------
+    >>> out, n = connected_components(np.array([[1, 0, 1], [2, 2, 0]]), connectivity=4)
+    >>> out.tolist(), n
+    ([[1, 0, 2], [3, 3, 0]], 3)
+    >>> connected_components(np.array([[[1]], [[0]], [[1]]]), connectivity=6)[1]  # apart
+    2
+    """
+    labels = np.asarray(labels)
+    if labels.ndim not in _CONNECTIVITIES or connectivity not in _CONNECTIVITIES[labels.ndim]:
+        raise ValueError(f"connectivity {connectivity} is not defined for {labels.ndim}-D "
+                         "labels (3-D: 6, 18, 26; 2-D: 4, 8)")
+    if labels.dtype.kind not in "biu":
+        raise TypeError(f"labels of dtype {labels.dtype} are not integer or bool")
+    if not labels.flags.c_contiguous:
+        if labels.flags.f_contiguous:
+            # memory order is the transpose's C order; every connectivity here is symmetric
+            # under a permutation of the axes, so the transpose's components are the same
+            out, n = connected_components(labels.T, connectivity)
+            return out.T, n
+        labels = np.ascontiguousarray(labels)
+    # only equality matters: view signed and bool values as unsigned of the same width
+    # (fewer compiled specialisations)
+    keys = labels.view(np.dtype(f"u{labels.dtype.itemsize}"))
+    shape3 = (1,) * (3 - labels.ndim) + labels.shape
+    # in 2-D, 8 neighbours are 26 and 4 are 6 of a volume one plane thick
+    conn3 = {4: 6, 8: 26}.get(connectivity, connectivity)
+    out_dtype = np.uint32 if labels.size < 2**32 - 1 else np.uint64
+    out = np.zeros(labels.shape, out_dtype)
+    if labels.size == 0:
+        return out, 0
+    table, counts, skips = _TABLES[conn3]
+    n = _label_kernel(keys.reshape(-1), shape3[0], shape3[1], shape3[2], table, counts, skips,
+                      out.reshape(-1))
+    return out, int(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Neighbour tables
+
+
+def _offsets(connectivity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The earlier neighbours (dz, dy, dx) a voxel is compared with, its left one excluded.
+
+    Row 0 of the table holds all of them; row 1 only those that are not also neighbours of
+    the left voxel (what is left to look at when the left voxel holds the same value). Each
+    row is ordered by how many of the row's other entries are neighbours of the entry, most
+    first, and ``skips[row, k]`` is the bit mask of those entries: once entry ``k`` holds the
+    voxel's value, an entry it touches is either of another value or, holding the value too,
+    already in entry ``k``'s set (two equal neighbouring voxels that are both scanned are
+    always joined), so it need not be looked at. At 26-connectivity the voxel below touches
+    all 11 others: in the inside of an object one comparison labels a voxel.
+
+    Returns
+    -------
+    table, counts, skips : int64 arrays of shapes (2, 12, 3), (2,) and (2, 12).
+    """
+    order = {6: 1, 18: 2, 26: 3}[connectivity]
+
+    def touch(d, e):
+        diff = [p - q for p, q in zip(d, e, strict=True)]
+        return max(map(abs, diff)) == 1 and sum(map(bool, diff)) <= order
+
+    earlier = [(dz, dy, dx) for dz in (-1, 0) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+               if (dz, dy) < (0, 0) or (dz == dy == 0 and dx < 0)]
+    left = (0, 0, -1)
+    every = [d for d in earlier if touch(d, (0, 0, 0)) and d != left]
+    only_mine = [d for d in every if not touch(d, left)]
+    table = np.zeros((2, 12, 3), np.int64)
+    skips = np.zeros((2, 12), np.int64)
+    for row, ds in enumerate((every, only_mine)):
+        ds = sorted(ds, key=lambda d: -sum(touch(d, e) for e in ds))  # stable: raster order
+        table[row, :len(ds)] = ds
+        for k, d in enumerate(ds):
+            skips[row, k] = sum(1 << m for m, e in enumerate(ds) if touch(d, e))
+    return table, np.array([len(every), len(only_mine)], np.int64), skips
+
+
+_TABLES = {c: _offsets(c) for c in (6, 18, 26)}
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled kernels
+
+
+@numba.njit(nogil=True, cache=True)
+def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no cover - compiled
+    """Label the C-ordered volume ``vals`` (flat, shape ``(nz, ny, nx)``) into ``out`` (flat,
+    same size, zero-filled), comparing each voxel with its left neighbour and the earlier
+    neighbours of :func:`_offsets`' tables; returns the number of components."""
+    plane = ny * nx
+    # the union-find table grows between rows (a row makes at most nx new labels), so the
+    # voxel loop never reassigns it
+    parent = np.empty(min(vals.size, max(4 * nx, 1 << 12)) + 1, out.dtype)
+    parent[0] = 0
+    # flat index offsets of the table's neighbours
+    delta = np.empty((2, 12), np.int64)
+    for row in range(2):
+        for k in range(12):
+            delta[row, k] = table[row, k, 0] * plane + table[row, k, 1] * nx + table[row, k, 2]
+    # per row the first and one past the last labelled voxel, for the final pass
+    spans = np.zeros((nz * ny, 2), np.int64)
+    # whether a table's first neighbour touches all its others: then, inside the volume, a
+    # first neighbour of value v settles the voxel (one comparison in an object's inside)
+    settles = np.zeros(2, np.bool_)
+    for row in range(2):
+        settles[row] = skips[row, 0] == (1 << counts[row]) - 2
+    # per table row and boundary code (16·[z > 0] + 8·[y > 0] + 4·[y < ny-1] + 2·[x > 0] +
+    # [x < nx-1]) the mask of neighbours outside the volume: they start out skipped
+    outside = np.zeros((2, 32), np.int64)
+    for row in range(2):
+        for code in range(32):
+            for k in range(counts[row]):
+                dz, dy, dx = table[row, k, 0], table[row, k, 1], table[row, k, 2]
+                if ((dz < 0 and not code & 16) or (dy < 0 and not code & 8)
+                        or (dy > 0 and not code & 4) or (dx < 0 and not code & 2)
+                        or (dx > 0 and not code & 1)):
+                    outside[row, code] |= 1 << k
+    n_prov = 0
+    for z in range(nz):
+        zb = z > 0
+        for y in range(ny):
+            yb = y > 0
+            ya = y + 1 < ny
+            inner_row = zb and yb and ya
+            row_code = 16 * zb + 8 * yb + 4 * ya
+            row = z * plane + y * nx
+            if n_prov + nx >= parent.size:
+                grown = np.empty(min(2 * parent.size, vals.size + 1), out.dtype)
+                grown[:n_prov + 1] = parent[:n_prov + 1]
+                parent = grown
+            first = row  # an empty row's span stays empty
+            last = row - 1
+            # most rows of a sparse chunk are empty: an OR over the row (vectorised, no
+            # branch per voxel) skips them
+            any_set = vals[row] ^ vals[row]
+            for x in range(nx):
+                any_set |= vals[row + x]
+            if any_set == 0:
+                continue
+            for x in range(nx):
+                i = row + x
+                v = vals[i]
+                if v == 0:
+                    continue
+                if last < first:
+                    first = i
+                last = i
+                xb = x > 0
+                if xb and vals[i - 1] == v:
+                    # the left voxel's set already holds every earlier neighbour of value v
+                    # that is also its neighbour: only the others are looked at
+                    lab = np.int64(out[i - 1])
+                    case = 1
+                else:
+                    lab = np.int64(0)
+                    case = 0
+                inner = inner_row and xb and x + 1 < nx
+                if inner and settles[case]:
+                    j = i + delta[case, 0]
+                    if vals[j] == v and (case == 0 or out[j] == lab):
+                        out[i] = out[j]  # joins nothing new: no union to make
+                        continue
+                skip = outside[case, row_code + 2 * xb + (x + 1 < nx)]
+                for k in range(counts[case]):
+                    if skip >> k & 1:
+                        continue
+                    j = i + delta[case, k]
+                    if vals[j] != v:
+                        continue
+                    skip |= skips[case, k]
+                    other = np.int64(out[j])
+                    if lab == 0:
+                        lab = other
+                    elif other != lab:
+                        # union by smaller root, path halving (parents point to smaller labels)
+                        a = lab
+                        while parent[a] != a:
+                            parent[a] = parent[parent[a]]
+                            a = np.int64(parent[a])
+                        b = other
+                        while parent[b] != b:
+                            parent[b] = parent[parent[b]]
+                            b = np.int64(parent[b])
+                        if a < b:
+                            parent[b] = a
+                            lab = a
+                        else:
+                            parent[a] = b
+                            lab = b
+                if lab == 0:  # no earlier neighbour of value v: a new provisional label
+                    n_prov += 1
+                    parent[n_prov] = n_prov
+                    lab = np.int64(n_prov)
+                out[i] = lab
+            spans[z * ny + y, 0] = first
+            spans[z * ny + y, 1] = last + 1
+    # roots in increasing order are the components in order of their first voxels; every
+    # non-root points to a smaller label, already rewritten to its final id
+    n = 0
+    for lab in range(1, n_prov + 1):
+        up = parent[lab]
+        if up == lab:
+            n += 1
+            parent[lab] = n
+        else:
+            parent[lab] = parent[up]
+    if n == n_prov:
+        return n  # every label is its own root: provisional ids are the final ones
+    for r in range(nz * ny):
+        for i in range(spans[r, 0], spans[r, 1]):
+            out[i] = parent[out[i]]
+    return n
