@@ -15,7 +15,8 @@ Semantics are those of ``cc3d.connected_components`` (what CellMap's scorer call
 
 Out of core (:func:`label_chunked`), why a reducer of our own: dask-image's ``ndmeasure.label``
 slices a thin face across every pair of chunks in the graph and ran ~220x slower than
-whole-volume cc3d (``shared/research/anchors.md`` §1). Here each chunk task runs cc3d *and*
+whole-volume cc3d (``shared/research/anchors.md`` §1). Here each chunk task labels its chunk
+(:mod:`gpueval.kernels.cc_nogil`, cc3d's numbering without holding the GIL) *and*
 keeps its own boundary planes (local labels + input values) and the global raster index of
 each local component's first voxel — all small. One task per chunk pairs its planes with its
 forward neighbours' (faces, edges and corners as the connectivity asks; a compiled loop that
@@ -24,7 +25,7 @@ drops repeated pairs) and returns only distinct label pairs. The host runs a uni
 and numbers the merged components by their first voxel's global raster index (raster order is
 lexicographic in the coordinates, so the smallest first voxel of the parts is the first voxel
 of the whole, and sorting these reproduces cc3d's numbering exactly). The relabelled volume
-stays lazy: a chunk is recomputed (cc3d is deterministic) and mapped through that chunk's
+stays lazy: a chunk is recomputed (the labelling is deterministic) and mapped through that chunk's
 lookup table, so nothing voxel-sized is ever stored or gathered.
 
 GPU twin: a union-find kernel of ours (``kernels/cc_union_find.cu``). ``cupyx.scipy.ndimage.
@@ -77,7 +78,8 @@ def max_neighbour_order(ndim: int, connectivity: int) -> int:
 
 def connected_components(labels: Any, connectivity: int = 26, binary: bool = False
                          ) -> tuple[Any, int]:
-    """Connected components of one in-memory array (NumPy → cc3d, CuPy → our kernel).
+    """Connected components of one in-memory array (NumPy → :mod:`.cc_nogil`, CuPy → our
+    kernel), as cc3d labels it.
 
     Parameters
     ----------
@@ -92,7 +94,8 @@ def connected_components(labels: Any, connectivity: int = 26, binary: bool = Fal
 
     Notes
     -----
-    On NumPy this is cc3d in multi-label mode; like cc3d it numbers in *memory* order, so a
+    On NumPy this is cc3d's multi-label mode (computed by :mod:`.cc_nogil`, equal to cc3d
+    voxel for voxel); like cc3d it numbers in *memory* order, so a
     Fortran-ordered array is numbered in F order (chunked labelling always uses C order).
     Where cc3d 4.1 mislabels (binary 2-D 4-connected images; float labels on volumes with a
     size-1 axis) the input is first turned into equivalent integer keys, see :func:`_cc3d`.
@@ -171,7 +174,7 @@ def label_chunked(
     ----------
     arr : 2-D or 3-D dask array (any dtype cc3d accepts); its chunks are the work units.
     connectivity, binary : as in :func:`connected_components`.
-    device : ``"cpu"`` (cc3d per chunk) or ``"gpu"`` (CuPy kernel per chunk).
+    device : ``"cpu"`` (:mod:`.cc_nogil` per chunk) or ``"gpu"`` (CuPy kernel per chunk).
     scheduler : ``None`` (threads), ``"sync"``, a ``dask.distributed`` address or Client.
     progress : show a progress bar.
 
