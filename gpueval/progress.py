@@ -53,13 +53,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
-from tqdm.std import tqdm as _plain_tqdm
-
-# no tqdm monitor thread: any second Python thread switches off safe_pickle's fast unpickler
-# (its address-space cap is process-wide), and these bars are refreshed as work is reported
-# (a class attribute: the notebook bars of tqdm.auto inherit it)
-_plain_tqdm.monitor_interval = 0
-
 T = TypeVar("T")
 
 # None: show bars when stderr is a terminal; True/False: forced on/off (api progress=...)
@@ -111,7 +104,11 @@ def showing() -> bool:
 
 def _tqdm(total: float | None, desc: str, unit: str, show: bool, file: IO[str]) -> Any:
     """A bar that appears after one second (at once under ``immediate``) and is cleared at
-    the end."""
+    the end; ``None`` when it would not be drawn (``--quiet``, not a terminal): a disabled
+    tqdm costs its import (~7 ms) and a multiprocessing lock (~3 ms) of every quiet run's
+    start-up (issue #19)."""
+    if not show:
+        return None
     now = _immediate.get()
     # voxels and bytes in k/M/G (and KiB/MiB); counts of items, steps and tasks as integers
     return _bar_class()(total=total, desc=desc, unit=unit, unit_scale=unit in ("vx", "B", "px"),
@@ -123,11 +120,27 @@ def _tqdm(total: float | None, desc: str, unit: str, show: bool, file: IO[str]) 
 def _bar_class() -> type:
     """tqdm's notebook-aware class inside IPython, its plain one elsewhere (``tqdm.auto``
     imports asyncio, ~15 ms of every scorer's start-up, issue #19)."""
-    if "IPython" in sys.modules:
-        from tqdm.auto import tqdm
+    return tqdm_class(auto="IPython" in sys.modules)
 
-        return tqdm
-    return _plain_tqdm
+
+def tqdm_class(auto: bool = False) -> type:
+    """tqdm's bar class (``tqdm.auto``'s with ``auto``), imported on first use, with its
+    monitor thread switched off.
+
+    Every tqdm bar of gpueval comes from here (``rescore``'s too): a monitor thread is a
+    second Python thread, and any second thread switches off safe_pickle's fast unpickler
+    (its address-space cap is process-wide); these bars are refreshed as work is reported.
+    The setting is a class attribute of tqdm's base class, so the notebook bars of
+    ``tqdm.auto`` inherit it.
+    """
+    from tqdm.std import tqdm as plain  # noqa: PLC0415 - only a drawn bar pays the import
+
+    plain.monitor_interval = 0
+    if auto:
+        from tqdm.auto import tqdm as notebook_aware  # noqa: PLC0415
+
+        return notebook_aware
+    return plain
 
 
 @dataclass(frozen=True)
@@ -413,7 +426,8 @@ def progress_iter(items: Iterable[T], desc: str, total: int | None = None,
         if not enabled:
             ph._show = False
             if ph._bar is not None:
-                ph._bar.disable = True
+                ph._bar.close()
+                ph._bar = None
         for it in items:
             ph.set_item(str(it) if isinstance(it, str | int) else None)
             yield it

@@ -678,8 +678,9 @@ def _memory_bytes(limit: int | str | None, children: int = 1) -> int | None:
 def _run(tasks: list[dict], store: ResultsDB, summary: Summary, *, scheduler: Any,
          workers: int, force: bool, progress: bool | None,
          on_record: Callable[[Record], None] | None, echo: Callable[[str], None]) -> None:
-    from tqdm.auto import tqdm
+    from gpueval.progress import tqdm_class  # monitor thread off: see tqdm_class
 
+    tqdm = tqdm_class(auto=True)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(tasks), unit="sub", desc="rescore", disable=not show, leave=False)
     try:

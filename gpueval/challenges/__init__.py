@@ -24,7 +24,7 @@ metrics into the result), ``images.py`` (its report pictures).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
@@ -72,7 +72,42 @@ def registered() -> dict[str, str]:
 
 
 def names() -> tuple[str, ...]:
+    """Every challenge's name: the built-ins, then installed ones (scans the entry points)."""
     return tuple(registered())
+
+
+class Names(Sequence[str]):
+    """The challenge names as a sequence that scans the installed entry points only when
+    it must: ``name in Names()`` is answered from :data:`BUILTIN` for a built-in name, and
+    listing, counting or indexing it (help text, an unknown name's error) scans once.
+
+    The command line's parser takes it as its ``choices``: ``gpueval score medsegfm …``
+    never loads ``importlib.metadata`` (~10-30 ms of every process, issue #19), while
+    ``--help``, ``gpueval list`` and an installed sixth challenge see every name.
+    """
+
+    def __init__(self) -> None:
+        self._all: tuple[str, ...] | None = None
+
+    def _names(self) -> tuple[str, ...]:
+        if self._all is None:
+            self._all = names()
+        return self._all
+
+    def __contains__(self, name: object) -> bool:
+        return name in BUILTIN or name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __getitem__(self, index):  # type: ignore[override] - int or slice, as tuple's
+        return self._names()[index]
+
+    def __repr__(self) -> str:
+        return repr(self._names())
 
 
 def get_challenge(name: str) -> ModuleType:
