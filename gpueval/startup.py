@@ -68,9 +68,15 @@ def exit_now(code: int) -> None:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line (:func:`gpueval.cli.main`); after ``score``/``validate`` end the
-    process at once (:func:`wants_fast_exit`, :func:`exit_now`), else return the status."""
+    process at once (:func:`wants_fast_exit`, :func:`exit_now`), else return the status.
+    As the process's entry point (``argv`` None) it first keeps large freed buffers for
+    reuse (:func:`gpueval.heap.keep_freed_memory`)."""
     from gpueval.cli import main  # noqa: PLC0415 - the entry point above the command line
 
+    if argv is None:
+        from gpueval.heap import keep_freed_memory  # noqa: PLC0415 - this process only
+
+        keep_freed_memory()
     args = list(sys.argv[1:] if argv is None else argv)
     code = main(args)
     if wants_fast_exit(args):
