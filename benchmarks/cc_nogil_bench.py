@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import cc3d
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gil_probe import probe_rate  # noqa: E402
+from gil_probe import probe_rate, threads_wall  # noqa: E402
 
 from gpueval.bench.cellmap import build_crop  # noqa: E402
 from gpueval.bench.dense import _cells, _paint  # noqa: E402
@@ -72,24 +71,6 @@ def cpu_seconds(call) -> float:
     return time.process_time() - t0
 
 
-def two_threads_wall(call) -> float:
-    """Wall seconds of ``call`` run twice at once, in two threads."""
-    threads = [threading.Thread(target=call) for _ in range(2)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
-
-
-def serial_wall(call) -> float:
-    t0 = time.perf_counter()
-    call()
-    call()
-    return time.perf_counter() - t0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the record here")
@@ -109,8 +90,8 @@ def main() -> None:
         for _ in range(args.reps):  # alternate the kernels in every repetition
             for kname, k in ks.items():
                 per[kname]["cpu"].append(cpu_seconds(lambda k=k, a=a: k(a)))
-                per[kname]["serial_wall"].append(serial_wall(lambda k=k, a=a: k(a)))
-                per[kname]["two_threads_wall"].append(two_threads_wall(lambda k=k, a=a: k(a)))
+                per[kname]["serial_wall"].append(threads_wall(lambda k=k, a=a: k(a), 2, 1))
+                per[kname]["two_threads_wall"].append(threads_wall(lambda k=k, a=a: k(a), 2, 2))
         for kname, k in ks.items():
             rate, calls = probe_rate(lambda k=k, a=a: k(a), args.probe_seconds)
             m = {key: min(v) for key, v in per[kname].items()}

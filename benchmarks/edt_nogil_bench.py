@@ -20,6 +20,7 @@ import threading
 import time
 
 import numpy as np
+from gil_probe import threads_wall  # benchmarks/ is the script's folder
 
 
 def pair(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -85,19 +86,6 @@ def probe_rate(fn, idle_seconds: float = 0.5) -> float:
         return out[0] / (time.perf_counter() - t0)
 
     return rate(fn) / rate(lambda: time.sleep(idle_seconds))
-
-
-def threads_wall(fn, calls: int, threads: int) -> float:
-    def work() -> None:
-        for _ in range(calls // threads):
-            fn()
-    ts = [threading.Thread(target=work) for _ in range(threads)]
-    t0 = time.perf_counter()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return time.perf_counter() - t0
 
 
 def main() -> None:

@@ -22,6 +22,21 @@ import time
 import numpy as np
 
 
+def threads_wall(fn, calls: int, threads: int) -> float:
+    """Wall seconds of ``calls`` calls of ``fn`` shared among ``threads`` threads."""
+
+    def work() -> None:
+        for _ in range(calls // threads):
+            fn()
+    ts = [threading.Thread(target=work) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def probe_rate(call, seconds: float = 1.0) -> tuple[float, int]:
     """(probe counts per second while ``call`` runs repeatedly for ``seconds``, calls made)."""
     stop = threading.Event()

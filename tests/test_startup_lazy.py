@@ -5,18 +5,13 @@ fails when scanned, ``sys.modules`` of a fresh interpreter), never through timin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_cli import run_cli
 
 from gpueval import challenges, progress
 from gpueval.cli import build_parser
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _no_scan(monkeypatch) -> list[str]:
@@ -92,13 +87,9 @@ def test_quiet_medsegfm_score_imports_neither_metadata_nor_tqdm(tmp_path):
     np.savez_compressed(truth / "c1.npz", gts=gts, spacing=np.array([1.0, 1.0, 1.0]))
     np.savez_compressed(sub / "c1.npz", segs=np.roll(gts, 1, axis=2))
     out = tmp_path / "r.json"
-    code = ("import json, sys\nfrom gpueval.cli import main\n"
-            f"code = main(['score', 'medsegfm', '--truth', {str(truth)!r}, '--submission', "
-            f"{str(sub)!r}, '--device', 'cpu', '--quiet', '--json', {str(out)!r}])\n"
-            "print(json.dumps([code, [m for m in ('importlib.metadata', 'tqdm', "
-            "'multiprocessing', 'numpy.ma') if m in sys.modules]]))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
-    code, loaded = json.loads(p.stdout.strip().splitlines()[-1])
-    assert code == 0 and loaded == [], p.stderr
+    code, loaded, err = run_cli(
+        ["score", "medsegfm", "--truth", str(truth), "--submission", str(sub), "--device",
+         "cpu", "--quiet", "--json", str(out)],
+        ("importlib.metadata", "tqdm", "multiprocessing", "numpy.ma"))
+    assert code == 0 and loaded == [], err
     assert json.loads(out.read_text())["status"] == "ok"

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from fresh_cli import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,14 +54,9 @@ def _score_in_fresh_interpreter(tmp_path: Path, extra: list[str] | None = None) 
 
     argv, _ = _xpress_files(tmp_path)
     out_json = tmp_path / "r.json"
-    probe = ("import json, sys\nfrom gpueval.cli import main\n"
-             f"code = main({[*argv, *(extra or []), '--quiet', '--json', str(out_json)]!r})\n"
-             "print(json.dumps([code, [m for m in ('numba', 'dask', 'dask.array', "
-             "'distributed', 'zarr', 'scipy') if m in sys.modules]]))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
-    code, modules = json.loads(out.stdout.strip().splitlines()[-1])
-    assert code == 0, out.stderr[-800:]
+    code, modules, err = run_cli([*argv, *(extra or []), "--quiet", "--json", str(out_json)],
+                                 ("numba", "dask", "dask.array", "distributed", "zarr", "scipy"))
+    assert code == 0, err[-800:]
     return {"modules": set(modules), "result": json.loads(out_json.read_text())}
 
 
