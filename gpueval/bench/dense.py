@@ -525,6 +525,8 @@ def _build_testset(tmp: str, scale: float, *, only: list[int] | None = None,
             painted += n
             written += nbytes
             peak = max(peak, rss)
+        pool.close()  # let the workers exit (the context's terminate leaks semaphores)
+        pool.join()
     if painted != voxels:
         raise RuntimeError(f"cellmap_testset: painted {painted} of {voxels} voxels")
     return {"rows": len(keep), "voxels": voxels, "chunks": len(tasks),

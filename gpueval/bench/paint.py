@@ -21,12 +21,14 @@ def _paint_kernel(m, c, off, rad, shift, miss, split, merge, extra, pid,
                   lo0, lo1, lo2, gt, pred):  # pragma: no cover - compiled
     n0, n1, n2 = gt.shape
     blob_base = m * m * m * 2 + 11
-    # per-axis quantities (the grid cell, the voxel centre, the cell centre, the offset of
-    # the voxel inside its cell), computed as _paint computes them
-    i_ax = np.empty((3, max(n0, n1, n2)), np.int64)
-    x_ax = np.empty((3, max(n0, n1, n2)), np.float64)
-    ctr_ax = np.empty((3, max(n0, n1, n2)), np.float64)
-    corner_ax = np.empty((3, max(n0, n1, n2)), np.bool_)
+    # per axis, computed as _paint computes them: the grid cell, the voxel centre minus the
+    # cell centre (the first operation of every distance), whether the voxel lies 1..5
+    # voxels into its cell (the extra blob's corner); plus where each cell's run starts
+    # along the last axis
+    big = max(n0, n1, n2)
+    i_ax = np.empty((3, big), np.int64)
+    dx_ax = np.empty((3, big), np.float64)
+    corner_ax = np.empty((3, big), np.bool_)
     los = (lo0, lo1, lo2)
     ns = (n0, n1, n2)
     for k in range(3):
@@ -36,57 +38,74 @@ def _paint_kernel(m, c, off, rad, shift, miss, split, merge, extra, pid,
             if i > m - 1:
                 i = m - 1
             i_ax[k, j] = i
-            x_ax[k, j] = np.float64(x) + 0.5
-            ctr_ax[k, j] = (np.float64(i) + 0.5) * c
+            dx_ax[k, j] = (np.float64(x) + 0.5) - (np.float64(i) + 0.5) * c
             local = np.float64(x) - np.float64(i) * c
             corner_ax[k, j] = (local >= 1.0) and (local < 5.0)
     for a in range(n0):
         i0 = i_ax[0, a]
-        x0 = x_ax[0, a]
-        c0 = ctr_ax[0, a]
+        dx0 = dx_ax[0, a]
         for b in range(n1):
             i1 = i_ax[1, b]
-            x1 = x_ax[1, b]
-            c1 = ctr_ax[1, b]
-            near01 = abs(x0 - c0) <= 2.0 and abs(x1 - c1) <= 2.0
-            for e in range(n2):
+            dx1 = dx_ax[1, b]
+            near01 = abs(dx0) <= 2.0 and abs(dx1) <= 2.0
+            corner01 = corner_ax[0, a] and corner_ax[1, b]
+            e = 0
+            while e < n2:
+                # one run of voxels in one grid cell: everything but the last axis's
+                # distance term is constant over it
                 i2 = i_ax[2, e]
-                x2 = x_ax[2, e]
-                c2 = ctr_ax[2, e]
+                end = e + 1
+                while end < n2 and i_ax[2, end] == i2:
+                    end += 1
                 o0 = off[i0, i1, i2, 0]
                 o1 = off[i0, i1, i2, 1]
                 o2 = off[i0, i1, i2, 2]
-                r0 = rad[i0, i1, i2, 0]
-                r1 = rad[i0, i1, i2, 1]
                 r2 = rad[i0, i1, i2, 2]
                 s0 = np.float64(shift[i0, i1, i2, 0])
                 s1 = np.float64(shift[i0, i1, i2, 1])
                 s2 = np.float64(shift[i0, i1, i2, 2])
-                d0 = ((x0 - c0) - o0) / r0
-                d1 = ((x1 - c1) - o1) / r1
-                d2 = ((x2 - c2) - o2) / r2
-                gt_in = (d0 * d0 + d1 * d1) + d2 * d2 <= 1.0
-                q0 = (((x0 - c0) - o0) - s0) / r0
-                q1 = (((x1 - c1) - o1) - s1) / r1
-                q2 = (((x2 - c2) - o2) - s2) / r2
-                p_in = (q0 * q0 + q1 * q1) + q2 * q2 <= 1.0
+                d0 = (dx0 - o0) / rad[i0, i1, i2, 0]
+                d1 = (dx1 - o1) / rad[i0, i1, i2, 1]
+                gt01 = d0 * d0 + d1 * d1
+                q0 = ((dx0 - o0) - s0) / rad[i0, i1, i2, 0]
+                q1 = ((dx1 - o1) - s1) / rad[i0, i1, i2, 1]
+                p01 = q0 * q0 + q1 * q1
                 flat = (i0 * m + i1) * m + i2
-                gt[a, b, e] = np.uint32(flat + 1) if gt_in else np.uint32(0)
                 left = i2 - 1 if i2 > 0 else m - 1  # np.roll by one along the last axis
                 left_pid = pid[i0, i1, left]
                 merged_from = i2 > 0 and merge[i0, i1, i2 - 1]
                 p = left_pid if merged_from else pid[i0, i1, i2]
+                # _paint: coords0 < (centre0 + off0) + shift0, coords0 = dx0 + centre0
+                # is not rounded the same way, so compare as _paint does
+                x0 = np.float64(lo0 + a) + 0.5
+                c0 = (np.float64(i0) + 0.5) * c
                 if split[i0, i1, i2] and x0 < (c0 + o0) + s0:
                     p += 1
-                out = p if (p_in and not miss[i0, i1, i2]) else np.int64(0)
+                keep = not miss[i0, i1, i2]
                 is_merge = merge[i0, i1, i2]
-                if out == 0 and near01 and ((is_merge and x2 >= c2)
-                                            or (merged_from and x2 <= c2)):
-                    out = p if is_merge else left_pid
-                if corner_ax[0, a] and corner_ax[1, b] and corner_ax[2, e] \
-                        and extra[i0, i1, i2]:
-                    out = flat + blob_base
-                pred[a, b, e] = np.uint32(out & 0xFFFFFFFF)
+                rod_cell = near01 and (is_merge or merged_from)
+                rod_id = p if is_merge else left_pid
+                blob_cell = corner01 and extra[i0, i1, i2]
+                for k in range(e, end):
+                    dx2 = dx_ax[2, k]
+                    if gt01 <= 1.0:
+                        d2 = (dx2 - o2) / r2
+                        gt[a, b, k] = np.uint32(flat + 1) if gt01 + d2 * d2 <= 1.0 \
+                            else np.uint32(0)
+                    else:  # adding a square cannot bring a sum above 1 back to 1
+                        gt[a, b, k] = np.uint32(0)
+                    out = np.int64(0)
+                    if keep and p01 <= 1.0:
+                        q2 = ((dx2 - o2) - s2) / r2
+                        if p01 + q2 * q2 <= 1.0:
+                            out = p
+                    if out == 0 and rod_cell and ((is_merge and dx2 >= 0.0)
+                                                  or (merged_from and dx2 <= 0.0)):
+                        out = rod_id
+                    if blob_cell and corner_ax[2, k]:
+                        out = flat + blob_base
+                    pred[a, b, k] = np.uint32(out & 0xFFFFFFFF)
+                e = end
 
 
 def paint_into(cells: dict[str, np.ndarray], lo: tuple[int, int, int], gt: np.ndarray,
