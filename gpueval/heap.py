@@ -5,10 +5,11 @@ decoded chunk, its component labels, a distance map (tens of MiB each). glibc se
 request above its mmap threshold (at most 32 MiB, the dynamic threshold's ceiling) with a
 fresh ``mmap`` and gives it back with ``munmap`` on ``free``, so the kernel zeroes and maps
 those pages again for the next chunk. On the 2-core VM of ``benchmarks/README.md`` that is
-0.5–1.5 s of system time in a 5–6 s one-thread score of a dense 512³ label (§ "Session 8 —
-one heap"). With ``M_MMAP_MAX = 0`` every block comes from the heap instead, and with a high
-``M_TRIM_THRESHOLD`` freed blocks stay there for the next chunk: the process keeps its peak
-heap (which the chunk size bounds, as before) instead of returning it between chunks.
+0.5–1.5 s of system time in a 5–6 s one-thread score of a dense 512³ label (§ "Where issues
+#18 and #19 stand — session 8", "One heap"). With ``M_MMAP_MAX = 0`` every block comes from
+the heap instead, and with a high ``M_TRIM_THRESHOLD`` freed blocks stay there for the next
+chunk: the process keeps its peak heap (which the chunk size bounds, as before) instead of
+returning it between chunks.
 
 Only the ``gpueval`` command line calls :func:`keep_freed_memory` (a library must not change
 its host process's allocator); ``GPUEVAL_MALLOC=system`` leaves glibc's defaults. Other C
