@@ -58,7 +58,15 @@ def main(before: str, after: str, data: str, runs: int, out: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 6:
-        sys.exit(__doc__)
-    rec = main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
-    print(json.dumps({k: v for k, v in rec.items() if k != "runs"}, indent=1))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("before", help="checkout holding gpueval/ (bytecode compiled)")
+    ap.add_argument("after", help="checkout holding gpueval/ (bytecode compiled)")
+    ap.add_argument("data", help="folder with truth/ and sub/")
+    ap.add_argument("runs", type=int, help="alternating runs per tree")
+    ap.add_argument("out", help="JSON record to write")
+    a = ap.parse_args()
+    summary = main(a.before, a.after, a.data, a.runs, a.out)
+    summary.pop("runs")
+    print(json.dumps(summary, indent=1))
