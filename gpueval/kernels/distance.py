@@ -105,15 +105,7 @@ def hausdorff_max(a_mask: Any, b_mask: Any, voxel_size: Sequence[float]) -> floa
     step. GPU (CuPy masks): ``cupyx`` EDTs on the union box, skipped where they cannot change
     the value (A ⊆ B, B ⊆ A), float64.
 
-    Parameters
-    ----------
-    a_mask, b_mask : NumPy or CuPy arrays of one shape (non-zero = in the object), 1-3 D.
-    voxel_size : world size of a voxel per array axis.
-
-    Returns
-    -------
-    float
-        0.0 if both masks are empty, ``inf`` if exactly one is.
+    Parameters and return value as :func:`hausdorff` without ``percentile``.
 
     Examples
     --------
