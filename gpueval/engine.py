@@ -29,8 +29,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dask
 import dask.threaded
 import numpy as np
+from dask.base import is_dask_collection, tokenize
 from dask.callbacks import Callback
+from dask.core import literal
 from dask.delayed import Delayed, delayed
+from dask.utils import funcname
 
 if TYPE_CHECKING:  # dask.array costs ~0.2 s of start-up: imported where a graph is built
     import dask.array as da
@@ -152,16 +155,20 @@ def chunk_tasks(
     if len(keep) != len(slices):
         raise ValueError(f"skip has {len(keep)} entries for {len(slices)} chunks")
     where = [s if with_slices else None for s in slices]
+    extra = tuple(extra)
+    applier = _apply_reading if read_in_task else _apply
+    graph = TaskGraph(funcname(func), tokenize(func, applier, [a.name for a in arrays], device,
+                                               with_slices, extra, keep))
     if read_in_task:
-        holder = delayed(Opaque(tuple(arrays)), pure=True)
+        holder = graph.data("opaque", Opaque(tuple(arrays)))
         cells = list(np.ndindex(*arrays[0].numblocks))
-        task = delayed(_apply_reading, pure=True)
-        return [task(func, where[i], device, tuple(extra), holder, cells[i])
-                for i in np.flatnonzero(keep)]
-    blocks = [a.to_delayed().ravel() for a in arrays]
-    task = delayed(_apply, pure=True)
-    return [task(func, where[i], device, tuple(extra), *(b[i] for b in blocks))
-            for i in np.flatnonzero(keep)]
+        refs = [graph.add(_apply_reading, func, where[i], device, extra, holder, cells[i],
+                          index=(int(i),)) for i in np.flatnonzero(keep)]
+    else:
+        blocks = [a.to_delayed().ravel() for a in arrays]
+        refs = [graph.add(_apply, func, where[i], device, extra, *(b[i] for b in blocks),
+                          index=(int(i),)) for i in np.flatnonzero(keep)]
+    return [graph.delayed(r) for r in refs]
 
 
 class Opaque:
@@ -178,15 +185,21 @@ class Opaque:
         return ("gpueval-opaque", tuple(a.name for a in arrays))
 
 
-def tree_reduce(parts: list[Delayed], combine: Callable[[list[T]], T], *,
+def tree_reduce(parts: list[Any], combine: Callable[[list[T]], T], *,
                 split_every: int = 8) -> Delayed:
-    """Combine delayed partial results in a tree of fan-in ``split_every``."""
+    """Combine delayed partial results in a tree of fan-in ``split_every``.
+
+    ``parts`` are :class:`~dask.delayed.Delayed` values or plain values. The tree is built as
+    one :class:`TaskGraph` layer (node keys ``<combine's name>-<token>-<level>-<i>``), which
+    costs microseconds per node where a ``dask.delayed`` call per node took milliseconds
+    (see :class:`TaskGraph`).
+    """
     if not parts:
         return delayed(combine)([])
-    node = delayed(combine, pure=True)
-    while len(parts) > 1:
-        parts = [node(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
-    return node(parts) if not isinstance(parts[0], Delayed) else parts[0]
+    if len(parts) == 1 and isinstance(parts[0], Delayed):
+        return parts[0]
+    graph = TaskGraph(funcname(combine), tokenize(combine, list(parts), split_every))
+    return graph.delayed(graph.reduce(combine, parts, split_every=split_every))
 
 
 def align_chunks(arrays: Sequence[da.Array]) -> list[da.Array]:
@@ -223,6 +236,129 @@ def _apply_reading(func, slices, device, extra, holder: Opaque, idx):
     if _STAGES is not None:
         _STAGES.add("read", time.perf_counter() - t0)
     return _apply(func, slices, device, extra, *blocks)
+
+
+# --------------------------------------------------------------------------------------------
+# Graphs built as task dicts
+
+
+class TaskRef:
+    """A task added to a :class:`TaskGraph`: pass it as an argument of later tasks."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"TaskRef({self.key!r})"
+
+
+class TaskGraph:
+    """Tasks added one by one to ONE graph layer as plain task tuples, handed out as
+    :class:`~dask.delayed.Delayed` values: ``dask.delayed`` without its cost per call.
+
+    Why: dask (2026.8) finalises every ``Delayed`` inside a list or tuple argument of a
+    ``dask.delayed`` call by optimising and culling the whole graph behind it, at every call
+    (``_finalize_args_collections``). A tree reduction (each node takes a list of parts) or a
+    chunk labelling (each boundary task takes its neighbours' results) built that way spent
+    ~0.1 s on ``cellmap_600`` before its compute — serial time that 2 threads cannot share
+    (issue #18). Here a task is one dict entry; dependencies on other collections are
+    merged once, when :meth:`delayed` first builds the graph.
+
+    Keys are ``"<function name>-<token>[-<index>…]"`` strings, as ``dask.delayed`` names its
+    tasks, so progress maps (:func:`gpueval.progress.task_function` reads the function of
+    the task tuple) and dashboards (``dask.utils.key_split``) see the same names.
+
+    Arguments (:meth:`add`): a :class:`TaskRef` or a ``Delayed`` is replaced by its result;
+    lists and tuples are searched for them one level deep and beyond; every other value is a
+    literal (strings, tuples, lists and dicts are quoted, so dask never reads them as keys or
+    tasks). Other dask collections are refused: pass ``Delayed`` values (``to_delayed``) or
+    hide them from the graph (:class:`Opaque`).
+
+    Parameters
+    ----------
+    name : the layer's name prefix (the layer is ``name-token``).
+    token : unique for the inputs, e.g. :func:`dask.base.tokenize` of them: equal inputs give
+        equal keys (dask then computes shared tasks once), different ones never collide.
+    """
+
+    def __init__(self, name: str, token: str):
+        self.token = token
+        self.layer = f"{name}-{token}"
+        self.tasks: dict[str, Any] = {}
+        self._dependencies: dict[int, Any] = {}  # by id: each collection's layers merged once
+        self._graph: Any = None
+
+    def add(self, func: Callable[..., Any], *args: Any, index: tuple = ()) -> TaskRef:
+        """Add the task ``func(*args)`` under ``<func's name>-<token>[-<index>…]``."""
+        if self._graph is not None:
+            raise RuntimeError("TaskGraph: a task added after delayed() was called")
+        key = "-".join((funcname(func), self.token, *map(str, index)))
+        if key in self.tasks:
+            raise ValueError(f"TaskGraph: key {key!r} added twice (give each task an index)")
+        self.tasks[key] = (func, *(self._argument(a) for a in args))
+        return TaskRef(key)
+
+    def data(self, name: str, value: Any) -> TaskRef:
+        """A node holding ``value`` (sent once to a cluster, shared by the tasks using it)."""
+        key = f"{name}-{self.token}"
+        self.tasks[key] = (literal(value),)
+        return TaskRef(key)
+
+    def reduce(self, combine: Callable[[list[Any]], Any], parts: Sequence[Any], *,
+               split_every: int = 8, index: tuple = ()) -> TaskRef:
+        """Tasks combining ``parts`` (task references, ``Delayed`` or plain values) in a tree
+        of fan-in ``split_every``, as :func:`tree_reduce`; the root. Its nodes are indexed
+        ``(*index, level, i)``: give each reduction of one graph and ``combine`` its own
+        ``index``. One part that is a task is its own root; no part is refused."""
+        if not parts:
+            raise ValueError("TaskGraph.reduce: nothing to combine")
+        if len(parts) == 1 and isinstance(parts[0], TaskRef | Delayed):
+            return parts[0]
+        level = list(parts)
+        depth = 0
+        while True:
+            level = [self.add(combine, level[i:i + split_every], index=(*index, depth, j))
+                     for j, i in enumerate(range(0, len(level), split_every))]
+            if len(level) == 1:
+                return level[0]
+            depth += 1
+
+    def delayed(self, ref: TaskRef | Delayed) -> Delayed:
+        """The result of the task ``ref`` as a ``Delayed`` of the whole layer (adding
+        tasks afterwards is an error: the graph is built once, shared by every value)."""
+        from dask.highlevelgraph import HighLevelGraph
+
+        if isinstance(ref, Delayed):
+            return ref  # a reduction of one Delayed part
+        if self._graph is None:
+            self._graph = HighLevelGraph.from_collections(
+                self.layer, self.tasks, dependencies=list(self._dependencies.values()))
+        return Delayed(ref.key, self._graph, layer=self.layer)
+
+    def _argument(self, value: Any) -> Any:
+        if isinstance(value, TaskRef):
+            return value.key
+        if isinstance(value, Delayed):
+            self._dependencies.setdefault(id(value), value)
+            return value.key
+        kind = type(value)
+        if kind in (list, tuple) and any(_holds_ref(v) for v in value):
+            items = [self._argument(v) for v in value]
+            return items if kind is list else (tuple, items)
+        if kind in (str, tuple, list, dict, set, frozenset):
+            return (literal(value),)  # never read as a key or a task
+        if is_dask_collection(value):
+            raise TypeError(f"TaskGraph: pass a {kind.__name__} as Delayed values or hide it "
+                            "in an Opaque")
+        return value
+
+
+def _holds_ref(value: Any) -> bool:
+    if isinstance(value, TaskRef | Delayed):
+        return True
+    return type(value) in (list, tuple) and any(_holds_ref(v) for v in value)
 
 
 # --------------------------------------------------------------------------------------------

@@ -154,3 +154,108 @@ def test_engine_and_limits_share_the_default_graph_bound():
     with use_limits(Limits(max_graph_tasks=100)), pytest.raises(engine.GraphTooLarge):
         engine.compute(x.sum())
     assert engine.compute(x.sum())[0] == 3200
+
+
+# -- graphs built as task dicts (engine.TaskGraph; issue #18, session 9) -----------------------
+
+
+def _concat(parts):
+    """Associative but not commutative: a tree that reorders or drops a part shows."""
+    return sum(parts, ())
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 99), st.booleans()), min_size=1, max_size=40),
+       st.integers(2, 9))
+def test_tree_reduce_keeps_every_part_in_order(spec, split_every):
+    """Delayed and plain parts mixed, any fan-in: the root is the ordered combination, and the
+    tree has one node per group of each level (as dask.delayed built it)."""
+    import dask
+
+    from gpueval import engine
+
+    parts = [dask.delayed(lambda v: (v,), pure=True)(v) if lazy else (v,) for v, lazy in spec]
+    root = engine.tree_reduce(parts, _concat, split_every=split_every)
+    assert root.compute(scheduler="sync") == tuple(v for v, _ in spec)
+    nodes, level = 0, len(parts)
+    while not (level == 1 and (nodes or spec[0][1])):
+        level = -(-level // split_every)
+        nodes += level
+    combines = [k for k in dict(root.__dask_graph__()) if str(k).startswith("_concat-")]
+    assert len(combines) == nodes
+
+
+def test_task_graph_literals_are_never_read_as_tasks_or_keys():
+    """Strings equal to a key, tuples that look like tasks, lists and dicts reach the task
+    as they are; Delayed values and references inside lists and tuples are replaced by
+    their results."""
+    import dask
+
+    from gpueval.engine import TaskGraph
+
+    g = TaskGraph("t", "tok")
+    first = g.add(lambda: 5, index=(0,))
+    outside = dask.delayed(lambda: 7, pure=True)()
+    looks_like_a_task = (len, [1, 2, 3])
+    got = g.add(lambda *a: a, first.key, looks_like_a_task, [first, (outside, 1)], {"k": [1]},
+                ("x",), "cpu", index=(1,))
+    assert g.delayed(got).compute(scheduler="sync") == (
+        first.key, looks_like_a_task, [5, (7, 1)], {"k": [1]}, ("x",), "cpu")
+    with pytest.raises(RuntimeError, match="after delayed"):
+        g.add(len, [1], index=(2,))
+
+
+def test_task_graph_refuses_repeated_keys_and_bare_collections():
+    from gpueval.engine import TaskGraph
+
+    g = TaskGraph("t", "tok")
+    g.add(len, [1])
+    with pytest.raises(ValueError, match="added twice"):
+        g.add(len, [2])
+    with pytest.raises(TypeError, match="Delayed values"):
+        g.add(len, da.ones(3, chunks=1), index=(1,))
+
+
+def test_equal_inputs_give_equal_keys():
+    """Keys come from a token of the inputs (as ``dask.delayed(pure=True)``): two builds of
+    the same reduction share their tasks, different inputs never collide."""
+    from gpueval.engine import map_reduce_delayed
+
+    x, y = da.ones((8, 8), chunks=4), da.zeros((8, 8), chunks=4)
+    a, b = (map_reduce_delayed(lambda blk: int(blk.sum()), [x], sum) for _ in range(2))
+    assert a.key == b.key
+    assert map_reduce_delayed(lambda blk: int(blk.sum()), [y], sum).key != a.key
+
+
+def test_instance_graph_build_never_culls_per_call(monkeypatch):
+    """The CellMap instance graph (labelling, statistics, Hausdorff) is built without one
+    ``dask.delayed`` list-argument finalisation: each culled the whole graph behind it and
+    together they were the serial graph build of issue #18 (~0.1 s on ``cellmap_600``)."""
+    import importlib
+
+    from gpueval.bench.cellmap import CONSTS, build_crop
+    from gpueval.challenges.cellmap.scoring_2026 import instance_delayed, score_instance
+
+    dd = importlib.import_module("dask.delayed")
+    real = getattr(dd, "_finalize_args_collections", None)
+    if real is None:
+        pytest.skip("this dask has no per-call finalisation to avoid")
+    calls = []
+    monkeypatch.setattr(dd, "_finalize_args_collections",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    gt, pred = build_crop(24, 12, seed=3)
+    g, p = da.from_array(gt, chunks=8), da.from_array(pred, chunks=8)  # 27 chunks
+    for device in ("cpu", "gpu"):  # the carried pass, and the pass reading in its tasks
+        job = instance_delayed(g, p, (8.0,) * 3, CONSTS, device=device)
+        assert calls == [], device
+    names = {str(k).split("-")[0] for k in dict(job.__dask_graph__()) if isinstance(k, str)}
+    assert {"_label_task", "_edges_task", "_merge_tables", "_stats_combine", "_plan_instance",
+            "_hausdorff_assemble", "_finish_instance"} <= names
+    whole = score_instance(gt, pred, (8.0,) * 3, CONSTS)  # one chunk: no graph to speak of
+    chunked = score_instance(g, p, (8.0,) * 3, CONSTS)
+    assert {k: chunked[k] for k in ("tp", "fp", "fn", "hausdorff_norm_sum")} == \
+        {k: whole[k] for k in ("tp", "fp", "fn", "hausdorff_norm_sum")}

@@ -232,33 +232,42 @@ def label_graph(arr: da.Array, connectivity: int = 26, binary: bool = False, *,
         np.asarray(skip, bool).ravel()
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in arr.chunks]
     shape = tuple(int(v) for v in arr.shape)
+    # the tasks as one dict (engine.TaskGraph), not dask.delayed calls: each edge task takes
+    # a list of neighbour results, and dask (2026.8) culled the whole graph behind such a
+    # list at every call (~35 ms of serial graph build on cellmap_600, issue #18)
+    graph = engine.TaskGraph("cc-label", dask.base.tokenize(
+        arr.name, connectivity, binary, device, flat_skip, carry))
     blocks = arr.to_delayed().ravel()
-    label = dask.delayed(_label_task, pure=True)
     cells = list(np.ndindex(*grid))
     infos = {}
     for i, idx in enumerate(cells):
         if not flat_skip[i]:
             origin = tuple(int(starts[ax][j]) for ax, j in enumerate(idx))
-            infos[i] = label(blocks[i], i, origin, shape, connectivity, binary, device,
-                             None if carry is None else (carry, i))
-    pair = dask.delayed(_edges_task, pure=True)
-    edge_tasks = []
-    for i, idx in enumerate(cells):
-        if i not in infos:
-            continue
-        nbs = []
-        for delta in _forward_offsets(len(grid), order):
-            nb = tuple(a + d for a, d in zip(idx, delta, strict=True))
-            if all(0 <= a < g for a, g in zip(nb, grid, strict=True)):
-                j = int(np.ravel_multi_index(nb, grid))
-                if j in infos:
-                    nbs.append((delta, j))
-        if nbs:
-            edge_tasks.append(pair(infos[i], [infos[j] for _, j in nbs], nbs, order))
-    first = dask.delayed(_first_of, pure=True)
+            infos[i] = graph.add(_label_task, blocks[i], i, origin, shape, connectivity,
+                                 binary, device, None if carry is None else (carry, i),
+                                 index=(i,))
+    edge_tasks = [_label_edges(graph, infos, i, idx, grid, order) for i, idx in enumerate(cells)
+                  if i in infos]
     none = np.zeros(0, np.int64)
-    firsts = [first(infos[i]) if i in infos else none for i in range(len(cells))]
-    return dask.delayed(_merge_tables, pure=True)(firsts, edge_tasks)
+    firsts = [graph.add(_first_of, infos[i], index=(i,)) if i in infos else none
+              for i in range(len(cells))]
+    return graph.delayed(graph.add(_merge_tables, firsts, [e for e in edge_tasks if e]))
+
+
+def _label_edges(graph: engine.TaskGraph, infos: dict[int, Any], i: int, idx: tuple[int, ...],
+                 grid: tuple[int, ...], order: int) -> Any:
+    """The :func:`_edges_task` of chunk ``i`` (at ``idx`` of ``grid``) with its labelled
+    forward neighbours, or ``None`` when it has none."""
+    nbs = []
+    for delta in _forward_offsets(len(grid), order):
+        nb = tuple(a + d for a, d in zip(idx, delta, strict=True))
+        if all(0 <= a < g for a, g in zip(nb, grid, strict=True)):
+            j = int(np.ravel_multi_index(nb, grid))
+            if j in infos:
+                nbs.append((delta, j))
+    if not nbs:
+        return None
+    return graph.add(_edges_task, infos[i], [infos[j] for _, j in nbs], nbs, order, index=(i,))
 
 
 def relabel_block(block: Any, luts: Sequence[np.ndarray], index: int, connectivity: int = 26,

@@ -48,7 +48,15 @@ from numcodecs import Zstd
 
 from gpueval import progress as bars
 from gpueval.backend import array_module
-from gpueval.engine import Opaque, chunk_tasks, compute, record_stage, timed, tree_reduce
+from gpueval.engine import (
+    Opaque,
+    TaskGraph,
+    chunk_tasks,
+    compute,
+    record_stage,
+    timed,
+    tree_reduce,
+)
 from gpueval.kernels import components as cc
 from gpueval.kernels import throughput_carry
 from gpueval.kernels.distance import hausdorff_max, hausdorff_sparse
@@ -200,50 +208,50 @@ def instance_delayed(gt: Any, pred: Any, voxel_size: Sequence[float],
     carry = _CarryKeys() if device == "cpu" else None
     merged = cc.label_graph(pred, 26, False, device=device, skip=skip,
                             carry=None if carry is None else carry.local)
+    # every task below is one entry of one dict (engine.TaskGraph): building it with a
+    # dask.delayed call per task cost ~0.05 s per label on cellmap_600, serial before the
+    # compute (dask 2026.8 culls the graph behind each list argument at every call)
+    graph = TaskGraph("cellmap-instance", dask.base.tokenize(
+        gt.name, pred.name, vs, sorted(dict(consts).items()), device, skip, carry))
     shape = tuple(int(s) for s in gt.shape)
-    holder = dask.delayed(Opaque((gt, pred)), pure=True)
+    holder = graph.data("opaque", Opaque((gt, pred)))
+    bounds = _bounds(gt)
+    cells = [(index, cell) for index, cell in enumerate(np.ndindex(*gt.numblocks))
+             if not skip[cell]]
     if carry is not None:
-        stats_task = dask.delayed(_stats_chunk_carried, pure=True)
-        bounds = _bounds(gt)
-        parts = [stats_task(holder, cell, index, _origin(bounds, cell), merged, shape, carry)
-                 for index, cell in enumerate(np.ndindex(*gt.numblocks)) if not skip[cell]]
+        parts = [graph.add(_stats_chunk_carried, holder, cell, index, _origin(bounds, cell),
+                           merged, shape, carry, index=(index,)) for index, cell in cells]
     else:
         # the second pass reads its chunks again, inside its tasks, after the merge: sharing
         # the first pass's read tasks would keep every chunk of the label in memory until the
         # union-find is done (dask.graph_manipulation.bind fails on rechunked graphs here)
         parts = chunk_tasks(_stats_chunk, [gt, pred], device=device, skip=skip,
                             read_in_task=True, with_slices=True,
-                            extra=(merged, shape, _bounds(gt)))
+                            extra=(merged, shape, bounds))
     n_skip = _skipped_voxels(gt, skip)
     if n_skip:
         zero = np.zeros((1,) * gt.ndim, gt.dtype)
         c = contingency(zero, np.zeros_like(zero, np.uint32))
         empty = chunk_region_stats(np.zeros((0,) * gt.ndim, np.uint32))
         parts.append((Contingency(c.ids_a, c.ids_b, c.counts * n_skip), empty, empty))
-    reduced = tree_reduce(parts, _stats_combine)
-    n_buckets = max(1, min(HAUSDORFF_TASKS, int(np.count_nonzero(~skip))))
-    plan = dask.delayed(_plan_instance, pure=True)(reduced, merged, dict(consts), shape,
-                                                   gt.chunks, vs, n_buckets)
+    reduced = graph.reduce(_stats_combine, parts)
+    n_buckets = max(1, min(HAUSDORFF_TASKS, len(cells)))
+    plan = graph.add(_plan_instance, reduced, merged, dict(consts), shape, gt.chunks, vs,
+                     n_buckets)
     # stage 5: one task per chunk serves all the instances whose box touches it, from the
-    # chunk pass 2 carried (or one read when the carry is gone)
-    chunk_task = dask.delayed(_hausdorff_chunk, pure=True)
-    bounds = _bounds(gt)
-    per_chunk = []
-    done = iter(parts)  # pass 2's task of each non-skipped chunk, in the same order
-    for index, cell in enumerate(np.ndindex(*gt.numblocks)):
-        if skip[cell]:
-            continue  # never written in either volume: no instance voxel (fills are 0 here)
-        # the carried variant also depends on its chunk's pass-2 result (small): a
-        # dask.distributed scheduler then runs it where that task ran and left the chunk
-        per_chunk.append(chunk_task(plan, index, _origin(bounds, cell), holder, cell, merged,
-                                    vs, carry, next(done) if carry is not None else None))
-    # one node holds the chunk results for every bucket: dask (2026.8) culls the graphs of a
-    # list argument's Delayed objects at each call, which for K buckets × the chunk list was
-    # most of this graph's build time (0.44 of 0.62 s on cellmap_600, serial before compute)
-    chunk_results = dask.delayed(list, pure=True)(per_chunk)
-    assemble = dask.delayed(_hausdorff_assemble, pure=True)
-    hs = [assemble(plan, j, chunk_results, vs) for j in range(n_buckets)]
-    return dask.delayed(_finish_instance, pure=True)(plan, chunk_results, hs, vs, dict(consts))
+    # chunk pass 2 carried (or one read when the carry is gone); the carried variant also
+    # depends on its chunk's pass-2 result (small): a dask.distributed scheduler then runs it
+    # where that task ran and left the chunk
+    per_chunk = [graph.add(_hausdorff_chunk, plan, index, _origin(bounds, cell), holder, cell,
+                           merged, vs, carry, part if carry is not None else None,
+                           index=(index,))
+                 for (index, cell), part in zip(cells, parts, strict=False)]
+    # one node holds the chunk results for every bucket (K edges, not K × chunks)
+    chunk_results = graph.add(list, per_chunk)
+    hs = [graph.add(_hausdorff_assemble, plan, j, chunk_results, vs, index=(j,))
+          for j in range(n_buckets)]
+    return graph.delayed(graph.add(_finish_instance, plan, chunk_results, hs, vs,
+                                   dict(consts)))
 
 
 HAUSDORFF_TASKS = 32  # Hausdorff nodes per (crop, label): parallelism without a huge graph
