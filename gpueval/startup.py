@@ -70,13 +70,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line (:func:`gpueval.cli.main`); after ``score``/``validate`` end the
     process at once (:func:`wants_fast_exit`, :func:`exit_now`), else return the status.
     As the process's entry point (``argv`` None) it first keeps large freed buffers for
-    reuse (:func:`gpueval.heap.keep_freed_memory`)."""
+    reuse (:func:`gpueval.heap.keep_freed_memory`) and lets ``dask.array`` import without
+    ``scipy.fftpack`` (:func:`gpueval.startup_imports.skip_dask_fftpack`)."""
     from gpueval.cli import main  # noqa: PLC0415 - the entry point above the command line
 
     if argv is None:
         from gpueval.heap import keep_freed_memory  # noqa: PLC0415 - this process only
+        from gpueval.startup_imports import skip_dask_fftpack  # noqa: PLC0415 - likewise
 
         keep_freed_memory()
+        skip_dask_fftpack()  # dask.array without scipy.fftpack (~60 ms, never used)
     args = list(sys.argv[1:] if argv is None else argv)
     code = main(args)
     if wants_fast_exit(args):

@@ -16,9 +16,11 @@ id arrays. Ids may be any integers (they need not be consecutive).
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+# scipy.optimize's function without the ~50 ms of its package __init__ (issue #19)
+from gpueval.startup_imports import linear_sum_assignment
 
 __all__ = ["match_max_total_iou", "match_iou_threshold", "mcf_costs"]
 

@@ -32,7 +32,6 @@ from typing import Any
 
 import fastremap
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from gpueval import progress as bars
 from gpueval.challenges.cellmap import scoring_2026 as sc
@@ -40,6 +39,7 @@ from gpueval.challenges.cellmap.pairs import load_pair
 from gpueval.kernels.components import connected_components
 from gpueval.kernels.stats import contingency
 from gpueval.result import Result
+from gpueval.startup_imports import linear_sum_assignment  # without all of scipy.optimize
 
 
 def score_instance_2025(gt: np.ndarray, pred: np.ndarray, voxel_size, ratio_cutoff: float,
