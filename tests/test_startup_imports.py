@@ -56,8 +56,8 @@ try:
 except SystemExit as e:
     code = e.code
 import dask.array.fft
-loaded = [m for m in ("scipy.optimize", "scipy.fft", "scipy.fftpack", "zarr", "tensorstore")
-          if m in sys.modules]
+loaded = [m for m in ("scipy.optimize", "scipy.fft", "scipy.fftpack", "distributed", "zarr",
+                      "tensorstore") if m in sys.modules]
 import scipy.fftpack  # after the score, an ordinary import works as ever
 print(json.dumps([code, loaded, dask.array.fft.scipy is None, scipy.fftpack.__name__]))
 """
@@ -87,10 +87,11 @@ def _shifted_case(root: Path) -> list[str]:
             "--set", "chunk=[24,24,24]"]
 
 
-def test_cellmap_score_process_loads_no_scipy_optimize_or_fft(tmp_path):
+def test_cellmap_score_process_loads_no_scipy_optimize_fft_or_distributed(tmp_path):
     """``python -m gpueval score cellmap`` (the real entry point) of a submission that is
     pasted and rechunked: no ``scipy.optimize``, no SciPy FFT (and ``dask.array.fft`` without
-    it), no zarr or tensorstore; ``scipy.fftpack`` still imports afterwards."""
+    it), no ``distributed`` (dask imports it at each rechunk unless told the method), no
+    zarr or tensorstore; ``scipy.fftpack`` still imports afterwards."""
     argv = _shifted_case(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
     p = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv)], capture_output=True,
