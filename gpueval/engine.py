@@ -271,10 +271,10 @@ class TaskGraph:
     the task tuple) and dashboards (``dask.utils.key_split``) see the same names.
 
     Arguments (:meth:`add`): a :class:`TaskRef` or a ``Delayed`` is replaced by its result;
-    lists and tuples are searched for them one level deep and beyond; every other value is a
-    literal (strings, tuples, lists and dicts are quoted, so dask never reads them as keys or
-    tasks). Other dask collections are refused: pass ``Delayed`` values (``to_delayed``) or
-    hide them from the graph (:class:`Opaque`).
+    lists and tuples are searched for them at any depth; every other value is a literal
+    (strings, tuples, lists and dicts are quoted, so dask never reads them as keys or tasks).
+    Refused: other dask collections (pass ``Delayed`` values, ``to_delayed``, or hide them
+    from the graph, :class:`Opaque`) and ``Delayed`` values inside a dict or set.
 
     Parameters
     ----------
@@ -347,6 +347,10 @@ class TaskGraph:
         if kind in (list, tuple) and any(_holds_ref(v) for v in value):
             items = [self._argument(v) for v in value]
             return items if kind is list else (tuple, items)
+        if kind in (dict, set, frozenset) and any(_holds_ref(v) for v in (
+                value.values() if kind is dict else value)):
+            raise TypeError("TaskGraph: a Delayed value inside a dict or set is not computed; "
+                            "pass it as its own argument or inside a list")
         if kind in (str, tuple, list, dict, set, frozenset):
             return (literal(value),)  # never read as a key or a task
         if is_dask_collection(value):

@@ -218,6 +218,8 @@ def test_task_graph_refuses_repeated_keys_and_bare_collections():
         g.add(len, [2])
     with pytest.raises(TypeError, match="Delayed values"):
         g.add(len, da.ones(3, chunks=1), index=(1,))
+    with pytest.raises(TypeError, match="inside a dict"):
+        g.add(len, {"k": g.add(len, [1], index=(2,))}, index=(3,))
 
 
 def test_equal_inputs_give_equal_keys():
