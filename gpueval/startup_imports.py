@@ -42,7 +42,10 @@ class _SkipDaskFftpack(importlib.abc.MetaPathFinder):
         if fullname == _FFTPACK and _initialising(_DASK_FFT):
             raise ImportError(f"{_FFTPACK} skipped while {_DASK_FFT} initialises "
                               "(gpueval.startup_imports: dask's optional SciPy FFTs)")
-        return None  # every other import: the next finder
+        if _DASK_FFT in sys.modules and not _initialising(_DASK_FFT):
+            # its one job is done: a new list, as the import system is iterating the old one
+            sys.meta_path = [f for f in sys.meta_path if f is not self]
+        return None  # every import: the next finder
 
 
 def _initialising(name: str) -> bool:

@@ -56,10 +56,12 @@ try:
 except SystemExit as e:
     code = e.code
 import dask.array.fft
+finders = [type(f).__name__ for f in sys.meta_path]
 loaded = [m for m in ("scipy.optimize", "scipy.fft", "scipy.fftpack", "distributed", "zarr",
                       "tensorstore") if m in sys.modules]
 import scipy.fftpack  # after the score, an ordinary import works as ever
-print(json.dumps([code, loaded, dask.array.fft.scipy is None, scipy.fftpack.__name__]))
+print(json.dumps([code, loaded, dask.array.fft.scipy is None, scipy.fftpack.__name__,
+                  "_SkipDaskFftpack" in finders]))
 """
 
 
@@ -97,9 +99,10 @@ def test_cellmap_score_process_loads_no_scipy_optimize_fft_or_distributed(tmp_pa
     p = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv)], capture_output=True,
                        text=True, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
     assert p.stdout.strip(), p.stderr[-2000:]
-    code, loaded, dask_fft_without_scipy, fftpack = json.loads(p.stdout.splitlines()[-1])
+    code, loaded, dask_fft_without_scipy, fftpack, finder_left = json.loads(
+        p.stdout.splitlines()[-1])
     assert code == 0 and loaded == [], p.stderr[-2000:]
-    assert dask_fft_without_scipy and fftpack == "scipy.fftpack"
+    assert dask_fft_without_scipy and fftpack == "scipy.fftpack" and not finder_left
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["status"] == "ok" and result["items"][0]["tp"] > 0
 
