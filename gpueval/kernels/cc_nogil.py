@@ -41,7 +41,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["connected_components"]
+__all__ = ["connected_components", "label_narrow"]
 
 #: the connectivities cc3d offers, per dimensionality
 _CONNECTIVITIES = {2: (4, 8), 3: (6, 18, 26)}
@@ -80,6 +80,43 @@ def connected_components(labels: np.ndarray, connectivity: int = 26
     >>> connected_components(np.array([[[1]], [[0]], [[1]]]), connectivity=6)[1]  # apart
     2
     """
+    out, n, _ = _label(labels, connectivity, narrow=False)
+    return out, n
+
+
+def label_narrow(labels: np.ndarray, connectivity: int = 26
+                 ) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`connected_components` with its output in the narrowest unsigned dtype that
+    holds ``n``, and the first voxel of each component, from the same run.
+
+    Why (issue #18, session 9): the chunk label tasks kept only the narrowed labels (what the
+    carry stores and the later passes scan) and each component's first voxel, which cost an
+    ``astype`` and a scan of the ``uint32`` output per chunk. The kernel knows both after
+    its union-find pass: the first voxel of a component is where its root's provisional label
+    was made, and the last pass writes the narrow array while it maps the labels.
+
+    Parameters
+    ----------
+    labels, connectivity : as in :func:`connected_components`.
+
+    Returns
+    -------
+    out, n, first : the labels of :func:`connected_components` (the same ids) as ``uint8``
+        when ``n < 2⁸``, ``uint16`` when ``n < 2¹⁶``, else that function's dtype; ``n``; and
+        ``first``, ``(n,)`` int64: the flat index **in memory order** of each component's
+        first voxel (``first[k - 1]`` for id ``k``: the C-order index for C-ordered input).
+
+    Examples
+    --------
+    >>> out, n, first = label_narrow(np.array([[1, 0, 1], [2, 2, 0]]), connectivity=4)
+    >>> out.dtype, out.tolist(), n, first.tolist()
+    (dtype('uint8'), [[1, 0, 2], [3, 3, 0]], 3, [0, 2, 3])
+    """
+    return _label(labels, connectivity, narrow=True)
+
+
+def _label(labels: np.ndarray, connectivity: int, narrow: bool
+           ) -> tuple[np.ndarray, int, np.ndarray]:
     labels = np.asarray(labels)
     if labels.ndim not in _CONNECTIVITIES or connectivity not in _CONNECTIVITIES[labels.ndim]:
         raise ValueError(f"connectivity {connectivity} is not defined for {labels.ndim}-D "
@@ -90,8 +127,9 @@ def connected_components(labels: np.ndarray, connectivity: int = 26
         if labels.flags.f_contiguous:
             # memory order is the transpose's C order; every connectivity here is symmetric
             # under a permutation of the axes, so the transpose's components are the same
-            out, n = connected_components(labels.T, connectivity)
-            return out.T, n
+            # (and the first voxels' flat indices are the same memory positions)
+            out, n, first = _label(labels.T, connectivity, narrow)
+            return out.T, n, first
         labels = np.ascontiguousarray(labels)
     # only equality matters: view signed and bool values as unsigned of the same width
     # (fewer compiled specialisations)
@@ -99,14 +137,25 @@ def connected_components(labels: np.ndarray, connectivity: int = 26
     shape3 = (1,) * (3 - labels.ndim) + labels.shape
     # in 2-D, 8 neighbours are 26 and 4 are 6 of a volume one plane thick
     conn3 = {4: 6, 8: 26}.get(connectivity, connectivity)
-    out_dtype = np.uint32 if labels.size < 2**32 - 1 else np.uint64
-    out = np.zeros(labels.shape, out_dtype)
+    wide = np.uint32 if labels.size < 2**32 - 1 else np.uint64
     if labels.size == 0:
-        return out, 0
+        return np.zeros(labels.shape, np.uint8 if narrow else wide), 0, np.zeros(0, np.int64)
+    out = np.zeros(labels.shape, wide)
     table, counts, skips = _TABLES[conn3]
-    n = _label_kernel(keys.reshape(-1), shape3[0], shape3[1], shape3[2], table, counts, skips,
-                      out.reshape(-1))
-    return out, int(n)
+    n, n_prov, parent, first, spans = _label_kernel(
+        keys.reshape(-1), shape3[0], shape3[1], shape3[2], table, counts, skips,
+        out.reshape(-1))
+    n = int(n)
+    dtype = out.dtype
+    if narrow:
+        dtype = np.dtype(np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else wide)
+    if dtype != out.dtype:  # the last pass maps and narrows in one: no astype after it
+        final = np.empty(labels.shape, dtype)
+        _map_narrow(out.reshape(-1), parent, spans, final.reshape(-1))
+        out = final
+    elif n != n_prov:  # when every label is its own root the provisional ids are final
+        _map_in_place(out.reshape(-1), parent, spans)
+    return out, n, first
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,12 +210,20 @@ _TABLES = {c: _offsets(c) for c in (6, 18, 26)}
 def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no cover - compiled
     """Label the C-ordered volume ``vals`` (flat, shape ``(nz, ny, nx)``) into ``out`` (flat,
     same size, zero-filled), comparing each voxel with its left neighbour and the earlier
-    neighbours of :func:`_offsets`' tables; returns the number of components."""
+    neighbours of :func:`_offsets`' tables.
+
+    Returns ``(n, n_prov, parent, first, spans)``: the number of components and of
+    provisional labels; ``parent``, the table provisional label → final id (``parent[0]``
+    = 0; ``out`` still holds provisional labels, mapped by :func:`_map_in_place` or
+    :func:`_map_narrow`); ``first``, each component's first voxel (flat index); ``spans``,
+    per row the first and one past the last labelled voxel."""
     plane = ny * nx
     # the union-find table grows between rows (a row makes at most nx new labels), so the
     # voxel loop never reassigns it
     parent = np.empty(min(vals.size, max(4 * nx, 1 << 12)) + 1, out.dtype)
     parent[0] = 0
+    # where each provisional label was made: a root's is its component's first voxel
+    made_at = np.empty(parent.size, np.int64)
     # flat index offsets of the table's neighbours
     delta = np.empty((2, 12), np.int64)
     for row in range(2):
@@ -203,6 +260,9 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no co
                 grown = np.empty(min(2 * parent.size, vals.size + 1), out.dtype)
                 grown[:n_prov + 1] = parent[:n_prov + 1]
                 parent = grown
+                grown_at = np.empty(parent.size, np.int64)
+                grown_at[:n_prov + 1] = made_at[:n_prov + 1]
+                made_at = grown_at
             first = row  # an empty row's span stays empty
             last = row - 1
             # most rows of a sparse chunk are empty: an OR over the row (vectorised, no
@@ -265,23 +325,49 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out):  # pragma: no co
                 if lab == 0:  # no earlier neighbour of value v: a new provisional label
                     n_prov += 1
                     parent[n_prov] = n_prov
+                    made_at[n_prov] = i
                     lab = np.int64(n_prov)
                 out[i] = lab
             spans[z * ny + y, 0] = first
             spans[z * ny + y, 1] = last + 1
     # roots in increasing order are the components in order of their first voxels; every
     # non-root points to a smaller label, already rewritten to its final id
+    first_voxel = np.empty(n_prov, np.int64)
     n = 0
     for lab in range(1, n_prov + 1):
         up = parent[lab]
         if up == lab:
+            first_voxel[n] = made_at[lab]
             n += 1
             parent[lab] = n
         else:
             parent[lab] = parent[up]
-    if n == n_prov:
-        return n  # every label is its own root: provisional ids are the final ones
-    for r in range(nz * ny):
+    return n, n_prov, parent[:n_prov + 1], first_voxel[:n], spans
+
+
+@numba.njit(nogil=True, cache=True)
+def _map_in_place(out, parent, spans):  # pragma: no cover - compiled
+    """Provisional labels → final ids over each row's labelled span (outside them ``out``
+    is already 0)."""
+    for r in range(spans.shape[0]):
         for i in range(spans[r, 0], spans[r, 1]):
             out[i] = parent[out[i]]
-    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def _map_narrow(out, parent, spans, final):  # pragma: no cover - compiled
+    """``final = parent[out]`` in ``final``'s (narrower) dtype, every voxel written: the
+    labelled span of each row mapped, the rest of the row 0."""
+    nx = final.size // spans.shape[0]
+    for r in range(spans.shape[0]):
+        row = r * nx
+        end = row + nx
+        a, b = spans[r, 0], spans[r, 1]
+        if b <= a:  # an empty row (its span was left at (0, 0))
+            a = b = row
+        for i in range(row, a):
+            final[i] = 0
+        for i in range(a, b):
+            final[i] = parent[out[i]]
+        for i in range(b, end):
+            final[i] = 0
