@@ -279,8 +279,10 @@ def carried_local(carry: Any, index: int, *, remove: bool = False) -> np.ndarray
     """The local component labels (ids ``0..n`` of chunk ``index`` alone, cc3d's output) a
     :func:`label_graph` run with ``carry`` left behind, or ``None`` when they are gone; map
     them through ``luts[index]`` (the whole chunk, or only the part a caller needs: equal to
-    :func:`relabel_block` of the input chunk there). ``remove`` drops the entry."""
-    got = carry_store.get((carry, index), remove=remove)
+    :func:`relabel_block` of the input chunk there). ``remove`` drops the entry (and hands
+    back the array itself); without it the labels may be a **read-only** view of the entry
+    (no copy: the passes before the last only read them)."""
+    got = carry_store.get((carry, index), remove=remove, copy=False)
     return None if got is None else got[0]
 
 
