@@ -84,3 +84,22 @@ def test_chunk_task_labels_as_before():
         np.testing.assert_array_equal(out, cc.narrowest(local, n))
         assert out.dtype == cc.narrowest(local, n).dtype
         np.testing.assert_array_equal(first, cc._first_voxels(local.reshape(-1), n))
+
+
+def test_provisional_labels_outgrowing_the_uint16_scratch():
+    """Columns that start apart and join only in the last plane: 90,000 provisional labels
+    (each dot of plane 0 starts one) but one component — the kernel outgrows its uint16
+    scratch in the middle of plane 0, widens the rows done and goes on; the result is one
+    id, its first voxel the volume's first (hand-derived), as cc3d labels it."""
+    import cc3d
+
+    vol = np.zeros((3, 600, 600), np.uint8)
+    vol[:2, ::2, ::2] = 1  # a dot per (even y, even x), a column of two along z
+    vol[2] = 1  # the last plane joins every column
+    _assert_narrow_matches(vol, 6)
+    out, n, first = label_narrow(vol, 6)
+    assert (n, out.dtype, first.tolist()) == (1, np.uint8, [0])
+    np.testing.assert_array_equal(out, cc3d.connected_components(vol, connectivity=6))
+    # joined along the first row only: 1 + 299 × 300 = 89,701 ids, uint32 output
+    vol[2, 1:, :] = 0
+    _assert_narrow_matches(vol, 6)
