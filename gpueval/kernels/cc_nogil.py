@@ -223,6 +223,16 @@ _TABLES = {c: _offsets(c) for c in (6, 18, 26)}
 # Compiled kernels
 
 
+@numba.njit(inline="always")
+def _u(i):  # pragma: no cover - compiled
+    """An index as uint64: Numba checks a signed index for wraparound (negative: from the
+    end) at every access unless LLVM proves it non-negative, which it cannot for indices
+    that start at a value read from an array (the spans) or add a negative offset (the
+    neighbours); the check made the map passes ~3.5x slower (7.5 against 2.1 ms on a 256³
+    chunk) and the labelling ~5 %."""
+    return np.uint64(i)
+
+
 @numba.njit(nogil=True, cache=True)
 def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, spans, start,
                   n_prov, limit):  # pragma: no cover - compiled
@@ -288,24 +298,24 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, 
             last = row - 1
             # most rows of a sparse chunk are empty: an OR over the row (vectorised, no
             # branch per voxel) skips them
-            any_set = vals[row] ^ vals[row]
+            any_set = vals[_u(row)] ^ vals[_u(row)]
             for x in range(nx):
-                any_set |= vals[row + x]
+                any_set |= vals[_u(row + x)]
             if any_set == 0:
                 continue
             for x in range(nx):
                 i = row + x
-                v = vals[i]
+                v = vals[_u(i)]
                 if v == 0:
                     continue
                 if last < first:
                     first = i
                 last = i
                 xb = x > 0
-                if xb and vals[i - 1] == v:
+                if xb and vals[_u(i - 1)] == v:
                     # the left voxel's set already holds every earlier neighbour of value v
                     # that is also its neighbour: only the others are looked at
-                    lab = np.int64(out[i - 1])
+                    lab = np.int64(out[_u(i - 1)])
                     case = 1
                 else:
                     lab = np.int64(0)
@@ -313,18 +323,18 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, 
                 inner = inner_row and xb and x + 1 < nx
                 if inner and settles[case]:
                     j = i + delta[case, 0]
-                    if vals[j] == v and (case == 0 or out[j] == lab):
-                        out[i] = out[j]  # joins nothing new: no union to make
+                    if vals[_u(j)] == v and (case == 0 or out[_u(j)] == lab):
+                        out[_u(i)] = out[_u(j)]  # joins nothing new: no union to make
                         continue
                 skip = outside[case, row_code + 2 * xb + (x + 1 < nx)]
                 for k in range(counts[case]):
                     if skip >> k & 1:
                         continue
                     j = i + delta[case, k]
-                    if vals[j] != v:
+                    if vals[_u(j)] != v:
                         continue
                     skip |= skips[case, k]
-                    other = np.int64(out[j])
+                    other = np.int64(out[_u(j)])
                     if lab == 0:
                         lab = other
                     elif other != lab:
@@ -348,7 +358,7 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, 
                     parent[n_prov] = n_prov
                     made_at[n_prov] = i
                     lab = np.int64(n_prov)
-                out[i] = lab
+                out[_u(i)] = lab
             spans[z * ny + y, 0] = first
             spans[z * ny + y, 1] = last + 1
     return n_prov, parent, made_at, nz * ny
@@ -380,7 +390,7 @@ def _map_in_place(out, parent, spans):  # pragma: no cover - compiled
     is already 0)."""
     for r in range(spans.shape[0]):
         for i in range(spans[r, 0], spans[r, 1]):
-            out[i] = parent[out[i]]
+            out[_u(i)] = parent[_u(out[_u(i)])]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -395,8 +405,8 @@ def _map_narrow(out, parent, spans, final):  # pragma: no cover - compiled
         if b <= a:  # an empty row (its span was left at (0, 0))
             a = b = row
         for i in range(row, a):
-            final[i] = 0
+            final[_u(i)] = 0
         for i in range(a, b):
-            final[i] = parent[out[i]]
+            final[_u(i)] = parent[_u(out[_u(i)])]
         for i in range(b, end):
-            final[i] = 0
+            final[_u(i)] = 0

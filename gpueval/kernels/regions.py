@@ -213,20 +213,28 @@ def _stats_kernel(dense, m):  # pragma: no cover - compiled
             # a row of background costs one vectorised OR, not a run scan
             any_set = dense[z, y, 0] ^ dense[z, y, 0]
             for x in range(nx):
-                any_set |= dense[z, y, x]
+                any_set |= dense[z, y, _u(x)]
             if any_set == 0:
                 continue
             row = (z * ny + y) * nx
             x = 0
             while x < nx:
-                r = dense[z, y, x]
+                r = dense[z, y, _u(x)]
                 start = x
                 x += 1
-                while x < nx and dense[z, y, x] == r:
+                while x < nx and dense[z, y, _u(x)] == r:
                     x += 1
                 if r != 0:  # background (slot 0 is dropped): no bookkeeping
                     _add_run(r, row + start, z, y, start, x - 1, counts, lo, hi, first)
     return counts, lo, hi, first
+
+
+@numba.njit(inline="always")
+def _u(i):  # pragma: no cover - compiled
+    """An index as uint64: Numba checks every signed index for wraparound (negative: from the
+    end) unless LLVM proves it non-negative; on the run loops below the check cost 15-20 %
+    (dense 256³ truth chunk 20.5 -> 17.7 ms, local labels 12.1 -> 10.2 ms)."""
+    return np.uint64(i)
 
 
 #: golden-ratio multiplier of the id hash (Fibonacci hashing: the top bits of key × φ·2⁶⁴)
@@ -255,7 +263,7 @@ def _stats_hashed_kernel(vals):  # pragma: no cover - compiled
         for y in range(ny):
             any_set = vals[z, y, 0] ^ vals[z, y, 0]
             for x in range(nx):
-                any_set |= vals[z, y, x]
+                any_set |= vals[z, y, _u(x)]
             if any_set == 0:
                 continue
             if m + nx > cap:  # a row adds at most nx ids: grow between rows, so the run
@@ -286,10 +294,10 @@ def _row_runs(vals, z, y, key_of, counts, lo, hi, first, buckets, bits, m
     slot = 0
     x = 0
     while x < nx:
-        r = vals[z, y, x]
+        r = vals[z, y, _u(x)]
         start = x
         x += 1
-        while x < nx and vals[z, y, x] == r:
+        while x < nx and vals[z, y, _u(x)] == r:
             x += 1
         if r == 0:
             continue
