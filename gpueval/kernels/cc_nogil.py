@@ -149,20 +149,20 @@ def _label(labels: np.ndarray, connectivity: int, narrow: bool
     out = np.zeros(labels.shape, scratch)
     parent = np.empty(min(flat.size, max(4 * nx, 1 << 12)) + 1, wide)
     parent[0] = 0
-    made_at = np.empty(parent.size, np.int64)
+    made_at = np.empty(parent.size if narrow else 1, np.int64)  # first voxels: narrow only
     spans = np.zeros((nz * ny, 2), np.int64)
     limit = np.iinfo(scratch).max if scratch != wide else np.iinfo(np.int64).max
     n_prov, parent, made_at, done = _label_kernel(
         flat, nz, ny, nx, table, counts, skips, out.reshape(-1), parent, made_at, spans, 0, 0,
-        limit)
+        limit, narrow)
     if done < nz * ny:  # outgrew the scratch: the rows done are copied wider, and go on
         wider = np.zeros(labels.shape, wide)
         wider.reshape(-1)[:done * nx] = out.reshape(-1)[:done * nx]
         out = wider
         n_prov, parent, made_at, done = _label_kernel(
             flat, nz, ny, nx, table, counts, skips, out.reshape(-1), parent, made_at, spans,
-            done, n_prov, np.iinfo(np.int64).max)
-    n, first = _resolve(parent, made_at, n_prov)
+            done, n_prov, np.iinfo(np.int64).max, narrow)
+    n, first = _resolve(parent, made_at, n_prov, narrow)
     dtype = out.dtype
     if narrow:
         dtype = np.dtype(np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else wide)
@@ -235,14 +235,15 @@ def _u(i):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True)
 def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, spans, start,
-                  n_prov, limit):  # pragma: no cover - compiled
+                  n_prov, limit, track_first):  # pragma: no cover - compiled
     """Label the C-ordered volume ``vals`` (flat, shape ``(nz, ny, nx)``) into ``out`` (flat,
     same size, zero-filled) with provisional labels, from row ``start`` (``z * ny + y``) on,
     comparing each voxel with its left neighbour and the earlier neighbours of
     :func:`_offsets`' tables.
 
     ``parent`` (``parent[0] = 0``) and ``made_at`` hold the union-find table and where each
-    of the ``n_prov`` provisional labels so far was made; ``spans`` gets per row the first and
+    of the ``n_prov`` provisional labels so far was made (only with ``track_first``: on noise
+    with millions of labels the record costs ~20 % of the run); ``spans`` gets per row the first and
     one past the last labelled voxel. Before a row that could take the number of provisional
     labels beyond ``limit`` (what ``out`` holds) the kernel stops.
 
@@ -291,9 +292,10 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, 
                 grown = np.empty(min(2 * parent.size, vals.size + 1), parent.dtype)
                 grown[:n_prov + 1] = parent[:n_prov + 1]
                 parent = grown
-                grown_at = np.empty(parent.size, np.int64)
-                grown_at[:n_prov + 1] = made_at[:n_prov + 1]
-                made_at = grown_at
+                if track_first:
+                    grown_at = np.empty(parent.size, np.int64)
+                    grown_at[:n_prov + 1] = made_at[:n_prov + 1]
+                    made_at = grown_at
             first = row  # an empty row's span stays empty
             last = row - 1
             # most rows of a sparse chunk are empty: an OR over the row (vectorised, no
@@ -356,7 +358,8 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, 
                 if lab == 0:  # no earlier neighbour of value v: a new provisional label
                     n_prov += 1
                     parent[n_prov] = n_prov
-                    made_at[n_prov] = i
+                    if track_first:
+                        made_at[n_prov] = i
                     lab = np.int64(n_prov)
                 out[_u(i)] = lab
             spans[z * ny + y, 0] = first
@@ -365,18 +368,20 @@ def _label_kernel(vals, nz, ny, nx, table, counts, skips, out, parent, made_at, 
 
 
 @numba.njit(nogil=True, cache=True)
-def _resolve(parent, made_at, n_prov):  # pragma: no cover - compiled
+def _resolve(parent, made_at, n_prov, track_first):  # pragma: no cover - compiled
     """Number the components: ``parent`` becomes the table provisional label → final id
-    (in place) and each component's first voxel is returned, ``(n, first)``.
+    (in place) and, with ``track_first``, each component's first voxel is returned,
+    ``(n, first)`` (``first`` empty without it).
 
     Roots in increasing order are the components in order of their first voxels; every
     non-root points to a smaller label, already rewritten to its final id."""
-    first_voxel = np.empty(n_prov, np.int64)
+    first_voxel = np.empty(n_prov if track_first else 0, np.int64)
     n = 0
     for lab in range(1, n_prov + 1):
         up = parent[lab]
         if up == lab:
-            first_voxel[n] = made_at[lab]
+            if track_first:
+                first_voxel[n] = made_at[lab]
             n += 1
             parent[lab] = n
         else:
