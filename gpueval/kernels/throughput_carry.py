@@ -61,8 +61,7 @@ class CarryStore:
     """NumPy arrays by key (raw or compressed), at most ``budget`` held bytes (oldest evicted).
 
     Thread-safe: compression and decompression run outside the lock (LZ4 and zstd release the
-    GIL),
-    only the bookkeeping is serialised.
+    GIL), only the bookkeeping is serialised.
     """
 
     def __init__(self, budget: int = BUDGET_BYTES) -> None:
