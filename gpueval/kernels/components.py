@@ -288,8 +288,10 @@ def carried_local(carry: Any, index: int, *, remove: bool = False) -> np.ndarray
     """The local component labels (ids ``0..n`` of chunk ``index`` alone, cc3d's output) a
     :func:`label_graph` run with ``carry`` left behind, or ``None`` when they are gone; map
     them through ``luts[index]`` (the whole chunk, or only the part a caller needs: equal to
-    :func:`relabel_block` of the input chunk there). ``remove`` drops the entry."""
-    got = carry_store.get((carry, index), remove=remove)
+    :func:`relabel_block` of the input chunk there). ``remove`` drops the entry (and hands
+    back the array itself); without it the labels may be a **read-only** view of the entry
+    (no copy: the passes before the last only read them)."""
+    got = carry_store.get((carry, index), remove=remove, copy=False)
     return None if got is None else got[0]
 
 
@@ -329,18 +331,38 @@ def _cc3d(labels: np.ndarray, connectivity: int, binary: bool) -> tuple[np.ndarr
     0), which keeps every equality and so the components and their raster numbering; the
     kernel compares any 64-bit keys as they are.
     """
-    if binary or labels.dtype == bool:
-        labels = (labels != 0).view(np.uint8)
-    elif labels.dtype.kind == "f":
-        wide = labels.dtype.itemsize
-        labels = (labels + labels.dtype.type(0)).view(np.uint64 if wide == 8 else np.uint32
-                                                       if wide == 4 else np.uint16)
+    labels = _cc_keys(labels, binary)
     if labels.ndim in (2, 3):
         return cc_nogil.connected_components(labels, connectivity)
     if labels.dtype == np.uint64 and labels.size and labels.max() >= np.uint64(2**63):
         labels, _ = fastremap.renumber(labels, start=1, preserve_zero=True, in_place=False)
     out, n = cc3d.connected_components(labels, connectivity=connectivity, return_N=True)
     return out, int(n)
+
+
+def _cc_keys(labels: np.ndarray, binary: bool) -> np.ndarray:
+    """Integer keys with the same equalities as ``labels`` (see :func:`_cc3d`: bool and
+    binary input as 0/1 uint8, floats by bit pattern with ``-0.0`` folded into ``0.0``)."""
+    if binary or labels.dtype == bool:
+        return (labels != 0).view(np.uint8)
+    if labels.dtype.kind == "f":
+        wide = labels.dtype.itemsize
+        return (labels + labels.dtype.type(0)).view(np.uint64 if wide == 8 else np.uint32
+                                                    if wide == 4 else np.uint16)
+    return labels
+
+
+def _cc3d_narrow(labels: np.ndarray, connectivity: int, binary: bool
+                 ) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`_cc3d` as :func:`narrowest` labels and each component's first voxel (C-order
+    index in the chunk), from one run of :func:`gpueval.kernels.cc_nogil.label_narrow`
+    (issue #18, session 9: no ``astype`` and no :func:`_first_voxels` scan after it);
+    ``labels`` must be C-contiguous. Other dimensionalities go through :func:`_cc3d`."""
+    keys = _cc_keys(labels, binary)
+    if keys.ndim in (2, 3):
+        return cc_nogil.label_narrow(keys, connectivity)
+    local, n = _cc3d(labels, connectivity, binary)
+    return narrowest(local, n), n, _first_voxels(local.reshape(-1), n)
 
 
 @dataclass
@@ -359,10 +381,9 @@ def _label_task(block, index, origin, shape, connectivity, binary, device, carry
         local, n, first_local = _cc_cupy(block, connectivity, binary)
         first_local = to_host(first_local)
     else:
-        local, n = _cc3d(block, connectivity, binary)
-        first_local = _first_voxels(local.reshape(-1), n)
+        local, n, first_local = _cc3d_narrow(block, connectivity, binary)
         if carry_key is not None:
-            carry_store.put(carry_key, [narrowest(local, n)])
+            carry_store.put(carry_key, [local])
     coords = np.unravel_index(first_local, block.shape)
     first_global = np.ravel_multi_index(
         tuple(c + o for c, o in zip(coords, origin, strict=True)), shape).astype(np.int64)
