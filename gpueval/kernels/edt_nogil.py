@@ -29,10 +29,27 @@ With integer voxel sizes every term and sum is an exact integer, so the result i
 non-integer sizes the envelope compares rounded values, so where two candidates tie to within
 a float64 rounding the kernel may pick the other one; the two sums then differ by an ulp of
 float64, far below float32's resolution (property tests in ``tests/test_edt_nogil.py``).
+
+Session 9 (issue #18): a direction is first measured by a **search** in the box, the EDT only
+when the search gives up. For each voxel ``x`` of ``src ∖ dst`` the kernel walks a table of
+integer offsets sorted by their squared world length ``((o₀v₀)² + (o₁v₁)²) + (o₂v₂)²`` (the
+EDT's terms in its order) and stops at the first one landing in ``dst``: that length is
+``d²(x, dst)``, the minimum over ``dst`` of the same rounded sums the EDT adds. A voxel whose
+distance to the nearest voxel of ``dst`` found for an earlier voxel is already at most the
+running maximum cannot raise it and is skipped without a search (``d(x, dst)`` is at most
+the distance to any voxel of ``dst``). On CellMap-like pairs (a prediction within a few voxels
+of its object) ``src ∖ dst`` is a thin shell whose voxels find ``dst`` within a few dozen
+offsets, so a direction costs a scan of the box plus ∝ the shell, not three passes over the
+box in float64. A voxel with no voxel of ``dst`` within the table (the table reaches about 8
+voxel sizes), or more lookups than the box has voxels, hands the direction to the EDT: the
+value is the same either way (exact at integer voxel sizes; at non-integer sizes the search
+returns the minimum of the rounded sums, the EDT the sum at its envelope's minimiser, equal
+but for a tie within a float64 ulp, as above).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -81,9 +98,39 @@ def hausdorff_sq(a: np.ndarray, b: np.ndarray, voxel_size: Sequence[float]
     lead = 3 - a.ndim
     shape3 = (1,) * lead + a.shape
     vs = np.array((1.0,) * lead + sizes, np.float64)
+    offsets, lengths = _search_table(tuple(vs.tolist()), lead)
     status, sq = _hausdorff_sq_kernel(_as_bool(a).reshape(shape3), _as_bool(b).reshape(shape3),
-                                      vs)
+                                      vs, offsets, lengths)
     return int(status), float(sq)
+
+
+#: about how many offsets the search table holds (a ball of ~8 voxels' radius in 3-D): a
+#: voxel with no voxel of the other set that near hands its direction to the EDT
+SEARCH_OFFSETS = 2000
+
+
+@functools.lru_cache(maxsize=32)
+def _search_table(vs: tuple[float, float, float], lead: int) -> tuple[np.ndarray, np.ndarray]:
+    """The search's offsets (``(n, 3)`` int64) and their squared world lengths (float64),
+    sorted by length: every non-zero integer offset within a world radius ``R`` chosen so
+    that about :data:`SEARCH_OFFSETS` fit, none along the ``lead`` padding axes (length 1).
+
+    The lengths are ``((o₀v₀)² + (o₁v₁)²) + (o₂v₂)²`` — the EDT passes' rounded terms, added
+    in their order — so the search's values are the EDT's (module notes).
+    """
+    real = vs[lead:]
+    # the volume of a ball of radius R, in voxels, is about SEARCH_OFFSETS
+    unit = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}[len(real)]
+    radius = (SEARCH_OFFSETS * math.prod(real) / unit) ** (1.0 / len(real))
+    reach = [0] * lead + [min(int(radius // v), 1024) for v in real]
+    grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
+    offsets = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
+    terms = offsets.astype(np.float64) * np.asarray(vs, np.float64)
+    lengths = (terms[:, 0] * terms[:, 0] + terms[:, 1] * terms[:, 1]) + terms[:, 2] * terms[:, 2]
+    keep = (lengths > 0) & (lengths <= radius * radius)
+    order = np.argsort(lengths[keep], kind="stable")
+    return (np.ascontiguousarray(offsets[keep][order]),
+            np.ascontiguousarray(lengths[keep][order]))
 
 
 def _as_bool(x: np.ndarray) -> np.ndarray:
@@ -91,8 +138,9 @@ def _as_bool(x: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True)
-def _hausdorff_sq_kernel(a, b, vs):  # pragma: no cover - compiled
-    """(status, squared Hausdorff) of 3-D bool masks ``a``, ``b`` (see :func:`hausdorff_sq`)."""
+def _hausdorff_sq_kernel(a, b, vs, offsets, lengths):  # pragma: no cover - compiled
+    """(status, squared Hausdorff) of 3-D bool masks ``a``, ``b`` (see :func:`hausdorff_sq`;
+    ``offsets``, ``lengths``: :func:`_search_table`)."""
     n0, n1, n2 = a.shape
     lo0, lo1, lo2 = n0, n1, n2
     hi0 = hi1 = hi2 = -1
@@ -121,18 +169,71 @@ def _hausdorff_sq_kernel(a, b, vs):  # pragma: no cover - compiled
         return (1 if na else 0) + (2 if nb else 0), 0.0
     sa = a[lo0:hi0 + 1, lo1:hi1 + 1, lo2:hi2 + 1]
     sb = b[lo0:hi0 + 1, lo1:hi1 + 1, lo2:hi2 + 1]
-    m0, m1, m2 = sa.shape
-    g = np.empty((m0, m1, m2), np.float64)
-    m = max(m0, m1, m2)
-    f = np.empty(m, np.float64)
-    v = np.empty(m, np.int64)
-    z = np.empty(m + 1, np.float64)
     best = 0.0
     if na_out:  # A ⊄ B: distances of A ∖ B to B
-        best = max(best, _directed_sq(sa, sb, vs, g, f, v, z))
+        best = max(best, _directed_search_or_edt(sa, sb, vs, offsets, lengths))
     if nb_out:
-        best = max(best, _directed_sq(sb, sa, vs, g, f, v, z))
+        best = max(best, _directed_search_or_edt(sb, sa, vs, offsets, lengths))
     return 3, best
+
+
+@numba.njit(nogil=True, cache=True)
+def _directed_search_or_edt(src, dst, vs, offsets, lengths):  # pragma: no cover - compiled
+    """max over voxels of ``src ∖ dst`` (non-empty) of the squared distance to ``dst``
+    (non-empty): :func:`_directed_search`, or the EDT where the search gives up."""
+    got = _directed_search(src, dst, vs, offsets, lengths)
+    if got >= 0.0:
+        return got
+    m0, m1, m2 = src.shape
+    g = np.empty((m0, m1, m2), np.float64)
+    m = max(m0, m1, m2)
+    return _directed_sq(src, dst, vs, g, np.empty(m, np.float64), np.empty(m, np.int64),
+                        np.empty(m + 1, np.float64))
+
+
+@numba.njit(nogil=True, cache=True)
+def _directed_search(src, dst, vs, offsets, lengths):  # pragma: no cover - compiled
+    """max over voxels of ``src ∖ dst`` of the squared distance to ``dst`` by the offset
+    search (module notes), or −1.0 when a voxel has no voxel of ``dst`` within the table or
+    the lookups outgrow the box (then the EDT is cheaper)."""
+    m0, m1, m2 = src.shape
+    w0, w1, w2 = vs[0], vs[1], vs[2]
+    n_offsets = lengths.size
+    budget = m0 * m1 * m2
+    spent = 0
+    best = 0.0
+    # the voxel of dst nearest to the last voxel searched: its distance bounds the next
+    # voxels' distances from above
+    n0 = n1 = n2 = -1
+    for i in range(m0):
+        for j in range(m1):
+            for k in range(m2):
+                if not src[i, j, k] or dst[i, j, k]:
+                    continue
+                if n0 >= 0:
+                    t0 = (i - n0) * w0
+                    t1 = (j - n1) * w1
+                    t2 = (k - n2) * w2
+                    if (t0 * t0 + t1 * t1) + t2 * t2 <= best:
+                        continue  # a voxel of dst this near: x cannot raise the maximum
+                found = -1
+                for q in range(n_offsets):
+                    ii = i + offsets[q, 0]
+                    jj = j + offsets[q, 1]
+                    kk = k + offsets[q, 2]
+                    if (0 <= ii < m0 and 0 <= jj < m1 and 0 <= kk < m2
+                            and dst[ii, jj, kk]):
+                        found = q
+                        break
+                if found < 0:
+                    return -1.0  # nothing within the table: the EDT measures this direction
+                spent += found + 1
+                if spent > budget:
+                    return -1.0
+                n0, n1, n2 = ii, jj, kk
+                if lengths[found] > best:
+                    best = lengths[found]
+    return best
 
 
 @numba.njit(nogil=True, cache=True)
