@@ -152,7 +152,7 @@ def test_kernels_are_compiled_without_the_gil():
     """The whole point: every compiled function of the kernel releases the GIL."""
     hausdorff_sq(np.ones(2, bool), np.zeros(2, bool), (1.0,))  # compiled on first call
     for name in ("_hausdorff_sq_kernel", "_directed_search_or_edt", "_directed_search",
-                 "_directed_sq", "_envelope"):
+                 "_boundary_voxels", "_directed_sq", "_envelope"):
         assert getattr(edt_nogil, name).targetoptions.get("nogil") is True
 
 
@@ -216,21 +216,25 @@ def test_search_equals_the_edt(pair):
         assert np.float32(np.sqrt(searched)) == _scipy_float32(a, b, v)
 
 
-def test_search_gives_up_where_the_edt_is_cheaper():
-    """Near voxels are searched; a voxel beyond the table's reach, or lookups outgrowing the
-    box, hand the direction to the EDT (−1), and the pair's value stays SciPy's."""
+def test_search_far_voxels_and_giving_up_where_the_edt_is_cheaper():
+    """Near voxels are found in the table; a voxel beyond its reach is measured against the
+    boundary of the other set; work outgrowing twice the box hands the direction to the EDT
+    (−1). The pair's value is SciPy's on every path."""
     v = (8.0, 8.0, 8.0)
     vs = np.asarray(v)
     offsets, lengths = edt_nogil._search_table(v, 0)
     reach = int(np.abs(offsets).max())
-    a = np.zeros((3, 3, 40), bool)
+    a = np.zeros((12, 12, 40), bool)  # budget: twice 5,760 voxels
     b = a.copy()
-    b[1, 1, 0] = True
-    a[1, 1, 3] = True  # 3 voxels away: found
+    b[6, 6, 0] = True
+    a[6, 6, 3] = True  # 3 voxels away: in the table
     assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == (3 * 8.0) ** 2
-    a[1, 1, reach + 5] = True  # beyond the table
-    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == -1.0
-    assert _kernel_sq(a, b, v, search=True) == (BOTH, ((reach + 5) * 8.0) ** 2)
+    a[6, 6, reach + 5] = True  # beyond the table: against B's boundary
+    far = ((reach + 5) * 8.0) ** 2
+    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == far
+    assert _kernel_sq(a, b, v, search=True) == (BOTH, far)
+    b[:, :, :2] = True  # a slab: the nearest voxel is on its face k = 1
+    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == ((reach + 4) * 8.0) ** 2
     # a slab 4 voxels thick over one plane of B: ~60 lookups per voxel, more than the box
     a = np.zeros((6, 12, 12), bool)
     b = a.copy()
@@ -239,6 +243,15 @@ def test_search_gives_up_where_the_edt_is_cheaper():
     assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == -1.0
     assert _kernel_sq(a, b, v, search=True) == (BOTH, (5 * 8.0) ** 2)
     assert np.float32(hausdorff_max(a, b, v)) == _scipy_float32(a, b, v)
+
+
+def test_boundary_voxels():
+    m = np.zeros((5, 5, 5), bool)
+    m[1:4, 1:4, 1:4] = True  # a 3³ cube: all but its centre are on its boundary
+    got = edt_nogil._boundary_voxels(m)
+    assert len(got) == 26 and [2, 2, 2] not in got.tolist()
+    assert got.tolist() == sorted(got.tolist())  # raster order
+    assert len(edt_nogil._boundary_voxels(np.ones((3, 3, 3), bool))) == 26  # the array edge
 
 
 def test_search_table_is_sorted_and_skips_padding_axes():

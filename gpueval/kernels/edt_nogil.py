@@ -40,11 +40,12 @@ running maximum cannot raise it and is skipped without a search (``d(x, dst)`` i
 the distance to any voxel of ``dst``). On CellMap-like pairs (a prediction within a few voxels
 of its object) ``src ∖ dst`` is a thin shell whose voxels find ``dst`` within a few dozen
 offsets, so a direction costs a scan of the box plus ∝ the shell, not three passes over the
-box in float64. A voxel with no voxel of ``dst`` within the table (the table reaches about 8
-voxel sizes), or more lookups than the box has voxels, hands the direction to the EDT: the
-value is the same either way (exact at integer voxel sizes; at non-integer sizes the search
-returns the minimum of the rounded sums, the EDT the sum at its envelope's minimiser, equal
-but for a tie within a float64 ulp, as above).
+box in float64. A voxel with no voxel of ``dst`` within the table (it reaches about 8 voxel
+sizes) is measured against the boundary voxels of ``dst``, stopping at the first within the
+running maximum; when the lookups and evaluations outgrow twice the box's voxels the
+direction goes to the EDT. The value is the same either way (exact at integer voxel sizes;
+at non-integer sizes the search returns the minimum of the rounded sums, the EDT the sum at
+its envelope's minimiser, equal but for a tie within a float64 ulp, as above).
 """
 
 from __future__ import annotations
@@ -194,17 +195,24 @@ def _directed_search_or_edt(src, dst, vs, offsets, lengths):  # pragma: no cover
 @numba.njit(nogil=True, cache=True)
 def _directed_search(src, dst, vs, offsets, lengths):  # pragma: no cover - compiled
     """max over voxels of ``src ∖ dst`` of the squared distance to ``dst`` by the offset
-    search (module notes), or −1.0 when a voxel has no voxel of ``dst`` within the table or
-    the lookups outgrow the box (then the EDT is cheaper)."""
+    search (module notes), or −1.0 when the work outgrows twice the box (then the EDT is
+    cheaper).
+
+    A voxel with no voxel of ``dst`` within the table (a far part: a prediction component
+    joined by the ID-collision quirk, a split-off piece) is measured against the voxels of
+    ``dst`` with a face neighbour outside it (the nearest voxel of a set to a point outside
+    it is one of those: :func:`gpueval.kernels.distance.hausdorff_sparse`), stopping at the
+    first one within the running maximum, as then the voxel cannot raise it."""
     m0, m1, m2 = src.shape
     w0, w1, w2 = vs[0], vs[1], vs[2]
     n_offsets = lengths.size
-    budget = m0 * m1 * m2
+    budget = 2 * m0 * m1 * m2  # lookups and distance evaluations
     spent = 0
     best = 0.0
     # the voxel of dst nearest to the last voxel searched: its distance bounds the next
     # voxels' distances from above
     n0 = n1 = n2 = -1
+    edge = np.empty((0, 3), np.int64)
     for i in range(m0):
         for j in range(m1):
             for k in range(m2):
@@ -225,15 +233,62 @@ def _directed_search(src, dst, vs, offsets, lengths):  # pragma: no cover - comp
                             and dst[ii, jj, kk]):
                         found = q
                         break
-                if found < 0:
-                    return -1.0  # nothing within the table: the EDT measures this direction
-                spent += found + 1
+                if found >= 0:
+                    spent += found + 1
+                    n0, n1, n2 = ii, jj, kk
+                    if lengths[found] > best:
+                        best = lengths[found]
+                else:  # nothing within the table: against the boundary of dst
+                    spent += n_offsets
+                    if edge.shape[0] == 0:
+                        edge = _boundary_voxels(dst)
+                        spent += m0 * m1 * m2 // 4
+                    near = np.inf
+                    e = 0
+                    while e < edge.shape[0]:
+                        t0 = (i - edge[e, 0]) * w0
+                        t1 = (j - edge[e, 1]) * w1
+                        t2 = (k - edge[e, 2]) * w2
+                        d = (t0 * t0 + t1 * t1) + t2 * t2
+                        e += 1
+                        if d < near:
+                            near = d
+                            n0, n1, n2 = edge[e - 1, 0], edge[e - 1, 1], edge[e - 1, 2]
+                            if near <= best:
+                                break  # x cannot raise the maximum
+                    spent += 2 * e
+                    if near > best:
+                        best = near
                 if spent > budget:
                     return -1.0
-                n0, n1, n2 = ii, jj, kk
-                if lengths[found] > best:
-                    best = lengths[found]
     return best
+
+
+@numba.njit(nogil=True, cache=True)
+def _boundary_voxels(mask):  # pragma: no cover - compiled
+    """``(n, 3)`` coordinates of the voxels of ``mask`` (non-empty) with a face neighbour
+    outside it or on the array's edge, in raster order."""
+    m0, m1, m2 = mask.shape
+    out = np.empty((1024, 3), np.int64)
+    n = 0
+    for i in range(m0):
+        for j in range(m1):
+            for k in range(m2):
+                if not mask[i, j, k]:
+                    continue
+                if (i == 0 or i == m0 - 1 or j == 0 or j == m1 - 1 or k == 0 or k == m2 - 1
+                        or not (mask[i - 1, j, k] and mask[i + 1, j, k] and mask[i, j - 1, k]
+                                and mask[i, j + 1, k] and mask[i, j, k - 1]
+                                and mask[i, j, k + 1])):
+                    if n == out.shape[0]:
+                        grown = np.empty((2 * n, 3), np.int64)
+                        grown[:n] = out
+                        out = grown
+                    out[n, 0] = i
+                    out[n, 1] = j
+                    out[n, 2] = k
+                    n += 1
+    return out[:n]
 
 
 @numba.njit(nogil=True, cache=True)
