@@ -151,7 +151,7 @@ def test_bad_arguments():
 def test_kernels_are_compiled_without_the_gil():
     """The whole point: every compiled function of the kernel releases the GIL."""
     hausdorff_sq(np.ones(2, bool), np.zeros(2, bool), (1.0,))  # compiled on first call
-    for name in ("_hausdorff_sq_kernel", "_directed_search_or_edt", "_directed_search",
+    for name in ("_hausdorff_sq_kernel", "_any", "_directed_edt", "_directed_search",
                  "_boundary_voxels", "_directed_sq", "_envelope"):
         assert getattr(edt_nogil, name).targetoptions.get("nogil") is True
 
