@@ -151,7 +151,7 @@ def test_bad_arguments():
 def test_kernels_are_compiled_without_the_gil():
     """The whole point: every compiled function of the kernel releases the GIL."""
     hausdorff_sq(np.ones(2, bool), np.zeros(2, bool), (1.0,))  # compiled on first call
-    for name in ("_hausdorff_sq_kernel", "_any", "_directed_edt", "_directed_search",
+    for name in ("_hausdorff_sq_kernel", "_any", "_directed_edt", "_searches",
                  "_boundary_voxels", "_directed_sq", "_envelope"):
         assert getattr(edt_nogil, name).targetoptions.get("nogil") is True
 
@@ -228,19 +228,20 @@ def test_search_far_voxels_and_giving_up_where_the_edt_is_cheaper():
     b = a.copy()
     b[6, 6, 0] = True
     a[6, 6, 3] = True  # 3 voxels away: in the table
-    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == (3 * 8.0) ** 2
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == (3 * 8.0) ** 2
     a[6, 6, reach + 5] = True  # beyond the table: against B's boundary
     far = ((reach + 5) * 8.0) ** 2
-    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == far
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == far
     assert _kernel_sq(a, b, v, search=True) == (BOTH, far)
     b[:, :, :2] = True  # a slab: the nearest voxel is on its face k = 1
-    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == ((reach + 4) * 8.0) ** 2
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == ((reach + 4) * 8.0) ** 2
     # a slab 4 voxels thick over one plane of B: ~60 lookups per voxel, more than the box
     a = np.zeros((6, 12, 12), bool)
     b = a.copy()
     b[0] = True
     a[2:6] = True
-    assert edt_nogil._directed_search(a, b, vs, offsets, lengths) == -1.0
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == -1.0
+    assert edt_nogil._searches(b, a, vs, offsets, lengths)[1] == -1.0  # the same direction
     assert _kernel_sq(a, b, v, search=True) == (BOTH, (5 * 8.0) ** 2)
     assert np.float32(hausdorff_max(a, b, v)) == _scipy_float32(a, b, v)
 

@@ -144,19 +144,17 @@ def _hausdorff_sq_kernel(a, b, vs, offsets, lengths):  # pragma: no cover - comp
     ``offsets``, ``lengths``: :func:`_search_table`).
 
     No crop to the union box before the searches (the callers pass about that box, so a
-    scan to find it rarely shrinks anything: session 9, one scan of three saved); the EDT,
+    scan to find it rarely shrinks anything: session 9, two scans of three saved); the EDT,
     whose cost is its box's, gets the crop."""
     has_a, has_b = _any(a), _any(b)
     if not (has_a and has_b):
         return (ONLY_A if has_a else BOTH_EMPTY) + (ONLY_B if has_b else BOTH_EMPTY), 0.0
-    best = 0.0
-    for a_to_b in (True, False):  # distances of A ∖ B to B, then of B ∖ A to A
-        src, dst = (a, b) if a_to_b else (b, a)
-        got = _directed_search(src, dst, vs, offsets, lengths)
-        if got < 0.0:
-            got = _directed_edt(src, dst, vs)
-        best = max(best, got)
-    return BOTH, best
+    a_to_b, b_to_a = _searches(a, b, vs, offsets, lengths)
+    if a_to_b < 0.0:
+        a_to_b = _directed_edt(a, b, vs)
+    if b_to_a < 0.0:
+        b_to_a = _directed_edt(b, a, vs)
+    return BOTH, max(a_to_b, b_to_a)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -196,37 +194,44 @@ def _directed_edt(src, dst, vs):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _directed_search(src, dst, vs, offsets, lengths):  # pragma: no cover - compiled
-    """max over voxels of ``src ∖ dst`` of the squared distance to ``dst`` by the offset
-    search (module notes), or −1.0 when the work outgrows twice the box (then the EDT is
-    cheaper).
+def _searches(a, b, vs, offsets, lengths):  # pragma: no cover - compiled
+    """``(max over A ∖ B of d²(x, B), max over B ∖ A of d²(x, A))`` by the offset search
+    (module notes), both directions in one raster scan of the masks; −1.0 for a direction
+    whose work outgrew twice the box (then the EDT is cheaper).
 
-    A voxel with no voxel of ``dst`` within the table (a far part: a prediction component
-    joined by the ID-collision quirk, a split-off piece) is measured against the voxels of
-    ``dst`` with a face neighbour outside it (the nearest voxel of a set to a point outside
-    it is one of those: :func:`gpueval.kernels.distance.hausdorff_sparse`), stopping at the
-    first one within the running maximum, as then the voxel cannot raise it."""
-    m0, m1, m2 = src.shape
+    A voxel with no voxel of the other set within the table (a far part: a prediction
+    component joined by the ID-collision quirk, a split-off piece) is measured against that
+    set's voxels with a face neighbour outside it (the nearest voxel of a set to a point
+    outside it is one of those: :func:`gpueval.kernels.distance.hausdorff_sparse`), stopping
+    at the first one within the running maximum, as then the voxel cannot raise it."""
+    m0, m1, m2 = a.shape
     w0, w1, w2 = vs[0], vs[1], vs[2]
     n_offsets = lengths.size
-    budget = 2 * m0 * m1 * m2  # lookups and distance evaluations
-    spent = 0
-    best = 0.0
-    # the voxel of dst nearest to the last voxel searched: its distance bounds the next
-    # voxels' distances from above
-    n0 = n1 = n2 = -1
-    edge = np.empty((0, 3), np.int64)
+    budget = 2 * m0 * m1 * m2  # lookups and distance evaluations, per direction
+    # per direction (0: A ∖ B to B, 1: B ∖ A to A): the running maximum, the work spent, and
+    # the voxel of the other set nearest to the last voxel searched (its distance bounds the
+    # next voxels' distances from above)
+    best = np.zeros(2, np.float64)
+    spent = np.zeros(2, np.int64)
+    nearest = np.full((2, 3), -1, np.int64)
+    edge_a = np.empty((0, 3), np.int64)  # boundary voxels of A, for far voxels of B ∖ A
+    edge_b = np.empty((0, 3), np.int64)
     for i in range(m0):
         for j in range(m1):
             for k in range(m2):
-                if not src[i, j, k] or dst[i, j, k]:
+                x = a[i, j, k]
+                if x == b[i, j, k]:
                     continue
-                if n0 >= 0:
-                    t0 = (i - n0) * w0
-                    t1 = (j - n1) * w1
-                    t2 = (k - n2) * w2
-                    if (t0 * t0 + t1 * t1) + t2 * t2 <= best:
-                        continue  # a voxel of dst this near: x cannot raise the maximum
+                d = 0 if x else 1
+                if spent[d] > budget:
+                    continue  # this direction goes to the EDT
+                dst = b if x else a
+                if nearest[d, 0] >= 0:
+                    t0 = (i - nearest[d, 0]) * w0
+                    t1 = (j - nearest[d, 1]) * w1
+                    t2 = (k - nearest[d, 2]) * w2
+                    if (t0 * t0 + t1 * t1) + t2 * t2 <= best[d]:
+                        continue  # a voxel of dst this near: this one cannot raise the max
                 found = -1
                 for q in range(n_offsets):
                     ii = i + offsets[q, 0]
@@ -237,34 +242,39 @@ def _directed_search(src, dst, vs, offsets, lengths):  # pragma: no cover - comp
                         found = q
                         break
                 if found >= 0:
-                    spent += found + 1
-                    n0, n1, n2 = ii, jj, kk
-                    if lengths[found] > best:
-                        best = lengths[found]
-                else:  # nothing within the table: against the boundary of dst
-                    spent += n_offsets
-                    if edge.shape[0] == 0:
-                        edge = _boundary_voxels(dst)
-                        spent += m0 * m1 * m2 // 4
-                    near = np.inf
-                    e = 0
-                    while e < edge.shape[0]:
-                        t0 = (i - edge[e, 0]) * w0
-                        t1 = (j - edge[e, 1]) * w1
-                        t2 = (k - edge[e, 2]) * w2
-                        d = (t0 * t0 + t1 * t1) + t2 * t2
-                        e += 1
-                        if d < near:
-                            near = d
-                            n0, n1, n2 = edge[e - 1, 0], edge[e - 1, 1], edge[e - 1, 2]
-                            if near <= best:
-                                break  # x cannot raise the maximum
-                    spent += 2 * e
-                    if near > best:
-                        best = near
-                if spent > budget:
-                    return -1.0
-    return best
+                    spent[d] += found + 1
+                    nearest[d, 0], nearest[d, 1], nearest[d, 2] = ii, jj, kk
+                    if lengths[found] > best[d]:
+                        best[d] = lengths[found]
+                    continue
+                # nothing within the table: against the boundary of dst
+                spent[d] += n_offsets
+                if x and edge_b.shape[0] == 0:
+                    edge_b = _boundary_voxels(b)
+                    spent[d] += m0 * m1 * m2 // 4
+                elif not x and edge_a.shape[0] == 0:
+                    edge_a = _boundary_voxels(a)
+                    spent[d] += m0 * m1 * m2 // 4
+                edge = edge_b if x else edge_a
+                near = np.inf
+                e = 0
+                while e < edge.shape[0]:
+                    t0 = (i - edge[e, 0]) * w0
+                    t1 = (j - edge[e, 1]) * w1
+                    t2 = (k - edge[e, 2]) * w2
+                    dd = (t0 * t0 + t1 * t1) + t2 * t2
+                    e += 1
+                    if dd < near:
+                        near = dd
+                        nearest[d, 0], nearest[d, 1], nearest[d, 2] = \
+                            edge[e - 1, 0], edge[e - 1, 1], edge[e - 1, 2]
+                        if near <= best[d]:
+                            break  # this voxel cannot raise the maximum
+                spent[d] += 2 * e
+                if near > best[d]:
+                    best[d] = near
+    return (best[0] if spent[0] <= budget else -1.0,
+            best[1] if spent[1] <= budget else -1.0)
 
 
 @numba.njit(nogil=True, cache=True)
