@@ -218,13 +218,13 @@ def test_search_equals_the_edt(pair):
 
 def test_search_far_voxels_and_giving_up_where_the_edt_is_cheaper():
     """Near voxels are found in the table; a voxel beyond its reach is measured against the
-    boundary of the other set; work outgrowing twice the box hands the direction to the EDT
+    boundary of the other set; work outgrowing the box's voxels hands the direction to the EDT
     (−1). The pair's value is SciPy's on every path."""
     v = (8.0, 8.0, 8.0)
     vs = np.asarray(v)
     offsets, lengths = edt_nogil._search_table(v, 0)
     reach = int(np.abs(offsets).max())
-    a = np.zeros((12, 12, 40), bool)  # budget: twice 5,760 voxels
+    a = np.zeros((12, 12, 40), bool)  # budget: 5,760 lookups or evaluations
     b = a.copy()
     b[6, 6, 0] = True
     a[6, 6, 3] = True  # 3 voxels away: in the table
