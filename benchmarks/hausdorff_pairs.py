@@ -13,11 +13,17 @@ Two steps, so that one set of pairs times any checkout:
     rule), with the md5 of the float32 values for a bit-identity check; with ``--data``
     also ``stats.contingency`` of the label's 256³ chunks (truth × local component labels,
     as pass 2 counts them).
+``cases``
+    CPU milliseconds (min of 5) of ``distance.hausdorff_max`` on constructed pairs where
+    the offset search is least at home — a ball with half or two-thirds missing (a split),
+    an ellipsoid inside a ball, a filled ball against its 2-voxel shell, a half box over one
+    plane, a full box against one corner voxel — and one where it is most (30 % noise).
 
     PYTHONPATH=$PWD python benchmarks/hausdorff_pairs.py dump --data /tmp/dense512v2 \\
         --out /tmp/pairs.npz
     PYTHONPATH=/path/to/checkout python benchmarks/hausdorff_pairs.py time /tmp/pairs.npz \\
         --data /tmp/dense512v2
+    PYTHONPATH=/path/to/checkout python benchmarks/hausdorff_pairs.py cases
 """
 
 from __future__ import annotations
@@ -109,6 +115,42 @@ def time_pairs(path: str, data: str | None, repeat: int) -> None:
           f"voxels, {seconds:.3f} CPU-s (min of {repeat}); {sum(len(t) for t in tables)} rows")
 
 
+def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for r in (20, 40):
+        n = 2 * r + 3
+        z, y, x = np.ogrid[:n, :n, :n]
+        c = n // 2
+        ball = (z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2 <= r * r
+        out[f"ball r={r} vs its lower half"] = (ball, ball & (z < c))
+        out[f"ball r={r} vs its lower third"] = (ball, ball & (z < c - r // 2))
+        out[f"ball r={r} vs an inner ellipsoid"] = (
+            ball, ((z - c) / r) ** 2 + ((y - c) / (r / 2)) ** 2 + ((x - c) / (r / 3)) ** 2 <= 1)
+    n = 128
+    z, y, x = np.ogrid[:n, :n, :n]
+    radius = np.sqrt((z - n / 2) ** 2 + (y - n / 2) ** 2 + (x - n / 2) ** 2)
+    out["ball 128^3 vs its 2-voxel shell"] = (radius < 0.45 * n,
+                                             (radius < 0.45 * n) & (radius > 0.45 * n - 2))
+    half, plane = np.zeros((n, n, n), bool), np.zeros((n, n, n), bool)
+    half[n // 2:] = True
+    plane[0] = True
+    out["half of 128^3 over one plane"] = (half, plane)
+    corner = np.zeros((n, n, n), bool)
+    corner[0, 0, 0] = True
+    out["full 128^3 vs one corner voxel"] = (np.ones((n, n, n), bool), corner)
+    rng = np.random.default_rng(0)
+    out["30 % noise, 128^3"] = (rng.random((n, n, n)) < 0.3, rng.random((n, n, n)) < 0.3)
+    return out
+
+
+def time_cases(repeat: int) -> None:
+    from gpueval.kernels.distance import hausdorff_max
+
+    for name, (a, b) in _cases().items():
+        seconds, value = _best(lambda a=a, b=b: hausdorff_max(a, b, (8.0, 8.0, 8.0)), repeat)
+        print(f"{name}: {seconds * 1e3:.2f} ms (min of {repeat}), value {value}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -119,11 +161,15 @@ def main() -> None:
     t.add_argument("pairs", help="npz written by dump")
     t.add_argument("--data", help="also time the contingency of this crop's chunks")
     t.add_argument("--repeat", type=int, default=5, help="runs; the minimum is printed")
+    c = sub.add_parser("cases", help="CPU ms of constructed hard and easy pairs")
+    c.add_argument("--repeat", type=int, default=5, help="runs; the minimum is printed")
     args = ap.parse_args()
     if args.step == "dump":
         dump(args.data, args.out)
-    else:
+    elif args.step == "time":
         time_pairs(args.pairs, args.data, args.repeat)
+    else:
+        time_cases(args.repeat)
 
 
 if __name__ == "__main__":
