@@ -127,7 +127,11 @@ def _search_table(vs: tuple[float, float, float], lead: int) -> tuple[np.ndarray
     # the volume of a ball of radius R, in voxels, is about SEARCH_OFFSETS
     unit = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}[len(real)]
     radius = (SEARCH_OFFSETS * math.prod(real) / unit) ** (1.0 / len(real))
-    reach = [0] * lead + [min(int(radius // v), 1024) for v in real]
+    reach = [0] * lead + [int(radius // v) for v in real]
+    while math.prod(2 * r + 1 for r in reach) > 64 * SEARCH_OFFSETS:
+        # very anisotropic voxels (the ball is a thin disc of the grid): a smaller ball
+        radius *= 0.75
+        reach = [0] * lead + [int(radius // v) for v in real]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
     offsets = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
     terms = offsets.astype(np.float64) * np.asarray(vs, np.float64)
