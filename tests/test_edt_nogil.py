@@ -151,7 +151,8 @@ def test_bad_arguments():
 def test_kernels_are_compiled_without_the_gil():
     """The whole point: every compiled function of the kernel releases the GIL."""
     hausdorff_sq(np.ones(2, bool), np.zeros(2, bool), (1.0,))  # compiled on first call
-    for name in ("_hausdorff_sq_kernel", "_directed_sq", "_envelope"):
+    for name in ("_hausdorff_sq_kernel", "_any", "_directed_edt", "_searches",
+                 "_boundary_voxels", "_directed_sq", "_envelope"):
         assert getattr(edt_nogil, name).targetoptions.get("nogil") is True
 
 
@@ -166,3 +167,97 @@ def test_threads_measuring_different_pairs_get_the_serial_values():
     serial = [hausdorff_max(a, b, v) for a, b in pairs]
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(lambda ab: hausdorff_max(*ab, v), pairs)) == serial
+
+
+# --- session 9: the offset search in front of the EDT ---------------------------------------
+
+def _kernel_sq(a, b, v, *, search: bool) -> tuple[int, float]:
+    """The kernel on 3-D masks with the search table (``search``) or an empty one, which
+    hands every direction to the EDT."""
+    vs = np.asarray(v, np.float64)
+    offsets, lengths = edt_nogil._search_table(tuple(vs.tolist()), 0)
+    if not search:
+        offsets, lengths = offsets[:0], lengths[:0]
+    return edt_nogil._hausdorff_sq_kernel(a, b, vs, offsets, lengths)
+
+
+@st.composite
+def shell_pairs(draw):
+    """A blob and a shifted, thinned copy (CellMap-like: A ∖ B a thin shell), sometimes with a
+    far stray voxel, at integer or non-integer voxel sizes."""
+    n = draw(st.integers(3, 22))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    zz, yy, xx = np.ogrid[:n, :n, :n]
+    c = (n - 1) / 2
+    ball = (zz - c) ** 2 + (yy - c) ** 2 + (xx - c) ** 2 < (draw(st.floats(0.2, 0.6)) * n) ** 2
+    shift = tuple(draw(st.integers(-3, 3)) for _ in range(3))
+    a = ball & (rng.random(ball.shape) < draw(st.sampled_from([0.9, 1.0])))
+    b = np.roll(ball, shift, axis=(0, 1, 2)) & (rng.random(ball.shape) < 0.95)
+    if draw(st.booleans()):
+        a[tuple(rng.integers(0, n, 3))] = True  # a stray voxel: a far point, maybe
+    v = tuple(draw(st.sampled_from((1.0, 4.0, 8.0, 3.24, 0.7, 40.0))) for _ in range(3))
+    return a, b, v
+
+
+@settings(max_examples=200, deadline=None)
+@given(shell_pairs())
+def test_search_equals_the_edt(pair):
+    """Searched or measured by the EDT, a pair gets one value: bit for bit at integer voxel
+    sizes (exact integers), SciPy's float32 value at any size."""
+    a, b, v = pair
+    status, searched = _kernel_sq(a, b, v, search=True)
+    mirrored = {ONLY_A: ONLY_B, ONLY_B: ONLY_A}.get(status, status)
+    assert _kernel_sq(b, a, v, search=True) == (mirrored, searched)
+    _, by_edt = _kernel_sq(a, b, v, search=False)
+    if all(float(x).is_integer() for x in v):
+        assert searched == by_edt
+    if status == BOTH:
+        assert np.float32(np.sqrt(searched)) == np.float32(np.sqrt(by_edt))
+        assert np.float32(np.sqrt(searched)) == _scipy_float32(a, b, v)
+
+
+def test_search_far_voxels_and_giving_up_where_the_edt_is_cheaper():
+    """Near voxels are found in the table; a voxel beyond its reach is measured against the
+    boundary of the other set; work outgrowing the box's voxels hands the direction to the EDT
+    (−1). The pair's value is SciPy's on every path."""
+    v = (8.0, 8.0, 8.0)
+    vs = np.asarray(v)
+    offsets, lengths = edt_nogil._search_table(v, 0)
+    reach = int(np.abs(offsets).max())
+    a = np.zeros((12, 12, 40), bool)  # budget: 5,760 lookups or evaluations
+    b = a.copy()
+    b[6, 6, 0] = True
+    a[6, 6, 3] = True  # 3 voxels away: in the table
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == (3 * 8.0) ** 2
+    a[6, 6, reach + 5] = True  # beyond the table: against B's boundary
+    far = ((reach + 5) * 8.0) ** 2
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == far
+    assert _kernel_sq(a, b, v, search=True) == (BOTH, far)
+    b[:, :, :2] = True  # a slab: the nearest voxel is on its face k = 1
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == ((reach + 4) * 8.0) ** 2
+    # a slab 4 voxels thick over one plane of B: ~60 lookups per voxel, more than the box
+    a = np.zeros((6, 12, 12), bool)
+    b = a.copy()
+    b[0] = True
+    a[2:6] = True
+    assert edt_nogil._searches(a, b, vs, offsets, lengths)[0] == -1.0
+    assert edt_nogil._searches(b, a, vs, offsets, lengths)[1] == -1.0  # the same direction
+    assert _kernel_sq(a, b, v, search=True) == (BOTH, (5 * 8.0) ** 2)
+    assert np.float32(hausdorff_max(a, b, v)) == _scipy_float32(a, b, v)
+
+
+def test_boundary_voxels():
+    m = np.zeros((5, 5, 5), bool)
+    m[1:4, 1:4, 1:4] = True  # a 3³ cube: all but its centre are on its boundary
+    got = edt_nogil._boundary_voxels(m)
+    assert len(got) == 26 and [2, 2, 2] not in got.tolist()
+    assert got.tolist() == sorted(got.tolist())  # raster order
+    assert len(edt_nogil._boundary_voxels(np.ones((3, 3, 3), bool))) == 26  # the array edge
+
+
+def test_search_table_is_sorted_and_skips_padding_axes():
+    offsets, lengths = edt_nogil._search_table((1.0, 3.24, 4.0), 1)
+    assert (offsets[:, 0] == 0).all() and np.all(np.diff(lengths) >= 0)
+    t = offsets * np.array([1.0, 3.24, 4.0])
+    assert np.array_equal(lengths, (t[:, 0] * t[:, 0] + t[:, 1] * t[:, 1]) + t[:, 2] * t[:, 2])
+    assert 1000 < len(lengths) < 4000 and lengths[0] == 3.24 ** 2

@@ -90,3 +90,21 @@ def test_confusion_out_of_range_raises():
 
 def test_histogram():
     assert histogram(np.array([0, 2, 2, 255], np.uint8), 256)[[0, 2, 255]].tolist() == [1, 2, 1]
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([5, 300, 5000]))
+def test_runs_of_equal_pairs_across_table_growth(seed, n_ids):
+    """Runs of equal pairs (counted by the run loop) with many distinct pairs, so the table
+    grows in the middle of the data, and the weighted insert of :meth:`Contingency.combine`
+    over tables of two halves — both equal the brute-force count."""
+    rng = np.random.default_rng(seed)
+    n_runs = int(rng.integers(1, 3000))
+    lengths = rng.integers(1, 9, n_runs)
+    a = np.repeat(rng.integers(0, n_ids, n_runs), lengths).astype(np.uint32)
+    b = np.repeat(rng.integers(0, 4, n_runs), lengths).astype(np.uint8)
+    b[rng.random(len(b)) < 0.05] = 1  # runs broken in the second id only
+    want = brute_force(a, b)
+    assert as_dict(contingency(a, b)) == want
+    cut = int(rng.integers(0, len(a) + 1))
+    halves = [contingency(a[:cut], b[:cut]), contingency(a[cut:], b[cut:])]
+    assert as_dict(Contingency.combine(halves)) == want
