@@ -7,7 +7,7 @@ and system CPU seconds (``getrusage`` of the child) and whether the ``--out`` re
 and every per-GT Hausdorff value) is byte-identical to the first run's. The machine is shared:
 compare CPU seconds of interleaved runs, never wall times taken minutes apart.
 
-    python benchmarks/percore_ab_h9a.py --before /tmp/base --after $PWD \\
+    python benchmarks/percore_ab.py --before /tmp/base --after $PWD \\
         --data /tmp/dense512v2 --rounds 4 --json ab.json
 """
 

@@ -8,7 +8,7 @@ build alone (``scoring_2026.instance_delayed``, wall and process CPU seconds), a
 (``score_instance``) at 1 and at 2 threads, alternating. ``--profile`` prints the top of a
 cProfile of one graph build instead; ``--build-only`` times ROUNDS graph builds alone.
 
-Usage: ``PYTHONPATH=$PWD python benchmarks/graph_build_h9g.py [DIR] [ROUNDS]
+Usage: ``PYTHONPATH=$PWD python benchmarks/graph_build.py [DIR] [ROUNDS]
 [--profile | --build-only]``
 """
 
