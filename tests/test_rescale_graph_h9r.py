@@ -68,8 +68,10 @@ def test_rescale_over_irregular_chunks_equals_skimage_one_shot(shape, data, kind
 
 
 def test_rescale_graph_makes_no_delayed_call_and_its_layers_do_not_grow(monkeypatch):
-    """One layer of block tasks and one of array keys, whatever the number of blocks (a
-    ``dask.delayed`` call per block built ~4 layers per block, serially, ~1.3 ms each)."""
+    """One layer of block tasks (each reads its region itself) and one of array keys,
+    whatever the number of blocks (a ``dask.delayed`` call per block with a sliced dask array
+    built ~4 layers per block, serially, ~1.3 ms each); the source's own tasks are hidden
+    from the graph (only the semantic clip floor's reduction reads it there)."""
     def refuse(*args, **kwargs):
         raise AssertionError("dask.delayed called per block")
 
@@ -81,10 +83,8 @@ def test_rescale_graph_makes_no_delayed_call_and_its_layers_do_not_grow(monkeypa
         few = align.rescale(x, (0.5,) * 3, instance=instance, block=16, footprint=64)
         many = align.rescale(x, (0.5,) * 3, instance=instance, block=4, footprint=8)
         assert few.numblocks == (2, 2, 2) and many.numblocks == (5, 5, 5)
-        assert len(few.dask.layers) == len(many.dask.layers)
-        # the source's layer(s), the reduction of the semantic clip floor, two of rescale
-        floor_layers = 0 if instance else len(da.nanmin(x).dask.layers) - len(x.dask.layers)
-        assert len(many.dask.layers) == len(x.dask.layers) + floor_layers + 2
+        floor_layers = 0 if instance else len(da.nanmin(x).dask.layers)
+        assert len(many.dask.layers) == len(few.dask.layers) == floor_layers + 2
         np.testing.assert_array_equal(many.compute(), few.compute())
 
 
@@ -122,30 +122,39 @@ def test_score_of_a_resampled_label_does_not_import_distributed(tmp_path, monkey
 
 
 class _CountingSource:
-    """An array-like that counts the reads of each storage chunk (what a zarr store decodes)."""
+    """An array-like that counts the voxels read from it (what a storage array decodes)."""
 
-    def __init__(self, data: np.ndarray, chunk: int):
-        self.data, self.chunk = data, chunk
+    def __init__(self, data: np.ndarray):
+        self.data = data
         self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
-        self.reads: dict[tuple[int, ...], int] = {}
+        self.voxels_read = 0
 
     def __getitem__(self, key):
         out = self.data[key]
-        if out.size:  # dask's empty probe for the array's type is no read
-            cell = tuple(k.start // self.chunk for k in key)
-            self.reads[cell] = self.reads.get(cell, 0) + 1
+        self.voxels_read += out.size
         return out
 
 
-def test_rescale_reads_each_source_chunk_once():
-    """Blocks whose regions overlap the same source chunk share its one read (the tasks
-    depend on the chunks, they do not read them again each), semantic clip floor included."""
+def test_rescale_reads_the_block_regions_and_the_floor_once(monkeypatch):
+    """Each block reads its own region (so it holds no more), and a semantic label reads the
+    whole source once more for skimage's clip floor — once, not once per block (the floor
+    handed to each ``dask.delayed`` call as a dask array was reduced again in every one)."""
+    regions: list[int] = []
+    original = align._rescale_block
+
+    def recording(region, *args):
+        regions.append(np.asarray(region).size)
+        return original(region, *args)
+
+    monkeypatch.setattr(align, "_rescale_block", recording)
     img = np.random.default_rng(2).random((48, 48, 48)) > 0.4
     for instance, scale in ((True, 2.0), (False, 0.5)):
-        src = _CountingSource(img, 16)
+        regions.clear()
+        src = _CountingSource(img)
         x = da.from_array(src, chunks=16, asarray=False, lock=False)
         got = align.rescale(x, (scale,) * 3, instance=instance, block=16 if instance else 4,
                             footprint=12)
         assert got.numblocks == (6, 6, 6)  # 2 blocks per source chunk, regions across
         np.testing.assert_array_equal(got.compute(), _skimage(img, (scale,) * 3, instance))
-        assert src.reads == dict.fromkeys(np.ndindex(3, 3, 3), 1)
+        assert len(regions) == 6**3
+        assert src.voxels_read == sum(regions) + (0 if instance else img.size)

@@ -24,8 +24,9 @@ Chunking: every step is lazy and exact chunk by chunk. Resampling (step 3) is
 :func:`rescale`: each output block reads only the source region it depends on and reproduces
 skimage's one-shot ``rescale`` voxel for voxel (tested against it on random shapes, scales and
 chunkings), so memory follows the block size, not the source; its graph is one task dict
-(an entry per output block, depending on the source chunks it reads:
-:class:`gpueval.engine.TaskGraph`), microseconds per block to build. The official code
+(an entry per output block, reading its source region itself:
+:class:`gpueval.engine.TaskGraph`, :class:`gpueval.engine.Opaque`), microseconds per block
+to build. The official code
 rescales sources estimated > 500 MB as float32 in ~296³ blocks with ``mode="constant"``
 edges, which makes seams at its block borders; that block layout is not specified exactly, so
 gpueval gives the one-shot (seam-free) result at every size and can differ from the official
@@ -51,16 +52,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.delayed import Delayed
 
-from gpueval.engine import TaskGraph, TaskRef, timed
+from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage
 from gpueval.errors import Rejected
 from gpueval.limits import Limits, resolve
 
@@ -432,18 +434,18 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     radius = [int(4.0 * sd + 0.5) if sd > 1e-15 else 0 for sd in sigma]
     steps = [max(1, min(block, int(footprint / max(z, 1e-12)))) for z in zoom]
     grid = [list(range(0, m, st)) for m, st in zip(n_out, steps, strict=True)]
-    # every block is one entry of one task dict (engine.TaskGraph) that depends on the source
-    # chunks its region overlaps: a dask.delayed call per block with a sliced dask array
-    # argument cost ~1.3 ms of serial graph build per block (dask optimises and culls the
-    # graph behind the argument at every call, and its first call imports distributed)
-    chunk_edges = [np.cumsum((0, *c)) for c in x.chunks]
-    # the source chunks as Delayed values sharing x's graph, made for the chunks some block
-    # reads only (a huge source of which the window keeps a corner has many more)
-    x_graph, x_layer = x.__dask_graph__(), x.__dask_layers__()[0]
-    sources: dict[tuple[int, ...], Delayed] = {}
+    # every block is one entry of one task dict (engine.TaskGraph) that reads its source
+    # region itself, through one node holding the source (engine.Opaque): a dask.delayed
+    # call per block with a sliced dask array argument cost ~1.3 ms of serial graph build per
+    # block (dask optimised and culled the graph behind the argument at every call, and its
+    # first call imported distributed). Reading in the task, as dask's slicing of a storage
+    # array did (its getter reads the region alone), keeps a block's memory to its region:
+    # blocks depending on shared source chunks held those chunks until every block using
+    # them had run (the whole source, for semantic labels, whose blocks wait for the floor)
     floor_ref = None if floor is None else floor.to_delayed(optimize_graph=False).item()
     graph = TaskGraph("rescale", tokenize(x.name, tuple(float(s) for s in scale), instance,
                                           threshold, block, footprint, window))
+    source = graph.data("source", Opaque(x))
     refs = []
     # ``taps``/``coords`` are indexed from the window's start: ``sel`` below is window-local
     for index, starts in enumerate(itertools.product(*grid)):
@@ -465,19 +467,8 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         pad = tuple((a - b, c - d) for (a, d), b, c in zip(read, lo, hi, strict=True))
         local = tuple(t[s] - a for t, s, a in zip(taps, sel, lo, strict=True))
         frac = tuple(c[s] - np.floor(c[s]) for c, s in zip(coords, sel, strict=True))
-        # the source chunks the region overlaps (C order) and where each one starts
-        spans = [range(int(np.searchsorted(e, a, "right")) - 1,
-                       int(np.searchsorted(e, b, "left"))) if b > a else range(0)
-                 for e, (a, b) in zip(chunk_edges, read, strict=True)]
-        cells = list(itertools.product(*spans))
-        origins = [tuple(int(e[i]) for e, i in zip(chunk_edges, cell, strict=True))
-                   for cell in cells]
-        for cell in cells:
-            if cell not in sources:
-                sources[cell] = Delayed((x.name, *cell), x_graph, layer=x_layer)
-        refs.append(graph.add(_rescale_from_chunks, [sources[cell] for cell in cells],
-                              origins, tuple(read), x.dtype, pad, local, frac, tuple(sigma),
-                              instance, threshold, floor_ref, index=(index,)))
+        refs.append(graph.add(_rescale_reading, source, tuple(read), pad, local, frac,
+                              tuple(sigma), instance, threshold, floor_ref, index=(index,)))
     return _block_array(graph, refs, tuple(_sizes(g, st, m) for g, st, m in
                                            zip(grid, steps, n_out, strict=True)), dtype)
 
@@ -501,29 +492,21 @@ def _block_array(graph: TaskGraph, refs: list[TaskRef], chunks: tuple[tuple[int,
     return da.Array(hlg, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
 
 
-@timed("kernel")
-def _rescale_from_chunks(chunks: list[np.ndarray], origins: list[tuple[int, ...]],
-                         read: tuple[tuple[int, int], ...], dtype: np.dtype, pad, local,
-                         frac, sigma, instance: bool, threshold: float,
-                         floor: Any) -> np.ndarray:
-    """One output block of :func:`rescale`: its source region ``read`` (``(start, stop)`` per
-    axis) put together from the source ``chunks`` that start at ``origins``, then
-    :func:`_rescale_block`."""
-    shape = tuple(b - a for a, b in read)
-    if len(chunks) == 1:  # inside one chunk: a view, no copy
-        sl = tuple(slice(a - o, b - o) for (a, b), o in zip(read, origins[0], strict=True))
-        region = np.asarray(chunks[0])[sl]
-    else:
-        region = np.empty(shape, dtype)
-        for chunk, origin in zip(chunks, origins, strict=True):
-            chunk = np.asarray(chunk)
-            src, dst = [], []
-            for (a, b), o, n in zip(read, origin, chunk.shape, strict=True):
-                lo, hi = max(a, o), min(b, o + n)
-                src.append(slice(lo - o, hi - o))
-                dst.append(slice(lo - a, hi - a))
-            region[tuple(dst)] = chunk[tuple(src)]
-    return _rescale_block(region, pad, local, frac, sigma, instance, threshold, floor)
+def _rescale_reading(source: Opaque, read: tuple[tuple[int, int], ...], pad, local, frac,
+                     sigma, instance: bool, threshold: float, floor: Any) -> np.ndarray:
+    """One output block of :func:`rescale`: reads its source region ``read`` (``(start,
+    stop)`` per axis) of the array ``source`` holds, then :func:`_rescale_block`."""
+    t0 = time.perf_counter()
+    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
+    region = source.array[tuple(slice(a, b) for a, b in read)].compute(scheduler=dask.get)
+    t1 = time.perf_counter()
+    out = _rescale_block(region, pad, local, frac, sigma, instance, threshold, floor)
+    record_stage("read", t1 - t0)
+    record_stage("kernel", time.perf_counter() - t1)
+    return out
+
+
+_rescale_reading._gpueval_stage = "kernel"  # type: ignore[attr-defined]  # times itself
 
 
 def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
