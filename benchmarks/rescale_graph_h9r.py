@@ -17,8 +17,9 @@ array's graph, and whether ``distributed`` was imported.
 16 nm (every second voxel), then runs ``python -m gpueval score cellmap --device cpu``
 (through ``runpy``, so the child reports ``sys.modules`` afterwards) ROUNDS times per tree and
 case, interleaved, after one untimed round, and prints the user + system CPU seconds of each
-child, whether it imported ``distributed``, and whether every tree gave the same JSON result
-(status, score, metrics, items, warnings).
+child, its peak RSS, whether it imported ``distributed``, and whether every tree gave the same
+JSON result (status, score, metrics, items, warnings). ``SIDE=256`` (DIR apart): 8 blocks per
+resampled label, where the 128³ crop has 1.
 
 Children run in DIR (``python -c`` puts the working folder first on ``sys.path``).
 Compile the trees' bytecode first (``python -m compileall -q TREE/gpueval``).
@@ -75,7 +76,10 @@ try:
     runpy.run_module("gpueval", run_name="__main__")
 except SystemExit:
     pass
-print(json.dumps("distributed" in sys.modules))
+# VmHWM, not ru_maxrss: the latter keeps the (forking) parent's high-water mark
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM"))
+print(json.dumps(["distributed" in sys.modules, hwm / 1024]))
 """
 
 
@@ -141,7 +145,7 @@ def score(root: Path, rounds: int, trees: list[str]) -> None:
     if not (small / "manifest.csv").exists():
         small.mkdir(parents=True, exist_ok=True)
         _write_small(small, int(os.environ.get("SIDE", "128")))
-    runs: dict[tuple[str, str], list[tuple[float, bool]]] = {}
+    runs: dict[tuple[str, str], list[tuple[float, list]]] = {}
     items: dict[tuple[str, str], object] = {}
     for r in range(rounds + 1):  # round 0 warms the page cache and each tree's caches
         for tree in trees:
@@ -168,7 +172,9 @@ def score(root: Path, rounds: int, trees: list[str]) -> None:
         print(json.dumps({"tree": tree, "case": case,
                           "cpu": sorted(round(c, 3) for c, _ in recs),
                           "median": round(statistics.median(c for c, _ in recs), 3),
-                          "distributed": [d for _, d in recs], "same_result": same,
+                          "distributed": [d for _, (d, _) in recs],
+                          "peak_rss_mib": sorted(round(m) for _, (_, m) in recs),
+                          "same_result": same,
                           "result": items[(tree, case)]}))
 
 
