@@ -23,12 +23,16 @@ reusable by any challenge whose predictions may come at another resolution or or
 Chunking: every step is lazy and exact chunk by chunk. Resampling (step 3) is
 :func:`rescale`: each output block reads only the source region it depends on and reproduces
 skimage's one-shot ``rescale`` voxel for voxel (tested against it on random shapes, scales and
-chunkings), so memory follows the block size, not the source. The official code rescales
-sources estimated > 500 MB as float32 in ~296³ blocks with ``mode="constant"`` edges, which
-makes seams at its block borders; that block layout is not specified exactly, so gpueval gives
-the one-shot (seam-free) result at every size and can differ from the official result along
-those borders for such large sources (likewise, the official large-source path infers a scale
-from the shape ratio when no voxel size is given; gpueval always centre pads/crops then).
+chunkings), so memory follows the block size, not the source; its graph is one task dict
+(an entry per output block, reading its source region itself:
+:class:`gpueval.engine.TaskGraph`, :class:`gpueval.engine.Opaque`), microseconds per block
+to build. The official code
+rescales sources estimated > 500 MB as float32 in ~296³ blocks with ``mode="constant"``
+edges, which makes seams at its block borders; that block layout is not specified exactly, so
+gpueval gives the one-shot (seam-free) result at every size and can differ from the official
+result along those borders for such large sources (likewise, the official large-source path
+infers a scale from the shape ratio when no voxel size is given; gpueval always centre
+pads/crops then).
 Centre pad/crop splits an odd difference with the smaller half before (``diff // 2``), an
 unknown in the spec.
 
@@ -48,15 +52,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
-from dask import delayed
+from dask.base import tokenize
 
-from gpueval.engine import timed
+from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage
 from gpueval.errors import Rejected
 from gpueval.limits import Limits, resolve
 
@@ -428,9 +434,21 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     radius = [int(4.0 * sd + 0.5) if sd > 1e-15 else 0 for sd in sigma]
     steps = [max(1, min(block, int(footprint / max(z, 1e-12)))) for z in zoom]
     grid = [list(range(0, m, st)) for m, st in zip(n_out, steps, strict=True)]
+    # every block is one entry of one task dict (engine.TaskGraph) that reads its source
+    # region itself, through one node holding the source (engine.Opaque): a dask.delayed
+    # call per block with a sliced dask array argument cost ~1.3 ms of serial graph build per
+    # block (dask optimised and culled the graph behind the argument at every call, and its
+    # first call imported distributed). Reading in the task, as dask's slicing of a storage
+    # array did (its getter reads the region alone), keeps a block's memory to its region:
+    # blocks depending on shared source chunks held those chunks until every block using
+    # them had run (the whole source, for semantic labels, whose blocks wait for the floor)
+    floor_ref = None if floor is None else floor.to_delayed(optimize_graph=False).item()
+    graph = TaskGraph("rescale", tokenize(x.name, tuple(float(s) for s in scale), instance,
+                                          threshold, block, footprint, window))
+    source = graph.data("source", Opaque(x))
+    refs = []
     # ``taps``/``coords`` are indexed from the window's start: ``sel`` below is window-local
-    rows = []
-    for starts in itertools.product(*grid):
+    for index, starts in enumerate(itertools.product(*grid)):
         sel = tuple(slice(a, min(a + st, m)) for a, st, m in zip(starts, steps, n_out,
                                                                  strict=True))
         # read the source within the filter radius of the taps; zero-pad only the voxels
@@ -443,31 +461,54 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
             need_lo, need_hi = int(t[s.start]) - 1, int(t[s.stop - 1]) + 3
             read_lo = max(need_lo - r, 0)
             read_hi = max(min(need_hi + r, n), read_lo)
-            read.append(slice(read_lo, read_hi))
+            read.append((read_lo, read_hi))
             lo.append(min(read_lo, need_lo))
             hi.append(max(read_hi, need_hi))
-        region = x[tuple(read)]
-        pad = tuple((r.start - a, b - r.stop) for r, a, b in zip(read, lo, hi, strict=True))
+        pad = tuple((a - b, c - d) for (a, d), b, c in zip(read, lo, hi, strict=True))
         local = tuple(t[s] - a for t, s, a in zip(taps, sel, lo, strict=True))
         frac = tuple(c[s] - np.floor(c[s]) for c, s in zip(coords, sel, strict=True))
-        shape = tuple(s.stop - s.start for s in sel)
-        task = delayed(_rescale_block, pure=True)(
-            region, pad, local, frac, tuple(sigma), instance, threshold, floor)
-        rows.append(da.from_delayed(task, shape, dtype=dtype))
-    return _assemble(rows, [len(g) for g in grid])
+        refs.append(graph.add(_rescale_reading, source, tuple(read), pad, local, frac,
+                              tuple(sigma), instance, threshold, floor_ref, index=(index,)))
+    return _block_array(graph, refs, tuple(_sizes(g, st, m) for g, st, m in
+                                           zip(grid, steps, n_out, strict=True)), dtype)
 
 
-def _assemble(blocks: list[da.Array], counts: list[int]) -> da.Array:
-    """Nest a C-ordered flat list of blocks for :func:`dask.array.block`."""
-    def nest(items: list, dims: list[int]) -> list:
-        if len(dims) == 1:
-            return items
-        k = len(items) // dims[0]
-        return [nest(items[i * k:(i + 1) * k], dims[1:]) for i in range(dims[0])]
-    return da.block(nest(blocks, counts))
+def _sizes(starts: list[int], step: int, n: int) -> tuple[int, ...]:
+    """Block sizes along one axis: ``step`` each, the last one cut at ``n``."""
+    return tuple(min(a + step, n) - a for a in starts)
 
 
-@timed("kernel")
+def _block_array(graph: TaskGraph, refs: list[TaskRef], chunks: tuple[tuple[int, ...], ...],
+                 dtype: Any) -> da.Array:
+    """A dask array whose blocks (C order of the grid ``chunks``) are the tasks ``refs`` of
+    ``graph``: one layer aliasing the array's ``(name, i, j, …)`` keys to the task keys."""
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"{graph.layer}-array"
+    layer = {(name, *cell): ref.key for cell, ref in
+             zip(itertools.product(*(range(len(c)) for c in chunks)), refs, strict=True)}
+    hlg = HighLevelGraph.from_collections(name, layer, dependencies=[graph.delayed(refs[0])])
+    dtype = np.dtype(dtype)
+    return da.Array(hlg, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
+
+
+def _rescale_reading(source: Opaque, read: tuple[tuple[int, int], ...], pad, local, frac,
+                     sigma, instance: bool, threshold: float, floor: Any) -> np.ndarray:
+    """One output block of :func:`rescale`: reads its source region ``read`` (``(start,
+    stop)`` per axis) of the array ``source`` holds, then :func:`_rescale_block`."""
+    t0 = time.perf_counter()
+    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
+    region = source.array[tuple(slice(a, b) for a, b in read)].compute(scheduler=dask.get)
+    t1 = time.perf_counter()
+    out = _rescale_block(region, pad, local, frac, sigma, instance, threshold, floor)
+    record_stage("read", t1 - t0)
+    record_stage("kernel", time.perf_counter() - t1)
+    return out
+
+
+_rescale_reading._gpueval_stage = "kernel"  # type: ignore[attr-defined]  # times itself
+
+
 def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
                    threshold: float, floor: Any) -> np.ndarray:
     """One output block of :func:`rescale` from its zero-padded source region."""
