@@ -23,7 +23,7 @@ resampled label, where the 128³ crop has 1.
 
 Children run in DIR (``python -c`` puts the working folder first on ``sys.path``).
 Compile the trees' bytecode first (``python -m compileall -q TREE/gpueval``).
-Usage: ``python benchmarks/rescale_graph_h9r.py build /tmp/h9r 3 /tmp/base $PWD``.
+Usage: ``python benchmarks/rescale_graph.py build /tmp/h9r 3 /tmp/base $PWD``.
 """
 
 from __future__ import annotations
