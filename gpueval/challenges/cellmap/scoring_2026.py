@@ -622,8 +622,14 @@ def _mask_of_locals(labels: np.ndarray, locals_: np.ndarray) -> np.ndarray:
     prediction component seen from one chunk), :func:`numpy.isin` beyond a few."""
     if len(locals_) > 4:
         return np.isin(labels, locals_)
-    b = np.zeros(labels.shape, bool)
-    for lab in locals_:
+    if not len(locals_):
+        return np.zeros(labels.shape, bool)
+    # Python ints: NumPy then compares in the labels' own (narrow) dtype; an int64 scalar
+    # would promote the box to int64 first (session 9: 20 → 9 µs per 40³ uint16 box). The
+    # ids are labels of this chunk, so they fit its dtype and the comparison is the same
+    first, *rest = locals_.tolist()
+    b = labels == first  # the first comparison is the mask: no zeros, no extra pass
+    for lab in rest:
         b |= labels == lab
     return b
 
