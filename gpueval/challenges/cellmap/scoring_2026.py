@@ -556,7 +556,7 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
     collision quirk) — exactly the component the matching chose; from the carry only each
     instance's box is relabelled. Instances whose box lies in this chunk alone get their
     capped distance here (most of them, on dense data); the others get their mask pieces
-    ``(k, lo, hi, a_bits, b_bits)`` (box ∩ chunk, bit-packed, zstd), put together by
+    ``(k, lo, hi, bits)`` (box ∩ chunk; both masks stacked, bit-packed, zstd), put together by
     :func:`_hausdorff_assemble`.
     """
     t0 = time.perf_counter()
@@ -585,17 +585,25 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
         a_lo = tuple(max(x, o) for x, o in zip(lo, origin, strict=True))
         a_hi = tuple(min(x, e) for x, e in zip(hi, end, strict=True))
         sl = tuple(slice(x - o, y - o) for x, y, o in zip(a_lo, a_hi, origin, strict=True))
+        whole = a_lo == tuple(lo) and a_hi == tuple(hi)  # the whole box is in this chunk
+        # a piece's two masks are built into one buffer, packed as one (no copies, one
+        # zstd frame per piece: session 9, 54 -> 37 µs per 40³ piece)
+        ab = None if whole else np.empty((2, *(y - x for x, y in zip(a_lo, a_hi,
+                                                                      strict=True))), bool)
         if kind == "global":
             a, b = _pair_masks(g[sl], labels[sl], t, m, t_free)
+            if ab is not None:
+                ab[0], ab[1] = a, b
         else:
             wanted = [_locals_of(by_value, sorted_lut, v) for v in ((m,) if m else ())
                       + ((t,) if t_free else ())]
-            a, b = g[sl] == t, _mask_of_locals(labels[sl], np.concatenate(
-                wanted) if wanted else np.zeros(0, np.int64))
-        if a_lo == tuple(lo) and a_hi == tuple(hi):  # the whole box is in this chunk
+            a = np.equal(g[sl], t, out=None if ab is None else ab[0])
+            b = _mask_of_locals(labels[sl], np.concatenate(wanted) if wanted
+                                else np.zeros(0, np.int64), out=None if ab is None else ab[1])
+        if ab is None:
             values.append((k, _capped_hausdorff(a, b, vs, plan["d_max"])))
         else:
-            pieces.append((k, a_lo, a_hi, _pack(a), _pack(b)))
+            pieces.append((k, a_lo, a_hi, _pack(ab)))
     record_stage("kernel", time.perf_counter() - t0 - read)
     return values, pieces
 
@@ -617,18 +625,22 @@ def _locals_of(by_value: np.ndarray, sorted_lut: np.ndarray, v: int) -> np.ndarr
     return by_value[lo:hi]
 
 
-def _mask_of_locals(labels: np.ndarray, locals_: np.ndarray) -> np.ndarray:
+def _mask_of_locals(labels: np.ndarray, locals_: np.ndarray, out: np.ndarray | None = None
+                    ) -> np.ndarray:
     """``np.isin(labels, locals_)``: one comparison per local id (usually 1-2 ids: a
-    prediction component seen from one chunk), :func:`numpy.isin` beyond a few."""
-    if len(locals_) > 4:
-        return np.isin(labels, locals_)
-    if not len(locals_):
-        return np.zeros(labels.shape, bool)
+    prediction component seen from one chunk), :func:`numpy.isin` beyond a few. Written
+    into ``out`` (a bool array of ``labels``' shape) when given, and returned."""
+    if len(locals_) > 4 or not len(locals_):
+        b = np.isin(labels, locals_) if len(locals_) else np.zeros(labels.shape, bool)
+        if out is None:
+            return b
+        out[...] = b
+        return out
     # Python ints: NumPy then compares in the labels' own (narrow) dtype; an int64 scalar
     # would promote the box to int64 first (session 9: 20 → 9 µs per 40³ uint16 box). The
     # ids are labels of this chunk, so they fit its dtype and the comparison is the same
     first, *rest = locals_.tolist()
-    b = labels == first  # the first comparison is the mask: no zeros, no extra pass
+    b = np.equal(labels, first, out=out)  # the first comparison is the mask: no zeros pass
     for lab in rest:
         b |= labels == lab
     return b
@@ -646,10 +658,12 @@ def _capped_hausdorff(a: np.ndarray, b: np.ndarray, vs, d_max: float) -> np.floa
 
 
 def _pack(mask: np.ndarray) -> bytes:
+    """A bool array as zstd-compressed bits (C order); :func:`_unpack` reverses it."""
     return Zstd(level=_PIECE_CODEC_LEVEL).encode(np.packbits(mask, axis=None))
 
 
 def _unpack(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """The bool array of ``shape`` that :func:`_pack` packed into ``data`` (read-only)."""
     n = int(np.prod(shape))
     bits = np.frombuffer(Zstd().decode(data), np.uint8)
     return np.unpackbits(bits, count=n).view(bool).reshape(shape)
@@ -667,15 +681,14 @@ def _hausdorff_assemble(plan, j: int, chunk_results, vs) -> list[tuple[int, np.f
         shape = tuple(h - lo_ for lo_, h in zip(spec[4], spec[5], strict=True))
         masks[k] = (np.zeros(shape, bool), np.zeros(shape, bool))
     for _values, pieces in chunk_results:
-        for k, p_lo, p_hi, a_bits, b_bits in pieces:
+        for k, p_lo, p_hi, ab_bits in pieces:
             if k not in masks:
                 continue
             box_lo = spec_of[k][4]
             sl = tuple(slice(x - o, y - o) for x, y, o in zip(p_lo, p_hi, box_lo, strict=True))
             ext = tuple(y - x for x, y in zip(p_lo, p_hi, strict=True))
             a, b = masks[k]
-            a[sl] = _unpack(a_bits, ext)
-            b[sl] = _unpack(b_bits, ext)
+            a[sl], b[sl] = _unpack(ab_bits, (2, *ext))  # the piece's GT and prediction masks
     return [(k, _capped_hausdorff(a, b, vs, plan["d_max"])) for k, (a, b) in masks.items()]
 
 
