@@ -120,8 +120,10 @@ def _directed_max(src: np.ndarray, dst: np.ndarray, voxel_size) -> float:
 SPARSE_BOX_RATIO = 64
 
 
-def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size) -> float:
-    """Symmetric Hausdorff (nm) of two non-empty masks.
+def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
+                    counts: tuple[int, int] | None = None) -> float:
+    """Symmetric Hausdorff (nm) of two non-empty masks (``counts``: their voxel counts where
+    known, else counted here).
 
     Compact pairs: the shared box kernel (:func:`gpueval.kernels.distance.hausdorff_max`; on
     the CPU a Numba kernel that releases the GIL, squared distances in SciPy's float64
@@ -132,8 +134,9 @@ def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size) -> float:
     ``cellmap_600``), else within one float32 step. The choice depends on the pair's masks
     only, so it is the same for every chunking and schedule.
     """
-    if a.size > 4096 and a.size > SPARSE_BOX_RATIO * (int(np.count_nonzero(a))
-                                                      + int(np.count_nonzero(b))):
+    if a.size > 4096 and counts is None:
+        counts = (int(np.count_nonzero(a)), int(np.count_nonzero(b)))
+    if a.size > 4096 and a.size > SPARSE_BOX_RATIO * (counts[0] + counts[1]):
         return float(hausdorff_sparse(a, b, voxel_size))
     # the box kernel without the EDTs that cannot change the value (nested or equal masks)
     return float(hausdorff_max(a, b, voxel_size))
@@ -439,7 +442,8 @@ def _plan_instance(reduced, merged, consts, shape, chunks, vs, n_buckets) -> dic
 def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: RegionStats,
                       boxes_p: RegionStats, truth_values=None) -> dict[tuple, list[tuple]]:
     """Instances needing a Hausdorff computation, grouped by the chunks their boxes touch:
-    ``{((first, last) chunk per axis): [(k, t, m, t_free, lo, hi), ...]}``.
+    ``{((first, last) chunk per axis): [(k, t, m, t_free, lo, hi, (n_a, n_b)), ...]}``
+    (``n_a``, ``n_b``: the voxel counts of the GT mask and the remapped prediction mask).
 
     Vectorised over instances (10⁴–10⁶ per crop): box lookups, the D_max shortcut and the
     chunk ranges are array operations; only the survivors' tuples are built in Python.
@@ -490,11 +494,25 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: Reg
                       for ax, b_ in enumerate(bounds)], axis=1)
     last = np.stack([np.searchsorted(b_, hi[:, ax] - 1, "right") - 1
                      for ax, b_ in enumerate(bounds)], axis=1)
+    # the masks' voxel counts, from the statistics: the box holds all of A and of each part
+    # of B, whose voxels are disjoint (m is matched, t_free is not), so these are the
+    # masks' count_nonzero without a pass over the box
+    n_a = np.where(has_a, boxes_g.counts[np.maximum(pos_a, 0)], 0) if len(boxes_g) else \
+        np.zeros(n, np.int64)
+    n_b = np.zeros(n, np.int64)
+    for has, pos in ((has_m, pos_m), (has_f, pos_t)):
+        if len(boxes_p):
+            n_b += np.where(has, boxes_p.counts[np.maximum(pos, 0)], 0)
+    ks = np.flatnonzero(need)
     groups: dict[tuple, list[tuple]] = {}
-    for k in np.flatnonzero(need).tolist():
-        key = tuple(zip(first[k].tolist(), last[k].tolist(), strict=True))
-        groups.setdefault(key, []).append((k, int(t[k]), int(m[k]), bool(t_free[k]),
-                                           tuple(lo[k].tolist()), tuple(hi[k].tolist())))
+    # one tolist per array, not per instance
+    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb in zip(
+            ks.tolist(), t[ks].tolist(), m[ks].tolist(), t_free[ks].tolist(),
+            lo[ks].tolist(), hi[ks].tolist(), first[ks].tolist(), last[ks].tolist(),
+            n_a[ks].tolist(), n_b[ks].tolist(), strict=True):
+        key = tuple(zip(first_k, last_k, strict=True))
+        groups.setdefault(key, []).append((k, tk, mk, free, tuple(lo_k), tuple(hi_k),
+                                           (na, nb)))
     return groups
 
 
@@ -584,7 +602,7 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
     end = tuple(o + s for o, s in zip(origin, g.shape, strict=True))
     values, pieces = [], []
     for i in mine:
-        k, t, m, t_free, lo, hi = plan["specs"][i]
+        k, t, m, t_free, lo, hi, counts = plan["specs"][i]
         a_lo = tuple(max(x, o) for x, o in zip(lo, origin, strict=True))
         a_hi = tuple(min(x, e) for x, e in zip(hi, end, strict=True))
         sl = tuple(slice(x - o, y - o) for x, y, o in zip(a_lo, a_hi, origin, strict=True))
@@ -604,7 +622,7 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
             b = _mask_of_locals(labels[sl], np.concatenate(wanted) if wanted
                                 else np.zeros(0, np.int64), out=None if ab is None else ab[1])
         if ab is None:
-            values.append((k, _capped_hausdorff(a, b, vs, plan["d_max"])))
+            values.append((k, _capped_hausdorff(a, b, vs, plan["d_max"], counts)))
         else:
             pieces.append((k, a_lo, a_hi, _pack(ab)))
     record_stage("kernel", time.perf_counter() - t0 - read)
@@ -649,15 +667,18 @@ def _mask_of_locals(labels: np.ndarray, locals_: np.ndarray, out: np.ndarray | N
     return b
 
 
-def _capped_hausdorff(a: np.ndarray, b: np.ndarray, vs, d_max: float) -> np.float32:
+def _capped_hausdorff(a: np.ndarray, b: np.ndarray, vs, d_max: float,
+                      counts: tuple[int, int] | None = None) -> np.float32:
     """Capped symmetric Hausdorff of GT mask ``a`` and remapped prediction mask ``b`` (§5.1.9):
-    0 when both are empty, ``D_max`` when one is, else ``min(H, D_max)`` in float32."""
-    has_a, has_b = bool(a.any()), bool(b.any())
+    0 when both are empty, ``D_max`` when one is, else ``min(H, D_max)`` in float32.
+    ``counts``: the masks' voxel counts where known (the plan's, from the statistics)."""
+    has_a, has_b = (bool(a.any()), bool(b.any())) if counts is None else \
+        (counts[0] > 0, counts[1] > 0)
     if not has_a and not has_b:
         return np.float32(0.0)
     if not has_a or not has_b:
         return np.float32(d_max)
-    return np.float32(min(_pair_hausdorff(a, b, vs), d_max))
+    return np.float32(min(_pair_hausdorff(a, b, vs, counts=counts), d_max))
 
 
 def _pack(mask: np.ndarray) -> bytes:
@@ -692,7 +713,8 @@ def _hausdorff_assemble(plan, j: int, chunk_results, vs) -> list[tuple[int, np.f
             ext = tuple(y - x for x, y in zip(p_lo, p_hi, strict=True))
             a, b = masks[k]
             a[sl], b[sl] = _unpack(ab_bits, (2, *ext))  # the piece's GT and prediction masks
-    return [(k, _capped_hausdorff(a, b, vs, plan["d_max"])) for k, (a, b) in masks.items()]
+    return [(k, _capped_hausdorff(a, b, vs, plan["d_max"], spec_of[k][6]))
+            for k, (a, b) in masks.items()]
 
 
 def _finish_instance(plan, chunk_results, bucket_results, vs, consts) -> dict[str, Any]:
