@@ -48,9 +48,9 @@ def dump(data: str, out: str) -> None:
     recorded: list[tuple[np.ndarray, np.ndarray]] = []
     measure = scoring_2026._pair_hausdorff
 
-    def recording(a, b, voxel_size):
+    def recording(a, b, voxel_size, **known):  # known: the masks' counts (h9-p)
         recorded.append((np.array(a, bool), np.array(b, bool)))
-        return measure(a, b, voxel_size)
+        return measure(a, b, voxel_size, **known)
 
     scoring_2026._pair_hausdorff = recording
     try:
