@@ -8,7 +8,7 @@ them (``_pair_hausdorff``), and their difference: the glue (masks, packing, unpa
 rules around the distance). The first run includes any Numba compilation; read the minimum.
 Works on any checkout on ``PYTHONPATH`` (it wraps the module's functions by name):
 
-    PYTHONPATH=/path/to/checkout python benchmarks/glue_h9p.py --data /tmp/dense512v2
+    PYTHONPATH=/path/to/checkout python benchmarks/hausdorff_glue.py --data /tmp/dense512v2
 """
 
 from __future__ import annotations
