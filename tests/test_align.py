@@ -104,6 +104,8 @@ def test_size_ratio_guard_boundary_allowed():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from tests.rescale_reference import record_region_sizes, skimage_rescale  # noqa: E402
+
 
 @settings(max_examples=30, deadline=None)
 @given(st.tuples(st.integers(-12, 12), st.integers(-12, 12), st.integers(-12, 12)),
@@ -122,18 +124,6 @@ def test_paste_chunked_equals_numpy_reference(shift, chunk, seed):
 
 
 # -- chunked resampling == skimage's one-shot rescale ------------------------------------------
-
-def _skimage_reference(img, scale, instance):
-    import warnings
-
-    if instance:
-        return sk_rescale(img, scale, order=0, mode="constant", preserve_range=True,
-                          anti_aliasing=False).astype(img.dtype)
-    src = img.astype(np.float32) if img.dtype == bool else img
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return sk_rescale(src, scale, order=1, mode="constant", preserve_range=True) > 0.5
-
 
 _SCALES = st.sampled_from([0.25, 1 / 3, 0.5, 0.6, 2 / 3, 0.75, 1.0, 1.5, 2.0, 3.0])
 
@@ -158,7 +148,7 @@ def test_rescale_chunked_equals_skimage_one_shot(shape, data, kind, block, footp
     src = da.from_array(img, chunks=int(rng.integers(2, 8)))
     got = rescale(src, scale, instance=kind == "instance", block=block,
                   footprint=footprint).compute()
-    want = _skimage_reference(img, scale, kind == "instance")
+    want = skimage_rescale(img, scale, kind == "instance")
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
 
@@ -171,7 +161,7 @@ def test_rescale_semantic_clips_to_a_positive_source_minimum():
     got = rescale(da.from_array(img, chunks=3), (1.5, 2.0, 1.0), instance=False,
                   block=4).compute()
     assert got.all()
-    np.testing.assert_array_equal(got, _skimage_reference(img, (1.5, 2.0, 1.0), False))
+    np.testing.assert_array_equal(got, skimage_rescale(img, (1.5, 2.0, 1.0), False))
     half = np.full((6, 7, 5), 0.4, np.float32)  # minimum 0.4 > 0 but below the threshold
     assert not rescale(half, (2.0, 2.0, 2.0), instance=False).compute().any()
 
@@ -180,18 +170,11 @@ def test_rescale_blocks_see_bounded_source_regions(monkeypatch):
     """Each output block gets only its source region (memory ~ block, not ~ source)."""
     import gpueval.io.align as align
 
-    seen: list[int] = []
-    original = align._rescale_block
-
-    def recording(region, *args):
-        seen.append(np.asarray(region).size)
-        return original(region, *args)
-
-    monkeypatch.setattr(align, "_rescale_block", recording)
+    seen = record_region_sizes(monkeypatch)
     rng = np.random.default_rng(3)
     img = rng.integers(0, 4, (64, 64, 64)).astype(np.uint16)
     got = align.rescale(da.from_array(img, chunks=16), (0.5, 0.5, 0.5), instance=False,
                         block=8, footprint=16).compute()
-    np.testing.assert_array_equal(got, _skimage_reference(img, (0.5, 0.5, 0.5), False))
+    np.testing.assert_array_equal(got, skimage_rescale(img, (0.5, 0.5, 0.5), False))
     assert len(seen) == 4**3
     assert max(seen) <= 22**3 < img.size // 20  # 16 + margins per axis, never the source

@@ -7,27 +7,15 @@ from __future__ import annotations
 
 import importlib
 import json
-import warnings
 
 import dask.array as da
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from skimage.transform import rescale as sk_rescale
 
 from gpueval.io import align
 from tests.fresh_cli import run_cli
-
-
-def _skimage(img: np.ndarray, scale, instance: bool) -> np.ndarray:
-    """The official one-shot call (``shared/specs/cellmap.md`` §4.3)."""
-    if instance:
-        return sk_rescale(img, scale, order=0, mode="constant", preserve_range=True,
-                          anti_aliasing=False).astype(img.dtype)
-    src = img.astype(np.float32) if img.dtype == bool else img
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return sk_rescale(src, scale, order=1, mode="constant", preserve_range=True) > 0.5
+from tests.rescale_reference import record_region_sizes, skimage_rescale
 
 
 def _irregular_chunks(draw, n: int) -> tuple[int, ...]:
@@ -62,7 +50,7 @@ def test_rescale_over_irregular_chunks_equals_skimage_one_shot(shape, data, kind
                    for a, m in ((data.draw(st.integers(0, m - 1)), m) for m in full))
     got = align.rescale(da.from_array(img, chunks=chunks), scale, instance=kind == "instance",
                         block=block, footprint=2 * block, window=window).compute()
-    want = _skimage(img, scale, kind == "instance")[tuple(slice(a, b) for a, b in window)]
+    want = skimage_rescale(img, scale, kind == "instance")[tuple(slice(a, b) for a, b in window)]
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
 
@@ -139,14 +127,7 @@ def test_rescale_reads_the_block_regions_and_the_floor_once(monkeypatch):
     """Each block reads its own region (so it holds no more), and a semantic label reads the
     whole source once more for skimage's clip floor — once, not once per block (the floor
     handed to each ``dask.delayed`` call as a dask array was reduced again in every one)."""
-    regions: list[int] = []
-    original = align._rescale_block
-
-    def recording(region, *args):
-        regions.append(np.asarray(region).size)
-        return original(region, *args)
-
-    monkeypatch.setattr(align, "_rescale_block", recording)
+    regions = record_region_sizes(monkeypatch)
     img = np.random.default_rng(2).random((48, 48, 48)) > 0.4
     for instance, scale in ((True, 2.0), (False, 0.5)):
         regions.clear()
@@ -155,6 +136,6 @@ def test_rescale_reads_the_block_regions_and_the_floor_once(monkeypatch):
         got = align.rescale(x, (scale,) * 3, instance=instance, block=16 if instance else 4,
                             footprint=12)
         assert got.numblocks == (6, 6, 6)  # 2 blocks per source chunk, regions across
-        np.testing.assert_array_equal(got.compute(), _skimage(img, (scale,) * 3, instance))
+        np.testing.assert_array_equal(got.compute(), skimage_rescale(img, (scale,) * 3, instance))
         assert len(regions) == 6**3
         assert src.voxels_read == sum(regions) + (0 if instance else img.size)
