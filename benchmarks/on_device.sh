@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # GPU verification on a lent device machine (the workplace's `device` tool; see benchmarks/README).
-#   benchmarks/on_device.sh tests | bench cold|warm [GPU_SECONDS [ALL_SECONDS]] | issue20 | all
+#   benchmarks/on_device.sh tests | bench cold|warm [GPU_SECONDS [ALL_SECONDS]] | issue20 | issue18 | all
+#
+# `issue18` answers issue 18's last open goal, CPU scaling on the device host's 16 cores (<= 8
+# minutes, no GPU used): `cellmap_dense` 1024³ at 1 thread / all threads / one process per core
+# in one record (`efficiency` of threads and processes), then `cellmap_600` at 1 thread and at
+# all threads (`DASK_NUM_WORKERS`), three alternating rounds, one JSON line per run.
 #
 # `issue20` answers issue 20's device questions in <= 8 minutes (steps of
 # benchmarks/issue20_probe.py, each under its own timeout, each writing $OUT/issue20-STEP.json and
@@ -119,9 +124,26 @@ run_issue20() {
     echo "== issue20 done in $((SECONDS - START)) s"
 }
 
+run_issue18() {
+    local t
+    nproc > "$OUT/issue18-nproc.txt"
+    for r in 1 2 3; do
+        for t in 1 "$(nproc)"; do
+            echo "== issue18 cellmap_600 round $r, $t threads (t=$((SECONDS - START)) s)"
+            DASK_NUM_WORKERS=$t timeout 90 python3 -m gpueval.bench cellmap_600 --device cpu \
+                --scale 1 | tail -1 >> "$OUT/issue18-c600-threads$t.jsonl"
+        done
+    done
+    echo "== issue18 cellmap_dense 1024³ (t=$((SECONDS - START)) s)"
+    timeout 360 python3 -m gpueval.bench cellmap_dense --device cpu --scale 1 2>&1 \
+        | tail -1 >> "$OUT/issue18-cellmap_dense.jsonl"
+    echo "== issue18 done in $((SECONDS - START)) s"
+}
+
 case "${1:-all}" in
     tests) run_tests ;;
     bench) shift; run_bench "$@" ;;
     issue20) run_issue20 ;;
+    issue18) run_issue18 ;;
     all) run_tests; run_bench ;;
 esac
