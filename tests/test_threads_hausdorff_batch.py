@@ -110,3 +110,20 @@ def test_masks_in_parts_equal_the_whole_piece(seed, matched, collision):
     np.testing.assert_array_equal(ab[1], np.isin(labels[piece], want))
     if not met:
         assert not ab.any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 10**7), max_size=60), st.integers(1, 32))
+def test_spread_by_weight_balances_every_item_once(weights, n):
+    items = [3 * i + 1 for i in range(len(weights))]  # spec indices, increasing
+    buckets = s26._spread(items, n, weights)
+    assert len(buckets) == n
+    assert sorted(x for b in buckets for x in b) == items
+    assert all(b == sorted(b) for b in buckets)
+    assert buckets == s26._spread(items, n, weights)  # deterministic
+    weight_of = dict(zip(items, weights, strict=True))
+    loads = [sum(weight_of[x] for x in b) for b in buckets]
+    if weights:
+        # greedy into the lightest bucket: no bucket exceeds the mean by more than the
+        # heaviest item (the bound of list scheduling)
+        assert max(loads) <= sum(weights) / n + max(weights)

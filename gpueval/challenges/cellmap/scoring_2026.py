@@ -35,6 +35,7 @@ built here from the per-chunk tasks of :mod:`gpueval.kernels.components` (whose
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -122,6 +123,11 @@ def _directed_max(src: np.ndarray, dst: np.ndarray, voxel_size) -> float:
 #: releases the GIL and the voxel lists (NumPy scans, the tree) mostly hold it, so two
 #: threads measured them no faster than one. The lists are kept for extreme boxes only
 SPARSE_BOX_RATIO = 1 << 16
+
+#: a pair whose parts' boxes hold less than this share of its union box's voxels builds its
+#: masks from the parts' boxes only (:func:`_masks_in_parts`); compact pairs, whose parts fill
+#: their box, compare the whole piece at once (fewer, larger NumPy calls)
+CONFINED_SHARE = 0.25
 
 
 def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
@@ -440,7 +446,11 @@ def _plan_instance(reduced, merged, consts, shape, chunks, vs, n_buckets) -> dic
     specs, chunk_specs, several = _chunk_plan(groups, tuple(len(c) for c in chunks))
     return {"tp": tp, "fp": fp, "fn": fn, "n_pred": n_pred, "truth_ids": truth_ids,
             "mg": mg, "mp": mp, "d_max": d_max, "dists": out, "specs": specs,
-            "chunk_specs": chunk_specs, "buckets": _spread(several, n_buckets)}
+            "chunk_specs": chunk_specs,
+            "buckets": _spread(several, n_buckets,
+                               [math.prod(y - x for x, y in zip(specs[i][4], specs[i][5],
+                                                                 strict=True))
+                                for i in several])}
 
 
 def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: RegionStats,
@@ -449,7 +459,8 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: Reg
     ``{((first, last) chunk per axis): [(k, t, m, t_free, lo, hi, (n_a, n_b), parts), ...]}``
     (``n_a``, ``n_b``: the voxel counts of the GT mask and the remapped prediction mask;
     ``parts``: :func:`_part_boxes`, the boxes of A, of B's matched part and of its ID-collision
-    part inside the union box ``[lo, hi)``).
+    part, where they hold less than :data:`CONFINED_SHARE` of the union box ``[lo, hi)``'s
+    voxels, else ``None``).
 
     Vectorised over instances (10⁴–10⁶ per crop): box lookups, the D_max shortcut and the
     chunk ranges are array operations; only the survivors' tuples are built in Python.
@@ -512,17 +523,21 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: Reg
     ks = np.flatnonzero(need)
     groups: dict[tuple, list[tuple]] = {}
     # the boxes of the parts (A, B's matched part, B's ID-collision part; an absent part an
-    # empty box): inside the union box each mask is confined to its parts' boxes
-    part_lo = np.stack([a_lo, m_lo, f_lo], axis=1)[ks].tolist()
-    part_hi = np.stack([a_hi, m_hi, f_hi], axis=1)[ks].tolist()
+    # empty box), kept for the pairs whose parts fill little of their union box (far parts
+    # joined by the ID-collision quirk): their masks are built inside the parts' boxes only
+    part_lo = np.stack([a_lo, m_lo, f_lo], axis=1)[ks]
+    part_hi = np.stack([a_hi, m_hi, f_hi], axis=1)[ks]
+    part_volume = np.prod(np.maximum(part_hi - part_lo, 0), axis=2).sum(axis=1)
+    confined = (part_volume < CONFINED_SHARE * np.prod(hi[ks] - lo[ks], axis=1)).tolist()
+    part_lo, part_hi = part_lo.tolist(), part_hi.tolist()
     # one tolist per array, not per instance
-    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb, p_lo, p_hi in zip(
+    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb, p_lo, p_hi, few in zip(
             ks.tolist(), t[ks].tolist(), m[ks].tolist(), t_free[ks].tolist(),
             lo[ks].tolist(), hi[ks].tolist(), first[ks].tolist(), last[ks].tolist(),
-            n_a[ks].tolist(), n_b[ks].tolist(), part_lo, part_hi, strict=True):
+            n_a[ks].tolist(), n_b[ks].tolist(), part_lo, part_hi, confined, strict=True):
         key = tuple(zip(first_k, last_k, strict=True))
         groups.setdefault(key, []).append((k, tk, mk, free, tuple(lo_k), tuple(hi_k),
-                                           (na, nb), _part_boxes(p_lo, p_hi)))
+                                           (na, nb), _part_boxes(p_lo, p_hi) if few else None))
     return groups
 
 
@@ -562,9 +577,24 @@ def _chunk_plan(groups: dict[tuple, list[tuple]], numblocks: tuple[int, ...]
     return specs, chunk_specs, several
 
 
-def _spread(items: list[int], n: int) -> list[list[int]]:
-    """``items`` over ``n`` buckets as contiguous, balanced runs (chunk order kept)."""
-    return [items[len(items) * i // n: len(items) * (i + 1) // n] for i in range(n)]
+def _spread(items: list[int], n: int, weights: Sequence[float] | None = None
+            ) -> list[list[int]]:
+    """``items`` over ``n`` buckets of about equal total weight (each bucket in item order).
+
+    Greedy, heaviest item first, into the lightest bucket (ties: the lower bucket): with
+    ``weights`` the union-box volumes, the assembling tasks take about equal time, so the
+    last of them does not run alone on one thread while the other idles (session 10: a
+    contiguous run of ``cellmap_600`` holding its largest boxes took 64 ms of a 250 ms pass,
+    most of its buckets 1-10 ms). Without weights, contiguous runs of equal count."""
+    if weights is None:
+        return [items[len(items) * i // n: len(items) * (i + 1) // n] for i in range(n)]
+    load = [(0.0, b) for b in range(n)]  # a heap of (total weight, bucket)
+    buckets: list[list[int]] = [[] for _ in range(n)]
+    for at in sorted(range(len(items)), key=lambda q: (-weights[q], q)):
+        total, b = heapq.heappop(load)
+        buckets[b].append(items[at])
+        heapq.heappush(load, (total + float(weights[at]), b))
+    return [sorted(bucket) for bucket in buckets]
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +661,7 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
         ext = tuple(y - x for x, y in zip(a_lo, a_hi, strict=True))
         # a piece's two masks are built into one buffer, packed as one (no copies, one
         # compressed frame per piece: session 9, 54 -> 37 µs per 40³ piece)
-        confined = kind == "local" and _confined(parts, a_lo, a_hi)
+        confined = kind == "local" and parts is not None
         ab = np.zeros((2, *ext), bool) if confined else None if whole else \
             np.empty((2, *ext), bool)
         if kind == "global":
@@ -660,10 +690,6 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
     return values, pieces
 
 
-#: a piece whose parts' boxes hold less than this share of its voxels builds its masks from
-#: the parts' boxes only (:func:`_masks_in_parts`); compact pairs, whose parts fill their
-#: box, compare the whole piece at once (fewer, larger NumPy calls)
-CONFINED_SHARE = 0.25
 
 
 def _clip(box, lo, hi) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -674,18 +700,6 @@ def _clip(box, lo, hi) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     c_lo = tuple(max(x, y) for x, y in zip(box[0], lo, strict=True))
     c_hi = tuple(min(x, y) for x, y in zip(box[1], hi, strict=True))
     return (c_lo, c_hi) if all(x < y for x, y in zip(c_lo, c_hi, strict=True)) else None
-
-
-def _confined(parts, lo, hi) -> bool:
-    """Whether the boxes of ``parts`` (:func:`_part_boxes`) clipped to the piece ``[lo, hi)``
-    hold less than :data:`CONFINED_SHARE` of its voxels."""
-    piece = math.prod(y - x for x, y in zip(lo, hi, strict=True))
-    inside = 0
-    for box in parts:
-        clipped = _clip(box, lo, hi)
-        if clipped is not None:
-            inside += math.prod(y - x for x, y in zip(*clipped, strict=True))
-    return inside < CONFINED_SHARE * piece
 
 
 def _masks_in_parts(ab: np.ndarray, g: np.ndarray, labels: np.ndarray, origin, lo, hi,
