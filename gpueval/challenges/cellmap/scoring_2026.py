@@ -16,7 +16,11 @@ voxel-sized step runs chunk by chunk:
   instance group) and computes the instances that lie inside it; instances spanning chunks
   are assembled from compressed mask pieces in a fixed number of tasks. Pairs lost in a
   large box (the ID-collision quirk joins a GT instance to a prediction component anywhere
-  within ``D_max``) are measured from their voxel lists, not with an EDT of the box.
+  within ``D_max``) build their masks on the CPU inside their parts' boxes only; extreme boxes
+  (:data:`SPARSE_BOX_RATIO`) are measured from voxel lists, not by the box kernel. On the CPU
+  the pairs of a chunk whose box lies in it are measured in one GIL-free call (issue 18,
+  session 10: two threads ran this pass no faster than one while each pair's masks were built
+  with NumPy).
 
 Decode once (issue 18, session 6): on the CPU every chunk is read and labelled once. The
 passes cannot merge — pass 2 needs the union-find of all of pass 1, pass 3 the matching of
@@ -137,8 +141,9 @@ def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
 
     Compact pairs: the shared box kernel (:func:`gpueval.kernels.distance.hausdorff_max`; on
     the CPU a Numba kernel that releases the GIL, squared distances in SciPy's float64
-    arithmetic: SciPy's float32 value, the official one). Pairs lost in a large box (a far
-    prediction component joined by the ID-collision quirk, a split object's far part):
+    arithmetic: SciPy's float32 value, the official one), also for pairs lost in a large box
+    (a far prediction component joined by the ID-collision quirk, a split object's far part)
+    up to :data:`SPARSE_BOX_RATIO` box voxels per object voxel; beyond it
     :func:`gpueval.kernels.distance.hausdorff_sparse`, exact in float64 — the same float32
     value as the box kernel for integer voxel sizes (checked on 3,552 pairs of
     ``cellmap_600``), else within one float32 step. The choice depends on the pair's masks
