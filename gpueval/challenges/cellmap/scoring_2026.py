@@ -16,7 +16,11 @@ voxel-sized step runs chunk by chunk:
   instance group) and computes the instances that lie inside it; instances spanning chunks
   are assembled from compressed mask pieces in a fixed number of tasks. Pairs lost in a
   large box (the ID-collision quirk joins a GT instance to a prediction component anywhere
-  within ``D_max``) are measured from their voxel lists, not with an EDT of the box.
+  within ``D_max``) build their masks on the CPU inside their parts' boxes only; extreme boxes
+  (:data:`SPARSE_BOX_RATIO`) are measured from voxel lists, not by the box kernel. On the CPU
+  the pairs of a chunk whose box lies in it are measured in one GIL-free call (issue 18,
+  session 10: two threads ran this pass no faster than one while each pair's masks were built
+  with NumPy).
 
 Decode once (issue 18, session 6): on the CPU every chunk is read and labelled once. The
 passes cannot merge — pass 2 needs the union-find of all of pass 1, pass 3 the matching of
@@ -35,6 +39,7 @@ built here from the per-chunk tasks of :mod:`gpueval.kernels.components` (whose
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -60,6 +65,7 @@ from gpueval.engine import (
 from gpueval.kernels import components as cc
 from gpueval.kernels import throughput_carry
 from gpueval.kernels.distance import hausdorff_max, hausdorff_sparse
+from gpueval.kernels.edt_nogil import hausdorff_sq_in_boxes
 from gpueval.kernels.regions import RegionStats, chunk_region_stats
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.kernels.throughput_carry import store as carry_store
@@ -113,11 +119,19 @@ def _directed_max(src: np.ndarray, dst: np.ndarray, voxel_size) -> float:
 
 
 #: a box with more than this many voxels per object voxel is measured from the voxel lists
-#: (k-d tree), not with the box kernel (whose cost is the box's). Session 9: the k-d tree costs
-#: ~1 µs per object voxel, the box kernel a scan plus at most two EDTs of the box, ~6 ns per
-#: box voxel each (the search settles most directions without one), so the box is cheaper up
-#: to ~80 box voxels per object voxel; 16 was set when the box kernel was 3-4x slower
-SPARSE_BOX_RATIO = 64
+#: (k-d tree), not with the box kernel (whose cost is the box's). Session 9 set 64 (the k-d
+#: tree ~1 µs per object voxel, the box kernel ~6 ns per box voxel and EDT); session 10
+#: measured both on the 60 such pairs of ``cellmap_600`` (84-6,576 box voxels per object
+#: voxel, 109 M box voxels): 1.1-1.4 ns per box voxel for the voxel lists, 1.1-1.9 for the box
+#: kernel — each scans the box, the search settles the far voxels — but the box kernel
+#: releases the GIL and the voxel lists (NumPy scans, the tree) mostly hold it, so two
+#: threads measured them no faster than one. The lists are kept for extreme boxes only
+SPARSE_BOX_RATIO = 1 << 16
+
+#: a pair whose parts' boxes hold less than this share of its union box's voxels builds its
+#: masks from the parts' boxes only (:func:`_masks_in_parts`); compact pairs, whose parts fill
+#: their box, compare the whole piece at once (fewer, larger NumPy calls)
+CONFINED_SHARE = 0.25
 
 
 def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
@@ -127,8 +141,9 @@ def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
 
     Compact pairs: the shared box kernel (:func:`gpueval.kernels.distance.hausdorff_max`; on
     the CPU a Numba kernel that releases the GIL, squared distances in SciPy's float64
-    arithmetic: SciPy's float32 value, the official one). Pairs lost in a large box (a far
-    prediction component joined by the ID-collision quirk, a split object's far part):
+    arithmetic: SciPy's float32 value, the official one), also for pairs lost in a large box
+    (a far prediction component joined by the ID-collision quirk, a split object's far part)
+    up to :data:`SPARSE_BOX_RATIO` box voxels per object voxel; beyond it
     :func:`gpueval.kernels.distance.hausdorff_sparse`, exact in float64 — the same float32
     value as the box kernel for integer voxel sizes (checked on 3,552 pairs of
     ``cellmap_600``), else within one float32 step. The choice depends on the pair's masks
@@ -436,14 +451,21 @@ def _plan_instance(reduced, merged, consts, shape, chunks, vs, n_buckets) -> dic
     specs, chunk_specs, several = _chunk_plan(groups, tuple(len(c) for c in chunks))
     return {"tp": tp, "fp": fp, "fn": fn, "n_pred": n_pred, "truth_ids": truth_ids,
             "mg": mg, "mp": mp, "d_max": d_max, "dists": out, "specs": specs,
-            "chunk_specs": chunk_specs, "buckets": _spread(several, n_buckets)}
+            "chunk_specs": chunk_specs,
+            "buckets": _spread(several, n_buckets,
+                               [math.prod(y - x for x, y in zip(specs[i][4], specs[i][5],
+                                                                 strict=True))
+                                for i in several])}
 
 
 def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: RegionStats,
                       boxes_p: RegionStats, truth_values=None) -> dict[tuple, list[tuple]]:
     """Instances needing a Hausdorff computation, grouped by the chunks their boxes touch:
-    ``{((first, last) chunk per axis): [(k, t, m, t_free, lo, hi, (n_a, n_b)), ...]}``
-    (``n_a``, ``n_b``: the voxel counts of the GT mask and the remapped prediction mask).
+    ``{((first, last) chunk per axis): [(k, t, m, t_free, lo, hi, (n_a, n_b), parts), ...]}``
+    (``n_a``, ``n_b``: the voxel counts of the GT mask and the remapped prediction mask;
+    ``parts``: :func:`_part_boxes`, the boxes of A, of B's matched part and of its ID-collision
+    part, where they hold less than :data:`CONFINED_SHARE` of the union box ``[lo, hi)``'s
+    voxels, else ``None``).
 
     Vectorised over instances (10⁴–10⁶ per crop): box lookups, the D_max shortcut and the
     chunk ranges are array operations; only the survivors' tuples are built in Python.
@@ -505,15 +527,31 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: Reg
             n_b += np.where(has, boxes_p.counts[np.maximum(pos, 0)], 0)
     ks = np.flatnonzero(need)
     groups: dict[tuple, list[tuple]] = {}
+    # the boxes of the parts (A, B's matched part, B's ID-collision part; an absent part an
+    # empty box), kept for the pairs whose parts fill little of their union box (far parts
+    # joined by the ID-collision quirk): their masks are built inside the parts' boxes only
+    part_lo = np.stack([a_lo, m_lo, f_lo], axis=1)[ks]
+    part_hi = np.stack([a_hi, m_hi, f_hi], axis=1)[ks]
+    part_volume = np.prod(np.maximum(part_hi - part_lo, 0), axis=2).sum(axis=1)
+    confined = (part_volume < CONFINED_SHARE * np.prod(hi[ks] - lo[ks], axis=1)).tolist()
+    part_lo, part_hi = part_lo.tolist(), part_hi.tolist()
     # one tolist per array, not per instance
-    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb in zip(
+    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb, p_lo, p_hi, few in zip(
             ks.tolist(), t[ks].tolist(), m[ks].tolist(), t_free[ks].tolist(),
             lo[ks].tolist(), hi[ks].tolist(), first[ks].tolist(), last[ks].tolist(),
-            n_a[ks].tolist(), n_b[ks].tolist(), strict=True):
+            n_a[ks].tolist(), n_b[ks].tolist(), part_lo, part_hi, confined, strict=True):
         key = tuple(zip(first_k, last_k, strict=True))
         groups.setdefault(key, []).append((k, tk, mk, free, tuple(lo_k), tuple(hi_k),
-                                           (na, nb)))
+                                           (na, nb), _part_boxes(p_lo, p_hi) if few else None))
     return groups
+
+
+def _part_boxes(lo: list[list[int]], hi: list[list[int]]
+                ) -> tuple[tuple[tuple[int, ...], tuple[int, ...]] | None, ...]:
+    """``(A, B matched, B ID collision)``: each part's half-open box ``(lo, hi)``, ``None``
+    for an absent part (its empty box has ``lo > hi``)."""
+    return tuple((tuple(a), tuple(b)) if all(x < y for x, y in zip(a, b, strict=True))
+                 else None for a, b in zip(lo, hi, strict=True))
 
 
 def _lookup_nonneg(stats: RegionStats, ids: np.ndarray) -> np.ndarray:
@@ -544,9 +582,24 @@ def _chunk_plan(groups: dict[tuple, list[tuple]], numblocks: tuple[int, ...]
     return specs, chunk_specs, several
 
 
-def _spread(items: list[int], n: int) -> list[list[int]]:
-    """``items`` over ``n`` buckets as contiguous, balanced runs (chunk order kept)."""
-    return [items[len(items) * i // n: len(items) * (i + 1) // n] for i in range(n)]
+def _spread(items: list[int], n: int, weights: Sequence[float] | None = None
+            ) -> list[list[int]]:
+    """``items`` over ``n`` buckets of about equal total weight (each bucket in item order).
+
+    Greedy, heaviest item first, into the lightest bucket (ties: the lower bucket): with
+    ``weights`` the union-box volumes, the assembling tasks take about equal time, so the
+    last of them does not run alone on one thread while the other idles (session 10: a
+    contiguous run of ``cellmap_600`` holding its largest boxes took 64 ms of a 250 ms pass,
+    most of its buckets 1-10 ms). Without weights, contiguous runs of equal count."""
+    if weights is None:
+        return [items[len(items) * i // n: len(items) * (i + 1) // n] for i in range(n)]
+    load = [(0.0, b) for b in range(n)]  # a heap of (total weight, bucket)
+    buckets: list[list[int]] = [[] for _ in range(n)]
+    for at in sorted(range(len(items)), key=lambda q: (-weights[q], q)):
+        total, b = heapq.heappop(load)
+        buckets[b].append(items[at])
+        heapq.heappush(load, (total + float(weights[at]), b))
+    return [sorted(bucket) for bucket in buckets]
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,32 +654,133 @@ def _hausdorff_chunk(plan, index: int, origin: tuple[int, ...], holder: Opaque, 
     sorted_lut = lut[by_value]
     end = tuple(o + s for o, s in zip(origin, g.shape, strict=True))
     values, pieces = [], []
+    if kind == "local":
+        mine = _measure_in_boxes(plan, mine, g, labels, lut, by_value, sorted_lut, origin,
+                                 end, vs, values)
     for i in mine:
-        k, t, m, t_free, lo, hi, counts = plan["specs"][i]
+        k, t, m, t_free, lo, hi, counts, parts = plan["specs"][i]
         a_lo = tuple(max(x, o) for x, o in zip(lo, origin, strict=True))
         a_hi = tuple(min(x, e) for x, e in zip(hi, end, strict=True))
         sl = tuple(slice(x - o, y - o) for x, y, o in zip(a_lo, a_hi, origin, strict=True))
         whole = a_lo == tuple(lo) and a_hi == tuple(hi)  # the whole box is in this chunk
+        ext = tuple(y - x for x, y in zip(a_lo, a_hi, strict=True))
         # a piece's two masks are built into one buffer, packed as one (no copies, one
         # compressed frame per piece: session 9, 54 -> 37 µs per 40³ piece)
-        ab = None if whole else np.empty((2, *(y - x for x, y in zip(a_lo, a_hi,
-                                                                      strict=True))), bool)
+        confined = kind == "local" and parts is not None
+        ab = np.zeros((2, *ext), bool) if confined else None if whole else \
+            np.empty((2, *ext), bool)
         if kind == "global":
             a, b = _pair_masks(g[sl], labels[sl], t, m, t_free)
             if ab is not None:
                 ab[0], ab[1] = a, b
+        elif confined:
+            # the parts fill little of the box (a far part joined by the ID-collision quirk):
+            # compare only inside each part's box, zeros elsewhere (session 10: 109 M voxels
+            # of such boxes in cellmap_600, scanned in uint32 and uint16, then in bool)
+            if not _masks_in_parts(ab, g, labels, origin, a_lo, a_hi, parts, t, m, t_free,
+                                   by_value, sorted_lut) and not whole:
+                continue  # no part here: the assembled masks start as zeros
+            a, b = ab[0], ab[1]
         else:
             wanted = [_locals_of(by_value, sorted_lut, v) for v in ((m,) if m else ())
                       + ((t,) if t_free else ())]
             a = np.equal(g[sl], t, out=None if ab is None else ab[0])
             b = _mask_of_locals(labels[sl], np.concatenate(wanted) if wanted
                                 else np.zeros(0, np.int64), out=None if ab is None else ab[1])
-        if ab is None:
+        if whole:
             values.append((k, _capped_hausdorff(a, b, vs, plan["d_max"], counts)))
         else:
             pieces.append((k, a_lo, a_hi, _pack(ab)))
     record_stage("kernel", time.perf_counter() - t0 - read)
     return values, pieces
+
+
+
+
+def _clip(box, lo, hi) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The half-open ``box`` ``(lo, hi)`` clipped to ``[lo, hi)``; ``None`` if that is
+    empty or ``box`` is ``None``."""
+    if box is None:
+        return None
+    c_lo = tuple(max(x, y) for x, y in zip(box[0], lo, strict=True))
+    c_hi = tuple(min(x, y) for x, y in zip(box[1], hi, strict=True))
+    return (c_lo, c_hi) if all(x < y for x, y in zip(c_lo, c_hi, strict=True)) else None
+
+
+def _masks_in_parts(ab: np.ndarray, g: np.ndarray, labels: np.ndarray, origin, lo, hi,
+                    parts, t: int, m: int, t_free: bool, by_value: np.ndarray,
+                    sorted_lut: np.ndarray) -> bool:
+    """Write the GT mask (``g == t``) into ``ab[0]`` and the prediction mask (local labels
+    mapped to ``m``, or to ``t`` under the ID-collision quirk) into ``ab[1]``, a zeroed
+    buffer over the piece ``[lo, hi)`` of the chunk at ``origin``, comparing only inside
+    each part's box: the statistics' boxes hold every voxel of their id, so the masks are
+    those of the whole piece. Returns whether any part's box meets the piece (if none, both
+    masks are empty)."""
+    def views(box):  # (chunk slices, piece slices) of a clipped part box
+        return (tuple(slice(x - o, y - o) for x, y, o in zip(*box, origin, strict=True)),
+                tuple(slice(x - o, y - o) for x, y, o in zip(*box, lo, strict=True)))
+
+    met = False
+    box_a = _clip(parts[0], lo, hi)
+    if box_a is not None:
+        in_chunk, in_piece = views(box_a)
+        np.equal(g[in_chunk], t, out=ab[0][in_piece])
+        met = True
+    for box, value, present in ((parts[1], m, bool(m)), (parts[2], t, bool(t_free))):
+        box = _clip(box, lo, hi) if present else None
+        if box is None:
+            continue
+        in_chunk, in_piece = views(box)
+        ab[1][in_piece] |= _mask_of_locals(labels[in_chunk],
+                                           _locals_of(by_value, sorted_lut, value))
+        met = True
+    return met
+
+
+def _measure_in_boxes(plan, mine: list[int], g: np.ndarray, labels: np.ndarray,
+                      lut: np.ndarray, by_value: np.ndarray, sorted_lut: np.ndarray,
+                      origin, end, vs, values: list) -> list[int]:
+    """Capped distances of the specs of ``mine`` whose whole box lies in this chunk and that
+    the box kernel measures (both masks non-empty, not sparse: :func:`_pair_hausdorff`'s
+    rule), in one GIL-free call (:func:`gpueval.kernels.edt_nogil.hausdorff_sq_in_boxes`),
+    appended to ``values``; returns the specs left (pieces, sparse pairs, ids the truth's
+    dtype cannot hold). Same values as :func:`_capped_hausdorff` of the same masks."""
+    if g.ndim != 3 or g.dtype.kind not in "iu" or labels.dtype.kind not in "iu":
+        return mine
+    top = int(np.iinfo(g.dtype).max)
+    bottom = int(np.iinfo(g.dtype).min)
+    batch, rest = [], []
+    for i in mine:
+        _k, t, _m, _t_free, lo, hi, counts, _parts = spec = plan["specs"][i]
+        size = math.prod(y - x for x, y in zip(lo, hi, strict=True))
+        if (counts[0] > 0 and counts[1] > 0 and bottom <= t <= top
+                and all(x >= o for x, o in zip(lo, origin, strict=True))
+                and all(y <= e for y, e in zip(hi, end, strict=True))
+                and not (size > 4096 and size > SPARSE_BOX_RATIO * (counts[0] + counts[1]))):
+            batch.append((i, spec))
+        else:
+            rest.append(i)
+    if not batch:
+        return rest
+    ids = [np.concatenate([_locals_of(by_value, sorted_lut, v) for v in
+                           ((m,) if m else ()) + ((t,) if t_free else ())] or
+                          [np.zeros(0, np.int64)]) for _i, (_k, t, m, t_free, *_) in batch]
+    starts = np.zeros(len(batch) + 1, np.int64)
+    np.cumsum([len(x) for x in ids], out=starts[1:])
+    org = np.asarray(origin, np.int64)
+    squared = hausdorff_sq_in_boxes(
+        np.ascontiguousarray(g), np.ascontiguousarray(labels), np.zeros(len(lut), bool),
+        np.array([spec[4] for _i, spec in batch], np.int64) - org,
+        np.array([spec[5] for _i, spec in batch], np.int64) - org,
+        np.array([spec[1] for _i, spec in batch]), starts, np.concatenate(ids), vs)
+    d_max = plan["d_max"]
+    for (i, spec), sq in zip(batch, squared.tolist(), strict=True):
+        if sq < 0:  # a mask empty after all: the general path decides
+            rest.append(i)
+            continue
+        # hausdorff_max's rounding (math.sqrt correctly rounded, then float32), then the cap
+        values.append((spec[0], np.float32(min(float(np.float32(math.sqrt(sq))), d_max))))
+    return rest
 
 
 def _pair_masks(g, pl, t: int, m: int, t_free: bool) -> tuple[np.ndarray, np.ndarray]:
