@@ -127,3 +127,22 @@ def test_spread_by_weight_balances_every_item_once(weights, n):
         # greedy into the lightest bucket: no bucket exceeds the mean by more than the
         # heaviest item (the bound of list scheduling)
         assert max(loads) <= sum(weights) / n + max(weights)
+
+
+def test_sparse_pair_rule_bounds_the_box_kernel_memory():
+    """Small boxes go to the box kernel up to SPARSE_BOX_RATIO voxels per object voxel; boxes
+    above LARGE_BOX keep the tighter LARGE_BOX_RATIO (the EDT's float64 box array)."""
+    from gpueval.challenges.cellmap.scoring_2026 import (
+        LARGE_BOX,
+        LARGE_BOX_RATIO,
+        SPARSE_BOX_RATIO,
+        _sparse_pair,
+    )
+
+    assert not _sparse_pair(4096, (1, 0))  # tiny boxes: always the box kernel
+    small = LARGE_BOX // 2
+    assert not _sparse_pair(small, (small // SPARSE_BOX_RATIO, 0))
+    assert _sparse_pair(small, (small // SPARSE_BOX_RATIO // 2, 0))
+    big = LARGE_BOX * 4
+    assert not _sparse_pair(big, (big // LARGE_BOX_RATIO, 0))
+    assert _sparse_pair(big, (big // LARGE_BOX_RATIO - 1, 0))

@@ -128,6 +128,21 @@ def _directed_max(src: np.ndarray, dst: np.ndarray, voxel_size) -> float:
 #: threads measured them no faster than one. The lists are kept for extreme boxes only
 SPARSE_BOX_RATIO = 1 << 16
 
+#: boxes above this many voxels keep session 9's ratio (:data:`LARGE_BOX_RATIO`): where the
+#: search gives up, the box kernel's EDT needs a float64 array of the box (8 bytes a voxel),
+#: so a far pair in a crop-sized box would need GiBs that the voxel lists do not
+LARGE_BOX = 1 << 24
+LARGE_BOX_RATIO = 64
+
+
+def _sparse_pair(size: int, counts: tuple[int, int]) -> bool:
+    """Whether a pair's box of ``size`` voxels holding ``counts`` object voxels is measured
+    from the voxel lists (:func:`gpueval.kernels.distance.hausdorff_sparse`), not the box
+    kernel: a box of more than :data:`SPARSE_BOX_RATIO` voxels per object voxel, or, above
+    :data:`LARGE_BOX` voxels, more than :data:`LARGE_BOX_RATIO` (bounded memory)."""
+    ratio = SPARSE_BOX_RATIO if size <= LARGE_BOX else LARGE_BOX_RATIO
+    return size > 4096 and size > ratio * (counts[0] + counts[1])
+
 #: a pair whose parts' boxes hold less than this share of its union box's voxels builds its
 #: masks from the parts' boxes only (:func:`_masks_in_parts`); compact pairs, whose parts fill
 #: their box, compare the whole piece at once (fewer, larger NumPy calls)
@@ -143,7 +158,8 @@ def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
     the CPU a Numba kernel that releases the GIL, squared distances in SciPy's float64
     arithmetic: SciPy's float32 value, the official one), also for pairs lost in a large box
     (a far prediction component joined by the ID-collision quirk, a split object's far part)
-    up to :data:`SPARSE_BOX_RATIO` box voxels per object voxel; beyond it
+    up to :data:`SPARSE_BOX_RATIO` box voxels per object voxel (:data:`LARGE_BOX_RATIO` for
+    boxes above :data:`LARGE_BOX` voxels: :func:`_sparse_pair`); beyond it
     :func:`gpueval.kernels.distance.hausdorff_sparse`, exact in float64 — the same float32
     value as the box kernel for integer voxel sizes (checked on 3,552 pairs of
     ``cellmap_600``), else within one float32 step. The choice depends on the pair's masks
@@ -151,7 +167,7 @@ def _pair_hausdorff(a: np.ndarray, b: np.ndarray, voxel_size,
     """
     if a.size > 4096 and counts is None:
         counts = (int(np.count_nonzero(a)), int(np.count_nonzero(b)))
-    if a.size > 4096 and a.size > SPARSE_BOX_RATIO * (counts[0] + counts[1]):
+    if _sparse_pair(a.size, counts):
         return float(hausdorff_sparse(a, b, voxel_size))
     # the box kernel without the EDTs that cannot change the value (nested or equal masks)
     return float(hausdorff_max(a, b, voxel_size))
@@ -756,7 +772,7 @@ def _measure_in_boxes(plan, mine: list[int], g: np.ndarray, labels: np.ndarray,
         if (counts[0] > 0 and counts[1] > 0 and bottom <= t <= top
                 and all(x >= o for x, o in zip(lo, origin, strict=True))
                 and all(y <= e for y, e in zip(hi, end, strict=True))
-                and not (size > 4096 and size > SPARSE_BOX_RATIO * (counts[0] + counts[1]))):
+                and not _sparse_pair(size, counts)):
             batch.append((i, spec))
         else:
             rest.append(i)
