@@ -2,7 +2,7 @@
 built once on disk (issue #18: parallel efficiency 1 -> 2 threads, session 10).
 
 Unlike ``c600_threads.py`` (which builds the crop in a child process for every run), the crop
-is read from ``CROP`` (built there by ``gpueval.bench.cellmap._build_600`` when missing), so a
+is read from ``CROP`` (built there by ``gpueval.bench.cellmap.cellmap_600_crop`` when missing), so a
 before/after comparison interleaves two checkouts run by one driver, e.g.::
 
     git archive main | tar -x -C /tmp/base
@@ -27,6 +27,7 @@ import resource
 import sys
 import time
 
+from gpueval.bench.cellmap import cellmap_600_crop
 from gpueval.heap import keep_freed_memory
 
 
@@ -50,11 +51,7 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     crop = sys.argv[3] if len(sys.argv) > 3 else "/tmp/c600"
     keep_freed_memory()
-    if not os.path.exists(f"{crop}/pred"):
-        from gpueval.bench.cellmap import _build_600
-
-        os.makedirs(crop, exist_ok=True)
-        _build_600(crop, 600, 2000, 256)
+    cellmap_600_crop(crop)
     _score(crop, 1)
     _score(crop, 2)
     for _ in range(rounds):

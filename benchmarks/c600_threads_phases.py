@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gpueval.bench.cellmap import CONSTS, _build_600, _open_label
+from gpueval.bench.cellmap import CONSTS, _open_label, cellmap_600_crop
 from gpueval.challenges.cellmap import scoring_2026 as s26
 from gpueval.heap import keep_freed_memory
 from gpueval.limits import Limits, use_limits
@@ -78,9 +78,7 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     crop = sys.argv[2] if len(sys.argv) > 2 else "/tmp/c600"
     keep_freed_memory()
-    if not os.path.exists(f"{crop}/pred"):
-        os.makedirs(crop, exist_ok=True)
-        _build_600(crop, 600, 2000, 256)
+    cellmap_600_crop(crop)
     calls, chunks, score = capture(crop)
     passes(calls, chunks, score, 1)
     passes(calls, chunks, score, 2)

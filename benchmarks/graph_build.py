@@ -2,7 +2,7 @@
 at 1 and 2 threads in CPU and wall seconds (issue #18, session 9: the serial part of the
 1 → 2 threads efficiency).
 
-Builds the crop once into DIR (``gpueval.bench.cellmap._build_600``), opens it as the bench
+Builds the crop once into DIR (``gpueval.bench.cellmap.cellmap_600_crop``), opens it as the bench
 does (gpueval's own zarr reader, 256³ chunks), then in one process, ROUNDS times: the graph
 build alone (``scoring_2026.instance_delayed``, wall and process CPU seconds), and the score
 (``score_instance``) at 1 and at 2 threads, alternating. ``--profile`` prints the top of a
@@ -21,7 +21,7 @@ import pstats
 import sys
 import time
 
-from gpueval.bench.cellmap import CONSTS, _build_600, _open_label
+from gpueval.bench.cellmap import CONSTS, _open_label, cellmap_600_crop
 from gpueval.challenges.cellmap.scoring_2026 import instance_delayed, score_instance
 from gpueval.kernels import throughput_carry
 from gpueval.limits import Limits, use_limits
@@ -36,8 +36,7 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     root = args[0] if args else "/tmp/gpueval-c600"
     rounds = int(args[1]) if len(args) > 1 else 3
-    if not os.path.exists(f"{root}/gt"):
-        _build_600(root, 600, 2000, 256)
+    cellmap_600_crop(root)
     gt, pred = (_open_label(f"{root}/{name}", 256) for name in ("gt", "pred"))
     _build(gt, pred)  # warm: imports, first-call caches
     if "--build-only" in sys.argv:  # the graph build alone, `rounds` times: CPU seconds

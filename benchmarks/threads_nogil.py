@@ -33,8 +33,7 @@ def main() -> None:
 
         from gpueval.bench import cellmap
 
-        if not os.path.isdir(os.path.join(args.data, "gt")):
-            cellmap._build_600(args.data, 600, 2000, 256)
+        cellmap.cellmap_600_crop(args.data)
         gt, pred = (da.from_zarr(f"{args.data}/{k}") for k in ("gt", "pred"))
         consts = cellmap.CONSTS
     else:

@@ -12,7 +12,6 @@ default ``/tmp/gpueval-c600``; about 10 s per run on 2 cores).
 from __future__ import annotations
 
 import collections
-import os
 import sys
 import time
 
@@ -20,7 +19,7 @@ import dask.array as da
 import numpy as np
 from dask.diagnostics import Profiler
 
-from gpueval.bench.cellmap import CONSTS, _build_600
+from gpueval.bench.cellmap import CONSTS, cellmap_600_crop
 from gpueval.challenges.cellmap.scoring_2026 import score_instance
 from gpueval.limits import Limits, use_limits
 
@@ -35,8 +34,7 @@ def _task_name(task) -> str:
 def main() -> None:
     threads = int(sys.argv[1])
     root = sys.argv[2] if len(sys.argv) > 2 else "/tmp/gpueval-c600"
-    if not os.path.exists(f"{root}/gt"):
-        _build_600(root, 600, 2000, 256)
+    cellmap_600_crop(root)
     gt, pred = da.from_zarr(f"{root}/gt"), da.from_zarr(f"{root}/pred")
     with use_limits(Limits(threads=threads)), Profiler() as prof:
         t0 = time.perf_counter()

@@ -20,6 +20,7 @@ voxel or two, drops some, adds extra blobs and splits a few in two.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import shutil
 import tempfile
@@ -153,6 +154,16 @@ def _open_label(path: str, chunk: int) -> da.Array:
     data = open_volume(path, finite=False).data
     want = (chunk,) * data.ndim
     return data if data.chunksize == want else data.rechunk(want)
+
+
+def cellmap_600_crop(path: str) -> str:
+    """``cellmap_600``'s crop (600³, 2,000 instances, 256³ zarr v2 chunks: ``path/gt`` and
+    ``path/pred``), built into ``path`` unless it is there already; returns ``path``. For the
+    scripts in ``benchmarks/`` that time the same crop many times."""
+    if not (os.path.isdir(os.path.join(path, "gt")) and os.path.isdir(os.path.join(path, "pred"))):
+        os.makedirs(path, exist_ok=True)
+        _build_600(path, 600, 2000, 256)
+    return path
 
 
 def _build_600(tmp: str, side: int, n: int, chunk: int) -> int:
