@@ -511,18 +511,78 @@ _rescale_reading._gpueval_stage = "kernel"  # type: ignore[attr-defined]  # time
 
 def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
                    threshold: float, floor: Any) -> np.ndarray:
-    """One output block of :func:`rescale` from its zero-padded source region."""
+    """One output block of :func:`rescale` from its zero-padded source region.
+
+    The arithmetic is the one the module reproduces from skimage (see :func:`rescale`), voxel
+    for voxel; only how it is carried out changed (issue #18, session 10): nearest-neighbour
+    ids are gathered by slices where the taps step regularly (``np.take`` elsewhere) instead
+    of one ``np.ix_`` gather, and the linear blend is one Numba kernel (``nogil``) that sums
+    the 2ᴺ corner products ``((v·w₀)·w₁)·w₂`` of each voxel in C order in float64, rounds to
+    the working dtype, clips and thresholds, instead of 2ᴺ whole-block float64 gathers and
+    products. Not separable: blending one axis at a time rounds other sums, which flips
+    voxels at the threshold (see ``tests/test_rescale_block_h10r.py``).
+    """
     src = np.pad(np.asarray(region), pad) if any(p != (0, 0) for p in pad) else \
         np.asarray(region)
     if instance:
-        return src[np.ix_(*local)]
+        return _gather(src, local)
     work = np.float32 if src.dtype.kind == "b" or src.dtype.itemsize <= 4 and \
         src.dtype.kind == "f" else np.float64
-    img = src.astype(work)
     if any(sd > 1e-15 for sd in sigma):
-        from scipy.ndimage import gaussian_filter
+        from scipy.ndimage import gaussian_filter  # releases the GIL (benchmarks/README)
 
-        img = gaussian_filter(img, sigma, mode="constant", cval=0.0, truncate=4.0)
+        img = gaussian_filter(src.astype(work), sigma, mode="constant", cval=0.0,
+                              truncate=4.0)
+    elif src.dtype in _LINEAR_RAW and src.ndim in (2, 3):
+        img = src  # the kernel converts each value read (exactly, as astype would)
+    else:
+        img = src.astype(work)
+    # numpy compares a float32 array with a Python float in float32 (NEP 50), with a NumPy
+    # float64 in float64: the kernel compares in float64 against the threshold so rounded
+    cmp = np.result_type(np.empty(0, work), threshold)
+    limit = float(cmp.type(threshold))
+    clip = floor is not None and floor > 0  # skimage clips to the source range (see rescale)
+    floor_value = float(work(floor)) if clip else 0.0
+    if img.ndim not in (2, 3):  # CellMap is 3-D; other ranks keep the whole-block formula
+        return _linear_numpy(img, local, frac, work, clip, floor_value) > limit
+    idx = tuple(np.ascontiguousarray(i, dtype=np.intp) for i in local)
+    w_hi = tuple(np.ascontiguousarray(f, dtype=np.float64) for f in frac)
+    w_lo = tuple(1.0 - f for f in w_hi)
+    out = np.empty(tuple(len(i) for i in idx), bool)
+    from gpueval.kernels.rescale_linear import linear_2d, linear_3d  # Numba: imported late
+
+    kernel = linear_3d if img.ndim == 3 else linear_2d
+    kernel(img, *idx, *w_lo, *w_hi, work is np.float32, clip, floor_value, limit, out)
+    return out
+
+
+#: Source dtypes the linear kernels read as they are (others are converted to the working
+#: dtype first): bool and uint8 masks, float probabilities.
+_LINEAR_RAW = frozenset(np.dtype(t) for t in (bool, np.uint8, np.float32, np.float64))
+
+
+def _gather(src: np.ndarray, local: Sequence[np.ndarray]) -> np.ndarray:
+    """``src[np.ix_(*local)]`` (nearest-neighbour taps), one axis at a time: a regular step
+    is a slice (a view), any other pattern ``np.take``; copies only what is kept."""
+    out = src
+    for ax, idx in enumerate(local):
+        idx = np.asarray(idx, dtype=np.intp)
+        step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
+        if step >= 1 and (len(idx) < 3 or bool(np.all(np.diff(idx) == step))):
+            key = [slice(None)] * src.ndim
+            key[ax] = slice(int(idx[0]), int(idx[-1]) + 1, step)
+            out = out[tuple(key)]
+        else:
+            out = np.take(out, idx, axis=ax)
+    out = np.ascontiguousarray(out)
+    # all-step-1 slices would hand back the region itself (a caller's array): never a view
+    return out.copy() if np.may_share_memory(out, src) else out
+
+
+def _linear_numpy(img: np.ndarray, local, frac, work, clip: bool,
+                  floor_value: float) -> np.ndarray:
+    """The whole-block linear blend (any rank): 2ᴺ gathered corners, products and sums in
+    float64, C order, rounded to ``work`` and clipped (what the kernels do voxel by voxel)."""
     out = np.zeros(tuple(len(i) for i in local), np.float64)
     for corner in itertools.product((0, 1), repeat=img.ndim):
         v = img[np.ix_(*(i + c for i, c in zip(local, corner, strict=True)))].astype(np.float64)
@@ -533,6 +593,6 @@ def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
             v = v * w.reshape(shape)
         out = out + v
     out = out.astype(work)
-    if floor is not None and floor > 0:  # skimage clips to the source range (see rescale)
-        np.maximum(out, work(floor), out=out)
-    return out > threshold
+    if clip:
+        np.maximum(out, work(floor_value), out=out)
+    return out
