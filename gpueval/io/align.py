@@ -516,23 +516,38 @@ def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
     The arithmetic is the one the module reproduces from skimage (see :func:`rescale`), voxel
     for voxel; only how it is carried out changed (issue #18, session 10): nearest-neighbour
     ids are gathered by slices where the taps step regularly (``np.take`` elsewhere) instead
-    of one ``np.ix_`` gather, and the linear blend is one Numba kernel (``nogil``) that sums
+    of one ``np.ix_`` gather; the anti-aliasing Gaussian of a 3-D block is SciPy's
+    ``gaussian_filter`` pass for pass (same taps, same float64 sums, same rounding) compiled by
+    Numba, reading the source dtype itself; and the linear blend is one Numba kernel that sums
     the 2ᴺ corner products ``((v·w₀)·w₁)·w₂`` of each voxel in C order in float64, rounds to
     the working dtype, clips and thresholds, instead of 2ᴺ whole-block float64 gathers and
     products. Not separable: blending one axis at a time rounds other sums, which flips
     voxels at the threshold (see ``tests/test_rescale_block_h10r.py``).
     """
-    src = np.pad(np.asarray(region), pad) if any(p != (0, 0) for p in pad) else \
-        np.asarray(region)
+    region = np.asarray(region)
+    reach = 0 if instance else 1  # a linear tap reads the next voxel too
+    before = [int(a) for a, _ in pad]
+    if all(int(i.min()) >= b and int(i.max()) + reach - b < n
+           for i, b, n in zip(local, before, region.shape, strict=True)):
+        # every tap lies inside the region: no padded copy (the Gaussian of the region equals
+        # the padded one's there: its mode="constant" extends the region by the same zeros)
+        src, local = region, tuple(i - b for i, b in zip(local, before, strict=True))
+    else:
+        src = np.pad(region, pad) if any(p != (0, 0) for p in pad) else region
     if instance:
         return _gather(src, local)
     work = np.float32 if src.dtype.kind == "b" or src.dtype.itemsize <= 4 and \
         src.dtype.kind == "f" else np.float64
     if any(sd > 1e-15 for sd in sigma):
-        from scipy.ndimage import gaussian_filter  # releases the GIL (benchmarks/README)
+        if src.ndim == 3 and src.dtype in _LINEAR_RAW:
+            from gpueval.kernels.rescale_nogil import gaussian_filter_3d
 
-        img = gaussian_filter(src.astype(work), sigma, mode="constant", cval=0.0,
-                              truncate=4.0)
+            img = gaussian_filter_3d(src, sigma, work, truncate=4.0)  # SciPy's, bit for bit
+        else:
+            from scipy.ndimage import gaussian_filter
+
+            img = gaussian_filter(src.astype(work), sigma, mode="constant", cval=0.0,
+                                  truncate=4.0)
     elif src.dtype in _LINEAR_RAW and src.ndim in (2, 3):
         img = src  # the kernel converts each value read (exactly, as astype would)
     else:
@@ -549,7 +564,7 @@ def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
     w_hi = tuple(np.ascontiguousarray(f, dtype=np.float64) for f in frac)
     w_lo = tuple(1.0 - f for f in w_hi)
     out = np.empty(tuple(len(i) for i in idx), bool)
-    from gpueval.kernels.rescale_linear import linear_2d, linear_3d  # Numba: imported late
+    from gpueval.kernels.rescale_nogil import linear_2d, linear_3d  # Numba: imported late
 
     kernel = linear_3d if img.ndim == 3 else linear_2d
     kernel(img, *idx, *w_lo, *w_hi, work is np.float32, clip, floor_value, limit, out)
