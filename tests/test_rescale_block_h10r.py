@@ -272,3 +272,43 @@ def test_gaussian_kernel_is_scipys_gaussian_filter(shape, sigma, dtype, seed):
         assert got.dtype == want.dtype and got.shape == want.shape
         bits = np.uint32 if work is np.float32 else np.uint64
         np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
+class _ChunkReads:
+    """An array-like counting the storage chunks read from it (dask reads one piece per
+    chunk a region overlaps)."""
+
+    def __init__(self, data: np.ndarray):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = 0
+
+    def __getitem__(self, key):
+        out = self.data[key]
+        self.reads += out.size > 0  # not dask's empty probe of the dtype
+        return out
+
+
+def test_block_regions_end_at_their_taps():
+    """A 64³ instance label in 16³ storage chunks shrunk ×2 in 16³ output blocks: a block's
+    taps are 2o + 1 (o = 0…15 of a block: source voxels 1…31 of its 32³ cell), so it reads the
+    2³ chunks under its cell — the region carried a voxel of slop at each end before, which
+    crossed into a third chunk per axis (27 reads a block instead of 8). A semantic ×2 shrink
+    reads its taps, their next voxels and its Gaussian's margin of 2."""
+    img = np.random.default_rng(5).integers(0, 9, (64, 64, 64)).astype(np.uint32)
+    src = _ChunkReads(img)
+    out = align.rescale(da.from_array(src, chunks=16, asarray=False, lock=False), (0.5,) * 3,
+                        instance=True, block=16, footprint=32)
+    assert out.numblocks == (2, 2, 2)
+    np.testing.assert_array_equal(out.compute(), img[1::2, 1::2, 1::2])
+    assert src.reads == 8 * 2**3
+    sizes = []
+    original = align._rescale_block
+    align._rescale_block = lambda region, *a: sizes.append(region.shape) or original(region, *a)
+    try:
+        align.rescale(da.from_array(img > 4, chunks=16), (0.5,) * 3, instance=False, block=16,
+                      footprint=32).compute()
+    finally:
+        align._rescale_block = original
+    # taps 2o (fraction 0.5: 2o and 2o + 1 read), σ = 0.5 → radius 2: a block of o = 16b…16b + 15
+    # reads [32b − 2, 32b + 32 + 2) cut to [0, 64): 34 voxels per axis (35 before, padded)
+    assert sizes == [(34, 34, 34)] * 8
