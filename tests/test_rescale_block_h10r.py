@@ -12,6 +12,7 @@ chunkings) is computed by both and compared; so are blocks with adversarial argu
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import dask.array as da
@@ -312,3 +313,58 @@ def test_block_regions_end_at_their_taps():
     # taps 2o (fraction 0.5: 2o and 2o + 1 read), σ = 0.5 → radius 2: a block of o = 16b…16b + 15
     # reads [32b − 2, 32b + 32 + 2) cut to [0, 64): 34 voxels per axis (35 before, padded)
     assert sizes == [(34, 34, 34)] * 8
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=3), st.data(),
+       st.sampled_from(["bool", "uint8", "float32", "float64", "int16"]),
+       st.integers(0, 2**31 - 1))
+def test_source_floor_decides_as_nanmin(shape, data, dtype, seed):
+    """The floor read piece by piece, stopping at the first piece with a voxel ≤ 0, clips
+    exactly when ``np.nanmin`` of the whole source is > 0, and is then that minimum (sources
+    with a few low voxels anywhere, NaN, all NaN, any chunking)."""
+    from gpueval.engine import Opaque
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(shape)
+    if dtype == "bool":
+        img = rng.random(shape) > data.draw(st.sampled_from([-1.0, 0.01, 0.5]))
+    elif dtype.startswith("float"):
+        img = (rng.random(shape) + data.draw(st.sampled_from([-0.5, 0.0, 0.2]))).astype(dtype)
+        for value in data.draw(st.lists(st.sampled_from([np.nan, -0.0, 0.0, 1e-30]),
+                                        max_size=3)):
+            img.reshape(-1)[int(rng.integers(0, img.size))] = value
+        if data.draw(st.booleans()) and rng.random() < 0.2:
+            img[...] = np.nan
+    else:
+        img = rng.integers(1, 50, shape).astype(dtype)
+        if data.draw(st.booleans()):
+            img.reshape(-1)[int(rng.integers(0, img.size))] = -3 if dtype == "int16" else 0
+    chunks = tuple(int(rng.integers(1, n + 1)) for n in shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN source
+        want = np.nanmin(img)
+    probe = align.FLOOR_PROBE
+    align.FLOOR_PROBE = data.draw(st.integers(1, 8))  # a corner smaller than these sources
+    try:
+        got = align._source_floor(Opaque(da.from_array(img, chunks=chunks)))
+    finally:
+        align.FLOOR_PROBE = probe
+    assert bool(got > 0) == bool(want > 0)
+    if want > 0:
+        assert got == want and np.asarray(got).dtype == img.dtype
+
+
+def test_source_floor_skips_an_all_nan_piece():
+    """A first corner that is all NaN says nothing (nanmin ignores it): the rest decides."""
+    from gpueval.engine import Opaque
+
+    img = np.full((8, 8), 0.25, np.float32)
+    img[:4, :4] = np.nan
+    img[7, 7] = 0.125
+    probe, align.FLOOR_PROBE = align.FLOOR_PROBE, 4
+    try:
+        got = align._source_floor(Opaque(da.from_array(img, chunks=4)))
+    finally:
+        align.FLOOR_PROBE = probe
+    assert got == np.float32(0.125)

@@ -62,7 +62,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage
+from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage, timed
 from gpueval.errors import Rejected
 from gpueval.limits import Limits, resolve
 
@@ -424,13 +424,11 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         taps = [np.floor(c + 0.5).astype(np.int64) for c in coords]
         sigma = np.zeros(len(n_in))
         dtype = x.dtype
-        floor = None
     else:
         taps = [np.floor(c).astype(np.int64) for c in coords]
         shrink = any(o < i for o, i in zip(full, n_in, strict=True))
         sigma = np.maximum(0, (zoom - 1) / 2) if shrink else np.zeros(len(n_in))
         dtype = np.dtype(bool)
-        floor = da.nanmin(x)  # skimage clips to the NaN-safe source minimum, used if > 0
     reach = 1 if instance else 2  # taps read [t, t + reach) along each axis
     radius = [int(4.0 * sd + 0.5) if sd > 1e-15 else 0 for sd in sigma]
     steps = [max(1, min(block, int(footprint / max(z, 1e-12)))) for z in zoom]
@@ -443,10 +441,11 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     # array did (its getter reads the region alone), keeps a block's memory to its region:
     # blocks depending on shared source chunks held those chunks until every block using
     # them had run (the whole source, for semantic labels, whose blocks wait for the floor)
-    floor_ref = None if floor is None else floor.to_delayed(optimize_graph=False).item()
     graph = TaskGraph("rescale", tokenize(x.name, tuple(float(s) for s in scale), instance,
                                           threshold, block, footprint, window))
     source = graph.data("source", Opaque(x))
+    # skimage clips to the NaN-safe source minimum, used if > 0: one task every block needs
+    floor_ref = None if instance else graph.add(_source_floor, source)
     refs = []
     # ``taps``/``coords`` are indexed from the window's start: ``sel`` below is window-local
     for index, starts in enumerate(itertools.product(*grid)):
@@ -494,6 +493,41 @@ def _block_array(graph: TaskGraph, refs: list[TaskRef], chunks: tuple[tuple[int,
     hlg = HighLevelGraph.from_collections(name, layer, dependencies=[graph.delayed(refs[0])])
     dtype = np.dtype(dtype)
     return da.Array(hlg, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
+
+
+#: Edge of the corner :func:`_source_floor` reads first (voxels per axis).
+FLOOR_PROBE = 32
+
+
+@timed("read")
+def _source_floor(source: Opaque) -> Any:
+    """skimage's clip floor of a semantic source: its minimum, NaN ignored (``np.nanmin``).
+
+    Only a positive minimum is ever used (see :func:`rescale`), so the source is read piece by
+    piece — a :data:`FLOOR_PROBE`³ corner, then its chunks in C order — and the first piece
+    whose minimum is ≤ 0 ends the search: a label with background anywhere near the start
+    reads one piece, not the whole source (a 512³ bool label: ~0.6 CPU-s of decoding before
+    any block could start). A source with no voxel ≤ 0 is read whole, as before; the value is
+    then the minimum of the pieces' minima, exact. All NaN: NaN (no clip).
+    """
+    x = source.array
+    corner = tuple(slice(0, min(int(n), FLOOR_PROBE)) for n in x.shape)
+    pieces = itertools.chain([corner], (
+        tuple(slice(a, a + c) for a, c in zip(starts, sizes, strict=True))
+        for starts, sizes in zip(itertools.product(*(np.cumsum((0, *c[:-1])) for c in x.chunks)),
+                                 itertools.product(*x.chunks), strict=True)))
+    lowest = None
+    for key in pieces:
+        part = np.asarray(x[key].compute(scheduler=dask.get))
+        if part.size == 0:
+            continue
+        low = np.fmin.reduce(part, axis=None)  # NaN only where the whole piece is NaN
+        if low != low:
+            continue
+        lowest = low if lowest is None or low < lowest else lowest
+        if not lowest > 0:
+            break
+    return x.dtype.type(np.nan) if lowest is None else lowest
 
 
 def _rescale_reading(source: Opaque, read: tuple[tuple[int, int], ...], pad, local, frac,
