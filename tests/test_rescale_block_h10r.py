@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpueval.io import align
+from tests.rescale_reference import skimage_rescale
 
 
 def _old_rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
@@ -276,16 +277,20 @@ def test_gaussian_kernel_is_scipys_gaussian_filter(shape, sigma, dtype, seed):
 
 
 class _ChunkReads:
-    """An array-like counting the storage chunks read from it (dask reads one piece per
-    chunk a region overlaps)."""
+    """A storage array-like in 16³ chunks counting the chunks and voxels read from it (as a
+    zarr reader decodes every chunk a read overlaps)."""
 
     def __init__(self, data: np.ndarray):
         self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
-        self.reads = 0
+        self.reads = self.voxels = 0
 
     def __getitem__(self, key):
         out = self.data[key]
-        self.reads += out.size > 0  # not dask's empty probe of the dtype
+        if out.size:  # not dask's empty probe of the dtype
+            spans = [range(k.indices(n)[0] // 16, -(-k.indices(n)[1] // 16))
+                     for k, n in zip(key, self.shape, strict=True)]
+            self.reads += int(np.prod([len(r) for r in spans]))
+            self.voxels += out.size
         return out
 
 
@@ -296,7 +301,7 @@ def test_block_regions_end_at_their_taps():
     crossed into a third chunk per axis (27 reads a block instead of 8). A semantic ×2 shrink
     reads its taps, their next voxels and its Gaussian's margin of 2."""
     img = np.random.default_rng(5).integers(0, 9, (64, 64, 64)).astype(np.uint32)
-    src = _ChunkReads(img)
+    src = _ChunkReads(img)  # read from the storage itself (_storage_of), a region per block
     out = align.rescale(da.from_array(src, chunks=16, asarray=False, lock=False), (0.5,) * 3,
                         instance=True, block=16, footprint=32)
     assert out.numblocks == (2, 2, 2)
@@ -344,10 +349,14 @@ def test_source_floor_decides_as_nanmin(shape, data, dtype, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN source
         want = np.nanmin(img)
+    # read through dask (NumPy chunks) or from a storage array-like (as a zarr reader)
+    x = da.from_array(_ChunkReads(img) if data.draw(st.booleans()) else img, chunks=chunks,
+                      asarray=False)
+    corner = data.draw(st.integers(1, 8))  # a corner smaller than these sources
     probe = align.FLOOR_PROBE
-    align.FLOOR_PROBE = data.draw(st.integers(1, 8))  # a corner smaller than these sources
     try:
-        got = align._source_floor(Opaque(da.from_array(img, chunks=chunks)))
+        align.FLOOR_PROBE = corner
+        got = align._source_floor(Opaque(x), align._Storage(align._storage_of(x)))
     finally:
         align.FLOOR_PROBE = probe
     assert bool(got > 0) == bool(want > 0)
@@ -362,9 +371,37 @@ def test_source_floor_skips_an_all_nan_piece():
     img = np.full((8, 8), 0.25, np.float32)
     img[:4, :4] = np.nan
     img[7, 7] = 0.125
-    probe, align.FLOOR_PROBE = align.FLOOR_PROBE, 4
+    probe = align.FLOOR_PROBE
     try:
-        got = align._source_floor(Opaque(da.from_array(img, chunks=4)))
+        align.FLOOR_PROBE = 4
+        x = da.from_array(img, chunks=4)
+        got = align._source_floor(Opaque(x), align._Storage(align._storage_of(x)))
     finally:
         align.FLOOR_PROBE = probe
     assert got == np.float32(0.125)
+
+
+def test_blocks_read_their_regions_from_the_storage_not_whole_dask_chunks():
+    """A storage array (as ``open_volume`` gives: one dask chunk of the whole 48³ label here)
+    is asked for each block's region, not for the dask chunks the region touches: the voxels
+    read are the regions' (plus the floor's first corner), not 27 times the label."""
+    img = np.random.default_rng(6).random((48, 48, 48)) > 0.5
+    for inline in (True, False):
+        src = _ChunkReads(img)
+        x = da.from_array(src, chunks=-1, asarray=False, lock=False, inline_array=inline)
+        assert align._storage_of(x) is src
+        sizes: list[int] = []
+        original = align._rescale_block
+
+        def recording(region, *args, sizes=sizes, original=original):
+            sizes.append(region.size)
+            return original(region, *args)
+
+        align._rescale_block = recording
+        try:
+            got = align.rescale(x, (0.5,) * 3, instance=False, block=8, footprint=16).compute()
+        finally:
+            align._rescale_block = original
+        assert len(sizes) == 27
+        assert src.voxels == sum(sizes) + min(48, align.FLOOR_PROBE) ** 3
+        np.testing.assert_array_equal(got, skimage_rescale(img, (0.5,) * 3, False))

@@ -444,8 +444,9 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     graph = TaskGraph("rescale", tokenize(x.name, tuple(float(s) for s in scale), instance,
                                           threshold, block, footprint, window))
     source = graph.data("source", Opaque(x))
+    storage = graph.data("storage", _Storage(_storage_of(x)))
     # skimage clips to the NaN-safe source minimum, used if > 0: one task every block needs
-    floor_ref = None if instance else graph.add(_source_floor, source)
+    floor_ref = None if instance else graph.add(_source_floor, source, storage)
     refs = []
     # ``taps``/``coords`` are indexed from the window's start: ``sel`` below is window-local
     for index, starts in enumerate(itertools.product(*grid)):
@@ -470,7 +471,7 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         pad = tuple((a - b, c - d) for (a, d), b, c in zip(read, lo, hi, strict=True))
         local = tuple(t[s] - a for t, s, a in zip(taps, sel, lo, strict=True))
         frac = tuple(c[s] - np.floor(c[s]) for c, s in zip(coords, sel, strict=True))
-        refs.append(graph.add(_rescale_reading, source, tuple(read), pad, local, frac,
+        refs.append(graph.add(_rescale_reading, source, storage, tuple(read), pad, local, frac,
                               tuple(sigma), instance, threshold, floor_ref, index=(index,)))
     return _block_array(graph, refs, tuple(_sizes(g, st, m) for g, st, m in
                                            zip(grid, steps, n_out, strict=True)), dtype)
@@ -499,8 +500,66 @@ def _block_array(graph: TaskGraph, refs: list[TaskRef], chunks: tuple[tuple[int,
 FLOOR_PROBE = 32
 
 
+class _Storage:
+    """The array-like a plain ``da.from_array`` source reads from (or ``None``), kept out of
+    dask's sight (a task argument that dask neither traverses nor tokenizes per task)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any):
+        self.array = array
+
+    def __dask_tokenize__(self):
+        return ("gpueval-rescale-storage", id(self.array))
+
+
+def _storage_of(x: da.Array) -> Any:
+    """The storage array-like behind ``x`` when ``x`` is one ``da.from_array`` layer of plain
+    getter tasks without a lock (how :func:`gpueval.io.arrays.open_volume` builds its
+    arrays), else ``None``.
+
+    Why: slicing such a dask array and computing it reads every dask chunk the region
+    touches **whole** (dask 2026.8 does not fuse the slice into the getter of an inlined
+    storage array), then cuts the region out — a 259³ block region of a 512³ source in
+    256×512×512 dask chunks read all of it, once per block. The getter itself reads
+    ``storage[region]``: asking the storage for the region is what it does, for exactly the
+    region (same values; a storage reader decodes only the chunks under it).
+    """
+    from dask._task_spec import DataNode, Task, TaskRef
+    from dask.array.core import getter, getter_inline, getter_nofancy
+
+    try:
+        layer = x.dask.layers[x.name]
+        task = layer[next(iter(layer))]
+        if not isinstance(task, Task) or task.func not in (getter, getter_nofancy,
+                                                           getter_inline):
+            return None
+        if task.kwargs.get("lock") or not task.args:
+            return None  # a locked storage (h5py) is read through dask and its lock
+        arr = task.args[0]
+        if isinstance(arr, TaskRef):  # from_array(inline_array=False): one node holds it
+            arr = x.dask[arr.key]
+        arr = arr.value if isinstance(arr, DataNode) else arr
+    except Exception:  # any other graph shape: read through dask
+        return None
+    if isinstance(arr, Task | np.ndarray) or not hasattr(arr, "__getitem__"):
+        return None  # a NumPy chunk, not a storage (from_array of NumPy inlines the chunks)
+    if tuple(getattr(arr, "shape", ())) != x.shape or \
+            np.dtype(getattr(arr, "dtype", None)) != x.dtype:
+        return None
+    return arr
+
+
+def _read(source: Opaque, storage: _Storage, key: tuple[slice, ...]) -> np.ndarray:
+    """``source.array[key]`` as a NumPy array: from the storage itself where there is one."""
+    if storage.array is not None:
+        return np.asarray(storage.array[key])
+    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
+    return np.asarray(source.array[key].compute(scheduler=dask.get))
+
+
 @timed("read")
-def _source_floor(source: Opaque) -> Any:
+def _source_floor(source: Opaque, storage: _Storage) -> Any:
     """skimage's clip floor of a semantic source: its minimum, NaN ignored (``np.nanmin``).
 
     Only a positive minimum is ever used (see :func:`rescale`), so the source is read piece by
@@ -518,7 +577,7 @@ def _source_floor(source: Opaque) -> Any:
                                  itertools.product(*x.chunks), strict=True)))
     lowest = None
     for key in pieces:
-        part = np.asarray(x[key].compute(scheduler=dask.get))
+        part = _read(source, storage, key)
         if part.size == 0:
             continue
         low = np.fmin.reduce(part, axis=None)  # NaN only where the whole piece is NaN
@@ -530,13 +589,14 @@ def _source_floor(source: Opaque) -> Any:
     return x.dtype.type(np.nan) if lowest is None else lowest
 
 
-def _rescale_reading(source: Opaque, read: tuple[tuple[int, int], ...], pad, local, frac,
-                     sigma, instance: bool, threshold: float, floor: Any) -> np.ndarray:
+def _rescale_reading(source: Opaque, storage: _Storage, read: tuple[tuple[int, int], ...],
+                     pad, local, frac, sigma, instance: bool, threshold: float,
+                     floor: Any) -> np.ndarray:
     """One output block of :func:`rescale`: reads its source region ``read`` (``(start,
-    stop)`` per axis) of the array ``source`` holds, then :func:`_rescale_block`."""
+    stop)`` per axis) of the array ``source`` holds (from ``storage`` where there is one,
+    :func:`_storage_of`), then :func:`_rescale_block`."""
     t0 = time.perf_counter()
-    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
-    region = source.array[tuple(slice(a, b) for a, b in read)].compute(scheduler=dask.get)
+    region = _read(source, storage, tuple(slice(a, b) for a, b in read))
     t1 = time.perf_counter()
     out = _rescale_block(region, pad, local, frac, sigma, instance, threshold, floor)
     record_stage("read", t1 - t0)
