@@ -437,8 +437,9 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     # region itself, through one node holding the source (engine.Opaque): a dask.delayed
     # call per block with a sliced dask array argument cost ~1.3 ms of serial graph build per
     # block (dask optimised and culled the graph behind the argument at every call, and its
-    # first call imported distributed). Reading in the task, as dask's slicing of a storage
-    # array did (its getter reads the region alone), keeps a block's memory to its region:
+    # first call imported distributed). Reading in the task (from the storage array itself
+    # where there is one, _storage_of: a dask slice decodes whole dask chunks), keeps a
+    # block's memory to its region:
     # blocks depending on shared source chunks held those chunks until every block using
     # them had run (the whole source, for semantic labels, whose blocks wait for the floor)
     graph = TaskGraph("rescale", tokenize(x.name, tuple(float(s) for s in scale), instance,
