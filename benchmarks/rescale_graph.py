@@ -18,12 +18,29 @@ array's graph, and whether ``distributed`` was imported.
 (through ``runpy``, so the child reports ``sys.modules`` afterwards) ROUNDS times per tree and
 case, interleaved, after one untimed round, and prints the user + system CPU seconds of each
 child, its peak RSS, whether it imported ``distributed``, and whether every tree gave the same
-JSON result (status, score, metrics, items, warnings). ``SIDE=256`` (DIR apart): 8 blocks per
+JSON result (every key but ``runtime``). ``SIDE=256`` (DIR apart): 8 blocks per
 resampled label, where the 128³ crop has 1.
+
+``blocks ROUNDS TREE [TREE ...]`` (session 10: the blocks' compute): in a fresh process per
+tree and round, interleaved, builds ``build_crop(SIDE, SIDE // 4, seed=18)``'s prediction
+(default ``SIDE=256``) at 4 nm (each voxel repeated 2×2×2: a 512³ source shrunk ×2) and at
+16 nm (every second voxel: 128³ grown ×2), as the semantic foreground (``> 0``, bool) and as
+uint32 instance ids, computes ``io.align.rescale`` once (default 128³ blocks) recording each
+block's arguments, then prints the process CPU seconds of calling ``_rescale_block`` on all of
+them (the minimum of 3 passes; the first call compiles or loads the Numba cache and is not
+timed).
+
+``threads DIR ROUNDS TREE [TREE ...]``: wall seconds of ``gpueval score cellmap`` of the
+``score`` data's 4 nm prediction with ``DASK_NUM_WORKERS=1`` and ``2``, interleaved, with the
+load average before each run.
+
+``score`` compares every value of the JSON results but ``runtime`` between the trees.
 
 Children run in DIR (``python -c`` puts the working folder first on ``sys.path``).
 Compile the trees' bytecode first (``python -m compileall -q TREE/gpueval``).
-Usage: ``python benchmarks/rescale_graph.py build /tmp/h9r 3 /tmp/base $PWD``.
+Usage: ``python benchmarks/rescale_graph.py build /tmp/h9r 3 /tmp/base $PWD``,
+``SIDE=256 python benchmarks/rescale_graph.py score /tmp/h10r256 3 /tmp/base $PWD``,
+``python benchmarks/rescale_graph.py blocks 3 /tmp/base $PWD``.
 """
 
 from __future__ import annotations
@@ -81,6 +98,81 @@ hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
            if line.startswith("VmHWM"))
 print(json.dumps(["distributed" in sys.modules, hwm / 1024]))
 """
+
+
+_BLOCKS = r"""
+import json, sys, time
+import dask.array as da
+import numpy as np
+from gpueval.bench.cellmap import build_crop
+from gpueval.io import align
+side = int(sys.argv[1])
+_, pred = build_crop(side, max(4, side // 4), seed=18)
+fine = np.repeat(np.repeat(np.repeat(pred, 2, 0), 2, 1), 2, 2)
+coarse = pred[::2, ::2, ::2]
+cases = {"4nm semantic": (fine > 0, 0.5, False), "16nm semantic": (coarse > 0, 2.0, False),
+         "4nm instance": (fine, 0.5, True), "16nm instance": (coarse, 2.0, True)}
+block = align._rescale_block
+out = {}
+for name, (img, scale, instance) in cases.items():
+    calls = []
+    align._rescale_block = lambda *a: calls.append(a) or block(*a)
+    align.rescale(da.from_array(img, chunks=64), (scale,) * 3,
+                  instance=instance).compute(scheduler="sync")
+    align._rescale_block = block
+    times = []
+    for _ in range(3):
+        c = time.process_time()
+        for a in calls:
+            block(*a)
+        times.append(time.process_time() - c)
+    out[name] = [len(calls), min(times)]
+print(json.dumps(out))
+"""
+
+
+def blocks(rounds: int, trees: list[str]) -> None:
+    side = os.environ.get("SIDE", "256")
+    runs: dict[tuple[str, str], list[float]] = {}
+    nblocks = {}
+    for _ in range(rounds):
+        for tree in trees:
+            # cwd "/": ``python -c`` puts the working folder first on sys.path, before TREE
+            out = subprocess.run([sys.executable, "-c", _BLOCKS, side], capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": tree}, cwd="/",
+                                 check=True).stdout
+            for case, (n, cpu) in json.loads(out.splitlines()[-1]).items():
+                runs.setdefault((tree, case), []).append(cpu)
+                nblocks[case] = n
+    for (tree, case), cpus in runs.items():
+        print(json.dumps({"tree": tree, "case": case, "blocks": nblocks[case],
+                          "cpu": sorted(round(c, 3) for c in cpus)}))
+
+
+def threads(root: Path, rounds: int, trees: list[str]) -> None:
+    import time
+
+    small = root / "small"
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in range(rounds + 1):  # round 0 warms the page cache and the Numba caches
+        for tree in trees:
+            for workers in ("1", "2"):
+                argv = ["score", "cellmap", "--truth", str(small / "truth"), "--submission",
+                        str(small / "sub4"), "--device", "cpu", "--quiet", "--json",
+                        str(small / "out.json"), "--set", f"manifest={small / 'manifest.csv'}"]
+                load = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-c", _SCORE, json.dumps(argv)],
+                               capture_output=True, text=True, cwd=small, check=True,
+                               env={**os.environ, "PYTHONPATH": tree,
+                                    "DASK_NUM_WORKERS": workers})
+                if r:
+                    runs.setdefault((tree, workers), []).append(
+                        (time.perf_counter() - t0, load))
+    for (tree, workers), recs in runs.items():
+        print(json.dumps({"tree": tree, "threads": int(workers),
+                          "wall": [round(w, 3) for w, _ in recs],
+                          "load_before": [round(lo, 2) for _, lo in recs]}))
 
 
 def _write_big(root: Path) -> None:
@@ -165,8 +257,7 @@ def score(root: Path, rounds: int, trees: list[str]) -> None:
                     runs.setdefault((tree, case), []).append(
                         (cpu, json.loads(p.stdout.splitlines()[-1])))
                 result = json.loads(out.read_text())  # every value but the run's timings
-                items[(tree, case)] = {k: result.get(k) for k in ("status", "score", "metrics",
-                                                                  "items", "warnings")}
+                items[(tree, case)] = {k: v for k, v in result.items() if k != "runtime"}
     for (tree, case), recs in runs.items():
         same = items[(tree, case)] == items[(trees[0], case)]
         print(json.dumps({"tree": tree, "case": case,
@@ -175,12 +266,16 @@ def score(root: Path, rounds: int, trees: list[str]) -> None:
                           "distributed": [d for _, (d, _) in recs],
                           "peak_rss_mib": sorted(round(m) for _, (_, m) in recs),
                           "same_result": same,
-                          "result": items[(tree, case)]}))
+                          "result": {k: items[(tree, case)].get(k) for k in
+                                     ("status", "score", "metrics", "items", "warnings")}}))
 
 
 def main() -> None:
+    if sys.argv[1] == "blocks":
+        blocks(int(sys.argv[2]), sys.argv[3:])
+        return
     mode, root, rounds, trees = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-    {"build": build, "score": score}[mode](root, rounds, trees)
+    {"build": build, "score": score, "threads": threads}[mode](root, rounds, trees)
 
 
 if __name__ == "__main__":

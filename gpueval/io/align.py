@@ -62,7 +62,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage
+from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage, timed
 from gpueval.errors import Rejected
 from gpueval.limits import Limits, resolve
 
@@ -424,13 +424,12 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         taps = [np.floor(c + 0.5).astype(np.int64) for c in coords]
         sigma = np.zeros(len(n_in))
         dtype = x.dtype
-        floor = None
     else:
         taps = [np.floor(c).astype(np.int64) for c in coords]
         shrink = any(o < i for o, i in zip(full, n_in, strict=True))
         sigma = np.maximum(0, (zoom - 1) / 2) if shrink else np.zeros(len(n_in))
         dtype = np.dtype(bool)
-        floor = da.nanmin(x)  # skimage clips to the NaN-safe source minimum, used if > 0
+    reach = 1 if instance else 2  # taps read [t, t + reach) along each axis
     radius = [int(4.0 * sd + 0.5) if sd > 1e-15 else 0 for sd in sigma]
     steps = [max(1, min(block, int(footprint / max(z, 1e-12)))) for z in zoom]
     grid = [list(range(0, m, st)) for m, st in zip(n_out, steps, strict=True)]
@@ -438,14 +437,17 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
     # region itself, through one node holding the source (engine.Opaque): a dask.delayed
     # call per block with a sliced dask array argument cost ~1.3 ms of serial graph build per
     # block (dask optimised and culled the graph behind the argument at every call, and its
-    # first call imported distributed). Reading in the task, as dask's slicing of a storage
-    # array did (its getter reads the region alone), keeps a block's memory to its region:
+    # first call imported distributed). Reading in the task (from the storage array itself
+    # where there is one, _storage_of: a dask slice decodes whole dask chunks), keeps a
+    # block's memory to its region:
     # blocks depending on shared source chunks held those chunks until every block using
     # them had run (the whole source, for semantic labels, whose blocks wait for the floor)
-    floor_ref = None if floor is None else floor.to_delayed(optimize_graph=False).item()
     graph = TaskGraph("rescale", tokenize(x.name, tuple(float(s) for s in scale), instance,
                                           threshold, block, footprint, window))
     source = graph.data("source", Opaque(x))
+    storage = graph.data("storage", _Storage(_storage_of(x)))
+    # skimage clips to the NaN-safe source minimum, used if > 0: one task every block needs
+    floor_ref = None if instance else graph.add(_source_floor, source, storage)
     refs = []
     # ``taps``/``coords`` are indexed from the window's start: ``sel`` below is window-local
     for index, starts in enumerate(itertools.product(*grid)):
@@ -458,7 +460,10 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         lo, hi = [], []
         read = []
         for t, s, r, n in zip(taps, sel, radius, n_in, strict=True):
-            need_lo, need_hi = int(t[s.start]) - 1, int(t[s.stop - 1]) + 3
+            # the taps themselves (and the next voxel for linear ones), no slop: a voxel more
+            # at either end is a row of storage chunks more to decode when it crosses a chunk
+            # border (a 256³ instance block of a 512³ source read 9³ instead of 8³ chunks)
+            need_lo, need_hi = int(t[s.start]), int(t[s.stop - 1]) + reach
             read_lo = max(need_lo - r, 0)
             read_hi = max(min(need_hi + r, n), read_lo)
             read.append((read_lo, read_hi))
@@ -467,7 +472,7 @@ def rescale(x: Any, scale: Sequence[float], *, instance: bool, threshold: float 
         pad = tuple((a - b, c - d) for (a, d), b, c in zip(read, lo, hi, strict=True))
         local = tuple(t[s] - a for t, s, a in zip(taps, sel, lo, strict=True))
         frac = tuple(c[s] - np.floor(c[s]) for c, s in zip(coords, sel, strict=True))
-        refs.append(graph.add(_rescale_reading, source, tuple(read), pad, local, frac,
+        refs.append(graph.add(_rescale_reading, source, storage, tuple(read), pad, local, frac,
                               tuple(sigma), instance, threshold, floor_ref, index=(index,)))
     return _block_array(graph, refs, tuple(_sizes(g, st, m) for g, st, m in
                                            zip(grid, steps, n_out, strict=True)), dtype)
@@ -492,13 +497,107 @@ def _block_array(graph: TaskGraph, refs: list[TaskRef], chunks: tuple[tuple[int,
     return da.Array(hlg, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
 
 
-def _rescale_reading(source: Opaque, read: tuple[tuple[int, int], ...], pad, local, frac,
-                     sigma, instance: bool, threshold: float, floor: Any) -> np.ndarray:
-    """One output block of :func:`rescale`: reads its source region ``read`` (``(start,
-    stop)`` per axis) of the array ``source`` holds, then :func:`_rescale_block`."""
-    t0 = time.perf_counter()
+#: Edge of the corner :func:`_source_floor` reads first (voxels per axis).
+FLOOR_PROBE = 32
+
+
+class _Storage:
+    """The array-like a plain ``da.from_array`` source reads from (or ``None``), kept out of
+    dask's sight (a task argument that dask neither traverses nor tokenizes per task)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any):
+        self.array = array
+
+    def __dask_tokenize__(self):
+        return ("gpueval-rescale-storage", id(self.array))
+
+
+def _storage_of(x: da.Array) -> Any:
+    """The storage array-like behind ``x`` when ``x`` is one ``da.from_array`` layer of plain
+    getter tasks without a lock (how :func:`gpueval.io.arrays.open_volume` builds its
+    arrays), else ``None``.
+
+    Why: slicing such a dask array and computing it reads every dask chunk the region
+    touches **whole** (dask 2026.8 does not fuse the slice into the getter of an inlined
+    storage array), then cuts the region out — a 259³ block region of a 512³ source in
+    256×512×512 dask chunks read all of it, once per block. The getter itself reads
+    ``storage[region]``: asking the storage for the region is what it does, for exactly the
+    region (same values; a storage reader decodes only the chunks under it).
+    """
+    from dask._task_spec import DataNode, Task, TaskRef
+    from dask.array.core import getter, getter_inline, getter_nofancy
+
+    try:
+        layer = x.dask.layers[x.name]
+        task = layer[next(iter(layer))]
+        if not isinstance(task, Task) or task.func not in (getter, getter_nofancy,
+                                                           getter_inline):
+            return None
+        if task.kwargs.get("lock") or not task.args:
+            return None  # a locked storage (h5py) is read through dask and its lock
+        arr = task.args[0]
+        if isinstance(arr, TaskRef):  # from_array(inline_array=False): one node holds it
+            arr = x.dask[arr.key]
+        arr = arr.value if isinstance(arr, DataNode) else arr
+    except Exception:  # any other graph shape: read through dask
+        return None
+    if isinstance(arr, Task | np.ndarray) or not hasattr(arr, "__getitem__"):
+        return None  # a NumPy chunk, not a storage (from_array of NumPy inlines the chunks)
+    if tuple(getattr(arr, "shape", ())) != x.shape or \
+            np.dtype(getattr(arr, "dtype", None)) != x.dtype:
+        return None
+    return arr
+
+
+def _read(source: Opaque, storage: _Storage, key: tuple[slice, ...]) -> np.ndarray:
+    """``source.array[key]`` as a NumPy array: from the storage itself where there is one."""
+    if storage.array is not None:
+        return np.asarray(storage.array[key])
     # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
-    region = source.array[tuple(slice(a, b) for a, b in read)].compute(scheduler=dask.get)
+    return np.asarray(source.array[key].compute(scheduler=dask.get))
+
+
+@timed("read")
+def _source_floor(source: Opaque, storage: _Storage) -> Any:
+    """skimage's clip floor of a semantic source: its minimum, NaN ignored (``np.nanmin``).
+
+    Only a positive minimum is ever used (see :func:`rescale`), so the source is read piece by
+    piece — a :data:`FLOOR_PROBE`³ corner, then its chunks in C order — and the first piece
+    whose minimum is ≤ 0 ends the search: a label with background anywhere near the start
+    reads one piece, not the whole source (a 512³ bool label: ~0.6 CPU-s of decoding before
+    any block could start). A source with no voxel ≤ 0 is read whole, as before; the value is
+    then the minimum of the pieces' minima, exact. All NaN: NaN (no clip).
+    """
+    x = source.array
+    corner = tuple(slice(0, min(int(n), FLOOR_PROBE)) for n in x.shape)
+    pieces = itertools.chain([corner], (
+        tuple(slice(a, a + c) for a, c in zip(starts, sizes, strict=True))
+        for starts, sizes in zip(itertools.product(*(np.cumsum((0, *c[:-1])) for c in x.chunks)),
+                                 itertools.product(*x.chunks), strict=True)))
+    lowest = None
+    for key in pieces:
+        part = _read(source, storage, key)
+        if part.size == 0:
+            continue
+        low = np.fmin.reduce(part, axis=None)  # NaN only where the whole piece is NaN
+        if low != low:
+            continue
+        lowest = low if lowest is None or low < lowest else lowest
+        if not lowest > 0:
+            break
+    return x.dtype.type(np.nan) if lowest is None else lowest
+
+
+def _rescale_reading(source: Opaque, storage: _Storage, read: tuple[tuple[int, int], ...],
+                     pad, local, frac, sigma, instance: bool, threshold: float,
+                     floor: Any) -> np.ndarray:
+    """One output block of :func:`rescale`: reads its source region ``read`` (``(start,
+    stop)`` per axis) of the array ``source`` holds (from ``storage`` where there is one,
+    :func:`_storage_of`), then :func:`_rescale_block`."""
+    t0 = time.perf_counter()
+    region = _read(source, storage, tuple(slice(a, b) for a, b in read))
     t1 = time.perf_counter()
     out = _rescale_block(region, pad, local, frac, sigma, instance, threshold, floor)
     record_stage("read", t1 - t0)
@@ -511,18 +610,93 @@ _rescale_reading._gpueval_stage = "kernel"  # type: ignore[attr-defined]  # time
 
 def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
                    threshold: float, floor: Any) -> np.ndarray:
-    """One output block of :func:`rescale` from its zero-padded source region."""
-    src = np.pad(np.asarray(region), pad) if any(p != (0, 0) for p in pad) else \
-        np.asarray(region)
+    """One output block of :func:`rescale` from its zero-padded source region.
+
+    The arithmetic is the one the module reproduces from skimage (see :func:`rescale`), voxel
+    for voxel; only how it is carried out changed (issue #18, session 10): nearest-neighbour
+    ids are gathered by slices where the taps step regularly (``np.take`` elsewhere) instead
+    of one ``np.ix_`` gather; the anti-aliasing Gaussian of a 3-D block is SciPy's
+    ``gaussian_filter`` pass for pass (same taps, same float64 sums, same rounding) compiled by
+    Numba, reading the source dtype itself; and the linear blend is one Numba kernel that sums
+    the 2ᴺ corner products ``((v·w₀)·w₁)·w₂`` of each voxel in C order in float64, rounds to
+    the working dtype, clips and thresholds, instead of 2ᴺ whole-block float64 gathers and
+    products. Not separable: blending one axis at a time rounds other sums, which flips
+    voxels at the threshold (see ``tests/test_rescale_block_h10r.py``).
+    """
+    region = np.asarray(region)
+    reach = 0 if instance else 1  # a linear tap reads the next voxel too
+    before = [int(a) for a, _ in pad]
+    if all(int(i.min()) >= b and int(i.max()) + reach - b < n
+           for i, b, n in zip(local, before, region.shape, strict=True)):
+        # every tap lies inside the region: no padded copy (the Gaussian of the region equals
+        # the padded one's there: its mode="constant" extends the region by the same zeros)
+        src, local = region, tuple(i - b for i, b in zip(local, before, strict=True))
+    else:
+        src = np.pad(region, pad) if any(p != (0, 0) for p in pad) else region
     if instance:
-        return src[np.ix_(*local)]
+        return _gather(src, local)
     work = np.float32 if src.dtype.kind == "b" or src.dtype.itemsize <= 4 and \
         src.dtype.kind == "f" else np.float64
-    img = src.astype(work)
     if any(sd > 1e-15 for sd in sigma):
-        from scipy.ndimage import gaussian_filter
+        if src.ndim == 3 and src.dtype in _LINEAR_RAW:
+            from gpueval.kernels.rescale_nogil import gaussian_filter_3d
 
-        img = gaussian_filter(img, sigma, mode="constant", cval=0.0, truncate=4.0)
+            img = gaussian_filter_3d(src, sigma, work, truncate=4.0)  # SciPy's, bit for bit
+        else:
+            from scipy.ndimage import gaussian_filter
+
+            img = gaussian_filter(src.astype(work), sigma, mode="constant", cval=0.0,
+                                  truncate=4.0)
+    elif src.dtype in _LINEAR_RAW and src.ndim in (2, 3):
+        img = src  # the kernel converts each value read (exactly, as astype would)
+    else:
+        img = src.astype(work)
+    # numpy compares a float32 array with a Python float in float32 (NEP 50), with a NumPy
+    # float64 in float64: the kernel compares in float64 against the threshold so rounded
+    cmp = np.result_type(np.empty(0, work), threshold)
+    limit = float(cmp.type(threshold))
+    clip = floor is not None and floor > 0  # skimage clips to the source range (see rescale)
+    floor_value = float(work(floor)) if clip else 0.0
+    if img.ndim not in (2, 3):  # CellMap is 3-D; other ranks keep the whole-block formula
+        return _linear_numpy(img, local, frac, work, clip, floor_value) > limit
+    idx = tuple(np.ascontiguousarray(i, dtype=np.intp) for i in local)
+    w_hi = tuple(np.ascontiguousarray(f, dtype=np.float64) for f in frac)
+    w_lo = tuple(1.0 - f for f in w_hi)
+    out = np.empty(tuple(len(i) for i in idx), bool)
+    from gpueval.kernels.rescale_nogil import linear_2d, linear_3d  # Numba: imported late
+
+    kernel = linear_3d if img.ndim == 3 else linear_2d
+    kernel(img, *idx, *w_lo, *w_hi, work is np.float32, clip, floor_value, limit, out)
+    return out
+
+
+#: Source dtypes the linear kernels read as they are (others are converted to the working
+#: dtype first): bool and uint8 masks, float probabilities.
+_LINEAR_RAW = frozenset(np.dtype(t) for t in (bool, np.uint8, np.float32, np.float64))
+
+
+def _gather(src: np.ndarray, local: Sequence[np.ndarray]) -> np.ndarray:
+    """``src[np.ix_(*local)]`` (nearest-neighbour taps), one axis at a time: a regular step
+    is a slice (a view), any other pattern ``np.take``; copies only what is kept."""
+    out = src
+    for ax, idx in enumerate(local):
+        idx = np.asarray(idx, dtype=np.intp)
+        step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
+        if step >= 1 and (len(idx) < 3 or bool(np.all(np.diff(idx) == step))):
+            key = [slice(None)] * src.ndim
+            key[ax] = slice(int(idx[0]), int(idx[-1]) + 1, step)
+            out = out[tuple(key)]
+        else:
+            out = np.take(out, idx, axis=ax)
+    out = np.ascontiguousarray(out)
+    # all-step-1 slices would hand back the region itself (a caller's array): never a view
+    return out.copy() if np.may_share_memory(out, src) else out
+
+
+def _linear_numpy(img: np.ndarray, local, frac, work, clip: bool,
+                  floor_value: float) -> np.ndarray:
+    """The whole-block linear blend (any rank): 2ᴺ gathered corners, products and sums in
+    float64, C order, rounded to ``work`` and clipped (what the kernels do voxel by voxel)."""
     out = np.zeros(tuple(len(i) for i in local), np.float64)
     for corner in itertools.product((0, 1), repeat=img.ndim):
         v = img[np.ix_(*(i + c for i, c in zip(local, corner, strict=True)))].astype(np.float64)
@@ -533,6 +707,6 @@ def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
             v = v * w.reshape(shape)
         out = out + v
     out = out.astype(work)
-    if floor is not None and floor > 0:  # skimage clips to the source range (see rescale)
-        np.maximum(out, work(floor), out=out)
-    return out > threshold
+    if clip:
+        np.maximum(out, work(floor_value), out=out)
+    return out
