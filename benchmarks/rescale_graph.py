@@ -39,7 +39,7 @@ load average before each run.
 Children run in DIR (``python -c`` puts the working folder first on ``sys.path``).
 Compile the trees' bytecode first (``python -m compileall -q TREE/gpueval``).
 Usage: ``python benchmarks/rescale_graph.py build /tmp/h9r 3 /tmp/base $PWD``,
-``SIDE=256 python benchmarks/rescale_graph.py score /tmp/h10r256 3 /tmp/base $PWD``,
+``SIDE=256 python benchmarks/rescale_graph.py score /tmp/rescale256 3 /tmp/base $PWD``,
 ``python benchmarks/rescale_graph.py blocks 3 /tmp/base $PWD``.
 """
 

@@ -58,6 +58,9 @@ LAZY_ALLOWED = {
     ("gpueval.kernels.distance", "gpueval.kernels.edt_nogil"): "the GIL-free pair kernel "
         "imports Numba (~0.15 s): only a CPU Hausdorff of a pair pays for it, not every "
         "importer of kernels.distance (union boxes, the GPU path, the sparse k-d tree)",
+    ("gpueval.io.align", "gpueval.kernels.rescale_nogil"): "the resampling kernels import "
+        "Numba (~0.15 s): only a label at another voxel size than its crop pays for it, not "
+        "every CellMap score that aligns a label to its crop",
 }
 
 

@@ -621,7 +621,7 @@ def _rescale_block(region: np.ndarray, pad, local, frac, sigma, instance: bool,
     the 2ᴺ corner products ``((v·w₀)·w₁)·w₂`` of each voxel in C order in float64, rounds to
     the working dtype, clips and thresholds, instead of 2ᴺ whole-block float64 gathers and
     products. Not separable: blending one axis at a time rounds other sums, which flips
-    voxels at the threshold (see ``tests/test_rescale_block_h10r.py``).
+    voxels at the threshold (see ``tests/test_rescale_block.py``).
     """
     region = np.asarray(region)
     reach = 0 if instance else 1  # a linear tap reads the next voxel too

@@ -9,7 +9,7 @@ These kernels do exactly that per voxel (compiled without fastmath: no reassocia
 multiply-add), then skimage's clip to a positive source minimum and CellMap's threshold, so no
 float64 array of the block is ever made. Not separable (one axis at a time): that rounds other
 partial sums and flips voxels at the threshold (counterexample in
-``tests/test_rescale_block_h10r.py``).
+``tests/test_rescale_block.py``).
 
 **Anti-aliasing Gaussian** (:func:`gaussian_filter_3d`): SciPy's ``gaussian_filter`` pass for
 pass, reading the source dtype (bool, uint8) without a converted copy. SciPy's own releases the
