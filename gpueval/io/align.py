@@ -57,13 +57,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
 from gpueval.engine import Opaque, TaskGraph, TaskRef, record_stage, timed
 from gpueval.errors import Rejected
+from gpueval.io.arrays import read_region
+from gpueval.io.arrays import storage_of as _storage_of
 from gpueval.limits import Limits, resolve
 
 NO_VOXEL_SIZE_SCORE = 1e18
@@ -514,49 +515,11 @@ class _Storage:
         return ("gpueval-rescale-storage", id(self.array))
 
 
-def _storage_of(x: da.Array) -> Any:
-    """The storage array-like behind ``x`` when ``x`` is one ``da.from_array`` layer of plain
-    getter tasks without a lock (how :func:`gpueval.io.arrays.open_volume` builds its
-    arrays), else ``None``.
-
-    Why: slicing such a dask array and computing it reads every dask chunk the region
-    touches **whole** (dask 2026.8 does not fuse the slice into the getter of an inlined
-    storage array), then cuts the region out — a 259³ block region of a 512³ source in
-    256×512×512 dask chunks read all of it, once per block. The getter itself reads
-    ``storage[region]``: asking the storage for the region is what it does, for exactly the
-    region (same values; a storage reader decodes only the chunks under it).
-    """
-    from dask._task_spec import DataNode, Task, TaskRef
-    from dask.array.core import getter, getter_inline, getter_nofancy
-
-    try:
-        layer = x.dask.layers[x.name]
-        task = layer[next(iter(layer))]
-        if not isinstance(task, Task) or task.func not in (getter, getter_nofancy,
-                                                           getter_inline):
-            return None
-        if task.kwargs.get("lock") or not task.args:
-            return None  # a locked storage (h5py) is read through dask and its lock
-        arr = task.args[0]
-        if isinstance(arr, TaskRef):  # from_array(inline_array=False): one node holds it
-            arr = x.dask[arr.key]
-        arr = arr.value if isinstance(arr, DataNode) else arr
-    except Exception:  # any other graph shape: read through dask
-        return None
-    if isinstance(arr, Task | np.ndarray) or not hasattr(arr, "__getitem__"):
-        return None  # a NumPy chunk, not a storage (from_array of NumPy inlines the chunks)
-    if tuple(getattr(arr, "shape", ())) != x.shape or \
-            np.dtype(getattr(arr, "dtype", None)) != x.dtype:
-        return None
-    return arr
-
-
 def _read(source: Opaque, storage: _Storage, key: tuple[slice, ...]) -> np.ndarray:
     """``source.array[key]`` as a NumPy array: from the storage itself where there is one."""
-    if storage.array is not None:
+    if storage.array is not None:  # looked up once per graph (read_region looks each time)
         return np.asarray(storage.array[key])
-    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
-    return np.asarray(source.array[key].compute(scheduler=dask.get))
+    return read_region(source.array, key)
 
 
 @timed("read")

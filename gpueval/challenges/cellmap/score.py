@@ -52,7 +52,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
@@ -84,6 +83,7 @@ from gpueval.challenges.cellmap.warnings import label_warnings, submission_warni
 from gpueval.config import apply_variant
 from gpueval.errors import Rejected, TruthError
 from gpueval.io.align import Grid, translation_offset
+from gpueval.io.arrays import read_region
 from gpueval.kernels import throughput_carry
 from gpueval.limits import Limits, use_limits
 from gpueval.result import Result
@@ -296,8 +296,9 @@ def _missing_chunks(gt: da.Array, sources: list[Path], finals: list[da.Array]):
         return None, None
     first = np.argwhere(missing)[0]
     voxel = tuple(int(sum(c[:i])) for c, i in zip(gt.chunks, first, strict=True))
-    # dask.get, not "sync": a scheduler name makes dask import distributed (~0.1 s)
-    fills = tuple(np.asarray(f[voxel].compute(scheduler=dask.get)) for f in finals)
+    # read_region: a plain stored array is asked for the voxel alone; a derived one is
+    # computed through dask on this thread
+    fills = tuple(read_region(f, voxel) for f in finals)
     return missing, fills
 
 
