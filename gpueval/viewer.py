@@ -207,7 +207,10 @@ SPLIT, MERGE = 3, 4
 
 class LazyChunks:
     """What neuroglancer's ``LocalVolume`` indexes: each request reads only the chunks it
-    covers from the files (``volume[slices]`` → a NumPy array), never the whole volume."""
+    covers from the files (``volume[slices]`` → a NumPy array), never the whole volume.
+    A volume opened by :func:`~gpueval.io.arrays.open_volume` is read through
+    :func:`~gpueval.io.arrays.read_region`: only the storage chunks under the request are
+    decoded, not the larger dask chunks around them."""
 
     def __init__(self, data: Any):
         self.data = data
@@ -216,6 +219,10 @@ class LazyChunks:
         self.ndim = len(self.shape)
 
     def __getitem__(self, index: Any) -> np.ndarray:
+        from gpueval.io.arrays import read_region  # noqa: PLC0415 - viewer runs only
+
+        if isinstance(index, tuple) and hasattr(self.data, "dask"):
+            return read_region(self.data, index)
         part = self.data[index]
         return np.asarray(part.compute(scheduler="sync") if hasattr(part, "compute") else part)
 

@@ -219,3 +219,27 @@ def test_xpress_view_shows_the_volume_and_skeleton_nodes(tmp_path):
     # node positions (x, y, z nm) become (z, y, x) voxels of the submission's grid
     want = (z["node_position_xyz"][:, ::-1] - z["offset"]) / z["voxel_size"]
     np.testing.assert_allclose(vols["points"], want)
+
+
+def test_view_requests_decode_only_the_storage_chunks_under_them(tmp_path):
+    import collections
+
+    import zarr
+
+    from gpueval.io.arrays import observe_chunk_reads, open_volume
+
+    data = np.arange(16 ** 3, dtype=np.uint32).reshape(16, 16, 16)
+    a = zarr.create_array(str(tmp_path / "v.zarr"), shape=data.shape, chunks=(4, 4, 4),
+                          dtype=data.dtype, zarr_format=2, fill_value=0)
+    a[:] = data
+    vol = open_volume(tmp_path / "v.zarr")
+    assert vol.data.numblocks == (1, 1, 1)  # one dask chunk holds all 64 storage chunks
+    lazy = viewer.LazyChunks(vol.data)
+    seen: collections.Counter = collections.Counter()
+    with observe_chunk_reads(lambda path, key, _n: seen.update([key])):
+        got = lazy[np.s_[2:6, 0:4, 12:16]]
+    np.testing.assert_array_equal(got, data[2:6, 0:4, 12:16])
+    assert sum(seen.values()) == 2 and max(seen.values()) == 1  # z chunks 0 and 1, once each
+    # a derived array (the errors layer) still goes through dask, with the same values
+    twice = viewer.LazyChunks(vol.data * 2)
+    np.testing.assert_array_equal(twice[np.s_[0:3, 5:9, 1:2]], 2 * data[0:3, 5:9, 1:2])
