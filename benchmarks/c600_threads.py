@@ -16,6 +16,7 @@ Usage: ``PYTHONPATH=$PWD python benchmarks/c600_threads.py OUT.json [ROUNDS] [LA
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -71,6 +72,7 @@ def run(threads: int, labeller: str) -> dict:
     clock = _TaskClock()
     saved = components.cc_nogil, components._label_task
     components.cc_nogil, components._label_task = LABELLERS[labeller], clock
+    gc.collect()  # as c600_threads_ab.py: no collection carried over from the last run
     c0 = time.process_time()
     try:
         with use_limits(Limits(threads=threads)):

@@ -16,11 +16,19 @@ runs one 1-thread and one 2-thread score to warm up (Numba caches, the first use
 thread), then ``ROUNDS`` pairs; it prints one JSON line per pair: wall seconds, process user
 and system CPU seconds of each run, ``t1 / (2 t2)``, the scores and the load average.
 
+A full garbage collection (~40 ms here: every object of the imported modules is scanned)
+falls in every other score, so with runs alternating 1, 2, 1, 2 threads it fell in the
+1-thread run every time (session 11: ``gc.callbacks`` showed one in each ``t1``, none in any
+``t2``; in the order 2, 1 it moved to ``t2``), ~2 points of efficiency either way. Each run
+therefore starts after ``gc.collect()``, outside its timing, so whether a collection falls in
+a run depends on that run's own allocations.
+
 Usage: ``PYTHONPATH=$PWD python benchmarks/c600_threads_ab.py TAG [ROUNDS] [CROP]``
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -37,6 +45,7 @@ def _score(crop: str, threads: int) -> tuple[float, float, float, dict]:
     from gpueval.limits import Limits, use_limits
 
     gt, pred = (_open_label(f"{crop}/{name}", 256) for name in ("gt", "pred"))
+    gc.collect()  # every run starts with empty GC generations (see the module text)
     with use_limits(Limits(threads=threads)):
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
