@@ -7,7 +7,9 @@ itself checked against skimage's one-shot ``rescale``, as ``tests/test_align.py`
 ``tests/test_rescale_graph.py`` still do). Every block a random ``rescale`` computes (random
 shapes, ratios that shrink, grow, are not integers or differ per axis, source dtypes and
 chunkings) is computed by both and compared; so are blocks with adversarial arguments
-(any tap pattern, any weights, NaN and infinities)."""
+(any tap pattern, any weights, NaN and infinities). Its 2ᴺ-corner blend is
+``align._linear_numpy``, which align still runs for ranks other than 2 and 3: there the blend
+is compared with itself, and skimage is the check."""
 
 from __future__ import annotations
 
@@ -45,18 +47,10 @@ def _old_formula(region, pad, local, frac, sigma, instance, threshold, floor, va
         from scipy.ndimage import gaussian_filter
 
         img = gaussian_filter(img, sigma, mode="constant", cval=0.0, truncate=4.0)
-    out = np.zeros(tuple(len(i) for i in local), np.float64)
-    for corner in itertools.product((0, 1), repeat=img.ndim):
-        v = img[np.ix_(*(i + c for i, c in zip(local, corner, strict=True)))].astype(np.float64)
-        for ax, c in enumerate(corner):
-            w = frac[ax] if c else 1.0 - frac[ax]
-            shape = [1] * img.ndim
-            shape[ax] = -1
-            v = v * w.reshape(shape)
-        out = out + v
-    out = out.astype(work)
-    if floor is not None and floor > 0:
-        np.maximum(out, work(floor), out=out)
+    # the 2ᴺ-corner blend is the one align keeps for ranks other than 2 and 3 (itself checked
+    # against skimage by tests/test_align.py and tests/test_rescale_graph.py)
+    clip = floor is not None and floor > 0
+    out = align._linear_numpy(img, local, frac, work, clip, floor if clip else 0.0)
     return out if values else out > threshold
 
 
