@@ -261,3 +261,27 @@ def test_instance_graph_build_never_culls_per_call(monkeypatch):
     chunked = score_instance(g, p, (8.0,) * 3, CONSTS)
     assert {k: chunked[k] for k in ("tp", "fp", "fn", "hausdorff_norm_sum")} == \
         {k: whole[k] for k in ("tp", "fp", "fn", "hausdorff_norm_sum")}
+
+
+def test_serial_step_holds_off_the_garbage_collector_and_restores_it():
+    import gc
+
+    from gpueval.engine import serial_step
+
+    @serial_step
+    def step(fail=False):
+        if fail:
+            raise RuntimeError("boom")
+        return gc.isenabled()
+
+    assert gc.isenabled()
+    assert step() is False and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        step(fail=True)
+    assert gc.isenabled()  # restored on an exception too
+    gc.disable()
+    try:
+        assert step() is False
+        assert not gc.isenabled()  # a collector disabled before stays disabled
+    finally:
+        gc.enable()

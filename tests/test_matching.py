@@ -131,3 +131,38 @@ def test_sparse_solver_same_cost_as_dense(pairs):
     sparse = match_max_total_iou(g, p, iou, dense_limit=0)
     assert len(set(sparse[1].tolist())) == len(sparse[1])
     assert cost(*sparse) == cost(*dense)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30),
+                          st.floats(1e-7, 1.0)), min_size=1, max_size=30,
+                unique_by=lambda t: (t[0], t[1])))
+def test_isolated_pairs_match_as_the_solver_matches_them(pairs):
+    """A pair alone in its component is matched without the solver: the same matching as
+    when every component goes through it (IoU down to 1e-7, where the arc costs S)."""
+    from gpueval.metrics import matching
+
+    g = np.array([a for a, _, _ in pairs])
+    p = np.array([b for _, b, _ in pairs]) + 100
+    iou = np.array([x for _, _, x in pairs])
+    fast = match_max_total_iou(g, p, iou)
+    alone = matching._isolated_pairs(g, p)
+    real = matching._isolated_pairs
+    matching._isolated_pairs = lambda a, b: np.zeros(len(a), bool)
+    try:
+        solved = match_max_total_iou(g, p, iou)
+    finally:
+        matching._isolated_pairs = real
+    np.testing.assert_array_equal(fast[0], solved[0])
+    np.testing.assert_array_equal(fast[1], solved[1])
+    by_gt = dict(zip(fast[0].tolist(), fast[1].tolist(), strict=True))
+    for a, b in zip(g[alone].tolist(), p[alone].tolist(), strict=True):
+        assert by_gt[a] == b  # every isolated pair is matched
+
+
+def test_isolated_pairs_are_those_sharing_no_id():
+    from gpueval.metrics.matching import _isolated_pairs
+
+    g = np.array([1, 2, 2, 3, 4])
+    p = np.array([10, 11, 12, 12, 13])
+    assert _isolated_pairs(g, p).tolist() == [True, False, False, False, True]

@@ -95,9 +95,16 @@ def match_max_total_iou(
         return np.empty(0, np.int64), np.empty(0, np.int64)
     costs = mcf_costs(iou, cost_scale)
     big_unmatched = int(cost_scale) + 1
-    out_g: list[np.ndarray] = []
-    out_p: list[np.ndarray] = []
-    for rows, cols, r_idx, c_idx, cost in _components(gt_ids, pred_ids, costs):
+    # a pair whose GT and prediction overlap nothing else is a component of its own, and
+    # its one overlap arc (cost ≤ S) beats "unmatched" (S + 1): matched, with no solver.
+    # Most components of a dense crop are such pairs (10⁴ per 1024³: ~0.1 s of serial
+    # Python when each went through the solver)
+    alone = _isolated_pairs(gt_ids, pred_ids)
+    out_g: list[np.ndarray] = [gt_ids[alone]]
+    out_p: list[np.ndarray] = [pred_ids[alone]]
+    rest = ~alone
+    for rows, cols, r_idx, c_idx, cost in _components(gt_ids[rest], pred_ids[rest],
+                                                       costs[rest]):
         n_r, n_c = len(rows), len(cols)
         if n_r * (n_c + n_r) <= dense_limit:
             dense = np.full((n_r, n_c + n_r), big_unmatched + 1, dtype=np.int64)
@@ -195,6 +202,14 @@ def _as_pairs(gt_ids, pred_ids, iou) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if not (len(g) == len(p) == len(v)):
         raise ValueError(f"pair arrays differ in length: {len(g)}, {len(p)}, {len(v)}")
     return g, p, v
+
+
+def _isolated_pairs(g: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Which pairs are alone in their component: their GT id and their prediction id each
+    occur in no other pair."""
+    _, g_inv, g_count = np.unique(g, return_inverse=True, return_counts=True)
+    _, p_inv, p_count = np.unique(p, return_inverse=True, return_counts=True)
+    return (g_count[g_inv.reshape(-1)] == 1) & (p_count[p_inv.reshape(-1)] == 1)
 
 
 def _components(g: np.ndarray, p: np.ndarray, costs: np.ndarray):

@@ -59,6 +59,7 @@ from gpueval.engine import (
     chunk_tasks,
     compute,
     record_stage,
+    serial_step,
     timed,
     tree_reduce,
 )
@@ -427,6 +428,7 @@ def _stats_chunk(slices, g, p, merged, shape, bounds):
     return table, chunk_region_stats(g, origin, shape), chunk_region_stats(pl, origin, shape)
 
 
+@serial_step
 def _plan_instance(reduced, merged, consts, shape, chunks, vs, n_buckets) -> dict[str, Any]:
     """Matching and counts from the reduced statistics, and the Hausdorff work plan."""
     table, boxes_g, boxes_p = reduced
@@ -549,16 +551,19 @@ def _hausdorff_groups(truth_ids, mg, mp, n_pred, vs, d_max, chunks, boxes_g: Reg
     part_lo = np.stack([a_lo, m_lo, f_lo], axis=1)[ks]
     part_hi = np.stack([a_hi, m_hi, f_hi], axis=1)[ks]
     part_volume = np.prod(np.maximum(part_hi - part_lo, 0), axis=2).sum(axis=1)
-    confined = (part_volume < CONFINED_SHARE * np.prod(hi[ks] - lo[ks], axis=1)).tolist()
-    part_lo, part_hi = part_lo.tolist(), part_hi.tolist()
+    few = np.flatnonzero(part_volume < CONFINED_SHARE * np.prod(hi[ks] - lo[ks], axis=1))
+    parts: list = [None] * len(ks)  # only the few confined pairs' boxes become Python lists
+    for at, p_lo, p_hi in zip(few.tolist(), part_lo[few].tolist(), part_hi[few].tolist(),
+                              strict=True):
+        parts[at] = _part_boxes(p_lo, p_hi)
     # one tolist per array, not per instance
-    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb, p_lo, p_hi, few in zip(
+    for k, tk, mk, free, lo_k, hi_k, first_k, last_k, na, nb, part in zip(
             ks.tolist(), t[ks].tolist(), m[ks].tolist(), t_free[ks].tolist(),
             lo[ks].tolist(), hi[ks].tolist(), first[ks].tolist(), last[ks].tolist(),
-            n_a[ks].tolist(), n_b[ks].tolist(), part_lo, part_hi, confined, strict=True):
+            n_a[ks].tolist(), n_b[ks].tolist(), parts, strict=True):
         key = tuple(zip(first_k, last_k, strict=True))
         groups.setdefault(key, []).append((k, tk, mk, free, tuple(lo_k), tuple(hi_k),
-                                           (na, nb), _part_boxes(p_lo, p_hi) if few else None))
+                                           (na, nb), part))
     return groups
 
 
