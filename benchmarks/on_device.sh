@@ -5,7 +5,8 @@
 # `issue18` answers issue 18's last open goal, CPU scaling on the device host's 16 cores (<= 8
 # minutes, no GPU used): `cellmap_dense` 1024³ at 1 thread / all threads / one process per core
 # in one record (`efficiency` of threads and processes), then `cellmap_600` at 1 thread and at
-# all threads (`DASK_NUM_WORKERS`), three alternating rounds, one JSON line per run.
+# all threads (`DASK_NUM_WORKERS`), three alternating rounds, one JSON line per run, and
+# `benchmarks/scaling_bound.py cellmap_600` (the bound its task graph allows on P cores).
 #
 # `issue20` answers issue 20's device questions in <= 8 minutes (steps of
 # benchmarks/issue20_probe.py, each under its own timeout, each writing $OUT/issue20-STEP.json and
@@ -134,6 +135,12 @@ run_issue18() {
                 --scale 1 | tail -1 >> "$OUT/issue18-c600-threads$t.jsonl"
         done
     done
+    # the efficiency cellmap_600's task graph allows on this host's cores (one-thread task
+    # times replayed on P simulated workers): what the measured rounds above are held to
+    echo "== issue18 cellmap_600 graph bound (t=$((SECONDS - START)) s)"
+    PYTHONPATH=${PYTHONPATH:-$PWD} timeout 120 python3 benchmarks/scaling_bound.py cellmap_600 \
+        --data /tmp/c600 \
+        --out "$OUT/issue18-bound-c600.json" > "$OUT/issue18-bound-c600.txt" 2>&1
     echo "== issue18 cellmap_dense 1024³ (t=$((SECONDS - START)) s)"
     timeout 360 python3 -m gpueval.bench cellmap_dense --device cpu --scale 1 2>&1 \
         | tail -1 >> "$OUT/issue18-cellmap_dense.jsonl"
