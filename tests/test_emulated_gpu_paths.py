@@ -315,3 +315,46 @@ def test_label_surfaces_twin_budget(cp, dtype, labels):
         np.testing.assert_array_equal(host[lab].coords, dev[lab].coords)
         np.testing.assert_array_equal(host[lab].codes, dev[lab].codes)
     assert c.syncs <= 4 and c.d2h == 1
+
+
+def test_cellmap_instance_chunks_use_the_fused_statistics_on_the_device(cp, monkeypatch):
+    """The GPU path of a CellMap instance score takes each chunk's pair counts and both
+    region statistics from one fused call on device arrays (≤ 4 waits a chunk), and scores
+    as the CPU path does."""
+    import dask.array as da
+
+    from gpueval.backend import is_cupy
+    from gpueval.bench.cellmap import CONSTS
+    from gpueval.challenges.cellmap import scoring_2026
+    from gpueval.limits import Limits, use_limits
+
+    rng = np.random.default_rng(8)
+    cells = np.arange(1, 4 * 6 * 8 + 1, dtype=np.uint32).reshape(4, 6, 8)
+    cells[rng.random(cells.shape) < 0.3] = 0  # background between the objects
+    g = np.kron(cells, np.ones((4, 4, 4), np.uint32))  # 4³ cubes, one id each
+    p = np.roll(g, 1, axis=2)  # shifted objects: partial overlaps across chunk borders
+    p[np.isin(p, [5, 6, 7])] = 0  # misses
+    p[10:14, 2:6, 20:28] = 999  # an extra object over truth and background
+    chunks = (8, 12, 16)
+    waits = []
+    fused = scoring_2026.chunk_statistics
+
+    def counted(a, b, origin, shape):
+        assert is_cupy(a) and is_cupy(b)  # on the device
+        with fake_cupy.counting() as c:
+            out = fused(a, b, origin, shape)
+        waits.append(c.syncs)
+        return out
+
+    monkeypatch.setattr(scoring_2026, "chunk_statistics", counted)
+    with use_limits(Limits(threads=1)):
+        cpu = scoring_2026.score_instance(da.from_array(g, chunks=chunks),
+                                          da.from_array(p, chunks=chunks), (8.0,) * 3,
+                                          CONSTS, device="cpu")
+        assert waits == []  # the CPU path works from its carried labels instead
+        gpu = scoring_2026.score_instance(da.from_array(g, chunks=chunks),
+                                          da.from_array(p, chunks=chunks), (8.0,) * 3,
+                                          CONSTS, device="gpu")
+    assert len(waits) == 8 and max(waits) <= 4
+    cpu.pop("_detail", None), gpu.pop("_detail", None)
+    assert gpu == cpu and cpu["tp"] > 0 and cpu["fp"] + cpu["fn"] > 0

@@ -18,9 +18,9 @@ last axis once and derives all three tables from them:
 The CPU path simply calls the three CPU twins (each already one compiled pass). Results equal
 the separate twins bit for bit on both devices.
 
-Not yet called by the challenges (``challenges/`` belongs to another task): the CellMap
-instance statistics can replace ``contingency(gt, pred)`` + two ``chunk_region_stats`` with
-one ``chunk_statistics(gt, pred, origin, shape)``.
+Called by the CellMap instance statistics of a chunk on the GPU
+(:func:`gpueval.challenges.cellmap.scoring_2026._stats_chunk`; the CPU path works from the
+carried local labels instead).
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ from gpueval.kernels import components as cc
 from gpueval.kernels import throughput_carry
 from gpueval.kernels.distance import hausdorff_max, hausdorff_sparse
 from gpueval.kernels.edt_nogil import hausdorff_sq_in_boxes
+from gpueval.kernels.fused import chunk_statistics
 from gpueval.kernels.regions import RegionStats, chunk_region_stats
 from gpueval.kernels.stats import Contingency, contingency
 from gpueval.kernels.throughput_carry import store as carry_store
@@ -424,8 +425,10 @@ def _stats_chunk(slices, g, p, merged, shape, bounds):
                                                                         strict=True)),
         tuple(len(b) - 1 for b in bounds)))
     pl = cc.relabel_block(p, merged[0], index)
-    table = contingency(g, pl)  # on the device the chunk is on (CuPy twin on the GPU)
-    return table, chunk_region_stats(g, origin, shape), chunk_region_stats(pl, origin, shape)
+    # the pair counts and both region statistics from one compaction of the chunk's runs: on
+    # the GPU ≤ 4 waits instead of ~12 for the three twins (kernels/fused.py); on the CPU the
+    # same three calls as before
+    return chunk_statistics(g, pl, origin, shape)
 
 
 @serial_step
