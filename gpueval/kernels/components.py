@@ -55,8 +55,8 @@ from gpueval import engine
 from gpueval.backend import is_cupy, to_device, to_host
 from gpueval.engine import timed
 from gpueval.kernels import cc_nogil
+from gpueval.kernels.device import load_module
 from gpueval.kernels.throughput_carry import store as carry_store
-from gpueval.resources import cuda_source
 
 __all__ = ["ChunkedLabels", "connected_components", "label_chunked", "max_neighbour_order"]
 
@@ -623,10 +623,11 @@ _KERNELS: dict[str, Any] = {}
 
 
 def _cuda_kernels():
+    """The union-find kernels of ``kernels/cc_union_find.cu``: from its prebuilt fatbin when
+    one fits the device (no NVRTC compile on a fresh machine), else compiled from the source
+    (:func:`gpueval.kernels.device.load_module`)."""
     if not _KERNELS:
-        import cupy
-
-        mod = cupy.RawModule(code=cuda_source("cc_union_find.cu"))
+        mod = load_module("cc_union_find.cu")
         for name in ("cc_init", "cc_merge", "cc_compress"):
             _KERNELS[name] = mod.get_function(name)
     return _KERNELS
