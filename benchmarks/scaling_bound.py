@@ -4,7 +4,7 @@ measured on a 2-core machine).
 A score runs as a sequence of Dask graphs (each ``dask.threaded.get`` call is a barrier) with
 serial Python between them. This script runs the score once on **one thread**, recording
 every graph (its tasks, their dependencies and Dask's priorities) and every task's duration
-(Dask callbacks), and the serial time outside the tasks. It then replays each graph on P
+(Dask's ``Profiler``), and the serial time outside the tasks. It then replays each graph on P
 simulated workers the way the threaded scheduler runs it — a free worker takes the ready task
 of highest Dask priority — with the one-thread durations:
 
@@ -31,13 +31,12 @@ import argparse
 import heapq
 import json
 import os
-import threading
 import time
 
 import dask
 import dask.threaded
-from dask.callbacks import Callback
 from dask.core import get_deps
+from dask.diagnostics import Profiler
 from dask.order import order
 
 from gpueval.limits import Limits, use_limits
@@ -45,38 +44,22 @@ from gpueval.limits import Limits, use_limits
 PROCESSORS = (1, 2, 4, 8, 16, 32)
 
 
-class _Recorder(Callback):
-    """Each graph's tasks, dependencies, priorities and per-task durations."""
+class _Recorder:
+    """Each graph the threaded scheduler runs: its tasks' dependencies and Dask's
+    priorities (the per-task durations come from :class:`dask.diagnostics.Profiler`)."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.graphs: list[dict] = []
-        self._began: dict = {}
-        self._lock = threading.Lock()
 
     def wrap(self, get):
         def recorded_get(dsk, keys, **kwargs):
             # what the scheduler runs (an expression is materialised, as dask.local does)
-            tasks = dict(dsk.__dask_graph__()) if hasattr(dsk, "__dask_graph__") else dsk
-            dsk = tasks
-            deps, _ = get_deps(tasks)
-            graph = {"deps": deps, "priority": order(tasks), "seconds": {},
-                     "t0": time.perf_counter()}
-            self.graphs.append(graph)
-            try:
-                return get(dsk, keys, **kwargs)
-            finally:
-                graph["t1"] = time.perf_counter()
+            if hasattr(dsk, "__dask_graph__"):
+                dsk = dict(dsk.__dask_graph__())
+            deps, _ = get_deps(dsk)
+            self.graphs.append({"deps": deps, "priority": order(dsk)})
+            return get(dsk, keys, **kwargs)
         return recorded_get
-
-    def _pretask(self, key, dsk, state):
-        with self._lock:
-            self._began[key] = time.perf_counter()
-
-    def _posttask(self, key, result, dsk, state, worker_id):
-        end = time.perf_counter()
-        with self._lock:
-            self.graphs[-1]["seconds"][key] = end - self._began.pop(key)
 
 
 def makespan(graph: dict, workers: int) -> float:
@@ -167,13 +150,15 @@ def main() -> None:
         real_get = dask.threaded.get
         dask.threaded.get = rec.wrap(real_get)
         try:
-            with rec:
+            with Profiler() as prof:
                 t0 = time.perf_counter()
                 result = run()
                 total = time.perf_counter() - t0
         finally:
             dask.threaded.get = real_get
-    in_graphs = sum(g["t1"] - g["t0"] for g in rec.graphs)
+    durations = {r.key: r.end_time - r.start_time for r in prof.results}
+    for g in rec.graphs:
+        g["seconds"] = {k: durations[k] for k in g["deps"] if k in durations}
     task_sum = sum(sum(g["seconds"].values()) for g in rec.graphs)
     # serial: outside any graph, plus each graph's own scheduling time beyond its tasks
     serial = total - task_sum
@@ -185,7 +170,7 @@ def main() -> None:
                        sum(g["seconds"].values())) for g in rec.graphs), key=lambda r: -r[2])
     out = {"workload": workload, "chunk": args.chunk, "one_thread_seconds": total,
            "task_seconds": task_sum,
-           "serial_seconds": serial, "graph_seconds": in_graphs, "graphs": len(rec.graphs),
+           "serial_seconds": serial, "graphs": len(rec.graphs),
            "heaviest_graphs_tasks_longest_sum": largest[:6], "bound": bound,
            "result": {k: result[k] for k in ("tp", "fp", "fn", "hausdorff_norm_sum")},
            "cores": os.cpu_count(),
